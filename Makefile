@@ -1,0 +1,42 @@
+# nucleus — make help lists the targets.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TLA2TOOLS ?= $(wildcard /opt/tla/tla2tools.jar)
+TRACES_PER_SPEC ?= 60
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-fast verify traces lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: ## install system packages (as root, Debian) and a virtualenv with nucleus and its test tools
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    libseccomp2 iproute2 python3-venv >/dev/null; fi
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@echo "setup done: $(BIN)/nucleus"
+
+test: ## run the whole test suite (kernel tests need root)
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: ## only the pure tests (no kernel)
+	$(BIN)/python -m pytest -q tests/unit tests/model tests/replay
+
+verify: ## model-check every spec with Apalache (apalache-mc on PATH) or TLC (TLA2TOOLS=path/to/tla2tools.jar)
+	@$(BIN)/python -m nucleus.tla verify --tla2tools "$(TLA2TOOLS)"
+
+traces: ## regenerate traces/ from the specs with the model checker (TRACES_PER_SPEC=N)
+	@$(BIN)/python -m nucleus.tla traces --tla2tools "$(TLA2TOOLS)" --count $(TRACES_PER_SPEC)
+
+lint: ## ruff, and mypy --strict on spec and machines
+	$(BIN)/python -m ruff check nucleus tests
+	$(BIN)/python -m mypy --strict nucleus/spec nucleus/machines nucleus/vocab.py
+
+bench: ## benchmarks against the peers (see BENCHMARKS.md)
+	@echo "benchmarks are not built yet" >&2; exit 2
+
+clean: ## remove build and test leftovers
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,115 @@
+------------------------------- MODULE System -------------------------------
+(***************************************************************************)
+(* One container: the lifecycle, isolation, filesystem and security       *)
+(* machines composed, mirrored by nucleus/machines/system.py. Each step is *)
+(* one machine's step; the coupling lives in the guards below.            *)
+(***************************************************************************)
+EXTENDS Naturals, Sequences
+
+VARIABLES
+    \* @type: Str;
+    lc_status,
+    \* @type: Str;
+    lc_security,
+    \* @type: Bool;
+    lc_cleaned,
+    \* @type: Bool;
+    lc_removed,
+    \* @type: Bool;
+    iso_rootless,
+    \* @type: Str;
+    iso_phase,
+    \* @type: Int;
+    iso_done,
+    \* @type: Str;
+    fs_phase,
+    \* @type: Int;
+    fs_mounted,
+    \* @type: Int;
+    fs_total,
+    \* @type: Bool;
+    fs_allowChroot,
+    \* @type: Bool;
+    fs_chrooted,
+    \* @type: Bool;
+    sec_allowDegraded,
+    \* @type: Str;
+    sec_phase,
+    \* @type: Set(Str);
+    sec_applied,
+    \* @type: Set(Str);
+    sec_degraded,
+    \* @type: { m: Str, name: Str, arg: Str };
+    event
+
+LC == INSTANCE Lifecycle
+ISO == INSTANCE Isolation
+FS == INSTANCE Filesystem
+SEC == INSTANCE Security
+
+lc_vars == <<lc_status, lc_security, lc_cleaned, lc_removed>>
+iso_vars == <<iso_rootless, iso_phase, iso_done>>
+fs_vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted>>
+sec_vars == <<sec_allowDegraded, sec_phase, sec_applied, sec_degraded>>
+vars == <<lc_vars, iso_vars, fs_vars, sec_vars, event>>
+
+Ev(m, name, arg) == event' = [m |-> m, name |-> name, arg |-> arg]
+
+AnyFailed == "failed" \in {iso_phase, fs_phase, sec_phase}
+
+Init ==
+    /\ LC!LcInit /\ ISO!IsoInit /\ FS!FsInit /\ SEC!SecInit
+    /\ event = [m |-> "", name |-> "", arg |-> ""]
+
+(* Lifecycle steps, with the composition's guards. *)
+LcStep ==
+    /\ UNCHANGED <<iso_vars, fs_vars, sec_vars>>
+    /\ \/ LC!Create /\ Ev("lc", "Create", "")
+       \/ /\ sec_phase = "locked"
+          /\ LC!Prepared(SEC!Level) /\ Ev("lc", "Prepared", SEC!Level)
+       \/ AnyFailed /\ LC!SetupFailed /\ Ev("lc", "SetupFailed", "")
+       \/ LC!Start /\ Ev("lc", "Start", "")
+       \/ LC!Abort /\ Ev("lc", "Abort", "")
+       \/ LC!Exit /\ Ev("lc", "Exit", "")
+       \/ \E sig \in LC!ModelSignals : LC!Kill(sig) /\ Ev("lc", "Kill", sig)
+       \/ LC!CleanupDone /\ Ev("lc", "CleanupDone", "")
+       \/ LC!Remove /\ Ev("lc", "Remove", "")
+
+IsoStep ==
+    /\ UNCHANGED <<lc_vars, fs_vars, sec_vars>>
+    /\ \/ lc_status = "creating" /\ ISO!Begin /\ Ev("iso", "Begin", "")
+       \/ \E s \in ISO!StepNames : ISO!Done(s) /\ Ev("iso", "Done", s)
+       \/ \E s \in ISO!StepNames : ISO!Fail(s) /\ Ev("iso", "Fail", s)
+       \/ fs_phase = "sealed" /\ ISO!Resume /\ Ev("iso", "Resume", "")
+
+FsStep ==
+    /\ UNCHANGED <<lc_vars, iso_vars, sec_vars>>
+    /\ \/ ISO!HasDone("loopback") /\ FS!Begin /\ Ev("fs", "Begin", "")
+       \/ \E s \in FS!StepNames : FS!Done(s) /\ Ev("fs", "Done", s)
+       \/ \E s \in FS!StepNames : FS!Fail(s) /\ Ev("fs", "Fail", s)
+
+SecStep ==
+    /\ UNCHANGED <<lc_vars, iso_vars, fs_vars>>
+    /\ \/ iso_phase = "ready" /\ fs_phase = "sealed" /\ SEC!Begin /\ Ev("sec", "Begin", "")
+       \/ \E c \in SEC!Controls : SEC!Done(c) /\ Ev("sec", "Done", c)
+       \/ \E c \in SEC!Controls : SEC!Fail(c) /\ Ev("sec", "Fail", c)
+
+Next == LcStep \/ IsoStep \/ FsStep \/ SecStep
+
+Spec == Init /\ [][Next]_vars
+
+(* The composition's invariants (each machine's own hold too: see Inv). *)
+RunningRequiresIsolation ==
+    lc_status \in {"created", "running"} => (iso_phase = "ready" /\ fs_phase = "sealed")
+RunningRequiresSecurity == lc_status \in {"created", "running"} => sec_phase = "locked"
+LevelMatchesControls == lc_status \in {"created", "running"} => lc_security = SEC!Level
+UserNamespaceAfterSeal == (~iso_rootless /\ ISO!HasDone("enter_user")) => fs_phase = "sealed"
+FailureNeverRuns == AnyFailed => lc_status \in {"creating", "failed", "removed"}
+SecurityOnlyInside ==
+    sec_phase # "idle" => (iso_phase \in {"ready", "failed"} /\ fs_phase = "sealed")
+
+Inv ==
+    /\ LC!Inv /\ ISO!Inv /\ FS!Inv /\ SEC!Inv
+    /\ RunningRequiresIsolation /\ RunningRequiresSecurity /\ LevelMatchesControls
+    /\ UserNamespaceAfterSeal /\ FailureNeverRuns /\ SecurityOnlyInside
+=============================================================================

@@ -1,0 +1,3 @@
+from nucleus.cli.main import main
+
+main()

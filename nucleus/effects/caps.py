@@ -1,0 +1,76 @@
+"""Capabilities, no_new_privs and dumpability of the calling process."""
+
+from __future__ import annotations
+
+from nucleus.effects import sys as _sys
+
+CAP_LAST_CAP_PATH = "/proc/sys/kernel/cap_last_cap"
+
+_STATUS_HEX = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+_STATUS_DEC = ("NoNewPrivs", "Seccomp", "Seccomp_filters")
+
+
+def cap_last_cap() -> int:
+    """The highest capability number the running kernel knows."""
+    try:
+        with open(CAP_LAST_CAP_PATH, "rb") as f:
+            return int(f.read())
+    except OSError as e:
+        raise _sys.SyscallError("open", (repr(CAP_LAST_CAP_PATH),), e.errno) from e
+
+
+def drop_capabilities(keep: frozenset[int] = frozenset()) -> None:
+    """Drop every capability not in ``keep`` from all five sets of the calling thread.
+
+    Order matters: the bounding set is cut first (PR_CAPBSET_DROP needs CAP_SETPCAP in the
+    effective set), then the ambient set is cleared, then capset leaves inheritable empty and
+    permitted = effective = ``keep``. A capability already absent from the bounding set is not
+    dropped again, so a caller without CAP_SETPCAP succeeds when there is nothing left to drop.
+    """
+    last = cap_last_cap()
+    for cap in range(last + 1):
+        if cap in keep:
+            continue
+        if _sys.prctl(_sys.PR_CAPBSET_READ, cap):
+            _sys.prctl(_sys.PR_CAPBSET_DROP, cap)
+    _sys.prctl(_sys.PR_CAP_AMBIENT, _sys.PR_CAP_AMBIENT_CLEAR_ALL)
+    mask = 0
+    for cap in keep:
+        mask |= 1 << cap
+    _sys.capset(effective=mask, permitted=mask, inheritable=0)
+
+
+def set_no_new_privs() -> None:
+    """PR_SET_NO_NEW_PRIVS: execve can no longer grant privileges (setuid bits, file caps).
+    It is inherited by children and cannot be unset."""
+    _sys.prctl(_sys.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def no_new_privs() -> bool:
+    """Whether no_new_privs is set on the calling thread."""
+    return _sys.prctl(_sys.PR_GET_NO_NEW_PRIVS) == 1
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """PR_SET_DUMPABLE: a non-dumpable process cannot be ptrace-attached and its /proc/<pid>
+    files are owned by root, so the workload cannot reach into the runtime's memory."""
+    _sys.prctl(_sys.PR_SET_DUMPABLE, 1 if dumpable else 0)
+
+
+def read_status_caps(pid: int | str = "self") -> dict[str, int]:
+    """The capability sets and confinement fields of /proc/<pid>/status as integers:
+    CapInh CapPrm CapEff CapBnd CapAmb (masks), NoNewPrivs, Seccomp (0 off, 1 strict, 2 filter)
+    and Seccomp_filters where the kernel reports it."""
+    path = f"/proc/{pid}/status"
+    out: dict[str, int] = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in _STATUS_HEX:
+                    out[key] = int(value, 16)
+                elif key in _STATUS_DEC:
+                    out[key] = int(value)
+    except OSError as e:
+        raise _sys.SyscallError("open", (repr(path),), e.errno) from e
+    return out

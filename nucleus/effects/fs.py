@@ -1,0 +1,229 @@
+"""Filesystem effects: one function per filesystem intent. They run inside the container's
+private mount namespace. Each does exactly what its intent says; errors are SyscallError/OSError
+naming the call and its arguments."""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import stat
+
+from nucleus import vocab as v
+from nucleus.effects import sys as k
+
+MS_FLAGS = {
+    "rdonly": k.MS_RDONLY, "nosuid": k.MS_NOSUID, "nodev": k.MS_NODEV, "noexec": k.MS_NOEXEC,
+    "relatime": k.MS_RELATIME, "noatime": k.MS_NOATIME, "strictatime": k.MS_STRICTATIME,
+}
+PROPAGATION = {"private": k.MS_PRIVATE, "slave": k.MS_SLAVE, "shared": k.MS_SHARED}
+
+
+def flags_of(names: tuple[str, ...]) -> int:
+    out = 0
+    for name in names:
+        out |= MS_FLAGS[name]
+    return out
+
+
+def set_propagation(op: v.SetPropagation) -> None:
+    k.mount(None, op.target, None, PROPAGATION[op.mode] | (k.MS_REC if op.recursive else 0))
+
+
+def mount_fs(op: v.MountFs) -> None:
+    os.makedirs(op.target, exist_ok=True)
+    k.mount(op.fstype, op.target, op.fstype, flags_of(op.flags), op.data or None)
+
+
+def _make_target(source: str, target: str) -> None:
+    """Create the mount point to match the source: a directory, or an empty file."""
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if not os.path.lexists(target):
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+
+
+def bind_mount(op: v.BindMount) -> None:
+    if op.optional and not os.path.exists(op.source):
+        return
+    _make_target(op.source, op.target)
+    k.mount(op.source, op.target, None, k.MS_BIND | (k.MS_REC if op.recursive else 0))
+    if op.flags:
+        # Flags of a bind mount change only on a remount; keep what the source mount locks in.
+        flags = flags_of(op.flags) | _locked_flags(op.target)
+        k.mount(None, op.target, None, k.MS_BIND | k.MS_REMOUNT | flags)
+
+
+def _locked_flags(path: str) -> int:
+    """The per-mount flags the kernel refuses to clear on a remount (see statvfs)."""
+    st = os.statvfs(path)
+    out = 0
+    for bit, flag in ((os.ST_NOSUID, k.MS_NOSUID), (os.ST_NODEV, k.MS_NODEV),
+                      (os.ST_NOEXEC, k.MS_NOEXEC), (os.ST_RDONLY, k.MS_RDONLY)):
+        if st.f_flag & bit:
+            out |= flag
+    if st.f_flag & os.ST_NOATIME:
+        out |= k.MS_NOATIME
+    elif st.f_flag & os.ST_RELATIME:
+        out |= k.MS_RELATIME
+    return out
+
+
+def remount_fs(op: v.RemountFs) -> None:
+    flags = k.MS_REMOUNT | flags_of(op.flags)
+    if op.bind:
+        flags |= k.MS_BIND | _locked_flags(op.target)
+    k.mount(None, op.target, None, flags)
+
+
+def make_dirs(op: v.MakeDirs) -> None:
+    for rel in op.paths:
+        path = os.path.join(op.root, rel)
+        os.makedirs(path, mode=op.mode, exist_ok=True)
+        if op.owner is not None:
+            os.chown(path, *op.owner)
+
+
+def make_symlinks(op: v.MakeSymlinks) -> None:
+    for rel, target in op.links:
+        path = os.path.join(op.root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.symlink(target, path)
+
+
+def write_file(op: v.WriteFile) -> None:
+    fd = os.open(op.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, op.mode)
+    try:
+        os.write(fd, op.content.encode())
+    finally:
+        os.close(fd)
+
+
+def _excluded(name: str, patterns: tuple[str, ...]) -> bool:
+    lowered = name.lower()
+    return any(
+        fnmatch.fnmatchcase(name, p) or (p.startswith("*") and fnmatch.fnmatchcase(lowered, p))
+        for p in patterns
+    )
+
+
+def copy_tree(op: v.CopyTree) -> None:
+    """Copy regular files, directories and symlinks; skip excluded names and special files.
+
+    Symlinks are copied as links (never followed), so a link in the context cannot pull a host
+    file into the container.
+    """
+    src_fd = os.open(op.source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _copy_dir(src_fd, op.target, op.exclude, op.owner)
+    finally:
+        os.close(src_fd)
+
+
+def _copy_dir(src_fd: int, dst: str, exclude: tuple[str, ...], owner: tuple[int, int] | None) -> None:
+    with os.scandir(src_fd) as entries:
+        items = list(entries)
+    for entry in items:
+        name = entry.name
+        if _excluded(name, exclude):
+            continue
+        st = entry.stat(follow_symlinks=False)
+        path = os.path.join(dst, name)
+        mode = stat.S_IMODE(st.st_mode) & 0o777  # never setuid/setgid/sticky
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(path, 0o700)
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
+            try:
+                _copy_dir(sub, path, exclude, owner)
+            finally:
+                os.close(sub)
+            os.chmod(path, mode | 0o700)
+        elif stat.S_ISREG(st.st_mode):
+            _copy_file(src_fd, name, path, mode)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src_fd), path)
+        else:
+            continue  # devices, sockets and FIFOs are not context
+        if owner is not None:
+            os.chown(path, *owner, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_file(src_dir_fd: int, name: str, dst: str, mode: int) -> None:
+    fin = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir_fd)
+    try:
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            size = os.fstat(fin).st_size
+            copied = 0
+            while copied < size:
+                try:
+                    n = os.copy_file_range(fin, fout, size - copied)
+                except OSError as e:
+                    if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    n = os.sendfile(fout, fin, None, size - copied)
+                if n == 0:
+                    break
+                copied += n
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def mask_paths(op: v.MaskPaths) -> None:
+    for rel in op.paths:
+        path = os.path.join(op.root, rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            k.mount("tmpfs", path, "tmpfs", k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC, "size=0,mode=0555")
+        else:
+            k.mount("/dev/null", path, None, k.MS_BIND)
+            k.mount(None, path, None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | _locked_flags(path))
+    for rel in op.readonly:
+        path = os.path.join(op.root, rel)
+        if not os.path.exists(path):
+            continue
+        k.mount(path, path, None, k.MS_BIND | k.MS_REC)
+        k.mount(None, path, None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | _locked_flags(path))
+
+
+def pivot_root(op: v.PivotRoot) -> None:
+    """Make op.new_root the root: pivot_root(".", ".") stacks the old root on top of the new one,
+    so no directory for the old root is needed inside the (read-only) new root."""
+    os.chdir(op.new_root)
+    k.pivot_root(".", ".")
+
+
+def detach_old_root(op: v.DetachOldRoot) -> None:  # noqa: ARG001
+    k.umount2(".", k.MNT_DETACH)
+    os.chdir("/")
+
+
+def chroot(op: v.Chroot) -> None:
+    os.chdir(op.new_root)
+    os.chroot(".")
+    os.chdir("/")
+
+
+EFFECTS = {
+    "SetPropagation": set_propagation,
+    "MountFs": mount_fs,
+    "BindMount": bind_mount,
+    "RemountFs": remount_fs,
+    "MakeDirs": make_dirs,
+    "MakeSymlinks": make_symlinks,
+    "WriteFile": write_file,
+    "CopyTree": copy_tree,
+    "MaskPaths": mask_paths,
+    "PivotRoot": pivot_root,
+    "DetachOldRoot": detach_old_root,
+    "Chroot": chroot,
+}

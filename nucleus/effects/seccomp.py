@@ -1,0 +1,366 @@
+"""Seccomp: compile an OCI profile to classic BPF, cache the program, load it.
+
+The hot path is a cache hit: the profile's key is hashed, ``<cache_dir>/<key>.bpf`` is read and
+checked, and the program is installed with one seccomp(2) call. pyseccomp (libseccomp) is
+imported only to compile on a miss.
+
+Compilation follows runc's reading of an OCI profile: ``defaultAction`` (+ ``defaultErrnoRet``),
+``architectures`` (the native one is always included; a syscall from any architecture not in the
+filter kills the process), and ``syscalls`` entries of ``names``, ``action``, ``errnoRet`` and
+``args`` (several conditions in one entry are ANDed, except that when one argument index appears
+more than once every condition becomes a rule of its own, ORed, as runc does). A rule whose action
+equals the default action is redundant and skipped. A syscall name libseccomp does not know is
+skipped with a warning on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from nucleus.effects import sys as _sys
+
+# Bump when compile_profile would produce a different program for the same profile, so old
+# cache entries stop matching.
+COMPILER_REVISION = "1"
+NATIVE_ARCH = "x86_64"
+ROOT_CACHE_DIR = "/var/cache/nucleus/seccomp"
+
+_SIMPLE_ACTIONS = {
+    "SCMP_ACT_KILL_PROCESS": "KILL_PROCESS",
+    "SCMP_ACT_KILL": "KILL_THREAD",
+    "SCMP_ACT_KILL_THREAD": "KILL_THREAD",
+    "SCMP_ACT_TRAP": "TRAP",
+    "SCMP_ACT_LOG": "LOG",
+    "SCMP_ACT_ALLOW": "ALLOW",
+}
+_REJECTED_ACTIONS = {
+    "SCMP_ACT_TRACE": "it hands syscalls to a ptrace tracer, and ptrace is not allowed",
+    "SCMP_ACT_NOTIFY": "nucleus runs no seccomp user-notification agent",
+}
+_OPS = {
+    "SCMP_CMP_NE": "NE",
+    "SCMP_CMP_LT": "LT",
+    "SCMP_CMP_LE": "LE",
+    "SCMP_CMP_EQ": "EQ",
+    "SCMP_CMP_GE": "GE",
+    "SCMP_CMP_GT": "GT",
+    "SCMP_CMP_MASKED_EQ": "MASKED_EQ",
+}
+_EPERM = 1
+_BPF_RET = 0x06  # BPF_RET class of an instruction's code
+_U64 = (1 << 64) - 1
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"nucleus: warning: {text}\n")
+
+
+# --- compiling ----------------------------------------------------------------------------------
+
+
+def _action(ps, name: object, errno_ret: object, where: str) -> int:
+    if name in _SIMPLE_ACTIONS:
+        return getattr(ps, _SIMPLE_ACTIONS[name])
+    if name == "SCMP_ACT_ERRNO":
+        err = _EPERM if errno_ret is None else errno_ret
+        if not isinstance(err, int) or not 0 <= err <= 0xFFFF:
+            raise ValueError(f"{where}: errno return {errno_ret!r} is not an integer 0..65535")
+        return ps.ERRNO(err)
+    if name in _REJECTED_ACTIONS:
+        raise ValueError(f"{where}: action {name!r} is not supported: {_REJECTED_ACTIONS[name]}")
+    raise ValueError(f"{where}: unknown action {name!r}")
+
+
+def _arch(ps, name: object, where: str) -> int:
+    if not isinstance(name, str) or not name.startswith("SCMP_ARCH_"):
+        raise ValueError(f"{where}: unknown architecture {name!r}")
+    token = name[len("SCMP_ARCH_") :]
+    if token == "NATIVE" or not hasattr(ps.Arch, token):
+        raise ValueError(f"{where}: unknown architecture {name!r}")
+    return getattr(ps.Arch, token)
+
+
+def _condition(ps, arg: object, where: str):
+    if not isinstance(arg, dict):
+        raise ValueError(f"{where}: expected an object, got {arg!r}")
+    index = arg.get("index")
+    op = arg.get("op")
+    value = arg.get("value", 0)
+    value_two = arg.get("valueTwo", 0)
+    if not isinstance(index, int) or not 0 <= index <= 5:
+        raise ValueError(f"{where}.index: {index!r} is not an argument index 0..5")
+    if op not in _OPS:
+        raise ValueError(f"{where}.op: unknown comparison {op!r}")
+    for field, v in (("value", value), ("valueTwo", value_two)):
+        if not isinstance(v, int) or not 0 <= v <= _U64:
+            raise ValueError(f"{where}.{field}: {v!r} is not an unsigned 64-bit integer")
+    return index, ps.Arg(index, getattr(ps, _OPS[op]), value, value_two)
+
+
+def _add_rules(ps, filt, default: int, number: int, action: int, conditions: list) -> None:
+    if action == default:
+        return  # libseccomp refuses a rule that repeats the default action; it changes nothing
+    indexes = [index for index, _ in conditions]
+    if len(set(indexes)) == len(indexes):
+        filt.add_rule(action, number, *(arg for _, arg in conditions))
+    else:
+        for _, arg in conditions:
+            filt.add_rule(action, number, arg)
+
+
+def _export(filt) -> bytes:
+    try:
+        fd = os.memfd_create("nucleus-seccomp", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        import tempfile
+
+        with tempfile.TemporaryFile() as f:
+            filt.export_bpf(f)
+            f.seek(0)
+            return f.read()
+    with os.fdopen(fd, "w+b") as f:
+        filt.export_bpf(f)
+        f.seek(0)
+        return f.read()
+
+
+def compile_profile(profile: dict) -> bytes:
+    """Compile an OCI seccomp profile to the raw ``struct sock_filter`` array (x86_64 native).
+
+    Raises ValueError naming the field for a profile it cannot compile faithfully.
+    """
+    import pyseccomp as ps
+
+    if not isinstance(profile, dict):
+        raise ValueError(f"seccomp profile: expected an object, got {type(profile).__name__}")
+    default = _action(
+        ps,
+        profile.get("defaultAction"),
+        profile.get("defaultErrnoRet"),
+        "defaultAction",
+    )
+    filt = ps.SyscallFilter(default)
+    # Any architecture the filter does not list is killed, including i386 (int 0x80) and x32
+    # from a native process.
+    filt.set_attr(ps.Attr.ACT_BADARCH, ps.KILL_PROCESS)
+    try:
+        filt.set_attr(ps.Attr.CTL_OPTIMIZE, 2)  # binary-tree dispatch on the syscall number
+    except OSError:
+        pass  # libseccomp < 2.5: the linear program is just as correct
+    for i, name in enumerate(profile.get("architectures") or ()):
+        arch = _arch(ps, name, f"architectures[{i}]")
+        if not filt.exist_arch(arch):
+            filt.add_arch(arch)
+
+    version = libseccomp_version()
+    for i, entry in enumerate(profile.get("syscalls") or ()):
+        where = f"syscalls[{i}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected an object, got {entry!r}")
+        names = entry.get("names")
+        if names is None and "name" in entry:
+            names = [entry["name"]]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{where}.names: expected a list of syscall names, got {names!r}")
+        action = _action(ps, entry.get("action"), entry.get("errnoRet"), f"{where}.action")
+        args = entry.get("args") or []
+        if not isinstance(args, list) or len(args) > 6:
+            raise ValueError(f"{where}.args: expected a list of at most 6 conditions")
+        conditions = [_condition(ps, a, f"{where}.args[{j}]") for j, a in enumerate(args)]
+        for name in names:
+            number = ps.resolve_syscall(ps.Arch.NATIVE, name)
+            if number == -1:  # __NR_SCMP_ERROR: not in libseccomp's tables
+                _warn(f"{where}: syscall {name!r} is unknown to libseccomp {version}; skipped")
+                continue
+            try:
+                _add_rules(ps, filt, default, number, action, conditions)
+            except OSError as e:
+                raise ValueError(f"{where}: libseccomp refused the rule for {name!r}: {e}") from e
+    return _export(filt)
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+_libseccomp_version: str | None = None
+
+
+def libseccomp_version() -> str:
+    """The version of the libseccomp.so.2 on this host ("2.5.4"), without importing pyseccomp."""
+    global _libseccomp_version
+    if _libseccomp_version is None:
+        import ctypes
+
+        class _Version(ctypes.Structure):
+            _fields_ = [
+                ("major", ctypes.c_uint),
+                ("minor", ctypes.c_uint),
+                ("micro", ctypes.c_uint),
+            ]
+
+        try:
+            lib = ctypes.CDLL("libseccomp.so.2")
+        except OSError:
+            _libseccomp_version = "unavailable"
+        else:
+            lib.seccomp_version.restype = ctypes.POINTER(_Version)
+            v = lib.seccomp_version().contents
+            _libseccomp_version = f"{v.major}.{v.minor}.{v.micro}"
+    return _libseccomp_version
+
+
+def cache_key(profile: dict) -> str:
+    """sha256 over the profile's canonical JSON, the libseccomp version and the architecture."""
+    import hashlib
+    import json
+
+    canonical = json.dumps(profile, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    material = "\n".join(
+        (canonical, f"libseccomp {libseccomp_version()}", NATIVE_ARCH, COMPILER_REVISION)
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def default_cache_dir() -> str:
+    """/var/cache/nucleus/seccomp for root, else $XDG_CACHE_HOME/nucleus/seccomp."""
+    if os.geteuid() == 0:
+        return ROOT_CACHE_DIR
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "nucleus", "seccomp")
+
+
+def _insecure(st: os.stat_result) -> str | None:
+    if st.st_uid != os.geteuid():
+        return f"owned by uid {st.st_uid}, not {os.geteuid()}"
+    if st.st_mode & 0o022:
+        return f"mode {st.st_mode & 0o7777:04o} is group- or world-writable"
+    return None
+
+
+def read_cached(path: str) -> bytes | None:
+    """The program cached at ``path``, or None when it is absent or fails a check (then a
+    warning names the reason): a regular file, not a symlink, owned by the effective uid, not
+    group/world-writable, 1..4096 instructions of 8 bytes, ending in a BPF return."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        _warn(f"seccomp cache {path!r} ignored: open failed: {e.strerror}")
+        return None
+    try:
+        st = os.fstat(fd)
+        reason = None if stat.S_ISREG(st.st_mode) else "not a regular file"
+        reason = reason or _insecure(st)
+        data = b""
+        if reason is None:
+            limit = _sys.BPF_MAXINSNS * _sys.BPF_INSN_SIZE
+            data = os.read(fd, limit + 1)
+            size = len(data)
+            if size == 0 or size % _sys.BPF_INSN_SIZE or size > limit:
+                reason = f"size {size} is not 1..{_sys.BPF_MAXINSNS} instructions of 8 bytes"
+            elif data[-_sys.BPF_INSN_SIZE] & 0x07 != _BPF_RET:
+                reason = "the last instruction is not a return"
+    finally:
+        os.close(fd)
+    if reason is not None:
+        _warn(f"seccomp cache {path!r} ignored: {reason}")
+        return None
+    return data
+
+
+def _ensure_dir(directory: str) -> str | None:
+    """Create the cache directory (0700); the reason it cannot be used, or None."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        st = os.stat(directory)
+    except OSError as e:
+        return f"cannot create {directory!r}: {e.strerror}"
+    return _insecure(st)
+
+
+def _write_atomic(directory: str, path: str, data: bytes) -> None:
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _program(profile: dict, cache_dir: str | None) -> tuple[bytes, str, bool]:
+    directory = cache_dir or default_cache_dir()
+    key = cache_key(profile)
+    path = os.path.join(directory, key + ".bpf")
+    unusable = _ensure_dir(directory)
+    if unusable is None:
+        cached = read_cached(path)
+        if cached is not None:
+            return cached, key, True
+    else:
+        _warn(f"seccomp cache directory not used: {unusable}")
+    program = compile_profile(profile)
+    if unusable is None:
+        try:
+            _write_atomic(directory, path, program)
+        except OSError as e:
+            _warn(f"seccomp cache {path!r} not written: {e.strerror}")
+    return program, key, False
+
+
+def cached_program(profile: dict, cache_dir: str | None = None) -> bytes:
+    """The compiled program for ``profile``: from ``<cache_dir>/<key>.bpf`` when present and
+    sound, else compiled and written there atomically (0600). Does not load anything."""
+    return _program(profile, cache_dir)[0]
+
+
+class Loaded:
+    """What load_profile installed: the cache key, the program size, and whether it came from
+    the cache."""
+
+    __slots__ = ("key", "instructions", "cache_hit")
+
+    def __init__(self, key: str, instructions: int, cache_hit: bool) -> None:
+        self.key = key
+        self.instructions = instructions
+        self.cache_hit = cache_hit
+
+    def __repr__(self) -> str:
+        return (
+            f"Loaded(key={self.key[:12]}..., instructions={self.instructions}, "
+            f"cache_hit={self.cache_hit})"
+        )
+
+
+def load_program(program: bytes, *, log_denied: bool = False) -> None:
+    """Install ``program`` on the calling thread with one seccomp(2) call.
+
+    no_new_privs is set first (idempotent): the kernel requires it from a process without
+    CAP_SYS_ADMIN, and nucleus wants it in every case. ``log_denied`` adds
+    SECCOMP_FILTER_FLAG_LOG so every action other than allow is logged by the kernel.
+    """
+    _sys.prctl(_sys.PR_SET_NO_NEW_PRIVS, 1)
+    flags = _sys.SECCOMP_FILTER_FLAG_LOG if log_denied else 0
+    _sys.seccomp_set_mode_filter(program, flags)
+
+
+def load_profile(
+    profile: dict, *, log_denied: bool = False, cache_dir: str | None = None
+) -> Loaded:
+    """cached_program + load_program: the filter is in force when this returns."""
+    program, key, hit = _program(profile, cache_dir)
+    load_program(program, log_denied=log_denied)
+    return Loaded(key, len(program) // _sys.BPF_INSN_SIZE, hit)

@@ -1,0 +1,168 @@
+"""Namespace setup: formal/Isolation.tla.
+
+The setup is a plan of steps carried out in order. Two orders exist:
+
+* privileged (the caller is host root): every namespace but the user namespace is created and
+  owned by the host's user namespace; the filesystem is built as host root; only then does the
+  setup enter a new user namespace whose ids map to an unprivileged host range. Container root then
+  holds no capability over any namespace it lives in.
+* rootless (an ordinary caller, or --rootless): the user namespace comes first and owns the rest;
+  ids map to the caller.
+
+In the privileged order the machine pauses before "enter_user" until the filesystem is sealed
+(the Resume event).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from nucleus import vocab as v
+from nucleus.machines.base import Refused, Step
+
+PRIVILEGED_PLAN = (
+    "spawn", "unshare", "fork_init", "hostname", "loopback", "enter_user", "map_ids", "become_root",
+)
+ROOTLESS_PLAN = ("spawn", "unshare", "map_ids", "become_root", "fork_init", "hostname", "loopback")
+PHASES = ("idle", "running", "waiting", "ready", "failed")
+NAMESPACES = ("user", "pid", "mount", "net", "uts", "ipc", "cgroup", "time")
+
+
+@dataclass(frozen=True)
+class IsolationState:
+    rootless: bool = False
+    phase: str = "idle"
+    done: int = 0  # how many plan steps have completed
+    # Parameters of the intents (not part of the spec's abstraction).
+    namespaces: tuple[str, ...] = ("pid", "mount", "net", "uts", "ipc", "cgroup")
+    hostname: str = "nucleus"
+    uid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),)
+    gid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),)
+
+    @property
+    def plan(self) -> tuple[str, ...]:
+        return ROOTLESS_PLAN if self.rootless else PRIVILEGED_PLAN
+
+    def has_done(self, step_name: str) -> bool:
+        plan = self.plan
+        return step_name in plan and plan.index(step_name) < self.done
+
+
+def initial(
+    rootless: bool = False,
+    namespaces: tuple[str, ...] = ("pid", "mount", "net", "uts", "ipc", "cgroup"),
+    hostname: str = "nucleus",
+    uid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),),
+    gid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),),
+) -> IsolationState:
+    return IsolationState(
+        rootless=rootless, namespaces=tuple(n for n in namespaces if n != "user"),
+        hostname=hostname, uid_map=uid_map, gid_map=gid_map,
+    )
+
+
+def _intent(state: IsolationState, step_name: str) -> v.Intent:
+    if step_name == "spawn":
+        return v.SpawnChild()
+    if step_name == "unshare":
+        extra = ("user",) if state.rootless else ()
+        return v.Unshare(extra + state.namespaces)
+    if step_name == "fork_init":
+        return v.ForkInit()
+    if step_name == "hostname":
+        return v.SetHostname(state.hostname)
+    if step_name == "loopback":
+        return v.LoopbackUp()
+    if step_name == "enter_user":
+        return v.EnterUserNamespace()
+    if step_name == "map_ids":
+        return v.WriteIdMaps(state.uid_map, state.gid_map)
+    if step_name == "become_root":
+        return v.BecomeRoot()
+    raise ValueError(f"unknown isolation step {step_name!r}")
+
+
+def _advance(state: IsolationState) -> Step:
+    """After a step completed: finish, pause for the filesystem, or ask for the next step."""
+    plan = state.plan
+    if state.done == len(plan):
+        return Step(replace(state, phase="ready"))
+    nxt = plan[state.done]
+    if nxt == "enter_user" and not state.rootless:
+        return Step(replace(state, phase="waiting"))
+    return Step(replace(state, phase="running"), (_intent(state, nxt),))
+
+
+def step(state: IsolationState, event: v.Event) -> Step | Refused:
+    plan = state.plan
+    match event:
+        case v.IsoBegin():
+            if state.phase != "idle":
+                return Refused(f"cannot Begin isolation: it is {state.phase} (Begin is allowed only from idle)")
+            return _advance(state)
+        case v.IsoDone(step=name) | v.IsoFailed(step=name):
+            if state.phase != "running":
+                return Refused(
+                    f"cannot {v.action_name(event)} isolation step {name!r}: it is {state.phase} "
+                    "(steps finish only while running)"
+                )
+            expected = plan[state.done]
+            if name != expected:
+                return Refused(
+                    f"cannot {v.action_name(event)} isolation step {name!r}: the step under way is {expected!r}"
+                )
+            if isinstance(event, v.IsoFailed):
+                return Step(replace(state, phase="failed"))
+            return _advance(replace(state, done=state.done + 1))
+        case v.IsoResume():
+            if state.phase != "waiting":
+                return Refused(f"cannot Resume isolation: it is {state.phase} (Resume is allowed only from waiting)")
+            return Step(replace(state, phase="running"), (_intent(state, plan[state.done]),))
+    return Refused(f"isolation has no action {event.name}")
+
+
+def to_tla(state: IsolationState) -> dict[str, object]:
+    return {"iso_rootless": state.rootless, "iso_phase": state.phase, "iso_done": state.done}
+
+
+def from_tla(values: dict[str, object]) -> IsolationState:
+    return IsolationState(
+        rootless=bool(values["iso_rootless"]), phase=str(values["iso_phase"]), done=int(values["iso_done"])  # type: ignore[call-overload]
+    )
+
+
+# Invariants: the same names as in formal/Isolation.tla.
+def TypeOK(s: IsolationState) -> bool:  # noqa: N802
+    return s.phase in PHASES and 0 <= s.done <= len(s.plan)
+
+
+def ReadyMeansComplete(s: IsolationState) -> bool:  # noqa: N802
+    return s.phase != "ready" or s.done == len(s.plan)
+
+
+def MapsNeedUserNamespace(s: IsolationState) -> bool:  # noqa: N802
+    user_step = "unshare" if s.rootless else "enter_user"
+    return not s.has_done("map_ids") or s.has_done(user_step)
+
+
+def RootOnlyAfterMaps(s: IsolationState) -> bool:  # noqa: N802
+    return not s.has_done("become_root") or s.has_done("map_ids")
+
+
+def InitInNewPidNamespace(s: IsolationState) -> bool:  # noqa: N802
+    return not s.has_done("fork_init") or s.has_done("unshare")
+
+
+def WaitOnlyBeforeUser(s: IsolationState) -> bool:  # noqa: N802
+    return s.phase != "waiting" or (not s.rootless and s.plan[s.done] == "enter_user")
+
+
+INVARIANTS = (
+    TypeOK, ReadyMeansComplete, MapsNeedUserNamespace, RootOnlyAfterMaps, InitInNewPidNamespace,
+    WaitOnlyBeforeUser,
+)
+
+
+def candidate_events(state: IsolationState) -> list[v.Event]:
+    names = sorted(set(PRIVILEGED_PLAN) | set(ROOTLESS_PLAN))
+    return [v.IsoBegin(), v.IsoResume()] + [v.IsoDone(n) for n in names] + [v.IsoFailed(n) for n in names]

@@ -1,0 +1,135 @@
+"""The container lifecycle: formal/Lifecycle.tla.
+
+none -> creating -> created -> running -> stopped -> removed, with failed reachable from creating
+and created. Resources are "allocated" from Create until CleanupDone; Remove needs them released.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from nucleus import vocab as v
+from nucleus.machines.base import Refused, Step
+
+STATUSES = ("none", "creating", "created", "running", "stopped", "failed", "removed")
+LEVELS = ("none", "enforced", "degraded")
+SIGNALS = ("TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH", "KILL")
+
+
+@dataclass(frozen=True)
+class LifecycleState:
+    status: str = "none"
+    security: str = "none"  # the security level the container was prepared with
+    cleaned: bool = True  # nothing allocated on the host that still needs releasing
+    removed: bool = False  # Remove happened (a removed container never comes back)
+    exit_code: int | None = None  # not part of the spec: what the CLI reports
+
+
+def initial() -> LifecycleState:
+    return LifecycleState()
+
+
+def _refuse(state: LifecycleState, action: str, allowed: str) -> Refused:
+    return Refused(
+        f"cannot {action} the container: it is {state.status} ({action} is allowed only {allowed})"
+    )
+
+
+def step(state: LifecycleState, event: v.Event) -> Step | Refused:
+    s = state.status
+    match event:
+        case v.Create():
+            if s != "none":
+                return _refuse(state, "Create", "before it exists")
+            return Step(replace(state, status="creating", cleaned=False))
+        case v.Prepared(level=level):
+            if s != "creating":
+                return _refuse(state, "Prepared", "from creating")
+            if level not in ("enforced", "degraded"):
+                return Refused(f"cannot Prepared the container: unknown security level {level!r}")
+            return Step(replace(state, status="created", security=level))
+        case v.SetupFailed():
+            if s != "creating":
+                return _refuse(state, "SetupFailed", "from creating")
+            return Step(replace(state, status="failed"), (v.Cleanup(),))
+        case v.Start():
+            if s != "created":
+                return _refuse(state, "Start", "from created")
+            return Step(replace(state, status="running"), (v.ExecWorkload(),))
+        case v.Abort():
+            if s != "created":
+                return _refuse(state, "Abort", "from created")
+            return Step(replace(state, status="failed"), (v.Cleanup(),))
+        case v.Exit(code=code):
+            if s != "running":
+                return _refuse(state, "Exit", "from running")
+            return Step(replace(state, status="stopped", exit_code=code), (v.Cleanup(),))
+        case v.Kill(signal=sig):
+            if s != "running":
+                return _refuse(state, "Kill", "from running")
+            if sig not in SIGNALS:
+                return Refused(f"cannot Kill the container: unknown signal {sig!r}")
+            return Step(state, (v.SendSignal(sig),))
+        case v.CleanupDone():
+            if s not in ("stopped", "failed") or state.cleaned:
+                return _refuse(state, "CleanupDone", "from stopped or failed, once")
+            return Step(replace(state, cleaned=True))
+        case v.Remove():
+            if s not in ("stopped", "failed") or not state.cleaned:
+                return _refuse(state, "Remove", "from stopped or failed after cleanup")
+            return Step(replace(state, status="removed", removed=True))
+    return Refused(f"the lifecycle has no action {event.name}")
+
+
+def describe(state: LifecycleState) -> str:
+    return state.status
+
+
+def to_tla(state: LifecycleState) -> dict[str, object]:
+    return {
+        "lc_status": state.status,
+        "lc_security": state.security,
+        "lc_cleaned": state.cleaned,
+        "lc_removed": state.removed,
+    }
+
+
+def from_tla(values: dict[str, object]) -> LifecycleState:
+    return LifecycleState(
+        status=str(values["lc_status"]),
+        security=str(values["lc_security"]),
+        cleaned=bool(values["lc_cleaned"]),
+        removed=bool(values["lc_removed"]),
+    )
+
+
+# Invariants: the same names as in formal/Lifecycle.tla.
+def TypeOK(s: LifecycleState) -> bool:  # noqa: N802
+    return s.status in STATUSES and s.security in LEVELS
+
+
+def SecuredBeforeRun(s: LifecycleState) -> bool:  # noqa: N802
+    return s.status not in ("created", "running") or s.security != "none"
+
+
+def RemovedIsFinal(s: LifecycleState) -> bool:  # noqa: N802
+    return not s.removed or s.status == "removed"
+
+
+def RemovedRequiresCleanup(s: LifecycleState) -> bool:  # noqa: N802
+    return s.status != "removed" or s.cleaned
+
+
+def NothingHeldWhenAbsent(s: LifecycleState) -> bool:  # noqa: N802
+    return s.status not in ("none", "removed") or s.cleaned
+
+
+INVARIANTS = (TypeOK, SecuredBeforeRun, RemovedIsFinal, RemovedRequiresCleanup, NothingHeldWhenAbsent)
+
+
+def candidate_events(state: LifecycleState) -> list[v.Event]:
+    """Every event the spec's actions range over (for exhaustive walks and model tests)."""
+    return [
+        v.Create(), v.Prepared("enforced"), v.Prepared("degraded"), v.SetupFailed(), v.Start(),
+        v.Abort(), v.Exit(0), v.Kill("TERM"), v.Kill("KILL"), v.CleanupDone(), v.Remove(),
+    ]

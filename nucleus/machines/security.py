@@ -1,0 +1,124 @@
+"""Security controls: formal/Security.tla.
+
+Capabilities are dropped, then the seccomp filter is loaded, then Landlock restricts the
+filesystem; each step is irreversible. A capability failure is always fatal. A seccomp or Landlock
+failure is fatal unless degraded security was explicitly allowed, in which case it is recorded as
+degraded and reported as a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from nucleus import vocab as v
+from nucleus.machines.base import Refused, Step
+
+PHASES = ("idle", "caps", "seccomp", "landlock", "locked", "failed")
+CONTROLS = ("caps", "seccomp", "landlock")
+DEGRADABLE = ("seccomp", "landlock")
+
+
+@dataclass(frozen=True)
+class SecurityState:
+    allow_degraded: bool = False
+    phase: str = "idle"
+    applied: frozenset[str] = frozenset()
+    degraded: frozenset[str] = frozenset()
+    # Parameters of the intents (not part of the spec's abstraction).
+    keep_caps: tuple[str, ...] = ()
+    program_sha256: str = ""
+    log_denied: bool = False
+    landlock_rules: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    landlock_min_abi: int = 0
+
+    @property
+    def level(self) -> str:
+        return "degraded" if self.degraded else "enforced"
+
+
+def initial(allow_degraded: bool = False, **params: object) -> SecurityState:
+    return SecurityState(allow_degraded=allow_degraded, **params)  # type: ignore[arg-type]
+
+
+def _intent(state: SecurityState, control: str) -> v.Intent:
+    if control == "caps":
+        return v.DropCapabilities(state.keep_caps)
+    if control == "seccomp":
+        return v.LoadSeccomp(state.program_sha256, state.log_denied)
+    return v.ApplyLandlock(state.landlock_rules, state.landlock_min_abi)
+
+
+def _after(state: SecurityState, control: str, intents: tuple[v.Intent, ...] = ()) -> Step:
+    nxt = CONTROLS.index(control) + 1
+    if nxt == len(CONTROLS):
+        return Step(replace(state, phase="locked"), intents)
+    following = CONTROLS[nxt]
+    return Step(replace(state, phase=following), intents + (_intent(state, following),))
+
+
+def step(state: SecurityState, event: v.Event) -> Step | Refused:
+    match event:
+        case v.SecBegin():
+            if state.phase != "idle":
+                return Refused(f"cannot Begin security: it is {state.phase} (Begin is allowed only from idle)")
+            return Step(replace(state, phase="caps"), (_intent(state, "caps"),))
+        case v.SecDone(step=name) | v.SecFailed(step=name):
+            if state.phase not in CONTROLS or name != state.phase:
+                return Refused(
+                    f"cannot {v.action_name(event)} security control {name!r}: it is {state.phase}"
+                )
+            if isinstance(event, v.SecDone):
+                return _after(replace(state, applied=state.applied | {name}), name)
+            if name in DEGRADABLE and state.allow_degraded:
+                warn = v.Warn(
+                    f"{name} could not be applied ({event.message}); continuing with degraded "
+                    "security because --allow-degraded-security was given"
+                )
+                return _after(replace(state, degraded=state.degraded | {name}), name, (warn,))
+            return Step(replace(state, phase="failed"))
+    return Refused(f"security has no action {event.name}")
+
+
+def to_tla(state: SecurityState) -> dict[str, object]:
+    return {
+        "sec_allowDegraded": state.allow_degraded, "sec_phase": state.phase,
+        "sec_applied": state.applied, "sec_degraded": state.degraded,
+    }
+
+
+def from_tla(values: dict[str, object]) -> SecurityState:
+    return SecurityState(
+        allow_degraded=bool(values["sec_allowDegraded"]), phase=str(values["sec_phase"]),
+        applied=frozenset(values["sec_applied"]), degraded=frozenset(values["sec_degraded"]),  # type: ignore[arg-type]
+    )
+
+
+# Invariants: the same names as in formal/Security.tla.
+def TypeOK(s: SecurityState) -> bool:  # noqa: N802
+    return s.phase in PHASES and s.applied <= set(CONTROLS) and s.degraded <= set(DEGRADABLE)
+
+
+def InOrder(s: SecurityState) -> bool:  # noqa: N802
+    reached = s.applied | s.degraded
+    return ("seccomp" not in reached or "caps" in s.applied) and (
+        "landlock" not in reached or "seccomp" in reached
+    )
+
+
+def DegradedOnlyIfAllowed(s: SecurityState) -> bool:  # noqa: N802
+    return not s.degraded or s.allow_degraded
+
+
+def LockedMeansAllControls(s: SecurityState) -> bool:  # noqa: N802
+    return s.phase != "locked" or (s.applied | s.degraded == set(CONTROLS) and "caps" in s.applied)
+
+
+def NeverBoth(s: SecurityState) -> bool:  # noqa: N802
+    return not (s.applied & s.degraded)
+
+
+INVARIANTS = (TypeOK, InOrder, DegradedOnlyIfAllowed, LockedMeansAllControls, NeverBoth)
+
+
+def candidate_events(state: SecurityState) -> list[v.Event]:
+    return [v.SecBegin()] + [v.SecDone(c) for c in CONTROLS] + [v.SecFailed(c) for c in CONTROLS]

@@ -1,0 +1,128 @@
+"""The container spec: what a user asked for, validated before anything happens.
+
+Validation is pure: it never probes the host. Every error names the flag (or file and dotted
+field), the bad value, and a hint where the fix is known.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from nucleus.errors import InvalidInput
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+HOSTNAME_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Variables that make the dynamic loader run or reveal code chosen by the caller.
+REFUSED_ENV = frozenset({
+    "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "LD_DEBUG", "LD_DEBUG_OUTPUT", "LD_PROFILE",
+    "LD_PROFILE_OUTPUT", "LD_DYNAMIC_WEAK", "LD_SHOW_AUXV", "LD_BIND_NOT", "LD_ORIGIN_PATH",
+    "GCONV_PATH", "GLIBC_TUNABLES", "HOSTALIASES", "LOCALDOMAIN", "RES_OPTIONS", "NLSPATH",
+    "MALLOC_CHECK_", "MALLOC_TRACE",
+})
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_HOME = "/home/agent"
+CONTEXT_MOUNT = "/context"
+CONTEXT_MODES = ("copy", "bind")
+SERVICE_MODES = ("agent",)
+DEFAULT_ROOTFS_SIZE = 1 << 30
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    argv: tuple[str, ...]
+    name: str | None = None
+    hostname: str | None = None
+    context: str | None = None
+    context_mode: str = "copy"
+    env: tuple[tuple[str, str], ...] = ()
+    workdir: str | None = None
+    rootless: bool = False
+    time_namespace: bool = False
+    allow_degraded_security: bool = False
+    allow_chroot_fallback: bool = False
+    service_mode: str = "agent"
+    home: str = DEFAULT_HOME
+    rootfs_size: int = DEFAULT_ROOTFS_SIZE
+    term: str = "xterm"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def effective_workdir(self) -> str:
+        if self.workdir:
+            return self.workdir
+        return CONTEXT_MOUNT if self.context else self.home
+
+    def environment(self) -> dict[str, str]:
+        """The workload's environment: PATH, HOME, TERM, then the user's -e values."""
+        env = {"PATH": DEFAULT_PATH, "HOME": self.home, "TERM": self.term}
+        env.update(dict(self.env))
+        return env
+
+
+def parse_env(values: tuple[str, ...] | list[str], flag: str = "--env") -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for raw in values:
+        key, sep, value = raw.partition("=")
+        if not sep:
+            raise InvalidInput(
+                f"{flag} {raw!r}: expected KEY=VALUE", hint=f"write {flag} {raw}=value"
+            )
+        if not ENV_KEY_RE.match(key):
+            raise InvalidInput(
+                f"{flag} {raw!r}: {key!r} is not a valid variable name",
+                hint="names start with a letter or underscore and hold letters, digits and underscores",
+            )
+        if key in REFUSED_ENV or key.startswith("LD_"):
+            raise InvalidInput(
+                f"{flag} {raw!r}: {key} is refused: it changes how the dynamic loader loads code",
+                hint="bake libraries into the context or rootfs instead",
+            )
+        if "\0" in value:
+            raise InvalidInput(f"{flag} {raw!r}: the value holds a NUL byte")
+        out.append((key, value))
+    return tuple(out)
+
+
+def validate(spec: ContainerSpec) -> ContainerSpec:
+    """Check every field; raise InvalidInput naming the flag and value. Returns the spec."""
+    if not spec.argv:
+        raise InvalidInput(
+            "no command given", hint="put the command after --, e.g. nucleus run -- /bin/sh -c 'id'"
+        )
+    if any("\0" in a for a in spec.argv):
+        raise InvalidInput("the command holds a NUL byte")
+    if spec.name is not None and not NAME_RE.match(spec.name):
+        raise InvalidInput(
+            f"--name {spec.name!r}: not a valid container name",
+            hint="use 1-64 characters: letters, digits, '_', '.', '-', starting with a letter or digit",
+        )
+    if spec.hostname is not None:
+        labels = spec.hostname.split(".")
+        if len(spec.hostname) > 64 or not all(HOSTNAME_LABEL_RE.match(label) for label in labels):
+            raise InvalidInput(
+                f"--hostname {spec.hostname!r}: not a valid host name",
+                hint="use letters, digits and '-' in dot-separated labels, at most 64 characters",
+            )
+    if spec.context_mode not in CONTEXT_MODES:
+        raise InvalidInput(
+            f"--context-mode {spec.context_mode!r}: expected one of {', '.join(CONTEXT_MODES)}"
+        )
+    if spec.context is not None and (spec.context == "" or "\0" in spec.context):
+        raise InvalidInput(f"--context {spec.context!r}: not a usable path")
+    if spec.workdir is not None and not spec.workdir.startswith("/"):
+        raise InvalidInput(
+            f"--workdir {spec.workdir!r}: must be an absolute path inside the container",
+            hint=f"for example --workdir {CONTEXT_MOUNT}",
+        )
+    if spec.service_mode not in SERVICE_MODES:
+        raise InvalidInput(
+            f"--service-mode {spec.service_mode!r}: expected one of {', '.join(SERVICE_MODES)}"
+        )
+    for key, _ in spec.env:
+        if key in REFUSED_ENV or key.startswith("LD_") or not ENV_KEY_RE.match(key):
+            raise InvalidInput(f"--env {key!r}: refused")
+    return spec

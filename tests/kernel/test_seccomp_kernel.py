@@ -1,0 +1,439 @@
+"""The default seccomp profile loaded for real.
+
+A denied syscall kills the whole process with SIGSYS, so every test forks, loads the filter in
+the child, tries the call there and reports over a pipe; the parent asserts on what came back
+and on how the child ended.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import mmap
+import os
+import resource
+import signal
+import socket
+import textwrap
+
+import pytest
+
+from nucleus.effects import seccomp
+from nucleus.effects import sys as nsys
+from nucleus.spec import seccomp_default as sd
+
+pytestmark = pytest.mark.requires("root", "seccomp", "pyseccomp")
+
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+NR = {
+    "ioctl": 16,
+    "mprotect": 10,
+    "ptrace": 101,
+    "prctl": 157,
+    "keyctl": 250,
+    "bpf": 321,
+    "clone": 56,
+    "clone3": 435,
+    "execveat": 322,
+    "io_uring_setup": 425,
+    "mount": 165,
+}
+
+
+def syscall(nr: int, *args: int) -> tuple[int, int]:
+    """A raw syscall with 64-bit arguments: (return value, errno)."""
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(nr), *(ctypes.c_ulong(a & (2**64 - 1)) for a in args))
+    return ret, ctypes.get_errno()
+
+
+class Outcome:
+    def __init__(self, status: int, report: bytes) -> None:
+        self.status = status
+        self.report = json.loads(report) if report else None
+
+    @property
+    def killed_by(self) -> int | None:
+        return os.WTERMSIG(self.status) if os.WIFSIGNALED(self.status) else None
+
+    @property
+    def exit_code(self) -> int | None:
+        return os.WEXITSTATUS(self.status) if os.WIFEXITED(self.status) else None
+
+    def __repr__(self) -> str:
+        return f"Outcome(killed_by={self.killed_by}, exit={self.exit_code}, report={self.report})"
+
+
+def in_child(body, *, before=None) -> Outcome:
+    """Fork; in the child run ``before()`` (unfiltered), then ``body(prepared)``; the child
+    reports the body's JSON-able result (or the error) and exits 0 (1 on error)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.close(r)
+            prepared = before() if before else None
+            try:
+                report = json.dumps({"value": body(prepared)})
+                code = 0
+            except BaseException as e:  # noqa: BLE001 - reported to the parent
+                err = {"error": f"{type(e).__name__}: {e}", "errno": getattr(e, "errno", None)}
+                report = json.dumps(err)
+            os.write(w, report.encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return Outcome(status, b"".join(chunks))
+
+
+@pytest.fixture(scope="module")
+def programs():
+    return {
+        False: seccomp.compile_profile(sd.default_profile(networked=False)),
+        True: seccomp.compile_profile(sd.default_profile(networked=True)),
+    }
+
+
+def filtered(programs, body, *, networked=False, before=None) -> Outcome:
+    def run(prepared):
+        seccomp.load_program(programs[networked])
+        return body(prepared)
+
+    return in_child(run, before=before)
+
+
+def assert_killed(outcome: Outcome) -> None:
+    assert outcome.killed_by == signal.SIGSYS, outcome
+
+
+def assert_survived(outcome: Outcome):
+    assert outcome.exit_code == 0, outcome
+    return outcome.report["value"]
+
+
+# --- the filter is in force and ordinary programs run ------------------------------------------
+
+
+def test_status_shows_filter_and_no_new_privs(programs):
+    def body(_):
+        fields = {}
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        return fields["Seccomp"], fields["NoNewPrivs"]
+
+    assert assert_survived(filtered(programs, body)) == ["2", "1"]
+
+
+def exec_in_filter(programs, argv, networked=False) -> Outcome:
+    def body(_):
+        os.execv(argv[0], argv)
+
+    return filtered(programs, body, networked=networked)
+
+
+def test_true_runs_via_execve(programs):
+    outcome = exec_in_filter(programs, ["/bin/true"])
+    assert outcome.exit_code == 0 and outcome.report is None, outcome
+
+
+def test_coreutils_and_bash_run(tmp_path, programs):
+    script = textwrap.dedent(
+        f"""
+        set -e
+        cd {tmp_path}
+        ls -la / | sort | uniq | wc -l > /dev/null
+        echo hi > a; cp a b; mv b c; touch c; install -m 644 a d; rm -f c d
+        mkdir -p x/y; rmdir x/y x
+        tar cf t.tar a; tar tf t.tar > /dev/null
+        timeout 5 true; nice -n 1 true; sleep 0.01; date > /dev/null; id > /dev/null
+        find . -name a -exec cat {{}} + > /dev/null
+        printf 'a\\nb\\n' | xargs -n1 echo | sort -r > /dev/null
+        ps > /dev/null
+        getent ahosts localhost > /dev/null
+        x=$(echo sub); test "$x" = sub
+        """
+    )
+    outcome = exec_in_filter(programs, ["/bin/bash", "-c", script])
+    assert outcome.exit_code == 0, outcome
+
+
+def test_python_runs(programs):
+    code = textwrap.dedent(
+        """
+        import asyncio, json, multiprocessing, os, pty, signal, socket, sqlite3, subprocess
+        import tempfile, threading
+        subprocess.run(["/bin/true"], check=True)
+        async def main():
+            p = await asyncio.create_subprocess_exec("/bin/true")
+            assert await p.wait() == 0
+        asyncio.run(main())
+        t = threading.Thread(target=lambda: None); t.start(); t.join()
+        a, b = socket.socketpair(); a.send(b"x"); assert b.recv(1) == b"x"
+        with tempfile.TemporaryDirectory() as d:
+            db = sqlite3.connect(os.path.join(d, "x.db")); db.execute("create table t(x)")
+            db.close()
+        m, s = pty.openpty(); assert os.isatty(s); os.get_terminal_size(s)
+        signal.alarm(5); signal.alarm(0)
+        if __name__ == "__main__":
+            with multiprocessing.Pool(2) as pool:
+                assert pool.map(abs, [-1, -2]) == [1, 2]
+        print(json.dumps("ok"))
+        """
+    )
+    outcome = exec_in_filter(programs, ["/usr/bin/python3", "-c", code])
+    assert outcome.exit_code == 0, outcome
+
+
+def test_load_profile_uses_the_cache(tmp_path):
+    profile = sd.default_profile(networked=False)
+
+    def body(_):
+        loaded = seccomp.load_profile(profile, cache_dir=str(tmp_path))
+        return [loaded.cache_hit, loaded.instructions, loaded.key]
+
+    first = assert_survived(in_child(body))
+    second = assert_survived(in_child(body))
+    assert first[0] is False and second[0] is True
+    assert first[1:] == second[1:]
+    assert (tmp_path / f"{first[2]}.bpf").exists()
+
+
+def test_log_denied_flag_is_accepted(programs):
+    def body(_):
+        seccomp.load_program(programs[False], log_denied=True)
+        return os.getpid() > 0
+
+    assert assert_survived(in_child(body)) is True
+
+
+# --- denials: the process is killed ------------------------------------------------------------
+
+
+def _private_mounts():
+    nsys.unshare(nsys.CLONE_NEWNS)
+    nsys.mount(None, "/", None, nsys.MS_REC | nsys.MS_PRIVATE)
+
+
+def _mmap_page():
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    return page, ctypes.addressof(ctypes.c_char.from_buffer(page))
+
+
+def _tmpdir():
+    """Stands for the test's tmp_path (see test_denied_call_kills)."""
+    raise AssertionError("replaced by the test")
+
+
+def _raw_clone(flags):
+    ret, err = syscall(NR["clone"], flags | signal.SIGCHLD, 0, 0, 0, 0)
+    if ret == 0:
+        os._exit(0)  # only if the filter let it through
+    return ret, err
+
+
+DENIED = {
+    "mount": (lambda _: nsys.mount("none", "/mnt", "tmpfs", 0), _private_mounts),
+    "unshare_newuser": (lambda _: nsys.unshare(nsys.CLONE_NEWUSER), None),
+    "unshare_newns": (lambda _: nsys.unshare(nsys.CLONE_NEWNS), None),
+    "clone_newuser": (lambda _: _raw_clone(nsys.CLONE_NEWUSER), None),
+    "clone_newpid": (lambda _: _raw_clone(nsys.CLONE_NEWPID), None),
+    "ptrace_traceme": (lambda _: syscall(NR["ptrace"], 0, 0, 0, 0), None),
+    "bpf": (lambda _: syscall(NR["bpf"], 5, 0, 0), None),
+    "keyctl": (lambda _: syscall(NR["keyctl"], 0, 2**64 - 3, 0), None),
+    "io_uring_setup": (lambda _: syscall(NR["io_uring_setup"], 1, 0), None),
+    "socket_inet": (lambda _: socket.socket(socket.AF_INET, socket.SOCK_STREAM).fileno(), None),
+    "socket_inet6": (lambda _: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).fileno(), None),
+    "socket_packet": (lambda _: socket.socket(socket.AF_PACKET, socket.SOCK_RAW).fileno(), None),
+    "ioctl_tiocsti": (
+        lambda fds: syscall(NR["ioctl"], fds[1], sd.TIOCSTI, ctypes.addressof(ctypes.c_char(b"x"))),
+        os.openpty,
+    ),
+    "mprotect_wx": (
+        lambda page: syscall(NR["mprotect"], page[1], mmap.PAGESIZE, 0x7),
+        _mmap_page,
+    ),
+    "memfd_create": (lambda _: os.memfd_create("x"), None),
+    "execveat_empty_path": (
+        lambda fd: syscall(
+            NR["execveat"], fd, ctypes.addressof(ctypes.c_char(b"\0")), 0, 0, 0x1000
+        ),
+        lambda: os.open("/bin/true", os.O_RDONLY),
+    ),
+    "prctl_set_mm": (lambda _: syscall(NR["prctl"], sd.PR_SET_MM, 0, 0, 0, 0), None),
+    "prctl_set_dumpable_1": (lambda _: nsys.prctl(nsys.PR_SET_DUMPABLE, 1), None),
+    "prctl_ambient_raise": (
+        lambda _: nsys.prctl(nsys.PR_CAP_AMBIENT, nsys.PR_CAP_AMBIENT_RAISE, 10),
+        None,
+    ),
+    "setrlimit": (
+        lambda _: resource.setrlimit(
+            resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)
+        ),
+        None,
+    ),
+    "setuid": (lambda _: os.setuid(0), None),
+    "mknod_fifo": (lambda d: os.mknod(os.path.join(d, "fifo"), 0o600 | 0o010000), _tmpdir),
+    # A nested filter that allows everything: harmless, and still refused.
+    "seccomp": (lambda _: nsys.seccomp_set_mode_filter(bytes.fromhex("060000000000ff7f")), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DENIED))
+def test_denied_call_kills(programs, name, tmp_path):
+    body, before = DENIED[name]
+    if before is _tmpdir:
+        before = lambda: str(tmp_path)  # noqa: E731
+    assert_killed(filtered(programs, body, before=before))
+
+
+def test_inet_socket_allowed_when_networked(programs):
+    def body(_):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        s.close()
+        return True
+
+    assert assert_survived(filtered(programs, body, networked=True)) is True
+    assert_killed(filtered(programs, body, networked=False))
+
+
+def test_netlink_route_fails_softly_without_network(programs):
+    def body(_):
+        try:
+            socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        except OSError as e:
+            return e.errno
+        return 0
+
+    assert assert_survived(filtered(programs, body)) == errno.EAFNOSUPPORT
+    assert assert_survived(filtered(programs, body, networked=True)) == 0
+
+
+def test_unix_sockets_work_without_network(programs):
+    def body(_):
+        a, b = socket.socketpair()
+        a.sendall(b"ping")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.close()
+        return b.recv(4).decode()
+
+    assert assert_survived(filtered(programs, body)) == "ping"
+
+
+# --- argument filters let the right calls through ----------------------------------------------
+
+
+def test_clone3_returns_enosys(programs):
+    def body(_):
+        return syscall(NR["clone3"], 0, 0)
+
+    assert assert_survived(filtered(programs, body)) == [-1, errno.ENOSYS]
+
+
+def test_threads_and_fork_still_work(programs):
+    def body(_):
+        import threading
+
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(1))
+        t.start()
+        t.join()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(7)
+        _, status = os.waitpid(pid, 0)
+        return [seen, os.waitstatus_to_exitcode(status)]
+
+    assert assert_survived(filtered(programs, body)) == [[1], 7]
+
+
+def test_ioctl_request_compared_on_32_bits(programs):
+    """The kernel reads the request as a 32-bit value, and so does the filter: garbage in the
+    upper half of the register neither kills an allowed request nor rescues a denied one."""
+    garbage = 0xDEADBEEF << 32
+
+    def tcgets(fds):
+        buf = ctypes.create_string_buffer(64)
+        return syscall(NR["ioctl"], fds[1], garbage | 0x5401, ctypes.addressof(buf))
+
+    assert assert_survived(filtered(programs, tcgets, before=os.openpty)) == [0, 0]
+
+    def tiocsti(fds):
+        return syscall(
+            NR["ioctl"], fds[1], garbage | sd.TIOCSTI, ctypes.addressof(ctypes.c_char(b"x"))
+        )
+
+    assert_killed(filtered(programs, tiocsti, before=os.openpty))
+
+
+def test_pty_allocation_works(programs):
+    def body(_):
+        master, slave = os.openpty()
+        os.write(master, b"hi\n")
+        return [os.isatty(slave), os.read(slave, 3).decode()]
+
+    assert assert_survived(filtered(programs, body)) == [True, "hi\n"]
+
+
+def test_mprotect_without_wx_allowed(programs):
+    def body(page):
+        rw = syscall(NR["mprotect"], page[1], mmap.PAGESIZE, 0x3)
+        rx = syscall(NR["mprotect"], page[1], mmap.PAGESIZE, 0x5)
+        return [rw, rx]
+
+    assert assert_survived(filtered(programs, body, before=_mmap_page)) == [[0, 0], [0, 0]]
+
+
+def test_allowed_prctl_options(programs):
+    def body(_):
+        nsys.prctl(nsys.PR_SET_NAME, ctypes.addressof(ctypes.create_string_buffer(b"worker")))
+        return [
+            nsys.prctl(nsys.PR_GET_NO_NEW_PRIVS),
+            nsys.prctl(nsys.PR_CAP_AMBIENT, nsys.PR_CAP_AMBIENT_IS_SET, 10),
+            nsys.prctl(nsys.PR_SET_DUMPABLE, 0),
+            nsys.prctl(nsys.PR_GET_DUMPABLE),
+            nsys.prctl(nsys.PR_CAPBSET_READ, 0) in (0, 1),
+        ]
+
+    assert assert_survived(filtered(programs, body)) == [1, 0, 0, 0, True]
+
+
+def test_getrlimit_allowed(programs):
+    def body(_):
+        return list(resource.getrlimit(resource.RLIMIT_NOFILE))
+
+    assert assert_survived(filtered(programs, body)) == list(
+        resource.getrlimit(resource.RLIMIT_NOFILE)
+    )
+
+
+# --- foreign architectures ---------------------------------------------------------------------
+
+
+def _int80_getpid():
+    """A function that runs i386 getpid (eax=20) through `int 0x80` from this 64-bit process."""
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(bytes.fromhex("b814000000cd80c3"))  # mov eax, 20; int 0x80; ret
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    return ctypes.CFUNCTYPE(ctypes.c_int)(address), page
+
+
+def test_i386_syscall_is_killed(programs):
+    control = in_child(lambda prepared: [prepared[0](), os.getpid()], before=_int80_getpid)
+    if control.exit_code != 0:
+        pytest.skip(f"int 0x80 does not work on this host without a filter: {control}")
+    got, pid = control.report["value"]
+    assert got == pid
+    assert_killed(filtered(programs, lambda prepared: prepared[0](), before=_int80_getpid))

@@ -1,0 +1,201 @@
+"""The default seccomp profile as data: what it allows, what it never allows, and its shape."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from nucleus.spec import seccomp_default as sd
+
+
+def allowed_names(profile: dict, *, unconditional_only: bool = False) -> set[str]:
+    names: set[str] = set()
+    for rule in profile["syscalls"]:
+        if rule["action"] != sd.ALLOW:
+            continue
+        if unconditional_only and rule.get("args"):
+            continue
+        names.update(rule["names"])
+    return names
+
+
+def rules_for(profile: dict, name: str) -> list[dict]:
+    return [r for r in profile["syscalls"] if name in r["names"]]
+
+
+@pytest.fixture(params=[False, True], ids=["none", "networked"])
+def profile(request):
+    return sd.default_profile(networked=request.param)
+
+
+def test_reference_counts():
+    assert len(sd.BASE_SYSCALLS) == len(set(sd.BASE_SYSCALLS)) == 173
+    assert len(sd.NETWORK_SYSCALLS) == len(set(sd.NETWORK_SYSCALLS)) == 10
+    assert len(sd.ARGUMENT_FILTERED_SYSCALLS) == 9
+
+
+def test_top_level_shape(profile):
+    assert profile["defaultAction"] == "SCMP_ACT_KILL_PROCESS"
+    assert profile["architectures"] == ["SCMP_ARCH_X86_64"]
+    for rule in profile["syscalls"]:
+        assert set(rule) <= {"names", "action", "args", "errnoRet"}
+        assert rule["names"] and all(isinstance(n, str) for n in rule["names"])
+        for arg in rule.get("args", ()):
+            assert set(arg) == {"index", "value", "valueTwo", "op"}
+            assert 0 <= arg["index"] <= 5
+            assert 0 <= arg["value"] < 2**64 and 0 <= arg["valueTwo"] < 2**64
+            assert arg["op"] in {"SCMP_CMP_EQ", "SCMP_CMP_MASKED_EQ"}
+
+
+def test_nothing_dangerous_is_allowed(profile):
+    assert allowed_names(profile) & sd.NEVER_ALLOWED == set()
+    for name in (
+        "unshare",
+        "setns",
+        "mount",
+        "ptrace",
+        "bpf",
+        "keyctl",
+        "memfd_create",
+        "io_uring_setup",
+        "userfaultfd",
+        "seccomp",
+        "personality",
+        "clone3",
+    ):
+        assert all(r["action"] != sd.ALLOW for r in rules_for(profile, name)), name
+
+
+def test_every_addition_is_justified_and_new():
+    assert set(sd.ADDED_SYSCALLS).isdisjoint(sd.BASE_SYSCALLS)
+    assert set(sd.ADDED_SYSCALLS).isdisjoint(sd.NEVER_ALLOWED)
+    assert set(sd.ADDED_SYSCALLS).isdisjoint(sd.ARGUMENT_FILTERED_SYSCALLS)
+    for name, reason in sd.ADDED_SYSCALLS.items():
+        assert len(reason) > 20, name
+
+
+def test_unconditional_list():
+    profile = sd.default_profile(networked=False)
+    expected = set(sd.BASE_SYSCALLS) | set(sd.ADDED_SYSCALLS)
+    assert allowed_names(profile, unconditional_only=True) == expected
+    assert len(expected) == 173 + len(sd.ADDED_SYSCALLS)
+
+
+def test_network_calls_only_when_networked():
+    off = allowed_names(sd.default_profile(networked=False), unconditional_only=True)
+    on = allowed_names(sd.default_profile(networked=True), unconditional_only=True)
+    network_only = set(sd.NETWORK_SYSCALLS) - set(sd.ADDED_SYSCALLS)
+    assert network_only == {"shutdown", "bind", "listen", "accept", "accept4", "setsockopt"}
+    assert off & network_only == set()
+    assert on - off == network_only
+    assert set(sd.NETWORK_SYSCALLS) <= on
+
+
+def test_arg_filtered_calls_never_unconditional(profile):
+    for name in sd.ARGUMENT_FILTERED_SYSCALLS:
+        rules = rules_for(profile, name)
+        assert rules, name
+        assert all(r.get("args") for r in rules if r["action"] == sd.ALLOW), name
+
+
+def _single_arg_values(profile, name, index, op):
+    out = set()
+    for rule in rules_for(profile, name):
+        if rule["action"] != sd.ALLOW or len(rule["args"]) != 1:
+            continue
+        (arg,) = rule["args"]
+        assert arg["index"] == index and arg["op"] == op, rule
+        out.add((arg["value"], arg["valueTwo"]))
+    return out
+
+
+@pytest.mark.parametrize(
+    "networked, domains",
+    [(False, {sd.AF_UNIX}), (True, {sd.AF_UNIX, sd.AF_INET, sd.AF_INET6})],
+)
+def test_socket_domains(networked, domains):
+    profile = sd.default_profile(networked)
+    values = _single_arg_values(profile, "socket", 0, "SCMP_CMP_EQ")
+    assert {v for v, _ in values} == domains
+    netlink = [r for r in rules_for(profile, "socket") if len(r.get("args", ())) == 2]
+    assert len(netlink) == 1
+    assert netlink[0]["args"][0] == {"index": 0, "value": 16, "valueTwo": 0, "op": "SCMP_CMP_EQ"}
+    assert netlink[0]["args"][1] == {"index": 2, "value": 0, "valueTwo": 0, "op": "SCMP_CMP_EQ"}
+    if networked:
+        assert netlink[0]["action"] == sd.ALLOW
+    else:
+        assert netlink[0]["action"] == sd.ERRNO and netlink[0]["errnoRet"] == sd.EAFNOSUPPORT
+
+
+def test_ioctl_requests_compared_on_32_bits(profile):
+    values = _single_arg_values(profile, "ioctl", 1, "SCMP_CMP_MASKED_EQ")
+    assert {mask for mask, _ in values} == {0xFFFFFFFF}
+    requests = {req for _, req in values}
+    assert requests == set(sd.IOCTL_REQUESTS.values())
+    for needed in (0x5401, 0x5413, 0x802C542A, 0x80045430, 0x40045431, 0x5441, 0x5451):
+        assert needed in requests
+    assert sd.TIOCSTI not in requests
+
+
+def test_prctl_options(profile):
+    single = {v for v, _ in _single_arg_values_any(profile, "prctl")}
+    assert single == set(sd.PRCTL_OPTIONS.values())
+    assert sd.PR_SET_MM not in single
+    assert 22 not in single  # PR_SET_SECCOMP
+    assert sd.PR_SET_DUMPABLE not in single
+    pairs = {
+        (r["args"][0]["value"], r["args"][1]["value"])
+        for r in rules_for(profile, "prctl")
+        if len(r["args"]) == 2
+    }
+    assert pairs == {(47, 1), (4, 0)}
+
+
+def _single_arg_values_any(profile, name):
+    return {
+        (r["args"][0]["value"], r["args"][0]["valueTwo"])
+        for r in rules_for(profile, name)
+        if len(r["args"]) == 1
+    }
+
+
+def test_mprotect_never_write_and_exec(profile):
+    values = _single_arg_values(profile, "mprotect", 2, "SCMP_CMP_MASKED_EQ")
+    assert values == {(6, 0), (6, 2), (6, 4)}
+
+
+def test_other_argument_rules(profile):
+    assert _single_arg_values(profile, "prlimit64", 2, "SCMP_CMP_EQ") == {(0, 0)}
+    assert _single_arg_values(profile, "preadv2", 5, "SCMP_CMP_EQ") == {(0, 0)}
+    assert _single_arg_values(profile, "pwritev2", 5, "SCMP_CMP_EQ") == {(0, 0)}
+    assert _single_arg_values(profile, "execveat", 4, "SCMP_CMP_MASKED_EQ") == {(0x1000, 0)}
+    (clone,) = _single_arg_values(profile, "clone", 0, "SCMP_CMP_MASKED_EQ")
+    assert clone == (0x7E020080, 0)
+    assert clone[0] == sd.CLONE_NEW_ALL
+
+
+def test_clone3_returns_enosys(profile):
+    (rule,) = rules_for(profile, "clone3")
+    assert rule == {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+
+
+def test_deterministic_and_fresh():
+    a = sd.default_profile(networked=True)
+    b = sd.default_profile(networked=True)
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    before = copy.deepcopy(a)
+    a["syscalls"][0]["names"].append("ptrace")
+    assert sd.default_profile(networked=True) == before
+    assert sd.default_profile(networked=False) != before
+
+
+def test_names_unique_within_allow_groups(profile):
+    unconditional = [
+        n
+        for r in profile["syscalls"]
+        if r["action"] == sd.ALLOW and not r.get("args")
+        for n in r["names"]
+    ]
+    assert len(unconditional) == len(set(unconditional))
