@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: keeps the import free for the hot path
+    from collections.abc import Iterable
+
 CAPABILITY_NAMES: dict[str, int] = {
     "CAP_CHOWN": 0,
     "CAP_DAC_OVERRIDE": 1,
@@ -73,7 +77,7 @@ def capability_name(number: int) -> str:
         raise ValueError(f"unknown capability number {number!r}") from None
 
 
-def capability_mask(numbers) -> int:
+def capability_mask(numbers: Iterable[int]) -> int:
     """The 64-bit mask with the bit of every capability number in ``numbers`` set."""
     mask = 0
     for n in numbers:

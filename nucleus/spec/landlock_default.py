@@ -5,6 +5,10 @@ Data only: no I/O, standard library only. Bits are those of linux/landlock.h.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: keeps the import free for the hot path
+    from collections.abc import Iterable
+
 # --- access rights (LANDLOCK_ACCESS_FS_*) -------------------------------------------------------
 
 ACCESS_FS: dict[str, int] = {
@@ -92,7 +96,7 @@ def fs_rights_for_abi(abi: int) -> int:
     return FS_RIGHTS_BY_ABI[min(abi, LATEST_ABI)]
 
 
-def access_mask(groups) -> int:
+def access_mask(groups: Iterable[str]) -> int:
     """The rights of a set of group names (``{"read", "execute"}``); ValueError names an
     unknown group and lists the known ones."""
     mask = 0

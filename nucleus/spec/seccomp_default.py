@@ -243,6 +243,9 @@ ARGUMENT_FILTERED_SYSCALLS: tuple[str, ...] = (
 # filter could only narrow what is allowed, but each filter goes through the kernel's
 # cBPF-to-eBPF translation and JIT, attack surface the workload does not need; programs that
 # sandbox themselves can use Landlock, which is allowed.
+# Known cost of keeping the setuid family out: GNU make 4.3 runs recipes through
+# posix_spawn(POSIX_SPAWN_RESETIDS), whose child calls setresuid(-1, getuid(), -1) and is
+# killed. Without CAP_SETUID such a call can only permute the caller's own ids.
 NEVER_ALLOWED: frozenset[str] = frozenset(
     {
         "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "ptrace", "bpf",
@@ -262,12 +265,14 @@ NEVER_ALLOWED: frozenset[str] = frozenset(
 )  # fmt: skip
 
 
-def _arg(index: int, op: str, value: int, value_two: int = 0) -> dict:
+def _arg(index: int, op: str, value: int, value_two: int = 0) -> dict[str, object]:
     return {"index": index, "value": value, "valueTwo": value_two, "op": op}
 
 
-def _rule(name: str, *args: dict, action: str = ALLOW, errno_ret: int | None = None) -> dict:
-    rule: dict = {"names": [name], "action": action}
+def _rule(
+    name: str, *args: dict[str, object], action: str = ALLOW, errno_ret: int | None = None
+) -> dict[str, object]:
+    rule: dict[str, object] = {"names": [name], "action": action}
     if args:
         rule["args"] = list(args)
     if errno_ret is not None:
@@ -275,8 +280,8 @@ def _rule(name: str, *args: dict, action: str = ALLOW, errno_ret: int | None = N
     return rule
 
 
-def _argument_rules(networked: bool) -> list[dict]:
-    rules: list[dict] = []
+def _argument_rules(networked: bool) -> list[dict[str, object]]:
+    rules: list[dict[str, object]] = []
 
     # socket(domain, type, protocol): AF_UNIX, plus AF_INET/AF_INET6 with a network.
     domains = (AF_UNIX, AF_INET, AF_INET6) if networked else (AF_UNIX,)
@@ -306,7 +311,9 @@ def _argument_rules(networked: bool) -> list[dict]:
     # getrlimit is prlimit64 with a NULL new_limit.
     rules.append(_rule("prlimit64", _arg(2, EQ, 0)))
 
-    # mprotect(addr, len, prot): never writable and executable at once (W^X).
+    # mprotect(addr, len, prot): never writable and executable at once (W^X). mmap itself is
+    # unconditional, as in the reference, so a fresh PROT_WRITE|PROT_EXEC mapping is still
+    # possible: this stops turning existing pages W+X, not every W+X page.
     wx = PROT_WRITE | PROT_EXEC
     for allowed in (0, PROT_WRITE, PROT_EXEC):
         rules.append(_rule("mprotect", _arg(2, MASKED_EQ, wx, allowed)))
@@ -339,9 +346,9 @@ def network_only_syscalls() -> tuple[str, ...]:
     return tuple(sorted(set(NETWORK_SYSCALLS) - set(unconditional_syscalls())))
 
 
-def default_profile(networked: bool) -> dict:
+def default_profile(networked: bool) -> dict[str, object]:
     """The default profile as a fresh OCI seccomp dict (safe for the caller to modify)."""
-    syscalls: list[dict] = [{"names": list(unconditional_syscalls()), "action": ALLOW}]
+    syscalls: list[dict[str, object]] = [{"names": list(unconditional_syscalls()), "action": ALLOW}]
     if networked:
         syscalls.append({"names": list(network_only_syscalls()), "action": ALLOW})
     syscalls.extend(_argument_rules(networked))

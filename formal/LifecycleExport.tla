@@ -1,0 +1,28 @@
+-------------------------- MODULE LifecycleExport ---------------------------
+\* TLC-only wrapper around Lifecycle, for trace export: in simulation mode
+\* (-simulate) every simulated behaviour is written to its own ITF JSON file
+\* <OutDir>/trace_w<worker>_<n>.itf.json. Lifecycle.tla itself stays free of
+\* TLC-only operators. Run by `python -m nucleus.tla traces` (make traces).
+EXTENDS Lifecycle, TLC, TLCExt, ITF
+
+\* The output directory: the Java property tlc.itf.dir (-Dtlc.itf.dir=DIR).
+\* TLCGet returns the key itself when the property is unset.
+OutDir ==
+    LET d == TLCGet("-Dtlc.itf.dir")
+    IN IF d = "-Dtlc.itf.dir" THEN "." ELSE d
+
+\* The trace's #meta: the module to replay it against, and how TLC made it.
+ExportMeta ==
+    ITFDefaultMeta("Lifecycle.tla")
+        @@ [module |-> "Lifecycle",
+            seed |-> TLCGet("config").seed,
+            depth |-> TLCGet("config").depth,
+            behaviour |-> TLCGet("diameter")]
+
+\* Used as  CONSTRAINT ExportITF  (always TRUE: it never restricts the search).
+\* TLCDefer runs it once the simulator has picked the successor, so the file
+\* holds exactly the simulated behaviour. It is rewritten after every step and
+\* so ends up complete however the behaviour ended (depth bound or a terminal
+\* state, with -deadlock).
+ExportITF == TLCDefer(ITFWriteTrace(ITFTraceFileName(OutDir), ExportMeta))
+=============================================================================
