@@ -205,6 +205,15 @@ ADDED_SYSCALLS: dict[str, str] = {
     "timer_gettime": "the rest of the POSIX timer API, with timer_create",
     "timer_getoverrun": "the rest of the POSIX timer API, with timer_create",
     "timer_delete": "the rest of the POSIX timer API, with timer_create",
+    "bind": "AF_UNIX servers (tmux, ssh-agent, language servers); socket() allows only AF_UNIX "
+    "without a network, so this reaches no network",
+    "listen": "AF_UNIX servers, as for bind",
+    "accept": "AF_UNIX servers, as for bind",
+    "accept4": "AF_UNIX servers, as for bind",
+    "shutdown": "half-closing AF_UNIX stream sockets",
+    "setsockopt": "socket options on AF_UNIX sockets (SO_PASSCRED, buffer sizes)",
+    "setrlimit": "`ulimit` and resource.setrlimit on the caller; without CAP_SYS_RESOURCE a hard "
+    "limit can only be lowered",
     "vfork": "Python's subprocess spawns with vfork(); it is clone(CLONE_VM|CLONE_VFORK), "
     "which the clone rule allows, and cannot create namespaces",
     "get_mempolicy": "procps ps probes NUMA policy at start; a pure query",
@@ -236,24 +245,21 @@ NETWORK_SYSCALLS: tuple[str, ...] = (
 # Allowed only with the argument checks of _argument_rules().
 ARGUMENT_FILTERED_SYSCALLS: tuple[str, ...] = (
     "socket", "ioctl", "prctl", "prlimit64", "mprotect", "preadv2", "pwritev2", "clone",
-    "execveat",
+    "execveat", "setresuid", "setresgid", "mknod", "mknodat",
 )  # fmt: skip
 
 # Never allowed by the default profile, whatever the mode. `seccomp` itself is here: a nested
 # filter could only narrow what is allowed, but each filter goes through the kernel's
 # cBPF-to-eBPF translation and JIT, attack surface the workload does not need; programs that
 # sandbox themselves can use Landlock, which is allowed.
-# Known cost of keeping the setuid family out: GNU make 4.3 runs recipes through
-# posix_spawn(POSIX_SPAWN_RESETIDS), whose child calls setresuid(-1, getuid(), -1) and is
-# killed. Without CAP_SETUID such a call can only permute the caller's own ids.
+# setresuid/setresgid and mknod/mknodat are allowed only in narrow forms (see _argument_rules).
 NEVER_ALLOWED: frozenset[str] = frozenset(
     {
         "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "ptrace", "bpf",
         "keyctl", "add_key", "request_key", "userfaultfd", "io_uring_setup", "io_uring_enter",
         "io_uring_register", "memfd_create", "memfd_secret", "init_module", "finit_module",
         "delete_module", "kexec_load", "kexec_file_load", "perf_event_open", "process_vm_readv",
-        "process_vm_writev", "mknod", "mknodat", "setuid", "setgid", "setreuid", "setregid",
-        "setresuid", "setresgid", "setfsuid", "setfsgid", "setgroups", "capset",
+        "process_vm_writev", "setuid", "setgid", "setreuid", "setregid", "setfsuid", "setfsgid", "setgroups", "capset",
         "open_by_handle_at", "name_to_handle_at", "swapon", "swapoff", "reboot", "acct",
         "quotactl", "quotactl_fd", "lookup_dcookie", "iopl", "ioperm", "personality", "fsopen",
         "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr", "seccomp",
@@ -263,6 +269,10 @@ NEVER_ALLOWED: frozenset[str] = frozenset(
         "nfsservctl", "fanotify_init", "clone3",
     }
 )  # fmt: skip
+
+
+S_IFMT = 0o170000
+S_IFIFO = 0o010000
 
 
 def _arg(index: int, op: str, value: int, value_two: int = 0) -> dict[str, object]:
@@ -310,6 +320,21 @@ def _argument_rules(networked: bool) -> list[dict[str, object]]:
     # prlimit64(pid, resource, new_limit, old_limit): reading only (new_limit NULL). glibc's
     # getrlimit is prlimit64 with a NULL new_limit.
     rules.append(_rule("prlimit64", _arg(2, EQ, 0)))
+    # ... or setting the caller's own limits (pid 0): without CAP_SYS_RESOURCE a hard limit can
+    # only be lowered, so this is what `ulimit -n N` and resource.setrlimit need.
+    rules.append(_rule("prlimit64", _arg(0, EQ, 0)))
+
+    # setresuid/setresgid(r, e, s) with r and s unchanged (-1): GNU make 4.3 runs recipes through
+    # posix_spawn(POSIX_SPAWN_RESETIDS), whose child calls setresuid(-1, getuid(), -1). Without
+    # CAP_SETUID the effective id can only become the caller's own real or saved id.
+    unchanged = 0xFFFFFFFF
+    for name in ("setresuid", "setresgid"):
+        rules.append(_rule(name, _arg(0, MASKED_EQ, unchanged, unchanged),
+                           _arg(2, MASKED_EQ, unchanged, unchanged)))
+
+    # mknod/mknodat: FIFOs only (mkfifo); never device nodes, sockets or regular files.
+    rules.append(_rule("mknod", _arg(1, MASKED_EQ, S_IFMT, S_IFIFO)))
+    rules.append(_rule("mknodat", _arg(2, MASKED_EQ, S_IFMT, S_IFIFO)))
 
     # mprotect(addr, len, prot): never writable and executable at once (W^X). mmap itself is
     # unconditional, as in the reference, so a fresh PROT_WRITE|PROT_EXEC mapping is still
@@ -349,7 +374,7 @@ def network_only_syscalls() -> tuple[str, ...]:
 def default_profile(networked: bool) -> dict[str, object]:
     """The default profile as a fresh OCI seccomp dict (safe for the caller to modify)."""
     syscalls: list[dict[str, object]] = [{"names": list(unconditional_syscalls()), "action": ALLOW}]
-    if networked:
+    if networked and network_only_syscalls():
         syscalls.append({"names": list(network_only_syscalls()), "action": ALLOW})
     syscalls.extend(_argument_rules(networked))
     return {

@@ -276,14 +276,14 @@ DENIED = {
         lambda _: nsys.prctl(nsys.PR_CAP_AMBIENT, nsys.PR_CAP_AMBIENT_RAISE, 10),
         None,
     ),
-    "setrlimit": (
-        lambda _: resource.setrlimit(
-            resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)
-        ),
+    # Limits of another process (the caller's own may be lowered: see below).
+    "prlimit_other": (
+        lambda _: resource.prlimit(1, resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)),
         None,
     ),
+    "setresuid_real": (lambda _: os.setresuid(0, 0, 0), None),
     "setuid": (lambda _: os.setuid(0), None),
-    "mknod_fifo": (lambda d: os.mknod(os.path.join(d, "fifo"), 0o600 | 0o010000), _tmpdir),
+    "mknod_char": (lambda d: os.mknod(os.path.join(d, "null"), 0o600 | 0o020000, os.makedev(1, 3)), _tmpdir),
     # A nested filter that allows everything: harmless, and still refused.
     "seccomp": (lambda _: nsys.seccomp_set_mode_filter(bytes.fromhex("060000000000ff7f")), None),
 }
@@ -437,3 +437,20 @@ def test_i386_syscall_is_killed(programs):
     got, pid = control.report["value"]
     assert got == pid
     assert_killed(filtered(programs, lambda prepared: prepared[0](), before=_int80_getpid))
+
+
+def test_narrow_forms_allowed(programs, tmp_path):
+    """mkfifo, lowering the caller's own limits and setresuid(-1, euid, -1) (GNU make's
+    posix_spawn) work under the filter."""
+
+    def body(d):
+        os.mkfifo(os.path.join(d, "fifo"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512), hard))
+        os.setresuid(-1, os.geteuid(), -1)
+        os.setresgid(-1, os.getegid(), -1)
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+    outcome = filtered(programs, body, before=lambda: str(tmp_path))
+    assert_survived(outcome)
+    assert (tmp_path / "fifo").exists()

@@ -1,0 +1,202 @@
+"""Hypothesis state-machine tests over the production driver with the fake executor.
+
+The System machine gets arbitrary sequences of: any event it could be offered, a scripted effect
+failure, and settle (the driver following the setup on its own). The spec's invariants are
+checked after every step, along with what a user relies on: a refusal changes nothing, setup never
+gets stuck, every failure or exit asks for cleanup, a removed container never comes back.
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from nucleus import vocab as v
+from nucleus.driver import Driver, FakeExecutor
+from nucleus.machines import filesystem, isolation, lifecycle, security, system
+from nucleus.machines.base import Refused, Step
+
+SETTINGS = settings(
+    max_examples=150, stateful_step_count=30, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+OPS = (v.SetPropagation(), v.MountFs("tmpfs", "/new"), v.MakeDirs("/new", ("dev",)))
+
+
+class SystemModel(RuleBasedStateMachine):
+    @initialize(
+        rootless=st.booleans(), allow_degraded=st.booleans(), allow_chroot=st.booleans(),
+        n_ops=st.integers(0, len(OPS)),
+    )
+    def start(self, rootless, allow_degraded, allow_chroot, n_ops):
+        self.ex = FakeExecutor()
+        state = system.initial(
+            isolation.initial(rootless=rootless),
+            filesystem.initial(OPS[:n_ops], "/new", allow_chroot=allow_chroot),
+            security.initial(allow_degraded=allow_degraded),
+        )
+        self.driver = Driver(system, state, self.ex)
+        self.ever_running = False
+        self.removed = False
+
+    def _feed(self, event: v.Event) -> None:
+        before, steps, performed = self.driver.state, len(self.driver.history), len(self.ex.performed)
+        result = self.driver.feed(event)
+        if isinstance(result, Refused):
+            assert result.why, "a refusal says why"
+            assert self.driver.state is before
+            assert len(self.driver.history) == steps and len(self.ex.performed) == performed
+        else:
+            assert isinstance(result, Step)
+            assert self.driver.history[steps][0] is event
+        if self.driver.state.lc.status == "running":
+            self.ever_running = True
+
+    @rule(data=st.data())
+    def feed_a_candidate(self, data):
+        self._feed(data.draw(st.sampled_from(system.candidate_events(self.driver.state)), label="event"))
+
+    def _enabled(self) -> list[v.Event]:
+        s = self.driver.state
+        return [e for e in system.candidate_events(s) if isinstance(system.step(s, e), Step)]
+
+    @precondition(lambda self: self._enabled())
+    @rule(data=st.data())
+    def feed_an_enabled_event(self, data):
+        self._feed(data.draw(st.sampled_from(self._enabled()), label="enabled event"))
+
+    @rule(event=st.one_of(
+        st.integers(0, 255).map(v.Exit),
+        st.sampled_from(lifecycle.SIGNALS + ("BOGUS",)).map(v.Kill),
+        st.sampled_from([v.Prepared("full"), v.IsoDone("bogus"), v.FsFailed("bogus"), v.SecDone("bogus")]),
+    ))
+    def feed_with_any_argument(self, event):
+        self._feed(event)
+
+    @rule(intent=st.sampled_from(sorted(v.OUTCOME)), errno=st.integers(1, 133), nth=st.sampled_from(["", "#1", "#2"]))
+    def script_a_failure(self, intent, errno, nth):
+        self.ex.fail[intent + nth] = (errno, f"{intent}: scripted failure")
+
+    @rule()
+    def settle(self):
+        was = self.driver.state.lc.status
+        self.driver.settle()
+        s = self.driver.state
+        assert system.advance(s) is None
+        if was == "creating":
+            assert s.lc.status in ("created", "failed"), f"setup stopped half way: {system.to_tla(s)}"
+
+    @precondition(lambda self: self.driver.state.lc.status in ("stopped", "failed") and not self.driver.state.lc.cleaned)
+    @rule()
+    def cleanup_completes(self):
+        assert isinstance(self.driver.feed(v.CleanupDone()), Step)
+
+    @invariant()
+    def spec_invariants(self):
+        s = self.driver.state
+        broken = [name for name, check in system.all_invariants() if not check(s)]
+        assert not broken, f"{broken} in {system.to_tla(s)}"
+
+    @invariant()
+    def failure_or_exit_asks_for_cleanup(self):
+        lc = self.driver.state.lc
+        cleanups = sum(isinstance(i, v.Cleanup) for i in self.ex.performed)
+        if lc.status in ("stopped", "failed", "removed"):
+            assert cleanups == 1, f"{cleanups} Cleanup intents for a {lc.status} container"
+        else:
+            assert cleanups == 0
+
+    @invariant()
+    def workload_runs_only_when_started(self):
+        execs = sum(isinstance(i, v.ExecWorkload) for i in self.ex.performed)
+        assert execs == (1 if self.ever_running else 0)
+
+    @invariant()
+    def removed_stays_removed(self):
+        if self.removed:
+            assert self.driver.state.lc.status == "removed"
+        self.removed = self.driver.state.lc.removed
+
+
+TestSystemModel = SystemModel.TestCase
+TestSystemModel.settings = SETTINGS
+
+
+# Lifecycle alone: the driver against a small reference table of the spec's guards.
+NEXT_STATUS = {
+    "Create": ({"none"}, "creating"), "Prepared": ({"creating"}, "created"),
+    "SetupFailed": ({"creating"}, "failed"), "Start": ({"created"}, "running"),
+    "Abort": ({"created"}, "failed"), "Exit": ({"running"}, "stopped"), "Kill": ({"running"}, None),
+    "CleanupDone": ({"stopped", "failed"}, None), "Remove": ({"stopped", "failed"}, "removed"),
+}
+
+
+class LifecycleModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ex = FakeExecutor()
+        self.driver = Driver(lifecycle, lifecycle.initial(), self.ex)
+        self.status, self.cleaned, self.exit_code, self.level = "none", True, None, "none"
+        self.cleanups = 0
+
+    def _expect_enabled(self, event: v.Event) -> bool:
+        sources, _ = NEXT_STATUS[event.name]
+        if self.status not in sources:
+            return False
+        if event.name == "CleanupDone":
+            return not self.cleaned
+        if event.name == "Remove":
+            return self.cleaned
+        if isinstance(event, v.Prepared):
+            return event.level in ("enforced", "degraded")
+        if isinstance(event, v.Kill):
+            return event.signal in lifecycle.SIGNALS
+        return True
+
+    @rule(event=st.one_of(
+        st.sampled_from([v.Create(), v.SetupFailed(), v.Start(), v.Abort(), v.CleanupDone(), v.Remove()]),
+        st.sampled_from(["enforced", "degraded", "strict"]).map(v.Prepared),
+        st.integers(0, 255).map(v.Exit),
+        st.sampled_from(lifecycle.SIGNALS + ("STOP",)).map(v.Kill),
+    ))
+    def feed(self, event):
+        before = self.driver.state
+        result = self.driver.feed(event)
+        if not self._expect_enabled(event):
+            assert isinstance(result, Refused), f"{event!r} accepted while {self.status}"
+            assert event.name in result.why and self.driver.state is before
+            return
+        assert isinstance(result, Step), f"{event!r} refused while {self.status}: {getattr(result, 'why', '')}"
+        _, target = NEXT_STATUS[event.name]
+        if target is not None:
+            self.status = target
+        if event.name == "Create":
+            self.cleaned = False
+        if event.name == "CleanupDone":
+            self.cleaned = True
+        if isinstance(event, v.Prepared):
+            self.level = event.level
+        if isinstance(event, v.Exit):
+            self.exit_code = event.code
+        if event.name in ("SetupFailed", "Abort", "Exit"):
+            self.cleanups += 1
+        if isinstance(event, v.Kill):
+            assert self.ex.performed[-1] == v.SendSignal(event.signal)
+
+    @invariant()
+    def agrees_with_the_reference(self):
+        s = self.driver.state
+        assert (s.status, s.cleaned, s.exit_code, s.security) == (self.status, self.cleaned, self.exit_code, self.level)
+        assert s.removed == (self.status == "removed")
+        assert sum(isinstance(i, v.Cleanup) for i in self.ex.performed) == self.cleanups <= 1
+
+    @invariant()
+    def spec_invariants(self):
+        s = self.driver.state
+        broken = [f.__name__ for f in lifecycle.INVARIANTS if not f(s)]
+        assert not broken, f"{broken} in {lifecycle.to_tla(s)}"
+
+
+TestLifecycleModel = LifecycleModel.TestCase
+TestLifecycleModel.settings = SETTINGS
