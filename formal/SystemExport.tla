@@ -11,12 +11,23 @@ OutDir ==
     LET d == TLCGet("-Dtlc.itf.dir")
     IN IF d = "-Dtlc.itf.dir" THEN "." ELSE d
 
+\* Steered runs (Java property tlc.itf.failing=M): only machine M's steps may
+\* Fail ("none": no step fails), to reach failures late in long behaviours that
+\* uniform random simulation seldom gets to. Unset ("any"): every behaviour.
+Failing ==
+    LET f == TLCGet("-Dtlc.itf.failing")
+    IN IF f = "-Dtlc.itf.failing" THEN "any" ELSE f
+
+\* Used as  ACTION_CONSTRAINT Steer  (TRUE for every step when Failing = "any").
+Steer == Failing = "any" \/ event'.name # "Fail" \/ event'.m = Failing
+
 \* The trace's #meta: the module to replay it against, and how TLC made it.
 ExportMeta ==
     ITFDefaultMeta("System.tla")
         @@ [module |-> "System",
             seed |-> TLCGet("config").seed,
             depth |-> TLCGet("config").depth,
+            failing |-> Failing,
             behaviour |-> TLCGet("diameter")]
 
 \* Used as  CONSTRAINT ExportITF  (always TRUE: it never restricts the search).

@@ -78,6 +78,11 @@ class FakeExecutor:
 
     def __init__(self, fail: dict[str, tuple[int, str]] | None = None) -> None:
         self.fail = dict(fail or {})
+        for key in self.fail:
+            if key.split("#")[0] not in v.OUTCOME:
+                raise ValueError(
+                    f"cannot script a failure of {key!r}: only {', '.join(sorted(v.OUTCOME))} report outcomes"
+                )
         self.performed: list[v.Intent] = []
         self._counts: dict[str, int] = {}
 

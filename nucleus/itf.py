@@ -44,7 +44,7 @@ def decode(value: Any) -> Any:
 
 def _hashable(value: Any) -> Any:
     if isinstance(value, dict):
-        return tuple(sorted(value.items()))
+        return tuple(sorted((k, _hashable(x)) for k, x in value.items()))
     return value
 
 

@@ -67,6 +67,8 @@ def replay(trace: itf.Trace) -> Divergence | None:
     mismatch = _compare(machine.to_tla(start), first)
     if mismatch:
         return Divergence(trace.path, 0, "Init", mismatch)
+    if not machine.is_initial(start):
+        return Divergence(trace.path, 0, "Init", f"not an initial state: {_describe(first)}")
     driver = Driver(machine, start, _Observer())
     for index in range(1, len(trace.states)):
         state = trace.states[index]
@@ -97,6 +99,10 @@ def _compare(actual: dict[str, Any], expected: dict[str, Any]) -> str:
         if a != e:
             diffs.append(f"{key}: code has {_show(a)}, trace has {_show(e)}")
     return "; ".join(diffs)
+
+
+def _describe(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_show(values[k])}" for k in sorted(values))
 
 
 def _show(value: Any) -> str:

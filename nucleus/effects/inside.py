@@ -144,7 +144,9 @@ def _effects(inside: Inside) -> dict[str, object]:
 def serve(inside: Inside) -> None:
     """Serve intents until the workload is exec'd or the supervisor goes away. Never returns."""
     try:
-        caps.set_dumpable(False)
+        # Stays dumpable until BecomeRoot: an unprivileged supervisor must be able to write this
+        # process's id maps (a non-dumpable process's /proc files belong to root). No workload
+        # code exists before then.
         effects = _effects(inside)
         armed = False
         while True:
@@ -207,7 +209,6 @@ def _fork_init(inside: Inside, intent: v.ForkInit, events: list[dict]) -> bool:
         # PID 1 of the new namespace: serve the rest of the setup (its next message comes after
         # the supervisor has read the answer below and reaped the intermediate process).
         inside.is_init = True
-        caps.set_dumpable(False)
         return True
     events.append(v.to_wire(v.IsoDone("fork_init", detail=str(pid))))
     channel.send(inside.resp_fd, events)

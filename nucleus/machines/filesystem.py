@@ -79,6 +79,10 @@ def step(state: FilesystemState, event: v.Event) -> Step | Refused:
     return Refused(f"the filesystem has no action {event.name}")
 
 
+def is_initial(state: FilesystemState) -> bool:
+    return state.phase == "idle" and state.mounted == 0 and not state.chrooted
+
+
 def to_tla(state: FilesystemState) -> dict[str, object]:
     return {
         "fs_phase": state.phase, "fs_mounted": state.mounted, "fs_total": state.total,

@@ -121,6 +121,10 @@ def step(state: IsolationState, event: v.Event) -> Step | Refused:
     return Refused(f"isolation has no action {event.name}")
 
 
+def is_initial(state: IsolationState) -> bool:
+    return state.phase == "idle" and state.done == 0
+
+
 def to_tla(state: IsolationState) -> dict[str, object]:
     return {"iso_rootless": state.rootless, "iso_phase": state.phase, "iso_done": state.done}
 
@@ -154,7 +158,9 @@ def InitInNewPidNamespace(s: IsolationState) -> bool:  # noqa: N802
 
 
 def WaitOnlyBeforeUser(s: IsolationState) -> bool:  # noqa: N802
-    return s.phase != "waiting" or (not s.rootless and s.plan[s.done] == "enter_user")
+    return s.phase != "waiting" or (
+        not s.rootless and s.done < len(s.plan) and s.plan[s.done] == "enter_user"
+    )
 
 
 INVARIANTS = (

@@ -81,8 +81,8 @@ def step(state: LifecycleState, event: v.Event) -> Step | Refused:
     return Refused(f"the lifecycle has no action {event.name}")
 
 
-def describe(state: LifecycleState) -> str:
-    return state.status
+def is_initial(state: LifecycleState) -> bool:
+    return to_tla(state) == to_tla(initial())
 
 
 def to_tla(state: LifecycleState) -> dict[str, object]:

@@ -79,6 +79,10 @@ def step(state: SecurityState, event: v.Event) -> Step | Refused:
     return Refused(f"security has no action {event.name}")
 
 
+def is_initial(state: SecurityState) -> bool:
+    return state.phase == "idle" and not state.applied and not state.degraded
+
+
 def to_tla(state: SecurityState) -> dict[str, object]:
     return {
         "sec_allowDegraded": state.allow_degraded, "sec_phase": state.phase,

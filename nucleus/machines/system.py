@@ -63,7 +63,10 @@ def _guard(s: SystemState, event: v.Event) -> str | None:
 def step(s: SystemState, event: v.Event) -> Step | Refused:
     why = _guard(s, event)
     if why is not None:
-        return Refused(f"cannot {v.action_name(event)} ({event.machine}): {why}")
+        return Refused(
+            f"cannot {v.action_name(event)} ({event.machine}): {why} (the container is "
+            f"{s.lc.status}; isolation {s.iso.phase}, filesystem {s.fs.phase}, security {s.sec.phase})"
+        )
     module = MACHINES[event.machine]
     result = module.step(getattr(s, event.machine), event)
     if isinstance(result, Refused):
@@ -88,6 +91,10 @@ def advance(s: SystemState) -> v.Event | None:
     if s.sec.phase == "locked":
         return v.Prepared(s.sec.level)
     return None
+
+
+def is_initial(s: SystemState) -> bool:
+    return all(module.is_initial(getattr(s, name)) for name, module in MACHINES.items())
 
 
 def to_tla(s: SystemState) -> dict[str, object]:

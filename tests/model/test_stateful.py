@@ -18,7 +18,9 @@ from nucleus.machines import filesystem, isolation, lifecycle, security, system
 from nucleus.machines.base import Refused, Step
 
 SETTINGS = settings(
-    max_examples=150, stateful_step_count=30, deadline=None,
+    max_examples=150,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 OPS = (v.SetPropagation(), v.MountFs("tmpfs", "/new"), v.MakeDirs("/new", ("dev",)))
@@ -26,7 +28,9 @@ OPS = (v.SetPropagation(), v.MountFs("tmpfs", "/new"), v.MakeDirs("/new", ("dev"
 
 class SystemModel(RuleBasedStateMachine):
     @initialize(
-        rootless=st.booleans(), allow_degraded=st.booleans(), allow_chroot=st.booleans(),
+        rootless=st.booleans(),
+        allow_degraded=st.booleans(),
+        allow_chroot=st.booleans(),
         n_ops=st.integers(0, len(OPS)),
     )
     def start(self, rootless, allow_degraded, allow_chroot, n_ops):
@@ -41,7 +45,11 @@ class SystemModel(RuleBasedStateMachine):
         self.removed = False
 
     def _feed(self, event: v.Event) -> None:
-        before, steps, performed = self.driver.state, len(self.driver.history), len(self.ex.performed)
+        before, steps, performed = (
+            self.driver.state,
+            len(self.driver.history),
+            len(self.ex.performed),
+        )
         result = self.driver.feed(event)
         if isinstance(result, Refused):
             assert result.why, "a refusal says why"
@@ -55,7 +63,9 @@ class SystemModel(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def feed_a_candidate(self, data):
-        self._feed(data.draw(st.sampled_from(system.candidate_events(self.driver.state)), label="event"))
+        self._feed(
+            data.draw(st.sampled_from(system.candidate_events(self.driver.state)), label="event")
+        )
 
     def _enabled(self) -> list[v.Event]:
         s = self.driver.state
@@ -66,15 +76,23 @@ class SystemModel(RuleBasedStateMachine):
     def feed_an_enabled_event(self, data):
         self._feed(data.draw(st.sampled_from(self._enabled()), label="enabled event"))
 
-    @rule(event=st.one_of(
-        st.integers(0, 255).map(v.Exit),
-        st.sampled_from(lifecycle.SIGNALS + ("BOGUS",)).map(v.Kill),
-        st.sampled_from([v.Prepared("full"), v.IsoDone("bogus"), v.FsFailed("bogus"), v.SecDone("bogus")]),
-    ))
+    @rule(
+        event=st.one_of(
+            st.integers(0, 255).map(v.Exit),
+            st.sampled_from(lifecycle.SIGNALS + ("BOGUS",)).map(v.Kill),
+            st.sampled_from(
+                [v.Prepared("full"), v.IsoDone("bogus"), v.FsFailed("bogus"), v.SecDone("bogus")]
+            ),
+        )
+    )
     def feed_with_any_argument(self, event):
         self._feed(event)
 
-    @rule(intent=st.sampled_from(sorted(v.OUTCOME)), errno=st.integers(1, 133), nth=st.sampled_from(["", "#1", "#2"]))
+    @rule(
+        intent=st.sampled_from(sorted(v.OUTCOME)),
+        errno=st.integers(1, 133),
+        nth=st.sampled_from(["", "#1", "#2"]),
+    )
     def script_a_failure(self, intent, errno, nth):
         self.ex.fail[intent + nth] = (errno, f"{intent}: scripted failure")
 
@@ -85,9 +103,16 @@ class SystemModel(RuleBasedStateMachine):
         s = self.driver.state
         assert system.advance(s) is None
         if was == "creating":
-            assert s.lc.status in ("created", "failed"), f"setup stopped half way: {system.to_tla(s)}"
+            assert s.lc.status in ("created", "failed"), (
+                f"setup stopped half way: {system.to_tla(s)}"
+            )
 
-    @precondition(lambda self: self.driver.state.lc.status in ("stopped", "failed") and not self.driver.state.lc.cleaned)
+    @precondition(
+        lambda self: (
+            self.driver.state.lc.status in ("stopped", "failed")
+            and not self.driver.state.lc.cleaned
+        )
+    )
     @rule()
     def cleanup_completes(self):
         assert isinstance(self.driver.feed(v.CleanupDone()), Step)
@@ -125,10 +150,15 @@ TestSystemModel.settings = SETTINGS
 
 # Lifecycle alone: the driver against a small reference table of the spec's guards.
 NEXT_STATUS = {
-    "Create": ({"none"}, "creating"), "Prepared": ({"creating"}, "created"),
-    "SetupFailed": ({"creating"}, "failed"), "Start": ({"created"}, "running"),
-    "Abort": ({"created"}, "failed"), "Exit": ({"running"}, "stopped"), "Kill": ({"running"}, None),
-    "CleanupDone": ({"stopped", "failed"}, None), "Remove": ({"stopped", "failed"}, "removed"),
+    "Create": ({"none"}, "creating"),
+    "Prepared": ({"creating"}, "created"),
+    "SetupFailed": ({"creating"}, "failed"),
+    "Start": ({"created"}, "running"),
+    "Abort": ({"created"}, "failed"),
+    "Exit": ({"running"}, "stopped"),
+    "Kill": ({"running"}, None),
+    "CleanupDone": ({"stopped", "failed"}, None),
+    "Remove": ({"stopped", "failed"}, "removed"),
 }
 
 
@@ -154,12 +184,16 @@ class LifecycleModel(RuleBasedStateMachine):
             return event.signal in lifecycle.SIGNALS
         return True
 
-    @rule(event=st.one_of(
-        st.sampled_from([v.Create(), v.SetupFailed(), v.Start(), v.Abort(), v.CleanupDone(), v.Remove()]),
-        st.sampled_from(["enforced", "degraded", "strict"]).map(v.Prepared),
-        st.integers(0, 255).map(v.Exit),
-        st.sampled_from(lifecycle.SIGNALS + ("STOP",)).map(v.Kill),
-    ))
+    @rule(
+        event=st.one_of(
+            st.sampled_from(
+                [v.Create(), v.SetupFailed(), v.Start(), v.Abort(), v.CleanupDone(), v.Remove()]
+            ),
+            st.sampled_from(["enforced", "degraded", "strict"]).map(v.Prepared),
+            st.integers(0, 255).map(v.Exit),
+            st.sampled_from(lifecycle.SIGNALS + ("STOP",)).map(v.Kill),
+        )
+    )
     def feed(self, event):
         before = self.driver.state
         result = self.driver.feed(event)
@@ -167,7 +201,9 @@ class LifecycleModel(RuleBasedStateMachine):
             assert isinstance(result, Refused), f"{event!r} accepted while {self.status}"
             assert event.name in result.why and self.driver.state is before
             return
-        assert isinstance(result, Step), f"{event!r} refused while {self.status}: {getattr(result, 'why', '')}"
+        assert isinstance(result, Step), (
+            f"{event!r} refused while {self.status}: {getattr(result, 'why', '')}"
+        )
         _, target = NEXT_STATUS[event.name]
         if target is not None:
             self.status = target
@@ -187,7 +223,12 @@ class LifecycleModel(RuleBasedStateMachine):
     @invariant()
     def agrees_with_the_reference(self):
         s = self.driver.state
-        assert (s.status, s.cleaned, s.exit_code, s.security) == (self.status, self.cleaned, self.exit_code, self.level)
+        assert (s.status, s.cleaned, s.exit_code, s.security) == (
+            self.status,
+            self.cleaned,
+            self.exit_code,
+            self.level,
+        )
         assert s.removed == (self.status == "removed")
         assert sum(isinstance(i, v.Cleanup) for i in self.ex.performed) == self.cleanups <= 1
 

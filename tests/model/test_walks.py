@@ -95,8 +95,11 @@ def test_spec_constants_match_the_code():
 
 def test_every_invariant_of_each_spec_has_a_function_of_the_same_name():
     for module, machine in (
-        ("Lifecycle", lifecycle), ("Isolation", isolation), ("Filesystem", filesystem),
-        ("Security", security), ("System", system),
+        ("Lifecycle", lifecycle),
+        ("Isolation", isolation),
+        ("Filesystem", filesystem),
+        ("Security", security),
+        ("System", system),
     ):
         text = _spec_text(module)
         inv = text.split("\nInv ==", 1)[1].split("\n\n", 1)[0]
@@ -165,21 +168,33 @@ def spec_isolation(s: Vars) -> list[tuple[Label, Vars]]:
         out.append((("Begin", ""), {**s, "iso_phase": _iso_phase_after(s, 0)}))
     if phase == "running":
         name = plan[done]
-        out.append((("Done", name), {**s, "iso_done": done + 1, "iso_phase": _iso_phase_after(s, done + 1)}))
+        out.append(
+            (
+                ("Done", name),
+                {**s, "iso_done": done + 1, "iso_phase": _iso_phase_after(s, done + 1)},
+            )
+        )
         out.append((("Fail", name), {**s, "iso_phase": "failed"}))
     if phase == "waiting":
         out.append((("Resume", ""), {**s, "iso_phase": "running"}))
     return out
 
 
-_FS_EXPECTED = {"mounting": "mount", "pivoting": "pivot", "chrooting": "chroot", "detaching": "detach"}
+_FS_EXPECTED = {
+    "mounting": "mount",
+    "pivoting": "pivot",
+    "chrooting": "chroot",
+    "detaching": "detach",
+}
 
 
 def spec_filesystem(s: Vars) -> list[tuple[Label, Vars]]:
     out: list[tuple[Label, Vars]] = []
     phase = s["fs_phase"]
     if phase == "idle":
-        out.append((("Begin", ""), {**s, "fs_phase": "pivoting" if s["fs_total"] == 0 else "mounting"}))
+        out.append(
+            (("Begin", ""), {**s, "fs_phase": "pivoting" if s["fs_total"] == 0 else "mounting"})
+        )
     expected = _FS_EXPECTED.get(phase)
     if expected == "mount":
         mounted = s["fs_mounted"] + 1
@@ -212,7 +227,12 @@ def spec_security(s: Vars) -> list[tuple[Label, Vars]]:
         out.append((("Begin", ""), {**s, "sec_phase": "caps"}))
     if phase in CONTROLS:
         c = phase
-        out.append((("Done", c), {**s, "sec_applied": s["sec_applied"] | {c}, "sec_phase": _sec_next_phase(c)}))
+        out.append(
+            (
+                ("Done", c),
+                {**s, "sec_applied": s["sec_applied"] | {c}, "sec_phase": _sec_next_phase(c)},
+            )
+        )
         if c in DEGRADABLE and s["sec_allowDegraded"]:
             fail = {**s, "sec_degraded": s["sec_degraded"] | {c}, "sec_phase": _sec_next_phase(c)}
         else:
@@ -262,14 +282,26 @@ def spec_init_isolation() -> list[Vars]:
 
 def spec_init_filesystem(max_total: int) -> list[Vars]:
     return [
-        {"fs_phase": "idle", "fs_mounted": 0, "fs_total": n, "fs_allowChroot": a, "fs_chrooted": False}
-        for n in range(max_total + 1) for a in (False, True)
+        {
+            "fs_phase": "idle",
+            "fs_mounted": 0,
+            "fs_total": n,
+            "fs_allowChroot": a,
+            "fs_chrooted": False,
+        }
+        for n in range(max_total + 1)
+        for a in (False, True)
     ]
 
 
 def spec_init_security() -> list[Vars]:
     return [
-        {"sec_allowDegraded": a, "sec_phase": "idle", "sec_applied": frozenset(), "sec_degraded": frozenset()}
+        {
+            "sec_allowDegraded": a,
+            "sec_phase": "idle",
+            "sec_applied": frozenset(),
+            "sec_degraded": frozenset(),
+        }
         for a in (False, True)
     ]
 
@@ -277,8 +309,10 @@ def spec_init_security() -> list[Vars]:
 def spec_init_system(max_total: int) -> list[Vars]:
     return [
         {**lc, **iso, **fs, **sec}
-        for lc in spec_init_lifecycle() for iso in spec_init_isolation()
-        for fs in spec_init_filesystem(max_total) for sec in spec_init_security()
+        for lc in spec_init_lifecycle()
+        for iso in spec_init_isolation()
+        for fs in spec_init_filesystem(max_total)
+        for sec in spec_init_security()
     ]
 
 
@@ -288,12 +322,17 @@ def spec_init_system(max_total: int) -> list[Vars]:
 
 def key(values: Vars) -> tuple:
     """A hashable, comparable form of a spec state."""
-    return tuple(sorted((k, frozenset(x) if isinstance(x, (set, frozenset)) else x) for k, x in values.items()))
+    return tuple(
+        sorted(
+            (k, frozenset(x) if isinstance(x, (set, frozenset)) else x) for k, x in values.items()
+        )
+    )
 
 
 def show(values: Vars) -> str:
     return ", ".join(
-        f"{k}={sorted(x) if isinstance(x, (set, frozenset)) else x!r}" for k, x in sorted(values.items())
+        f"{k}={sorted(x) if isinstance(x, (set, frozenset)) else x!r}"
+        for k, x in sorted(values.items())
     )
 
 
@@ -305,7 +344,9 @@ def label_of(event: v.Event, with_machine: bool) -> Label:
 class Walk:
     """Every concrete state reachable from `inits` with `events(state)`, and every transition."""
 
-    def __init__(self, machine: Any, inits: Iterable[Any], events: Callable[[Any], list[v.Event]]) -> None:
+    def __init__(
+        self, machine: Any, inits: Iterable[Any], events: Callable[[Any], list[v.Event]]
+    ) -> None:
         self.machine = machine
         self.states: list[Any] = []
         self.transitions: dict[Any, list[tuple[v.Event, Step | Refused]]] = {}
@@ -333,12 +374,16 @@ class Walk:
 
     def taken(self, with_machine: bool) -> set[Label]:
         return {
-            label_of(e, with_machine) for outs in self.transitions.values() for e, r in outs
+            label_of(e, with_machine)
+            for outs in self.transitions.values()
+            for e, r in outs
             if isinstance(r, Step)
         }
 
 
-def spec_reachable(inits: list[Vars], nxt: Callable[[Vars], list[tuple[Label, Vars]]]) -> set[tuple]:
+def spec_reachable(
+    inits: list[Vars], nxt: Callable[[Vars], list[tuple[Label, Vars]]]
+) -> set[tuple]:
     seen = {key(s) for s in inits}
     queue = deque(inits)
     while queue:
@@ -360,11 +405,17 @@ def check_invariants(walk: Walk, checks: list[tuple[str, Callable[[Any], bool]]]
     assert not broken, f"{len(broken)} invariant violations, first: " + "; ".join(broken[:5])
 
 
-def check_agrees_with_spec(walk: Walk, nxt: Callable[[Vars], list[tuple[Label, Vars]]], with_machine: bool) -> None:
+def check_agrees_with_spec(
+    walk: Walk, nxt: Callable[[Vars], list[tuple[Label, Vars]]], with_machine: bool
+) -> None:
     problems = []
     for s, outs in walk.transitions.items():
         here = walk.machine.to_tla(s)
-        code = {(label_of(e, with_machine), key(walk.machine.to_tla(r.state))) for e, r in outs if isinstance(r, Step)}
+        code = {
+            (label_of(e, with_machine), key(walk.machine.to_tla(r.state)))
+            for e, r in outs
+            if isinstance(r, Step)
+        }
         spec = {(label, key(t)) for label, t in nxt(here)}
         if code != spec:
             extra = sorted(lbl for lbl, _ in code - spec)
@@ -373,7 +424,10 @@ def check_agrees_with_spec(walk: Walk, nxt: Callable[[Vars], list[tuple[Label, V
                 f"in [{show(here)}]: the code takes {extra} where the spec does not"
                 f" and not {missing} where the spec does"
             )
-    assert not problems, f"{len(problems)} states where the code and the spec differ, first: " + "\n".join(problems[:5])
+    assert not problems, (
+        f"{len(problems)} states where the code and the spec differ, first: "
+        + "\n".join(problems[:5])
+    )
 
 
 def check_abstraction(walk: Walk) -> int:
@@ -412,7 +466,9 @@ def check_from_tla(walk: Walk, events: Callable[[Any], list[v.Event]]) -> None:
             a, b = m.step(s, e), m.step(rebuilt, e)
             assert isinstance(a, Refused) == isinstance(b, Refused), f"{e!r} in [{show(values)}]"
             if isinstance(a, Step):
-                assert key(m.to_tla(a.state)) == key(m.to_tla(b.state)), f"{e!r} in [{show(values)}]"
+                assert key(m.to_tla(a.state)) == key(m.to_tla(b.state)), (
+                    f"{e!r} in [{show(values)}]"
+                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +496,10 @@ def test_lifecycle_agrees_with_spec(lc_walk):
 
 
 def test_lifecycle_covers_every_action(lc_walk):
-    expected = {(a, "") for a in ("Create", "SetupFailed", "Start", "Abort", "Exit", "CleanupDone", "Remove")}
+    expected = {
+        (a, "")
+        for a in ("Create", "SetupFailed", "Start", "Abort", "Exit", "CleanupDone", "Remove")
+    }
     expected |= {("Prepared", lvl) for lvl in LEVELS} | {("Kill", sig) for sig in SIGNALS}
     assert {a for a, _ in expected} == _spec_next_actions("Lifecycle")
     missing = expected - lc_walk.taken(with_machine=False)
@@ -448,7 +507,9 @@ def test_lifecycle_covers_every_action(lc_walk):
 
 
 def test_lifecycle_abstraction(lc_walk):
-    assert check_abstraction(lc_walk) > 0  # exit_code variants exist, so the check compared something
+    assert (
+        check_abstraction(lc_walk) > 0
+    )  # exit_code variants exist, so the check compared something
     check_from_tla(lc_walk, lc_events)
 
 
@@ -460,10 +521,15 @@ def iso_inits() -> list[isolation.IsolationState]:
     out = []
     for rootless in (False, True):
         out.append(isolation.initial(rootless=rootless))
-        out.append(isolation.initial(
-            rootless=rootless, namespaces=("pid", "mount"), hostname="other",
-            uid_map=((0, 1000, 1),), gid_map=((0, 1000, 1),),
-        ))
+        out.append(
+            isolation.initial(
+                rootless=rootless,
+                namespaces=("pid", "mount"),
+                hostname="other",
+                uid_map=((0, 1000, 1),),
+                gid_map=((0, 1000, 1),),
+            )
+        )
     return out
 
 
@@ -510,7 +576,9 @@ def fs_plans(n: int) -> list[tuple[v.Intent, ...]]:
 def fs_inits(max_total: int) -> list[filesystem.FilesystemState]:
     return [
         filesystem.initial(plan, root, allow_chroot=allow)
-        for n in range(max_total + 1) for plan in fs_plans(n) for allow in (False, True)
+        for n in range(max_total + 1)
+        for plan in fs_plans(n)
+        for allow in (False, True)
         for root in ("/new", "/other")
     ]
 
@@ -527,7 +595,9 @@ def test_filesystem_invariants_hold_everywhere(fs_walk):
 
 def test_filesystem_agrees_with_spec(fs_walk):
     check_agrees_with_spec(fs_walk, spec_filesystem, with_machine=False)
-    assert fs_walk.abstract_states() == spec_reachable(spec_init_filesystem(MAX_MOUNTS), spec_filesystem)
+    assert fs_walk.abstract_states() == spec_reachable(
+        spec_init_filesystem(MAX_MOUNTS), spec_filesystem
+    )
     assert len(fs_walk.abstract_states()) >= 60
 
 
@@ -551,7 +621,14 @@ def sec_inits() -> list[security.SecurityState]:
     return [
         security.initial(allow_degraded=a, **params)
         for a in (False, True)
-        for params in ({}, {"keep_caps": ("CAP_NET_BIND_SERVICE",), "program_sha256": "ab" * 32, "log_denied": True})
+        for params in (
+            {},
+            {
+                "keep_caps": ("CAP_NET_BIND_SERVICE",),
+                "program_sha256": "ab" * 32,
+                "log_denied": True,
+            },
+        )
     ]
 
 
@@ -591,7 +668,9 @@ SYSTEM_MAX_MOUNTS = 2
 def system_inits() -> list[system.SystemState]:
     return [
         system.initial(isolation.initial(rootless=r), fs, security.initial(allow_degraded=a))
-        for r in (False, True) for fs in fs_inits(SYSTEM_MAX_MOUNTS) if fs.new_root == "/new"
+        for r in (False, True)
+        for fs in fs_inits(SYSTEM_MAX_MOUNTS)
+        if fs.new_root == "/new"
         for a in (False, True)
     ]
 
@@ -616,13 +695,20 @@ def test_system_checks_every_invariant_of_every_machine():
 
 def test_system_agrees_with_spec(sys_walk):
     check_agrees_with_spec(sys_walk, spec_system, with_machine=True)
-    assert sys_walk.abstract_states() == spec_reachable(spec_init_system(SYSTEM_MAX_MOUNTS), spec_system)
+    assert sys_walk.abstract_states() == spec_reachable(
+        spec_init_system(SYSTEM_MAX_MOUNTS), spec_system
+    )
     assert len(sys_walk.abstract_states()) >= 2000
 
 
 def test_system_covers_every_action(sys_walk):
-    expected = {("lc", a, "") for a in ("Create", "SetupFailed", "Start", "Abort", "Exit", "CleanupDone", "Remove")}
-    expected |= {("lc", "Prepared", lvl) for lvl in LEVELS} | {("lc", "Kill", sig) for sig in SIGNALS}
+    expected = {
+        ("lc", a, "")
+        for a in ("Create", "SetupFailed", "Start", "Abort", "Exit", "CleanupDone", "Remove")
+    }
+    expected |= {("lc", "Prepared", lvl) for lvl in LEVELS} | {
+        ("lc", "Kill", sig) for sig in SIGNALS
+    }
     expected |= {("iso", "Begin", ""), ("iso", "Resume", "")}
     expected |= {("iso", a, s) for a in ("Done", "Fail") for s in ISO_STEPS}
     expected |= {("fs", "Begin", "")} | {("fs", a, s) for a in ("Done", "Fail") for s in FS_STEPS}
@@ -643,4 +729,6 @@ def test_system_advance_names_only_enabled_events(sys_walk):
         e = system.advance(s)
         if e is not None:
             r = system.step(s, e)
-            assert isinstance(r, Step), f"advance named {e!r} in [{show(system.to_tla(s))}]: {r.why}"
+            assert isinstance(r, Step), (
+                f"advance named {e!r} in [{show(system.to_tla(s))}]: {r.why}"
+            )

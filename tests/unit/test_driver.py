@@ -25,9 +25,16 @@ PLAN = (
     v.MakeDirs("/new", ("etc",)),
 )
 CONFIGS = [
-    pytest.param(rootless, allow_degraded, allow_chroot, id=f"{'rootless' if rootless else 'privileged'}"
-                 f"-degraded={allow_degraded}-chroot={allow_chroot}")
-    for rootless in (False, True) for allow_degraded in (False, True) for allow_chroot in (False, True)
+    pytest.param(
+        rootless,
+        allow_degraded,
+        allow_chroot,
+        id=f"{'rootless' if rootless else 'privileged'}"
+        f"-degraded={allow_degraded}-chroot={allow_chroot}",
+    )
+    for rootless in (False, True)
+    for allow_degraded in (False, True)
+    for allow_chroot in (False, True)
 ]
 
 
@@ -68,7 +75,9 @@ def failable_intents(rootless: bool, allow_degraded: bool, allow_chroot: bool) -
 
 
 def tolerated(name: str, allow_degraded: bool, allow_chroot: bool) -> bool:
-    return (name in ("LoadSeccomp", "ApplyLandlock") and allow_degraded) or (name == "PivotRoot" and allow_chroot)
+    return (name in ("LoadSeccomp", "ApplyLandlock") and allow_degraded) or (
+        name == "PivotRoot" and allow_chroot
+    )
 
 
 @pytest.mark.parametrize("rootless,allow_degraded,allow_chroot", CONFIGS)
@@ -81,7 +90,9 @@ def test_clean_setup_carries_out_every_step_once(rootless, allow_degraded, allow
 
 
 @pytest.mark.parametrize("rootless,allow_degraded,allow_chroot", CONFIGS)
-def test_a_failure_at_every_intent_ends_created_or_failed_and_cleaned(rootless, allow_degraded, allow_chroot):
+def test_a_failure_at_every_intent_ends_created_or_failed_and_cleaned(
+    rootless, allow_degraded, allow_chroot
+):
     keys = failable_intents(rootless, allow_degraded, allow_chroot)
     assert keys
     for key in keys:
@@ -103,7 +114,9 @@ def test_a_failure_at_every_intent_ends_created_or_failed_and_cleaned(rootless, 
                 assert d.state.fs.chrooted and lc.security == "enforced"
                 assert "Chroot" in performed and "DetachOldRoot" not in performed
             else:
-                assert lc.security == "degraded" and d.state.sec.degraded == {"seccomp" if name == "LoadSeccomp" else "landlock"}
+                assert lc.security == "degraded" and d.state.sec.degraded == {
+                    "seccomp" if name == "LoadSeccomp" else "landlock"
+                }
             continue
         assert lc.status == "failed", f"{key}: {lc.status}"
         assert not lc.cleaned
@@ -140,17 +153,28 @@ def test_full_run_after_setup(rootless, allow_degraded, allow_chroot):
     d.feed(v.CleanupDone())
     d.feed(v.Remove())
     assert d.state.lc.removed
-    assert [type(e).__name__ for e, _ in d.history[-6:]] == ["Prepared", "Start", "Kill", "Exit", "CleanupDone", "Remove"]
+    assert [type(e).__name__ for e, _ in d.history[-6:]] == [
+        "Prepared",
+        "Start",
+        "Kill",
+        "Exit",
+        "CleanupDone",
+        "Remove",
+    ]
 
 
 def test_a_tolerated_failure_and_a_fatal_one_together():
-    ex = FakeExecutor(fail={"LoadSeccomp": (22, "Invalid argument"), "ApplyLandlock": (95, "not supported")})
+    ex = FakeExecutor(
+        fail={"LoadSeccomp": (22, "Invalid argument"), "ApplyLandlock": (95, "not supported")}
+    )
     d = Driver(system, initial(True, True, False), ex, CheckingRecorder())
     d.feed(v.Create())
     d.settle()
     assert (d.state.lc.status, d.state.lc.security) == ("created", "degraded")
     assert d.state.sec.degraded == {"seccomp", "landlock"}
-    ex = FakeExecutor(fail={"LoadSeccomp": (22, "Invalid argument"), "DropCapabilities": (1, "EPERM")})
+    ex = FakeExecutor(
+        fail={"LoadSeccomp": (22, "Invalid argument"), "DropCapabilities": (1, "EPERM")}
+    )
     d = Driver(system, initial(True, True, False), ex, CheckingRecorder())
     d.feed(v.Create())
     d.settle()
@@ -159,7 +183,9 @@ def test_a_tolerated_failure_and_a_fatal_one_together():
 
 
 def test_chroot_fallback_that_also_fails():
-    ex = FakeExecutor(fail={"PivotRoot": (22, "Invalid argument"), "Chroot": (1, "Operation not permitted")})
+    ex = FakeExecutor(
+        fail={"PivotRoot": (22, "Invalid argument"), "Chroot": (1, "Operation not permitted")}
+    )
     d = Driver(system, initial(False, False, True), ex, CheckingRecorder())
     d.feed(v.Create())
     d.settle()
@@ -192,7 +218,16 @@ def test_fake_executor_stops_at_the_first_failure():
 
 
 @pytest.mark.parametrize(
-    "event", [v.Start(), v.IsoBegin(), v.FsBegin(), v.SecBegin(), v.Prepared("enforced"), v.SetupFailed(), v.Remove()],
+    "event",
+    [
+        v.Start(),
+        v.IsoBegin(),
+        v.FsBegin(),
+        v.SecBegin(),
+        v.Prepared("enforced"),
+        v.SetupFailed(),
+        v.Remove(),
+    ],
     ids=lambda e: e.name,
 )
 def test_a_refused_first_event_changes_nothing(event):

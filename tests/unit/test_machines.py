@@ -14,8 +14,20 @@ from nucleus.machines.base import Refused, Step
 
 
 def ok(result: Step | Refused) -> Step:
-    assert isinstance(result, Step), f"refused: {result.why}" if isinstance(result, Refused) else result
+    assert isinstance(result, Step), (
+        f"refused: {result.why}" if isinstance(result, Refused) else result
+    )
     return result
+
+
+def without_state(why: str) -> str:
+    """A composition refusal without its trailing description of the current phases."""
+    return why.split(" (the container is ")[0]
+
+
+def without_state(why: str) -> str:
+    """A composition refusal without its trailing description of the current phases."""
+    return why.split(" (the container is ")[0]
 
 
 def refused(result: Step | Refused) -> str:
@@ -38,8 +50,15 @@ def run(machine, state, *events):
 # Lifecycle
 
 LC_EVENTS = [
-    v.Create(), v.Prepared("enforced"), v.SetupFailed(), v.Start(), v.Abort(), v.Exit(0),
-    v.Kill("TERM"), v.CleanupDone(), v.Remove(),
+    v.Create(),
+    v.Prepared("enforced"),
+    v.SetupFailed(),
+    v.Start(),
+    v.Abort(),
+    v.Exit(0),
+    v.Kill("TERM"),
+    v.CleanupDone(),
+    v.Remove(),
 ]
 
 
@@ -61,9 +80,18 @@ def lc_at(status: str) -> lifecycle.LifecycleState:
 
 def test_lifecycle_initial_holds_nothing():
     s = lifecycle.initial()
-    assert (s.status, s.security, s.cleaned, s.removed, s.exit_code) == ("none", "none", True, False, None)
+    assert (s.status, s.security, s.cleaned, s.removed, s.exit_code) == (
+        "none",
+        "none",
+        True,
+        False,
+        None,
+    )
     assert lifecycle.to_tla(s) == {
-        "lc_status": "none", "lc_security": "none", "lc_cleaned": True, "lc_removed": False,
+        "lc_status": "none",
+        "lc_security": "none",
+        "lc_cleaned": True,
+        "lc_removed": False,
     }
 
 
@@ -111,7 +139,10 @@ def test_lifecycle_exact_refusals():
     assert refused(lifecycle.step(lc_at("running"), v.Create())) == (
         "cannot Create the container: it is running (Create is allowed only before it exists)"
     )
-    assert refused(lifecycle.step(lc_at("none"), v.IsoBegin())) == "the lifecycle has no action IsoBegin"
+    assert (
+        refused(lifecycle.step(lc_at("none"), v.IsoBegin()))
+        == "the lifecycle has no action IsoBegin"
+    )
 
 
 @pytest.mark.parametrize("status", lifecycle.STATUSES)
@@ -122,16 +153,6 @@ def test_lifecycle_every_refusal_names_action_and_status(status):
         if isinstance(r, Refused):
             assert r.why.startswith(f"cannot {e.name} the container: it is {status} ("), r.why
             assert r.why.endswith(")"), r.why
-
-
-@pytest.mark.parametrize("status", lifecycle.STATUSES)
-def test_lifecycle_refusal_leaves_nothing_to_do(status):
-    """A refused event is a Refused value, never an exception and never a half-step."""
-    state = lc_at(status)
-    for e in LC_EVENTS:
-        r = lifecycle.step(state, e)
-        assert isinstance(r, (Step, Refused))
-    assert lc_at(status) == state  # states are values: stepping never mutates them
 
 
 def test_lifecycle_removed_never_runs_again():
@@ -173,7 +194,10 @@ def test_lifecycle_kill_forwards_the_signal_and_changes_nothing():
         r = ok(lifecycle.step(s, v.Kill(sig)))
         assert r.state == s
         assert r.intents == (v.SendSignal(sig),)
-    assert refused(lifecycle.step(s, v.Kill("SIGFOO"))) == "cannot Kill the container: unknown signal 'SIGFOO'"
+    assert (
+        refused(lifecycle.step(s, v.Kill("SIGFOO")))
+        == "cannot Kill the container: unknown signal 'SIGFOO'"
+    )
 
 
 @pytest.mark.parametrize("code", [0, 1, 137, 255])
@@ -198,7 +222,9 @@ def test_lifecycle_every_failure_asks_for_cleanup():
 def test_lifecycle_abort_from_created_fails_and_keeps_resources_until_cleanup():
     s = ok(lifecycle.step(lc_at("created"), v.Abort())).state
     assert (s.status, s.cleaned) == ("failed", False)
-    assert "Abort is allowed only from created" in refused(lifecycle.step(lc_at("running"), v.Abort()))
+    assert "Abort is allowed only from created" in refused(
+        lifecycle.step(lc_at("running"), v.Abort())
+    )
 
 
 def test_lifecycle_from_tla_round_trip():
@@ -230,7 +256,9 @@ def iso_drive(state: isolation.IsolationState):
 
 
 def test_isolation_rootless_plan_has_no_pause():
-    s = isolation.initial(rootless=True, hostname="box", uid_map=((0, 1000, 1),), gid_map=((0, 1000, 1),))
+    s = isolation.initial(
+        rootless=True, hostname="box", uid_map=((0, 1000, 1),), gid_map=((0, 1000, 1),)
+    )
     end, intents, waits = iso_drive(s)
     assert waits == []
     assert end.done == len(isolation.ROOTLESS_PLAN)
@@ -273,8 +301,14 @@ def test_isolation_privileged_intents_in_order():
     end, intents, waits = iso_drive(isolation.initial(rootless=False))
     assert waits == [isolation.PRIVILEGED_PLAN.index("enter_user")]
     assert [i.name for i in intents] == [
-        "SpawnChild", "Unshare", "ForkInit", "SetHostname", "LoopbackUp", "EnterUserNamespace",
-        "WriteIdMaps", "BecomeRoot",
+        "SpawnChild",
+        "Unshare",
+        "ForkInit",
+        "SetHostname",
+        "LoopbackUp",
+        "EnterUserNamespace",
+        "WriteIdMaps",
+        "BecomeRoot",
     ]
     unshare = intents[1]
     assert "user" not in unshare.namespaces  # the user namespace comes last, on its own
@@ -364,12 +398,21 @@ def test_filesystem_empty_plan_pivots_at_once():
 
 def test_filesystem_pivot_failure_is_fatal_without_chroot_fallback():
     s, _ = run(filesystem, filesystem.initial((), "/new", allow_chroot=False), v.FsBegin())
-    r = ok(filesystem.step(s, v.FsFailed("pivot", 22, "pivot_root('/new', '/new/.old'): Invalid argument")))
+    r = ok(
+        filesystem.step(
+            s, v.FsFailed("pivot", 22, "pivot_root('/new', '/new/.old'): Invalid argument")
+        )
+    )
     assert (r.state.phase, r.state.chrooted, r.intents) == ("failed", False, ())
 
 
 def test_filesystem_pivot_failure_becomes_chroot_when_allowed():
-    s, _ = run(filesystem, filesystem.initial(PLAN, "/new", allow_chroot=True), v.FsBegin(), *[v.FsDone("mount")] * 3)
+    s, _ = run(
+        filesystem,
+        filesystem.initial(PLAN, "/new", allow_chroot=True),
+        v.FsBegin(),
+        *[v.FsDone("mount")] * 3,
+    )
     r = ok(filesystem.step(s, v.FsFailed("pivot", 22, "Invalid argument")))
     assert r.state.phase == "chrooting"
     warn, chroot = r.intents
@@ -382,23 +425,41 @@ def test_filesystem_pivot_failure_becomes_chroot_when_allowed():
 
 
 def test_filesystem_chroot_failure_is_fatal():
-    s, _ = run(filesystem, filesystem.initial((), "/new", allow_chroot=True), v.FsBegin(), v.FsFailed("pivot", 1, "x"))
+    s, _ = run(
+        filesystem,
+        filesystem.initial((), "/new", allow_chroot=True),
+        v.FsBegin(),
+        v.FsFailed("pivot", 1, "x"),
+    )
     r = ok(filesystem.step(s, v.FsFailed("chroot", 1, "Operation not permitted")))
     assert (r.state.phase, r.state.chrooted) == ("failed", False)
 
 
 @pytest.mark.parametrize("allow_chroot", [False, True])
 def test_filesystem_mount_and_detach_failures_are_fatal_even_with_fallback(allow_chroot):
-    s, _ = run(filesystem, filesystem.initial(PLAN, "/new", allow_chroot=allow_chroot), v.FsBegin(), v.FsDone("mount"))
+    s, _ = run(
+        filesystem,
+        filesystem.initial(PLAN, "/new", allow_chroot=allow_chroot),
+        v.FsBegin(),
+        v.FsDone("mount"),
+    )
     r = ok(filesystem.step(s, v.FsFailed("mount", 2, "No such file or directory")))
     assert (r.state.phase, r.state.mounted, r.intents) == ("failed", 1, ())
-    s, _ = run(filesystem, filesystem.initial((), "/new", allow_chroot=allow_chroot), v.FsBegin(), v.FsDone("pivot"))
+    s, _ = run(
+        filesystem,
+        filesystem.initial((), "/new", allow_chroot=allow_chroot),
+        v.FsBegin(),
+        v.FsDone("pivot"),
+    )
     assert ok(filesystem.step(s, v.FsFailed("detach", 16, "busy"))).state.phase == "failed"
 
 
 def test_filesystem_exact_refusals():
     s = filesystem.initial(PLAN, "/new")
-    assert refused(filesystem.step(s, v.FsDone("mount"))) == "cannot Done filesystem step 'mount': it is idle"
+    assert (
+        refused(filesystem.step(s, v.FsDone("mount")))
+        == "cannot Done filesystem step 'mount': it is idle"
+    )
     mounting = ok(filesystem.step(s, v.FsBegin())).state
     assert refused(filesystem.step(mounting, v.FsDone("pivot"))) == (
         "cannot Done filesystem step 'pivot': it is mounting (the step under way is 'mount')"
@@ -406,7 +467,9 @@ def test_filesystem_exact_refusals():
     assert refused(filesystem.step(mounting, v.FsBegin())) == (
         "cannot Begin the filesystem: it is mounting (Begin is allowed only from idle)"
     )
-    assert refused(filesystem.step(mounting, v.SecBegin())) == "the filesystem has no action SecBegin"
+    assert (
+        refused(filesystem.step(mounting, v.SecBegin())) == "the filesystem has no action SecBegin"
+    )
 
 
 def test_filesystem_chroot_is_never_taken_when_not_allowed():
@@ -420,8 +483,11 @@ def test_filesystem_chroot_is_never_taken_when_not_allowed():
 # Security
 
 SEC_PARAMS = dict(
-    keep_caps=("CAP_NET_BIND_SERVICE",), program_sha256="ab" * 32, log_denied=True,
-    landlock_rules=(("/usr", ("read_file", "read_dir")),), landlock_min_abi=2,
+    keep_caps=("CAP_NET_BIND_SERVICE",),
+    program_sha256="ab" * 32,
+    log_denied=True,
+    landlock_rules=(("/usr", ("read_file", "read_dir")),),
+    landlock_min_abi=2,
 )
 
 
@@ -432,7 +498,10 @@ def test_security_happy_path():
     r = ok(security.step(r.state, v.SecDone("caps")))
     assert (r.state.phase, r.intents) == ("seccomp", (v.LoadSeccomp("ab" * 32, True),))
     r = ok(security.step(r.state, v.SecDone("seccomp")))
-    assert (r.state.phase, r.intents) == ("landlock", (v.ApplyLandlock((("/usr", ("read_file", "read_dir")),), 2),))
+    assert (r.state.phase, r.intents) == (
+        "landlock",
+        (v.ApplyLandlock((("/usr", ("read_file", "read_dir")),), 2),),
+    )
     r = ok(security.step(r.state, v.SecDone("landlock")))
     assert (r.state.phase, r.intents) == ("locked", ())
     assert r.state.applied == {"caps", "seccomp", "landlock"} and r.state.degraded == frozenset()
@@ -440,7 +509,9 @@ def test_security_happy_path():
 
 
 def _sec_at(phase: str, allow_degraded: bool) -> security.SecurityState:
-    s = ok(security.step(security.initial(allow_degraded=allow_degraded, **SEC_PARAMS), v.SecBegin())).state
+    s = ok(
+        security.step(security.initial(allow_degraded=allow_degraded, **SEC_PARAMS), v.SecBegin())
+    ).state
     for c in security.CONTROLS:
         if s.phase == phase:
             return s
@@ -471,9 +542,17 @@ def test_security_seccomp_failure_degrades_with_allow_degraded_and_warns():
 
 @pytest.mark.parametrize("allow_degraded", [False, True])
 def test_security_landlock_failure(allow_degraded):
-    r = ok(security.step(_sec_at("landlock", allow_degraded), v.SecFailed("landlock", 95, "not supported")))
+    r = ok(
+        security.step(
+            _sec_at("landlock", allow_degraded), v.SecFailed("landlock", 95, "not supported")
+        )
+    )
     if allow_degraded:
-        assert (r.state.phase, r.state.degraded, r.state.level) == ("locked", {"landlock"}, "degraded")
+        assert (r.state.phase, r.state.degraded, r.state.level) == (
+            "locked",
+            {"landlock"},
+            "degraded",
+        )
         assert len(r.intents) == 1 and isinstance(r.intents[0], v.Warn)
         assert "landlock could not be applied (not supported)" in r.intents[0].message
     else:
@@ -482,7 +561,11 @@ def test_security_landlock_failure(allow_degraded):
 
 @pytest.mark.parametrize("allow_degraded", [False, True])
 def test_security_caps_failure_is_never_degradable(allow_degraded):
-    r = ok(security.step(_sec_at("caps", allow_degraded), v.SecFailed("caps", 1, "Operation not permitted")))
+    r = ok(
+        security.step(
+            _sec_at("caps", allow_degraded), v.SecFailed("caps", 1, "Operation not permitted")
+        )
+    )
     assert (r.state.phase, r.state.degraded, r.intents) == ("failed", frozenset(), ())
     for e in security.candidate_events(r.state):
         assert "it is failed" in refused(security.step(r.state, e))
@@ -490,10 +573,19 @@ def test_security_caps_failure_is_never_degradable(allow_degraded):
 
 def test_security_exact_refusals():
     s = security.initial()
-    assert refused(security.step(s, v.SecDone("caps"))) == "cannot Done security control 'caps': it is idle"
+    assert (
+        refused(security.step(s, v.SecDone("caps")))
+        == "cannot Done security control 'caps': it is idle"
+    )
     caps = ok(security.step(s, v.SecBegin())).state
-    assert refused(security.step(caps, v.SecDone("seccomp"))) == "cannot Done security control 'seccomp': it is caps"
-    assert refused(security.step(caps, v.SecBegin())) == "cannot Begin security: it is caps (Begin is allowed only from idle)"
+    assert (
+        refused(security.step(caps, v.SecDone("seccomp")))
+        == "cannot Done security control 'seccomp': it is caps"
+    )
+    assert (
+        refused(security.step(caps, v.SecBegin()))
+        == "cannot Begin security: it is caps (Begin is allowed only from idle)"
+    )
     assert refused(security.step(caps, v.Start())) == "security has no action Start"
 
 
@@ -507,7 +599,9 @@ def test_security_controls_are_irreversible():
 # System
 
 
-def sys_initial(rootless: bool = False, plan=PLAN, allow_chroot=False, allow_degraded=False) -> system.SystemState:
+def sys_initial(
+    rootless: bool = False, plan=PLAN, allow_chroot=False, allow_degraded=False
+) -> system.SystemState:
     return system.initial(
         isolation.initial(rootless=rootless),
         filesystem.initial(plan, "/new", allow_chroot=allow_chroot),
@@ -516,7 +610,9 @@ def sys_initial(rootless: bool = False, plan=PLAN, allow_chroot=False, allow_deg
 
 
 def follow(
-    s: system.SystemState, fail: dict[str, v.Event] | None = None, stop_before: type[v.Event] | None = None
+    s: system.SystemState,
+    fail: dict[str, v.Event] | None = None,
+    stop_before: type[v.Event] | None = None,
 ) -> system.SystemState:
     """Take advance() until it stops (or would take a `stop_before` event), answering each intent
     as done or with a scripted failure; every invariant is checked after every step."""
@@ -541,18 +637,20 @@ def follow(
 
 def test_system_guards_exact_refusals():
     s = sys_initial()
-    assert refused(system.step(s, v.IsoBegin())) == (
+    assert without_state(refused(system.step(s, v.IsoBegin()))) == (
         "cannot Begin (iso): isolation begins only while the container is creating"
     )
-    assert refused(system.step(s, v.SetupFailed())) == "cannot SetupFailed (lc): setup has not failed"
+    assert (
+        without_state(refused(system.step(s, v.SetupFailed()))) == "cannot SetupFailed (lc): setup has not failed"
+    )
     creating = ok(system.step(s, v.Create())).state
-    assert refused(system.step(creating, v.FsBegin())) == (
+    assert without_state(refused(system.step(creating, v.FsBegin()))) == (
         "cannot Begin (fs): the filesystem is built only inside the new namespaces (after loopback is up)"
     )
-    assert refused(system.step(creating, v.SecBegin())) == (
+    assert without_state(refused(system.step(creating, v.SecBegin()))) == (
         "cannot Begin (sec): security controls are applied only once isolation is ready and the root is sealed"
     )
-    assert refused(system.step(creating, v.Prepared("enforced"))) == (
+    assert without_state(refused(system.step(creating, v.Prepared("enforced")))) == (
         "cannot Prepared (lc): the container is prepared only when every security control is in force"
     )
     # A machine's own refusal passes through unchanged.
@@ -567,8 +665,11 @@ def test_system_resume_waits_for_the_sealed_root():
     for name in ("spawn", "unshare", "fork_init", "hostname", "loopback"):
         s = ok(system.step(s, v.IsoDone(name))).state
     assert s.iso.phase == "waiting"
-    assert refused(system.step(s, v.IsoResume())) == (
+    assert without_state(refused(system.step(s, v.IsoResume()))) == (
         "cannot Resume (iso): the user namespace is entered only after the root filesystem is sealed"
+    )
+    assert refused(system.step(s, v.IsoResume())).endswith(
+        "(the container is creating; isolation waiting, filesystem idle, security idle)"
     )
     assert system.advance(s) == v.FsBegin()
 
@@ -576,7 +677,9 @@ def test_system_resume_waits_for_the_sealed_root():
 @pytest.mark.parametrize("rootless", [False, True])
 @pytest.mark.parametrize("allow_degraded", [False, True])
 def test_system_setup_reaches_created(rootless, allow_degraded):
-    s = follow(ok(system.step(sys_initial(rootless, allow_degraded=allow_degraded), v.Create())).state)
+    s = follow(
+        ok(system.step(sys_initial(rootless, allow_degraded=allow_degraded), v.Create())).state
+    )
     assert s.lc.status == "created" and s.lc.security == "enforced"
     assert (s.iso.phase, s.fs.phase, s.sec.phase) == ("ready", "sealed", "locked")
     assert system.advance(s) is None
@@ -590,7 +693,7 @@ def test_system_prepared_level_must_match_the_controls(failing):
     s = follow(start, fail, stop_before=v.Prepared)
     assert (s.lc.status, s.sec.phase, s.sec.level) == ("creating", "locked", "degraded")
     assert system.advance(s) == v.Prepared("degraded")
-    assert refused(system.step(s, v.Prepared("enforced"))) == (
+    assert without_state(refused(system.step(s, v.Prepared("enforced")))) == (
         "cannot Prepared (lc): the security level is 'degraded', not 'enforced'"
     )
     assert follow(start, fail).lc.security == "degraded"

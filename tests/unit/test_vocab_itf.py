@@ -49,8 +49,11 @@ def _arguments(machine: str, action: str) -> tuple[str, ...]:
     if (machine, action) == ("lc", "Kill"):
         return _spec_strings("Lifecycle", "ModelSignals")
     if action in ("Done", "Fail"):
-        module, const = {"iso": ("Isolation", "StepNames"), "fs": ("Filesystem", "StepNames"),
-                         "sec": ("Security", "Controls")}[machine]
+        module, const = {
+            "iso": ("Isolation", "StepNames"),
+            "fs": ("Filesystem", "StepNames"),
+            "sec": ("Security", "Controls"),
+        }[machine]
         return _spec_strings(module, const)
     return ("",)
 
@@ -59,11 +62,14 @@ def spec_pairs() -> list[tuple[str, str, str]]:
     """Every (machine, action, argument) the specs' Next can record, single specs and System alike."""
     pairs = {
         (_spec_machine(module), action, arg)
-        for module in SINGLE_SPECS for action in _spec_actions(module)
+        for module in SINGLE_SPECS
+        for action in _spec_actions(module)
         for arg in _arguments(_spec_machine(module), action)
     }
     system = set(re.findall(r'Ev\("(\w+)", "(\w+)"', _spec_text("System")))
-    assert system == {(m, a) for m, a, _ in pairs}, "System records other actions than its components"
+    assert system == {(m, a) for m, a, _ in pairs}, (
+        "System records other actions than its components"
+    )
     return sorted(pairs)
 
 
@@ -71,7 +77,12 @@ def _concrete(base: type) -> list[type]:
     """Every class defined in vocab that derives from `base` and has no subclass of its own."""
     out = []
     for obj in vars(v).values():
-        if isinstance(obj, type) and issubclass(obj, base) and obj is not base and not obj.__name__.startswith("_"):
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, base)
+            and obj is not base
+            and not obj.__name__.startswith("_")
+        ):
             if not obj.__subclasses__():
                 out.append(obj)
     return out
@@ -98,10 +109,15 @@ def test_wire_round_trip_with_default_fields(name):
 
 
 SAMPLES = [
-    v.Prepared("degraded"), v.SetupFailed("mount failed"), v.Exit(137), v.Kill("KILL"),
+    v.Prepared("degraded"),
+    v.SetupFailed("mount failed"),
+    v.Exit(137),
+    v.Kill("KILL"),
     v.IsoFailed("unshare", 1, "unshare(CLONE_NEWPID): Operation not permitted"),
-    v.FsDone("mount", "tmpfs on /new"), v.SecFailed("seccomp", 22, "Invalid argument"),
-    v.Unshare(("user", "pid", "mount")), v.SetHostname("box"),
+    v.FsDone("mount", "tmpfs on /new"),
+    v.SecFailed("seccomp", 22, "Invalid argument"),
+    v.Unshare(("user", "pid", "mount")),
+    v.SetHostname("box"),
     v.WriteIdMaps(((0, 100000, 65536), (65536, 1000, 1)), ((0, 100000, 65536),)),
     v.MountFs("tmpfs", "/new", ("nosuid", "nodev"), "size=64m,mode=0755"),
     v.BindMount("/usr", "/new/usr", ("rdonly",), recursive=True, optional=True),
@@ -113,7 +129,8 @@ SAMPLES = [
     v.DropCapabilities(("CAP_NET_BIND_SERVICE", "CAP_CHOWN")),
     v.LoadSeccomp("ab" * 32, True),
     v.ApplyLandlock((("/usr", ("read_file", "read_dir")), ("/tmp", ("write_file",))), 3),
-    v.Warn("seccomp could not be applied"), v.SendSignal("HUP"),
+    v.Warn("seccomp could not be applied"),
+    v.SendSignal("HUP"),
 ]
 
 
@@ -249,15 +266,23 @@ def test_itf_bigints():
     assert itf.encode(2**53) == {"#bigint": "9007199254740992"}
     assert itf.encode(-(2**60)) == {"#bigint": str(-(2**60))}
     assert itf.decode({"#bigint": "-5"}) == -5
-    assert itf.decode({"#bigint": "123456789012345678901234567890"}) == 123456789012345678901234567890
+    assert (
+        itf.decode({"#bigint": "123456789012345678901234567890"}) == 123456789012345678901234567890
+    )
 
 
 def test_itf_sets_records_sequences_tuples_maps():
     assert itf.encode(frozenset({"b", "a"})) == {"#set": ["a", "b"]}
     assert itf.encode(set()) == {"#set": []}
     assert itf.decode({"#set": ["seccomp", "caps"]}) == frozenset({"caps", "seccomp"})
-    assert itf.decode({"#set": [{"#set": [1]}, {"#set": []}]}) == frozenset({frozenset({1}), frozenset()})
-    assert itf.decode({"m": "lc", "name": "Start", "arg": ""}) == {"m": "lc", "name": "Start", "arg": ""}
+    assert itf.decode({"#set": [{"#set": [1]}, {"#set": []}]}) == frozenset(
+        {frozenset({1}), frozenset()}
+    )
+    assert itf.decode({"m": "lc", "name": "Start", "arg": ""}) == {
+        "m": "lc",
+        "name": "Start",
+        "arg": "",
+    }
     assert itf.decode([1, {"#bigint": "2"}, "x"]) == (1, 2, "x")
     assert itf.decode({"#tup": ["a", 1]}) == ("a", 1)
     assert itf.decode({"#map": [["a", 1], ["b", {"#set": []}]]}) == {"a": 1, "b": frozenset()}
@@ -286,10 +311,22 @@ def test_itf_parse_reads_an_apalache_style_trace():
         "#meta": {"format": "ITF", "source": "Security.tla"},
         "vars": ["sec_allowDegraded", "sec_applied", "sec_degraded", "sec_phase", "event"],
         "states": [
-            {"#meta": {"index": 0}, "sec_allowDegraded": False, "sec_applied": {"#set": []},
-             "sec_degraded": {"#set": []}, "sec_phase": "idle", "event": {"m": "", "name": "", "arg": ""}},
-            {"#meta": {"index": 1}, "sec_allowDegraded": False, "sec_applied": {"#set": []},
-             "sec_degraded": {"#set": []}, "sec_phase": "caps", "event": {"m": "sec", "name": "Begin", "arg": ""}},
+            {
+                "#meta": {"index": 0},
+                "sec_allowDegraded": False,
+                "sec_applied": {"#set": []},
+                "sec_degraded": {"#set": []},
+                "sec_phase": "idle",
+                "event": {"m": "", "name": "", "arg": ""},
+            },
+            {
+                "#meta": {"index": 1},
+                "sec_allowDegraded": False,
+                "sec_applied": {"#set": []},
+                "sec_degraded": {"#set": []},
+                "sec_phase": "caps",
+                "event": {"m": "sec", "name": "Begin", "arg": ""},
+            },
         ],
     }
     t = itf.parse(data, "s.itf.json")
@@ -321,7 +358,15 @@ def test_recorder_output_parses_back(tmp_path):
     path = tmp_path / "run.itf.json"
     rec = itf.Recorder(lifecycle, "Lifecycle", str(path), "a lifecycle run")
     d = Driver(lifecycle, lifecycle.initial(), FakeExecutor(), rec)
-    for e in (v.Create(), v.Prepared("degraded"), v.Start(), v.Kill("TERM"), v.Exit(3), v.CleanupDone(), v.Remove()):
+    for e in (
+        v.Create(),
+        v.Prepared("degraded"),
+        v.Start(),
+        v.Kill("TERM"),
+        v.Exit(3),
+        v.CleanupDone(),
+        v.Remove(),
+    ):
         d.feed(e)
     rec.write()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.itf.json"]  # no temporary file left
@@ -331,13 +376,27 @@ def test_recorder_output_parses_back(tmp_path):
     assert t.vars == ("event", "lc_cleaned", "lc_removed", "lc_security", "lc_status")
     assert len(t.states) == 8
     assert [s["event"]["name"] for s in t.states] == [
-        "", "Create", "Prepared", "Start", "Kill", "Exit", "CleanupDone", "Remove",
+        "",
+        "Create",
+        "Prepared",
+        "Start",
+        "Kill",
+        "Exit",
+        "CleanupDone",
+        "Remove",
     ]
     assert t.states[2]["event"] == {"m": "lc", "name": "Prepared", "arg": "degraded"}
     assert t.states[4]["event"] == {"m": "lc", "name": "Kill", "arg": "TERM"}
     assert t.states[0]["event"] == {"m": "", "name": "", "arg": ""}
     assert [s["lc_status"] for s in t.states] == [
-        "none", "creating", "created", "running", "running", "stopped", "stopped", "removed",
+        "none",
+        "creating",
+        "created",
+        "running",
+        "running",
+        "stopped",
+        "stopped",
+        "removed",
     ]
     for recorded, parsed in zip(rec.states, t.states, strict=True):
         assert parsed == recorded

@@ -1,0 +1,224 @@
+"""The import rules of the architecture, checked on the source (every import, including those
+inside functions):
+
+* nucleus.machines.* and nucleus.spec.* (and the vocabulary and errors they build on) import only
+  the standard library's pure data modules and each other: deciding never touches the host;
+* nucleus.effects.* never imports nucleus.machines: effects carry out intents, they don't decide;
+* only nucleus.cli.* imports click;
+* nothing imports pyroute2 or asyncio (the default path stays light).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "nucleus"
+
+PURE_STDLIB = frozenset(
+    {
+        "__future__",
+        "dataclasses",
+        "typing",
+        "enum",
+        "re",
+        "fnmatch",
+        "functools",
+        "itertools",
+        "collections",
+        "json",
+        "hashlib",
+        "math",
+        "string",
+        "abc",
+    }
+)
+PURE_NUCLEUS = ("nucleus.machines", "nucleus.spec", "nucleus.vocab", "nucleus.errors")
+PURE_PACKAGES = ("nucleus.machines", "nucleus.spec", "nucleus.vocab", "nucleus.errors")
+FORBIDDEN_EVERYWHERE = ("pyroute2", "asyncio")
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module, dotted
+    target: str  # the imported module, dotted and absolute
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.module} imports {self.target} ({self.path}:{self.line})"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(module: str, is_package: bool, level: int, name: str | None) -> str:
+    if level == 0:
+        return name or ""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[: len(base) - (level - 1)]
+    return ".".join(base + ([name] if name else []))
+
+
+def imports_of(path: Path, module: str | None = None) -> list[Import]:
+    """Every import in the file at `path`, which is the module `module` (by default: from its path)."""
+    module = module or module_name(path)
+    is_package = path.name == "__init__.py"
+    rel = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    tree = ast.parse(path.read_text(), filename=rel)
+    out: list[Import] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend(Import(module, alias.name, rel, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(module, is_package, node.level, node.module)
+            # `from nucleus import vocab` imports the module nucleus.vocab; `from x import name` imports x.
+            if base == "nucleus" or base.startswith("nucleus."):
+                out.extend(
+                    Import(module, f"{base}.{alias.name}", rel, node.lineno) for alias in node.names
+                )
+            else:
+                out.append(Import(module, base, rel, node.lineno))
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and (
+                (isinstance(node.func, ast.Name) and node.func.id == "__import__")
+                or (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+            )
+        ):
+            out.append(Import(module, node.args[0].value, rel, node.lineno))
+    return out
+
+
+def _within(target: str, prefixes: tuple[str, ...] | frozenset[str]) -> bool:
+    return any(target == p or target.startswith(p + ".") for p in prefixes)
+
+
+def pure_violations(imports: list[Import]) -> list[str]:
+    return [
+        str(i)
+        for i in imports
+        if _within(i.module, PURE_PACKAGES)
+        and not (i.target.split(".")[0] in PURE_STDLIB or _within(i.target, PURE_NUCLEUS))
+    ]
+
+
+def effects_violations(imports: list[Import]) -> list[str]:
+    return [
+        str(i)
+        for i in imports
+        if _within(i.module, ("nucleus.effects",)) and _within(i.target, ("nucleus.machines",))
+    ]
+
+
+def click_violations(imports: list[Import]) -> list[str]:
+    return [
+        str(i)
+        for i in imports
+        if _within(i.target, ("click",)) and not _within(i.module, ("nucleus.cli",))
+    ]
+
+
+def heavy_violations(imports: list[Import], forbidden: str) -> list[str]:
+    return [str(i) for i in imports if _within(i.target, (forbidden,))]
+
+
+SOURCES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+ALL_IMPORTS = [imp for p in SOURCES for imp in imports_of(p)]
+
+
+def test_the_walk_sees_the_package():
+    names = {module_name(p) for p in SOURCES}
+    for expected in (
+        "nucleus.vocab",
+        "nucleus.machines.lifecycle",
+        "nucleus.machines.system",
+        "nucleus.driver",
+    ):
+        assert expected in names, f"{expected} not found under {PACKAGE}"
+    assert any(i.target == "nucleus.vocab" for i in ALL_IMPORTS)
+
+
+def test_resolution_of_relative_imports():
+    assert _resolve("nucleus.machines.system", False, 1, "base") == "nucleus.machines.base"
+    assert _resolve("nucleus.machines", True, 1, "base") == "nucleus.machines.base"
+    assert _resolve("nucleus.machines.system", False, 2, "vocab") == "nucleus.vocab"
+    assert _resolve("nucleus.machines.system", False, 1, None) == "nucleus.machines"
+
+
+def test_machines_and_spec_import_only_pure_modules():
+    bad = pure_violations(ALL_IMPORTS)
+    assert not bad, (
+        "pure modules (machines, spec, vocab, errors) may import only "
+        f"{sorted(PURE_STDLIB)} and {list(PURE_NUCLEUS)}:\n  " + "\n  ".join(bad)
+    )
+
+
+def test_effects_never_import_machines():
+    bad = effects_violations(ALL_IMPORTS)
+    assert not bad, (
+        "effects carry out intents and import the vocabulary, never the machines:\n  "
+        + "\n  ".join(bad)
+    )
+
+
+def test_only_the_cli_imports_click():
+    bad = click_violations(ALL_IMPORTS)
+    assert not bad, "only nucleus.cli may import click:\n  " + "\n  ".join(bad)
+
+
+@pytest.mark.parametrize("forbidden", FORBIDDEN_EVERYWHERE)
+def test_nothing_imports_heavy_modules(forbidden):
+    bad = heavy_violations(ALL_IMPORTS, forbidden)
+    assert not bad, f"{forbidden} must not be imported anywhere in nucleus:\n  " + "\n  ".join(bad)
+
+
+def test_the_rules_catch_violations(tmp_path):
+    """The checker is not vacuous: offending imports, nested or relative, are reported by name."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import os\n"
+        "from . import base\n"
+        "from ..machines import lifecycle\n"
+        "def f():\n"
+        "    import click\n"
+        "    import asyncio.subprocess\n"
+        "    importlib.import_module('pyroute2')\n"
+    )
+    machine = imports_of(sample, "nucleus.machines.sample")
+    assert [i.target for i in machine] == [
+        "os",
+        "nucleus.machines.base",
+        "nucleus.machines.lifecycle",
+        "click",
+        "asyncio.subprocess",
+        "pyroute2",
+    ]
+    assert [b.split(" (")[0] for b in pure_violations(machine)] == [
+        "nucleus.machines.sample imports os",
+        "nucleus.machines.sample imports click",
+        "nucleus.machines.sample imports asyncio.subprocess",
+        "nucleus.machines.sample imports pyroute2",
+    ]
+    assert len(click_violations(machine)) == 1
+    assert (
+        len(heavy_violations(machine, "asyncio")) == 1
+        and len(heavy_violations(machine, "pyroute2")) == 1
+    )
+    effect = imports_of(sample, "nucleus.effects.sample")
+    assert [b.split(" (")[0] for b in effects_violations(effect)] == [
+        "nucleus.effects.sample imports nucleus.machines.lifecycle",
+    ]
+    assert effects_violations(machine) == []
+    assert click_violations(imports_of(sample, "nucleus.cli.sample")) == []
