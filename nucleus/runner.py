@@ -69,6 +69,20 @@ def check_context(spec: ContainerSpec) -> str | None:
     return path
 
 
+def check_trace(path: str | None) -> None:
+    """The trace is written when the run ends: where it goes must be writable now."""
+    if path is None:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InvalidInput(f"--trace {path!r}: no such directory {parent!r}",
+                           hint="create the directory first, or write the trace elsewhere")
+    if os.path.isdir(path):
+        raise InvalidInput(f"--trace {path!r}: is a directory", hint="name a file to write the trace to")
+    if not os.access(parent, os.W_OK):
+        raise InvalidInput(f"--trace {path!r}: directory {parent!r} is not writable")
+
+
 def _program(cache_dir: str | None = None) -> bytes:
     from nucleus.effects import seccomp
     from nucleus.spec.seccomp_default import default_profile
@@ -101,7 +115,8 @@ def build(spec: ContainerSpec, facts: HostFacts, context: str | None):
     layout = HostLayout(system=facts.system, rootfs_dir=rootfs_dir, owner=owner)
     program = _program()
     sha = hashlib.sha256(program).hexdigest()
-    rules = tuple((path, tuple(sorted(access))) for path, access in landlock_default.default_rules(spec.home))
+    rules = tuple((path, tuple(sorted(access))) for path, access in landlock_default.default_rules(
+        spec.home, writable_context=spec.context is not None and spec.context_mode == "copy"))
     state = system.initial(
         isolation.initial(rootless=rootless, namespaces=namespaces, hostname=hostname,
                           uid_map=uid_map, gid_map=gid_map),
@@ -130,6 +145,7 @@ def run(spec: ContainerSpec, trace_path: str | None = None) -> int:
     from nucleus.machines import system
 
     context = check_context(spec)
+    check_trace(trace_path)
     facts = gather_facts()
     state, payload, rootfs_dir = build(spec, facts, context)
     os.makedirs(rootfs_dir, mode=0o700, exist_ok=True)

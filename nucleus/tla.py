@@ -12,10 +12,10 @@ traces    simulates random behaviours of every spec with TLC (formal/<Spec>Expor
           one ITF JSON file per behaviour), with deterministic seeds: a uniform random run first;
           while some step the model can reach is still missing, steered runs (no step fails, or
           only one machine's steps fail) and more seeds. Duplicate behaviours are dropped; the
-          behaviours kept are those that together take every step taken, then the first others,
-          up to --count per spec. They are written to <out>/<Spec>/trace_w0_<n>.itf.json exactly
-          as TLC wrote them; then the coverage is checked and every trace is replayed through the
-          machines (`nucleus trace replay`).
+          behaviours kept are those that together take every step taken, then others from each
+          run in turn, up to --count per spec. They are written to <out>/<Spec>/trace_w0_<n>.itf.json
+          exactly as TLC wrote them; then the coverage is checked and every trace is replayed
+          through the machines (`nucleus trace replay`). The same arguments give the same files.
 coverage  lists which (machine, action, argument, outcome) steps the traces take, from the spec's
           `event` variable and the machine's phase after the step. It fails when an action of a
           spec's Next is never taken and, with a tla2tools.jar, when a step the model can reach
@@ -29,6 +29,7 @@ so CommunityModules are not needed.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -43,25 +44,18 @@ from typing import Any, NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMAL = ROOT / "formal"
-SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "System")
+# The specs in a fixed order (seeds depend on it); a new formal/<Spec>.tla with a .cfg is
+# picked up after these.
+KNOWN_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "System")
 
-# The variable holding each machine's phase: the outcome of a step is its value after the step.
-PHASE_VARS = {"lc": "lc_status", "iso": "iso_phase", "fs": "fs_phase", "sec": "sec_phase"}
-# Which module a trace belongs to when its #meta does not say: a variable only it (or the
-# composition) has.
-SIGNATURES = (
-    ("System", {"lc_status", "iso_phase", "fs_phase", "sec_phase"}),
-    ("Lifecycle", {"lc_status"}),
-    ("Isolation", {"iso_phase"}),
-    ("Filesystem", {"fs_phase"}),
-    ("Security", {"sec_phase"}),
-)
-
-# Simulation depth per spec (states after the initial one): every behaviour that does not loop
-# (Kill) reaches a terminal state well within it.
-DEPTHS = {"Lifecycle": 15, "Isolation": 15, "Filesystem": 12, "Security": 12, "System": 40}
+# Simulation depth per spec (states after the initial one): every behaviour reaches a terminal
+# state well within it (Lifecycle's Kill steps can repeat, and repeated identical states are not
+# recorded, so it needs some slack).
+DEPTHS = {"Lifecycle": 25, "Isolation": 15, "Filesystem": 12, "Security": 12, "System": 40}
+DEFAULT_DEPTH = 40
 # Apalache's bound per spec: above the diameter of the reachable state graph (TLC: 6, 11, 7, 5, 26).
 APALACHE_LENGTHS = {"Lifecycle": 8, "Isolation": 13, "Filesystem": 9, "Security": 7, "System": 28}
+DEFAULT_LENGTH = 30
 SEED_STRIDE = 100  # run r of spec i simulates with seed S + 100*i + r
 
 Key = tuple[str, str, str, str]  # (machine, action, argument, machine phase after the step)
@@ -164,26 +158,57 @@ def cfg_entries(spec: str) -> dict[str, list[str]]:
     return entries
 
 
-def next_actions(spec: str) -> set[tuple[str, str]]:
+@functools.cache
+def next_actions(spec: str) -> frozenset[tuple[str, str]]:
     """The (machine, action) pairs a spec's Next records in `event`."""
     text = (FORMAL / f"{spec}.tla").read_text()
-    pairs = set(re.findall(r'\bEv\("(\w+)",\s*"(\w+)"', text))
+    pairs = set(re.findall(r'\bEv\("(\w+)",\s*"(\w+)",', text))
     if pairs:  # the composition names the machine in every Ev(m, name, arg)
-        return pairs
+        return frozenset(pairs)
     m = re.search(r"""^Ev\(\w+,\s*\w+\)\s*==\s*event'\s*=\s*\[m \|-> "(\w+)\"""", text, re.MULTILINE)
     if not m:
         raise ToolError(f"formal/{spec}.tla: cannot find its Ev(name, arg) definition")
     body = text.split("\nNext ==", 1)[1].split("\nSpec ==", 1)[0]
-    return {(m.group(1), name) for name in re.findall(r'\bEv\("(\w+)"', body)}
+    return frozenset((m.group(1), name) for name in re.findall(r'\bEv\("(\w+)"', body))
+
+
+def all_specs() -> list[str]:
+    """Every formal/<Spec>.tla with a <Spec>.cfg (not the TLC-only wrappers)."""
+    found = {
+        p.stem for p in FORMAL.glob("*.tla")
+        if (FORMAL / f"{p.stem}.cfg").is_file() and not p.stem.endswith("Export") and p.stem != "ITF"
+    }
+    return [s for s in KNOWN_SPECS if s in found] + sorted(found - set(KNOWN_SPECS))
+
+
+def chosen_specs(names: Sequence[str] | None) -> list[str]:
+    specs = all_specs()
+    for name in names or ():
+        if name not in specs:
+            die(f"no spec {name} in {FORMAL} (specs: {', '.join(specs)})")
+    return list(names) if names else specs
+
+
+@functools.cache
+def machines_of(spec: str) -> frozenset[str]:
+    return frozenset(m for m, _ in next_actions(spec))
+
+
+def phase_var(machine: str, names: Iterable[str]) -> str | None:
+    """The variable holding a machine's phase (<m>_phase or <m>_status)."""
+    have = set(names)
+    return next((v for v in (f"{machine}_phase", f"{machine}_status") if v in have), None)
 
 
 def module_of(meta: dict[str, Any], names: Iterable[str]) -> str | None:
+    """The spec a trace is for: its #meta module, else the spec whose machines own its variables."""
+    specs = all_specs()
     module = meta.get("module")
-    if module in SPECS:
+    if module in specs:
         return str(module)
-    have = set(names)
-    for spec, needed in SIGNATURES:
-        if needed <= have:
+    prefixes = {n.split("_", 1)[0] for n in names if "_" in n}
+    for spec in specs:
+        if machines_of(spec) == prefixes:
             return spec
     return None
 
@@ -226,7 +251,7 @@ def _error_part(out: str) -> str:
 
 
 def apalache_check(apalache: str, spec: str) -> Verdict:
-    length = APALACHE_LENGTHS[spec]
+    length = APALACHE_LENGTHS.get(spec, DEFAULT_LENGTH)
     with tempfile.TemporaryDirectory(prefix="nucleus-apalache-") as outdir:
         proc = subprocess.run(
             [apalache, "check", f"--config={spec}.cfg", "--inv=Inv", f"--length={length}",
@@ -240,7 +265,7 @@ def apalache_check(apalache: str, spec: str) -> Verdict:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    specs = args.spec or list(SPECS)
+    specs = chosen_specs(args.spec)
     apalache = None if args.checker == "tlc" else find_apalache(args.apalache)
     tlc = None
     if apalache is None:
@@ -294,6 +319,7 @@ class Behaviour:
     data: bytes
     states: list[dict[str, Any]]
     keys: set[Key] = field(default_factory=set)
+    run: int = 0  # which simulation run of the spec produced it
 
     @property
     def fingerprint(self) -> str:
@@ -306,7 +332,8 @@ def step_keys(states: Sequence[dict[str, Any]]) -> list[Key]:
     for state in states[1:]:
         ev = state.get("event") or {}
         m = str(ev.get("m", ""))
-        phase = state.get(PHASE_VARS.get(m, ""), "")
+        var = phase_var(m, state)
+        phase = state.get(var, "") if var else ""
         keys.append((m, str(ev.get("name", "")), str(ev.get("arg", "")), str(phase)))
     return keys
 
@@ -323,7 +350,8 @@ def load_behaviour(path: Path, spec: str | None = None) -> Behaviour:
     return Behaviour(module, path, data, states, set(step_keys(states)))
 
 
-def reachable_keys(tlc: Tlc, spec: str) -> set[Key]:
+@functools.cache
+def reachable_keys(tlc: Tlc, spec: str) -> frozenset[Key]:
     """Every (machine, action, argument, outcome) step the model can take: from TLC's dump of all
     reachable states (each state records the step that reached it in `event`)."""
     with tempfile.TemporaryDirectory(prefix="nucleus-dump-") as tmp:
@@ -341,11 +369,11 @@ def reachable_keys(tlc: Tlc, spec: str) -> set[Key]:
         m = fields.get("m", "")
         if not m:
             continue  # an initial state
-        phase = re.search(rf'/\\ {PHASE_VARS[m]} = "([^"]*)"', block)
+        phase = re.search(rf'/\\ {m}_(?:phase|status) = "([^"]*)"', block)
         keys.add((m, fields.get("name", ""), fields.get("arg", ""), phase.group(1) if phase else ""))
     if not keys:
         raise ToolError(f"no steps found in TLC's state dump of {spec}")
-    return keys
+    return frozenset(keys)
 
 
 @dataclass
@@ -363,7 +391,7 @@ class Coverage:
         return not self.untaken_actions and not self.unreached and not self.impossible
 
 
-def coverage_of(spec: str, behaviours: Sequence[Behaviour], reachable: set[Key] | None) -> Coverage:
+def coverage_of(spec: str, behaviours: Sequence[Behaviour], reachable: frozenset[Key] | None) -> Coverage:
     taken: dict[Key, list[int]] = {}
     steps = 0
     for b in behaviours:
@@ -408,7 +436,8 @@ def print_coverage(cov: Coverage, table: bool) -> None:
 
 def trace_files(directory: Path) -> list[Path]:
     return sorted(
-        (p for p in directory.rglob("*.itf.json") if ".tmp" not in p.relative_to(directory).parts),
+        (p for p in directory.rglob("*.itf.json")
+         if not any(part.startswith(".") for part in p.relative_to(directory).parts)),
         key=_natural,
     )
 
@@ -438,7 +467,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     tlc = find_tlc(args.tla2tools)
     try:
         behaviours = [load_behaviour(p) for p in trace_files(directory)]
-        specs = args.spec or list(SPECS)
+        specs = chosen_specs(args.spec)
         if tlc is None:
             print("(no tla2tools.jar: checking the actions of each Next only, not every reachable step)\n")
         ok = check_coverage(behaviours, specs, tlc, table=not args.brief)
@@ -485,15 +514,15 @@ def schedule(spec: str, base_seed: int, rounds: int) -> list[Run]:
     """The runs tried for a spec, in order, until every reachable step is taken: a random run,
     then steered runs (no failures, then only one machine failing), then more random seeds."""
     machines = sorted({m for m, action in next_actions(spec) if action == "Fail"})
-    steered = ["none"] + (machines if len(machines) > 1 else [])
+    steered = (["none"] + (machines if len(machines) > 1 else [])) if machines else []
     kinds = ["any", *steered] + ["any"] * max(0, rounds - 1 - len(steered))
-    first = base_seed + SEED_STRIDE * SPECS.index(spec)
+    first = base_seed + SEED_STRIDE * all_specs().index(spec)
     return [Run(first + k, kind) for k, kind in enumerate(kinds[:rounds])]
 
 
 def select(pool: Sequence[Behaviour], count: int) -> list[Behaviour]:
     """Behaviours that together take every step the pool takes (greedy, earliest first on ties),
-    then the first others, up to `count`; in pool order."""
+    then others taken from each run in turn, up to `count`; in pool order."""
     chosen: list[int] = []
     uncovered = set().union(*(b.keys for b in pool)) if pool else set()
     while uncovered:
@@ -503,11 +532,15 @@ def select(pool: Sequence[Behaviour], count: int) -> list[Behaviour]:
             break
         chosen.append(best)
         uncovered -= gain
-    for j in range(len(pool)):
-        if len(chosen) >= count:
-            break
+    by_run: dict[int, list[int]] = {}
+    for j, b in enumerate(pool):
         if j not in chosen:
-            chosen.append(j)
+            by_run.setdefault(b.run, []).append(j)
+    queues = [by_run[r] for r in sorted(by_run)]
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
     return [pool[j] for j in sorted(chosen)]
 
 
@@ -515,22 +548,28 @@ def cmd_traces(args: argparse.Namespace) -> int:
     tlc = find_tlc(args.tla2tools, required=True)
     assert tlc is not None
     out = Path(args.out)
-    specs = args.spec or list(SPECS)
+    specs = chosen_specs(args.spec)
+    missing = [s for s in specs if not all((FORMAL / f"{s}Export{ext}").is_file() for ext in (".tla", ".cfg"))]
+    if missing:
+        die(
+            "no TLC export wrapper for " + ", ".join(missing) + ": every spec needs "
+            "formal/<Spec>Export.tla and .cfg (see formal/README.md)"
+        )
     pool_size = args.pool or max(10 * args.count, 200)
+    written: list[Behaviour] = []
+    tmp_root = out / ".tmp"  # the raw simulation output (ignored by git), removed at the end
     try:
         version = tlc.version()
         print(f"checker: TLC, {version} ({tlc.jar})")
         print(f"simulating: count {args.count} per spec, base seed {args.seed}, {pool_size} behaviours per run\n")
-        written: list[Behaviour] = []
-        tmp_root = out / ".tmp"
-        for index, spec in enumerate(specs):
-            depth = args.depth or DEPTHS[spec]
+        for spec in specs:
+            depth = args.depth or DEPTHS.get(spec, DEFAULT_DEPTH)
             reachable = reachable_keys(tlc, spec)
             pool: list[Behaviour] = []
             seen: set[str] = set()
             runs: list[Run] = []
             simulated = 0
-            for run in schedule(spec, args.seed, args.rounds):
+            for number, run in enumerate(schedule(spec, args.seed, args.rounds)):
                 runs.append(run)
                 rundir = tmp_root / spec / f"seed{run.seed}"
                 shutil.rmtree(rundir, ignore_errors=True)
@@ -539,6 +578,7 @@ def cmd_traces(args: argparse.Namespace) -> int:
                 before = len(pool)
                 for path in files:
                     b = load_behaviour(path, spec)
+                    b.run = number
                     if b.fingerprint not in seen:
                         seen.add(b.fingerprint)
                         pool.append(b)
@@ -561,11 +601,12 @@ def cmd_traces(args: argparse.Namespace) -> int:
                 f"{'; '.join(map(str, runs))}: {simulated} behaviours simulated, "
                 f"{len(pool)} distinct; {len(covered & reachable)}/{len(reachable)} reachable steps taken"
             )
-        shutil.rmtree(tmp_root, ignore_errors=True)
         print()
         ok = check_coverage(written, specs, tlc, table=False)
     except ToolError as e:
         die(str(e))
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
     print()
     replayed = replay([b.path for b in written], verbose=args.verbose)
     return 0 if ok and replayed else 1
@@ -575,9 +616,11 @@ def replay(paths: Sequence[Path], verbose: bool = False) -> bool:
     """`nucleus trace replay` on every file; print its verdicts (only the failures unless verbose)."""
     if not paths:
         return True
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.run(
         [sys.executable, "-m", "nucleus", "trace", "replay", *map(str, paths)],
-        capture_output=True, text=True, check=False,
+        capture_output=True, text=True, check=False, env=env,
     )
     lines = (proc.stdout + proc.stderr).splitlines()
     for line in lines:
@@ -595,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--tla2tools", metavar="JAR", help="tla2tools.jar (default: $TLA2TOOLS)")
-        p.add_argument("--spec", action="append", choices=SPECS, help="only this spec (repeatable)")
+        p.add_argument("--spec", action="append", metavar="SPEC", help="only this spec (repeatable)")
 
     p = sub.add_parser("verify", help="model-check every spec")
     common(p)
@@ -609,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     common(p)
     p.add_argument("--count", type=int, required=True, help="traces kept per spec (at most)")
     p.add_argument("--depth", type=int, help="simulation depth for every spec (default per spec: "
-                   + ", ".join(f"{s} {d}" for s, d in DEPTHS.items()) + ")")
+                   + ", ".join(f"{s} {d}" for s, d in DEPTHS.items()) + f"; others {DEFAULT_DEPTH})")
     p.add_argument("--seed", type=int, default=1,
                    help=f"base seed (default 1): spec i, run r uses seed + {SEED_STRIDE}*i + r")
     p.add_argument("--out", default=str(ROOT / "traces"), help="output directory (default: traces/)")

@@ -168,6 +168,34 @@ class SecFailed(_StepFailed):
     machine: ClassVar[str] = "sec"
 
 
+# Resources (the container's cgroup) ------------------------------------------------------------
+@dataclass(frozen=True)
+class ResBegin(_Begin):
+    machine: ClassVar[str] = "res"
+
+
+@dataclass(frozen=True)
+class ResAttach(Event):
+    """The setup process exists: move it into the cgroup before it creates any namespace."""
+
+    machine: ClassVar[str] = "res"
+
+
+@dataclass(frozen=True)
+class ResRelease(Event):
+    machine: ClassVar[str] = "res"
+
+
+@dataclass(frozen=True)
+class ResDone(_StepDone):
+    machine: ClassVar[str] = "res"
+
+
+@dataclass(frozen=True)
+class ResFailed(_StepFailed):
+    machine: ClassVar[str] = "res"
+
+
 EVENTS: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -175,6 +203,7 @@ EVENTS: dict[str, type[Event]] = {
         IsoBegin, IsoDone, IsoFailed, IsoResume,
         FsBegin, FsDone, FsFailed,
         SecBegin, SecDone, SecFailed,
+        ResBegin, ResAttach, ResRelease, ResDone, ResFailed,
     )
 }
 
@@ -183,6 +212,8 @@ TLA_ACTION: dict[str, str] = {
     "IsoBegin": "Begin", "IsoDone": "Done", "IsoFailed": "Fail", "IsoResume": "Resume",
     "FsBegin": "Begin", "FsDone": "Done", "FsFailed": "Fail",
     "SecBegin": "Begin", "SecDone": "Done", "SecFailed": "Fail",
+    "ResBegin": "Begin", "ResAttach": "Attach", "ResRelease": "Release", "ResDone": "Done",
+    "ResFailed": "Fail",
 }
 
 
@@ -394,6 +425,28 @@ class Warn(Intent):
     message: str = ""
 
 
+# Resources intents (host side; the executor holds the limits and the cgroup handle)
+@dataclass(frozen=True)
+class CreateCgroup(Intent):
+    parent: str = "nucleus"
+    cgroup: str = ""
+
+
+@dataclass(frozen=True)
+class SetCgroupLimits(Intent):
+    pass
+
+
+@dataclass(frozen=True)
+class AttachCgroup(Intent):
+    pass
+
+
+@dataclass(frozen=True)
+class RemoveCgroup(Intent):
+    """Kill whatever is left in the cgroup, then remove it."""
+
+
 # Lifecycle intents
 @dataclass(frozen=True)
 class ExecWorkload(Intent):
@@ -418,7 +471,8 @@ INTENTS: dict[str, type[Intent]] = {
         SpawnChild, Unshare, ForkInit, SetHostname, LoopbackUp, EnterUserNamespace, WriteIdMaps,
         BecomeRoot, SetPropagation, MountFs, BindMount, RemountFs, MakeDirs, MakeSymlinks, CopyTree, MaskPaths,
         WriteFile, PivotRoot, Chroot, DetachOldRoot, DropCapabilities, LoadSeccomp, ApplyLandlock,
-        Warn, ExecWorkload, SendSignal, Cleanup,
+        Warn, ExecWorkload, SendSignal, Cleanup, CreateCgroup, SetCgroupLimits, AttachCgroup,
+        RemoveCgroup,
     )
 }
 
@@ -459,6 +513,7 @@ def from_wire(data: dict[str, Any]) -> Event | Intent:
 _ISO = (IsoDone, IsoFailed)
 _FS = (FsDone, FsFailed)
 _SEC = (SecDone, SecFailed)
+_RES = (ResDone, ResFailed)
 OUTCOME: dict[str, tuple[type[Event], type[Event], str]] = {
     "SpawnChild": (*_ISO, "spawn"),
     "Unshare": (*_ISO, "unshare"),
@@ -478,6 +533,10 @@ OUTCOME: dict[str, tuple[type[Event], type[Event], str]] = {
     "DropCapabilities": (*_SEC, "caps"),
     "LoadSeccomp": (*_SEC, "seccomp"),
     "ApplyLandlock": (*_SEC, "landlock"),
+    "CreateCgroup": (*_RES, "create"),
+    "SetCgroupLimits": (*_RES, "limits"),
+    "AttachCgroup": (*_RES, "attach"),
+    "RemoveCgroup": (*_RES, "release"),
 }
 
 

@@ -12,6 +12,15 @@ from nucleus.errors import InvalidInput, NucleusError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
+# Set by the callbacks that parse --debug, so an argument of the workload spelled "--debug"
+# never counts.
+_debug = False
+
+
+def _set_debug(on: bool) -> None:
+    global _debug
+    _debug = _debug or on
+
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="nucleus", message="%(prog)s %(version)s")
@@ -20,6 +29,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 def cli(ctx: click.Context, debug: bool) -> None:
     """nucleus: a security-hardened, Nix-native Linux container runtime."""
     ctx.obj = {"debug": debug}
+    _set_debug(debug)
 
 
 @cli.command(context_settings={**CONTEXT_SETTINGS, "allow_interspersed_args": False})
@@ -37,7 +47,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--allow-chroot-fallback", is_flag=True, help="Fall back to chroot if pivot_root fails.")
 @click.option("--trace", "trace", metavar="FILE", help="Record the run's state transitions as an ITF trace.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, required=False, metavar="COMMAND...", type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, context_mode, env,
         workdir, rootless, time_namespace, allow_degraded_security, allow_chroot_fallback, trace,
@@ -47,6 +57,7 @@ def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, c
 
     if debug:
         ctx.obj["debug"] = True
+    _set_debug(debug)
     import os
 
     spec = validate(ContainerSpec(
@@ -88,11 +99,10 @@ def trace_replay(files: tuple[str, ...]) -> None:
 
 
 def main() -> None:
-    debug = "--debug" in sys.argv[1:sys.argv.index("--") if "--" in sys.argv else None]
     try:
         rv = cli.main(standalone_mode=False)
     except NucleusError as e:
-        if debug:
+        if _debug:
             raise
         click.echo(e.render(), err=True)
         sys.exit(e.exit_code)

@@ -208,7 +208,11 @@ def detach_old_root(op: v.DetachOldRoot) -> None:  # noqa: ARG001
 
 
 def chroot(op: v.Chroot) -> None:
+    """Move the new root over "/" and chroot into it (switch_root): the root is then the top of
+    the mount namespace's root, so the kernel still allows a new user namespace afterwards
+    (unshare(CLONE_NEWUSER) refuses a process whose root is not the namespace's root)."""
     os.chdir(op.new_root)
+    k.mount(".", "/", None, k.MS_MOVE)
     os.chroot(".")
     os.chdir("/")
 

@@ -135,7 +135,7 @@ DEVICE_PATHS = (
 )
 
 
-def default_rules(home: str) -> list[tuple[str, frozenset[str]]]:
+def default_rules(home: str, writable_context: bool = False) -> list[tuple[str, frozenset[str]]]:
     """The default Landlock rules for a workload whose home directory is ``home``.
 
     ``/`` may only be listed — and since a rule covers everything beneath its path, every
@@ -146,8 +146,8 @@ def default_rules(home: str) -> list[tuple[str, frozenset[str]]]:
     """
     rules: list[tuple[str, frozenset[str]]] = [("/", frozenset({"readdir"}))]
     rules += [(p, _READ_EXEC) for p in SYSTEM_EXEC_PATHS]
-    rules += [(p, _READ) for p in READ_ONLY_PATHS]
-    scratch = ["/tmp", home, "/dev/shm"]
+    rules += [(p, _READ) for p in READ_ONLY_PATHS if not (writable_context and p == "/context")]
+    scratch = ["/tmp", home, "/dev/shm"] + (["/context"] if writable_context else [])
     rules += [(p, _SCRATCH) for p in dict.fromkeys(scratch)]
     rules += [(p, _DEVICE) for p in DEVICE_PATHS]
     rules.append(("/proc", _READ))

@@ -20,8 +20,17 @@ import textwrap
 import pytest
 
 from tests.helpers import (
-    SANDBOX, SANDBOX_WITH_PYTHON, SIGSYS_EXIT, SUBUID_BASE, describe, find_processes,
-    popen_nucleus, run_json, run_nucleus, run_python, wait_for,
+    SANDBOX,
+    SANDBOX_WITH_PYTHON,
+    SIGSYS_EXIT,
+    SUBUID_BASE,
+    describe,
+    find_processes,
+    popen_nucleus,
+    run_json,
+    run_nucleus,
+    run_python,
+    wait_for,
 )
 
 pytestmark = SANDBOX_WITH_PYTHON
@@ -190,7 +199,7 @@ def test_status_shows_no_privilege():
     assert out["groups"] in ([], [0])
 
 
-@pytest.mark.requires("bin:gcc")
+@pytest.mark.requires("root", "userns", "seccomp", "landlock", "bin:gcc")
 def test_setuid_binary_does_not_elevate(tmp_path):
     # A setuid binary owned by container uid 1 (host 100001), in a directory the sandbox binds
     # from the host (/usr) where Landlock allows execution. Outside the sandbox it does switch

@@ -1,0 +1,110 @@
+"""The state directory: one JSON document per container, mode 0600, replaced atomically, with
+writers serialized by an advisory lock on the directory."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+
+class Store:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.dir = os.path.join(root, "containers")
+
+    def ensure(self) -> None:
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive lock for a read-modify-write of any record."""
+        self.ensure()
+        fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def path(self, cid: str) -> str:
+        return os.path.join(self.dir, f"{cid}.json")
+
+    def log_path(self, cid: str) -> str:
+        return os.path.join(self.dir, f"{cid}.log")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.ensure()
+        final = self.path(record["id"])
+        tmp = f"{final}.tmp{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+
+    def update(self, cid: str, **fields: Any) -> dict[str, Any] | None:
+        with self.locked():
+            record = self.read(cid)
+            if record is None:
+                return None
+            record.update(fields)
+            self.write(record)
+            return record
+
+    def read(self, cid: str) -> dict[str, Any] | None:
+        try:
+            fd = os.open(self.path(cid), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd) as f:
+            try:
+                return json.load(f)
+            except json.JSONDecodeError:
+                return None
+
+    def all(self) -> list[dict[str, Any]]:
+        try:
+            names = sorted(os.listdir(self.dir))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            if name.endswith(".json"):
+                record = self.read(name[:-5])
+                if record is not None:
+                    out.append(record)
+        return out
+
+    def delete(self, cid: str) -> None:
+        for path in (self.path(cid), self.log_path(cid)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of a process (clock ticks since boot), to tell a pid from a reused one;
+    None when the process is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ESRCH):
+            return None
+        raise
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] == b"Z":
+        return None
+    return int(rest[19])
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    return pid is not None and start is not None and process_start(pid) == start
