@@ -1,0 +1,69 @@
+"""Cold start: the wall time from spawning a runtime to its exit, for `/bin/true`.
+
+Runs are interleaved: each round runs every runtime once, starting with a different one each
+round. Every runtime is warmed up first (page cache, nucleus's seccomp program cache)."""
+
+from __future__ import annotations
+
+import time
+
+from benches import stats
+from benches.runtimes import Runtime, first_line
+
+COMMAND = ["/bin/true"]
+WARMUP = 2
+
+
+def run_once(rt: Runtime, args: list[str] = COMMAND) -> tuple[float, str | None]:
+    """(milliseconds, error or None) of one start-to-exit run."""
+    cid = rt.ctx.cid()
+    t0 = time.perf_counter_ns()
+    proc = rt.spawn(args, cid)
+    _, err = proc.communicate()
+    t1 = time.perf_counter_ns()
+    rt.finish(cid)
+    if proc.returncode != 0:
+        return (t1 - t0) / 1e6, first_line(err) or f"exit {proc.returncode}"
+    return (t1 - t0) / 1e6, None
+
+
+def measure(runtimes: list[Runtime], reps: int, log=print, baseline: str = "runc") -> dict:
+    samples: dict[str, list[float]] = {rt.name: [] for rt in runtimes}
+    errors: dict[str, str] = {}
+    live = list(runtimes)
+    for rt in runtimes:
+        for _ in range(WARMUP):
+            _, err = run_once(rt)
+            if err:
+                errors[rt.name] = err
+                live.remove(rt)
+                break
+    for i in range(reps):
+        for rt in stats.rotated(live, i):
+            if rt.name in errors:
+                continue
+            ms, err = run_once(rt)
+            if err:
+                errors[rt.name] = err
+                continue
+            samples[rt.name].append(ms)
+        if (i + 1) % 10 == 0:
+            log(f"  cold start: {i + 1}/{reps} rounds")
+    base = stats.summary(samples.get(baseline, []))["median"]
+    results = {}
+    for rt in runtimes:
+        s = stats.summary(samples[rt.name])
+        entry = {"label": rt.label, "command": rt.command, **s}
+        if rt.name in errors:
+            entry.update(status="n/a", error=errors[rt.name])
+        else:
+            entry.update(status="ok", ratio_to_baseline=stats.ratio(s["median"], base))
+        results[rt.name] = entry
+    return {"reps": reps, "unit": "ms", "baseline": baseline, "command": " ".join(COMMAND),
+            "results": results}
+
+
+def unavailable(rt_name: str, label: str, reason: str) -> dict:
+    return {"label": label, "command": "", "status": "n/a", "error": reason,
+            **stats.summary([])}
+

@@ -1,0 +1,398 @@
+"""The runtimes under test, behind one interface: how to start a command in each, how to stop a
+long-running one, and what each leaves to clean up.
+
+Every spawn goes through the same path (subprocess with a pre-exec hook, so the same fork+exec
+cost is paid by all); the OCI runtimes' hook joins their private mount namespace, the others'
+does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from benches import host, peers, procs
+
+
+class Unavailable(Exception):
+    """A runtime cannot run here; the message is what the report prints after "n/a: "."""
+
+
+@dataclass
+class Context:
+    workdir: str  # everything the harness creates on disk lives here (removed at the end)
+    marker: str  # prefix of every container id and cgroup the harness makes
+    mntns: peers.MountNamespace | None = None
+    mntns_error: str | None = None
+    limits: dict[str, str] = field(default_factory=dict)  # nucleus's limit flags, when it has them
+    limit_flags: list[str] = field(default_factory=list)
+    seccomp_file: str | None = None
+    rootfs: str | None = None
+    _n: int = 0
+
+    def cid(self) -> str:
+        self._n += 1
+        return f"{self.marker}-{os.getpid()}-{self._n}"
+
+
+def _noop() -> None:
+    pass
+
+
+def first_line(text: str | bytes | None, limit: int = 200) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return (lines[-1] if lines else "")[:limit]
+
+
+class Runtime:
+    name = "?"
+    label = "?"
+    command = ""  # a human-readable form of what runs, for the report
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def check(self) -> None:
+        """Raise Unavailable if this runtime cannot run here."""
+
+    def argv(self, args: list[str], cid: str) -> list[str]:
+        raise NotImplementedError
+
+    def preexec(self):
+        return _noop
+
+    def fds(self) -> list[int]:
+        """Descriptors the child must inherit (opened per spawn, closed after it)."""
+        return []
+
+    def spawn(self, args: list[str], cid: str, stdout=subprocess.DEVNULL,
+              stderr=subprocess.PIPE) -> subprocess.Popen:
+        fds = self.fds()
+        try:
+            return subprocess.Popen(
+                self.argv(args, cid, *fds) if fds else self.argv(args, cid),
+                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                preexec_fn=self.preexec(), pass_fds=fds,
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def finish(self, cid: str) -> None:
+        """After a run: remove whatever the runtime keeps for a container that has exited."""
+
+    def stop(self, proc: subprocess.Popen, cid: str) -> None:
+        """End a long-running container started with spawn() and wait for it."""
+        _terminate(proc)
+
+    def ready(self, proc: subprocess.Popen, cid: str) -> bool:
+        """Whether the long-running workload (`sleep`) has started."""
+        return any(procs.table().get(p, ("", 0))[0] == "sleep" for p in procs.descendants(proc.pid))
+
+    def kept_root(self, proc: subprocess.Popen, cid: str) -> int | None:
+        """The root of the process tree the runtime keeps alive for a running container."""
+        return proc.pid
+
+
+def _terminate(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if proc.poll() is None:
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+# --- nucleus and the floors --------------------------------------------------------------------------
+
+
+class Nucleus(Runtime):
+    name = "nucleus"
+    label = "nucleus run"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.cmd = host.nucleus_command()
+        self.command = " ".join(["nucleus", "run", *ctx.limit_flags, "--", "CMD"])
+
+    def argv(self, args: list[str], cid: str) -> list[str]:
+        return [*self.cmd, "run", *self.ctx.limit_flags, "--", *args]
+
+    def check(self) -> None:
+        r = subprocess.run(self.argv(["/bin/true"], ""), capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise Unavailable(first_line(r.stderr) or f"exit {r.returncode}")
+
+
+class Host(Runtime):
+    """No sandbox: the command itself."""
+
+    name = "host"
+    label = "host (bare)"
+    command = "CMD"
+
+    def argv(self, args: list[str], cid: str) -> list[str]:
+        return list(args)
+
+
+class Unshare(Runtime):
+    name = "unshare"
+    label = "unshare -fmpinuUC (kernel floor)"
+    command = "unshare -fmpinuUC CMD"
+
+    def check(self) -> None:
+        if shutil.which("unshare") is None:
+            raise Unavailable("unshare not installed")
+
+    def argv(self, args: list[str], cid: str) -> list[str]:
+        return ["unshare", "-fmpinuUC", *args]
+
+
+class Python(Runtime):
+    name = "python"
+    label = "python3 -I -S -c pass (interpreter floor)"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.python = host.base_python()
+        self.command = f"{self.python} -I -S -c pass"
+
+    def argv(self, args: list[str], cid: str) -> list[str]:
+        return [self.python, "-I", "-S", "-c", "pass"]
+
+
+# --- bubblewrap ---------------------------------------------------------------------------------------
+
+
+class Bwrap(Runtime):
+    name = "bwrap"
+    label = "bwrap --unshare-all"
+    command = "bwrap --unshare-all --die-with-parent --cap-drop ALL --ro-bind /usr ... --seccomp FD CMD"
+
+    def check(self) -> None:
+        if shutil.which("bwrap") is None:
+            raise Unavailable("bwrap not installed (Debian package bubblewrap)")
+        if self.ctx.seccomp_file is None:
+            raise Unavailable("no compiled seccomp program")
+
+    def fds(self) -> list[int]:
+        assert self.ctx.seccomp_file is not None
+        return [os.open(self.ctx.seccomp_file, os.O_RDONLY)]
+
+    def argv(self, args: list[str], cid: str, seccomp_fd: int | None = None) -> list[str]:
+        etc = os.path.join(self.ctx.rootfs, "etc") if self.ctx.rootfs else None
+        return peers.bwrap_argv(args, seccomp_fd, etc)
+
+    def stop(self, proc: subprocess.Popen, cid: str) -> None:
+        # bwrap forwards no signal; killing it takes the sandbox down (--die-with-parent).
+        _terminate(proc, signal.SIGKILL)
+
+
+class BwrapNoSeccomp(Bwrap):
+    """bwrap without a seccomp filter: with Bwrap, it separates the filter's cost from the
+    rest of a sandbox's overhead on a workload."""
+
+    name = "bwrap-noseccomp"
+    label = "bwrap --unshare-all (no seccomp)"
+    command = "bwrap --unshare-all --die-with-parent --cap-drop ALL --ro-bind /usr ... CMD"
+
+    def check(self) -> None:
+        if shutil.which("bwrap") is None:
+            raise Unavailable("bwrap not installed (Debian package bubblewrap)")
+
+    def fds(self) -> list[int]:
+        return []
+
+
+# --- OCI runtimes ---------------------------------------------------------------------------------------
+
+
+class Oci(Runtime):
+    binary = "?"
+    userns = True
+    seccomp = True
+    in_mntns = True
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.root = os.path.join(ctx.workdir, f"{self.name}-state")
+        self.bundles: dict[tuple[str, ...], str] = {}
+
+    def check(self) -> None:
+        if shutil.which(self.binary) is None:
+            raise Unavailable(f"{self.binary} not installed")
+        if self.in_mntns and self.ctx.mntns is None:
+            raise Unavailable(self.ctx.mntns_error or "no private mount namespace")
+
+    def bundle(self, args: list[str]) -> str:
+        key = tuple(args)
+        if key not in self.bundles:
+            assert self.ctx.rootfs is not None
+            path = os.path.join(self.ctx.workdir, "bundles", f"{self.name}-{len(self.bundles)}")
+            cfg = peers.oci_config(self.ctx.rootfs, args, userns=self.userns, seccomp=self.seccomp,
+                                   limits=self.ctx.limits)
+            self.bundles[key] = peers.make_bundle(path, cfg)
+        return self.bundles[key]
+
+    def preexec(self):
+        return self.ctx.mntns.enter if (self.in_mntns and self.ctx.mntns) else _noop
+
+    def global_args(self) -> list[str]:
+        return [self.binary, "--root", self.root]
+
+    def argv(self, args: list[str], cid: str) -> list[str]:
+        return [*self.global_args(), "run", "--bundle", self.bundle(args), cid]
+
+    def tool(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.global_args(), *args], capture_output=True, text=True,
+                              timeout=timeout, preexec_fn=self.preexec(), stdin=subprocess.DEVNULL)
+
+    def finish(self, cid: str) -> None:
+        if os.path.isdir(self.root) and any(cid in n for n in os.listdir(self.root)):
+            self.tool("delete", "--force", cid)
+
+    def stop(self, proc: subprocess.Popen, cid: str) -> None:
+        self.tool("kill", cid, "KILL")
+        _terminate(proc, signal.SIGTERM)
+        self.finish(cid)
+
+
+class Runc(Oci):
+    name = binary = "runc"
+    label = "runc run"
+    command = "runc --root DIR run --bundle DIR ID"
+
+
+class RuncDetached(Runc):
+    """runc run -d: runc exits once the container has started; nothing of it stays alive."""
+
+    name = "runc-detached"
+    label = "runc run -d (detached)"
+    command = "runc --root DIR run -d --bundle DIR ID"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.root = os.path.join(ctx.workdir, "runc-state")
+
+    def argv(self, args: list[str], cid: str) -> list[str]:
+        return [*self.global_args(), "run", "-d", "--bundle", self.bundle(args), cid]
+
+    def _pid(self, cid: str) -> int | None:
+        r = self.tool("state", cid)
+        if r.returncode != 0:
+            return None
+        state = json.loads(r.stdout)
+        return int(state["pid"]) if state.get("status") == "running" else None
+
+    def ready(self, proc: subprocess.Popen, cid: str) -> bool:
+        if proc.poll() is None:
+            return False
+        pid = self._pid(cid)
+        return pid is not None and procs.table().get(pid, ("", 0))[0] == "sleep"
+
+    def kept_root(self, proc: subprocess.Popen, cid: str) -> int | None:
+        return None  # runc has exited; only the workload is left
+
+    def stop(self, proc: subprocess.Popen, cid: str) -> None:
+        pid = self._pid(cid)
+        self.tool("kill", cid, "KILL")
+        if pid is not None:  # the container was re-parented to us (child subreaper)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        _terminate(proc)
+        self.tool("delete", "--force", cid)
+
+
+class Crun(Oci):
+    name = binary = "crun"
+    label = "crun run"
+    command = "crun --root DIR run --bundle DIR ID (cgroup2 mount hidden)"
+
+
+class Runsc(Oci):
+    name = "runsc"
+    binary = "runsc"
+    label = "runsc run (ptrace)"
+    command = "runsc --root DIR --platform=ptrace --network=none --ignore-cgroups run --bundle DIR ID"
+    userns = False  # runsc of 2022 takes no user namespace in the spec: the sentry is the boundary
+    seccomp = False  # nor applies an OCI seccomp profile without --oci-seccomp
+    in_mntns = False
+
+    def global_args(self) -> list[str]:
+        return [self.binary, "--root", self.root, "--platform=ptrace", "--network=none",
+                "--ignore-cgroups"]
+
+    def check(self) -> None:
+        super().check()
+        cid = self.ctx.cid()
+        try:
+            r = subprocess.run(self.argv(["/bin/true"], cid), capture_output=True, text=True,
+                               timeout=60, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            self.finish(cid)
+            raise Unavailable("runsc run did not finish within 60 s") from None
+        self.finish(cid)
+        if r.returncode != 0:
+            raise Unavailable(first_line(r.stderr) or f"runsc run: exit {r.returncode}")
+
+    def ready(self, proc: subprocess.Popen, cid: str) -> bool:
+        r = self.tool("state", cid)
+        return r.returncode == 0 and json.loads(r.stdout).get("status") == "running"
+
+    def finish(self, cid: str) -> None:
+        if os.path.isdir(self.root) and any(cid in n for n in os.listdir(self.root)):
+            self.tool("delete", "-force", cid)
+
+
+ALL = {cls.name: cls for cls in (Host, Nucleus, Runc, RuncDetached, Crun, Bwrap, BwrapNoSeccomp, Runsc,
+                                   Unshare, Python)}
+
+
+def wait_ready(rt: Runtime, proc: subprocess.Popen, cid: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not rt.ready(proc, cid):
+        if proc.poll() is not None and not isinstance(rt, RuncDetached):
+            err = proc.stderr.read() if proc.stderr else b""
+            raise Unavailable(first_line(err) or f"exited with {proc.returncode} before the workload started")
+        if time.monotonic() > deadline:
+            raise Unavailable(f"the workload did not start within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def reap_orphans(ctx: Context | None = None, timeout: float = 10) -> list[str]:
+    """Wait for every remaining descendant of this process (orphans re-parented to us as the
+    child subreaper) to end, reaping them; returns those still alive after the timeout. The
+    mount namespace's holder (and its own children, if any) is not waited for."""
+    keep = set()
+    if ctx is not None and ctx.mntns is not None and ctx.mntns.proc is not None:
+        keep = set(procs.descendants(ctx.mntns.proc.pid))
+    deadline = time.monotonic() + timeout
+    while True:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                pid = 0
+            if pid == 0:
+                break
+        table = procs.table()
+        alive = [p for p in procs.descendants(os.getpid(), table)[1:] if p not in keep]
+        if not alive or time.monotonic() > deadline:
+            return [f"{p} {table[p][0]}" for p in alive if p in table]
+        time.sleep(0.05)

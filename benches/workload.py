@@ -1,0 +1,182 @@
+"""Workload overhead: the same programs inside nucleus and on the host, interleaved.
+
+The microbenchmarks (workload.c) time their own loop with CLOCK_MONOTONIC, so start-up costs
+are left out. The binary is built into a directory under /usr/local/libexec/nucleus-bench: under
+/usr, it is inside the sandbox (bound read-only) and Landlock lets it execute there; the
+directory is removed afterwards. pgbench -S runs the same script bare and inside nucleus:
+initdb, a server listening only on a unix socket in its data directory, pgbench -i, pgbench -S.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+
+from benches import host, stats
+from benches.procs import LIBEXEC
+from benches.runtimes import Runtime, first_line
+
+
+def error_line(text: str | bytes | None) -> str:
+    """The line of a program's output that says what went wrong: the first naming an error,
+    else the last one."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    for ln in lines:
+        if any(w in ln.lower() for w in ("error", "fatal", "not permitted", "denied")):
+            return ln[:200]
+    return first_line(text)
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workload.c")
+
+# Iterations per run: about 0.1-0.3 s each on a 2020s x86-64 core.
+MODES = {
+    "getppid": ("syscall-heavy: getppid(2) loop (seccomp filter on every call)", 300_000),
+    "stat": ("syscall-heavy: stat(2) of /usr/bin (path walk)", 150_000),
+    "open": ("syscall-heavy: open+read+close of /etc/hostname (Landlock file_open hook)", 60_000),
+    "cpu": ("CPU-bound: integer hash loop, no syscalls", 100_000_000),
+}
+
+PGBENCH_SCRIPT = r"""
+set -e
+bin=$1; data=$2; seconds=$3
+"$bin/initdb" -D "$data" -A trust -U bench >/dev/null
+"$bin/pg_ctl" -D "$data" -l "$data/log" -w -o "-c listen_addresses='' -k $data -c fsync=off" start >/dev/null
+trap '"$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true' EXIT
+"$bin/pgbench" -h "$data" -U bench -i -s 1 postgres >/dev/null 2>&1
+"$bin/pgbench" -h "$data" -U bench -S -T "$seconds" -c 1 postgres 2>&1 | grep -E '^tps'
+"""
+
+
+class Helper:
+    """The compiled microbenchmark, in a directory of its own under LIBEXEC."""
+
+    def __init__(self) -> None:
+        self.created_libexec_parent = False
+        self.dir: str | None = None
+        self.binary: str | None = None
+
+    def __enter__(self) -> Helper:
+        parent = os.path.dirname(LIBEXEC)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o755)
+            self.created_libexec_parent = True
+        os.makedirs(LIBEXEC, mode=0o755, exist_ok=True)
+        self.dir = tempfile.mkdtemp(dir=LIBEXEC)
+        os.chmod(self.dir, 0o755)
+        self.binary = os.path.join(self.dir, "workload")
+        r = subprocess.run(["gcc", "-O2", "-o", self.binary, SOURCE], capture_output=True, text=True)
+        if r.returncode != 0:
+            self.__exit__()
+            raise RuntimeError(f"gcc: {first_line(r.stderr)}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+        for path in (LIBEXEC, os.path.dirname(LIBEXEC) if self.created_libexec_parent else None):
+            if path is not None:
+                try:
+                    os.rmdir(path)  # only if empty: a concurrent session may still use it
+                except OSError:
+                    pass
+
+
+def _one(rt: Runtime, args: list[str]) -> float:
+    """Milliseconds the program's loop took, as it reports them."""
+    proc = rt.spawn(args, rt.ctx.cid(), stdout=subprocess.PIPE)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(error_line(err) or f"exit {proc.returncode}")
+    return int(out.split()[0]) / 1e6
+
+
+def micro(targets: list[Runtime], binary: str, reps: int, scale: float, log=print) -> dict:
+    """Each mode on each target (the first is the host), interleaved, rotating the order."""
+    samples = {m: {rt.name: [] for rt in targets} for m in MODES}
+    errors: dict[tuple[str, str], str] = {}
+    for i in range(reps):
+        for mode, (_, n) in MODES.items():
+            args = [binary, mode, str(max(1, int(n * scale)))]
+            for rt in stats.rotated(targets, i):
+                if (mode, rt.name) in errors:
+                    continue
+                try:
+                    samples[mode][rt.name].append(_one(rt, args))
+                except RuntimeError as e:
+                    errors[(mode, rt.name)] = str(e)
+    base = targets[0].name
+    results = {}
+    for mode, (what, n) in MODES.items():
+        entry: dict = {"what": what, "iterations": max(1, int(n * scale)), "unit": "ms",
+                       "baseline": base, "targets": {}}
+        host_median = stats.summary(samples[mode][base])["median"]
+        for rt in targets:
+            s = stats.summary(samples[mode][rt.name])
+            t: dict = {"label": rt.label, **s}
+            if (mode, rt.name) in errors:
+                t.update(status="n/a", error=errors[(mode, rt.name)])
+            else:
+                r = stats.ratio(s["median"], host_median, 4)
+                t.update(status="ok", ratio=r, overhead_pct=round((r - 1) * 100, 2) if r else None)
+            entry["targets"][rt.name] = t
+        results[mode] = entry
+    return results
+
+
+def _pg_once(argv: list[str]) -> tuple[float | None, str | None]:
+    r = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+    for line in r.stdout.splitlines():
+        if line.startswith("tps"):
+            return float(line.split()[2]), None
+    return None, error_line(r.stderr) or error_line(r.stdout) or f"exit {r.returncode}"
+
+
+def pgbench(nucleus: Runtime, workdir: str, reps: int, seconds: int) -> dict:
+    what = f"pgbench -S -c 1 -T {seconds} (scale 1, unix socket, fsync off)"
+    bindir = host.postgres_bindir()
+    if bindir is None:
+        return {"what": what, "status": "n/a", "error": "PostgreSQL is not installed (apt-get install postgresql)"}
+    script = ["/bin/sh", "-c", PGBENCH_SCRIPT, "pgbench"]
+    # Inside nucleus: the data directory on the sandbox's /tmp (its only writable place).
+    inside = nucleus.argv([*script, bindir, "/tmp/pgdata", str(seconds)], "")
+    # Bare: the same script as the postgres user, in a directory of the work directory.
+    try:
+        pg = pwd.getpwnam("postgres")
+    except KeyError:
+        return {"what": what, "status": "n/a", "error": "no postgres user"}
+    bare_s, nuc_s = [], []
+    nuc_err = None
+    for i in range(reps):
+        data_parent = tempfile.mkdtemp(dir=workdir, prefix="pg-")
+        os.chown(data_parent, pg.pw_uid, pg.pw_gid)
+        bare = ["runuser", "-u", "postgres", "--", *script, bindir, os.path.join(data_parent, "data"), str(seconds)]
+        order = [("bare", bare), ("nucleus", inside)]
+        if i % 2:
+            order.reverse()
+        for where, argv in order:
+            if where == "nucleus" and nuc_err is not None:
+                continue
+            tps, err = _pg_once(argv)
+            if where == "bare":
+                if tps is None:
+                    shutil.rmtree(data_parent, ignore_errors=True)
+                    return {"what": what, "status": "n/a", "error": f"bare run failed: {err}"}
+                bare_s.append(tps)
+            elif tps is None:
+                nuc_err = err
+            else:
+                nuc_s.append(tps)
+        shutil.rmtree(data_parent, ignore_errors=True)
+    entry = {"what": what, "unit": "tps", "bare": stats.summary(bare_s, 1), "nucleus": stats.summary(nuc_s, 1)}
+    if nuc_err is not None:
+        entry.update(status="n/a", error=f"inside nucleus: {nuc_err}")
+    else:
+        r = stats.ratio(entry["nucleus"]["median"], entry["bare"]["median"], 4)
+        entry.update(status="ok", ratio=r, overhead_pct=round((1 - r) * 100, 2) if r else None)
+    return entry
