@@ -44,9 +44,14 @@ IsoInit ==
     /\ iso_done = 0
 
 \* The phase after `d` steps are done: finished, paused before the user namespace, or running.
+\* Gates: the steps that wait for Resume. "unshare" waits until the setup process is in the
+\* container's cgroup (so the cgroup namespace is rooted there); in the privileged order
+\* "enter_user" waits until the root filesystem is sealed.
+IsGate(s) == s = "unshare" \/ (s = "enter_user" /\ ~iso_rootless)
+
 PhaseAfter(d) ==
     IF d = Len(Plan) THEN "ready"
-    ELSE IF Plan[d + 1] = "enter_user" /\ ~iso_rootless THEN "waiting"
+    ELSE IF IsGate(Plan[d + 1]) THEN "waiting"
     ELSE "running"
 
 Begin ==
@@ -95,12 +100,12 @@ MapsNeedUserNamespace ==
     HasDone("map_ids") => HasDone(IF iso_rootless THEN "unshare" ELSE "enter_user")
 RootOnlyAfterMaps == HasDone("become_root") => HasDone("map_ids")
 InitInNewPidNamespace == HasDone("fork_init") => HasDone("unshare")
-WaitOnlyBeforeUser ==
-    iso_phase = "waiting" => (~iso_rootless /\ Plan[iso_done + 1] = "enter_user")
+WaitOnlyAtGates ==
+    iso_phase = "waiting" => (iso_done < Len(Plan) /\ IsGate(Plan[iso_done + 1]))
 
 Inv ==
     /\ TypeOK /\ ReadyMeansComplete /\ MapsNeedUserNamespace /\ RootOnlyAfterMaps
-    /\ InitInNewPidNamespace /\ WaitOnlyBeforeUser
+    /\ InitInNewPidNamespace /\ WaitOnlyAtGates
 
 (* Temporal: steps are never undone. *)
 Monotone == [][iso_done' >= iso_done]_vars

@@ -71,6 +71,18 @@ Kill(sig) ==
     /\ sig \in ModelSignals
     /\ UNCHANGED lc_vars
 
+\* The supervisor is gone (killed) while the container was not yet stopped: what is left is
+\* reclaimed by a later `rm --force`.
+Lost ==
+    /\ lc_status \in {"creating", "created", "running"}
+    /\ lc_status' = "failed"
+    /\ UNCHANGED <<lc_security, lc_cleaned, lc_removed>>
+
+\* Joining a running container changes nothing in its lifecycle; it is refused otherwise.
+Attach ==
+    /\ lc_status = "running"
+    /\ UNCHANGED lc_vars
+
 CleanupDone ==
     /\ lc_status \in {"stopped", "failed"}
     /\ ~lc_cleaned
@@ -96,6 +108,8 @@ Next ==
     \/ Abort /\ Ev("Abort", "")
     \/ Exit /\ Ev("Exit", "")
     \/ \E sig \in ModelSignals : Kill(sig) /\ Ev("Kill", sig)
+    \/ Lost /\ Ev("Lost", "")
+    \/ Attach /\ Ev("Attach", "")
     \/ CleanupDone /\ Ev("CleanupDone", "")
     \/ Remove /\ Ev("Remove", "")
 

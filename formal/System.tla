@@ -39,6 +39,14 @@ VARIABLES
     sec_applied,
     \* @type: Set(Str);
     sec_degraded,
+    \* @type: Bool;
+    res_required,
+    \* @type: Str;
+    res_phase,
+    \* @type: Bool;
+    res_held,
+    \* @type: Bool;
+    res_limited,
     \* @type: { m: Str, name: Str, arg: Str };
     event
 
@@ -46,55 +54,74 @@ LC == INSTANCE Lifecycle
 ISO == INSTANCE Isolation
 FS == INSTANCE Filesystem
 SEC == INSTANCE Security
+RES == INSTANCE Resources
 
 lc_vars == <<lc_status, lc_security, lc_cleaned, lc_removed>>
 iso_vars == <<iso_rootless, iso_phase, iso_done>>
 fs_vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted>>
 sec_vars == <<sec_allowDegraded, sec_phase, sec_applied, sec_degraded>>
-vars == <<lc_vars, iso_vars, fs_vars, sec_vars, event>>
+res_vars == <<res_required, res_phase, res_held, res_limited>>
+vars == <<lc_vars, iso_vars, fs_vars, sec_vars, res_vars, event>>
 
 Ev(m, name, arg) == event' = [m |-> m, name |-> name, arg |-> arg]
 
-AnyFailed == "failed" \in {iso_phase, fs_phase, sec_phase}
+AnyFailed == "failed" \in {iso_phase, fs_phase, sec_phase, res_phase}
+\* The container's processes may run: in their cgroup, or knowingly without one.
+Contained == res_phase \in {"ready", "degraded"}
+\* The step isolation waits for at its gate.
+IsoNext == IF iso_done < Len(ISO!Plan) THEN ISO!Plan[iso_done + 1] ELSE "none"
 
 Init ==
-    /\ LC!LcInit /\ ISO!IsoInit /\ FS!FsInit /\ SEC!SecInit
+    /\ LC!LcInit /\ ISO!IsoInit /\ FS!FsInit /\ SEC!SecInit /\ RES!ResInit
     /\ event = [m |-> "", name |-> "", arg |-> ""]
 
 (* Lifecycle steps, with the composition's guards. *)
 LcStep ==
-    /\ UNCHANGED <<iso_vars, fs_vars, sec_vars>>
+    /\ UNCHANGED <<iso_vars, fs_vars, sec_vars, res_vars>>
     /\ \/ LC!Create /\ Ev("lc", "Create", "")
-       \/ /\ sec_phase = "locked"
+       \/ /\ sec_phase = "locked" /\ Contained
           /\ LC!Prepared(SEC!Level) /\ Ev("lc", "Prepared", SEC!Level)
        \/ AnyFailed /\ LC!SetupFailed /\ Ev("lc", "SetupFailed", "")
        \/ LC!Start /\ Ev("lc", "Start", "")
        \/ LC!Abort /\ Ev("lc", "Abort", "")
        \/ LC!Exit /\ Ev("lc", "Exit", "")
        \/ \E sig \in LC!ModelSignals : LC!Kill(sig) /\ Ev("lc", "Kill", sig)
-       \/ LC!CleanupDone /\ Ev("lc", "CleanupDone", "")
+       \/ LC!Lost /\ Ev("lc", "Lost", "")
+       \/ LC!Attach /\ Ev("lc", "Attach", "")
+       \* Cleanup is done once the cgroup (and with it every process) is gone.
+       \/ res_phase = "released" /\ LC!CleanupDone /\ Ev("lc", "CleanupDone", "")
        \/ LC!Remove /\ Ev("lc", "Remove", "")
 
 IsoStep ==
-    /\ UNCHANGED <<lc_vars, fs_vars, sec_vars>>
-    /\ \/ lc_status = "creating" /\ ISO!Begin /\ Ev("iso", "Begin", "")
+    /\ UNCHANGED <<lc_vars, fs_vars, sec_vars, res_vars>>
+    /\ \/ /\ lc_status = "creating" /\ res_phase \in {"waiting", "degraded"}
+          /\ ISO!Begin /\ Ev("iso", "Begin", "")
        \/ \E s \in ISO!StepNames : ISO!Done(s) /\ Ev("iso", "Done", s)
        \/ \E s \in ISO!StepNames : ISO!Fail(s) /\ Ev("iso", "Fail", s)
-       \/ fs_phase = "sealed" /\ ISO!Resume /\ Ev("iso", "Resume", "")
+       \/ /\ IF IsoNext = "unshare" THEN Contained ELSE fs_phase = "sealed"
+          /\ ISO!Resume /\ Ev("iso", "Resume", "")
 
 FsStep ==
-    /\ UNCHANGED <<lc_vars, iso_vars, sec_vars>>
+    /\ UNCHANGED <<lc_vars, iso_vars, sec_vars, res_vars>>
     /\ \/ ISO!HasDone("loopback") /\ FS!Begin /\ Ev("fs", "Begin", "")
        \/ \E s \in FS!StepNames : FS!Done(s) /\ Ev("fs", "Done", s)
        \/ \E s \in FS!StepNames : FS!Fail(s) /\ Ev("fs", "Fail", s)
 
 SecStep ==
-    /\ UNCHANGED <<lc_vars, iso_vars, fs_vars>>
+    /\ UNCHANGED <<lc_vars, iso_vars, fs_vars, res_vars>>
     /\ \/ iso_phase = "ready" /\ fs_phase = "sealed" /\ SEC!Begin /\ Ev("sec", "Begin", "")
        \/ \E c \in SEC!Controls : SEC!Done(c) /\ Ev("sec", "Done", c)
        \/ \E c \in SEC!Controls : SEC!Fail(c) /\ Ev("sec", "Fail", c)
 
-Next == LcStep \/ IsoStep \/ FsStep \/ SecStep
+ResStep ==
+    /\ UNCHANGED <<lc_vars, iso_vars, fs_vars, sec_vars>>
+    /\ \/ lc_status = "creating" /\ RES!Begin /\ Ev("res", "Begin", "")
+       \/ ISO!HasDone("spawn") /\ RES!Attach /\ Ev("res", "Attach", "")
+       \/ lc_status \in {"stopped", "failed"} /\ RES!Release /\ Ev("res", "Release", "")
+       \/ \E s \in RES!StepNames : RES!Done(s) /\ Ev("res", "Done", s)
+       \/ \E s \in RES!StepNames : RES!Fail(s) /\ Ev("res", "Fail", s)
+
+Next == LcStep \/ IsoStep \/ FsStep \/ SecStep \/ ResStep
 
 Spec == Init /\ [][Next]_vars
 
@@ -107,9 +134,15 @@ UserNamespaceAfterSeal == (~iso_rootless /\ ISO!HasDone("enter_user")) => fs_pha
 FailureNeverRuns == AnyFailed => lc_status \in {"creating", "failed", "removed"}
 SecurityOnlyInside ==
     sec_phase # "idle" => (iso_phase \in {"ready", "failed"} /\ fs_phase = "sealed")
+RunningRequiresContainment == lc_status \in {"created", "running"} => Contained
+NamespacesInsideCgroup ==
+    ISO!HasDone("unshare") => res_phase \notin {"idle", "creating", "limiting", "waiting", "attaching"}
+CleanedMeansReleased ==
+    (lc_status \in {"stopped", "failed", "removed"} /\ lc_cleaned) => res_phase = "released"
 
 Inv ==
-    /\ LC!Inv /\ ISO!Inv /\ FS!Inv /\ SEC!Inv
+    /\ LC!Inv /\ ISO!Inv /\ FS!Inv /\ SEC!Inv /\ RES!Inv
     /\ RunningRequiresIsolation /\ RunningRequiresSecurity /\ LevelMatchesControls
     /\ UserNamespaceAfterSeal /\ FailureNeverRuns /\ SecurityOnlyInside
+    /\ RunningRequiresContainment /\ NamespacesInsideCgroup /\ CleanedMeansReleased
 =============================================================================

@@ -90,12 +90,12 @@ def _program(cache_dir: str | None = None) -> bytes:
     return seccomp.cached_program(default_profile(networked=False), cache_dir)
 
 
-def build(spec: ContainerSpec, facts: HostFacts, context: str | None):
+def build(spec: ContainerSpec, facts: HostFacts, context: str | None, cid: str = ""):
     """The System machine's initial state and the setup process's payload."""
     from dataclasses import replace
 
     from nucleus.effects.inside import Inside, Workload
-    from nucleus.machines import filesystem, isolation, security, system
+    from nucleus.machines import filesystem, isolation, resources, security, system
     from nucleus.spec import landlock_default
     from nucleus.spec.rootfs import HostLayout, plan
 
@@ -107,7 +107,8 @@ def build(spec: ContainerSpec, facts: HostFacts, context: str | None):
     else:
         uid_map = gid_map = ((0, SUBUID_BASE, SUBUID_COUNT),)
         owner = (SUBUID_BASE, SUBUID_BASE)
-    namespaces = ("pid", "mount", "net", "uts", "ipc", "cgroup") + (("time",) if spec.time_namespace else ())
+    namespaces = ("pid", "mount", "net", "uts", "ipc") + (("cgroup",) if spec.cgroup_namespace else ()) + (
+        ("time",) if spec.time_namespace else ())
     hostname = spec.hostname or spec.name or "nucleus"
     rootfs_dir = os.path.join(facts.state_root, "rootfs")
     if context is not None:
@@ -122,10 +123,12 @@ def build(spec: ContainerSpec, facts: HostFacts, context: str | None):
                           uid_map=uid_map, gid_map=gid_map),
         filesystem.initial(plan(spec, layout, hostname), rootfs_dir, spec.allow_chroot_fallback),
         security.initial(spec.allow_degraded_security, program_sha256=sha, landlock_rules=rules),
+        resources.initial(required=False, name=cid, parent=spec.limits.cgroup_parent, limits=spec.limits),
     )
     payload = Inside(
         req_fd=-1, resp_fd=-1,
-        workload=Workload(spec.argv, spec.environment(), spec.effective_workdir),
+        workload=Workload(spec.argv, spec.environment(), spec.effective_workdir,
+                          (spec.limits.nofile, spec.limits.nproc, spec.limits.memlock)),
         programs={sha: program},
     )
     return state, payload, rootfs_dir
@@ -133,47 +136,215 @@ def build(spec: ContainerSpec, facts: HostFacts, context: str | None):
 
 def _failure(history) -> str:
     for event, _ in reversed(history):
-        if isinstance(event, (v.IsoFailed, v.FsFailed, v.SecFailed)):
+        if isinstance(event, (v.IsoFailed, v.FsFailed, v.SecFailed, v.ResFailed)):
             return f"setup failed at {event.machine}.{event.step}: {event.message}"
     return "setup failed"
 
 
+class StateRecorder:
+    """Keeps the container's record in the state directory in step with its lifecycle: written
+    whenever the lifecycle status changes, with the whole System abstraction so that another
+    process (ps, stop, rm --force) can rebuild the machine."""
+
+    def __init__(self, store, record: dict, executor, inner=None) -> None:
+        self.store, self.doc, self.executor, self.inner = store, record, executor, inner
+        self.status: str | None = None
+
+    def record(self, event, state) -> None:
+        from nucleus.machines import system
+
+        if self.inner is not None:
+            self.inner.record(event, state)
+        if state.lc.status == self.status:
+            return
+        self.status = state.lc.status
+        import time
+
+        fields = {
+            "status": state.lc.status, "security": state.lc.security,
+            "machines": _plain_tla(system.to_tla(state)),
+        }
+        ex = self.executor
+        if ex.init_pid is not None:
+            from nucleus.effects.store import process_start
+
+            fields["init_pid"] = ex.init_pid
+            fields["init_start"] = process_start(ex.init_pid)
+        if ex.cgroup is not None:
+            fields["cgroup"] = {"backend": ex.cgroup.backend, "dirs": dict(ex.cgroup.dirs)}
+        if state.lc.status == "running":
+            fields["started_at"] = time.time()
+        if state.lc.status in ("stopped", "failed"):
+            fields["finished_at"] = time.time()
+            fields["exit_code"] = state.lc.exit_code
+        if state.lc.status == "removed":
+            self.store.delete(self.doc["id"])
+            return
+        self.doc.update(fields)
+        with self.store.locked():
+            self.store.write(self.doc)
+
+
+
+def _plain_tla(values: dict) -> dict:
+    return {k: sorted(val) if isinstance(val, (set, frozenset)) else val for k, val in values.items()}
+
+
+def new_id() -> str:
+    import secrets
+
+    return secrets.token_hex(16)
+
+
+def register(store, spec: ContainerSpec, cid: str, log_path: str | None) -> dict:
+    """Write the container's first record, refusing a name already taken. Under the store lock,
+    so two concurrent runs cannot take the same name."""
+    import time
+
+    from nucleus.effects.store import process_start
+
+    name = spec.name or cid[:12]
+    record = {
+        "id": cid, "name": name, "status": "creating", "argv": list(spec.argv),
+        "created_at": time.time(), "creator_uid": os.getuid(), "supervisor_pid": os.getpid(),
+        "supervisor_start": process_start(os.getpid()), "detached": spec.detach,
+        "log_path": log_path, "hostname": spec.hostname or name, "rootless": spec.rootless or os.geteuid() != 0,
+        "limits": {"memory": spec.limits.memory, "cpus": spec.limits.cpus, "pids": spec.limits.pids},
+        "cgroup_parent": spec.limits.cgroup_parent,
+    }
+    with store.locked():
+        for other in store.all():
+            if other.get("name") == name:
+                raise InvalidInput(
+                    f"--name {name!r}: a container with this name exists ({other['id'][:12]}, {other.get('status')})",
+                    hint=f"pick another name, or remove it first: nucleus rm --force {name}",
+                )
+        store.write(record)
+    return record
+
+
 def run(spec: ContainerSpec, trace_path: str | None = None) -> int:
+    """Run in the foreground (or, with spec.detach, hand the container to a background
+    supervisor once it has started and return 0)."""
+    context = check_context(spec)
+    check_trace(trace_path)
+    facts = gather_facts()
+    from nucleus.effects.store import Store
+
+    store = Store(facts.state_root)
+    cid = new_id()
+    if not spec.detach:
+        return _supervise(spec, facts, context, store, cid, trace_path, ready_fd=None, log_path=None)
+
+    store.ensure()
+    log_path = store.log_path(cid)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # the supervisor: a session of its own, output to the container's log
+        code = 125
+        try:
+            os.close(r)
+            os.setsid()
+            null = os.open("/dev/null", os.O_RDONLY)
+            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(null)
+            os.close(log)
+            code = _supervise(spec, facts, context, store, cid, trace_path, ready_fd=w, log_path=log_path)
+        except BaseException as e:  # noqa: BLE001 - report to the waiting CLI, never unwind
+            message = e.render() if hasattr(e, "render") else f"error: {type(e).__name__}: {e}"
+            try:
+                os.write(w, ("fail " + message).encode())
+            except OSError:
+                pass
+            code = getattr(e, "exit_code", 1)
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    while chunk := os.read(r, 65536):
+        chunks.append(chunk)
+    os.close(r)
+    answer = b"".join(chunks).decode()
+    if answer.startswith("ok "):
+        print(answer[3:].strip())
+        return 0
+    os.waitpid(pid, 0)
+    message = answer[5:] if answer.startswith("fail ") else "error: the supervisor exited before the container started"
+    if message.startswith("error: "):
+        message = message[7:]
+    raise RuntimeFailure(message.split("\nhint: ")[0], hint=message.split("\nhint: ")[1] if "\nhint: " in message else None)
+
+
+def _supervise(spec, facts, context, store, cid, trace_path, ready_fd, log_path) -> int:
     from nucleus.driver import Driver
     from nucleus.effects import inside
     from nucleus.effects.host import HostExecutor, parse_fault
     from nucleus.machines import system
 
-    context = check_context(spec)
-    check_trace(trace_path)
-    facts = gather_facts()
-    state, payload, rootfs_dir = build(spec, facts, context)
-    os.makedirs(rootfs_dir, mode=0o700, exist_ok=True)
+    record = register(store, spec, cid, log_path)
+    try:
+        state, payload, rootfs_dir = build(spec, facts, context, cid)
+        os.makedirs(rootfs_dir, mode=0o700, exist_ok=True)
+    except BaseException:
+        store.delete(cid)
+        raise
 
-    recorder = None
+    trace = None
     if trace_path is not None:
         from nucleus.itf import Recorder
 
-        recorder = Recorder(system, "System", trace_path, f"nucleus run {' '.join(spec.argv)}")
+        trace = Recorder(system, "System", trace_path, f"nucleus run {' '.join(spec.argv)}")
 
     # Signals are taken synchronously (sigwaitinfo) from here on; the setup process inherits
     # the mask, and the workload gets a clean one.
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, inside.WAITED)
-    executor = HostExecutor(payload, parse_fault(os.environ.get("NUCLEUS_FAIL_AT")))
-    driver = Driver(system, state, executor, recorder)
+    executor = HostExecutor(payload, parse_fault(os.environ.get("NUCLEUS_FAIL_AT")), limits=spec.limits)
+    removed = False
     try:
+        recorder = StateRecorder(store, record, executor, trace)
+        driver = Driver(system, state, executor, recorder)
         driver.feed(v.Create())
         driver.settle()
         if driver.state.lc.status != "created":
+            driver.settle()
             driver.feed(v.Remove())
             raise RuntimeFailure(_failure(driver.history))
         driver.feed(v.Start())
+        if ready_fd is not None:
+            os.write(ready_fd, f"ok {cid}\n".encode())
+            os.close(ready_fd)
+            ready_fd = None
         code = executor.wait()
         driver.feed(v.Exit(code))
-        driver.feed(v.Remove())
+        driver.settle()  # release the cgroup, then CleanupDone
+        if executor.oom_killed:
+            record["reason"] = "oom-killed"
+        elif code > 128:
+            record["reason"] = f"killed by signal {code - 128}"
+        if executor.oom_killed:
+            with store.locked():
+                store.write(record)
+        if not spec.detach and driver.state.lc.cleaned:
+            driver.feed(v.Remove())
+        removed = not spec.detach
         return code
+    except BaseException:
+        removed = True  # a failed or interrupted run leaves no record behind
+        raise
     finally:
+        if removed:
+            store.delete(cid)
         executor.cleanup()  # idempotent: kills and reaps anything still alive
+        if executor.cgroup is not None:  # an interruption before the release: do it now
+            try:
+                executor.remove_cgroup()
+            except OSError as e:
+                executor.warn(f"could not remove cgroup {executor.cgroup.path}: {e}")
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        if recorder is not None:
-            recorder.write()
+        if trace is not None:
+            trace.write()
+        if ready_fd is not None:
+            os.close(ready_fd)

@@ -75,6 +75,20 @@ class Kill(Event):
 
 
 @dataclass(frozen=True)
+class Lost(Event):
+    """The supervisor is gone while the container was not stopped."""
+
+    machine: ClassVar[str] = "lc"
+
+
+@dataclass(frozen=True)
+class Attach(Event):
+    """A command joins the running container (nothing in its lifecycle changes)."""
+
+    machine: ClassVar[str] = "lc"
+
+
+@dataclass(frozen=True)
 class CleanupDone(Event):
     machine: ClassVar[str] = "lc"
 
@@ -199,7 +213,7 @@ class ResFailed(_StepFailed):
 EVENTS: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
-        Create, Prepared, SetupFailed, Start, Abort, Exit, Kill, CleanupDone, Remove,
+        Create, Prepared, SetupFailed, Start, Abort, Exit, Kill, Lost, Attach, CleanupDone, Remove,
         IsoBegin, IsoDone, IsoFailed, IsoResume,
         FsBegin, FsDone, FsFailed,
         SecBegin, SecDone, SecFailed,

@@ -46,14 +46,29 @@ def cli(ctx: click.Context, debug: bool) -> None:
               help="Run even if seccomp or Landlock cannot be applied (a warning instead of an error).")
 @click.option("--allow-chroot-fallback", is_flag=True, help="Fall back to chroot if pivot_root fails.")
 @click.option("--trace", "trace", metavar="FILE", help="Record the run's state transitions as an ITF trace.")
+@click.option("-d", "--detach", is_flag=True,
+              help="Print the id once the workload has started and leave it running; output goes to its log.")
+@click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512M (the OOM killer acts above it).")
+@click.option("--swap", metavar="SIZE", help="Swap allowed on top of --memory [default: none].")
+@click.option("--cpus", metavar="N", help="CPU time, in CPUs (e.g. 0.5).")
+@click.option("--cpu-weight", metavar="1-10000", help="Relative CPU share under contention [default: 100].")
+@click.option("--pids", metavar="N", default="512", show_default=True, help="Maximum number of processes.")
+@click.option("--io-limit", "io_limit", multiple=True, metavar="'MAJ:MIN riops=N wbps=N ...'",
+              help="Block I/O limits for one device (repeatable).")
+@click.option("--memlock", metavar="SIZE", default="64K", show_default=True, help="Locked-memory limit.")
+@click.option("--cgroup-parent", metavar="PATH", default="nucleus", show_default=True,
+              help="Parent cgroup, under each hierarchy's root.")
+@click.option("--disable-cgroup-namespace", is_flag=True, help="Show the host's cgroup paths inside.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.argument("command", nargs=-1, required=False, metavar="COMMAND...", type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, context_mode, env,
         workdir, rootless, time_namespace, allow_degraded_security, allow_chroot_fallback, trace,
-        debug) -> None:
+        detach, memory, swap, cpus, cpu_weight, pids, io_limit, memlock, cgroup_parent,
+        disable_cgroup_namespace, debug) -> None:
     """Run COMMAND in an ephemeral, isolated agent sandbox and exit with its status."""
     from nucleus.spec.container import ContainerSpec, parse_env, validate
+    from nucleus.spec.resources import validate_limits
 
     if debug:
         ctx.obj["debug"] = True
@@ -65,10 +80,146 @@ def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, c
         context_mode=context_mode, env=parse_env(env), workdir=workdir, rootless=rootless,
         time_namespace=time_namespace, allow_degraded_security=allow_degraded_security,
         allow_chroot_fallback=allow_chroot_fallback, term=os.environ.get("TERM") or "xterm",
+        limits=validate_limits(memory=memory, swap=swap, cpus=cpus, cpu_weight=cpu_weight, pids=pids,
+                               io=io_limit, memlock=memlock, cgroup_parent=cgroup_parent),
+        cgroup_namespace=not disable_cgroup_namespace, detach=detach,
     ))
     from nucleus.runner import run as run_container
 
     ctx.exit(run_container(spec, trace_path=trace))
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    cells = [[h for _, h in columns]] + [[_cell(r.get(k)) for k, _ in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def _ago(ts) -> str:
+    import time
+
+    if not ts:
+        return "-"
+    seconds = int(time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                      show_default=True, help="Output format.")
+
+
+@cli.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Also list stopped containers.")
+@FORMAT
+def ps(all_: bool, fmt: str) -> None:
+    """List running containers (with --all, stopped ones too, until removed)."""
+    import json
+
+    from nucleus import manage
+
+    rows = manage.listing(all_)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=1, sort_keys=True))
+        return
+    for r in rows:
+        r["id"] = r["id"][:12]
+        r["created"] = _ago(r.get("created_at"))
+        r["command"] = " ".join(r.get("argv", []))[:40]
+        if r.get("exit_code") is not None:
+            r["status"] = f"{r['status']} ({r['exit_code']}" + (f", {r['reason']}" if r.get("reason") else "") + ")"
+    click.echo(_table(rows, [("id", "ID"), ("name", "NAME"), ("status", "STATUS"),
+                             ("created", "CREATED"), ("command", "COMMAND")]))
+
+
+@cli.command()
+@click.argument("containers", nargs=-1)
+@FORMAT
+def stats(containers: tuple[str, ...], fmt: str) -> None:
+    """Memory, CPU and process figures from each container's cgroup."""
+    import json
+
+    from nucleus import manage
+
+    rows = manage.stats(containers)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=1, sort_keys=True))
+        return
+
+    def size(n):
+        if n is None:
+            return None
+        for unit in ("B", "KiB", "MiB", "GiB"):
+            if n < 1024 or unit == "GiB":
+                return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+            n /= 1024
+
+    for r in rows:
+        r["id"] = r["id"][:12]
+        r["mem"] = f"{size(r.get('memory_current'))} / {size(r.get('memory_max')) or 'unlimited'}"
+        usage = r.get("cpu_usage_usec")
+        r["cpu"] = None if usage is None else f"{usage / 1e6:.2f}s"
+        r["throttled"] = r.get("cpu_nr_throttled")
+        r["pids"] = f"{_cell(r.get('pids_current'))} / {_cell(r.get('pids_max'))}"
+    click.echo(_table(rows, [("id", "ID"), ("name", "NAME"), ("status", "STATUS"), ("mem", "MEMORY"),
+                             ("cpu", "CPU TIME"), ("throttled", "THROTTLED"), ("pids", "PIDS")]))
+
+
+@cli.command()
+@click.option("-t", "--timeout", default=10.0, show_default=True, type=float, help="Seconds before KILL.")
+@click.argument("container")
+def stop(container: str, timeout: float) -> None:
+    """Stop a container: TERM, then KILL after the timeout."""
+    from nucleus import manage
+
+    click.echo(manage.stop(container, timeout)["name"])
+
+
+@cli.command()
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True, help="Signal name or number.")
+@click.argument("container")
+@click.argument("signal_arg", required=False, metavar="[SIGNAL]")
+def kill(container: str, sig: str, signal_arg: str | None) -> None:
+    """Send a signal to a container's processes."""
+    from nucleus import manage
+
+    click.echo(manage.kill(container, manage.signal_name(signal_arg or sig))["name"])
+
+
+@cli.command()
+@click.option("-f", "--force", is_flag=True, help="Kill a running container first.")
+@click.argument("containers", nargs=-1, required=True)
+def rm(containers: tuple[str, ...], force: bool) -> None:
+    """Remove containers and everything they hold."""
+    from nucleus import manage
+
+    for ref in containers:
+        click.echo(manage.remove(ref, force)["name"])
+
+
+@cli.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the container stops.")
+@click.option("-n", "--tail", "lines", type=int, default=None, help="Only the last N lines.")
+@click.argument("container")
+def logs(container: str, follow: bool, lines: int | None) -> None:
+    """Print a detached container's output."""
+    from nucleus import manage
+
+    record, text = manage.log_lines(container, lines)
+    for line in text:
+        click.echo(line)
+    if follow:
+        manage.follow(record, sys.stdout)
 
 
 @cli.group()

@@ -10,9 +10,10 @@ done, the file, the value written and the errno::
 
     write '536870912' to /sys/fs/cgroup/memory/nucleus/x/memory.limit_in_bytes: EINVAL (Invalid argument)
 
-Groups are made only below the caller's parent (e.g. ``nucleus``) under each hierarchy's root;
-nothing here writes to a directory it did not create, except ``cgroup.procs`` of its own groups.
-cpuset is never used on v1, so new groups need no cpus/mems copied from their parent.
+Groups are made only below the caller's parent (e.g. ``nucleus``) under each hierarchy's root,
+and no file outside the parent's directories is ever written: hierarchy roots and other groups
+are only read. cpuset is never used on v1, so new groups need no cpus/mems copied from their
+parent.
 
 All file operations go through :data:`FILES`, which tests replace with a fake kernel.
 """
@@ -69,7 +70,7 @@ class CgroupError(OSError):
 
     @property
     def errno_name(self) -> str:
-        return _errno.errorcode.get(self.errno, f"errno {self.errno}")
+        return _errno.errorcode.get(self.errno or 0, f"errno {self.errno}")
 
     def __str__(self) -> str:
         target = f"{self.op} {self.path}"
@@ -237,7 +238,7 @@ def _number(text: str | None) -> int | None:
 def _file(cg: Cgroup, controller: str, name: str) -> str:
     directory = cg.dirs.get(controller)
     if directory is None:
-        raise CgroupError("open", name, _errno.ENOENT,
+        raise CgroupError("open", os.path.join(cg.path, name), _errno.ENOENT,
                           detail=f"the group has no {controller} controller")
     return os.path.join(directory, name)
 
@@ -258,7 +259,8 @@ def _unescape(text: str) -> str:
 
 
 def _mounts(text: str) -> list[_Mount]:
-    """cgroup and cgroup2 mounts from mountinfo; a later mount on the same point hides earlier."""
+    """cgroup and cgroup2 mounts from mountinfo, in mount order; a later mount on the same
+    point or above it hides the earlier ones."""
     by_point: dict[str, _Mount] = {}
     for line in text.splitlines():
         fields = line.split()
@@ -269,7 +271,8 @@ def _mounts(text: str) -> list[_Mount]:
             continue
         point = _unescape(fields[4])
         fstype = fields[sep + 1]
-        by_point.pop(point, None)
+        above = point.rstrip("/") + "/"
+        by_point = {p: m for p, m in by_point.items() if p != point and not p.startswith(above)}
         if fstype in ("cgroup", "cgroup2"):
             by_point[point] = _Mount(_unescape(fields[3]), point, fstype,
                                      tuple(fields[sep + 3].split(",")))
@@ -297,8 +300,8 @@ def detect(mountinfo_path: str = "/proc/self/mountinfo", root: str = "/sys/fs/cg
             unified, offered = m.point, available
         if all(c in available for c in V2_REQUIRED):
             enabled = (_read_optional(os.path.join(m.point, "cgroup.subtree_control")) or "").split()
-            used = set(V2_REQUIRED) | {c for c in V2_OPTIONAL if c in available and c in enabled}
-            return Host("v2", {UNIFIED: m.point}, frozenset(used), m.point,
+            wanted = set(V2_REQUIRED) | {c for c in V2_OPTIONAL if c in available and c in enabled}
+            return Host("v2", {UNIFIED: m.point}, frozenset(wanted), m.point,
                         f"cgroup2 at {m.point} offers {' '.join(sorted(available))}")
     if unified is None:
         v2_note = "no cgroup2 mount"
@@ -323,7 +326,7 @@ def detect(mountinfo_path: str = "/proc/self/mountinfo", root: str = "/sys/fs/cg
 
 
 def _relative(parent: str, name: str) -> list[str]:
-    parts = [p for p in parent.strip("/").split("/")]
+    parts = parent.strip("/").split("/")
     if parts == [""] or any(p in ("", ".", "..") for p in parts) or name in ("", ".", "..") \
             or "/" in name:
         raise ValueError(f"not a cgroup path below a hierarchy root: {parent!r}/{name!r}")

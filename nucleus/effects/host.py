@@ -23,9 +23,12 @@ def parse_fault(spec: str | None) -> tuple[str, int] | None:
 
 class HostExecutor:
     def __init__(self, setup: inside.Inside, fault: tuple[str, int] | None = None,
-                 warn=None) -> None:
+                 warn=None, limits=None) -> None:
         self.setup = setup
         self.fault = fault
+        self.limits = limits
+        self.cgroup = None  # the container's cgroup handle, once created
+        self.oom_killed = False
         self.warn = warn or (lambda message: sys.stderr.write(f"warning: {message}\n"))
         self.counts: dict[str, int] = {}
         self.pid: int | None = None  # the process serving the sync pipe (then PID 1)
@@ -71,7 +74,18 @@ class HostExecutor:
                     self.send_signal(name)
                 case v.Cleanup():
                     self.cleanup()
-                    return [v.CleanupDone()]
+                case v.CreateCgroup(parent=parent, cgroup=name):
+                    self.create_cgroup(parent, name)
+                case v.SetCgroupLimits():
+                    from nucleus.effects import cgroups
+
+                    cgroups.set_limits(self.cgroup, self.limits)
+                case v.AttachCgroup():
+                    from nucleus.effects import cgroups
+
+                    cgroups.attach(self.cgroup, self.pid)
+                case v.RemoveCgroup():
+                    self.remove_cgroup()
                 case _:
                     raise ValueError(f"no host effect for {intent.name}")
         except OSError as e:
@@ -111,6 +125,38 @@ class HostExecutor:
         os.close(req_r)
         os.close(resp_w)
         self.pid, self.req_w, self.resp_r = pid, req_w, resp_r
+
+    def create_cgroup(self, parent: str, name: str) -> None:
+        from nucleus.effects import cgroups
+
+        host = cgroups.detect()
+        if host.backend == "none":
+            raise OSError(_errno.ENOTSUP, f"no usable cgroup hierarchy: {host.reason}")
+        self.cgroup_host, self.cgroup_parent = host, parent
+        try:
+            self.cgroup = cgroups.create(host, parent, name)
+        except OSError:
+            # Creation is all or nothing: undo the directories made before the failure.
+            partial = cgroups.find_existing(host, parent, name)
+            if partial is not None:
+                cgroups.remove(partial)
+            cgroups.remove_parent(host, parent)
+            raise
+
+    def remove_cgroup(self) -> None:
+        """Kill whatever is left in the cgroup, note an OOM kill, then remove it."""
+        from nucleus.effects import cgroups
+
+        if self.cgroup is None:
+            return
+        try:
+            self.oom_killed = self.oom_killed or cgroups.oom_killed(self.cgroup)
+        except OSError:
+            pass
+        cgroups.kill_all(self.cgroup)
+        cgroups.remove(self.cgroup)
+        self.cgroup = None
+        cgroups.remove_parent(self.cgroup_host, self.cgroup_parent)  # only where now empty
 
     def write_id_maps(self, op: v.WriteIdMaps) -> None:
         assert self.pid is not None

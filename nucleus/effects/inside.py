@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 # Everything the setup process runs must be imported before the fork: after pivot_root the
 # runtime's own files are no longer reachable.
 from nucleus import vocab as v
-from nucleus.effects import caps, channel, fs, landlock
+from nucleus.effects import caps, channel, fs, landlock, rlimits
 from nucleus.effects import sys as k
 from nucleus.spec.capabilities import capability_number
 
@@ -47,6 +47,7 @@ class Workload:
     argv: tuple[str, ...]
     env: dict[str, str]
     cwd: str
+    rlimits: tuple[int, int, int] | None = None  # NOFILE, NPROC, MEMLOCK
 
 
 @dataclass
@@ -232,6 +233,8 @@ def _exec_child(w: Workload) -> None:
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, *FORWARDED):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        if w.rlimits is not None:
+            rlimits.apply(*w.rlimits)  # capped at the hard limits this process may not raise
         os.chdir(w.cwd)
     except OSError as e:
         os.write(2, f"nucleus: cannot enter working directory {w.cwd!r}: {e.strerror}\n".encode())

@@ -9,8 +9,8 @@ The setup is a plan of steps carried out in order. Two orders exist:
 * rootless (an ordinary caller, or --rootless): the user namespace comes first and owns the rest;
   ids map to the caller.
 
-In the privileged order the machine pauses before "enter_user" until the filesystem is sealed
-(the Resume event).
+The machine pauses at gates until Resume: before "unshare" until the setup process is in its
+cgroup, and in the privileged order before "enter_user" until the filesystem is sealed.
 """
 
 from __future__ import annotations
@@ -82,13 +82,23 @@ def _intent(state: IsolationState, step_name: str) -> v.Intent:
     raise ValueError(f"unknown isolation step {step_name!r}")
 
 
+def is_gate(state: IsolationState, step_name: str) -> bool:
+    """Steps that wait for Resume: "unshare" until the setup process is in its cgroup (so the
+    cgroup namespace is rooted there); in the privileged order "enter_user" until the root
+    filesystem is sealed."""
+    return step_name == "unshare" or (step_name == "enter_user" and not state.rootless)
+
+
+def next_step(state: IsolationState) -> str | None:
+    return state.plan[state.done] if state.done < len(state.plan) else None
+
+
 def _advance(state: IsolationState) -> Step:
-    """After a step completed: finish, pause for the filesystem, or ask for the next step."""
-    plan = state.plan
-    if state.done == len(plan):
+    """After a step completed: finish, pause at a gate, or ask for the next step."""
+    nxt = next_step(state)
+    if nxt is None:
         return Step(replace(state, phase="ready"))
-    nxt = plan[state.done]
-    if nxt == "enter_user" and not state.rootless:
+    if is_gate(state, nxt):
         return Step(replace(state, phase="waiting"))
     return Step(replace(state, phase="running"), (_intent(state, nxt),))
 
@@ -157,15 +167,14 @@ def InitInNewPidNamespace(s: IsolationState) -> bool:  # noqa: N802
     return not s.has_done("fork_init") or s.has_done("unshare")
 
 
-def WaitOnlyBeforeUser(s: IsolationState) -> bool:  # noqa: N802
-    return s.phase != "waiting" or (
-        not s.rootless and s.done < len(s.plan) and s.plan[s.done] == "enter_user"
-    )
+def WaitOnlyAtGates(s: IsolationState) -> bool:  # noqa: N802
+    nxt = next_step(s)
+    return s.phase != "waiting" or (nxt is not None and is_gate(s, nxt))
 
 
 INVARIANTS = (
     TypeOK, ReadyMeansComplete, MapsNeedUserNamespace, RootOnlyAfterMaps, InitInNewPidNamespace,
-    WaitOnlyBeforeUser,
+    WaitOnlyAtGates,
 )
 
 

@@ -70,6 +70,14 @@ def step(state: LifecycleState, event: v.Event) -> Step | Refused:
             if sig not in SIGNALS:
                 return Refused(f"cannot Kill the container: unknown signal {sig!r}")
             return Step(state, (v.SendSignal(sig),))
+        case v.Lost():
+            if s not in ("creating", "created", "running"):
+                return _refuse(state, "Lost", "from creating, created or running")
+            return Step(replace(state, status="failed"), (v.Cleanup(),))
+        case v.Attach():
+            if s != "running":
+                return _refuse(state, "Attach", "from running")
+            return Step(state)
         case v.CleanupDone():
             if s not in ("stopped", "failed") or state.cleaned:
                 return _refuse(state, "CleanupDone", "from stopped or failed, once")
@@ -131,5 +139,6 @@ def candidate_events(state: LifecycleState) -> list[v.Event]:
     """Every event the spec's actions range over (for exhaustive walks and model tests)."""
     return [
         v.Create(), v.Prepared("enforced"), v.Prepared("degraded"), v.SetupFailed(), v.Start(),
-        v.Abort(), v.Exit(0), v.Kill("TERM"), v.Kill("KILL"), v.CleanupDone(), v.Remove(),
+        v.Abort(), v.Exit(0), v.Kill("TERM"), v.Kill("KILL"), v.Lost(), v.Attach(), v.CleanupDone(),
+        v.Remove(),
     ]

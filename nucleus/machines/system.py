@@ -11,10 +11,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nucleus import vocab as v
-from nucleus.machines import filesystem, isolation, lifecycle, security
+from nucleus.machines import filesystem, isolation, lifecycle, resources, security
 from nucleus.machines.base import Refused, Step
 
-MACHINES: dict[str, Any] = {"lc": lifecycle, "iso": isolation, "fs": filesystem, "sec": security}
+MACHINES: dict[str, Any] = {
+    "lc": lifecycle, "iso": isolation, "fs": filesystem, "sec": security, "res": resources,
+}
+SETTLING = ("creating", "limiting", "waiting", "attaching")
 
 
 @dataclass(frozen=True)
@@ -23,28 +26,51 @@ class SystemState:
     iso: isolation.IsolationState
     fs: filesystem.FilesystemState
     sec: security.SecurityState
+    res: resources.ResourcesState
 
     def failed(self) -> bool:
-        return "failed" in (self.iso.phase, self.fs.phase, self.sec.phase)
+        return "failed" in (self.iso.phase, self.fs.phase, self.sec.phase, self.res.phase)
+
+    def contained(self) -> bool:
+        """The container's processes may run: in their cgroup, or knowingly without one."""
+        return self.res.phase in ("ready", "degraded")
 
 
 def initial(
-    iso: isolation.IsolationState, fs: filesystem.FilesystemState, sec: security.SecurityState
+    iso: isolation.IsolationState, fs: filesystem.FilesystemState, sec: security.SecurityState,
+    res: resources.ResourcesState | None = None,
 ) -> SystemState:
-    return SystemState(lifecycle.initial(), iso, fs, sec)
+    return SystemState(lifecycle.initial(), iso, fs, sec, res or resources.initial())
 
 
 def _guard(s: SystemState, event: v.Event) -> str | None:
     """Why the composition does not allow this event now, or None."""
     match event:
+        case v.ResBegin():
+            if s.lc.status != "creating":
+                return "the cgroup is created only while the container is creating"
+        case v.ResAttach():
+            if not s.iso.has_done("spawn"):
+                return "there is no setup process to move into the cgroup yet"
+        case v.ResRelease():
+            if s.lc.status not in ("stopped", "failed"):
+                return "the cgroup is released only once the container has stopped or failed"
+        case v.CleanupDone():
+            if s.res.phase != "released":
+                return "cleanup is done only once the cgroup is released"
         case v.IsoBegin():
             if s.lc.status != "creating":
                 return "isolation begins only while the container is creating"
+            if s.res.phase not in ("waiting", "degraded"):
+                return "isolation begins once the cgroup is limited (or knowingly skipped)"
         case v.FsBegin():
             if not s.iso.has_done("loopback"):
                 return "the filesystem is built only inside the new namespaces (after loopback is up)"
         case v.IsoResume():
-            if s.fs.phase != "sealed":
+            if isolation.next_step(s.iso) == "unshare":
+                if not s.contained():
+                    return "namespaces are created only once the setup process is in its cgroup"
+            elif s.fs.phase != "sealed":
                 return "the user namespace is entered only after the root filesystem is sealed"
         case v.SecBegin():
             if s.iso.phase != "ready" or s.fs.phase != "sealed":
@@ -52,6 +78,8 @@ def _guard(s: SystemState, event: v.Event) -> str | None:
         case v.Prepared(level=level):
             if s.sec.phase != "locked":
                 return "the container is prepared only when every security control is in force"
+            if not s.contained():
+                return "the container is prepared only inside its cgroup (or knowingly without one)"
             if level != s.sec.level:
                 return f"the security level is {s.sec.level!r}, not {level!r}"
         case v.SetupFailed():
@@ -65,7 +93,8 @@ def step(s: SystemState, event: v.Event) -> Step | Refused:
     if why is not None:
         return Refused(
             f"cannot {v.action_name(event)} ({event.machine}): {why} (the container is "
-            f"{s.lc.status}; isolation {s.iso.phase}, filesystem {s.fs.phase}, security {s.sec.phase})"
+            f"{s.lc.status}; isolation {s.iso.phase}, filesystem {s.fs.phase}, security {s.sec.phase}, "
+            f"cgroup {s.res.phase})"
         )
     module = MACHINES[event.machine]
     result = module.step(getattr(s, event.machine), event)
@@ -75,20 +104,32 @@ def step(s: SystemState, event: v.Event) -> Step | Refused:
 
 
 def advance(s: SystemState) -> v.Event | None:
-    """The next internal event the driver takes, if any (setup proceeds on its own)."""
+    """The next internal event the driver takes, if any (setup and cleanup proceed on their own)."""
+    if s.lc.status in ("stopped", "failed") and not s.lc.cleaned:
+        if s.res.phase == "released":
+            return v.CleanupDone()
+        if s.res.phase in ("idle", "degraded", "failed", "waiting", "ready"):
+            return v.ResRelease()
+        return None  # a step under way, or the cgroup leaked: a later rm --force retries
     if s.lc.status != "creating":
         return None
     if s.failed():
         return v.SetupFailed()
-    if s.iso.phase == "idle":
+    if s.res.phase == "idle":
+        return v.ResBegin()
+    if s.iso.phase == "idle" and s.res.phase in ("waiting", "degraded"):
         return v.IsoBegin()
+    if s.res.phase == "waiting" and s.iso.has_done("spawn"):
+        return v.ResAttach()
+    if s.iso.phase == "waiting" and isolation.next_step(s.iso) == "unshare" and s.contained():
+        return v.IsoResume()
     if s.fs.phase == "idle" and s.iso.has_done("loopback"):
         return v.FsBegin()
-    if s.iso.phase == "waiting" and s.fs.phase == "sealed":
+    if s.iso.phase == "waiting" and isolation.next_step(s.iso) == "enter_user" and s.fs.phase == "sealed":
         return v.IsoResume()
     if s.sec.phase == "idle" and s.iso.phase == "ready" and s.fs.phase == "sealed":
         return v.SecBegin()
-    if s.sec.phase == "locked":
+    if s.sec.phase == "locked" and s.contained():
         return v.Prepared(s.sec.level)
     return None
 
@@ -133,9 +174,24 @@ def SecurityOnlyInside(s: SystemState) -> bool:  # noqa: N802
     return s.sec.phase == "idle" or (s.iso.phase in ("ready", "failed") and s.fs.phase == "sealed")
 
 
+def RunningRequiresContainment(s: SystemState) -> bool:  # noqa: N802
+    return s.lc.status not in ("created", "running") or s.contained()
+
+
+def NamespacesInsideCgroup(s: SystemState) -> bool:  # noqa: N802
+    return not s.iso.has_done("unshare") or s.res.phase not in ("idle",) + SETTLING
+
+
+def CleanedMeansReleased(s: SystemState) -> bool:  # noqa: N802
+    return not (s.lc.status in ("stopped", "failed", "removed") and s.lc.cleaned) or (
+        s.res.phase == "released"
+    )
+
+
 INVARIANTS = (
     RunningRequiresIsolation, RunningRequiresSecurity, LevelMatchesControls, UserNamespaceAfterSeal,
-    FailureNeverRuns, SecurityOnlyInside,
+    FailureNeverRuns, SecurityOnlyInside, RunningRequiresContainment, NamespacesInsideCgroup,
+    CleanedMeansReleased,
 )
 
 

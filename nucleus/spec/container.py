@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from nucleus.errors import InvalidInput
+from nucleus.spec.resources import Limits
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HOSTNAME_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -48,7 +49,9 @@ class ContainerSpec:
     home: str = DEFAULT_HOME
     rootfs_size: int = DEFAULT_ROOTFS_SIZE
     term: str = "xterm"
-    extra: dict[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    cgroup_namespace: bool = True
+    detach: bool = False
 
     @property
     def effective_workdir(self) -> str:

@@ -174,6 +174,14 @@ def test_detect_ignores_a_hierarchy_hidden_by_a_later_mount(kernel, tmp_path):
     assert host.backend == "none" and host.unified is None
 
 
+def test_detect_ignores_hierarchies_below_a_later_mount(kernel, tmp_path):
+    env = build_hybrid(kernel, tmp_path)
+    assert env.host.backend == "v1"
+    with open(env.mountinfo, "a") as f:  # a tmpfs over /sys/fs/cgroup hides them all
+        f.write(f"91 31 0:91 / {env.top} rw,relatime - tmpfs tmpfs rw\n")
+    assert env.host.backend == "none"
+
+
 def test_detect_names_an_unreadable_mountinfo(kernel, tmp_path):
     with pytest.raises(cgroups.CgroupError) as e:
         cgroups.detect(str(tmp_path / "nope"))
@@ -341,7 +349,7 @@ def test_set_limits_v2_io_needs_the_io_controller(kernel, tmp_path):
     cg = cgroups.create(env.host, "nucleus", "c1")
     with pytest.raises(cgroups.CgroupError) as e:
         cgroups.set_limits(cg, LIMITS)
-    assert str(e.value) == ("open io.max: ENOENT (No such file or directory): "
+    assert str(e.value) == (f"open {cg.path}/io.max: ENOENT (No such file or directory): "
                             "the group has no io controller")
 
 

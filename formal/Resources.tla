@@ -1,0 +1,107 @@
+------------------------------ MODULE Resources ------------------------------
+(***************************************************************************)
+(* The container's cgroup, mirrored by nucleus/machines/resources.py.     *)
+(* create -> limits -> (wait for the setup process) -> attach -> ready;   *)
+(* released at cleanup. A failure is fatal when cgroups are required      *)
+(* (production) and otherwise degrades to running without limits. What    *)
+(* was created is removed at cleanup on every path; a failed removal      *)
+(* leaves the cgroup "leaked" until a later Release succeeds.             *)
+(***************************************************************************)
+EXTENDS Naturals
+
+VARIABLES
+    \* @type: Bool;
+    res_required,
+    \* @type: Str;
+    res_phase,
+    \* @type: Bool;
+    res_held,
+    \* @type: Bool;
+    res_limited,
+    \* @type: { m: Str, name: Str, arg: Str };
+    event
+
+Phases == {"idle", "creating", "limiting", "waiting", "attaching", "ready", "degraded", "failed",
+           "releasing", "released", "leaked"}
+StepNames == {"create", "limits", "attach", "release"}
+Settled == {"idle", "degraded", "failed", "waiting", "ready", "leaked"}
+
+UnderWay ==
+    CASE res_phase = "creating" -> "create"
+      [] res_phase = "limiting" -> "limits"
+      [] res_phase = "attaching" -> "attach"
+      [] res_phase = "releasing" -> "release"
+      [] OTHER -> "none"
+
+res_vars == <<res_required, res_phase, res_held, res_limited>>
+vars == <<res_required, res_phase, res_held, res_limited, event>>
+
+ResInit ==
+    /\ res_required \in BOOLEAN
+    /\ res_phase = "idle"
+    /\ res_held = FALSE
+    /\ res_limited = FALSE
+
+Begin ==
+    /\ res_phase = "idle"
+    /\ res_phase' = "creating"
+    /\ UNCHANGED <<res_required, res_held, res_limited>>
+
+Attach ==
+    /\ res_phase = "waiting"
+    /\ res_phase' = "attaching"
+    /\ UNCHANGED <<res_required, res_held, res_limited>>
+
+Release ==
+    /\ res_phase \in Settled
+    /\ res_phase' = IF res_held THEN "releasing" ELSE "released"
+    /\ UNCHANGED <<res_required, res_held, res_limited>>
+
+Done(s) ==
+    /\ UnderWay = s
+    /\ \/ s = "create" /\ res_phase' = "limiting" /\ res_held' = TRUE /\ UNCHANGED res_limited
+       \/ s = "limits" /\ res_phase' = "waiting" /\ res_limited' = TRUE /\ UNCHANGED res_held
+       \/ s = "attach" /\ res_phase' = "ready" /\ UNCHANGED <<res_held, res_limited>>
+       \/ s = "release" /\ res_phase' = "released" /\ res_held' = FALSE /\ res_limited' = FALSE
+    /\ UNCHANGED res_required
+
+Fail(s) ==
+    /\ UnderWay = s
+    /\ res_phase' = CASE s = "release" -> "leaked"
+                      [] res_required -> "failed"
+                      [] OTHER -> "degraded"
+    /\ UNCHANGED <<res_required, res_held, res_limited>>
+
+Ev(name, arg) == event' = [m |-> "res", name |-> name, arg |-> arg]
+
+Init == ResInit /\ event = [m |-> "", name |-> "", arg |-> ""]
+
+Next ==
+    \/ Begin /\ Ev("Begin", "")
+    \/ Attach /\ Ev("Attach", "")
+    \/ Release /\ Ev("Release", "")
+    \/ \E s \in StepNames : Done(s) /\ Ev("Done", s)
+    \/ \E s \in StepNames : Fail(s) /\ Ev("Fail", s)
+
+Spec == Init /\ [][Next]_vars
+
+(* Invariants: the same names as in the machine. *)
+TypeOK ==
+    /\ res_required \in BOOLEAN
+    /\ res_phase \in Phases
+    /\ res_held \in BOOLEAN
+    /\ res_limited \in BOOLEAN
+
+ReleasedHoldsNothing == res_phase = "released" => ~res_held
+DegradedOnlyIfOptional == res_phase = "degraded" => ~res_required
+FailedOnlyIfRequired == res_phase = "failed" => res_required
+AttachOnlyWhenLimited == res_phase \in {"attaching", "ready"} => (res_held /\ res_limited)
+LimitedMeansHeld == res_limited => res_held
+
+Inv ==
+    /\ TypeOK /\ ReleasedHoldsNothing /\ DegradedOnlyIfOptional /\ FailedOnlyIfRequired
+    /\ AttachOnlyWhenLimited /\ LimitedMeansHeld
+
+(* Temporal: once released, nothing is held again. *)
+ReleasedStays == [][res_phase = "released" => res_phase' = "released"]_vars
+=============================================================================

@@ -1,0 +1,229 @@
+"""Container management: ps, stats, stop, kill, rm, logs. Composition only: records from the
+state directory, the System machine rebuilt from each record, and the host executor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from nucleus import vocab as v
+from nucleus.errors import InvalidInput, RuntimeFailure
+from nucleus.machines.base import Refused
+
+ACTIVE = ("creating", "created", "running")
+
+
+def _store():
+    from nucleus.effects.store import Store
+    from nucleus.runner import state_root
+
+    return Store(state_root(os.geteuid()))
+
+
+def supervisor_alive(record: dict[str, Any]) -> bool:
+    from nucleus.effects.store import alive
+
+    return alive(record.get("supervisor_pid"), record.get("supervisor_start"))
+
+
+def view(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as a user sees it: an active container whose supervisor is gone is "lost"."""
+    out = {k: val for k, val in record.items() if k not in ("machines", "env", "landlock_rules")}
+    if record.get("status") in ACTIVE and not supervisor_alive(record):
+        out["status"] = "lost"
+        out["reason"] = "the supervisor is gone; nucleus rm --force cleans up"
+    return out
+
+
+def find(ref: str) -> dict[str, Any]:
+    from nucleus.spec.lookup import resolve
+
+    return dict(resolve(_store().all(), ref))
+
+
+def authorize(record: dict[str, Any], action: str) -> None:
+    uid = os.geteuid()
+    if uid != 0 and uid != record.get("creator_uid"):
+        raise RuntimeFailure(
+            f"cannot {action} container {record['name']!r}: it belongs to uid {record.get('creator_uid')}",
+            hint="only its creator or root may manage a container",
+        )
+
+
+def listing(all_: bool) -> list[dict[str, Any]]:
+    rows = [view(r) for r in _store().all()]
+    if not all_:
+        rows = [r for r in rows if r["status"] in ACTIVE]
+    return sorted(rows, key=lambda r: r.get("created_at", 0))
+
+
+def _cgroup(record: dict[str, Any]):
+    from nucleus.effects import cgroups
+
+    cg = record.get("cgroup")
+    if cg:
+        return cgroups.Cgroup(cg["backend"], cg["dirs"])
+    host = cgroups.detect()
+    if host.backend == "none":
+        return None
+    return cgroups.find_existing(host, record.get("cgroup_parent", "nucleus"), record["id"])
+
+
+def stats(refs: tuple[str, ...]) -> list[dict[str, Any]]:
+    from nucleus.effects import cgroups
+
+    records = [find(r) for r in refs] if refs else [r for r in _store().all() if r.get("status") in ACTIVE]
+    out = []
+    for record in records:
+        row: dict[str, Any] = {"id": record["id"], "name": record["name"], "status": view(record)["status"]}
+        cg = _cgroup(record)
+        if cg is not None and record.get("status") in ACTIVE:
+            try:
+                row.update(cgroups.stats(cg))
+            except OSError as e:
+                row["error"] = str(e)
+        out.append(row)
+    return out
+
+
+def _machine(record: dict[str, Any]):
+    from nucleus.machines import system
+
+    return system.from_tla(record["machines"])
+
+
+def _executor(record: dict[str, Any]):
+    from nucleus.effects.host import HostExecutor
+    from nucleus.effects.inside import Inside, Workload
+    from nucleus.effects.store import alive
+
+    ex = HostExecutor(Inside(-1, -1, Workload((), {}, "/")))
+    if alive(record.get("init_pid"), record.get("init_start")):
+        ex.init_pid = record["init_pid"]
+    ex.cgroup = _cgroup(record)
+    if ex.cgroup is not None:
+        from nucleus.effects import cgroups
+
+        ex.cgroup_host = cgroups.detect()
+        ex.cgroup_parent = record.get("cgroup_parent", "nucleus")
+    return ex
+
+
+def signal_name(text: str) -> str:
+    from nucleus.machines.lifecycle import SIGNALS
+
+    name = text.upper().removeprefix("SIG")
+    if name.isdigit():
+        try:
+            name = signal.Signals(int(name)).name.removeprefix("SIG")
+        except ValueError:
+            name = text
+    if name not in SIGNALS:
+        raise InvalidInput(f"--signal {text!r}: not a signal nucleus sends",
+                           hint=f"use one of {', '.join(SIGNALS)} (with or without SIG, or its number)")
+    return name
+
+
+def kill(ref: str, sig: str) -> dict[str, Any]:
+    from nucleus.driver import Driver
+    from nucleus.machines import system
+
+    record = find(ref)
+    authorize(record, "kill")
+    if not supervisor_alive(record):
+        raise RuntimeFailure(f"cannot kill container {record['name']!r}: it is {view(record)['status']}")
+    driver = Driver(system, _machine(record), _executor(record))
+    result = driver.feed(v.Kill(sig))
+    if isinstance(result, Refused):
+        raise RuntimeFailure(f"{result.why.replace('the container', repr(record['name']))}")
+    return record
+
+
+def _wait_done(record: dict[str, Any], timeout: float) -> bool:
+    """Wait until the supervisor has recorded the exit (or is gone)."""
+    store = _store()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = store.read(record["id"])
+        if current is None or current.get("status") not in ACTIVE or not supervisor_alive(current):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def stop(ref: str, timeout: float) -> dict[str, Any]:
+    record = kill(ref, "TERM")
+    if not _wait_done(record, timeout):
+        kill(record["id"], "KILL")
+        _wait_done(record, 10)
+    return record
+
+
+def remove(ref: str, force: bool) -> dict[str, Any]:
+    from nucleus.driver import Driver
+    from nucleus.machines import system
+
+    record = find(ref)
+    authorize(record, "remove")
+    store = _store()
+    if record.get("status") in ACTIVE:
+        if not force:
+            raise RuntimeFailure(
+                f"cannot remove container {record['name']!r}: it is {view(record)['status']}",
+                hint=f"stop it first (nucleus stop {record['name']}), or use nucleus rm --force {record['name']}",
+            )
+        if supervisor_alive(record):
+            kill(record["id"], "KILL")
+            _wait_done(record, 10)
+            record = store.read(record["id"]) or record
+    cleaned = record.get("machines", {}).get("lc_cleaned", True)
+    if record.get("status") in ACTIVE or not cleaned:
+        # The supervisor is gone (or its cleanup failed): reclaim what it held (processes,
+        # cgroup), then the record.
+        driver = Driver(system, _machine(record), _executor(record))
+        if record.get("status") in ACTIVE:
+            driver.feed(v.Lost())
+        driver.settle()
+        state = driver.state
+        if state.res.phase == "leaked" or not state.lc.cleaned:
+            raise RuntimeFailure(
+                f"cannot remove container {record['name']!r}: its cgroup could not be released",
+                hint="run nucleus rm --force again; nucleus --debug shows the error",
+            )
+    store.delete(record["id"])
+    return record
+
+
+def log_lines(ref: str, lines: int | None) -> tuple[dict[str, Any], list[str]]:
+    record = find(ref)
+    path = record.get("log_path")
+    if not path:
+        raise RuntimeFailure(f"container {record['name']!r} has no log: it runs in the foreground",
+                             hint="its output goes to the terminal that started it")
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read().splitlines()
+    except FileNotFoundError:
+        text = []
+    return record, (text[-lines:] if lines else text)
+
+
+def follow(record: dict[str, Any], out) -> None:
+    store = _store()
+    with open(record["log_path"], "rb") as f:
+        f.seek(0, os.SEEK_END)
+        while True:
+            chunk = f.read()
+            if chunk:
+                out.write(chunk.decode(errors="replace"))
+                out.flush()
+                continue
+            current = store.read(record["id"])
+            if current is None or current.get("status") not in ACTIVE or not supervisor_alive(current):
+                rest = f.read()
+                if rest:
+                    out.write(rest.decode(errors="replace"))
+                return
+            time.sleep(0.1)
