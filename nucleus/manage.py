@@ -99,7 +99,8 @@ def _executor(record: dict[str, Any]):
     from nucleus.effects.inside import Inside, Workload
     from nucleus.effects.store import alive
 
-    ex = HostExecutor(Inside(-1, -1, Workload((), {}, "/")))
+    # Warnings of the run (e.g. "running without limits") mean nothing to a management command.
+    ex = HostExecutor(Inside(-1, -1, Workload((), {}, "/")), warn=lambda message: None)
     if alive(record.get("init_pid"), record.get("init_start")):
         ex.init_pid = record["init_pid"]
     ex.cgroup = _cgroup(record)
@@ -185,6 +186,11 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
         driver = Driver(system, _machine(record), _executor(record))
         if record.get("status") in ACTIVE:
             driver.feed(v.Lost())
+        # A cgroup step the dead supervisor had under way will never report: it failed.
+        under_way = {"creating": "create", "limiting": "limits", "attaching": "attach",
+                     "releasing": "release"}.get(driver.state.res.phase)
+        if under_way is not None:
+            driver.feed(v.ResFailed(under_way, 0, "the supervisor was lost during it"))
         driver.settle()
         state = driver.state
         if state.res.phase == "leaked" or not state.lc.cleaned:
@@ -192,8 +198,25 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
                 f"cannot remove container {record['name']!r}: its cgroup could not be released",
                 hint="run nucleus rm --force again; nucleus --debug shows the error",
             )
+        _sweep(record)
     store.delete(record["id"])
     return record
+
+
+def _sweep(record: dict[str, Any]) -> None:
+    """A supervisor killed between creating the cgroup and recording it leaves a group the
+    record does not know of: find it by name and remove it."""
+    from nucleus.effects import cgroups
+
+    host = cgroups.detect()
+    if host.backend == "none":
+        return
+    parent = record.get("cgroup_parent", "nucleus")
+    left = cgroups.find_existing(host, parent, record["id"])
+    if left is not None:
+        cgroups.kill_all(left)
+        cgroups.remove(left)
+        cgroups.remove_parent(host, parent)
 
 
 def log_lines(ref: str, lines: int | None) -> tuple[dict[str, Any], list[str]]:

@@ -148,16 +148,19 @@ class StateRecorder:
 
     def __init__(self, store, record: dict, executor, inner=None) -> None:
         self.store, self.doc, self.executor, self.inner = store, record, executor, inner
-        self.status: str | None = None
+        self.status: tuple[str, str] | None = None
 
     def record(self, event, state) -> None:
         from nucleus.machines import system
 
         if self.inner is not None:
             self.inner.record(event, state)
-        if state.lc.status == self.status:
+        # Written when the lifecycle or the cgroup changes phase: a later rm --force rebuilds the
+        # machine from this and must know whether a cgroup is held.
+        key = (state.lc.status, state.res.phase)
+        if key == self.status:
             return
-        self.status = state.lc.status
+        self.status = key
         import time
 
         fields = {
@@ -301,7 +304,8 @@ def _supervise(spec, facts, context, store, cid, trace_path, ready_fd, log_path)
     # Signals are taken synchronously (sigwaitinfo) from here on; the setup process inherits
     # the mask, and the workload gets a clean one.
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, inside.WAITED)
-    executor = HostExecutor(payload, parse_fault(os.environ.get("NUCLEUS_FAIL_AT")), limits=spec.limits)
+    executor = HostExecutor(payload, parse_fault(os.environ.get("NUCLEUS_FAIL_AT")), limits=spec.limits,
+                            pause=parse_fault(os.environ.get("NUCLEUS_PAUSE_AT")))
     removed = False
     try:
         recorder = StateRecorder(store, record, executor, trace)

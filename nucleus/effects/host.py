@@ -14,7 +14,8 @@ from nucleus.effects import sys as k
 
 
 def parse_fault(spec: str | None) -> tuple[str, int] | None:
-    """NUCLEUS_FAIL_AT=Intent[#n]: make the nth such intent fail (tests of every failure path)."""
+    """NUCLEUS_FAIL_AT=Intent[#n]: make the nth such intent fail (tests of every failure path);
+    NUCLEUS_PAUSE_AT=Intent[#n]: stop the supervisor (SIGSTOP) just before it (crash tests)."""
     if not spec:
         return None
     name, _, nth = spec.partition("#")
@@ -23,9 +24,10 @@ def parse_fault(spec: str | None) -> tuple[str, int] | None:
 
 class HostExecutor:
     def __init__(self, setup: inside.Inside, fault: tuple[str, int] | None = None,
-                 warn=None, limits=None) -> None:
+                 warn=None, limits=None, pause: tuple[str, int] | None = None) -> None:
         self.setup = setup
         self.fault = fault
+        self.pause = pause
         self.limits = limits
         self.cgroup = None  # the container's cgroup handle, once created
         self.oom_killed = False
@@ -42,6 +44,16 @@ class HostExecutor:
         batch: list[v.Intent] = []
         for intent in intents:
             n = self.counts[intent.name] = self.counts.get(intent.name, 0) + 1
+            if self.pause is not None and self.pause == (intent.name, n):
+                if batch:  # everything before the pause point is done first
+                    events.extend(self._remote(tuple(batch)))
+                    batch = []
+                    if _failed(events):
+                        return events
+                # Tests of crash recovery stop here, then kill the supervisor.
+                sys.stderr.write(f"paused {intent.name}\n")
+                sys.stderr.flush()
+                os.kill(os.getpid(), signal.SIGSTOP)
             injected = self.fault is not None and self.fault == (intent.name, n)
             if intent.where == "child" and not injected:
                 batch.append(intent)
