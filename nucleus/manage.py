@@ -219,6 +219,44 @@ def _sweep(record: dict[str, Any]) -> None:
         cgroups.remove_parent(host, parent)
 
 
+def attach(ref: str, argv: list[str]) -> int:
+    from nucleus.driver import Driver
+    from nucleus.effects import inside
+    from nucleus.effects.host import wait_forwarding
+    from nucleus.machines import system
+    from nucleus.runner import _program
+
+    record = find(ref)
+    authorize(record, "attach")
+    if not supervisor_alive(record):
+        raise RuntimeFailure(f"cannot attach to container {record['name']!r}: it is {view(record)['status']}")
+    result = Driver(system, _machine(record), _executor(record)).feed(v.Attach())
+    if isinstance(result, Refused):
+        raise RuntimeFailure(result.why.replace("the container", repr(record["name"])))
+    ex = _executor(record)
+    if ex.init_pid is None:
+        raise RuntimeFailure(f"cannot attach to container {record['name']!r}: its init process is gone")
+    program = _program()
+    import hashlib
+
+    if hashlib.sha256(program).hexdigest() != record.get("seccomp_sha256"):
+        raise RuntimeFailure(
+            f"cannot attach to container {record['name']!r}: its seccomp program is not the one "
+            "this nucleus builds", hint="attach with the nucleus version that started it")
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, inside.WAITED)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            from nucleus.effects.join import join_and_exec
+
+            join_and_exec(ex.init_pid, bool(record.get("rootless")), ex.cgroup, argv or ["/bin/sh"],
+                          record.get("env") or {}, record.get("workdir") or "/", program,
+                          record.get("landlock_rules") or [], tuple(record.get("rlimits") or (1024, 512, 65536)))
+        return wait_forwarding(pid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def log_lines(ref: str, lines: int | None) -> tuple[dict[str, Any], list[str]]:
     record = find(ref)
     path = record.get("log_path")

@@ -291,6 +291,11 @@ def _supervise(spec, facts, context, store, cid, trace_path, ready_fd, log_path)
     try:
         state, payload, rootfs_dir = build(spec, facts, context, cid)
         os.makedirs(rootfs_dir, mode=0o700, exist_ok=True)
+        # What `nucleus attach` needs to give a joining process the workload's restrictions.
+        record.update(env=payload.workload.env, workdir=payload.workload.cwd,
+                      rlimits=list(payload.workload.rlimits or ()),
+                      landlock_rules=[[p, list(a)] for p, a in state.sec.landlock_rules],
+                      seccomp_sha256=state.sec.program_sha256, rootless=state.iso.rootless)
     except BaseException:
         store.delete(cid)
         raise

@@ -207,6 +207,20 @@ def rm(containers: tuple[str, ...], force: bool) -> None:
         click.echo(manage.remove(ref, force)["name"])
 
 
+@cli.command(context_settings={**CONTEXT_SETTINGS, "allow_interspersed_args": False})
+@click.argument("container")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def attach(ctx: click.Context, container: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND (default /bin/sh) inside a running container, with its restrictions."""
+    from nucleus import manage
+
+    argv = list(command)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    ctx.exit(manage.attach(container, argv))
+
+
 @cli.command()
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the container stops.")
 @click.option("-n", "--tail", "lines", type=int, default=None, help="Only the last N lines.")
