@@ -25,11 +25,17 @@ def _set_debug(on: bool) -> None:
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="nucleus", message="%(prog)s %(version)s")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--root", "root", metavar="DIR", envvar="NUCLEUS_STATE_DIR",
+              help="State directory [default: /run/nucleus as root, else $XDG_RUNTIME_DIR/nucleus].")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, root: str | None) -> None:
     """nucleus: a security-hardened, Nix-native Linux container runtime."""
     ctx.obj = {"debug": debug}
     _set_debug(debug)
+    if root:
+        import os
+
+        os.environ["NUCLEUS_STATE_DIR"] = os.path.abspath(root)
 
 
 @cli.command(context_settings={**CONTEXT_SETTINGS, "allow_interspersed_args": False})
