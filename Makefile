@@ -36,7 +36,7 @@ lint: ## ruff, and mypy --strict on spec and machines
 	$(BIN)/python -m mypy --strict nucleus/spec nucleus/machines nucleus/vocab.py
 
 bench: ## benchmarks against the peers (see BENCHMARKS.md)
-	@echo "benchmarks are not built yet" >&2; exit 2
+	$(BIN)/python -m benches --install-peers $(if $(filter 1,$(BENCH_QUICK)),--quick) $(if $(BENCH_REPS),--reps $(BENCH_REPS))
 
 clean: ## remove build and test leftovers
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,14 +1,89 @@
 """Events and intents: the plain-data vocabulary shared by machines, effects and the driver.
 
 Events are what happens (a request, an observation, a failure); intents are what a machine asks
-the effects layer to do. Both are frozen dataclasses; their class names are the TLA+ action names
+the effects layer to do. Both are immutable records (see `_Record`: frozen-dataclass behaviour without the per-class
+code generation that made this module the slowest import of `nucleus run`); their class names are the TLA+ action names
 (events) and effect names (intents). They travel over the sync pipe as JSON (`to_wire`/`from_wire`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any, ClassVar
+
+
+def dataclass(frozen: bool = True):  # noqa: ARG001 - the records are always frozen
+    """Make a `_Record` subclass from its annotations (fields with defaults, ClassVars skipped)."""
+
+    def make(cls: Any) -> Any:
+        names: list[str] = []
+        defaults: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            for name, kind in klass.__dict__.get("__annotations__", {}).items():
+                if str(kind).startswith("ClassVar"):
+                    continue
+                if name not in names:
+                    names.append(name)
+                if name in klass.__dict__:
+                    defaults[name] = klass.__dict__[name]
+        cls._fields = tuple(names)
+        cls._defaults = defaults
+        cls.__match_args__ = tuple(names)
+        return cls
+
+    return make
+
+
+class _Record:
+    """Immutable, compared and hashed by type and field values, like a frozen dataclass."""
+
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        names = self._fields
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes {len(names)} fields, got {len(args)}")
+        values = dict(self._defaults)
+        values.update(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in names:
+                raise TypeError(f"{type(self).__name__} has no field {key!r}")
+            values[key] = value
+        for name in names:
+            if name not in values:
+                raise TypeError(f"{type(self).__name__} needs field {name!r}")
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._values()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+
+def fields(obj: Any) -> tuple[Any, ...]:
+    """The fields of a record (objects with a `name`, as dataclasses.fields gives)."""
+    return tuple(_Field(name) for name in obj._fields)
+
+
+class _Field:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 # ---------------------------------------------------------------------------------------------
 # Events. `machine` names the machine that consumes the event; `tla_arg` is the event's one
@@ -16,7 +91,7 @@ from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
-class Event:
+class Event(_Record):
     machine: ClassVar[str] = ""
 
     @property
@@ -257,7 +332,7 @@ def event_from_tla(machine: str, action: str, arg: str) -> Event:
 
 
 @dataclass(frozen=True)
-class Intent:
+class Intent(_Record):
     where: ClassVar[str] = "host"
 
     @property

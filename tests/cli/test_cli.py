@@ -62,7 +62,7 @@ def test_help(args, usage, mentions, flag):
 
 
 def test_unknown_command():
-    usage_error(run_nucleus(["bogus"]), "nucleus", "No such command 'bogus'.")
+    usage_error(run_nucleus(["frobnicate"]), "nucleus", "No such command 'frobnicate'.")
 
 
 # --- nucleus run: bad input is refused before anything happens -------------------------------------
