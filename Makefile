@@ -17,6 +17,7 @@ setup: ## install system packages (as root, Debian) and a virtualenv with nucleu
 	    libseccomp2 iproute2 python3-venv >/dev/null; fi
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@$(BIN)/python -m compileall -q nucleus >/dev/null  # bytecode, even where PYTHONDONTWRITEBYTECODE is set
 	@echo "setup done: $(BIN)/nucleus"
 
 test: ## run the whole test suite (kernel tests need root)
