@@ -27,6 +27,7 @@ class HostFacts:
     egid: int
     state_root: str
     system: tuple[tuple[str, str], ...]
+    store_paths: tuple[str, ...] = ()
 
 
 def state_root(euid: int) -> str:
@@ -39,21 +40,43 @@ def state_root(euid: int) -> str:
     return os.path.join(runtime, "nucleus") if runtime else f"/tmp/nucleus-{euid}"
 
 
-def gather_facts() -> HostFacts:
-    from nucleus.spec.rootfs import SYSTEM_DIRS
+def gather_facts(rootfs: str | None = None) -> HostFacts:
+    """Which system directories exist (on the host, or in the --rootfs closure)."""
+    from nucleus.spec.rootfs import ROOTFS_DIRS, STORE_PATHS_FILE, SYSTEM_DIRS
 
     system = []
-    for path in SYSTEM_DIRS:
+    for path in ROOTFS_DIRS if rootfs else SYSTEM_DIRS:
         try:
-            st = os.lstat(path)
+            st = os.lstat(f"{rootfs}{path}" if rootfs else path)
         except FileNotFoundError:
             continue
         if stat.S_ISLNK(st.st_mode):
-            system.append((path, os.readlink(path)))
+            system.append((path, os.readlink(f"{rootfs}{path}" if rootfs else path)))
         elif stat.S_ISDIR(st.st_mode):
             system.append((path, ""))
+    store_paths: tuple[str, ...] = ()
+    if rootfs:
+        try:
+            with open(os.path.join(rootfs, STORE_PATHS_FILE)) as f:
+                store_paths = tuple(sorted({line.strip() for line in f if line.strip()}))
+        except FileNotFoundError:
+            pass
+        for store_path in store_paths:
+            if not store_path.startswith("/nix/store/") or ".." in store_path.split("/") or not os.path.isdir(store_path):
+                raise InvalidInput(f"--rootfs {rootfs!r}: {STORE_PATHS_FILE} names {store_path!r}, "
+                                   "which is not a directory under /nix/store")
     euid = os.geteuid()
-    return HostFacts(euid, os.getegid(), state_root(euid), tuple(system))
+    return HostFacts(euid, os.getegid(), state_root(euid), tuple(system), store_paths)
+
+
+def check_rootfs(spec: ContainerSpec) -> str | None:
+    if spec.rootfs is None:
+        return None
+    path = os.path.realpath(spec.rootfs)
+    if not os.path.isdir(path):
+        raise InvalidInput(f"--rootfs {spec.rootfs!r}: no such directory",
+                           hint="build one with the flake's lib.mkRootfs, or point at an unpacked tree")
+    return path
 
 
 def check_context(spec: ContainerSpec) -> str | None:
@@ -83,6 +106,20 @@ def check_trace(path: str | None) -> None:
         raise InvalidInput(f"--trace {path!r}: directory {parent!r} is not writable")
 
 
+def check_host(spec: ContainerSpec) -> None:
+    """What the service mode needs from this host (Landlock ABI, cgroups, lockdown, ...), checked
+    before anything is changed; a missing feature exits 3."""
+    from nucleus.spec import modes
+
+    if spec.service_mode == "agent" and spec.require_kernel_lockdown is None and spec.trust_level == "trusted":
+        return  # agent mode degrades (or fails at the step) instead: no probing on the hot path
+    from nucleus.effects import cgroups, hostcheck
+
+    host = cgroups.detect()
+    req = modes.from_container_spec(spec)
+    modes.validate_host(req, hostcheck.run_facts(req, host.backend, host.reason))
+
+
 def _program(cache_dir: str | None = None) -> bytes:
     from nucleus.effects import seccomp
     from nucleus.spec.seccomp_default import default_profile
@@ -96,7 +133,7 @@ def build(spec: ContainerSpec, facts: HostFacts, context: str | None, cid: str =
 
     from nucleus.effects.inside import Inside, Workload
     from nucleus.machines import filesystem, isolation, resources, security, system
-    from nucleus.spec import landlock_default
+    from nucleus.spec import landlock_default, modes
     from nucleus.spec.rootfs import HostLayout, plan
 
     rootless = spec.rootless or facts.euid != 0
@@ -113,7 +150,10 @@ def build(spec: ContainerSpec, facts: HostFacts, context: str | None, cid: str =
     rootfs_dir = os.path.join(facts.state_root, "rootfs")
     if context is not None:
         spec = replace(spec, context=context)
-    layout = HostLayout(system=facts.system, rootfs_dir=rootfs_dir, owner=owner)
+    layout = HostLayout(system=facts.system, rootfs_dir=rootfs_dir, owner=owner,
+                        hidepid=modes.proc_hidepid(spec.service_mode),
+                        rootfs=os.path.realpath(spec.rootfs) if spec.rootfs else None,
+                        store_paths=facts.store_paths)
     program = _program()
     sha = hashlib.sha256(program).hexdigest()
     rules = tuple((path, tuple(sorted(access))) for path, access in landlock_default.default_rules(
@@ -122,8 +162,11 @@ def build(spec: ContainerSpec, facts: HostFacts, context: str | None, cid: str =
         isolation.initial(rootless=rootless, namespaces=namespaces, hostname=hostname,
                           uid_map=uid_map, gid_map=gid_map),
         filesystem.initial(plan(spec, layout, hostname), rootfs_dir, spec.allow_chroot_fallback),
-        security.initial(spec.allow_degraded_security, program_sha256=sha, landlock_rules=rules),
-        resources.initial(required=False, name=cid, parent=spec.limits.cgroup_parent, limits=spec.limits),
+        security.initial(spec.allow_degraded_security, program_sha256=sha, landlock_rules=rules,
+                         log_denied=spec.seccomp_log_denied,
+                         landlock_min_abi=modes.min_landlock_abi(spec.service_mode, spec.allow_degraded_security)),
+        resources.initial(required=modes.cgroups_required(spec.service_mode), name=cid,
+                          parent=spec.limits.cgroup_parent, limits=spec.limits),
     )
     payload = Inside(
         req_fd=-1, resp_fd=-1,
@@ -231,7 +274,9 @@ def run(spec: ContainerSpec, trace_path: str | None = None) -> int:
     supervisor once it has started and return 0)."""
     context = check_context(spec)
     check_trace(trace_path)
-    facts = gather_facts()
+    check_host(spec)
+    rootfs = check_rootfs(spec)
+    facts = gather_facts(rootfs)
     from nucleus.effects.store import Store
 
     store = Store(facts.state_root)

@@ -46,15 +46,22 @@ ROOT = Path(__file__).resolve().parents[1]
 FORMAL = ROOT / "formal"
 # The specs in a fixed order (seeds depend on it); a new formal/<Spec>.tla with a .cfg is
 # picked up after these.
-KNOWN_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "System")
+KNOWN_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "System")
 
 # Simulation depth per spec (states after the initial one): every behaviour reaches a terminal
-# state well within it (Lifecycle's Kill steps can repeat, and repeated identical states are not
-# recorded, so it needs some slack).
-DEPTHS = {"Lifecycle": 25, "Isolation": 15, "Filesystem": 12, "Security": 12, "System": 40}
+# state well within it, but for loops: Lifecycle's Kill and Attach steps can repeat (repeated
+# identical states are not recorded), and a cgroup whose removal fails can be released again
+# (Resources, System), so these need some slack.
+DEPTHS = {
+    "Lifecycle": 25, "Isolation": 15, "Filesystem": 12, "Security": 12, "Resources": 15,
+    "System": 60,
+}
 DEFAULT_DEPTH = 40
-# Apalache's bound per spec: above the diameter of the reachable state graph (TLC: 6, 11, 7, 5, 26).
-APALACHE_LENGTHS = {"Lifecycle": 8, "Isolation": 13, "Filesystem": 9, "Security": 7, "System": 28}
+# Apalache's bound per spec: above the diameter of the reachable state graph
+# (TLC: 6, 12, 7, 5, 6, 34).
+APALACHE_LENGTHS = {
+    "Lifecycle": 8, "Isolation": 14, "Filesystem": 9, "Security": 7, "Resources": 8, "System": 36,
+}
 DEFAULT_LENGTH = 30
 SEED_STRIDE = 100  # run r of spec i simulates with seed S + 100*i + r
 

@@ -65,13 +65,27 @@ def cli(ctx: click.Context, debug: bool, root: str | None) -> None:
 @click.option("--cgroup-parent", metavar="PATH", default="nucleus", show_default=True,
               help="Parent cgroup, under each hierarchy's root.")
 @click.option("--disable-cgroup-namespace", is_flag=True, help="Show the host's cgroup paths inside.")
+@click.option("--service-mode", type=click.Choice(["agent", "strict-agent", "production"]), default="agent",
+              show_default=True, help="Which invariants are enforced (see README: Service modes).")
+@click.option("--trust-level", type=click.Choice(["trusted", "untrusted"]), default="trusted",
+              show_default=True, help="untrusted refuses every option that weakens isolation.")
+@click.option("--require-kernel-lockdown", type=click.Choice(["integrity", "confidentiality"]),
+              help="Refuse to start unless the kernel's lockdown is at least this.")
+@click.option("--verify-context-integrity", is_flag=True,
+              help="Hash the context before the copy and check /context against it.")
+@click.option("--seccomp-mode", type=click.Choice(["enforce", "trace"]), default="enforce", show_default=True,
+              help="trace: allow every syscall and record it (with --seccomp-log) for seccomp generate.")
+@click.option("--seccomp-log", metavar="FILE", help="Where trace mode writes its NDJSON record.")
+@click.option("--seccomp-log-denied", is_flag=True, help="Ask the kernel to log denied syscalls.")
+@click.option("--rootfs", metavar="DIR", help="Take /bin /usr /lib /etc /nix from this closure, read-only.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.argument("command", nargs=-1, required=False, metavar="COMMAND...", type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, context_mode, env,
         workdir, rootless, time_namespace, allow_degraded_security, allow_chroot_fallback, trace,
         detach, memory, swap, cpus, cpu_weight, pids, io_limit, memlock, cgroup_parent,
-        disable_cgroup_namespace, debug) -> None:
+        disable_cgroup_namespace, service_mode, trust_level, require_kernel_lockdown,
+        verify_context_integrity, seccomp_mode, seccomp_log, seccomp_log_denied, rootfs, debug) -> None:
     """Run COMMAND in an ephemeral, isolated agent sandbox and exit with its status."""
     from nucleus.spec.container import ContainerSpec, parse_env, validate
     from nucleus.spec.resources import validate_limits
@@ -88,8 +102,14 @@ def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, c
         allow_chroot_fallback=allow_chroot_fallback, term=os.environ.get("TERM") or "xterm",
         limits=validate_limits(memory=memory, swap=swap, cpus=cpus, cpu_weight=cpu_weight, pids=pids,
                                io=io_limit, memlock=memlock, cgroup_parent=cgroup_parent),
-        cgroup_namespace=not disable_cgroup_namespace, detach=detach,
+        cgroup_namespace=not disable_cgroup_namespace, detach=detach, service_mode=service_mode,
+        trust_level=trust_level, require_kernel_lockdown=require_kernel_lockdown,
+        verify_context_integrity=verify_context_integrity, seccomp_mode=seccomp_mode,
+        seccomp_log=seccomp_log, seccomp_log_denied=seccomp_log_denied, rootfs=rootfs,
     ))
+    from nucleus.spec import modes
+
+    modes.validate_mode(modes.from_container_spec(spec))
     from nucleus.runner import run as run_container
 
     ctx.exit(run_container(spec, trace_path=trace))
@@ -240,6 +260,58 @@ def logs(container: str, follow: bool, lines: int | None) -> None:
         click.echo(line)
     if follow:
         manage.follow(record, sys.stdout)
+
+
+@cli.command()
+@FORMAT
+def check(fmt: str) -> None:
+    """What this host offers, and what each service mode would refuse here."""
+    import json
+
+    from nucleus.effects import hostcheck
+
+    facts = hostcheck.probe()
+    if fmt == "json":
+        click.echo(json.dumps(hostcheck.report_data(facts), indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(hostcheck.report(facts))
+
+
+@cli.group()
+def seccomp() -> None:
+    """Seccomp profiles."""
+
+
+@seccomp.command("generate")
+@click.argument("traces", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", metavar="PROFILE", help="Write the profile here [default: stdout].")
+def seccomp_generate(traces: tuple[str, ...], output: str | None) -> None:
+    """Make a minimal OCI seccomp profile from trace-mode records (NDJSON)."""
+    import os
+
+    from nucleus.spec import seccomp_generate as sg
+
+    texts = []
+    for path in traces:
+        try:
+            with open(path, "rb") as f:
+                texts.append(f.read())
+        except OSError as e:
+            raise InvalidInput(f"trace {path!r}: {e.strerror}") from e
+    for path, text in zip(traces, texts):
+        if sg.summary(text) is None:
+            click.echo(f"warning: trace {path!r} was cut short (no summary line)", err=True)
+    data = sg.dump(sg.generate(texts, list(traces)))
+    if output is None:
+        click.echo(data, nl=False)
+        return
+    tmp = f"{output}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(data)
+        os.replace(tmp, output)
+    except OSError as e:
+        raise InvalidInput(f"-o {output!r}: {e.strerror}") from e
 
 
 @cli.group()

@@ -7,10 +7,15 @@ imported only to compile on a miss.
 Compilation follows runc's reading of an OCI profile: ``defaultAction`` (+ ``defaultErrnoRet``),
 ``architectures`` (the native one is always included; a syscall from any architecture not in the
 filter kills the process), and ``syscalls`` entries of ``names``, ``action``, ``errnoRet`` and
-``args`` (several conditions in one entry are ANDed, except that when one argument index appears
-more than once every condition becomes a rule of its own, ORed, as runc does). A rule whose action
-equals the default action is redundant and skipped. A syscall name libseccomp does not know is
-skipped with a warning on stderr.
+``args`` (conditions on one argument index are ORed, conditions on different indexes ANDed: each
+combination becomes a rule of its own, see ``nucleus.spec.policies.expand_conditions``). A rule
+whose action equals the default action is redundant and skipped. A syscall name libseccomp does not
+know (too new for it, or no syscall at all) is skipped with a warning on stderr, so it gets the
+default action.
+
+Profiles from files go through ``nucleus.spec.policies.parse_seccomp_profile`` first, which
+validates them completely and applies Docker's includes/excludes; this module compiles what it
+returns (and the built-in default profile) without re-validating the finer points.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from nucleus.effects import sys as _sys
 
 # Bump when compile_profile would produce a different program for the same profile, so old
 # cache entries stop matching.
-COMPILER_REVISION = "1"
+COMPILER_REVISION = "2"
 NATIVE_ARCH = "x86_64"
 ROOT_CACHE_DIR = "/var/cache/nucleus/seccomp"
 
@@ -50,6 +55,7 @@ _OPS = {
 _EPERM = 1
 _BPF_RET = 0x06  # BPF_RET class of an instruction's code
 _U64 = (1 << 64) - 1
+_MAX_RULES_PER_ENTRY = 256
 
 
 def _warn(text: str) -> None:
@@ -81,7 +87,7 @@ def _arch(ps, name: object, where: str) -> int:
     return getattr(ps.Arch, token)
 
 
-def _condition(ps, arg: object, where: str):
+def _condition(arg: object, where: str) -> tuple[int, str, int, int]:
     if not isinstance(arg, dict):
         raise ValueError(f"{where}: expected an object, got {arg!r}")
     index = arg.get("index")
@@ -95,18 +101,15 @@ def _condition(ps, arg: object, where: str):
     for field, v in (("value", value), ("valueTwo", value_two)):
         if not isinstance(v, int) or not 0 <= v <= _U64:
             raise ValueError(f"{where}.{field}: {v!r} is not an unsigned 64-bit integer")
-    return index, ps.Arg(index, getattr(ps, _OPS[op]), value, value_two)
+    return index, op, value, value_two
 
 
-def _add_rules(ps, filt, default: int, number: int, action: int, conditions: list) -> None:
+def _add_rules(ps, filt, default: int, number: int, action: int, rules: list) -> None:
     if action == default:
         return  # libseccomp refuses a rule that repeats the default action; it changes nothing
-    indexes = [index for index, _ in conditions]
-    if len(set(indexes)) == len(indexes):
-        filt.add_rule(action, number, *(arg for _, arg in conditions))
-    else:
-        for _, arg in conditions:
-            filt.add_rule(action, number, arg)
+    for conditions in rules:
+        args = [ps.Arg(i, getattr(ps, _OPS[op]), v, v2) for i, op, v, v2 in conditions]
+        filt.add_rule(action, number, *args)
 
 
 def _export(filt) -> bytes:
@@ -132,6 +135,8 @@ def compile_profile(profile: dict) -> bytes:
     """
     import pyseccomp as ps
 
+    from nucleus.spec.policies import count_rules, expand_conditions
+
     if not isinstance(profile, dict):
         raise ValueError(f"seccomp profile: expected an object, got {type(profile).__name__}")
     default = _action(
@@ -154,6 +159,7 @@ def compile_profile(profile: dict) -> bytes:
             filt.add_arch(arch)
 
     version = libseccomp_version()
+    unknown: list[str] = []
     for i, entry in enumerate(profile.get("syscalls") or ()):
         where = f"syscalls[{i}]"
         if not isinstance(entry, dict):
@@ -165,18 +171,28 @@ def compile_profile(profile: dict) -> bytes:
             raise ValueError(f"{where}.names: expected a list of syscall names, got {names!r}")
         action = _action(ps, entry.get("action"), entry.get("errnoRet"), f"{where}.action")
         args = entry.get("args") or []
-        if not isinstance(args, list) or len(args) > 6:
-            raise ValueError(f"{where}.args: expected a list of at most 6 conditions")
-        conditions = [_condition(ps, a, f"{where}.args[{j}]") for j, a in enumerate(args)]
+        if not isinstance(args, list):
+            raise ValueError(f"{where}.args: expected a list of conditions, got {args!r}")
+        conditions = [_condition(a, f"{where}.args[{j}]") for j, a in enumerate(args)]
+        count = count_rules(conditions)
+        if count > _MAX_RULES_PER_ENTRY:
+            raise ValueError(f"{where}.args: the conditions expand to {count} rules")
+        rules = expand_conditions(conditions)
         for name in names:
             number = ps.resolve_syscall(ps.Arch.NATIVE, name)
             if number == -1:  # __NR_SCMP_ERROR: not in libseccomp's tables
-                _warn(f"{where}: syscall {name!r} is unknown to libseccomp {version}; skipped")
+                unknown.append(name)
                 continue
             try:
-                _add_rules(ps, filt, default, number, action, conditions)
+                _add_rules(ps, filt, default, number, action, rules)
             except OSError as e:
                 raise ValueError(f"{where}: libseccomp refused the rule for {name!r}: {e}") from e
+    if unknown:
+        names = ", ".join(repr(n) for n in dict.fromkeys(unknown))
+        _warn(
+            f"seccomp profile: syscalls unknown to libseccomp {version} (newer than the library, "
+            f"or no syscall at all) skipped, so they get the default action: {names}"
+        )
     return _export(filt)
 
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from nucleus.errors import InvalidInput
+from nucleus.spec.modes import SERVICE_MODES, TRUST_LEVELS
 from nucleus.spec.resources import Limits
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -28,7 +29,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_HOME = "/home/agent"
 CONTEXT_MOUNT = "/context"
 CONTEXT_MODES = ("copy", "bind")
-SERVICE_MODES = ("agent",)
 DEFAULT_ROOTFS_SIZE = 1 << 30
 
 
@@ -52,6 +52,13 @@ class ContainerSpec:
     limits: Limits = field(default_factory=Limits)
     cgroup_namespace: bool = True
     detach: bool = False
+    trust_level: str = "trusted"
+    require_kernel_lockdown: str | None = None
+    verify_context_integrity: bool = False
+    seccomp_mode: str = "enforce"
+    seccomp_log: str | None = None
+    seccomp_log_denied: bool = False
+    rootfs: str | None = None
 
     @property
     def effective_workdir(self) -> str:
@@ -125,6 +132,15 @@ def validate(spec: ContainerSpec) -> ContainerSpec:
         raise InvalidInput(
             f"--service-mode {spec.service_mode!r}: expected one of {', '.join(SERVICE_MODES)}"
         )
+    if spec.trust_level not in TRUST_LEVELS:
+        raise InvalidInput(f"--trust-level {spec.trust_level!r}: expected one of {', '.join(TRUST_LEVELS)}")
+    if spec.seccomp_mode not in ("enforce", "trace"):
+        raise InvalidInput(f"--seccomp-mode {spec.seccomp_mode!r}: expected enforce or trace")
+    if spec.seccomp_mode == "trace" and not spec.seccomp_log:
+        raise InvalidInput("--seccomp-mode trace needs --seccomp-log FILE",
+                           hint="nucleus run --seccomp-mode trace --seccomp-log trace.ndjson -- CMD")
+    if spec.seccomp_log and spec.seccomp_mode != "trace":
+        raise InvalidInput(f"--seccomp-log {spec.seccomp_log!r}: only with --seccomp-mode trace")
     for key, _ in spec.env:
         if key in REFUSED_ENV or key.startswith("LD_") or not ENV_KEY_RE.match(key):
             raise InvalidInput(f"--env {key!r}: refused")

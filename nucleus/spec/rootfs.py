@@ -13,6 +13,9 @@ from nucleus.spec.container import CONTEXT_MOUNT, ContainerSpec
 from nucleus.spec.context import exclusion_list
 
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/lib64", "/nix")
+# From a --rootfs closure: its own /etc replaces the generated one.
+ROOTFS_DIRS = SYSTEM_DIRS + ("/etc",)
+STORE_PATHS_FILE = ".nucleus-rootfs-store-paths"
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 RO = ("rdonly", "nosuid", "nodev")
 
@@ -30,9 +33,12 @@ PROC_READONLY = ("sys", "irq", "bus", "fs")
 class HostLayout:
     """Facts about the host's system directories: path -> symlink target, or "" for a directory."""
 
-    system: tuple[tuple[str, str], ...]
+    system: tuple[tuple[str, str], ...]  # with a --rootfs: its entries, relative to its root
     rootfs_dir: str  # where the new root is assembled (a mount point in the private namespace)
     owner: tuple[int, int]  # container root's ids as the mounting process names them
+    hidepid: int = 0  # /proc's hidepid= (2 in production: other users' processes are invisible)
+    rootfs: str | None = None  # a --rootfs closure to take the system directories from
+    store_paths: tuple[str, ...] = ()  # the closure's /nix/store paths, bound one by one
 
 
 def _hosts(hostname: str) -> str:
@@ -54,30 +60,52 @@ def plan(spec: ContainerSpec, layout: HostLayout, hostname: str) -> tuple[v.Inte
         v.SetPropagation("/", "private", True),
         v.MountFs("tmpfs", r, ("nosuid", "nodev"), f"size={spec.rootfs_size},mode=0755"),
     ]
-    dirs = ["dev", "proc", "tmp", "etc", "run", home.lstrip("/"), CONTEXT_MOUNT.lstrip("/")]
+    own_etc = layout.rootfs is not None and any(p == "/etc" and not t for p, t in layout.system)
+    dirs = ["dev", "proc", "tmp", "run", home.lstrip("/"), CONTEXT_MOUNT.lstrip("/")]
+    if not own_etc:
+        dirs.append("etc")
     links: list[tuple[str, str]] = []
     binds: list[v.Intent] = []
     for path, target in layout.system:
         rel = path.lstrip("/")
         if target:
             links.append((rel, target))
-        else:
-            dirs.append(rel)
-            binds.append(v.BindMount(path, f"{r}/{rel}", RO, recursive=True))
+            continue
+        dirs.append(rel)
+        if rel == "nix" and layout.store_paths:
+            continue  # only the closure's store paths, below
+        source = f"{layout.rootfs.rstrip('/')}/{rel}" if layout.rootfs else path
+        binds.append(v.BindMount(source, f"{r}/{rel}", RO, recursive=True))
+    for store_path in layout.store_paths:
+        rel = store_path.lstrip("/")
+        dirs.append(rel)
+        binds.append(v.BindMount(store_path, f"{r}/{rel}", RO, recursive=True))
     ops.append(v.MakeDirs(r, tuple(dirs), 0o755))
     if links:
         ops.append(v.MakeSymlinks(r, tuple(links)))
     ops.extend(binds)
 
-    # Configuration the workload expects to find (read-only with the root).
-    ops.extend([
+    # Configuration the workload expects to find (read-only with the root), unless the rootfs
+    # brings its own /etc.
+    if not own_etc:
+        ops.extend(_etc(r, hostname, home))
+    _rest(ops, spec, layout, r, uid, gid, home)
+    return tuple(ops)
+
+
+def _etc(r: str, hostname: str, home: str) -> list[v.Intent]:
+    return [
         v.WriteFile(f"{r}/etc/hostname", hostname + "\n"),
         v.WriteFile(f"{r}/etc/hosts", _hosts(hostname)),
         v.WriteFile(f"{r}/etc/passwd", _passwd(home)),
         v.WriteFile(f"{r}/etc/group", "root:x:0:\nnogroup:x:65534:\n"),
         v.WriteFile(f"{r}/etc/resolv.conf", ""),
         v.WriteFile(f"{r}/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n"),
-    ])
+    ]
+
+
+def _rest(ops: list[v.Intent], spec: ContainerSpec, layout: HostLayout, r: str, uid: int, gid: int,
+          home: str) -> None:
 
     # The context: a private writable copy on its own tmpfs, or the host tree bound read-only.
     ctx = f"{r}{CONTEXT_MOUNT}"
@@ -106,7 +134,8 @@ def plan(spec: ContainerSpec, layout: HostLayout, hostname: str) -> tuple[v.Inte
 
     # /proc of the new PID namespace, sensitive entries masked, then all of it read-only.
     proc = f"{r}/proc"
-    ops.append(v.MountFs("proc", proc, ("nosuid", "nodev", "noexec")))
+    ops.append(v.MountFs("proc", proc, ("nosuid", "nodev", "noexec"),
+                         f"hidepid={layout.hidepid}" if layout.hidepid else ""))
     ops.append(v.MaskPaths(proc, PROC_MASKED, PROC_READONLY))
     ops.append(v.RemountFs(proc, ("rdonly", "nosuid", "nodev", "noexec"), bind=True))
 
@@ -116,4 +145,3 @@ def plan(spec: ContainerSpec, layout: HostLayout, hostname: str) -> tuple[v.Inte
                          f"size=268435456,mode=0700,uid={uid},gid={gid}"))
     # The root itself is read-only: everything writable is a mount of its own.
     ops.append(v.RemountFs(r, ("rdonly", "nosuid", "nodev")))
-    return tuple(ops)
