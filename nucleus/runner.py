@@ -269,6 +269,46 @@ def register(store, spec: ContainerSpec, cid: str, log_path: str | None) -> dict
     return record
 
 
+def _start_tracer(spec: ContainerSpec, payload) -> int:
+    """Trace mode: a tracer process serves the container's seccomp notifications, writing one
+    NDJSON line per syscall to --seccomp-log."""
+    import socket
+
+    from nucleus.effects import seccomp_notify  # also what PID 1 uses after pivot_root
+
+    tracer_end, traced_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = seccomp_notify.spawn_tracer(tracer_end, spec.seccomp_log)
+    except OSError as e:
+        traced_end.close()
+        raise InvalidInput(f"--seccomp-log {spec.seccomp_log!r}: {e.strerror or e}") from e
+    finally:
+        tracer_end.close()
+    payload.trace_fd = traced_end.detach()
+    return pid
+
+
+def _finish_tracer(pid: int, log: str | None, quiet: bool = False) -> None:
+    """The tracer ends once every traced process is gone (after PID 1 was reaped)."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        status = 0
+    if quiet:
+        return
+    from nucleus.spec import seccomp_generate
+
+    try:
+        with open(log, "rb") as f:  # type: ignore[arg-type]
+            complete = seccomp_generate.summary(f.read()) is not None
+    except OSError:
+        complete = False
+    if status != 0 or not complete:
+        import sys
+
+        sys.stderr.write(f"warning: the seccomp trace in {log!r} is incomplete\n")
+
+
 def run(spec: ContainerSpec, trace_path: str | None = None) -> int:
     """Run in the foreground (or, with spec.detach, hand the container to a background
     supervisor once it has started and return 0)."""
@@ -353,6 +393,9 @@ def _supervise(spec, facts, context, store, cid, trace_path, ready_fd, log_path)
 
     # Signals are taken synchronously (sigwaitinfo) from here on; the setup process inherits
     # the mask, and the workload gets a clean one.
+    tracer = None
+    if spec.seccomp_mode == "trace":
+        tracer = _start_tracer(spec, payload)
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, inside.WAITED)
     executor = HostExecutor(payload, parse_fault(os.environ.get("NUCLEUS_FAIL_AT")), limits=spec.limits,
                             pause=parse_fault(os.environ.get("NUCLEUS_PAUSE_AT")))
@@ -372,6 +415,9 @@ def _supervise(spec, facts, context, store, cid, trace_path, ready_fd, log_path)
             os.close(ready_fd)
             ready_fd = None
         code = executor.wait()
+        if tracer is not None:
+            _finish_tracer(tracer, spec.seccomp_log)
+            tracer = None
         driver.feed(v.Exit(code))
         driver.settle()  # release the cgroup, then CleanupDone
         if executor.oom_killed:
@@ -389,6 +435,8 @@ def _supervise(spec, facts, context, store, cid, trace_path, ready_fd, log_path)
         removed = True  # a failed or interrupted run leaves no record behind
         raise
     finally:
+        if tracer is not None:
+            _finish_tracer(tracer, spec.seccomp_log, quiet=True)
         if removed:
             store.delete(cid)
         executor.cleanup()  # idempotent: kills and reaps anything still alive

@@ -11,7 +11,8 @@ verify    model-checks every spec (formal/<Spec>.tla with formal/<Spec>.cfg). Ap
 traces    simulates random behaviours of every spec with TLC (formal/<Spec>Export.tla, which writes
           one ITF JSON file per behaviour), with deterministic seeds: a uniform random run first;
           while some step the model can reach is still missing, steered runs (no step fails, or
-          only one machine's steps fail) and more seeds. Duplicate behaviours are dropped; the
+          only one machine's steps fail; the lifecycle's Lost counts as its failure) and more
+          seeds. Duplicate behaviours are dropped; the
           behaviours kept are those that together take every step taken, then others from each
           run in turn, up to --count per spec. They are written to <out>/<Spec>/trace_w0_<n>.itf.json
           exactly as TLC wrote them; then the coverage is checked and every trace is replayed
@@ -517,10 +518,19 @@ class Run:
         return f"seed {self.seed} {how}"
 
 
+@functools.cache
+def failure_actions(spec: str) -> frozenset[str]:
+    """The actions a steered run of formal/<spec>Export.tla counts as failures (FailureActions)."""
+    text = (FORMAL / f"{spec}Export.tla").read_text()
+    m = re.search(r"^FailureActions\s*==\s*\{([^}]*)\}", text, re.MULTILINE)
+    return frozenset(re.findall(r'"(\w+)"', m.group(1))) if m else frozenset({"Fail"})
+
+
 def schedule(spec: str, base_seed: int, rounds: int) -> list[Run]:
     """The runs tried for a spec, in order, until every reachable step is taken: a random run,
     then steered runs (no failures, then only one machine failing), then more random seeds."""
-    machines = sorted({m for m, action in next_actions(spec) if action == "Fail"})
+    failures = failure_actions(spec)
+    machines = sorted({m for m, action in next_actions(spec) if action in failures})
     steered = (["none"] + (machines if len(machines) > 1 else [])) if machines else []
     kinds = ["any", *steered] + ["any"] * max(0, rounds - 1 - len(steered))
     first = base_seed + SEED_STRIDE * all_specs().index(spec)

@@ -136,6 +136,8 @@ class HostExecutor:
             inside.serve(self.setup)  # never returns
         os.close(req_r)
         os.close(resp_w)
+        if self.setup.trace_fd is not None:  # only the container keeps its end
+            os.close(self.setup.trace_fd)
         self.pid, self.req_w, self.resp_r = pid, req_w, resp_r
 
     def create_cgroup(self, parent: str, name: str) -> None:

@@ -60,6 +60,7 @@ class Inside:
     workload: Workload
     programs: dict[str, bytes] = field(default_factory=dict)
     is_init: bool = False
+    trace_fd: int | None = None  # trace mode: the socket to hand the seccomp listener over
 
 
 # --- isolation effects ---------------------------------------------------------------------------
@@ -108,6 +109,15 @@ def drop_capabilities(op: v.DropCapabilities) -> None:
 
 def make_loader(inside: Inside):
     def load_seccomp(op: v.LoadSeccomp) -> None:
+        if inside.trace_fd is not None:
+            # Trace mode: every syscall from here on (this init and the workload) is reported
+            # to the supervisor's tracer and allowed. Imported by the supervisor before the fork.
+            from nucleus.effects import seccomp_notify
+
+            seccomp_notify.start_tracing(inside.trace_fd)
+            os.close(inside.trace_fd)
+            inside.trace_fd = None
+            return
         program = inside.programs.get(op.program_sha256)
         if program is None:
             raise OSError(_errno.ENOENT, f"no compiled seccomp program {op.program_sha256[:12]}")
