@@ -35,6 +35,9 @@ PURE_STDLIB = frozenset(
         "math",
         "string",
         "abc",
+        "tomllib",  # parsing policy files: data in, data out
+        "ipaddress",
+        "posixpath",
     }
 )
 PURE_NUCLEUS = ("nucleus.machines", "nucleus.spec", "nucleus.vocab", "nucleus.errors")
