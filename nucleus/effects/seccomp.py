@@ -2,7 +2,8 @@
 
 The hot path is a cache hit: the profile's key is hashed, ``<cache_dir>/<key>.bpf`` is read and
 checked, and the program is installed with one seccomp(2) call. pyseccomp (libseccomp) is
-imported only to compile on a miss.
+imported only to compile on a miss, and then in a forked child that is killed if libseccomp does
+not finish (see ``compile_profile``).
 
 Compilation follows runc's reading of an OCI profile: ``defaultAction`` (+ ``defaultErrnoRet``),
 ``architectures`` (the native one is always included; a syscall from any architecture not in the
@@ -56,6 +57,7 @@ _EPERM = 1
 _BPF_RET = 0x06  # BPF_RET class of an instruction's code
 _U64 = (1 << 64) - 1
 _MAX_RULES_PER_ENTRY = 256
+COMPILE_TIMEOUT = 10.0  # seconds; a large profile compiles in well under one
 
 
 def _warn(text: str) -> None:
@@ -128,11 +130,7 @@ def _export(filt) -> bytes:
         return f.read()
 
 
-def compile_profile(profile: dict) -> bytes:
-    """Compile an OCI seccomp profile to the raw ``struct sock_filter`` array (x86_64 native).
-
-    Raises ValueError naming the field for a profile it cannot compile faithfully.
-    """
+def _compile(profile: dict, warnings: list[str]) -> bytes:
     import pyseccomp as ps
 
     from nucleus.spec.policies import count_rules, expand_conditions
@@ -186,14 +184,109 @@ def compile_profile(profile: dict) -> bytes:
             try:
                 _add_rules(ps, filt, default, number, action, rules)
             except OSError as e:
-                raise ValueError(f"{where}: libseccomp refused the rule for {name!r}: {e}") from e
+                shown = " or ".join(_describe(r) for r in rules) or "no argument conditions"
+                raise ValueError(
+                    f"{where}: libseccomp {version} refused the {entry.get('action')} rule for "
+                    f"{name!r} with {shown}: {e.strerror or e} (it cannot combine this rule with "
+                    "another rule for the same syscall that has a different action and shares "
+                    "argument conditions)"
+                ) from e
     if unknown:
         names = ", ".join(repr(n) for n in dict.fromkeys(unknown))
-        _warn(
+        warnings.append(
             f"seccomp profile: syscalls unknown to libseccomp {version} (newer than the library, "
             f"or no syscall at all) skipped, so they get the default action: {names}"
         )
     return _export(filt)
+
+
+def _describe(conditions) -> str:
+    ops = {"NE": "!=", "LT": "<", "LE": "<=", "EQ": "==", "GE": ">=", "GT": ">"}
+    parts = []
+    for index, op, value, value_two in conditions:
+        short = _OPS[op]
+        if short == "MASKED_EQ":
+            parts.append(f"args[{index}] & {value:#x} == {value_two:#x}")
+        else:
+            parts.append(f"args[{index}] {ops[short]} {value}")
+    return " and ".join(parts)
+
+
+def compile_profile(profile: dict, *, timeout: float = COMPILE_TIMEOUT) -> bytes:
+    """Compile an OCI seccomp profile to the raw ``struct sock_filter`` array (x86_64 native).
+
+    libseccomp runs in a forked child that is killed after ``timeout`` seconds: libseccomp 2.5.4
+    was seen looping forever while adding some sets of rules with several argument conditions
+    (two rules for one syscall can be enough), and a profile file must not hang nucleus.
+    Warnings (skipped syscall names) are written to stderr by the caller's process.
+
+    Raises ValueError naming the field for a profile it cannot compile faithfully, or when
+    libseccomp does not finish in time; ImportError when pyseccomp is missing.
+    """
+    import select
+    import signal
+    import time
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(r)
+            warnings: list[str] = []
+            try:
+                payload = b"P" + _compile(profile, warnings)
+            except ValueError as e:
+                payload = b"V" + str(e).encode("utf-8", "backslashreplace")
+            except ImportError as e:
+                payload = b"I" + str(e).encode("utf-8", "backslashreplace")
+            except BaseException as e:  # noqa: BLE001 - carried to the parent
+                payload = b"X" + f"{type(e).__name__}: {e}".encode("utf-8", "backslashreplace")
+            notes = "\0".join(warnings).encode("utf-8", "backslashreplace")
+            message = len(notes).to_bytes(4, "little") + notes + payload
+            view = memoryview(message)
+            while view:
+                view = view[os.write(w, view) :]
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            ready = select.select([r], [], [], max(left, 0))[0] if left > 0 else []
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                raise ValueError(
+                    f"seccomp profile: libseccomp {libseccomp_version()} did not finish compiling "
+                    f"it within {timeout:g} s (a libseccomp bug with some rules that have several "
+                    "argument conditions); simplify the argument conditions of its rules"
+                )
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # reaped by a SIGCHLD handler of the caller's
+    data = b"".join(chunks)
+    if len(data) < 5:
+        raise ValueError("seccomp profile: the compiler process ended without an answer")
+    size = int.from_bytes(data[:4], "little")
+    notes, kind, rest = data[4 : 4 + size], data[4 + size : 5 + size], data[5 + size :]
+    for note in notes.decode("utf-8", "replace").split("\0") if notes else ():
+        _warn(note)
+    if kind == b"P":
+        return rest
+    text = rest.decode("utf-8", "replace")
+    if kind == b"V":
+        raise ValueError(text)
+    if kind == b"I":
+        raise ImportError(text)
+    raise RuntimeError(f"seccomp profile: compiling failed: {text}")
 
 
 # --- the cache ----------------------------------------------------------------------------------
