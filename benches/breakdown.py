@@ -33,10 +33,28 @@ PHASES = (
     ("namespaces", "namespaces: unshare, fork PID 1, hostname, lo, user namespace, id maps"),
     ("filesystem", "filesystem: mounts, /etc, /dev, /proc, pivot_root"),
     ("security", "security: capabilities, seccomp, Landlock"),
-    ("plumbing", "sync pipe (JSON) and machine steps between effects"),
+    ("cgroups", "cgroups: create, set limits, attach, remove"),
+    ("state", "state records for ps/rm: register, write at phase changes, delete"),
+    ("machines", "state machine steps (pure: step and advance)"),
+    ("pipe", "sync pipe round trips beyond the setup work (JSON, scheduling, reaping)"),
+    ("other", "other supervisor work between steps (runner, driver loop)"),
     ("workload", "exec /bin/true, its exit and init's exit (wait)"),
-    ("exit", "cleanup and interpreter exit"),
+    ("cleanup", "cleanup: kill and reap what is left, close the pipe"),
+    ("exit", "interpreter exit (after the run returns)"),
 )
+
+
+def _union(spans, pred) -> int:
+    """Nanoseconds covered by the spans whose name satisfies pred (nested ones counted once)."""
+    covered, end = 0, None
+    for _, a, b in sorted((s for s in spans if pred(s[0]) and s[2]), key=lambda s: s[1]):
+        if end is None or a >= end:
+            covered += b - a
+            end = b
+        elif b > end:
+            covered += b - end
+            end = b
+    return covered
 
 
 def _phases_of(raw: dict, t_spawn: int, t_exit: int) -> dict[str, float]:
@@ -52,27 +70,38 @@ def _phases_of(raw: dict, t_spawn: int, t_exit: int) -> dict[str, float]:
         "import_cli": marks["import cli"] - marks["script"],
         "import_run": marks["import run path"] - marks["import cli"],
         "cli": marks["run"] - marks["import run path"],
-        "plan": total(lambda n: n in ("gather_facts", "check_context", "build"), spans),
+        "plan": total(lambda n: n in ("gather_facts", "check_context", "check_trace", "build"), spans),
+        "state": _union(spans, lambda n: n.startswith("state ")),
         "spawn": total(lambda n: n == "host SpawnChild", spans),
         "namespaces": total(lambda n: n in ISO, child) + total(lambda n: n == "host WriteIdMaps", spans),
         "filesystem": total(lambda n: n in FS, child),
         "security": total(lambda n: n in SEC, child),
         "workload": total(lambda n: n == "wait", spans),
+        "cgroups": _union(spans, lambda n: n.startswith("host ") and "Cgroup" in n),
+        "cleanup": _union(spans, lambda n: n in ("host Cleanup", "cleanup")),
+        "machines": total(lambda n: n == "step", spans),
     }
+    pipes = [s for s in spans if s[0].startswith("pipe ")]
+    inside = sum(cb - ca for _, ca, cb in child
+                 if cb and any(a <= ca and cb <= b for _, a, b in pipes))
+    out["pipe"] = sum(b - a for _, a, b in pipes) - inside
     in_run = marks["run returned"] - marks["run"]
-    accounted = sum(out[k] for k in ("plan", "spawn", "namespaces", "filesystem", "security", "workload"))
-    out["plumbing"] = in_run - accounted
+    # whatever no span covers: the runner's and the driver's own code between steps
+    out["other"] = max(0, in_run - _union(spans, lambda n: True))
     out["exit"] = t_exit - marks["run returned"]
     # whatever lies between the import marks and run() (argument parsing) is in "cli"
     return {k: v / 1e6 for k, v in out.items()}
 
 
-def run_phases(limit_flags: list[str], workdir: str) -> tuple[dict[str, float], dict]:
+def run_phases(limit_flags: list[str], workdir: str, preload: str | None = None
+               ) -> tuple[dict[str, float], dict]:
+    """One run of phases.py; `preload` names a file listing the modules to import first."""
     out = os.path.join(workdir, "phases.json")
     argv = [sys.executable, PHASES_SCRIPT, out, "run", *limit_flags, "--", *COMMAND]
+    env = {**os.environ, "BENCH_PRELOAD": preload} if preload else None
     t0 = time.monotonic_ns()
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, preexec_fn=lambda: None)
+                       stderr=subprocess.PIPE, preexec_fn=lambda: None, env=env)
     t1 = time.monotonic_ns()
     if r.returncode != 0:
         raise RuntimeError(f"phases run failed: {r.stderr.decode(errors='replace').strip()[-300:]}")
@@ -84,12 +113,17 @@ def run_phases(limit_flags: list[str], workdir: str) -> tuple[dict[str, float], 
     return phases, raw
 
 
-def child_steps(raws: list[dict]) -> dict[str, float]:
-    """Median over runs of the time per setup step (summed over repeats of the same intent)."""
+def child_steps(raws: list[dict], key: str = "child") -> dict[str, float]:
+    """Median over runs of the time per step (summed over repeats of the same intent): the
+    setup process's steps, or with key="spans" the supervisor's own host steps."""
     per_run = []
     for raw in raws:
         sums: dict[str, float] = {}
-        for name, a, b in raw["child"]:
+        for name, a, b in raw[key]:
+            if key == "spans":
+                if not name.startswith("host "):
+                    continue
+                name = name[5:]
             if b:
                 sums[name] = sums.get(name, 0) + (b - a) / 1e6
         per_run.append(sums)
@@ -112,11 +146,15 @@ def parse_importtime(text: str) -> list[tuple[str, int, int, int]]:
 
 def importtime(limit_flags: list[str], runs: int) -> dict:
     totals, selfs, cums, groups = [], {}, {}, {}
+    modules: list[str] = []
     for _ in range(runs):
         r = subprocess.run([sys.executable, "-X", "importtime", "-m", "nucleus", "run", *limit_flags,
                             "--", *COMMAND], capture_output=True, text=True,
                            stdin=subprocess.DEVNULL)
         rows = parse_importtime(r.stderr)
+        if r.returncode != 0 or not rows:
+            raise RuntimeError(f"nucleus run under -X importtime failed: exit {r.returncode}")
+        modules = modules or [name for name, *_ in rows]
         totals.append(sum(c for _, _, c, d in rows if d == 0) / 1000)
         run_groups: dict[str, float] = {}
         for name, s, c, d in rows:
@@ -140,6 +178,7 @@ def importtime(limit_flags: list[str], runs: int) -> dict:
         "top_self_ms": [{"module": k, "ms": v} for v, k in top_self],
         "top_level_cumulative_ms": [{"module": k, "ms": v} for v, k in top_cum],
         "note": "-X importtime adds its own overhead; compare the modules, not the sum, with the phases",
+        "modules": modules,
     }
 
 
@@ -156,7 +195,7 @@ def cprofile(limit_flags: list[str], workdir: str, runs: int) -> dict:
         return {"runs": 0, "error": "cProfile runs failed"}
     st = pstats.Stats(*files)
     rows = []
-    for (filename, line, func), (cc, nc, tt, ct, _) in st.stats.items():  # type: ignore[attr-defined]
+    for (filename, line, func), (_, nc, tt, ct, _) in st.stats.items():  # type: ignore[attr-defined]
         where = func if filename == "~" else f"{os.path.basename(filename)}:{line}({func})"
         rows.append({"function": where, "calls": nc // len(files), "tottime_ms": round(tt * 1000 / len(files), 2),
                      "cumtime_ms": round(ct * 1000 / len(files), 2)})
@@ -175,10 +214,14 @@ def cprofile(limit_flags: list[str], workdir: str, runs: int) -> dict:
 
 
 def measure(limit_flags: list[str], workdir: str, reps: int, log=print) -> dict:
+    imports = importtime(limit_flags, max(3, reps // 2))
+    preload = os.path.join(workdir, "preload.txt")
+    with open(preload, "w") as f:
+        f.write("\n".join(imports.pop("modules")) + "\n")
     samples: dict[str, list[float]] = {}
     raws = []
     for _ in range(reps):
-        phases, raw = run_phases(limit_flags, workdir)
+        phases, raw = run_phases(limit_flags, workdir, preload)
         raws.append(raw)
         for k, v in phases.items():
             samples.setdefault(k, []).append(v)
@@ -190,21 +233,22 @@ def measure(limit_flags: list[str], workdir: str, reps: int, log=print) -> dict:
             t0 = time.perf_counter_ns()
             subprocess.run(argv, stdin=subprocess.DEVNULL, preexec_fn=lambda: None)
             acc.append((time.perf_counter_ns() - t0) / 1e6)
-    log("  breakdown: phases done; import profile and cProfile")
+    log("  breakdown: phases done; cProfile")
     phases = [{"phase": key, "what": what, **stats.summary(samples[key], 2)} for key, what in PHASES]
     return {
         "reps": reps,
         "command": "nucleus run -- " + " ".join(COMMAND),
         "method": "benches/phases.py runs nucleus's CLI in-process with timestamps around its "
                   "own functions (host steps, sync-pipe round trips, and each setup step in the "
-                  "setup process, all on CLOCK_MONOTONIC); run-path modules are preloaded so that "
-                  "imports are one phase",
+                  "setup process, all on CLOCK_MONOTONIC); the modules a run imports (as listed by "
+                  "-X importtime) are preloaded, so that imports are one phase",
         "total_ms": stats.summary(samples["total"], 2),
         "phases": phases,
         "setup_steps_ms": child_steps(raws),
+        "host_steps_ms": child_steps(raws, "spans"),
         "late_imports": sorted({m for raw in raws for m in raw["late_imports"]}),
         "python_floor_ms": stats.summary(interp, 2),
         "python_venv_site_ms": stats.summary(venv, 2),
-        "importtime": importtime(limit_flags, max(3, reps // 2)),
+        "importtime": imports,
         "cprofile": cprofile(limit_flags, workdir, 3),
     }

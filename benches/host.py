@@ -101,7 +101,7 @@ def machine() -> dict[str, object]:
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def postgres_bindir() -> str | None:

@@ -31,21 +31,24 @@ import nucleus.cli.main as cli_main  # noqa: E402
 mark("import cli")
 
 # Everything the run path imports lazily, imported here so that the phases below time work,
-# not imports (a module missing from this list shows up in "late_imports").
+# not imports. The list comes from a `python -X importtime` run of the same command
+# (BENCH_PRELOAD names a file with one module per line); without it, a fixed list. A module
+# the run still imports later shows up in "late_imports".
 PRELOAD = (
     "nucleus.spec.container", "nucleus.spec.context", "nucleus.spec.rootfs",
     "nucleus.spec.landlock_default", "nucleus.spec.seccomp_default", "nucleus.spec.capabilities",
     "nucleus.runner", "nucleus.driver", "nucleus.vocab", "nucleus.machines.system",
-    "nucleus.machines.lifecycle", "nucleus.machines.isolation", "nucleus.machines.filesystem",
-    "nucleus.machines.security", "nucleus.effects.host", "nucleus.effects.inside",
-    "nucleus.effects.seccomp", "nucleus.effects.landlock", "nucleus.effects.caps",
-    "nucleus.effects.channel", "nucleus.effects.fs", "nucleus.effects.sys",
-    "hashlib", "signal", "stat", "dataclasses",
+    "nucleus.effects.host", "nucleus.effects.inside", "nucleus.effects.seccomp",
 )
+if os.environ.get("BENCH_PRELOAD"):
+    with open(os.environ["BENCH_PRELOAD"]) as _f:
+        PRELOAD = tuple(line.strip() for line in _f if line.strip())
 for _name in PRELOAD:
+    if _name in sys.modules or _name.endswith("__main__"):
+        continue
     try:
         importlib.import_module(_name)
-    except ImportError:
+    except Exception:  # noqa: BLE001 - a module that cannot be preloaded is imported late
         pass
 mark("import run path")
 PRELOADED = set(sys.modules)
@@ -53,6 +56,7 @@ PRELOADED = set(sys.modules)
 from nucleus import runner  # noqa: E402
 from nucleus.effects import host as _host  # noqa: E402
 from nucleus.effects import inside as _inside  # noqa: E402
+from nucleus.machines import system as _system  # noqa: E402
 
 CHILD_R, CHILD_W = os.pipe()
 
@@ -84,9 +88,29 @@ def _child_span(name, fn):
     return wrapper
 
 
-runner.gather_facts = _span("gather_facts", runner.gather_facts)
-runner.check_context = _span("check_context", runner.check_context)
-runner.build = _span("build", runner.build)
+def _wrap(obj, attr: str, name: str) -> None:
+    """Time obj.attr as a span called name; nothing if nucleus has no such function."""
+    fn = getattr(obj, attr, None)
+    if callable(fn):
+        setattr(obj, attr, _span(name, fn))
+
+
+_wrap(_system, "step", "step")
+_wrap(_system, "advance", "step")
+for _attr in ("check_context", "check_trace", "gather_facts", "build"):
+    _wrap(runner, _attr, _attr)
+# State records (nucleus ps/rm): the registration, the recorder writing them at phase changes,
+# and the store's file operations.
+_wrap(runner, "register", "state register")
+for _cls in [c for c in vars(runner).values() if isinstance(c, type) and c.__module__ == runner.__name__]:
+    _wrap(_cls, "record", "state record")
+try:
+    from nucleus.effects import store as _store
+except ImportError:
+    _store = None
+if _store is not None and hasattr(_store, "Store"):
+    for _attr in ("ensure", "write", "update", "read", "delete"):
+        _wrap(_store.Store, _attr, f"state store.{_attr}")
 
 _orig_run = runner.run
 
@@ -123,8 +147,8 @@ def _remote(self, intents):
 
 _host.HostExecutor._local = _local
 _host.HostExecutor._remote = _remote
-_host.HostExecutor.wait = _span("wait", _host.HostExecutor.wait)
-_host.HostExecutor.cleanup = _span("cleanup", _host.HostExecutor.cleanup)
+_wrap(_host.HostExecutor, "wait", "wait")
+_wrap(_host.HostExecutor, "cleanup", "cleanup")
 
 _orig_effects = _inside._effects
 

@@ -11,6 +11,25 @@ import os
 
 LIBEXEC = "/usr/local/libexec/nucleus-bench"
 STATE_ROOTS = ("/run/runc", "/run/crun", "/var/run/runsc", "/run/nucleus-bench")
+# Default state roots a runtime creates on any invocation (crun makes /run/crun even for
+# --version), removed at the end of a session if it made them and they are empty.
+DEFAULT_ROOTS = ("/run/crun", "/run/runc", "/var/run/runsc")
+NUCLEUS_RECORDS = "/run/nucleus/containers"  # nucleus's record of each container (ps, rm)
+
+
+def _text(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _records() -> set[str]:
+    try:
+        return {os.path.join(NUCLEUS_RECORDS, n) for n in os.listdir(NUCLEUS_RECORDS)}
+    except OSError:
+        return set()
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -109,6 +128,13 @@ class Snapshot:
         self.marker = marker  # every container id and cgroup the harness makes starts with it
         self.workdir = workdir
         self.mounts = mountpoints()
+        self.records = _records()
+        self.roots = {p for p in DEFAULT_ROOTS if os.path.lexists(p)}
+
+    def remove_created_roots(self) -> None:
+        for path in DEFAULT_ROOTS:
+            if path not in self.roots and os.path.isdir(path) and not os.listdir(path):
+                os.rmdir(path)
 
     def _ours(self, text: str) -> bool:
         return self.marker in text or (self.workdir is not None and self.workdir in text)
@@ -133,6 +159,8 @@ class Snapshot:
             glob.glob(f"/sys/fs/cgroup/*/{self.marker}*") + glob.glob(f"/sys/fs/cgroup/*/*/{self.marker}*")
         )
         state = sorted(p for root in STATE_ROOTS for p in glob.glob(f"{root}/{self.marker}*"))
+        state += sorted(p for p in _records() - self.records if self._ours(_text(p)))
+        state += sorted(p for p in DEFAULT_ROOTS if p not in self.roots and os.path.lexists(p))
         paths = [p for p in (LIBEXEC, self.workdir) if p and os.path.lexists(p)]
         found = {"processes": processes, "mounts": mounts, "cgroups": cgroups,
                  "state_dirs": state, "paths": paths}

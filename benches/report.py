@@ -64,9 +64,12 @@ def targets(result: dict) -> list[dict]:
         cpu = wl.get("micro", {}).get("cpu", {}).get("targets", {}).get("nucleus")
         if cpu:
             if cpu["status"] == "ok":
-                o = cpu["overhead_pct"]
-                out.append({"target": "CPU-bound workload within 2% of bare", "measured": _pct(o),
-                            "met": abs(o) <= 2.0, "detail": "loop time measured inside the program"})
+                o = cpu.get("cpu_overhead_pct")
+                o = cpu["overhead_pct"] if o is None else o
+                out.append({"target": "CPU-bound workload within 2% of bare", "measured": f"{_pct(o)} CPU time",
+                            "met": o <= 2.0,
+                            "detail": f"the loop's CPU time inside nucleus vs on the host; wall time "
+                                      f"{_pct(cpu['overhead_pct'])} (moves with the machine's other load)"})
             else:
                 out.append({"target": "CPU-bound workload within 2% of bare", "measured": "n/a",
                             "met": None, "detail": cpu.get("error", "")})
@@ -129,27 +132,31 @@ def _breakdown(section: dict, cold: dict | None) -> list[str]:
                 f"({groups}, self time). Heaviest modules (self ms): {top}."]
     cp = section.get("cprofile", {})
     if cp.get("dataclass_processing_ms") is not None:
-        out += ["", f"cProfile of the supervisor: building dataclasses at import takes "
-                f"{_f(cp['dataclass_processing_ms'])} ms per run, of which `compile()` of their "
-                f"generated methods {_f(cp.get('compile_ms'))} ms."]
+        out += ["", f"cProfile of the supervisor, per run: {_f(cp['dataclass_processing_ms'])} ms "
+                f"building dataclasses at import; {_f(cp.get('compile_ms'))} ms in `compile()` "
+                "(modules recompiled from source: their cached bytecode was stale or missing)."]
     steps = section.get("setup_steps_ms", {})
     if steps:
         top = sorted(steps.items(), key=lambda kv: -kv[1])[:6]
         out += ["", "Slowest setup steps in the setup process (ms, summed over repeats): "
                 + ", ".join(f"{k} {_f(v, 2)}" for k, v in top) + "."]
+    host_steps = section.get("host_steps_ms", {})
+    if host_steps:
+        top = sorted(host_steps.items(), key=lambda kv: -kv[1])[:6]
+        out += ["", "The supervisor's own steps (ms): " + ", ".join(f"{k} {_f(v, 2)}" for k, v in top) + "."]
     return out + [""]
 
 
 def _memory(section: dict) -> list[str]:
     out = [f"### Memory kept per sleeping container: `{section['command']}`, median of {section['reps']}", "",
-           "| runtime | processes kept (the workload excluded) | RSS MiB | PSS MiB | PSS × runc |",
+           "| runtime | processes kept, the workload excluded (PSS MiB each) | RSS MiB | PSS MiB | PSS × runc |",
            "| --- | --- | ---: | ---: | ---: |"]
     for e in section["results"].values():
         if e["status"] != "ok":
             out.append(f"| {e['label']} | {_na(e)} | | | |")
             continue
         kept = e.get("processes", [])
-        names = " + ".join(p["comm"] for p in kept) or "none"
+        names = " + ".join(f"{p['comm']} {p['pss_kib'] / 1024:.1f}" for p in kept) or "none"
         out.append(f"| {e['label']} | {len(kept)}: {names} | {_f(e['rss']['median'])} | "
                    f"{_f(e['pss']['median'])} | {_ratio(e.get('pss_ratio_to_baseline'))} |")
     return out + [""]
@@ -163,16 +170,19 @@ def _workload(section: dict) -> list[str]:
         names = [n for n in first["targets"] if n != first["baseline"]]
         labels = [first["targets"][n]["label"] for n in names]
         reps = first["targets"][first["baseline"]]["n"]
-        out += [f"### Workload overhead (loop time measured inside the program, median of {reps})", "",
-                "| benchmark | host ms | " + " | ".join(f"{lb} ms (overhead)" for lb in labels) + " |",
+        out += [f"### Workload overhead (the loop as the program times it, median of {reps}): "
+                "overhead in CPU time (user + system), wall time in brackets", "",
+                "| benchmark | host CPU ms (wall) | " + " | ".join(labels) + " |",
                 "| --- | ---: | " + " | ".join("---:" for _ in labels) + " |"]
-        for mode, e in micro.items():
+        for e in micro.values():
             h = e["targets"][e["baseline"]]
             cells = []
             for n in names:
                 t = e["targets"][n]
-                cells.append(_na(t) if t["status"] != "ok" else f"{_f(t['median'])} ({_pct(t['overhead_pct'])})")
-            out.append(f"| {e['what']}, {e['iterations']:,} iterations | {_f(h['median'])} | " + " | ".join(cells) + " |")
+                cells.append(_na(t) if t["status"] != "ok"
+                             else f"{_pct(t.get('cpu_overhead_pct'))} ({_pct(t['overhead_pct'])})")
+            out.append(f"| {e['what']}, {e['iterations']:,} iterations | "
+                       f"{_f(h.get('cpu', {}).get('median'))} ({_f(h['median'])}) | " + " | ".join(cells) + " |")
         out.append("")
     pg = section.get("pgbench")
     if pg:

@@ -130,7 +130,9 @@ class Nucleus(Runtime):
         self.command = " ".join(["nucleus", "run", *ctx.limit_flags, "--", "CMD"])
 
     def argv(self, args: list[str], cid: str) -> list[str]:
-        return [*self.cmd, "run", *self.ctx.limit_flags, "--", *args]
+        # the name carries the session's marker into nucleus's container record
+        name = ["--name", cid] if cid else []
+        return [*self.cmd, "run", *name, *self.ctx.limit_flags, "--", *args]
 
     def check(self) -> None:
         r = subprocess.run(self.argv(["/bin/true"], ""), capture_output=True, text=True, timeout=60)

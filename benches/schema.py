@@ -23,7 +23,7 @@ COLD = {
 BREAKDOWN = {
     "reps": int, "command": STR, "method": STR, "total_ms": SUMMARY,
     "phases": [{"phase": STR, "what": STR, **SUMMARY}],
-    "setup_steps_ms": {"*": NUM}, "late_imports": [STR],
+    "setup_steps_ms": {"*": NUM}, "host_steps_ms": {"*": NUM}, "late_imports": [STR],
     "python_floor_ms": SUMMARY, "python_venv_site_ms": SUMMARY,
     "importtime": {"runs": int, "total_ms": SUMMARY, "by_group_ms": {"*": NUM},
                    "top_self_ms": [{"module": STR, "ms": NUM}],
@@ -34,7 +34,7 @@ MEMORY = {
     "reps": int, "command": STR, "baseline": STR,
     "results": {"*": {"label": STR, "unit": STR, "status": STR, "rss": SUMMARY, "pss": SUMMARY}},
 }
-MICRO_TARGET = {"label": STR, "status": STR, **SUMMARY}
+MICRO_TARGET = {"label": STR, "status": STR, **SUMMARY, "cpu": SUMMARY}
 WORKLOAD = {
     "micro": {"*": {"what": STR, "iterations": int, "unit": STR, "baseline": STR,
                     "targets": {"*": MICRO_TARGET}}},

@@ -14,9 +14,11 @@ from benches.runtimes import Context, reap_orphans
 LIMIT_VALUES = {"--memory": "1G", "--cpus": "1", "--pids": "1024"}
 
 
-def nucleus_limit_flags() -> tuple[list[str], dict[str, str]]:
+def nucleus_limit_flags(marker: str) -> tuple[list[str], dict[str, str]]:
     """The cgroup limit flags `nucleus run --help` lists (none before cgroup support), and the
-    same limits for the OCI bundles (cpus and pids: the memory hierarchy is hidden from them)."""
+    same limits for the OCI bundles (cpus and pids: the memory hierarchy is hidden from them).
+    With --cgroup-parent, nucleus's cgroups go under one named after the session, so that the
+    leftover check can tell them from those of other users of the machine."""
     try:
         text = subprocess.run([*host.nucleus_command(), "run", "--help"], capture_output=True,
                               text=True, timeout=60).stdout
@@ -29,6 +31,8 @@ def nucleus_limit_flags() -> tuple[list[str], dict[str, str]]:
             flags += [flag, value]
             if flag != "--memory":
                 limits[flag.lstrip("-")] = value
+    if flags and "--cgroup-parent" in text.split():
+        flags += ["--cgroup-parent", marker]
     return flags, limits
 
 
@@ -54,7 +58,7 @@ class Session:
             ctx.seccomp_file = os.path.join(workdir, "seccomp.bpf")
             with open(ctx.seccomp_file, "wb") as f:
                 f.write(program)
-            ctx.limit_flags, ctx.limits = nucleus_limit_flags()
+            ctx.limit_flags, ctx.limits = nucleus_limit_flags(self.marker)
             if self.need_mntns:
                 hide = peers.hidden_cgroup_mounts()
                 try:
@@ -82,6 +86,8 @@ class Session:
         if stray:
             self.log(f"warning: still alive at teardown: {stray}")
         shutil.rmtree(ctx.workdir, ignore_errors=True)
+        if self.snapshot is not None:
+            self.snapshot.remove_created_roots()
 
     def leftovers(self) -> dict:
         assert self.snapshot is not None

@@ -116,7 +116,7 @@ def measure(runtimes: list[Runtime], total: int, batch_size: int, levels: list[i
         results[rt.name] = {"label": rt.label, "levels": per}
     for level in levels:
         base = results.get(baseline, {}).get("levels", {}).get(str(level), {}).get("runs_per_s", {}).get("median")
-        for name, r in results.items():
+        for r in results.values():
             e = r["levels"][str(level)]
             e["ratio_to_baseline"] = stats.ratio(e["runs_per_s"]["median"], base) if e["status"] == "ok" else None
     return {"total_runs": batches * batch_size, "batch": batch_size, "levels": levels,
