@@ -106,6 +106,25 @@ def check_trace(path: str | None) -> None:
         raise InvalidInput(f"--trace {path!r}: directory {parent!r} is not writable")
 
 
+def _compile_policy(profile: dict, path: str | None) -> bytes:
+    from nucleus.effects import seccomp
+
+    try:
+        return seccomp.cached_program(profile)
+    except ValueError as e:
+        raise InvalidInput(f"--seccomp-profile {path!r}: {e}") from e
+
+
+def _context_manifest(spec: ContainerSpec) -> tuple[tuple[str, str], ...] | None:
+    """--verify-context-integrity: hash the source context now; the copy is checked against it."""
+    if not (spec.verify_context_integrity and spec.context and spec.context_mode == "copy"):
+        return None
+    from nucleus.effects import integrity
+    from nucleus.spec.context import exclusion_list
+
+    return tuple(sorted(integrity.manifest(spec.context, exclusion_list()).items()))
+
+
 def check_host(spec: ContainerSpec) -> None:
     """What the service mode needs from this host (Landlock ABI, cgroups, lockdown, ...), checked
     before anything is changed; a missing feature exits 3."""
@@ -150,21 +169,37 @@ def build(spec: ContainerSpec, facts: HostFacts, context: str | None, cid: str =
     rootfs_dir = os.path.join(facts.state_root, "rootfs")
     if context is not None:
         spec = replace(spec, context=context)
+    pol = spec.loaded_policies
     layout = HostLayout(system=facts.system, rootfs_dir=rootfs_dir, owner=owner,
                         hidepid=modes.proc_hidepid(spec.service_mode),
                         rootfs=os.path.realpath(spec.rootfs) if spec.rootfs else None,
-                        store_paths=facts.store_paths)
-    program = _program()
+                        store_paths=facts.store_paths, context_manifest=_context_manifest(spec))
+    if pol is not None and pol.seccomp is not None:
+        program = _compile_policy(pol.seccomp, pol.seccomp_path)
+    else:
+        program = _program()
     sha = hashlib.sha256(program).hexdigest()
-    rules = tuple((path, tuple(sorted(access))) for path, access in landlock_default.default_rules(
-        spec.home, writable_context=spec.context is not None and spec.context_mode == "copy"))
+    if pol is not None and pol.landlock is not None:
+        rules = tuple((path, tuple(sorted(access))) for path, access in pol.landlock.restrict_rules())
+        min_abi = max(modes.min_landlock_abi(spec.service_mode, spec.allow_degraded_security), pol.landlock.min_abi)
+    else:
+        rules = tuple((path, tuple(sorted(access))) for path, access in landlock_default.default_rules(
+            spec.home, writable_context=spec.context is not None and spec.context_mode == "copy"))
+        min_abi = modes.min_landlock_abi(spec.service_mode, spec.allow_degraded_security)
+    keep = ()
+    if pol is not None and pol.caps is not None:
+        keep = tuple(pol.caps.names("bounding"))
+    log_denied = spec.seccomp_log_denied
+    if pol is not None and pol.seccomp is not None:
+        from nucleus.spec.policies import logs_denied
+
+        log_denied = log_denied or logs_denied(pol.seccomp)
     state = system.initial(
         isolation.initial(rootless=rootless, namespaces=namespaces, hostname=hostname,
                           uid_map=uid_map, gid_map=gid_map),
         filesystem.initial(plan(spec, layout, hostname), rootfs_dir, spec.allow_chroot_fallback),
         security.initial(spec.allow_degraded_security, program_sha256=sha, landlock_rules=rules,
-                         log_denied=spec.seccomp_log_denied,
-                         landlock_min_abi=modes.min_landlock_abi(spec.service_mode, spec.allow_degraded_security)),
+                         log_denied=log_denied, landlock_min_abi=min_abi, keep_caps=keep),
         resources.initial(required=modes.cgroups_required(spec.service_mode), name=cid,
                           parent=spec.limits.cgroup_parent, limits=spec.limits),
     )

@@ -456,6 +456,15 @@ class CopyTree(FsOp):
 
 
 @dataclass(frozen=True)
+class VerifyTree(FsOp):
+    """Check a populated tree against the manifest taken from its source before the copy."""
+
+    target: str = ""
+    manifest: tuple[tuple[str, str], ...] = ()  # (relative path, sha256 | "dir" | "symlink:..")
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class MaskPaths(FsOp):
     """Hide files (bind /dev/null, read-only) and directories (empty read-only tmpfs)."""
 
@@ -558,7 +567,7 @@ INTENTS: dict[str, type[Intent]] = {
     cls.__name__: cls
     for cls in (
         SpawnChild, Unshare, ForkInit, SetHostname, LoopbackUp, EnterUserNamespace, WriteIdMaps,
-        BecomeRoot, SetPropagation, MountFs, BindMount, RemountFs, MakeDirs, MakeSymlinks, CopyTree, MaskPaths,
+        BecomeRoot, SetPropagation, MountFs, BindMount, RemountFs, MakeDirs, MakeSymlinks, CopyTree, VerifyTree, MaskPaths,
         WriteFile, PivotRoot, Chroot, DetachOldRoot, DropCapabilities, LoadSeccomp, ApplyLandlock,
         Warn, ExecWorkload, SendSignal, Cleanup, CreateCgroup, SetCgroupLimits, AttachCgroup,
         RemoveCgroup,
@@ -613,7 +622,7 @@ OUTCOME: dict[str, tuple[type[Event], type[Event], str]] = {
     "WriteIdMaps": (*_ISO, "map_ids"),
     "BecomeRoot": (*_ISO, "become_root"),
     **{name: (*_FS, "mount") for name in (
-        "SetPropagation", "MountFs", "BindMount", "RemountFs", "MakeDirs", "MakeSymlinks", "CopyTree", "MaskPaths",
+        "SetPropagation", "MountFs", "BindMount", "RemountFs", "MakeDirs", "MakeSymlinks", "CopyTree", "VerifyTree", "MaskPaths",
         "WriteFile",
     )},
     "PivotRoot": (*_FS, "pivot"),

@@ -78,6 +78,12 @@ def cli(ctx: click.Context, debug: bool, root: str | None) -> None:
 @click.option("--seccomp-log", metavar="FILE", help="Where trace mode writes its NDJSON record.")
 @click.option("--seccomp-log-denied", is_flag=True, help="Ask the kernel to log denied syscalls.")
 @click.option("--rootfs", metavar="DIR", help="Take /bin /usr /lib /etc /nix from this closure, read-only.")
+@click.option("--seccomp-profile", metavar="FILE", help="OCI seccomp profile (JSON) instead of the default.")
+@click.option("--seccomp-profile-sha256", metavar="HEX", help="Refuse to start unless the profile has this sha256.")
+@click.option("--caps-policy", metavar="FILE", help="Capability policy (TOML) instead of dropping all.")
+@click.option("--caps-policy-sha256", metavar="HEX", help="Refuse to start unless the caps policy has this sha256.")
+@click.option("--landlock-policy", metavar="FILE", help="Landlock rules (TOML) instead of the defaults.")
+@click.option("--landlock-policy-sha256", metavar="HEX", help="Refuse to start unless the Landlock policy has this sha256.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.argument("command", nargs=-1, required=False, metavar="COMMAND...", type=click.UNPROCESSED)
 @click.pass_context
@@ -85,7 +91,9 @@ def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, c
         workdir, rootless, time_namespace, allow_degraded_security, allow_chroot_fallback, trace,
         detach, memory, swap, cpus, cpu_weight, pids, io_limit, memlock, cgroup_parent,
         disable_cgroup_namespace, service_mode, trust_level, require_kernel_lockdown,
-        verify_context_integrity, seccomp_mode, seccomp_log, seccomp_log_denied, rootfs, debug) -> None:
+        verify_context_integrity, seccomp_mode, seccomp_log, seccomp_log_denied, rootfs,
+        seccomp_profile, seccomp_profile_sha256, caps_policy, caps_policy_sha256, landlock_policy,
+        landlock_policy_sha256, debug) -> None:
     """Run COMMAND in an ephemeral, isolated agent sandbox and exit with its status."""
     from nucleus.spec.container import ContainerSpec, parse_env, validate
     from nucleus.spec.resources import validate_limits
@@ -107,9 +115,18 @@ def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, c
         verify_context_integrity=verify_context_integrity, seccomp_mode=seccomp_mode,
         seccomp_log=seccomp_log, seccomp_log_denied=seccomp_log_denied, rootfs=rootfs,
     ))
+    from dataclasses import replace
+
+    from nucleus import policyfiles
     from nucleus.spec import modes
 
-    modes.validate_mode(modes.from_container_spec(spec))
+    if seccomp_profile or caps_policy or landlock_policy or seccomp_profile_sha256 or caps_policy_sha256 or landlock_policy_sha256:
+        loaded = policyfiles.load(seccomp_profile, seccomp_profile_sha256, caps_policy, caps_policy_sha256,
+                                  landlock_policy, landlock_policy_sha256)
+        spec = replace(spec, loaded_policies=loaded)
+        modes.validate_mode(modes.from_container_spec(spec, policies=loaded.files, caps_kept=loaded.caps_kept))
+    else:
+        modes.validate_mode(modes.from_container_spec(spec))
     from nucleus.runner import run as run_container
 
     ctx.exit(run_container(spec, trace_path=trace))
@@ -357,6 +374,12 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except Exception as e:  # a bug: say so plainly, the traceback is one flag away
+        if _debug:
+            raise
+        click.echo(f"error: internal error: {type(e).__name__}: {e}\nhint: run again with --debug "
+                   "for the traceback, and report it", err=True)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -175,6 +175,14 @@ def _copy_file(src_dir_fd: int, name: str, dst: str, mode: int) -> None:
         os.close(fin)
 
 
+def verify_tree(op: v.VerifyTree) -> None:
+    from nucleus.effects import integrity  # imported by the supervisor before the fork
+
+    missing, changed, extra = integrity.compare(dict(op.manifest), integrity.manifest(op.target, op.exclude))
+    if missing or changed or extra:
+        raise OSError(errno.EBADMSG, integrity.mismatch_message(missing, changed, extra, what="/context"))
+
+
 def mask_paths(op: v.MaskPaths) -> None:
     for rel in op.paths:
         path = os.path.join(op.root, rel)
@@ -226,6 +234,7 @@ EFFECTS = {
     "MakeSymlinks": make_symlinks,
     "WriteFile": write_file,
     "CopyTree": copy_tree,
+    "VerifyTree": verify_tree,
     "MaskPaths": mask_paths,
     "PivotRoot": pivot_root,
     "DetachOldRoot": detach_old_root,

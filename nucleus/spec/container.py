@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from nucleus.errors import InvalidInput
 from nucleus.spec.modes import SERVICE_MODES, TRUST_LEVELS
@@ -59,6 +60,7 @@ class ContainerSpec:
     seccomp_log: str | None = None
     seccomp_log_denied: bool = False
     rootfs: str | None = None
+    loaded_policies: Any = None  # nucleus.policyfiles.Policies, loaded from the policy files
 
     @property
     def effective_workdir(self) -> str:

@@ -39,6 +39,7 @@ class HostLayout:
     hidepid: int = 0  # /proc's hidepid= (2 in production: other users' processes are invisible)
     rootfs: str | None = None  # a --rootfs closure to take the system directories from
     store_paths: tuple[str, ...] = ()  # the closure's /nix/store paths, bound one by one
+    context_manifest: tuple[tuple[str, str], ...] | None = None  # --verify-context-integrity
 
 
 def _hosts(hostname: str) -> str:
@@ -116,6 +117,8 @@ def _rest(ops: list[v.Intent], spec: ContainerSpec, layout: HostLayout, r: str, 
             ops.append(v.MountFs("tmpfs", ctx, ("nosuid", "nodev"),
                                  f"size={spec.rootfs_size},mode=0755,uid={uid},gid={gid}"))
             ops.append(v.CopyTree(spec.context, ctx, exclusion_list(), (uid, gid)))
+            if layout.context_manifest is not None:
+                ops.append(v.VerifyTree(ctx, layout.context_manifest, exclusion_list()))
 
     # A minimal /dev: the usual character devices bound from the host, a private devpts, shm.
     dev = f"{r}/dev"
