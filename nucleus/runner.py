@@ -226,16 +226,17 @@ class StateRecorder:
 
     def __init__(self, store, record: dict, executor, inner=None) -> None:
         self.store, self.doc, self.executor, self.inner = store, record, executor, inner
-        self.status: tuple[str, str] | None = None
+        self.status: tuple[str, bool] | None = None
 
     def record(self, event, state) -> None:
         from nucleus.machines import system
 
         if self.inner is not None:
             self.inner.record(event, state)
-        # Written when the lifecycle or the cgroup changes phase: a later rm --force rebuilds the
-        # machine from this and must know whether a cgroup is held.
-        key = (state.lc.status, state.res.phase)
+        # Written when the lifecycle changes status or a cgroup comes to be held or released: a
+        # later rm --force rebuilds the machine from this (and sweeps for a cgroup created just
+        # before a crash).
+        key = (state.lc.status, state.res.held)
         if key == self.status:
             return
         self.status = key

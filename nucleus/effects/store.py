@@ -43,8 +43,9 @@ class Store:
         tmp = f"{final}.tmp{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
+            # No fsync: the records describe live processes and belong on a tmpfs (/run); the
+            # rename alone keeps every reader's view whole.
             os.write(fd, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n")
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, final)
