@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TLA2TOOLS ?= $(wildcard /opt/tla/tla2tools.jar)
-TRACES_PER_SPEC ?= 60
+TRACES_PER_SPEC ?= 200
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-fast verify traces lint bench clean

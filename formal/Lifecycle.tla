@@ -2,7 +2,7 @@
 (***************************************************************************)
 (* The container lifecycle, mirrored by nucleus/machines/lifecycle.py.     *)
 (* none -> creating -> created -> running -> stopped -> removed; failed is *)
-(* reachable from creating and created. Host resources are held from      *)
+(* reachable from creating and created, and on Lost from any active one. Host resources are held from      *)
 (* Create until CleanupDone, and Remove requires them released.            *)
 (***************************************************************************)
 EXTENDS Naturals

@@ -9,12 +9,12 @@ from typing import Any
 from nucleus import itf
 from nucleus import vocab as v
 from nucleus.driver import Driver
-from nucleus.machines import filesystem, isolation, lifecycle, security, system
+from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused
 
 MODULES: dict[str, Any] = {
     "Lifecycle": lifecycle, "Isolation": isolation, "Filesystem": filesystem,
-    "Security": security, "System": system,
+    "Security": security, "Resources": resources, "System": system,
 }
 # Which module a trace belongs to, from a variable only it (or its composition) has.
 _SIGNATURES = (
@@ -23,6 +23,7 @@ _SIGNATURES = (
     ("Isolation", {"iso_phase"}),
     ("Filesystem", {"fs_phase"}),
     ("Security", {"sec_phase"}),
+    ("Resources", {"res_phase"}),
 )
 
 

@@ -216,7 +216,8 @@ class IsoFailed(_StepFailed):
 
 @dataclass(frozen=True)
 class IsoResume(Event):
-    """The filesystem is sealed: a privileged setup may now enter its user namespace."""
+    """Isolation may pass its gate: before "unshare" once the setup process is in its cgroup; in
+    the privileged order before "enter_user" once the root filesystem is sealed."""
 
     machine: ClassVar[str] = "iso"
 

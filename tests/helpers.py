@@ -281,3 +281,260 @@ def assert_host_unchanged(before: HostSnapshot, timeout: float = 3.0) -> None:
         time.sleep(0.05)
         diffs = before.differences(snapshot())
     assert not diffs, "the run left something behind on the host:\n" + "\n".join(diffs)
+
+
+# --- private scopes: a state directory and a cgroup parent of a test's own ----------------------
+#
+# Other users of the machine (benchmarks, other test runs) create containers at the same time,
+# in /run/nucleus and under the cgroup parent "nucleus". A test that manages containers works in
+# a Scope: a state directory (NUCLEUS_STATE_DIR) and a cgroup parent (--cgroup-parent) of its
+# own, and a marker word carried by every workload's command line. What it checks for leftovers
+# is scoped to those three, so others' activity neither hides nor fakes a leak.
+
+import re as _re  # noqa: E402
+import secrets as _secrets  # noqa: E402
+import select as _select  # noqa: E402
+import tempfile as _tempfile  # noqa: E402
+
+_STEERING = (*_STEERING, "NUCLEUS_PAUSE_AT")
+
+CONTAINER_ID = _re.compile(r"[0-9a-f]{32}")
+
+
+def cgroup_mount_points() -> list[str]:
+    """Every cgroup (v1) and cgroup2 mount point of the host."""
+    points = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[:1] in (["cgroup"], ["cgroup2"]):
+                points.add(left.split()[4])
+    return sorted(points)
+
+
+def _mount_points_under(directory: str) -> list[str]:
+    directory = directory.rstrip("/")
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == directory or point.startswith(directory + "/"):
+                found.append(point)
+    return found
+
+
+def _cgroup_paths(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return [line.rstrip("\n").split(":", 2)[2] for line in f if line.count(":") >= 2]
+    except OSError:
+        return []
+
+
+def wait_for_line(stream, want: str, timeout: float = 20.0) -> list[str]:
+    """Read lines from an unbuffered binary pipe (``Popen(..., text=False, bufsize=0)``: no
+    buffer may hide a line from select) until one equals ``want`` (without its newline), the
+    pipe ends or ``timeout`` passes; returns the lines read (the last is ``want`` if it came)."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = _select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = stream.readline()
+        if not line:
+            break
+        lines.append(line.decode(errors="replace").rstrip("\n"))
+        if lines[-1] == want:
+            break
+    return lines
+
+
+class Scope:
+    """A state directory, a cgroup parent and a marker of one test's own (see above)."""
+
+    def __init__(self) -> None:
+        self.state_dir = _tempfile.mkdtemp(prefix="nucleus-test-state-")
+        os.chmod(self.state_dir, 0o755)
+        token = _secrets.token_hex(4)
+        self.cgroup_parent = f"nucleus-test-{token}"
+        self.marker = f"nucleus-test-marker-{token}"
+        self.containers_dir = os.path.join(self.state_dir, "containers")
+
+    def __enter__(self) -> Scope:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    # -- running nucleus ----------------------------------------------------------------------
+    @property
+    def env(self) -> dict[str, str]:
+        return {"NUCLEUS_STATE_DIR": self.state_dir}
+
+    def nucleus(self, *args, extra_env: dict[str, str] | None = None,
+                **kw) -> subprocess.CompletedProcess:
+        """``nucleus ARGS...`` with this scope's state directory."""
+        return run_nucleus(list(args), extra_env={**self.env, **(extra_env or {})}, **kw)
+
+    def popen(self, *args, extra_env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+        return popen_nucleus(list(args), extra_env={**self.env, **(extra_env or {})}, **kw)
+
+    def run_args(self, *options: str) -> list[str]:
+        """``run --cgroup-parent PARENT OPTIONS...``: a run whose cgroup is this scope's."""
+        return ["run", "--cgroup-parent", self.cgroup_parent, *options]
+
+    def sh(self, script: str) -> list[str]:
+        """A shell workload carrying the marker as its $0."""
+        return ["/bin/sh", "-c", script, self.marker]
+
+    def python(self, code: str) -> list[str]:
+        """A Python workload carrying the marker as sys.argv[1]."""
+        return [SANDBOX_PYTHON, "-c", code, self.marker]
+
+    def detach(self, argv: list[str], *options: str, extra_env: dict[str, str] | None = None) -> str:
+        """``run -d``: returns the id it printed (and checks that it printed only that)."""
+        result = self.nucleus(*self.run_args("-d", *options), "--", *argv, extra_env=extra_env)
+        assert result.returncode == 0, describe(result)
+        assert CONTAINER_ID.fullmatch(result.stdout.strip()), describe(result)
+        assert result.stdout == result.stdout.strip() + "\n" and result.stderr == "", describe(result)
+        return result.stdout.strip()
+
+    # -- what the state directory holds --------------------------------------------------------
+    def record_path(self, cid: str) -> str:
+        return os.path.join(self.containers_dir, f"{cid}.json")
+
+    def log_path(self, cid: str) -> str:
+        return os.path.join(self.containers_dir, f"{cid}.log")
+
+    def record(self, cid: str) -> dict | None:
+        """The container's record as stored (a record that does not parse fails the test)."""
+        try:
+            with open(self.record_path(cid)) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            pytest.fail(f"the record {self.record_path(cid)} does not parse:\n{text}")
+
+    def records(self) -> dict[str, dict]:
+        """Every stored record by id; one that does not parse fails the test."""
+        try:
+            names = os.listdir(self.containers_dir)
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for name in names:
+            if name.endswith(".json"):
+                record = self.record(name[:-5])
+                if record is not None:
+                    out[name[:-5]] = record
+        return out
+
+    def wait_status(self, cid: str, *statuses: str, timeout: float = 20.0) -> dict:
+        """Wait until the record says one of ``statuses``; return it."""
+        record = wait_for(lambda: (r := self.record(cid)) is not None and r.get("status") in statuses
+                          and r, timeout=timeout)
+        assert record, f"{cid}: never {' or '.join(statuses)}; record: {self.record(cid)}"
+        return record
+
+    def wait_finished(self, cid: str, timeout: float = 20.0) -> dict:
+        """Wait until the container has stopped and its supervisor has finished (released
+        what it held and exited); return the record."""
+        self.wait_status(cid, "stopped", "failed", timeout=timeout)
+        pid = self.record(cid)["supervisor_pid"]
+        assert wait_for(lambda: (p := read_proc(pid)) is None or not p.alive, timeout=timeout), \
+            f"{cid}: the supervisor {pid} is still running after the container stopped"
+        return self.record(cid)
+
+    def log(self, cid: str) -> str:
+        try:
+            with open(self.log_path(cid), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, cid: str, predicate, timeout: float = 20.0) -> str:
+        text = wait_for(lambda: predicate(t := self.log(cid)) and t, timeout=timeout)
+        assert text, f"{cid}: the log never matched; it holds:\n{self.log(cid)}"
+        return text
+
+    # -- what this scope could leave on the host -----------------------------------------------
+    def cgroup_dirs(self) -> list[str]:
+        """This scope's cgroup parent, in every hierarchy where it exists."""
+        return [d for d in (os.path.join(p, self.cgroup_parent) for p in cgroup_mount_points())
+                if os.path.isdir(d)]
+
+    def container_cgroups(self, cid: str) -> list[str]:
+        return [d for d in (os.path.join(p, self.cgroup_parent, cid) for p in cgroup_mount_points())
+                if os.path.isdir(d)]
+
+    def _ours(self, proc: Proc) -> bool:
+        if any(self.marker in arg for arg in proc.cmdline):
+            return True
+        inside = f"/{self.cgroup_parent}"
+        return any(p == inside or p.startswith(inside + "/") for p in _cgroup_paths(proc.pid))
+
+    def processes(self) -> list[Proc]:
+        """Living processes of this scope: a marked command line, or in the scope's cgroups."""
+        me = os.getpid()
+        return sorted((p for p in processes().values()
+                       if p.alive and p.pid != me and self._ours(p)), key=lambda p: p.pid)
+
+    def leftovers(self) -> list[str]:
+        found = []
+        for directory in self.cgroup_dirs():
+            children = sorted(e.name for e in os.scandir(directory) if e.is_dir())
+            found.append(f"cgroup {directory} (groups in it: {children})")
+        found += [f"mount on {point}" for point in _mount_points_under(self.state_dir)]
+        found += [f"process {p.pid} (uid {p.uid}, state {p.state}): {' '.join(p.cmdline)}"
+                  for p in self.processes()]
+        try:
+            found += [f"state file {os.path.join(self.containers_dir, n)}"
+                      for n in sorted(os.listdir(self.containers_dir))]
+        except FileNotFoundError:
+            pass
+        try:
+            extra = sorted(set(os.listdir(self.state_dir)) - {".lock", "containers", "rootfs"})
+            found += [f"state entry {os.path.join(self.state_dir, n)}" for n in extra]
+            found += [f"entry in the rootfs mount point: {n}"
+                      for n in os.listdir(os.path.join(self.state_dir, "rootfs"))]
+        except FileNotFoundError:
+            pass
+        return found
+
+    def assert_clean(self, timeout: float = 5.0) -> None:
+        """Nothing of this scope remains: no cgroup (not even the parent), mount, process,
+        record or log. The kernel gets a moment to finish tearing down."""
+        left = wait_for(lambda: not self.leftovers(), timeout=timeout)
+        if not left:
+            pytest.fail("left behind on the host:\n" + "\n".join(self.leftovers()))
+
+    def cleanup(self) -> None:
+        """Best effort, after the test: remove what it left (only this scope's things)."""
+        try:
+            ids = [n[:-5] for n in os.listdir(self.containers_dir) if n.endswith(".json")]
+        except FileNotFoundError:
+            ids = []
+        for cid in ids:
+            try:
+                self.nucleus("rm", "--force", cid)
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in self.processes():
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_for(lambda: not self.processes(), timeout=5)
+        for directory in self.cgroup_dirs():
+            for root, _dirs, _files in sorted(os.walk(directory, topdown=False),
+                                              key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(root)
+                except OSError:
+                    pass
+        if not _mount_points_under(self.state_dir):  # never delete through a leaked mount
+            shutil.rmtree(self.state_dir, ignore_errors=True)

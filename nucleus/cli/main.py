@@ -347,7 +347,11 @@ def trace_replay(files: tuple[str, ...]) -> None:
         try:
             result = replay.replay(itf.load(path))
         except (OSError, ValueError) as e:
-            raise InvalidInput(f"trace {path!r}: {e}") from e
+            if len(files) == 1:
+                raise InvalidInput(f"trace {path!r}: {e}") from e
+            failed += 1  # report it and go on with the rest
+            click.echo(f"UNREADABLE {path}: {e}", err=True)
+            continue
         if result is None:
             click.echo(f"ok {path}")
         else:

@@ -1,7 +1,8 @@
 """The container lifecycle: formal/Lifecycle.tla.
 
 none -> creating -> created -> running -> stopped -> removed, with failed reachable from creating
-and created. Resources are "allocated" from Create until CleanupDone; Remove needs them released.
+and created, and from any active status when the supervisor is lost. Host resources are held
+from Create until CleanupDone; Remove needs them released.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""One container's setup and life: formal/System.tla composes the four machines.
+"""One container's setup and life: formal/System.tla composes the five machines (lifecycle,
+isolation, filesystem, security, resources).
 
 Each step is one machine's step; the coupling between machines lives in guards (which must hold
 before a machine's event is accepted) and in `advance`, which names the next internal event the

@@ -85,7 +85,6 @@ def test_throughput_runner_concurrent_batches_clean_up():
             seconds, failures, err = throughput.batch(rt, 2, 2)
             assert failures == 0, f"{rt.name}: {err}"
         result = throughput.measure(rts, total=2, batch_size=2, levels=[1, 2], log=lambda m: None)
-        assert not schema.validate({"throughput": result}) or True  # shape checked below
         problems: list[str] = []
         schema._check(result, schema.THROUGHPUT, "$.throughput", problems)
         assert problems == []
@@ -152,6 +151,30 @@ def test_make_bench_entry_point_writes_json_markdown_and_doc(tmp_path):
     assert "\nold\n" not in text
 
 
+@pytest.mark.requires("root")
+def test_leftover_check_sees_a_process_a_mount_and_the_helper_directory():
+    session = Session(need_mntns=False)
+    with session as ctx:
+        proc = subprocess.Popen(["sleep", "60"])
+        point = os.path.join(ctx.workdir, "mnt")
+        os.mkdir(point)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", point], check=True)
+        parent_existed = os.path.isdir(os.path.dirname(LIBEXEC))
+        os.makedirs(LIBEXEC)
+        try:
+            left = session.leftovers()
+            assert any(p.startswith(f"{proc.pid} sleep") for p in left["processes"]), left
+            assert point in left["mounts"] and LIBEXEC in left["paths"] and not left["clean"]
+        finally:
+            proc.kill()
+            proc.wait()
+            subprocess.run(["umount", point], check=True)
+            os.rmdir(LIBEXEC)
+            if not parent_existed:
+                os.rmdir(os.path.dirname(LIBEXEC))
+    _assert_clean(session)
+
+
 # --- report and schema ----------------------------------------------------------------------------------
 
 
@@ -188,7 +211,7 @@ def synthetic() -> dict:
         "breakdown": {
             "reps": 1, "command": "nucleus run -- /bin/true", "method": "m", "total_ms": _summary(4.0),
             "phases": [{"phase": k, "what": w, **_summary(0.5)} for k, w in breakdown.PHASES],
-            "setup_steps_ms": {"Unshare": 0.1}, "late_imports": [],
+            "setup_steps_ms": {"Unshare": 0.1}, "host_steps_ms": {"SpawnChild": 0.2}, "late_imports": [],
             "python_floor_ms": _summary(1.0), "python_venv_site_ms": _summary(2.0),
             "importtime": {"runs": 1, "total_ms": _summary(2.0), "by_group_ms": {"nucleus": 1.0},
                            "top_self_ms": [{"module": "nucleus.vocab", "ms": 1.0}],
@@ -211,9 +234,13 @@ def synthetic() -> dict:
             "micro": {"cpu": {"what": "CPU-bound", "iterations": 10, "unit": "ms", "baseline": "host",
                               "targets": {
                                   "host": {"label": "host (bare)", "status": "ok", **_summary(1.0),
-                                           "ratio": 1.0, "overhead_pct": 0.0},
+                                           "cpu": _summary(0.9), "ratio": 1.0, "overhead_pct": 0.0,
+                                           "cpu_ratio": 1.0, "cpu_overhead_pct": 0.0},
                                   "nucleus": {"label": "nucleus run", "status": "ok", **_summary(1.1),
-                                              "ratio": 1.1, "overhead_pct": 10.0}}}},
+                                              "cpu": _summary(1.0), "ratio": 1.1, "overhead_pct": 10.0,
+                                              "cpu_ratio": 1.11, "cpu_overhead_pct": 11.1},
+                                  "bwrap": {"label": "bwrap", "status": "n/a", "error": "no bwrap",
+                                            **_summary(), "cpu": _summary()}}}},
             "pgbench": {"what": "pgbench -S", "status": "n/a", "error": "initdb: error: cannot be run as root",
                         "unit": "tps", "bare": _summary(100.0), "nucleus": na},
         },
@@ -254,6 +281,7 @@ def test_report_renders_every_table_from_a_fixed_result():
     assert "| runsc run (ptrace) | n/a: runsc: boom |" in md
     assert "n/a: initdb: error: cannot be run as root" in md
     assert "n/a: 1 of 2 runs failed: x" in md
+    assert "n/a: no bwrap" in md
     assert "Test CPU, 2 cores" in md and "kernel 6.0" in md
     assert "no process, mount, cgroup" in md
     # every table row has as many cells as its header
@@ -269,6 +297,7 @@ def test_report_names_the_targets_and_whether_they_are_met():
     rows = {t["target"].split(" ")[0]: t for t in report.targets(result)}
     assert rows["cold"]["met"] is False and "over 2× runc" in rows["cold"]["detail"]
     assert rows["memory"]["met"] is False
+    assert rows["CPU-bound"]["met"] is False and "wall time" in rows["CPU-bound"]["detail"]
     assert rows["pgbench"]["met"] is None and "cannot be run as root" in rows["pgbench"]["detail"]
 
 

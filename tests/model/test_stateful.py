@@ -1,20 +1,22 @@
 """Hypothesis state-machine tests over the production driver with the fake executor.
 
 The System machine gets arbitrary sequences of: any event it could be offered, a scripted effect
-failure, and settle (the driver following the setup on its own). The spec's invariants are
-checked after every step, along with what a user relies on: a refusal changes nothing, setup never
-gets stuck, every failure or exit asks for cleanup, a removed container never comes back.
+failure, and settle (the driver following setup and cleanup on its own). The spec's invariants are
+checked after every step, along with what a user relies on: a refusal changes nothing, setup and
+cleanup never get stuck (a cgroup whose removal failed is kept until a later Release succeeds),
+every failure or exit asks for cleanup, a cgroup that was created is removed, a removed container
+never comes back.
 """
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from nucleus import vocab as v
 from nucleus.driver import Driver, FakeExecutor
-from nucleus.machines import filesystem, isolation, lifecycle, security, system
+from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused, Step
 
 SETTINGS = settings(
@@ -24,6 +26,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 OPS = (v.SetPropagation(), v.MountFs("tmpfs", "/new"), v.MakeDirs("/new", ("dev",)))
+CGROUP_INTENTS = ("CreateCgroup", "SetCgroupLimits", "AttachCgroup", "RemoveCgroup")
 
 
 class SystemModel(RuleBasedStateMachine):
@@ -31,14 +34,16 @@ class SystemModel(RuleBasedStateMachine):
         rootless=st.booleans(),
         allow_degraded=st.booleans(),
         allow_chroot=st.booleans(),
+        required=st.booleans(),
         n_ops=st.integers(0, len(OPS)),
     )
-    def start(self, rootless, allow_degraded, allow_chroot, n_ops):
+    def start(self, rootless, allow_degraded, allow_chroot, required, n_ops):
         self.ex = FakeExecutor()
         state = system.initial(
             isolation.initial(rootless=rootless),
             filesystem.initial(OPS[:n_ops], "/new", allow_chroot=allow_chroot),
             security.initial(allow_degraded=allow_degraded),
+            resources.initial(required=required, name="c1"),
         )
         self.driver = Driver(system, state, self.ex)
         self.ever_running = False
@@ -81,7 +86,8 @@ class SystemModel(RuleBasedStateMachine):
             st.integers(0, 255).map(v.Exit),
             st.sampled_from(lifecycle.SIGNALS + ("BOGUS",)).map(v.Kill),
             st.sampled_from(
-                [v.Prepared("full"), v.IsoDone("bogus"), v.FsFailed("bogus"), v.SecDone("bogus")]
+                [v.Prepared("full"), v.IsoDone("bogus"), v.FsFailed("bogus"), v.SecDone("bogus"),
+                 v.ResDone("bogus"), v.ResFailed("bogus")]
             ),
         )
     )
@@ -89,12 +95,26 @@ class SystemModel(RuleBasedStateMachine):
         self._feed(event)
 
     @rule(
-        intent=st.sampled_from(sorted(v.OUTCOME)),
+        # Half of the scripted failures are the cgroup's (four of the many intents that report).
+        intent=st.sampled_from(CGROUP_INTENTS) | st.sampled_from(sorted(v.OUTCOME)),
         errno=st.integers(1, 133),
         nth=st.sampled_from(["", "#1", "#2"]),
     )
     def script_a_failure(self, intent, errno, nth):
         self.ex.fail[intent + nth] = (errno, f"{intent}: scripted failure")
+
+    # What a user does most (the rules above reach it too, only seldom).
+    @precondition(lambda self: self.driver.state.lc.status == "none")
+    @rule()
+    def create(self):
+        self._feed(v.Create())
+
+    @precondition(lambda self: self.driver.state.lc.status == "created")
+    @rule(code=st.integers(0, 255))
+    def start_and_exit(self, code):
+        self._feed(v.Start())
+        self._feed(v.Exit(code))
+        assert self.driver.state.lc.status == "stopped"
 
     @rule()
     def settle(self):
@@ -106,16 +126,31 @@ class SystemModel(RuleBasedStateMachine):
             assert s.lc.status in ("created", "failed"), (
                 f"setup stopped half way: {system.to_tla(s)}"
             )
+        if s.lc.status in ("stopped", "failed"):
+            assert s.lc.cleaned or s.res.phase == "leaked", (
+                f"cleanup stopped half way: {system.to_tla(s)}"
+            )
+        event(f"settled: {s.lc.status}, cgroup {s.res.phase}")
 
     @precondition(
         lambda self: (
             self.driver.state.lc.status in ("stopped", "failed")
-            and not self.driver.state.lc.cleaned
+            and self.driver.state.res.phase == "leaked"
         )
     )
     @rule()
-    def cleanup_completes(self):
-        assert isinstance(self.driver.feed(v.CleanupDone()), Step)
+    def release_again(self):
+        """`rm --force` after a failed removal: Release, then cleanup goes on by itself."""
+        removals = self._removals()
+        assert isinstance(self.driver.feed(v.ResRelease()), Step)
+        assert self._removals() == removals + 1
+        self.driver.settle()
+        s = self.driver.state
+        assert s.lc.cleaned or s.res.phase == "leaked"
+        event(f"released again: {'cleaned' if s.lc.cleaned else 'leaked again'}")
+
+    def _removals(self) -> int:
+        return sum(isinstance(i, v.RemoveCgroup) for i in self.ex.performed)
 
     @invariant()
     def spec_invariants(self):
@@ -131,6 +166,31 @@ class SystemModel(RuleBasedStateMachine):
             assert cleanups == 1, f"{cleanups} Cleanup intents for a {lc.status} container"
         else:
             assert cleanups == 0
+
+    @invariant()
+    def a_created_cgroup_is_removed_before_cleanup_is_done(self):
+        s = self.driver.state
+        events = [e for e, _ in self.driver.history]
+        created, removed = events.count(v.ResDone("create")), events.count(v.ResDone("release"))
+        assert created <= 1 and removed <= created
+        if s.lc.cleaned and s.lc.status != "none":
+            assert removed == created, f"cleaned with {created} cgroup created and {removed} removed"
+        assert s.res.held == (created > removed)
+
+    @invariant()
+    def namespaces_only_inside_the_cgroup(self):
+        """Unshare is asked for only once the setup process is in its cgroup, or once an optional
+        cgroup failed (the container runs without one)."""
+        history = self.driver.history
+        for i, (_, intents) in enumerate(history):
+            if any(isinstance(x, v.Unshare) for x in intents):
+                before = [e for e, _ in history[:i]]
+                attached = v.ResDone("attach") in before
+                skipped = not self.driver.state.res.required and any(
+                    isinstance(e, v.ResFailed) for e in before
+                )
+                assert attached or skipped, f"Unshare asked for after {before}"
+                break
 
     @invariant()
     def workload_runs_only_when_started(self):
@@ -157,6 +217,8 @@ NEXT_STATUS = {
     "Abort": ({"created"}, "failed"),
     "Exit": ({"running"}, "stopped"),
     "Kill": ({"running"}, None),
+    "Lost": ({"creating", "created", "running"}, "failed"),
+    "Attach": ({"running"}, None),
     "CleanupDone": ({"stopped", "failed"}, None),
     "Remove": ({"stopped", "failed"}, "removed"),
 }
@@ -187,7 +249,8 @@ class LifecycleModel(RuleBasedStateMachine):
     @rule(
         event=st.one_of(
             st.sampled_from(
-                [v.Create(), v.SetupFailed(), v.Start(), v.Abort(), v.CleanupDone(), v.Remove()]
+                [v.Create(), v.SetupFailed(), v.Start(), v.Abort(), v.Lost(), v.Attach(),
+                 v.CleanupDone(), v.Remove()]
             ),
             st.sampled_from(["enforced", "degraded", "strict"]).map(v.Prepared),
             st.integers(0, 255).map(v.Exit),
@@ -215,10 +278,12 @@ class LifecycleModel(RuleBasedStateMachine):
             self.level = event.level
         if isinstance(event, v.Exit):
             self.exit_code = event.code
-        if event.name in ("SetupFailed", "Abort", "Exit"):
+        if event.name in ("SetupFailed", "Abort", "Exit", "Lost"):
             self.cleanups += 1
         if isinstance(event, v.Kill):
             assert self.ex.performed[-1] == v.SendSignal(event.signal)
+        if isinstance(event, v.Attach):
+            assert self.driver.state == before and self.driver.history[-1] == (event, ())
 
     @invariant()
     def agrees_with_the_reference(self):

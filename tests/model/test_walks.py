@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from nucleus import vocab as v
-from nucleus.machines import filesystem, isolation, lifecycle, security, system
+from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused, Step
 
 FORMAL = Path(__file__).resolve().parents[2] / "formal"
@@ -76,6 +76,19 @@ FS_STEPS = _spec_strings("Filesystem", "StepNames")
 MAX_MOUNTS = _spec_int("Filesystem", "MaxMounts")
 CONTROLS = ("caps", "seccomp", "landlock")  # the order of NextPhase in formal/Security.tla
 DEGRADABLE = _spec_strings("Security", "Degradable")
+RES_STEPS = _spec_strings("Resources", "StepNames")
+RES_SETTLED = _spec_strings("Resources", "Settled")
+
+
+def _spec_under_way() -> dict[str, str]:
+    """Resources' UnderWay: the phase in which each step is under way (its CASE arms)."""
+    body = _spec_text("Resources").split("UnderWay ==", 1)[1].split("\n\n", 1)[0]
+    arms = dict(re.findall(r'res_phase = "(\w+)" -> "(\w+)"', body))
+    assert arms and set(arms.values()) == set(RES_STEPS), f"cannot read UnderWay: {arms}"
+    return arms
+
+
+RES_UNDER_WAY = _spec_under_way()
 
 
 def test_spec_constants_match_the_code():
@@ -91,6 +104,13 @@ def test_spec_constants_match_the_code():
     assert set(isolation.PHASES) == set(_spec_strings("Isolation", "Phases"))
     assert set(filesystem.PHASES) == set(_spec_strings("Filesystem", "Phases"))
     assert set(security.PHASES) == set(_spec_strings("Security", "Phases"))
+    assert set(resources.PHASES) == set(_spec_strings("Resources", "Phases"))
+    assert set(resources.STEPS) == set(RES_STEPS)
+    releasable = {
+        p for p in resources.PHASES
+        if isinstance(resources.step(resources.ResourcesState(phase=p), v.ResRelease()), Step)
+    }
+    assert releasable == set(RES_SETTLED)
 
 
 def test_every_invariant_of_each_spec_has_a_function_of_the_same_name():
@@ -99,12 +119,13 @@ def test_every_invariant_of_each_spec_has_a_function_of_the_same_name():
         ("Isolation", isolation),
         ("Filesystem", filesystem),
         ("Security", security),
+        ("Resources", resources),
         ("System", system),
     ):
         text = _spec_text(module)
         inv = text.split("\nInv ==", 1)[1].split("\n\n", 1)[0]
         names = {n for n in re.findall(r"\b([A-Z]\w+)\b", inv) if "!" not in n}
-        names -= {"LC", "ISO", "FS", "SEC", "Inv"}
+        names -= {"LC", "ISO", "FS", "SEC", "RES", "Inv"}
         coded = {f.__name__ for f in machine.INVARIANTS}
         assert names == coded, f"{module}: spec Inv names {sorted(names)}, code has {sorted(coded)}"
 
@@ -137,6 +158,10 @@ def spec_lifecycle(s: Vars) -> list[tuple[Label, Vars]]:
         to(("Exit", ""), lc_status="stopped")
         for sig in SIGNALS:
             to(("Kill", sig))
+    if st in ("creating", "created", "running"):
+        to(("Lost", ""), lc_status="failed")
+    if st == "running":
+        to(("Attach", ""))
     if st in ("stopped", "failed") and not s["lc_cleaned"]:
         to(("CleanupDone", ""), lc_cleaned=True)
     if st in ("stopped", "failed") and s["lc_cleaned"]:
@@ -148,13 +173,23 @@ def _iso_plan(s: Vars) -> tuple[str, ...]:
     return ROOTLESS_PLAN if s["iso_rootless"] else PRIVILEGED_PLAN
 
 
+def _iso_is_gate(s: Vars, name: str) -> bool:
+    return name == "unshare" or (name == "enter_user" and not s["iso_rootless"])
+
+
 def _iso_phase_after(s: Vars, d: int) -> str:
     plan = _iso_plan(s)
     if d == len(plan):
         return "ready"
-    if plan[d] == "enter_user" and not s["iso_rootless"]:
+    if _iso_is_gate(s, plan[d]):
         return "waiting"
     return "running"
+
+
+def iso_next(s: Vars) -> str:
+    """System's IsoNext: the step isolation waits for at its gate ("none" once the plan is done)."""
+    plan = _iso_plan(s)
+    return plan[s["iso_done"]] if s["iso_done"] < len(plan) else "none"
 
 
 def iso_has_done(s: Vars, name: str) -> bool:
@@ -241,23 +276,79 @@ def spec_security(s: Vars) -> list[tuple[Label, Vars]]:
     return out
 
 
+def spec_resources(s: Vars) -> list[tuple[Label, Vars]]:
+    out: list[tuple[Label, Vars]] = []
+    phase = s["res_phase"]
+
+    def to(label: Label, **changes: Any) -> None:
+        out.append((label, {**s, **changes}))
+
+    # Begin: res_phase = "idle" -> "creating"
+    if phase == "idle":
+        to(("Begin", ""), res_phase="creating")
+    # Attach: res_phase = "waiting" -> "attaching"
+    if phase == "waiting":
+        to(("Attach", ""), res_phase="attaching")
+    # Release: res_phase \in Settled -> IF res_held THEN "releasing" ELSE "released"
+    if phase in RES_SETTLED:
+        to(("Release", ""), res_phase="releasing" if s["res_held"] else "released")
+    under_way = RES_UNDER_WAY.get(phase, "none")
+    # Done(s): UnderWay = s, one disjunct per step
+    if under_way == "create":
+        to(("Done", "create"), res_phase="limiting", res_held=True)
+    elif under_way == "limits":
+        to(("Done", "limits"), res_phase="waiting", res_limited=True)
+    elif under_way == "attach":
+        to(("Done", "attach"), res_phase="ready")
+    elif under_way == "release":
+        to(("Done", "release"), res_phase="released", res_held=False, res_limited=False)
+    # Fail(s): UnderWay = s; CASE s = "release" -> "leaked" [] res_required -> "failed" [] OTHER -> "degraded"
+    if under_way != "none":
+        if under_way == "release":
+            to(("Fail", under_way), res_phase="leaked")
+        elif s["res_required"]:
+            to(("Fail", under_way), res_phase="failed")
+        else:
+            to(("Fail", under_way), res_phase="degraded")
+    return out
+
+
 def _any_failed(s: Vars) -> bool:
-    return "failed" in (s["iso_phase"], s["fs_phase"], s["sec_phase"])
+    # AnyFailed == "failed" \in {iso_phase, fs_phase, sec_phase, res_phase}
+    return "failed" in (s["iso_phase"], s["fs_phase"], s["sec_phase"], s["res_phase"])
+
+
+def _contained(s: Vars) -> bool:
+    # Contained == res_phase \in {"ready", "degraded"}
+    return s["res_phase"] in ("ready", "degraded")
 
 
 def spec_system(s: Vars) -> list[tuple[Label, Vars]]:
     """formal/System.tla: each machine's actions under the composition's guards."""
     out: list[tuple[Label, Vars]] = []
     for label, t in spec_lifecycle(s):
-        if label[0] == "Prepared" and not (s["sec_phase"] == "locked" and label[1] == sec_level(s)):
+        # sec_phase = "locked" /\ Contained /\ LC!Prepared(SEC!Level)
+        if label[0] == "Prepared" and not (
+            s["sec_phase"] == "locked" and _contained(s) and label[1] == sec_level(s)
+        ):
             continue
+        # AnyFailed /\ LC!SetupFailed
         if label[0] == "SetupFailed" and not _any_failed(s):
+            continue
+        # res_phase = "released" /\ LC!CleanupDone
+        if label[0] == "CleanupDone" and s["res_phase"] != "released":
             continue
         out.append((("lc", *label), t))
     for label, t in spec_isolation(s):
-        if label[0] == "Begin" and s["lc_status"] != "creating":
+        # lc_status = "creating" /\ res_phase \in {"waiting", "degraded"} /\ ISO!Begin
+        if label[0] == "Begin" and not (
+            s["lc_status"] == "creating" and s["res_phase"] in ("waiting", "degraded")
+        ):
             continue
-        if label[0] == "Resume" and s["fs_phase"] != "sealed":
+        # IF IsoNext = "unshare" THEN Contained ELSE fs_phase = "sealed"
+        if label[0] == "Resume" and not (
+            _contained(s) if iso_next(s) == "unshare" else s["fs_phase"] == "sealed"
+        ):
             continue
         out.append((("iso", *label), t))
     for label, t in spec_filesystem(s):
@@ -268,6 +359,17 @@ def spec_system(s: Vars) -> list[tuple[Label, Vars]]:
         if label[0] == "Begin" and not (s["iso_phase"] == "ready" and s["fs_phase"] == "sealed"):
             continue
         out.append((("sec", *label), t))
+    for label, t in spec_resources(s):
+        # lc_status = "creating" /\ RES!Begin
+        if label[0] == "Begin" and s["lc_status"] != "creating":
+            continue
+        # ISO!HasDone("spawn") /\ RES!Attach
+        if label[0] == "Attach" and not iso_has_done(s, "spawn"):
+            continue
+        # lc_status \in {"stopped", "failed"} /\ RES!Release
+        if label[0] == "Release" and s["lc_status"] not in ("stopped", "failed"):
+            continue
+        out.append((("res", *label), t))
     return out
 
 
@@ -306,13 +408,21 @@ def spec_init_security() -> list[Vars]:
     ]
 
 
+def spec_init_resources() -> list[Vars]:
+    return [
+        {"res_required": r, "res_phase": "idle", "res_held": False, "res_limited": False}
+        for r in (False, True)
+    ]
+
+
 def spec_init_system(max_total: int) -> list[Vars]:
     return [
-        {**lc, **iso, **fs, **sec}
+        {**lc, **iso, **fs, **sec, **res}
         for lc in spec_init_lifecycle()
         for iso in spec_init_isolation()
         for fs in spec_init_filesystem(max_total)
         for sec in spec_init_security()
+        for res in spec_init_resources()
     ]
 
 
@@ -342,7 +452,10 @@ def label_of(event: v.Event, with_machine: bool) -> Label:
 
 
 class Walk:
-    """Every concrete state reachable from `inits` with `events(state)`, and every transition."""
+    """Every concrete state reachable from `inits` with `events(state)`, and every transition.
+
+    `abstract[s]` is the spec state of `s` (key of to_tla); `outcomes[s]` is, per event offered,
+    "refused" or the spec state of the successor."""
 
     def __init__(
         self, machine: Any, inits: Iterable[Any], events: Callable[[Any], list[v.Event]]
@@ -350,11 +463,12 @@ class Walk:
         self.machine = machine
         self.states: list[Any] = []
         self.transitions: dict[Any, list[tuple[v.Event, Step | Refused]]] = {}
-        seen: set[Any] = set()
+        self.abstract: dict[Any, tuple] = {}
+        self.outcomes: dict[Any, list[tuple[v.Event, Any]]] = {}
         queue: deque[Any] = deque()
         for s in inits:
-            if s not in seen:
-                seen.add(s)
+            if s not in self.abstract:
+                self.abstract[s] = key(machine.to_tla(s))
                 queue.append(s)
         while queue:
             s = queue.popleft()
@@ -364,13 +478,16 @@ class Walk:
                 r = machine.step(s, e)
                 assert isinstance(r, (Step, Refused)), f"step returned {r!r} for {e!r}"
                 outs.append((e, r))
-                if isinstance(r, Step) and r.state not in seen:
-                    seen.add(r.state)
+                if isinstance(r, Step) and r.state not in self.abstract:
+                    self.abstract[r.state] = key(machine.to_tla(r.state))
                     queue.append(r.state)
             self.transitions[s] = outs
+            self.outcomes[s] = [
+                (e, "refused" if isinstance(r, Refused) else self.abstract[r.state]) for e, r in outs
+            ]
 
     def abstract_states(self) -> set[tuple]:
-        return {key(self.machine.to_tla(s)) for s in self.states}
+        return set(self.abstract.values())
 
     def taken(self, with_machine: bool) -> set[Label]:
         return {
@@ -409,13 +526,9 @@ def check_agrees_with_spec(
     walk: Walk, nxt: Callable[[Vars], list[tuple[Label, Vars]]], with_machine: bool
 ) -> None:
     problems = []
-    for s, outs in walk.transitions.items():
+    for s, outs in walk.outcomes.items():
         here = walk.machine.to_tla(s)
-        code = {
-            (label_of(e, with_machine), key(walk.machine.to_tla(r.state)))
-            for e, r in outs
-            if isinstance(r, Step)
-        }
+        code = {(label_of(e, with_machine), o) for e, o in outs if o != "refused"}
         spec = {(label, key(t)) for label, t in nxt(here)}
         if code != spec:
             extra = sorted(lbl for lbl, _ in code - spec)
@@ -430,49 +543,53 @@ def check_agrees_with_spec(
     )
 
 
-def check_abstraction(walk: Walk) -> int:
-    """States with equal to_tla have equal outcomes for every event; returns how many groups had >1 state."""
+def _groups(walk: Walk) -> dict[tuple, list[Any]]:
     groups: dict[tuple, list[Any]] = {}
     for s in walk.states:
-        groups.setdefault(key(walk.machine.to_tla(s)), []).append(s)
+        groups.setdefault(walk.abstract[s], []).append(s)
+    return groups
 
-    def outcome(s: Any) -> list[tuple[str, Any]]:
-        return [
-            (e.name, "refused" if isinstance(r, Refused) else key(walk.machine.to_tla(r.state)))
-            for e, r in walk.transitions[s]
-        ]
 
+def check_abstraction(walk: Walk) -> int:
+    """States with equal to_tla have equal outcomes for every event; returns how many groups had >1 state."""
     shared = 0
-    for members in groups.values():
+    for members in _groups(walk).values():
         if len(members) < 2:
             continue
         shared += 1
-        first = outcome(members[0])
+        first = [(e.name, o) for e, o in walk.outcomes[members[0]]]
         for other in members[1:]:
-            assert outcome(other) == first, (
+            assert [(e.name, o) for e, o in walk.outcomes[other]] == first, (
                 f"two states with the same spec variables behave differently:\n{members[0]}\n{other}"
             )
     return shared
 
 
 def check_from_tla(walk: Walk, events: Callable[[Any], list[v.Event]]) -> None:
-    """from_tla(to_tla(s)) has the same variables as s and the same outcome for every event."""
+    """from_tla(to_tla(s)) has the same variables as s and the same outcome for every event.
+
+    One state per spec state is rebuilt: check_abstraction shows that the others behave alike."""
     m = walk.machine
-    for s in walk.states:
+    for members in _groups(walk).values():
+        s = members[0]
         values = m.to_tla(s)
         rebuilt = m.from_tla(values)
-        assert key(m.to_tla(rebuilt)) == key(values), f"from_tla does not rebuild [{show(values)}]"
-        for e in events(s):
-            a, b = m.step(s, e), m.step(rebuilt, e)
-            assert isinstance(a, Refused) == isinstance(b, Refused), f"{e!r} in [{show(values)}]"
-            if isinstance(a, Step):
-                assert key(m.to_tla(a.state)) == key(m.to_tla(b.state)), (
-                    f"{e!r} in [{show(values)}]"
-                )
+        assert key(m.to_tla(rebuilt)) == walk.abstract[s], f"from_tla does not rebuild [{show(values)}]"
+        offered = events(s)
+        assert [e for e, _ in walk.outcomes[s]] == offered
+        for e, expected in walk.outcomes[s]:
+            r = m.step(rebuilt, e)
+            got = "refused" if isinstance(r, Refused) else key(m.to_tla(r.state))
+            assert got == expected, f"{e!r} in [{show(values)}]: {got} after from_tla, {expected} before"
 
 
 # ---------------------------------------------------------------------------------------------
 # Lifecycle
+
+
+LC_PLAIN_ACTIONS = (
+    "Create", "SetupFailed", "Start", "Abort", "Exit", "Lost", "Attach", "CleanupDone", "Remove",
+)
 
 
 def lc_events(s: lifecycle.LifecycleState) -> list[v.Event]:
@@ -496,10 +613,7 @@ def test_lifecycle_agrees_with_spec(lc_walk):
 
 
 def test_lifecycle_covers_every_action(lc_walk):
-    expected = {
-        (a, "")
-        for a in ("Create", "SetupFailed", "Start", "Abort", "Exit", "CleanupDone", "Remove")
-    }
+    expected = {(a, "") for a in LC_PLAIN_ACTIONS}
     expected |= {("Prepared", lvl) for lvl in LEVELS} | {("Kill", sig) for sig in SIGNALS}
     assert {a for a, _ in expected} == _spec_next_actions("Lifecycle")
     missing = expected - lc_walk.taken(with_machine=False)
@@ -545,8 +659,28 @@ def test_isolation_invariants_hold_everywhere(iso_walk):
 def test_isolation_agrees_with_spec(iso_walk):
     check_agrees_with_spec(iso_walk, spec_isolation, with_machine=False)
     assert iso_walk.abstract_states() == spec_reachable(spec_init_isolation(), spec_isolation)
-    # per plan: idle, running at each step, failed at each step, ready, and one waiting state
-    assert len(iso_walk.abstract_states()) >= 2 * (2 + 2 * 7)
+    # per plan: idle, ready, running and failed at each step, and waiting before each gate
+    # (unshare in both plans, enter_user in the privileged one): 37 in all, as TLC finds
+    gates = {False: 2, True: 1}
+    expected = sum(
+        2 + 2 * len(plan) + gates[rootless]
+        for rootless, plan in ((False, PRIVILEGED_PLAN), (True, ROOTLESS_PLAN))
+    )
+    assert len(iso_walk.abstract_states()) == expected == 37
+
+
+def test_isolation_waits_only_at_its_gates(iso_walk):
+    waits = {
+        (s.rootless, s.plan[s.done]) for s in iso_walk.states if s.phase == "waiting"
+    }
+    assert waits == {(False, "unshare"), (False, "enter_user"), (True, "unshare")}
+    for s in iso_walk.states:
+        if s.phase == "waiting":
+            r = isolation.step(s, v.IsoResume())
+            assert isinstance(r, Step) and r.state.phase == "running"
+            assert [i.name for i in r.intents] == [
+                {"unshare": "Unshare", "enter_user": "EnterUserNamespace"}[s.plan[s.done]]
+            ]
 
 
 def test_isolation_covers_every_action(iso_walk):
@@ -660,24 +794,124 @@ def test_security_abstraction(sec_walk):
 
 
 # ---------------------------------------------------------------------------------------------
-# System: the product at a small filesystem bound.
+# Resources
+
+
+def res_inits() -> list[resources.ResourcesState]:
+    return [
+        resources.initial(required=r, **params)
+        for r in (False, True)
+        for params in ({}, {"name": "c-0123", "parent": "custom.slice", "limits": ("memory", 1 << 30)})
+    ]
+
+
+@pytest.fixture(scope="module")
+def res_walk() -> Walk:
+    return Walk(resources, res_inits(), resources.candidate_events)
+
+
+def test_resources_invariants_hold_everywhere(res_walk):
+    check_invariants(res_walk, [(f.__name__, f) for f in resources.INVARIANTS])
+
+
+def test_resources_agrees_with_spec(res_walk):
+    check_agrees_with_spec(res_walk, spec_resources, with_machine=False)
+    assert res_walk.abstract_states() == spec_reachable(spec_init_resources(), spec_resources)
+    phases = {(dict(k)["res_required"], dict(k)["res_phase"]) for k in res_walk.abstract_states()}
+    # Each value of res_required reaches every phase but the other's failure outcome.
+    assert phases == {(r, p) for r in (False, True) for p in resources.PHASES} - {
+        (False, "failed"), (True, "degraded"),
+    }
+    assert len(res_walk.abstract_states()) >= 20
+
+
+def test_resources_covers_every_action(res_walk):
+    expected = {("Begin", ""), ("Attach", ""), ("Release", "")}
+    expected |= {(a, s) for a in ("Done", "Fail") for s in RES_STEPS}
+    assert {a for a, _ in expected} == _spec_next_actions("Resources")
+    missing = expected - res_walk.taken(with_machine=False)
+    assert not missing, f"actions never taken: {sorted(missing)}"
+
+
+def test_resources_release_removes_whatever_was_created(res_walk):
+    """From every settled phase Release ends in released (nothing held) or asks to remove what
+    exists; a failed removal leaks, and Release can be retried from there."""
+    for s in res_walk.states:
+        r = resources.step(s, v.ResRelease())
+        if s.phase not in RES_SETTLED:
+            assert isinstance(r, Refused)
+            continue
+        assert isinstance(r, Step)
+        if s.held:
+            assert (r.state.phase, r.intents) == ("releasing", (v.RemoveCgroup(),))
+        else:
+            assert (r.state.phase, r.intents) == ("released", ())
+    leaked = [s for s in res_walk.states if s.phase == "leaked"]
+    assert leaked and all(s.held for s in leaked)
+
+
+def test_resources_abstraction(res_walk):
+    assert check_abstraction(res_walk) > 0
+    check_from_tla(res_walk, resources.candidate_events)
+
+
+# ---------------------------------------------------------------------------------------------
+# System: the product at a small filesystem bound, with the cgroup required and not.
 
 SYSTEM_MAX_MOUNTS = 2
 
 
 def system_inits() -> list[system.SystemState]:
-    return [
-        system.initial(isolation.initial(rootless=r), fs, security.initial(allow_degraded=a))
+    """Every initial spec state at the bound; for one configuration also a second concrete state
+    that differs only outside the spec (mount plan, hostname, cgroup name and limits), so the
+    abstraction is checked across the composition too."""
+    out = [
+        system.initial(
+            isolation.initial(rootless=r), fs, security.initial(allow_degraded=a),
+            resources.initial(required=q),
+        )
         for r in (False, True)
         for fs in fs_inits(SYSTEM_MAX_MOUNTS)
-        if fs.new_root == "/new"
+        if fs.new_root == "/new" and fs.plan == fs_plans(fs.total)[0]
         for a in (False, True)
+        for q in (False, True)
     ]
+    for r in (False, True):
+        out.append(system.initial(
+            isolation.initial(rootless=r, hostname="other"),
+            filesystem.initial(fs_plans(SYSTEM_MAX_MOUNTS)[1], "/new", allow_chroot=True),
+            security.initial(allow_degraded=True),
+            resources.initial(required=not r, name="c-0123", limits=("pids", 64)),
+        ))
+    return out
+
+
+# The events offered to the System in every state: candidate_events does not depend on the state
+# (checked below), and building ~60 events in each of ~25,000 states would dominate the walk.
+SYSTEM_EVENTS = system.candidate_events(system_inits()[0])
+
+
+def sys_events(s: system.SystemState) -> list[v.Event]:
+    return SYSTEM_EVENTS
 
 
 @pytest.fixture(scope="module")
 def sys_walk() -> Walk:
-    return Walk(system, system_inits(), system.candidate_events)
+    return Walk(system, system_inits(), sys_events)
+
+
+def test_system_candidate_events_are_every_machines_own(sys_walk):
+    components = [
+        (name, module, {getattr(s, name) for s in sys_walk.states})
+        for name, module in system.MACHINES.items()
+    ]
+    for name, module, states in components:
+        offered = {tuple(module.candidate_events(s)) for s in states}
+        assert len(offered) == 1, f"{name}: candidate events depend on the state"
+    expected = [e for _, module, states in components for e in module.candidate_events(next(iter(states)))]
+    assert SYSTEM_EVENTS == expected
+    for s in sys_walk.states[::97]:
+        assert system.candidate_events(s) == SYSTEM_EVENTS
 
 
 def test_system_invariants_hold_everywhere(sys_walk):
@@ -691,6 +925,7 @@ def test_system_checks_every_invariant_of_every_machine():
             assert f"{prefix}.{inv.__name__}" in names
     for inv in system.INVARIANTS:
         assert inv.__name__ in names
+    assert set(system.MACHINES) == {m for m, _ in _system_next_actions()}
 
 
 def test_system_agrees_with_spec(sys_walk):
@@ -698,14 +933,11 @@ def test_system_agrees_with_spec(sys_walk):
     assert sys_walk.abstract_states() == spec_reachable(
         spec_init_system(SYSTEM_MAX_MOUNTS), spec_system
     )
-    assert len(sys_walk.abstract_states()) >= 2000
+    assert len(sys_walk.abstract_states()) >= 20000
 
 
 def test_system_covers_every_action(sys_walk):
-    expected = {
-        ("lc", a, "")
-        for a in ("Create", "SetupFailed", "Start", "Abort", "Exit", "CleanupDone", "Remove")
-    }
+    expected = {("lc", a, "") for a in LC_PLAIN_ACTIONS}
     expected |= {("lc", "Prepared", lvl) for lvl in LEVELS} | {
         ("lc", "Kill", sig) for sig in SIGNALS
     }
@@ -713,14 +945,41 @@ def test_system_covers_every_action(sys_walk):
     expected |= {("iso", a, s) for a in ("Done", "Fail") for s in ISO_STEPS}
     expected |= {("fs", "Begin", "")} | {("fs", a, s) for a in ("Done", "Fail") for s in FS_STEPS}
     expected |= {("sec", "Begin", "")} | {("sec", a, c) for a in ("Done", "Fail") for c in CONTROLS}
+    expected |= {("res", a, "") for a in ("Begin", "Attach", "Release")}
+    expected |= {("res", a, s) for a in ("Done", "Fail") for s in RES_STEPS}
     assert {(m, a) for m, a, _ in expected} == _system_next_actions()
     missing = expected - sys_walk.taken(with_machine=True)
     assert not missing, f"actions never taken: {sorted(missing)}"
 
 
+def test_system_cgroup_failure_outcomes(sys_walk):
+    """A cgroup step that fails is fatal when the cgroup is required and otherwise lets the
+    container run without one; both gates of isolation are passed in both cases."""
+    outcomes = set()
+    for s, outs in sys_walk.transitions.items():
+        for e, r in outs:
+            if isinstance(e, v.ResFailed) and isinstance(r, Step):
+                outcomes.add((s.res.required, e.step, r.state.res.phase))
+    assert outcomes == {
+        (q, step, "leaked" if step == "release" else ("failed" if q else "degraded"))
+        for q in (False, True)
+        for step in RES_STEPS
+    }
+    running = {(s.res.required, s.res.phase) for s in sys_walk.states if s.lc.status == "running"}
+    assert running == {(False, "ready"), (True, "ready"), (False, "degraded")}
+    gates = {
+        (s.iso.rootless, s.iso.plan[s.iso.done], s.res.phase)
+        for s, outs in sys_walk.transitions.items()
+        for e, r in outs
+        if isinstance(e, v.IsoResume) and isinstance(r, Step)
+    }
+    assert {(r, g) for r, g, _ in gates} == {(False, "unshare"), (False, "enter_user"), (True, "unshare")}
+    assert {p for _, g, p in gates if g == "unshare"} == {"ready", "degraded"}
+
+
 def test_system_abstraction(sys_walk):
     assert check_abstraction(sys_walk) > 0
-    check_from_tla(sys_walk, system.candidate_events)
+    check_from_tla(sys_walk, sys_events)
 
 
 def test_system_advance_names_only_enabled_events(sys_walk):
@@ -732,3 +991,32 @@ def test_system_advance_names_only_enabled_events(sys_walk):
             assert isinstance(r, Step), (
                 f"advance named {e!r} in [{show(system.to_tla(s))}]: {r.why}"
             )
+
+
+def _awaiting_an_observation(s: system.SystemState) -> bool:
+    """Some machine has a step under way: the driver waits for what its intent reports."""
+    return (
+        s.iso.phase == "running"
+        or s.fs.phase in ("mounting", "pivoting", "chrooting", "detaching")
+        or s.sec.phase in CONTROLS
+        or s.res.phase in RES_UNDER_WAY
+    )
+
+
+def test_system_advance_never_stalls(sys_walk):
+    """Where advance() names nothing, setup and cleanup are either finished or waiting for an
+    observation; the only other stop is a leaked cgroup, which `rm --force` retries."""
+    stops = set()
+    for s in sys_walk.states:
+        if system.advance(s) is not None or _awaiting_an_observation(s):
+            continue
+        lc = s.lc
+        if lc.status == "creating":
+            raise AssertionError(f"setup stalls in [{show(system.to_tla(s))}]")
+        if lc.status in ("stopped", "failed") and not lc.cleaned:
+            assert s.res.phase == "leaked", f"cleanup stalls in [{show(system.to_tla(s))}]"
+        stops.add((lc.status, lc.cleaned))
+    assert stops == {
+        ("none", True), ("created", False), ("running", False), ("removed", True),
+        ("stopped", True), ("failed", True), ("stopped", False), ("failed", False),
+    }

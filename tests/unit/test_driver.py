@@ -1,8 +1,10 @@
-"""The driver with the fake executor: a full System setup with a failure scripted at every intent.
+"""The driver with the fake executor: a full System run with a failure scripted at every intent.
 
 Whatever fails, `feed(Create()); settle()` ends with the container created (when the failure is
-one the configuration tolerates) or failed with a Cleanup intent issued, and CleanupDone then
-releases everything. Every invariant holds after every recorded step.
+one the configuration tolerates) or failed and cleaned up: the Cleanup intent issued, the cgroup
+released (RemoveCgroup when one was created), CleanupDone taken. A run that gets that far exits and
+is cleaned up the same way. A cgroup whose removal fails is kept (leaked) until a later Release
+succeeds. Every invariant holds after every recorded step.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 from nucleus import vocab as v
 from nucleus.driver import Driver, FakeExecutor
 from nucleus.errors import RuntimeFailure
-from nucleus.machines import filesystem, isolation, lifecycle, security, system
+from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused, Step
 
 PLAN = (
@@ -24,17 +26,20 @@ PLAN = (
     v.BindMount("/usr", "/new/usr", ("rdonly",), recursive=True),
     v.MakeDirs("/new", ("etc",)),
 )
+CGROUP_SETUP = ("CreateCgroup", "SetCgroupLimits", "AttachCgroup")
 CONFIGS = [
     pytest.param(
         rootless,
         allow_degraded,
         allow_chroot,
+        required,
         id=f"{'rootless' if rootless else 'privileged'}"
-        f"-degraded={allow_degraded}-chroot={allow_chroot}",
+        f"-degraded={allow_degraded}-chroot={allow_chroot}-cgroup={'required' if required else 'optional'}",
     )
     for rootless in (False, True)
     for allow_degraded in (False, True)
     for allow_chroot in (False, True)
+    for required in (False, True)
 ]
 
 
@@ -50,21 +55,33 @@ class CheckingRecorder:
         self.steps.append((event, state))
 
 
-def initial(rootless: bool, allow_degraded: bool, allow_chroot: bool) -> system.SystemState:
+def initial(
+    rootless: bool, allow_degraded: bool, allow_chroot: bool, required: bool = False
+) -> system.SystemState:
     return system.initial(
         isolation.initial(rootless=rootless),
         filesystem.initial(PLAN, "/new", allow_chroot=allow_chroot),
         security.initial(allow_degraded=allow_degraded),
+        resources.initial(required=required, name="c1"),
     )
 
 
-def failable_intents(rootless: bool, allow_degraded: bool, allow_chroot: bool) -> list[str]:
-    """'Name#n' for every intent a clean setup carries out that can report a failure."""
-    ex = FakeExecutor()
-    d = Driver(system, initial(rootless, allow_degraded, allow_chroot), ex)
-    d.feed(v.Create())
+def full_run(d: Driver) -> None:
+    """What `nucleus run` does: set up; if created, start, signal and exit; clean up."""
+    assert isinstance(d.feed(v.Create()), Step)
     d.settle()
-    assert d.state.lc.status == "created"
+    if d.state.lc.status == "created":
+        for e in (v.Start(), v.Kill("TERM"), v.Exit(143)):
+            assert isinstance(d.feed(e), Step), e
+        d.settle()
+
+
+def failable_intents(rootless: bool, allow_degraded: bool, allow_chroot: bool, required: bool) -> list[str]:
+    """'Name#n' for every intent a clean run carries out that can report a failure."""
+    ex = FakeExecutor()
+    d = Driver(system, initial(rootless, allow_degraded, allow_chroot, required), ex)
+    full_run(d)
+    assert (d.state.lc.status, d.state.lc.cleaned, d.state.res.phase) == ("stopped", True, "released")
     counts: dict[str, int] = {}
     keys = []
     for intent in ex.performed:
@@ -74,38 +91,45 @@ def failable_intents(rootless: bool, allow_degraded: bool, allow_chroot: bool) -
     return keys
 
 
-def tolerated(name: str, allow_degraded: bool, allow_chroot: bool) -> bool:
-    return (name in ("LoadSeccomp", "ApplyLandlock") and allow_degraded) or (
-        name == "PivotRoot" and allow_chroot
+def tolerated(name: str, allow_degraded: bool, allow_chroot: bool, required: bool) -> bool:
+    return (
+        (name in ("LoadSeccomp", "ApplyLandlock") and allow_degraded)
+        or (name == "PivotRoot" and allow_chroot)
+        or (name in CGROUP_SETUP and not required)
     )
 
 
-@pytest.mark.parametrize("rootless,allow_degraded,allow_chroot", CONFIGS)
-def test_clean_setup_carries_out_every_step_once(rootless, allow_degraded, allow_chroot):
-    keys = failable_intents(rootless, allow_degraded, allow_chroot)
+@pytest.mark.parametrize("rootless,allow_degraded,allow_chroot,required", CONFIGS)
+def test_clean_run_carries_out_every_step_once(rootless, allow_degraded, allow_chroot, required):
+    keys = failable_intents(rootless, allow_degraded, allow_chroot, required)
     plan = isolation.ROOTLESS_PLAN if rootless else isolation.PRIVILEGED_PLAN
-    # isolation steps + mount plan + pivot + detach + three security controls
-    assert len(keys) == len(plan) + len(PLAN) + 2 + 3
+    # cgroup setup + isolation steps + mount plan + pivot + detach + three controls + removal
+    assert len(keys) == 3 + len(plan) + len(PLAN) + 2 + 3 + 1
     assert "MakeDirs#2" in keys and "MakeDirs#3" not in keys
+    assert keys[:5] == ["CreateCgroup#1", "SetCgroupLimits#1", "SpawnChild#1", "AttachCgroup#1", "Unshare#1"]
+    assert keys[-1] == "RemoveCgroup#1"
 
 
-@pytest.mark.parametrize("rootless,allow_degraded,allow_chroot", CONFIGS)
+@pytest.mark.parametrize("rootless,allow_degraded,allow_chroot,required", CONFIGS)
 def test_a_failure_at_every_intent_ends_created_or_failed_and_cleaned(
-    rootless, allow_degraded, allow_chroot
+    rootless, allow_degraded, allow_chroot, required
 ):
-    keys = failable_intents(rootless, allow_degraded, allow_chroot)
-    assert keys
+    keys = failable_intents(rootless, allow_degraded, allow_chroot, required)
+    assert {k.split("#")[0] for k in keys} >= {*CGROUP_SETUP, "RemoveCgroup"}
     for key in keys:
         name = key.split("#")[0]
         ex = FakeExecutor(fail={key: (1, f"{name} failed: Operation not permitted")})
         rec = CheckingRecorder()
-        d = Driver(system, initial(rootless, allow_degraded, allow_chroot), ex, rec)
+        d = Driver(system, initial(rootless, allow_degraded, allow_chroot, required), ex, rec)
         assert isinstance(d.feed(v.Create()), Step)
         d.settle()
         lc = d.state.lc
         performed = [i.name for i in ex.performed]
+        if name == "RemoveCgroup":
+            check_a_leaked_cgroup(d, ex)
+            continue
         assert name in performed, key
-        if tolerated(name, allow_degraded, allow_chroot):
+        if tolerated(name, allow_degraded, allow_chroot, required):
             assert lc.status == "created", f"{key}: {lc.status}"
             assert "Cleanup" not in performed
             warns = [i for i in ex.performed if isinstance(i, v.Warn)]
@@ -113,51 +137,93 @@ def test_a_failure_at_every_intent_ends_created_or_failed_and_cleaned(
             if name == "PivotRoot":
                 assert d.state.fs.chrooted and lc.security == "enforced"
                 assert "Chroot" in performed and "DetachOldRoot" not in performed
+            elif name in CGROUP_SETUP:
+                assert d.state.res.phase == "degraded" and lc.security == "enforced"
+                assert warns[0].message.endswith("running without resource limits")
+                # Namespaces are created only after the cgroup step failed (or succeeded).
+                assert performed.index("Unshare") > performed.index(name)
             else:
                 assert lc.security == "degraded" and d.state.sec.degraded == {
                     "seccomp" if name == "LoadSeccomp" else "landlock"
                 }
+            # The run goes on, and cleanup removes the cgroup exactly when one was created.
+            for e in (v.Start(), v.Exit(0)):
+                assert isinstance(d.feed(e), Step)
+            d.settle()
+            performed = [i.name for i in ex.performed]
+            assert (d.state.lc.status, d.state.lc.cleaned, d.state.res.phase) == ("stopped", True, "released")
+            assert performed.count("RemoveCgroup") == (0 if name == "CreateCgroup" else 1), key
+            assert performed[-1] == ("Cleanup" if name == "CreateCgroup" else "RemoveCgroup"), key
             continue
         assert lc.status == "failed", f"{key}: {lc.status}"
-        assert not lc.cleaned
-        # The failure was reported, nothing after it ran, and the last thing asked was Cleanup.
-        assert performed[-1] == "Cleanup", f"{key}: {performed}"
+        # The failure was reported, nothing after it ran but the cleanup, which completed.
         assert performed.count("Cleanup") == 1
-        assert performed[-2] == name, f"{key}: {performed}"
+        after = performed[performed.index("Cleanup") - 1:]
+        created = name != "CreateCgroup"
+        assert after == [name, "Cleanup"] + (["RemoveCgroup"] if created else []), f"{key}: {performed}"
         assert "ExecWorkload" not in performed
-        assert rec.steps[-1][0] == v.SetupFailed()
+        events = [e for e, _ in rec.steps]
+        setup_failed = events.index(v.SetupFailed())
+        assert [type(e).__name__ for e in events[setup_failed:]] == ["SetupFailed", "ResRelease"] + (
+            ["ResDone"] if created else []
+        ) + ["CleanupDone"], key
+        assert (lc.cleaned, d.state.res.phase, d.state.res.held) == (True, "released", False)
         assert system.advance(d.state) is None
-        # The executor's Cleanup completes: CleanupDone releases everything, then Remove.
-        assert isinstance(d.feed(v.CleanupDone()), Step)
-        assert d.state.lc.status == "failed" and d.state.lc.cleaned
         assert isinstance(d.feed(v.Remove()), Step)
         assert d.state.lc.status == "removed"
         assert isinstance(d.feed(v.Start()), Refused)
 
 
-@pytest.mark.parametrize("rootless,allow_degraded,allow_chroot", CONFIGS)
-def test_full_run_after_setup(rootless, allow_degraded, allow_chroot):
+def check_a_leaked_cgroup(d: Driver, ex: FakeExecutor) -> None:
+    """The removal failed at cleanup: the container stays until a later Release succeeds."""
+    assert d.state.lc.status == "created"
+    for e in (v.Start(), v.Exit(0)):
+        assert isinstance(d.feed(e), Step)
+    d.settle()
+    s = d.state
+    assert (s.lc.status, s.lc.cleaned, s.res.phase, s.res.held) == ("stopped", False, "leaked", True)
+    assert system.advance(s) is None
+    assert [i.name for i in ex.performed][-2:] == ["Cleanup", "RemoveCgroup"]
+    assert isinstance(d.feed(v.Remove()), Refused) and d.state is s
+    # `rm --force`: Release again; this time the removal works and cleanup completes.
+    assert isinstance(d.feed(v.ResRelease()), Step)
+    d.settle()
+    assert [i.name for i in ex.performed].count("RemoveCgroup") == 2
+    assert (d.state.lc.cleaned, d.state.res.phase) == (True, "released")
+    assert isinstance(d.feed(v.Remove()), Step) and d.state.lc.removed
+
+
+@pytest.mark.parametrize("rootless,allow_degraded,allow_chroot,required", CONFIGS)
+def test_full_run_after_setup(rootless, allow_degraded, allow_chroot, required):
     ex = FakeExecutor()
     rec = CheckingRecorder()
-    d = Driver(system, initial(rootless, allow_degraded, allow_chroot), ex, rec)
+    d = Driver(system, initial(rootless, allow_degraded, allow_chroot, required), ex, rec)
     d.feed(v.Create())
     d.settle()
     assert isinstance(d.feed(v.Start()), Step)
     assert ex.performed[-1] == v.ExecWorkload()
+    assert isinstance(d.feed(v.Attach()), Step)
+    assert ex.performed[-1] == v.ExecWorkload()  # attaching asks for nothing
     assert isinstance(d.feed(v.Kill("TERM")), Step)
     assert ex.performed[-1] == v.SendSignal("TERM")
     assert isinstance(d.feed(v.Exit(143)), Step)
     assert ex.performed[-1] == v.Cleanup()
     assert (d.state.lc.status, d.state.lc.exit_code) == ("stopped", 143)
+    # The Cleanup intent reports nothing: cleanup is done once the cgroup is released.
+    assert isinstance(d.feed(v.CleanupDone()), Refused)
     assert isinstance(d.feed(v.Remove()), Refused)
-    d.feed(v.CleanupDone())
+    d.settle()
+    assert ex.performed[-1] == v.RemoveCgroup()
     d.feed(v.Remove())
     assert d.state.lc.removed
-    assert [type(e).__name__ for e, _ in d.history[-6:]] == [
+    assert [type(e).__name__ for e, _ in d.history[-9:]] == [
         "Prepared",
         "Start",
+        "Attach",
         "Kill",
         "Exit",
+        "ResRelease",
+        "ResDone",
         "CleanupDone",
         "Remove",
     ]
@@ -182,6 +248,27 @@ def test_a_tolerated_failure_and_a_fatal_one_together():
     assert "LoadSeccomp" not in [i.name for i in ex.performed]  # nothing after the fatal failure
 
 
+def test_an_optional_cgroup_and_degraded_security_together():
+    ex = FakeExecutor(fail={"AttachCgroup": (1, "EPERM"), "LoadSeccomp": (22, "Invalid argument")})
+    d = Driver(system, initial(False, True, False, required=False), ex, CheckingRecorder())
+    d.feed(v.Create())
+    d.settle()
+    s = d.state
+    assert (s.lc.status, s.lc.security, s.res.phase, s.res.held) == ("created", "degraded", "degraded", True)
+    assert [i.message.split(" (")[0] for i in ex.performed if isinstance(i, v.Warn)] == [
+        "cgroup attach failed", "seccomp could not be applied",
+    ]
+    # A fatal failure later still removes the cgroup that was created.
+    ex = FakeExecutor(fail={"SetCgroupLimits": (22, "Invalid argument"), "DropCapabilities": (1, "EPERM")})
+    d = Driver(system, initial(False, True, False, required=False), ex, CheckingRecorder())
+    d.feed(v.Create())
+    d.settle()
+    assert (d.state.lc.status, d.state.lc.cleaned, d.state.res.phase) == ("failed", True, "released")
+    names = [i.name for i in ex.performed]
+    assert "AttachCgroup" not in names  # no limits: the setup process is not moved into the cgroup
+    assert names[-3:] == ["DropCapabilities", "Cleanup", "RemoveCgroup"]
+
+
 def test_chroot_fallback_that_also_fails():
     ex = FakeExecutor(
         fail={"PivotRoot": (22, "Invalid argument"), "Chroot": (1, "Operation not permitted")}
@@ -189,8 +276,8 @@ def test_chroot_fallback_that_also_fails():
     d = Driver(system, initial(False, False, True), ex, CheckingRecorder())
     d.feed(v.Create())
     d.settle()
-    assert (d.state.lc.status, d.state.fs.phase) == ("failed", "failed")
-    assert ex.performed[-1] == v.Cleanup()
+    assert (d.state.lc.status, d.state.fs.phase, d.state.lc.cleaned) == ("failed", "failed", True)
+    assert [i.name for i in ex.performed[-3:]] == ["Chroot", "Cleanup", "RemoveCgroup"]
 
 
 def test_a_scripted_nth_occurrence_fails_only_that_one():
@@ -211,6 +298,19 @@ def test_fake_executor_stops_at_the_first_failure():
     assert events == [v.FsDone("mount"), v.FsFailed("mount", 19, "No such device")]
     assert ex.performed == list(PLAN[:2])
     assert FakeExecutor().perform((v.Warn("x"), v.Cleanup(), v.ExecWorkload())) == []
+    ex = FakeExecutor(fail={"SetCgroupLimits": (22, "Invalid argument")})
+    assert ex.perform((v.CreateCgroup("nucleus", "c1"), v.SetCgroupLimits(), v.AttachCgroup())) == [
+        v.ResDone("create"), v.ResFailed("limits", 22, "Invalid argument"),
+    ]
+    assert FakeExecutor().perform((v.AttachCgroup(), v.RemoveCgroup())) == [
+        v.ResDone("attach"), v.ResDone("release"),
+    ]
+
+
+def test_fake_executor_scripts_only_intents_that_report():
+    with pytest.raises(ValueError, match=r"cannot script a failure of 'Cleanup#1': only .*RemoveCgroup"):
+        FakeExecutor(fail={"Cleanup#1": (1, "x")})
+    FakeExecutor(fail={"RemoveCgroup#2": (16, "busy"), "CreateCgroup": (13, "denied")})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,10 +322,17 @@ def test_fake_executor_stops_at_the_first_failure():
     [
         v.Start(),
         v.IsoBegin(),
+        v.IsoResume(),
         v.FsBegin(),
         v.SecBegin(),
+        v.ResBegin(),
+        v.ResAttach(),
+        v.ResRelease(),
         v.Prepared("enforced"),
         v.SetupFailed(),
+        v.Lost(),
+        v.Attach(),
+        v.CleanupDone(),
         v.Remove(),
     ],
     ids=lambda e: e.name,
@@ -247,8 +354,8 @@ def test_a_refused_event_mid_run_changes_nothing():
     d.feed(v.Create())
     d.settle()
     before, history = d.state, list(d.history)
-    assert isinstance(d.feed(v.Create()), Refused)
-    assert isinstance(d.feed(v.IsoBegin()), Refused)
+    for e in (v.Create(), v.IsoBegin(), v.ResBegin(), v.ResAttach(), v.ResRelease(), v.CleanupDone()):
+        assert isinstance(d.feed(e), Refused), e
     assert d.state is before and d.history == history
 
 
@@ -261,6 +368,29 @@ def test_lifecycle_alone_through_the_driver():
     assert d.state.status == "creating"
     d.feed(v.SetupFailed())
     assert ex.performed == [v.Cleanup()]
+    assert d.state.cleaned is False  # the Cleanup intent reports nothing
+    d.feed(v.CleanupDone())
+    assert d.state.cleaned is True
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_resources_alone_through_the_driver(required):
+    ex = FakeExecutor(fail={"SetCgroupLimits": (22, "Invalid argument")})
+    d = Driver(resources, resources.initial(required=required, name="c1"), ex)
+    assert isinstance(d.feed(v.ResAttach()), Refused) and ex.performed == []
+    d.feed(v.ResBegin())  # the executor reports each step and the machine asks for the next
+    d.settle()
+    assert [i.name for i in ex.performed] == ["CreateCgroup", "SetCgroupLimits"] + ([] if required else ["Warn"])
+    assert (d.state.phase, d.state.held, d.state.limited) == ("failed" if required else "degraded", True, False)
+    d.feed(v.ResRelease())
+    assert ex.performed[-1] == v.RemoveCgroup()
+    assert (d.state.phase, d.state.held) == ("released", False)
+    ex = FakeExecutor()
+    d = Driver(resources, resources.initial(required=required), ex)
+    for e in (v.ResBegin(), v.ResAttach(), v.ResRelease()):
+        assert isinstance(d.feed(e), Step)
+    assert [i.name for i in ex.performed] == ["CreateCgroup", "SetCgroupLimits", "AttachCgroup", "RemoveCgroup"]
+    assert d.state.phase == "released"
 
 
 def test_an_observation_the_machine_refuses_is_an_internal_error():
@@ -271,4 +401,4 @@ def test_an_observation_the_machine_refuses_is_an_internal_error():
     d = Driver(system, initial(False, False, False), Confused())
     d.feed(v.Create())
     with pytest.raises(RuntimeFailure, match="internal: an observation was refused"):
-        d.feed(v.IsoBegin())
+        d.feed(v.ResBegin())

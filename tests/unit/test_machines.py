@@ -6,10 +6,13 @@ exact text of several is pinned here; all of them must name the action and the s
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 
 from nucleus import vocab as v
-from nucleus.machines import filesystem, isolation, lifecycle, security, system
+from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused, Step
 
 
@@ -25,14 +28,9 @@ def without_state(why: str) -> str:
     return why.split(" (the container is ")[0]
 
 
-def without_state(why: str) -> str:
-    """A composition refusal without its trailing description of the current phases."""
-    return why.split(" (the container is ")[0]
-
-
 def refused(result: Step | Refused) -> str:
     assert isinstance(result, Refused), f"expected a refusal, got {result!r}"
-    assert result.why.startswith("cannot ") or " has no action " in result.why, result.why
+    assert result.why.startswith("cannot ") or re.search(r" ha(s|ve) no action ", result.why), result.why
     return result.why
 
 
@@ -57,6 +55,8 @@ LC_EVENTS = [
     v.Abort(),
     v.Exit(0),
     v.Kill("TERM"),
+    v.Lost(),
+    v.Attach(),
     v.CleanupDone(),
     v.Remove(),
 ]
@@ -217,6 +217,40 @@ def test_lifecycle_every_failure_asks_for_cleanup():
     assert ok(lifecycle.step(lc_at("creating"), v.SetupFailed("x"))).intents == (v.Cleanup(),)
     assert ok(lifecycle.step(lc_at("created"), v.Abort("x"))).intents == (v.Cleanup(),)
     assert ok(lifecycle.step(lc_at("running"), v.Exit(3))).intents == (v.Cleanup(),)
+    for status in ("creating", "created", "running"):
+        assert ok(lifecycle.step(lc_at(status), v.Lost())).intents == (v.Cleanup(),)
+
+
+@pytest.mark.parametrize("status", ["creating", "created", "running"])
+def test_lifecycle_lost_supervisor_fails_and_keeps_resources_until_cleanup(status):
+    before = lc_at(status)
+    s = ok(lifecycle.step(before, v.Lost())).state
+    assert (s.status, s.cleaned, s.security, s.exit_code) == (
+        "failed", False, before.security, None,
+    )
+    assert "Remove is allowed only from stopped or failed after cleanup" in refused(
+        lifecycle.step(s, v.Remove())
+    )
+    s = ok(lifecycle.step(s, v.CleanupDone())).state
+    assert ok(lifecycle.step(s, v.Remove())).state.status == "removed"
+
+
+@pytest.mark.parametrize("status", ["none", "stopped", "failed", "removed"])
+def test_lifecycle_lost_only_before_the_container_stopped(status):
+    assert refused(lifecycle.step(lc_at(status), v.Lost())) == (
+        f"cannot Lost the container: it is {status} "
+        "(Lost is allowed only from creating, created or running)"
+    )
+
+
+def test_lifecycle_attach_changes_nothing_and_only_while_running():
+    s = lc_at("running")
+    r = ok(lifecycle.step(s, v.Attach()))
+    assert r.state == s and r.intents == ()
+    for status in ("none", "creating", "created", "stopped", "failed", "removed"):
+        assert refused(lifecycle.step(lc_at(status), v.Attach())) == (
+            f"cannot Attach the container: it is {status} (Attach is allowed only from running)"
+        )
 
 
 def test_lifecycle_abort_from_created_fails_and_keeps_resources_until_cleanup():
@@ -255,12 +289,12 @@ def iso_drive(state: isolation.IsolationState):
     return state, intents, waits
 
 
-def test_isolation_rootless_plan_has_no_pause():
+def test_isolation_rootless_plan_pauses_only_before_unshare():
     s = isolation.initial(
         rootless=True, hostname="box", uid_map=((0, 1000, 1),), gid_map=((0, 1000, 1),)
     )
     end, intents, waits = iso_drive(s)
-    assert waits == []
+    assert waits == [isolation.ROOTLESS_PLAN.index("unshare")] == [1]
     assert end.done == len(isolation.ROOTLESS_PLAN)
     assert intents == [
         v.SpawnChild(),
@@ -273,9 +307,42 @@ def test_isolation_rootless_plan_has_no_pause():
     ]
 
 
+@pytest.mark.parametrize("rootless", [False, True])
+def test_isolation_pauses_before_unshare_until_resume(rootless):
+    r = ok(isolation.step(isolation.initial(rootless=rootless), v.IsoBegin()))
+    assert (r.state.phase, r.state.done, r.intents) == ("running", 0, (v.SpawnChild(),))
+    r = ok(isolation.step(r.state, v.IsoDone("spawn")))
+    assert (r.state.phase, r.state.done, r.intents) == ("waiting", 1, ())
+    assert isolation.next_step(r.state) == "unshare" and isolation.is_gate(r.state, "unshare")
+    waiting = r.state
+    assert refused(isolation.step(waiting, v.IsoDone("unshare"))) == (
+        "cannot Done isolation step 'unshare': it is waiting (steps finish only while running)"
+    )
+    assert refused(isolation.step(waiting, v.IsoFailed("unshare", 1, "EPERM"))) == (
+        "cannot Fail isolation step 'unshare': it is waiting (steps finish only while running)"
+    )
+    r = ok(isolation.step(waiting, v.IsoResume()))
+    assert r.state.phase == "running" and r.state.done == 1
+    assert r.intents == (v.Unshare((("user",) if rootless else ()) + isolation.initial().namespaces),)
+    assert all(f(waiting) for f in isolation.INVARIANTS)
+
+
+def test_isolation_gates_and_next_step():
+    privileged, rootless = isolation.initial(rootless=False), isolation.initial(rootless=True)
+    assert [n for n in isolation.PRIVILEGED_PLAN if isolation.is_gate(privileged, n)] == [
+        "unshare", "enter_user",
+    ]
+    assert [n for n in isolation.ROOTLESS_PLAN if isolation.is_gate(rootless, n)] == ["unshare"]
+    assert isolation.next_step(privileged) == "spawn"
+    end, _, _ = iso_drive(rootless)
+    assert isolation.next_step(end) is None
+
+
 def test_isolation_privileged_plan_pauses_before_enter_user_until_resume():
     s = ok(isolation.step(isolation.initial(rootless=False), v.IsoBegin())).state
-    for name in ("spawn", "unshare", "fork_init", "hostname"):
+    s = ok(isolation.step(s, v.IsoDone("spawn"))).state
+    s = ok(isolation.step(s, v.IsoResume())).state
+    for name in ("unshare", "fork_init", "hostname"):
         s = ok(isolation.step(s, v.IsoDone(name))).state
     r = ok(isolation.step(s, v.IsoDone("loopback")))
     assert (r.state.phase, r.state.done, r.intents) == ("waiting", 5, ())
@@ -299,7 +366,9 @@ def test_isolation_privileged_plan_pauses_before_enter_user_until_resume():
 
 def test_isolation_privileged_intents_in_order():
     end, intents, waits = iso_drive(isolation.initial(rootless=False))
-    assert waits == [isolation.PRIVILEGED_PLAN.index("enter_user")]
+    assert waits == [
+        isolation.PRIVILEGED_PLAN.index("unshare"), isolation.PRIVILEGED_PLAN.index("enter_user"),
+    ]
     assert [i.name for i in intents] == [
         "SpawnChild",
         "Unshare",
@@ -596,16 +665,173 @@ def test_security_controls_are_irreversible():
 
 
 # ---------------------------------------------------------------------------------------------
+# Resources
+
+
+def res_at(phase: str, required: bool = False, fail_at: str | None = None) -> resources.ResourcesState:
+    """A resources state reached the ordinary way (failing the step `fail_at` if given)."""
+    s = resources.initial(required=required, name="c1")
+    path = {
+        "creating": [v.ResBegin()],
+        "limiting": [v.ResBegin(), v.ResDone("create")],
+        "waiting": [v.ResBegin(), v.ResDone("create"), v.ResDone("limits")],
+        "attaching": [v.ResBegin(), v.ResDone("create"), v.ResDone("limits"), v.ResAttach()],
+        "ready": [v.ResBegin(), v.ResDone("create"), v.ResDone("limits"), v.ResAttach(), v.ResDone("attach")],
+    }
+    if phase == "idle":
+        return s
+    if fail_at is not None:
+        under_way = {"create": "creating", "limits": "limiting", "attach": "attaching"}[fail_at]
+        s, _ = run(resources, s, *path[under_way], v.ResFailed(fail_at, 1, "EPERM"))
+    elif phase in ("releasing", "released", "leaked"):
+        s, _ = run(resources, s, *path["ready"], v.ResRelease())
+        if phase != "releasing":
+            s, _ = run(resources, s, v.ResDone("release") if phase == "released" else v.ResFailed("release"))
+    else:
+        s, _ = run(resources, s, *path[phase])
+    assert s.phase == phase, s
+    return s
+
+
+def test_resources_initial_holds_nothing():
+    s = resources.initial(required=True, name="c1", parent="nucleus.slice", limits=("memory", 1))
+    assert (s.required, s.phase, s.held, s.limited) == (True, "idle", False, False)
+    assert (s.name, s.parent, s.limits) == ("c1", "nucleus.slice", ("memory", 1))
+    assert resources.is_initial(s) and resources.is_initial(resources.initial())
+    assert resources.to_tla(s) == {
+        "res_required": True, "res_phase": "idle", "res_held": False, "res_limited": False,
+    }
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_resources_happy_path_and_release(required):
+    s = resources.initial(required=required, name="c1", parent="nucleus")
+    r = ok(resources.step(s, v.ResBegin()))
+    assert (r.state.phase, r.state.held, r.intents) == ("creating", False, (v.CreateCgroup("nucleus", "c1"),))
+    r = ok(resources.step(r.state, v.ResDone("create")))
+    assert (r.state.phase, r.state.held, r.state.limited, r.intents) == (
+        "limiting", True, False, (v.SetCgroupLimits(),),
+    )
+    r = ok(resources.step(r.state, v.ResDone("limits")))
+    assert (r.state.phase, r.state.limited, r.intents) == ("waiting", True, ())
+    r = ok(resources.step(r.state, v.ResAttach()))
+    assert (r.state.phase, r.intents) == ("attaching", (v.AttachCgroup(),))
+    r = ok(resources.step(r.state, v.ResDone("attach")))
+    assert (r.state.phase, r.state.held, r.state.limited, r.intents) == ("ready", True, True, ())
+    r = ok(resources.step(r.state, v.ResRelease()))
+    assert (r.state.phase, r.intents) == ("releasing", (v.RemoveCgroup(),))
+    r = ok(resources.step(r.state, v.ResDone("release")))
+    assert (r.state.phase, r.state.held, r.state.limited, r.intents) == ("released", False, False, ())
+    assert r.state.required == required
+    assert all(f(r.state) for f in resources.INVARIANTS)
+
+
+@pytest.mark.parametrize("step_name", ["create", "limits", "attach"])
+def test_resources_failure_is_fatal_when_required(step_name):
+    s = res_at({"create": "creating", "limits": "limiting", "attach": "attaching"}[step_name], True)
+    r = ok(resources.step(s, v.ResFailed(step_name, 1, "Operation not permitted")))
+    assert (r.state.phase, r.state.held, r.state.limited, r.intents) == ("failed", s.held, s.limited, ())
+    assert all(f(r.state) for f in resources.INVARIANTS)
+
+
+@pytest.mark.parametrize("step_name", ["create", "limits", "attach"])
+def test_resources_failure_degrades_with_a_warning_when_optional(step_name):
+    s = res_at({"create": "creating", "limits": "limiting", "attach": "attaching"}[step_name], False)
+    r = ok(resources.step(s, v.ResFailed(step_name, 95, "Operation not supported")))
+    assert (r.state.phase, r.state.held, r.state.limited) == ("degraded", s.held, s.limited)
+    assert r.intents == (
+        v.Warn(f"cgroup {step_name} failed (Operation not supported); running without resource limits"),
+    )
+    assert all(f(r.state) for f in resources.INVARIANTS)
+
+
+@pytest.mark.parametrize("required", [False, True])
+@pytest.mark.parametrize("fail_at", ["create", "limits", "attach"])
+def test_resources_release_after_a_failure_removes_only_what_exists(required, fail_at):
+    s = res_at("failed" if required else "degraded", required, fail_at)
+    r = ok(resources.step(s, v.ResRelease()))
+    if fail_at == "create":  # nothing was created: nothing to remove
+        assert (r.state.phase, r.intents) == ("released", ())
+    else:
+        assert (r.state.phase, r.intents) == ("releasing", (v.RemoveCgroup(),))
+        r = ok(resources.step(r.state, v.ResDone("release")))
+        assert (r.state.phase, r.state.held) == ("released", False)
+
+
+@pytest.mark.parametrize("phase", ["idle", "waiting", "ready"])
+def test_resources_release_from_every_settled_phase(phase):
+    s = res_at(phase)
+    r = ok(resources.step(s, v.ResRelease()))
+    if s.held:
+        assert (r.state.phase, r.intents) == ("releasing", (v.RemoveCgroup(),))
+    else:
+        assert (phase, r.state.phase, r.intents) == ("idle", "released", ())
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_resources_failed_removal_leaks_until_a_later_release(required):
+    s = res_at("releasing", required)
+    r = ok(resources.step(s, v.ResFailed("release", 16, "Device or resource busy")))
+    assert (r.state.phase, r.state.held, r.intents) == ("leaked", True, ())  # never degraded or failed
+    assert all(f(r.state) for f in resources.INVARIANTS)
+    r = ok(resources.step(r.state, v.ResRelease()))
+    assert (r.state.phase, r.intents) == ("releasing", (v.RemoveCgroup(),))
+    r = ok(resources.step(r.state, v.ResDone("release")))
+    assert (r.state.phase, r.state.held) == ("released", False)
+
+
+def test_resources_exact_refusals():
+    assert refused(resources.step(res_at("creating"), v.ResBegin())) == (
+        "cannot Begin resources: it is creating (Begin is allowed only from idle)"
+    )
+    assert refused(resources.step(res_at("limiting"), v.ResAttach())) == (
+        "cannot Attach resources: it is limiting (Attach is allowed only from waiting)"
+    )
+    assert refused(resources.step(res_at("ready"), v.ResAttach())) == (
+        "cannot Attach resources: it is ready (Attach is allowed only from waiting)"
+    )
+    for phase in ("creating", "limiting", "attaching", "releasing", "released"):
+        assert refused(resources.step(res_at(phase), v.ResRelease())) == (
+            f"cannot Release resources: it is {phase} (Release is allowed only when no step is under way)"
+        )
+    assert refused(resources.step(res_at("idle"), v.ResDone("create"))) == (
+        "cannot Done resources step 'create': it is idle"
+    )
+    assert refused(resources.step(res_at("limiting"), v.ResDone("attach"))) == (
+        "cannot Done resources step 'attach': it is limiting (the step under way is 'limits')"
+    )
+    assert refused(resources.step(res_at("releasing"), v.ResFailed("create", 1, "x"))) == (
+        "cannot Fail resources step 'create': it is releasing (the step under way is 'release')"
+    )
+    assert refused(resources.step(res_at("idle"), v.Create())) == "resources have no action Create"
+
+
+def test_resources_released_is_final():
+    s = res_at("released", True)
+    for e in resources.candidate_events(s):
+        assert "it is released" in refused(resources.step(s, e))
+
+
+def test_resources_from_tla_round_trip():
+    for phase in ("idle", "creating", "limiting", "waiting", "attaching", "ready", "releasing",
+                  "released", "leaked"):
+        for required in (False, True):
+            s = res_at(phase, required)
+            assert resources.to_tla(resources.from_tla(resources.to_tla(s))) == resources.to_tla(s)
+
+
+# ---------------------------------------------------------------------------------------------
 # System
 
 
 def sys_initial(
-    rootless: bool = False, plan=PLAN, allow_chroot=False, allow_degraded=False
+    rootless: bool = False, plan=PLAN, allow_chroot=False, allow_degraded=False, required=False
 ) -> system.SystemState:
     return system.initial(
         isolation.initial(rootless=rootless),
         filesystem.initial(plan, "/new", allow_chroot=allow_chroot),
         security.initial(allow_degraded=allow_degraded),
+        resources.initial(required=required, name="c1"),
     )
 
 
@@ -613,9 +839,11 @@ def follow(
     s: system.SystemState,
     fail: dict[str, v.Event] | None = None,
     stop_before: type[v.Event] | None = None,
+    intents: list[v.Intent] | None = None,
 ) -> system.SystemState:
     """Take advance() until it stops (or would take a `stop_before` event), answering each intent
-    as done or with a scripted failure; every invariant is checked after every step."""
+    as done or with a scripted failure; every invariant is checked after every step. The intents
+    asked for are appended to `intents`."""
     pending: list[v.Event] = []
     fail = dict(fail or {})
     while True:
@@ -625,6 +853,8 @@ def follow(
         r = ok(system.step(s, e))
         s = r.state
         for intent in r.intents:
+            if intents is not None:
+                intents.append(intent)
             if intent.name in fail:
                 pending.append(fail.pop(intent.name))
                 break
@@ -635,6 +865,15 @@ def follow(
         assert not broken, f"after {e!r}: {broken}"
 
 
+def at_unshare_gate(required: bool = False, rootless: bool = False) -> system.SystemState:
+    """Created, the cgroup limited, the setup process spawned: isolation waits before unshare."""
+    s = ok(system.step(sys_initial(rootless, required=required), v.Create())).state
+    s, _ = run(system, s, v.ResBegin(), v.ResDone("create"), v.ResDone("limits"), v.IsoBegin(),
+               v.IsoDone("spawn"))
+    assert (s.iso.phase, isolation.next_step(s.iso), s.res.phase) == ("waiting", "unshare", "waiting")
+    return s
+
+
 def test_system_guards_exact_refusals():
     s = sys_initial()
     assert without_state(refused(system.step(s, v.IsoBegin()))) == (
@@ -643,7 +882,13 @@ def test_system_guards_exact_refusals():
     assert (
         without_state(refused(system.step(s, v.SetupFailed()))) == "cannot SetupFailed (lc): setup has not failed"
     )
+    assert without_state(refused(system.step(s, v.ResBegin()))) == (
+        "cannot Begin (res): the cgroup is created only while the container is creating"
+    )
     creating = ok(system.step(s, v.Create())).state
+    assert without_state(refused(system.step(creating, v.IsoBegin()))) == (
+        "cannot Begin (iso): isolation begins once the cgroup is limited (or knowingly skipped)"
+    )
     assert without_state(refused(system.step(creating, v.FsBegin()))) == (
         "cannot Begin (fs): the filesystem is built only inside the new namespaces (after loopback is up)"
     )
@@ -653,36 +898,145 @@ def test_system_guards_exact_refusals():
     assert without_state(refused(system.step(creating, v.Prepared("enforced")))) == (
         "cannot Prepared (lc): the container is prepared only when every security control is in force"
     )
+    assert without_state(refused(system.step(creating, v.ResRelease()))) == (
+        "cannot Release (res): the cgroup is released only once the container has stopped or failed"
+    )
+    limited, _ = run(system, creating, v.ResBegin(), v.ResDone("create"), v.ResDone("limits"))
+    assert without_state(refused(system.step(limited, v.ResAttach()))) == (
+        "cannot Attach (res): there is no setup process to move into the cgroup yet"
+    )
+    assert refused(system.step(limited, v.ResAttach())) == (
+        "cannot Attach (res): there is no setup process to move into the cgroup yet (the container is "
+        "creating; isolation idle, filesystem idle, security idle, cgroup waiting)"
+    )
     # A machine's own refusal passes through unchanged.
     assert refused(system.step(s, v.Start())) == (
         "cannot Start the container: it is none (Start is allowed only from created)"
     )
+    assert refused(system.step(limited, v.ResBegin())) == (
+        "cannot Begin resources: it is waiting (Begin is allowed only from idle)"
+    )
+
+
+def test_system_cleanup_done_waits_for_the_released_cgroup():
+    s = ok(system.step(at_unshare_gate(), v.Lost())).state
+    assert (s.lc.status, s.lc.cleaned, s.res.phase) == ("failed", False, "waiting")
+    assert refused(system.step(s, v.CleanupDone())) == (
+        "cannot CleanupDone (lc): cleanup is done only once the cgroup is released (the container is "
+        "failed; isolation waiting, filesystem idle, security idle, cgroup waiting)"
+    )
+    assert system.advance(s) == v.ResRelease()
+    r = ok(system.step(s, v.ResRelease()))
+    assert (r.state.res.phase, r.intents) == ("releasing", (v.RemoveCgroup(),))
+    assert system.advance(r.state) is None  # the removal is under way
+    assert "cleanup is done only once the cgroup is released" in refused(system.step(r.state, v.CleanupDone()))
+    s = ok(system.step(r.state, v.ResDone("release"))).state
+    assert system.advance(s) == v.CleanupDone()
+    s = ok(system.step(s, v.CleanupDone())).state
+    assert (s.lc.cleaned, s.res.phase, system.advance(s)) == (True, "released", None)
+
+
+def test_system_unshare_waits_for_the_setup_process_in_its_cgroup():
+    s = at_unshare_gate()
+    assert refused(system.step(s, v.IsoResume())) == (
+        "cannot Resume (iso): namespaces are created only once the setup process is in its cgroup "
+        "(the container is creating; isolation waiting, filesystem idle, security idle, cgroup waiting)"
+    )
+    assert system.advance(s) == v.ResAttach()
+    r = ok(system.step(s, v.ResAttach()))
+    assert (r.state.res.phase, r.intents) == ("attaching", (v.AttachCgroup(),))
+    assert "namespaces are created only once" in refused(system.step(r.state, v.IsoResume()))
+    assert system.advance(r.state) is None
+    s = ok(system.step(r.state, v.ResDone("attach"))).state
+    assert system.advance(s) == v.IsoResume()
+    r = ok(system.step(s, v.IsoResume()))
+    assert isinstance(r.intents[0], v.Unshare) and r.state.iso.phase == "running"
+
+
+def test_system_unshare_passes_its_gate_without_a_cgroup_when_it_is_optional():
+    s = at_unshare_gate(required=False)
+    s = ok(system.step(s, v.ResAttach())).state
+    r = ok(system.step(s, v.ResFailed("attach", 1, "EPERM")))
+    assert r.state.res.phase == "degraded" and isinstance(r.intents[0], v.Warn)
+    assert system.advance(r.state) == v.IsoResume()
+    s = at_unshare_gate(required=True)
+    s = ok(system.step(s, v.ResAttach())).state
+    s = ok(system.step(s, v.ResFailed("attach", 1, "EPERM"))).state
+    assert s.res.phase == "failed" and system.advance(s) == v.SetupFailed()
+    assert "namespaces are created only once" in refused(system.step(s, v.IsoResume()))
 
 
 def test_system_resume_waits_for_the_sealed_root():
-    s = ok(system.step(sys_initial(rootless=False), v.Create())).state
-    s = ok(system.step(s, v.IsoBegin())).state
-    for name in ("spawn", "unshare", "fork_init", "hostname", "loopback"):
+    s = at_unshare_gate()
+    s, _ = run(system, s, v.ResAttach(), v.ResDone("attach"), v.IsoResume())
+    for name in ("unshare", "fork_init", "hostname", "loopback"):
         s = ok(system.step(s, v.IsoDone(name))).state
-    assert s.iso.phase == "waiting"
+    assert s.iso.phase == "waiting" and isolation.next_step(s.iso) == "enter_user"
     assert without_state(refused(system.step(s, v.IsoResume()))) == (
         "cannot Resume (iso): the user namespace is entered only after the root filesystem is sealed"
     )
     assert refused(system.step(s, v.IsoResume())).endswith(
-        "(the container is creating; isolation waiting, filesystem idle, security idle)"
+        "(the container is creating; isolation waiting, filesystem idle, security idle, cgroup ready)"
     )
     assert system.advance(s) == v.FsBegin()
 
 
+def test_system_prepared_needs_the_container_in_its_cgroup():
+    s = follow(ok(system.step(sys_initial(), v.Create())).state, stop_before=v.Prepared)
+    assert (s.sec.phase, s.res.phase) == ("locked", "ready")
+    # Not reachable (a cgroup stays ready until it is released), but the guard stands on its own.
+    outside = dataclasses.replace(s, res=dataclasses.replace(s.res, phase="waiting"))
+    assert without_state(refused(system.step(outside, v.Prepared("enforced")))) == (
+        "cannot Prepared (lc): the container is prepared only inside its cgroup (or knowingly without one)"
+    )
+    assert ok(system.step(s, v.Prepared("enforced"))).state.lc.status == "created"
+
+
 @pytest.mark.parametrize("rootless", [False, True])
 @pytest.mark.parametrize("allow_degraded", [False, True])
-def test_system_setup_reaches_created(rootless, allow_degraded):
+@pytest.mark.parametrize("required", [False, True])
+def test_system_setup_reaches_created(rootless, allow_degraded, required):
+    intents: list[v.Intent] = []
     s = follow(
-        ok(system.step(sys_initial(rootless, allow_degraded=allow_degraded), v.Create())).state
+        ok(system.step(sys_initial(rootless, allow_degraded=allow_degraded, required=required),
+                       v.Create())).state,
+        intents=intents,
     )
     assert s.lc.status == "created" and s.lc.security == "enforced"
-    assert (s.iso.phase, s.fs.phase, s.sec.phase) == ("ready", "sealed", "locked")
+    assert (s.iso.phase, s.fs.phase, s.sec.phase, s.res.phase) == ("ready", "sealed", "locked", "ready")
     assert system.advance(s) is None
+    names = [i.name for i in intents]
+    # The cgroup is limited before the setup process exists, and it is in the cgroup before it
+    # creates any namespace.
+    assert names[:5] == ["CreateCgroup", "SetCgroupLimits", "SpawnChild", "AttachCgroup", "Unshare"]
+    assert intents[0] == v.CreateCgroup("nucleus", "c1")
+    assert "RemoveCgroup" not in names and "Cleanup" not in names
+
+
+@pytest.mark.parametrize("failing", ["CreateCgroup", "SetCgroupLimits", "AttachCgroup"])
+@pytest.mark.parametrize("required", [False, True])
+def test_system_cgroup_failure(failing, required):
+    step = v.OUTCOME[failing][2]
+    intents: list[v.Intent] = []
+    start = ok(system.step(sys_initial(required=required), v.Create())).state
+    s = follow(start, {failing: v.ResFailed(step, 1, "Operation not permitted")}, intents=intents)
+    names = [i.name for i in intents]
+    if not required:
+        assert (s.lc.status, s.res.phase) == ("created", "degraded")
+        assert (s.iso.phase, s.sec.phase) == ("ready", "locked")
+        assert [i for i in intents if isinstance(i, v.Warn)] == [
+            v.Warn(f"cgroup {step} failed (Operation not permitted); running without resource limits")
+        ]
+        assert names.index("Unshare") > names.index(failing)
+        return
+    # Required: setup fails before any namespace is created, and cleanup removes what was created.
+    assert (s.lc.status, s.lc.cleaned, s.res.phase) == ("failed", True, "released")
+    assert "Unshare" not in names and "Warn" not in names
+    assert names.count("Cleanup") == 1
+    after = names[names.index(failing) + 1:]
+    assert after == (["Cleanup"] if failing == "CreateCgroup" else ["Cleanup", "RemoveCgroup"])
+    assert system.advance(s) is None
+    assert ok(system.step(s, v.Remove())).state.lc.status == "removed"
 
 
 @pytest.mark.parametrize("failing", ["LoadSeccomp", "ApplyLandlock"])
@@ -699,18 +1053,88 @@ def test_system_prepared_level_must_match_the_controls(failing):
     assert follow(start, fail).lc.security == "degraded"
 
 
-def test_system_advance_reports_a_failure_as_setup_failed():
+def test_system_advance_reports_a_failure_as_setup_failed_then_cleans_up():
     s = ok(system.step(sys_initial(), v.Create())).state
-    s = follow(s, {"MountFs": v.FsFailed("mount", 19, "No such device")})
-    assert (s.lc.status, s.fs.phase, s.iso.phase) == ("failed", "failed", "waiting")
+    s = follow(s, {"MountFs": v.FsFailed("mount", 19, "No such device")}, stop_before=v.ResRelease)
+    assert (s.lc.status, s.lc.cleaned, s.fs.phase, s.iso.phase) == ("failed", False, "failed", "waiting")
+    assert system.advance(s) == v.ResRelease()
+    s = follow(s)
+    assert (s.lc.status, s.lc.cleaned, s.res.phase) == ("failed", True, "released")
     assert system.advance(s) is None
 
 
+def test_system_cleanup_after_exit_releases_the_cgroup_first():
+    s = follow(ok(system.step(sys_initial(), v.Create())).state)
+    s, intents = run(system, s, v.Start(), v.Attach(), v.Kill("TERM"), v.Exit(143))
+    assert [i.name for i in intents] == ["ExecWorkload", "SendSignal", "Cleanup"]
+    assert (s.lc.status, s.lc.cleaned, s.res.phase) == ("stopped", False, "ready")
+    assert refused(system.step(s, v.Remove())) == (
+        "cannot Remove the container: it is stopped (Remove is allowed only from stopped or failed after cleanup)"
+    )
+    done: list[v.Intent] = []
+    s = follow(s, intents=done)
+    assert done == [v.RemoveCgroup()]
+    assert (s.lc.cleaned, s.res.phase) == (True, "released")
+
+
+def test_system_a_leaked_cgroup_keeps_the_container_until_release_succeeds():
+    s = follow(ok(system.step(sys_initial(required=True), v.Create())).state)
+    s, _ = run(system, s, v.Start(), v.Exit(0))
+    s = follow(s, {"RemoveCgroup": v.ResFailed("release", 16, "Device or resource busy")})
+    assert (s.lc.status, s.lc.cleaned, s.res.phase, s.res.held) == ("stopped", False, "leaked", True)
+    assert system.advance(s) is None  # nothing more happens on its own: `rm --force` retries
+    assert "Remove is allowed only from stopped or failed after cleanup" in refused(system.step(s, v.Remove()))
+    assert "cleanup is done only once the cgroup is released" in refused(system.step(s, v.CleanupDone()))
+    r = ok(system.step(s, v.ResRelease()))
+    assert r.intents == (v.RemoveCgroup(),)
+    s = follow(ok(system.step(r.state, v.ResDone("release"))).state)
+    assert (s.lc.cleaned, s.res.phase) == (True, "released")
+    assert ok(system.step(s, v.Remove())).state.lc.status == "removed"
+
+
+@pytest.mark.parametrize("status", ["creating", "created", "running"])
+def test_system_lost_supervisor_fails_and_is_cleaned_up(status):
+    s = ok(system.step(sys_initial(), v.Create())).state
+    if status != "creating":
+        s = follow(s)
+    if status == "running":
+        s = ok(system.step(s, v.Start())).state
+    r = ok(system.step(s, v.Lost()))
+    assert r.state.lc.status == "failed" and r.intents == (v.Cleanup(),)
+    done: list[v.Intent] = []
+    s = follow(r.state, intents=done)
+    assert done == ([] if status == "creating" else [v.RemoveCgroup()])
+    assert (s.lc.cleaned, s.res.phase) == (True, "released")
+
+
+def test_system_lost_while_a_cgroup_step_is_under_way():
+    s = ok(system.step(sys_initial(), v.Create())).state
+    s = ok(system.step(s, v.ResBegin())).state
+    s = ok(system.step(s, v.Lost())).state
+    assert (s.lc.status, s.res.phase) == ("failed", "creating")
+    assert system.advance(s) is None  # the creation is under way: its outcome comes first
+    r = ok(system.step(s, v.ResDone("create")))
+    assert r.intents == (v.SetCgroupLimits(),)
+    s = follow(ok(system.step(r.state, v.ResDone("limits"))).state)
+    assert (s.lc.cleaned, s.res.phase, s.iso.phase) == (True, "released", "idle")
+
+
+def test_system_attach_only_while_running():
+    s = follow(ok(system.step(sys_initial(), v.Create())).state)
+    assert refused(system.step(s, v.Attach())) == (
+        "cannot Attach the container: it is created (Attach is allowed only from running)"
+    )
+    s = ok(system.step(s, v.Start())).state
+    r = ok(system.step(s, v.Attach()))
+    assert r.state == s and r.intents == ()
+
+
 def test_system_to_tla_is_the_union_of_the_machines():
-    s = sys_initial()
+    s = sys_initial(required=True)
     values = system.to_tla(s)
     for prefix, machine in system.MACHINES.items():
         for k, val in machine.to_tla(getattr(s, prefix)).items():
             assert values[k] == val
-    assert len(values) == 16
+    assert len(values) == 20 and values["res_required"] is True
     assert system.to_tla(system.from_tla(values)) == values
+    assert system.is_initial(system.from_tla(values))

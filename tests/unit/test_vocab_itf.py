@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -17,7 +16,7 @@ from nucleus.driver import Driver, FakeExecutor
 from nucleus.machines import lifecycle
 
 FORMAL = Path(__file__).resolve().parents[2] / "formal"
-SINGLE_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security")
+SINGLE_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "Resources")
 
 
 def _spec_text(module: str) -> str:
@@ -53,6 +52,7 @@ def _arguments(machine: str, action: str) -> tuple[str, ...]:
             "iso": ("Isolation", "StepNames"),
             "fs": ("Filesystem", "StepNames"),
             "sec": ("Security", "Controls"),
+            "res": ("Resources", "StepNames"),
         }[machine]
         return _spec_strings(module, const)
     return ("",)
@@ -131,6 +131,9 @@ SAMPLES = [
     v.ApplyLandlock((("/usr", ("read_file", "read_dir")), ("/tmp", ("write_file",))), 3),
     v.Warn("seccomp could not be applied"),
     v.SendSignal("HUP"),
+    v.ResDone("create", "/sys/fs/cgroup/nucleus/c1"),
+    v.ResFailed("attach", 13, "write cgroup.procs: Permission denied"),
+    v.CreateCgroup("nucleus.slice", "c-0123"),
 ]
 
 
@@ -184,6 +187,14 @@ def test_the_same_action_name_maps_per_machine():
     assert v.event_from_tla("iso", "Begin", "") == v.IsoBegin()
     assert v.event_from_tla("fs", "Begin", "") == v.FsBegin()
     assert v.event_from_tla("sec", "Begin", "") == v.SecBegin()
+    assert v.event_from_tla("res", "Begin", "") == v.ResBegin()
+    # Attach is the lifecycle's (joining a running container) and the cgroup's (moving the setup
+    # process into it): the machine tells them apart.
+    assert v.event_from_tla("lc", "Attach", "") == v.Attach()
+    assert v.event_from_tla("res", "Attach", "") == v.ResAttach()
+    assert v.event_from_tla("res", "Release", "") == v.ResRelease()
+    assert v.event_from_tla("res", "Fail", "release") == v.ResFailed(step="release")
+    assert v.event_from_tla("lc", "Lost", "") == v.Lost()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,11 +206,24 @@ def test_outcome_steps_are_spec_step_names():
         "iso": set(_spec_strings("Isolation", "StepNames")),
         "fs": set(_spec_strings("Filesystem", "StepNames")),
         "sec": set(_spec_strings("Security", "Controls")),
+        "res": set(_spec_strings("Resources", "StepNames")),
     }
+    reported: dict[str, set[str]] = {m: set() for m in steps}
     for name, (ok_cls, bad_cls, step) in v.OUTCOME.items():
         assert name in v.INTENTS
         assert ok_cls.machine == bad_cls.machine
         assert step in steps[ok_cls.machine], f"{name} reports step {step!r}"
+        reported[ok_cls.machine].add(step)
+    # Every step of every spec is reported by some intent (isolation's, fs's chroot included).
+    assert reported == steps
+
+
+def test_cgroup_intents_report_the_resources_steps():
+    assert v.done(v.CreateCgroup("nucleus", "c1")) == v.ResDone(step="create")
+    assert v.done(v.SetCgroupLimits()) == v.ResDone(step="limits")
+    assert v.done(v.AttachCgroup()) == v.ResDone(step="attach")
+    assert v.done(v.RemoveCgroup()) == v.ResDone(step="release")
+    assert v.failed(v.RemoveCgroup(), 16, "busy") == v.ResFailed("release", 16, "busy")
 
 
 def test_every_mount_plan_operation_reports_as_mount():
@@ -225,8 +249,11 @@ def test_done_and_failed(name):
 
 def test_events_and_intents_are_values():
     e = v.Exit(1)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         e.code = 2  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del e.code  # type: ignore[misc]
+    assert e == v.Exit(1)
     assert v.Exit(1) == v.Exit(1) and hash(v.Unshare(("pid",))) == hash(v.Unshare(("pid",)))
 
 
