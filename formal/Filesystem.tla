@@ -6,6 +6,8 @@
 (* (agent mode only), a failed pivot_root becomes a chroot.               *)
 (* Every mount lives in the container's private mount namespace, which    *)
 (* the kernel tears down with its last process: failure needs no unmount. *)
+(* In production the sealed root's mounts are audited before anything    *)
+(* runs; a mismatch is fatal.                                              *)
 (***************************************************************************)
 EXTENDS Naturals
 
@@ -20,16 +22,20 @@ VARIABLES
     fs_allowChroot,
     \* @type: Bool;
     fs_chrooted,
+    \* @type: Bool;
+    fs_audit,
+    \* @type: Bool;
+    fs_audited,
     \* @type: { m: Str, name: Str, arg: Str };
     event
 
 \* The largest plan checked (real plans are longer; the behaviour does not depend on length).
 MaxMounts == 3
-Phases == {"idle", "mounting", "pivoting", "chrooting", "detaching", "sealed", "failed"}
-StepNames == {"mount", "pivot", "chroot", "detach"}
+Phases == {"idle", "mounting", "pivoting", "chrooting", "detaching", "auditing", "sealed", "failed"}
+StepNames == {"mount", "pivot", "chroot", "detach", "audit"}
 
-fs_vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted>>
-vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted, event>>
+fs_vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited>>
+vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited, event>>
 
 FsInit ==
     /\ fs_phase = "idle"
@@ -37,40 +43,50 @@ FsInit ==
     /\ fs_total \in 0..MaxMounts
     /\ fs_allowChroot \in BOOLEAN
     /\ fs_chrooted = FALSE
+    /\ fs_audit \in BOOLEAN
+    /\ fs_audited = FALSE
 
 Expected ==
     CASE fs_phase = "mounting" -> "mount"
       [] fs_phase = "pivoting" -> "pivot"
       [] fs_phase = "chrooting" -> "chroot"
       [] fs_phase = "detaching" -> "detach"
+      [] fs_phase = "auditing" -> "audit"
       [] OTHER -> "none"
+
+\* After the root is sealed (pivot and detach, or chroot): audit first where asked.
+Sealing == IF fs_audit THEN "auditing" ELSE "sealed"
 
 Begin ==
     /\ fs_phase = "idle"
     /\ fs_phase' = IF fs_total = 0 THEN "pivoting" ELSE "mounting"
-    /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot, fs_chrooted>>
+    /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited>>
 
 Done(s) ==
     /\ Expected = s
     /\ \/ /\ s = "mount"
           /\ fs_mounted' = fs_mounted + 1
           /\ fs_phase' = IF fs_mounted + 1 < fs_total THEN "mounting" ELSE "pivoting"
-          /\ UNCHANGED <<fs_total, fs_allowChroot, fs_chrooted>>
+          /\ UNCHANGED <<fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited>>
        \/ /\ s = "pivot"
           /\ fs_phase' = "detaching"
-          /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot, fs_chrooted>>
+          /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited>>
        \/ /\ s = "chroot"
-          /\ fs_phase' = "sealed"
+          /\ fs_phase' = Sealing
           /\ fs_chrooted' = TRUE
-          /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot>>
+          /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot, fs_audit, fs_audited>>
        \/ /\ s = "detach"
+          /\ fs_phase' = Sealing
+          /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited>>
+       \/ /\ s = "audit"
           /\ fs_phase' = "sealed"
-          /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot, fs_chrooted>>
+          /\ fs_audited' = TRUE
+          /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit>>
 
 Fail(s) ==
     /\ Expected = s
     /\ fs_phase' = IF s = "pivot" /\ fs_allowChroot THEN "chrooting" ELSE "failed"
-    /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot, fs_chrooted>>
+    /\ UNCHANGED <<fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited>>
 
 Ev(name, arg) == event' = [m |-> "fs", name |-> name, arg |-> arg]
 
@@ -90,16 +106,20 @@ TypeOK ==
     /\ fs_total \in 0..MaxMounts
     /\ fs_allowChroot \in BOOLEAN
     /\ fs_chrooted \in BOOLEAN
+    /\ fs_audit \in BOOLEAN
+    /\ fs_audited \in BOOLEAN
 
 PivotOnlyAfterPlan ==
-    fs_phase \in {"pivoting", "chrooting", "detaching", "sealed"} => fs_mounted = fs_total
+    fs_phase \in {"pivoting", "chrooting", "detaching", "auditing", "sealed"} => fs_mounted = fs_total
 ChrootOnlyIfAllowed == fs_chrooted => fs_allowChroot
-ChrootOnlyWhenSealed == fs_chrooted => fs_phase = "sealed"
+ChrootOnlyWhenSealed == fs_chrooted => fs_phase \in {"auditing", "sealed", "failed"}
 MountsOnlyWhileMounting == fs_phase = "idle" => fs_mounted = 0
+SealedMeansAudited == (fs_phase = "sealed" /\ fs_audit) => fs_audited
+AuditedOnlyIfAsked == fs_audited => fs_audit
 
 Inv ==
     /\ TypeOK /\ PivotOnlyAfterPlan /\ ChrootOnlyIfAllowed /\ ChrootOnlyWhenSealed
-    /\ MountsOnlyWhileMounting
+    /\ MountsOnlyWhileMounting /\ SealedMeansAudited /\ AuditedOnlyIfAsked
 
 (* Temporal: a sealed root stays sealed. *)
 SealedStays == [][fs_phase = "sealed" => fs_phase' = "sealed"]_vars

@@ -2,8 +2,9 @@
 (***************************************************************************)
 (* The container lifecycle, mirrored by nucleus/machines/lifecycle.py.     *)
 (* none -> creating -> created -> running -> stopped -> removed; failed is *)
-(* reachable from creating and created, and on Lost from any active one. Host resources are held from      *)
-(* Create until CleanupDone, and Remove requires them released.            *)
+(* reachable from creating and created, and (Lost) from any active       *)
+(* status. Host resources are held from Create until CleanupDone, and     *)
+(* Remove requires them released.                                         *)
 (***************************************************************************)
 EXTENDS Naturals
 

@@ -3,13 +3,16 @@
 (* Security controls, mirrored by nucleus/machines/security.py.           *)
 (* Capabilities dropped -> seccomp loaded -> Landlock applied; each is    *)
 (* irreversible. A capability failure is always fatal; a seccomp or       *)
-(* Landlock failure is fatal unless degraded security is allowed.         *)
+(* Landlock failure is fatal unless degraded security is allowed; in the *)
+(* strict modes (strict-agent, production) nothing is ever degraded.      *)
 (***************************************************************************)
 EXTENDS Naturals
 
 VARIABLES
     \* @type: Bool;
     sec_allowDegraded,
+    \* @type: Bool;
+    sec_strict,
     \* @type: Str;
     sec_phase,
     \* @type: Set(Str);
@@ -24,11 +27,14 @@ Degradable == {"seccomp", "landlock"}
 Phases == {"idle", "caps", "seccomp", "landlock", "locked", "failed"}
 NextPhase(c) == CASE c = "caps" -> "seccomp" [] c = "seccomp" -> "landlock" [] OTHER -> "locked"
 
-sec_vars == <<sec_allowDegraded, sec_phase, sec_applied, sec_degraded>>
-vars == <<sec_allowDegraded, sec_phase, sec_applied, sec_degraded, event>>
+sec_vars == <<sec_allowDegraded, sec_strict, sec_phase, sec_applied, sec_degraded>>
+vars == <<sec_allowDegraded, sec_strict, sec_phase, sec_applied, sec_degraded, event>>
 
+\* Both flags range freely: validation never lets a strict mode allow degraded security, and
+\* the machine must fail closed even if it did.
 SecInit ==
     /\ sec_allowDegraded \in BOOLEAN
+    /\ sec_strict \in BOOLEAN
     /\ sec_phase = "idle"
     /\ sec_applied = {}
     /\ sec_degraded = {}
@@ -36,24 +42,24 @@ SecInit ==
 Begin ==
     /\ sec_phase = "idle"
     /\ sec_phase' = "caps"
-    /\ UNCHANGED <<sec_allowDegraded, sec_applied, sec_degraded>>
+    /\ UNCHANGED <<sec_allowDegraded, sec_strict, sec_applied, sec_degraded>>
 
 Done(c) ==
     /\ sec_phase = c
     /\ c \in Controls
     /\ sec_applied' = sec_applied \union {c}
     /\ sec_phase' = NextPhase(c)
-    /\ UNCHANGED <<sec_allowDegraded, sec_degraded>>
+    /\ UNCHANGED <<sec_allowDegraded, sec_strict, sec_degraded>>
 
 Fail(c) ==
     /\ sec_phase = c
     /\ c \in Controls
-    /\ IF c \in Degradable /\ sec_allowDegraded
+    /\ IF c \in Degradable /\ sec_allowDegraded /\ ~sec_strict
        THEN /\ sec_degraded' = sec_degraded \union {c}
             /\ sec_phase' = NextPhase(c)
        ELSE /\ sec_phase' = "failed"
             /\ UNCHANGED sec_degraded
-    /\ UNCHANGED <<sec_allowDegraded, sec_applied>>
+    /\ UNCHANGED <<sec_allowDegraded, sec_strict, sec_applied>>
 
 Ev(name, arg) == event' = [m |-> "sec", name |-> name, arg |-> arg]
 
@@ -71,6 +77,7 @@ Level == IF sec_degraded = {} THEN "enforced" ELSE "degraded"
 (* Invariants: the same names as in the machine. *)
 TypeOK ==
     /\ sec_allowDegraded \in BOOLEAN
+    /\ sec_strict \in BOOLEAN
     /\ sec_phase \in Phases
     /\ sec_applied \subseteq Controls
     /\ sec_degraded \subseteq Degradable
@@ -79,11 +86,14 @@ InOrder ==
     /\ "seccomp" \in (sec_applied \union sec_degraded) => "caps" \in sec_applied
     /\ "landlock" \in (sec_applied \union sec_degraded) => "seccomp" \in (sec_applied \union sec_degraded)
 DegradedOnlyIfAllowed == sec_degraded # {} => sec_allowDegraded
+StrictNeverDegraded == sec_strict => sec_degraded = {}
 LockedMeansAllControls ==
     sec_phase = "locked" => (sec_applied \union sec_degraded = Controls /\ "caps" \in sec_applied)
 NeverBoth == sec_applied \intersect sec_degraded = {}
 
-Inv == TypeOK /\ InOrder /\ DegradedOnlyIfAllowed /\ LockedMeansAllControls /\ NeverBoth
+Inv ==
+    /\ TypeOK /\ InOrder /\ DegradedOnlyIfAllowed /\ StrictNeverDegraded /\ LockedMeansAllControls
+    /\ NeverBoth
 
 (* Temporal: a control once applied is never lifted. *)
 Irreversible == [][sec_applied \subseteq sec_applied' /\ sec_degraded \subseteq sec_degraded']_vars

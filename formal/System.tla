@@ -32,7 +32,13 @@ VARIABLES
     \* @type: Bool;
     fs_chrooted,
     \* @type: Bool;
+    fs_audit,
+    \* @type: Bool;
+    fs_audited,
+    \* @type: Bool;
     sec_allowDegraded,
+    \* @type: Bool;
+    sec_strict,
     \* @type: Str;
     sec_phase,
     \* @type: Set(Str);
@@ -58,8 +64,8 @@ RES == INSTANCE Resources
 
 lc_vars == <<lc_status, lc_security, lc_cleaned, lc_removed>>
 iso_vars == <<iso_rootless, iso_phase, iso_done>>
-fs_vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted>>
-sec_vars == <<sec_allowDegraded, sec_phase, sec_applied, sec_degraded>>
+fs_vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited>>
+sec_vars == <<sec_allowDegraded, sec_strict, sec_phase, sec_applied, sec_degraded>>
 res_vars == <<res_required, res_phase, res_held, res_limited>>
 vars == <<lc_vars, iso_vars, fs_vars, sec_vars, res_vars, event>>
 

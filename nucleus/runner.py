@@ -197,8 +197,10 @@ def build(spec: ContainerSpec, facts: HostFacts, context: str | None, cid: str =
     state = system.initial(
         isolation.initial(rootless=rootless, namespaces=namespaces, hostname=hostname,
                           uid_map=uid_map, gid_map=gid_map),
-        filesystem.initial(plan(spec, layout, hostname), rootfs_dir, spec.allow_chroot_fallback),
-        security.initial(spec.allow_degraded_security, program_sha256=sha, landlock_rules=rules,
+        filesystem.initial(plan(spec, layout, hostname), rootfs_dir, spec.allow_chroot_fallback,
+                           audit=tuple((r.path, tuple(r.flags), r.required) for r in modes.mount_audit(spec.service_mode))),
+        security.initial(spec.allow_degraded_security, strict=spec.service_mode != "agent",
+                         program_sha256=sha, landlock_rules=rules,
                          log_denied=log_denied, landlock_min_abi=min_abi, keep_caps=keep),
         resources.initial(required=modes.cgroups_required(spec.service_mode), name=cid,
                           parent=spec.limits.cgroup_parent, limits=spec.limits),

@@ -498,6 +498,14 @@ class DetachOldRoot(Intent):
     where: ClassVar[str] = "child"
 
 
+@dataclass(frozen=True)
+class AuditMounts(Intent):
+    """Inside the sealed root: every rule's path must sit on a mount carrying its flags."""
+
+    where: ClassVar[str] = "child"
+    rules: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
+
+
 # Security intents
 @dataclass(frozen=True)
 class DropCapabilities(Intent):
@@ -569,7 +577,7 @@ INTENTS: dict[str, type[Intent]] = {
     for cls in (
         SpawnChild, Unshare, ForkInit, SetHostname, LoopbackUp, EnterUserNamespace, WriteIdMaps,
         BecomeRoot, SetPropagation, MountFs, BindMount, RemountFs, MakeDirs, MakeSymlinks, CopyTree, VerifyTree, MaskPaths,
-        WriteFile, PivotRoot, Chroot, DetachOldRoot, DropCapabilities, LoadSeccomp, ApplyLandlock,
+        WriteFile, PivotRoot, Chroot, DetachOldRoot, AuditMounts, DropCapabilities, LoadSeccomp, ApplyLandlock,
         Warn, ExecWorkload, SendSignal, Cleanup, CreateCgroup, SetCgroupLimits, AttachCgroup,
         RemoveCgroup,
     )
@@ -629,6 +637,7 @@ OUTCOME: dict[str, tuple[type[Event], type[Event], str]] = {
     "PivotRoot": (*_FS, "pivot"),
     "Chroot": (*_FS, "chroot"),
     "DetachOldRoot": (*_FS, "detach"),
+    "AuditMounts": (*_FS, "audit"),
     "DropCapabilities": (*_SEC, "caps"),
     "LoadSeccomp": (*_SEC, "seccomp"),
     "ApplyLandlock": (*_SEC, "landlock"),

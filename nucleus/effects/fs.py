@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import re
 import stat
 
 from nucleus import vocab as v
@@ -16,6 +17,7 @@ MS_FLAGS = {
     "rdonly": k.MS_RDONLY, "nosuid": k.MS_NOSUID, "nodev": k.MS_NODEV, "noexec": k.MS_NOEXEC,
     "relatime": k.MS_RELATIME, "noatime": k.MS_NOATIME, "strictatime": k.MS_STRICTATIME,
 }
+_OCTAL = re.compile(r"\\([0-7]{3})")
 PROPAGATION = {"private": k.MS_PRIVATE, "slave": k.MS_SLAVE, "shared": k.MS_SHARED}
 
 
@@ -215,6 +217,36 @@ def detach_old_root(op: v.DetachOldRoot) -> None:  # noqa: ARG001
     os.chdir("/")
 
 
+def audit_mounts(op: v.AuditMounts) -> None:
+    """Check each rule against /proc/self/mountinfo: the mount holding the path (after resolving
+    symlinks) must carry the rule's flags. Every problem is reported at once."""
+    mounts = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            # Octal escapes (\040 for a space); no codec lookup: this runs after pivot_root.
+            point = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+            mounts.append((point, set(fields[5].split(","))))
+    problems = []
+    for path, flags, required in op.rules:
+        if not os.path.lexists(path):
+            if required:
+                problems.append(f"{path}: missing")
+            continue
+        real = os.path.realpath(path)
+        holder = max((m for m in mounts if real == m[0] or real.startswith(m[0].rstrip("/") + "/")),
+                     key=lambda m: len(m[0]), default=None)
+        if holder is None:
+            problems.append(f"{path}: on no mount")
+            continue
+        have = {"rdonly" if "ro" in holder[1] else "rw"} | (holder[1] & {"nosuid", "nodev", "noexec"})
+        lacking = [flag for flag in flags if flag not in have]
+        if lacking:
+            problems.append(f"{path} (mount {holder[0]}): lacks {', '.join(lacking)}")
+    if problems:
+        raise OSError(errno.EPERM, "mount audit: " + "; ".join(problems))
+
+
 def chroot(op: v.Chroot) -> None:
     """Move the new root over "/" and chroot into it (switch_root): the root is then the top of
     the mount namespace's root, so the kernel still allows a new user namespace afterwards
@@ -238,5 +270,6 @@ EFFECTS = {
     "MaskPaths": mask_paths,
     "PivotRoot": pivot_root,
     "DetachOldRoot": detach_old_root,
+    "AuditMounts": audit_mounts,
     "Chroot": chroot,
 }

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from nucleus import vocab as v
 from nucleus.machines.base import Refused, Step
 
-PHASES = ("idle", "mounting", "pivoting", "chrooting", "detaching", "sealed", "failed")
+PHASES = ("idle", "mounting", "pivoting", "chrooting", "detaching", "auditing", "sealed", "failed")
 
 
 @dataclass(frozen=True)
@@ -27,19 +27,27 @@ class FilesystemState:
     phase: str = "idle"
     mounted: int = 0
     chrooted: bool = False
+    audit: tuple[tuple[str, tuple[str, ...], bool], ...] = ()  # (path, flags, required); production
+    audited: bool = False
+
+    @property
+    def audits(self) -> bool:
+        return bool(self.audit)
 
     @property
     def total(self) -> int:
         return len(self.plan)
 
 
-def initial(plan: tuple[v.Intent, ...], new_root: str, allow_chroot: bool = False) -> FilesystemState:
-    return FilesystemState(plan=plan, new_root=new_root, allow_chroot=allow_chroot)
+def initial(plan: tuple[v.Intent, ...], new_root: str, allow_chroot: bool = False,
+            audit: tuple[tuple[str, tuple[str, ...], bool], ...] = ()) -> FilesystemState:
+    return FilesystemState(plan=plan, new_root=new_root, allow_chroot=allow_chroot, audit=audit)
 
 
 def _expected(state: FilesystemState) -> str | None:
     return {
         "mounting": "mount", "pivoting": "pivot", "chrooting": "chroot", "detaching": "detach",
+        "auditing": "audit",
     }.get(state.phase)
 
 
@@ -73,9 +81,12 @@ def step(state: FilesystemState, event: v.Event) -> Step | Refused:
                 return Step(replace(state, mounted=mounted, phase="pivoting"), (v.PivotRoot(state.new_root),))
             if name == "pivot":
                 return Step(replace(state, phase="detaching"), (v.DetachOldRoot(),))
-            if name == "chroot":
-                return Step(replace(state, phase="sealed", chrooted=True))
-            return Step(replace(state, phase="sealed"))  # detach
+            if name == "audit":
+                return Step(replace(state, phase="sealed", audited=True))
+            chrooted = state.chrooted or name == "chroot"
+            if state.audits:  # production: check every mount's flags before anything runs
+                return Step(replace(state, phase="auditing", chrooted=chrooted), (v.AuditMounts(state.audit),))
+            return Step(replace(state, phase="sealed", chrooted=chrooted))  # chroot or detach
     return Refused(f"the filesystem has no action {event.name}")
 
 
@@ -87,6 +98,7 @@ def to_tla(state: FilesystemState) -> dict[str, object]:
     return {
         "fs_phase": state.phase, "fs_mounted": state.mounted, "fs_total": state.total,
         "fs_allowChroot": state.allow_chroot, "fs_chrooted": state.chrooted,
+        "fs_audit": state.audits, "fs_audited": state.audited,
     }
 
 
@@ -96,6 +108,8 @@ def from_tla(values: dict[str, object]) -> FilesystemState:
         plan=tuple(v.MakeDirs(root="/", paths=(f"step{i}",)) for i in range(total)),
         new_root="/newroot", allow_chroot=bool(values["fs_allowChroot"]), phase=str(values["fs_phase"]),
         mounted=int(values["fs_mounted"]), chrooted=bool(values["fs_chrooted"]),  # type: ignore[call-overload]
+        audit=(("/", ("nosuid",), True),) if values["fs_audit"] else (),
+        audited=bool(values["fs_audited"]),
     )
 
 
@@ -105,7 +119,7 @@ def TypeOK(s: FilesystemState) -> bool:  # noqa: N802
 
 
 def PivotOnlyAfterPlan(s: FilesystemState) -> bool:  # noqa: N802
-    return s.phase not in ("pivoting", "chrooting", "detaching", "sealed") or s.mounted == s.total
+    return s.phase not in ("pivoting", "chrooting", "detaching", "auditing", "sealed") or s.mounted == s.total
 
 
 def ChrootOnlyIfAllowed(s: FilesystemState) -> bool:  # noqa: N802
@@ -113,16 +127,27 @@ def ChrootOnlyIfAllowed(s: FilesystemState) -> bool:  # noqa: N802
 
 
 def ChrootOnlyWhenSealed(s: FilesystemState) -> bool:  # noqa: N802
-    return not s.chrooted or s.phase == "sealed"
+    return not s.chrooted or s.phase in ("auditing", "sealed", "failed")
+
+
+def SealedMeansAudited(s: FilesystemState) -> bool:  # noqa: N802
+    return not (s.phase == "sealed" and s.audits) or s.audited
+
+
+def AuditedOnlyIfAsked(s: FilesystemState) -> bool:  # noqa: N802
+    return not s.audited or s.audits
 
 
 def MountsOnlyWhileMounting(s: FilesystemState) -> bool:  # noqa: N802
     return s.phase != "idle" or s.mounted == 0
 
 
-INVARIANTS = (TypeOK, PivotOnlyAfterPlan, ChrootOnlyIfAllowed, ChrootOnlyWhenSealed, MountsOnlyWhileMounting)
+INVARIANTS = (
+    TypeOK, PivotOnlyAfterPlan, ChrootOnlyIfAllowed, ChrootOnlyWhenSealed, MountsOnlyWhileMounting,
+    SealedMeansAudited, AuditedOnlyIfAsked,
+)
 
 
 def candidate_events(state: FilesystemState) -> list[v.Event]:
-    names = ("mount", "pivot", "chroot", "detach")
+    names = ("mount", "pivot", "chroot", "detach", "audit")
     return [v.FsBegin()] + [v.FsDone(n) for n in names] + [v.FsFailed(n) for n in names]

@@ -3,7 +3,8 @@
 Capabilities are dropped, then the seccomp filter is loaded, then Landlock restricts the
 filesystem; each step is irreversible. A capability failure is always fatal. A seccomp or Landlock
 failure is fatal unless degraded security was explicitly allowed, in which case it is recorded as
-degraded and reported as a warning.
+degraded and reported as a warning. In the strict modes (strict-agent, production) nothing is ever
+degraded: the machine fails closed even if degraded security was somehow allowed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ DEGRADABLE = ("seccomp", "landlock")
 @dataclass(frozen=True)
 class SecurityState:
     allow_degraded: bool = False
+    strict: bool = False  # strict-agent and production: nothing may be degraded, whatever else says
     phase: str = "idle"
     applied: frozenset[str] = frozenset()
     degraded: frozenset[str] = frozenset()
@@ -36,8 +38,8 @@ class SecurityState:
         return "degraded" if self.degraded else "enforced"
 
 
-def initial(allow_degraded: bool = False, **params: object) -> SecurityState:
-    return SecurityState(allow_degraded=allow_degraded, **params)  # type: ignore[arg-type]
+def initial(allow_degraded: bool = False, strict: bool = False, **params: object) -> SecurityState:
+    return SecurityState(allow_degraded=allow_degraded, strict=strict, **params)  # type: ignore[arg-type]
 
 
 def _intent(state: SecurityState, control: str) -> v.Intent:
@@ -69,7 +71,7 @@ def step(state: SecurityState, event: v.Event) -> Step | Refused:
                 )
             if isinstance(event, v.SecDone):
                 return _after(replace(state, applied=state.applied | {name}), name)
-            if name in DEGRADABLE and state.allow_degraded:
+            if name in DEGRADABLE and state.allow_degraded and not state.strict:
                 warn = v.Warn(
                     f"{name} could not be applied ({event.message}); continuing with degraded "
                     "security because --allow-degraded-security was given"
@@ -85,14 +87,15 @@ def is_initial(state: SecurityState) -> bool:
 
 def to_tla(state: SecurityState) -> dict[str, object]:
     return {
-        "sec_allowDegraded": state.allow_degraded, "sec_phase": state.phase,
+        "sec_allowDegraded": state.allow_degraded, "sec_strict": state.strict, "sec_phase": state.phase,
         "sec_applied": state.applied, "sec_degraded": state.degraded,
     }
 
 
 def from_tla(values: dict[str, object]) -> SecurityState:
     return SecurityState(
-        allow_degraded=bool(values["sec_allowDegraded"]), phase=str(values["sec_phase"]),
+        allow_degraded=bool(values["sec_allowDegraded"]), strict=bool(values["sec_strict"]),
+        phase=str(values["sec_phase"]),
         applied=frozenset(values["sec_applied"]), degraded=frozenset(values["sec_degraded"]),  # type: ignore[arg-type]
     )
 
@@ -113,6 +116,10 @@ def DegradedOnlyIfAllowed(s: SecurityState) -> bool:  # noqa: N802
     return not s.degraded or s.allow_degraded
 
 
+def StrictNeverDegraded(s: SecurityState) -> bool:  # noqa: N802
+    return not s.strict or not s.degraded
+
+
 def LockedMeansAllControls(s: SecurityState) -> bool:  # noqa: N802
     return s.phase != "locked" or (s.applied | s.degraded == set(CONTROLS) and "caps" in s.applied)
 
@@ -121,7 +128,7 @@ def NeverBoth(s: SecurityState) -> bool:  # noqa: N802
     return not (s.applied & s.degraded)
 
 
-INVARIANTS = (TypeOK, InOrder, DegradedOnlyIfAllowed, LockedMeansAllControls, NeverBoth)
+INVARIANTS = (TypeOK, InOrder, DegradedOnlyIfAllowed, StrictNeverDegraded, LockedMeansAllControls, NeverBoth)
 
 
 def candidate_events(state: SecurityState) -> list[v.Event]:

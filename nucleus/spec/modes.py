@@ -281,9 +281,10 @@ class MountRule(NamedTuple):
 
 _MOUNT_AUDIT = (
     MountRule("/", ("nosuid", "nodev")),
-    MountRule("/bin", ("rdonly", "nosuid", "nodev")),
-    MountRule("/usr", ("rdonly", "nosuid", "nodev")),
-    MountRule("/etc", ("rdonly", "nosuid", "nodev")),
+    # A closure may lack any of these; where one exists it must be read-only.
+    MountRule("/bin", ("rdonly", "nosuid", "nodev"), required=False),
+    MountRule("/usr", ("rdonly", "nosuid", "nodev"), required=False),
+    MountRule("/etc", ("rdonly", "nosuid", "nodev"), required=False),
     MountRule("/proc", ("nosuid", "nodev", "noexec")),
     MountRule("/run/secrets", ("nosuid", "nodev", "noexec"), required=False),
 )

@@ -322,7 +322,8 @@ def test_runtime_answers_per_mode():
     assert [m.proc_hidepid(x) for x in m.SERVICE_MODES] == [0, 0, 2]
     assert m.mount_audit("agent") == m.mount_audit("strict-agent") == ()
     audit = {r.path: r for r in m.mount_audit("production")}
-    assert audit["/bin"].flags == ("rdonly", "nosuid", "nodev") and audit["/bin"].required
+    assert audit["/bin"].flags == ("rdonly", "nosuid", "nodev") and not audit["/bin"].required
+    assert audit["/"].required and audit["/proc"].required
     assert audit["/proc"].flags == ("nosuid", "nodev", "noexec")
     assert not audit["/run/secrets"].required
     with pytest.raises(ValueError, match="unknown service mode 'prod'"):
