@@ -14,7 +14,8 @@ help: ## list the targets
 setup: ## install system packages (as root, Debian) and a virtualenv with nucleus and its test tools
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    libseccomp2 iproute2 python3-venv >/dev/null; fi
+	    libseccomp2 iproute2 python3-venv python3 gcc libc6-dev util-linux \
+	    runc crun bubblewrap runsc >/dev/null; fi
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	@$(BIN)/python -m compileall -q nucleus >/dev/null  # bytecode, even where PYTHONDONTWRITEBYTECODE is set
