@@ -127,14 +127,14 @@ def signal_name(text: str) -> str:
     return name
 
 
-def kill(ref: str, sig: str) -> dict[str, Any]:
+def kill(ref: str, sig: str, action: str = "kill") -> dict[str, Any]:
     from nucleus.driver import Driver
     from nucleus.machines import system
 
     record = find(ref)
-    authorize(record, "kill")
+    authorize(record, action)
     if not supervisor_alive(record):
-        raise RuntimeFailure(f"cannot kill container {record['name']!r}: it is {view(record)['status']}")
+        raise RuntimeFailure(f"cannot {action} container {record['name']!r}: it is {view(record)['status']}")
     driver = Driver(system, _machine(record), _executor(record))
     result = driver.feed(v.Kill(sig))
     if isinstance(result, Refused):
@@ -154,11 +154,26 @@ def _wait_done(record: dict[str, Any], timeout: float) -> bool:
     return False
 
 
+def _wait_finished(record: dict[str, Any], timeout: float) -> bool:
+    """Wait until the supervisor has finished: released what it held and exited."""
+    store = _store()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = store.read(record["id"])
+        if current is None or not supervisor_alive(current):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def stop(ref: str, timeout: float) -> dict[str, Any]:
-    record = kill(ref, "TERM")
+    record = kill(ref, "TERM", action="stop")
     if not _wait_done(record, timeout):
-        kill(record["id"], "KILL")
-        _wait_done(record, 10)
+        try:
+            kill(record["id"], "KILL", action="stop")
+        except RuntimeFailure:  # it stopped meanwhile
+            pass
+    _wait_finished(record, 10)
     return record
 
 
@@ -173,12 +188,22 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
         if not force:
             raise RuntimeFailure(
                 f"cannot remove container {record['name']!r}: it is {view(record)['status']}",
-                hint=f"stop it first (nucleus stop {record['name']}), or use nucleus rm --force {record['name']}",
+                hint=(f"stop it first (nucleus stop {record['name']}), or use nucleus rm --force {record['name']}"
+                      if supervisor_alive(record) else
+                      f"nucleus rm --force {record['name']} reclaims what its supervisor left"),
             )
-        if supervisor_alive(record):
-            kill(record["id"], "KILL")
-            _wait_done(record, 10)
-            record = store.read(record["id"]) or record
+    if supervisor_alive(record):
+        if record.get("status") in ACTIVE:
+            try:
+                kill(record["id"], "KILL", action="remove")
+            except RuntimeFailure:  # it stopped meanwhile
+                pass
+        # Its supervisor releases what it holds, then exits: let it finish first.
+        _wait_finished(record, 15)
+        current = store.read(record["id"])
+        if current is None:  # a foreground run's supervisor removes its own record
+            return record
+        record = current
     cleaned = record.get("machines", {}).get("lc_cleaned", True)
     if record.get("status") in ACTIVE or not cleaned:
         # The supervisor is gone (or its cleanup failed): reclaim what it held (processes,
@@ -189,7 +214,14 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
         # A cgroup step the dead supervisor had under way will never report: it failed.
         under_way = {"creating": "create", "limiting": "limits", "attaching": "attach",
                      "releasing": "release"}.get(driver.state.res.phase)
-        if under_way is not None:
+        if under_way == "release":
+            try:
+                driver.executor.remove_cgroup()
+            except OSError as e:
+                driver.feed(v.ResFailed("release", e.errno or 0, str(e)))
+            else:
+                driver.feed(v.ResDone("release"))
+        elif under_way is not None:
             driver.feed(v.ResFailed(under_way, 0, "the supervisor was lost during it"))
         driver.settle()
         state = driver.state
@@ -264,17 +296,24 @@ def log_lines(ref: str, lines: int | None) -> tuple[dict[str, Any], list[str]]:
         raise RuntimeFailure(f"container {record['name']!r} has no log: it runs in the foreground",
                              hint="its output goes to the terminal that started it")
     try:
-        with open(path, errors="replace") as f:
-            text = f.read().splitlines()
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
-        text = []
+        data = b""
+    except PermissionError as e:
+        raise RuntimeFailure(f"cannot read the log of container {record['name']!r}: {path}: {e.strerror}",
+                             hint="only its creator or root may read it") from None
+    # Complete lines only: a line still being written is for follow() to finish.
+    end = data.rfind(b"\n") + 1
+    record["log_offset"] = end
+    text = data[:end].decode(errors="replace").splitlines()
     return record, (text[-lines:] if lines else text)
 
 
 def follow(record: dict[str, Any], out) -> None:
     store = _store()
     with open(record["log_path"], "rb") as f:
-        f.seek(0, os.SEEK_END)
+        f.seek(record.get("log_offset", 0))
         while True:
             chunk = f.read()
             if chunk:

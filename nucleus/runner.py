@@ -238,7 +238,7 @@ class StateRecorder:
         # Written when the lifecycle changes status or a cgroup comes to be held or released: a
         # later rm --force rebuilds the machine from this (and sweeps for a cgroup created just
         # before a crash).
-        key = (state.lc.status, state.res.held)
+        key = (state.lc.status, state.res.held, state.lc.cleaned)
         if key == self.status:
             return
         self.status = key
@@ -382,7 +382,7 @@ def run(spec: ContainerSpec, trace_path: str | None = None) -> int:
         except BaseException as e:  # noqa: BLE001 - report to the waiting CLI, never unwind
             message = e.render() if hasattr(e, "render") else f"error: {type(e).__name__}: {e}"
             try:
-                os.write(w, ("fail " + message).encode())
+                os.write(w, f"fail {getattr(e, 'exit_code', 1)} {message}".encode())
             except OSError:
                 pass
             code = getattr(e, "exit_code", 1)
@@ -398,10 +398,17 @@ def run(spec: ContainerSpec, trace_path: str | None = None) -> int:
         print(answer[3:].strip())
         return 0
     os.waitpid(pid, 0)
-    message = answer[5:] if answer.startswith("fail ") else "error: the supervisor exited before the container started"
+    if store.read(cid) is None:  # refused before its record was written: only its log is left
+        store.delete(cid)
+    code, message = 1, "error: the supervisor exited before the container started"
+    if answer.startswith("fail "):
+        word, _, message = answer[5:].partition(" ")
+        code = int(word)
     if message.startswith("error: "):
         message = message[7:]
-    raise RuntimeFailure(message.split("\nhint: ")[0], hint=message.split("\nhint: ")[1] if "\nhint: " in message else None)
+    error = RuntimeFailure(message.split("\nhint: ")[0], hint=message.split("\nhint: ")[1] if "\nhint: " in message else None)
+    error.exit_code = code
+    raise error
 
 
 def _supervise(spec, facts, context, store, cid, trace_path, ready_fd, log_path) -> int:
@@ -462,7 +469,7 @@ def _supervise(spec, facts, context, store, cid, trace_path, ready_fd, log_path)
             record["reason"] = "oom-killed"
         elif code > 128:
             record["reason"] = f"killed by signal {code - 128}"
-        if executor.oom_killed:
+        if record.get("reason"):
             with store.locked():
                 store.write(record)
         if not spec.detach and driver.state.lc.cleaned:

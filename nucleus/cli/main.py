@@ -210,7 +210,7 @@ def stats(containers: tuple[str, ...], fmt: str) -> None:
 
     for r in rows:
         r["id"] = r["id"][:12]
-        r["mem"] = f"{size(r.get('memory_current'))} / {size(r.get('memory_max')) or 'unlimited'}"
+        r["mem"] = f"{size(r.get('memory_current')) or '-'} / {size(r.get('memory_max')) or 'unlimited'}"
         usage = r.get("cpu_usage_usec")
         r["cpu"] = None if usage is None else f"{usage / 1e6:.2f}s"
         r["throttled"] = r.get("cpu_nr_throttled")

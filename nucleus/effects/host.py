@@ -184,7 +184,10 @@ class HostExecutor:
 
     def send_signal(self, name: str) -> None:
         if self.init_pid is not None:
-            os.kill(self.init_pid, getattr(signal, f"SIG{name}"))
+            try:
+                os.kill(self.init_pid, getattr(signal, f"SIG{name}"))
+            except ProcessLookupError:  # it ended meanwhile; its supervisor records the exit
+                pass
 
     def cleanup(self) -> None:
         """End every process of the container (PID 1 takes its namespace down with it) and

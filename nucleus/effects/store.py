@@ -64,6 +64,11 @@ class Store:
             fd = os.open(self.path(cid), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
+        except PermissionError as e:
+            from nucleus.errors import RuntimeFailure
+
+            raise RuntimeFailure(f"cannot read {self.path(cid)}: {e.strerror}",
+                                 hint="containers are managed by the user who started them, or root") from None
         with os.fdopen(fd) as f:
             try:
                 return json.load(f)
@@ -75,6 +80,11 @@ class Store:
             names = sorted(os.listdir(self.dir))
         except FileNotFoundError:
             return []
+        except PermissionError as e:
+            from nucleus.errors import RuntimeFailure
+
+            raise RuntimeFailure(f"cannot read the state directory {self.dir}: {e.strerror}",
+                                 hint="containers are managed by the user who started them, or root") from None
         out = []
         for name in names:
             if name.endswith(".json"):

@@ -170,7 +170,7 @@ def parse_size(text: str | int, flag: str) -> int:
         scale = 10 ** len(frac)
         value = (int(whole) * scale + int(frac or "0")) * _UNITS[unit] // scale
     if value > MAX_SIZE:
-        raise InvalidInput(f"{flag} {str(text)!r}: too large", hint="at most 8191T (2^63-1 bytes)")
+        raise InvalidInput(f"{flag} {str(text)!r}: too large", hint="at most 8388607T (2^63-1 bytes)")
     return value
 
 

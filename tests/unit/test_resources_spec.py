@@ -38,7 +38,7 @@ def test_parse_size_needs_whole_bytes_and_fits_64_bits():
     assert (e.message, e.hint) == ("--memlock '1.5': not a whole number of bytes",
                                    "give whole bytes, or a suffix such as 1.5K")
     e = error(parse_size, "9000000T", "--swap")
-    assert (e.message, e.hint) == ("--swap '9000000T': too large", "at most 8191T (2^63-1 bytes)")
+    assert (e.message, e.hint) == ("--swap '9000000T': too large", "at most 8388607T (2^63-1 bytes)")
     assert error(parse_size, True, "--memory").message == "--memory True: not a size"
 
 
