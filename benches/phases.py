@@ -196,7 +196,7 @@ def main() -> int:
     mark("main")
     code = 0
     try:
-        cli_main.main()
+        code = cli_main.run_cli()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     mark("main returned")

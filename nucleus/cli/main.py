@@ -363,7 +363,8 @@ def trace_replay(files: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
-def main() -> None:
+def run_cli() -> int:
+    """The CLI: returns the exit status (errors leave through SystemExit with theirs)."""
     try:
         rv = cli.main(standalone_mode=False)
     except NucleusError as e:
@@ -385,11 +386,16 @@ def main() -> None:
         click.echo(f"error: internal error: {type(e).__name__}: {e}\nhint: run again with --debug "
                    "for the traceback, and report it", err=True)
         sys.exit(1)
+    return rv if isinstance(rv, int) else 0
+
+
+def main() -> None:
+    code = run_cli()
     # Leave without the interpreter's teardown (a tenth of a short run): nothing is pending but
     # the standard streams, which are flushed here.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(rv if isinstance(rv, int) else 0)
+    os._exit(code)
 
 
 if __name__ == "__main__":
