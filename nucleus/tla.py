@@ -17,10 +17,13 @@ traces    simulates random behaviours of every spec with TLC (formal/<Spec>Expor
           run in turn, up to --count per spec. They are written to <out>/<Spec>/trace_w0_<n>.itf.json
           exactly as TLC wrote them; then the coverage is checked and every trace is replayed
           through the machines (`nucleus trace replay`). The same arguments give the same files.
-coverage  lists which (machine, action, argument, outcome) steps the traces take, from the spec's
-          `event` variable and the machine's phase after the step. It fails when an action of a
-          spec's Next is never taken and, with a tla2tools.jar, when a step the model can reach
-          (TLC's exhaustive state dump) is never taken.
+coverage  lists which (machine, action, argument, outcome, parameters) steps the traces take,
+          from the spec's `event` variable, the machine's phase after the step, and which of the
+          machine's parameters (the Booleans its Init picks, e.g. sec_strict) are TRUE: a seccomp
+          failure that is fatal in a strict mode is another step than one that is fatal because
+          degraded security is not allowed. It fails when an action of a spec's Next is never
+          taken and, with a tla2tools.jar, when a step the model can reach (TLC's exhaustive
+          state dump) is never taken.
 
 Only the standard library; the checkers run as subprocesses. TLC needs `java` on PATH and
 tla2tools.jar; formal/ITF.tla uses only modules that ship in tla2tools.jar (TLC, TLCExt, Json),
@@ -59,14 +62,15 @@ DEPTHS = {
 }
 DEFAULT_DEPTH = 40
 # Apalache's bound per spec: above the diameter of the reachable state graph
-# (TLC: 6, 12, 7, 5, 6, 34).
+# (TLC: 6, 12, 8, 5, 6, 35).
 APALACHE_LENGTHS = {
-    "Lifecycle": 8, "Isolation": 14, "Filesystem": 9, "Security": 7, "Resources": 8, "System": 36,
+    "Lifecycle": 8, "Isolation": 14, "Filesystem": 10, "Security": 7, "Resources": 8, "System": 37,
 }
 DEFAULT_LENGTH = 30
 SEED_STRIDE = 100  # run r of spec i simulates with seed S + 100*i + r
 
-Key = tuple[str, str, str, str]  # (machine, action, argument, machine phase after the step)
+# (machine, action, argument, the machine's phase after the step, its parameters that are TRUE)
+Key = tuple[str, str, str, str, str]
 
 
 class ToolError(Exception):
@@ -200,6 +204,27 @@ def chosen_specs(names: Sequence[str] | None) -> list[str]:
 @functools.cache
 def machines_of(spec: str) -> frozenset[str]:
     return frozenset(m for m, _ in next_actions(spec))
+
+
+@functools.cache
+def parameters_of(machine: str) -> tuple[str, ...]:
+    """A machine's parameters: the Boolean variables the Init of its own spec picks freely
+    (`x \\in BOOLEAN` in <M>Init), such as sec_allowDegraded and sec_strict. No step changes them;
+    a step's outcome can depend on them, so coverage counts a step once per their values."""
+    for spec in all_specs():
+        if machines_of(spec) == {machine}:
+            text = (FORMAL / f"{spec}.tla").read_text()
+            init = re.search(r"^\w+Init ==\n((?:[ \t]+\S.*\n)+)", text, re.MULTILINE)
+            return tuple(re.findall(r"(\w+) \\in BOOLEAN", init.group(1))) if init else ()
+    return ()
+
+
+def parameters_label(machine: str, value: Any) -> str:
+    """The parameters of `machine` that are TRUE, without the machine's prefix: "allowDegraded,strict".
+    `value(name)` gives a variable's value (a bool, or TLC's TRUE/FALSE)."""
+    return ",".join(
+        p.split("_", 1)[1] for p in parameters_of(machine) if value(p) in (True, "TRUE")
+    )
 
 
 def phase_var(machine: str, names: Iterable[str]) -> str | None:
@@ -342,7 +367,8 @@ def step_keys(states: Sequence[dict[str, Any]]) -> list[Key]:
         m = str(ev.get("m", ""))
         var = phase_var(m, state)
         phase = state.get(var, "") if var else ""
-        keys.append((m, str(ev.get("name", "")), str(ev.get("arg", "")), str(phase)))
+        keys.append((m, str(ev.get("name", "")), str(ev.get("arg", "")), str(phase),
+                     parameters_label(m, state.get)))
     return keys
 
 
@@ -378,7 +404,9 @@ def reachable_keys(tlc: Tlc, spec: str) -> frozenset[Key]:
         if not m:
             continue  # an initial state
         phase = re.search(rf'/\\ {m}_(?:phase|status) = "([^"]*)"', block)
-        keys.add((m, fields.get("name", ""), fields.get("arg", ""), phase.group(1) if phase else ""))
+        values = dict(re.findall(r"/\\ (\w+) = (TRUE|FALSE)\b", block))
+        keys.add((m, fields.get("name", ""), fields.get("arg", ""), phase.group(1) if phase else "",
+                  parameters_label(m, values.get)))
     if not keys:
         raise ToolError(f"no steps found in TLC's state dump of {spec}")
     return frozenset(keys)
@@ -427,19 +455,20 @@ def print_coverage(cov: Coverage, table: bool) -> None:
     known = "" if cov.unreached is None else f" of {len(cov.taken) + len(cov.unreached)} reachable"
     print(
         f"{cov.spec}: {cov.traces} traces, {cov.steps} steps; {len(cov.taken)}{known} "
-        f"(action, arg, outcome) steps taken, {len(next_actions(cov.spec)) - len(cov.untaken_actions)}"
+        f"(action, arg, outcome, parameters) steps taken, "
+        f"{len(next_actions(cov.spec)) - len(cov.untaken_actions)}"
         f"/{len(next_actions(cov.spec))} actions of Next: {status}"
     )
     if table and cov.taken:
-        print(f"  {'machine':<8}{'action':<13}{'arg':<13}{'outcome':<11}{'traces':>7}{'steps':>7}")
-        for (m, name, arg, phase), (n_traces, n_steps) in cov.taken.items():
-            print(f"  {m:<8}{name:<13}{arg or '-':<13}{phase:<11}{n_traces:>7}{n_steps:>7}")
+        print(f"  {'machine':<8}{'action':<13}{'arg':<13}{'outcome':<11}{'parameters':<22}{'traces':>7}{'steps':>7}")
+        for (m, name, arg, phase, params), (n_traces, n_steps) in cov.taken.items():
+            print(f"  {m:<8}{name:<13}{arg or '-':<13}{phase:<11}{params or '-':<22}{n_traces:>7}{n_steps:>7}")
     for m, name in cov.untaken_actions:
         print(f"  NEVER TAKEN: action {m}.{name} of Next")
-    for m, name, arg, phase in cov.unreached or []:
-        print(f"  NEVER TAKEN: {m}.{name}({arg}) -> {phase}, which the model can reach")
-    for m, name, arg, phase in cov.impossible or []:
-        print(f"  NOT IN THE MODEL: {m}.{name}({arg}) -> {phase} is taken by a trace but unreachable")
+    for m, name, arg, phase, params in cov.unreached or []:
+        print(f"  NEVER TAKEN: {m}.{name}({arg}) -> {phase} [{params or '-'}], which the model can reach")
+    for m, name, arg, phase, params in cov.impossible or []:
+        print(f"  NOT IN THE MODEL: {m}.{name}({arg}) -> {phase} [{params or '-'}] is taken by a trace but unreachable")
 
 
 def trace_files(directory: Path) -> list[Path]:

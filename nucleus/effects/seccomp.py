@@ -28,7 +28,7 @@ from nucleus.effects import sys as _sys
 
 # Bump when compile_profile would produce a different program for the same profile, so old
 # cache entries stop matching.
-COMPILER_REVISION = "2"
+COMPILER_REVISION = "3"
 NATIVE_ARCH = "x86_64"
 ROOT_CACHE_DIR = "/var/cache/nucleus/seccomp"
 
@@ -212,7 +212,8 @@ def _describe(conditions) -> str:
     return " and ".join(parts)
 
 
-def compile_profile(profile: dict, *, timeout: float = COMPILE_TIMEOUT) -> bytes:
+def compile_profile(profile: dict, *, timeout: float = COMPILE_TIMEOUT,
+                    notes_out: list[str] | None = None) -> bytes:
     """Compile an OCI seccomp profile to the raw ``struct sock_filter`` array (x86_64 native).
 
     libseccomp runs in a forked child that is killed after ``timeout`` seconds: libseccomp 2.5.4
@@ -279,6 +280,8 @@ def compile_profile(profile: dict, *, timeout: float = COMPILE_TIMEOUT) -> bytes
     notes, kind, rest = data[4 : 4 + size], data[4 + size : 5 + size], data[5 + size :]
     for note in notes.decode("utf-8", "replace").split("\0") if notes else ():
         _warn(note)
+        if notes_out is not None:
+            notes_out.append(note)
     if kind == b"P":
         return rest
     text = rest.decode("utf-8", "replace")
@@ -426,20 +429,38 @@ def _program(profile: dict, cache_dir: str | None) -> tuple[bytes, str, bool]:
     directory = cache_dir or default_cache_dir()
     key = cache_key(profile)
     path = os.path.join(directory, key + ".bpf")
+    notes_path = os.path.join(directory, key + ".notes")
     unusable = _ensure_dir(directory)
     if unusable is None:
         cached = read_cached(path)
         if cached is not None:
+            for note in _read_notes(notes_path):  # the compiler's warnings, on every run
+                _warn(note)
             return cached, key, True
     else:
         _warn(f"seccomp cache directory not used: {unusable}")
-    program = compile_profile(profile)
+    notes: list[str] = []
+    program = compile_profile(profile, notes_out=notes)
     if unusable is None:
         try:
+            if notes:  # written before the program, so a cached program never lacks its notes
+                _write_atomic(directory, notes_path, "\0".join(notes).encode("utf-8"))
             _write_atomic(directory, path, program)
         except OSError as e:
             _warn(f"seccomp cache {path!r} not written: {e.strerror}")
     return program, key, False
+
+
+def _read_notes(path: str) -> list[str]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return []
+    try:
+        data = os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+    return [n for n in data.decode("utf-8", "replace").split("\0") if n]
 
 
 def cached_program(profile: dict, cache_dir: str | None = None) -> bytes:

@@ -186,7 +186,7 @@ def _closest(word: str, known: Iterable[str]) -> str | None:
         return None
     known = list(known)
     lowered = [k.lower() for k in known]
-    shared = _shared_prefix(lowered)
+    shared = _shared_prefix(lowered) if len(set(lowered)) > 1 else ""
     low = word.lower()
     if shared and low.startswith(shared):
         low = low[len(shared) :]
