@@ -5,6 +5,9 @@ new root under a staging directory. The machine issues the whole plan at Begin (
 stops at the first failure and reports it), then pivot_root, then detaches the old root. With
 the chroot fallback allowed, a failed pivot_root becomes a chroot, noted as such.
 
+In production the sealed root's mounts are then audited (AuditMounts): every rule's path must
+sit on a mount carrying its flags, or the setup fails.
+
 Cleanup needs no unmounting: every mount lives in the container's private mount namespace, which
 the kernel tears down when its last process exits.
 """
@@ -91,7 +94,7 @@ def step(state: FilesystemState, event: v.Event) -> Step | Refused:
 
 
 def is_initial(state: FilesystemState) -> bool:
-    return state.phase == "idle" and state.mounted == 0 and not state.chrooted
+    return state.phase == "idle" and state.mounted == 0 and not state.chrooted and not state.audited
 
 
 def to_tla(state: FilesystemState) -> dict[str, object]:

@@ -1,11 +1,12 @@
 """Hypothesis state-machine tests over the production driver with the fake executor.
 
-The System machine gets arbitrary sequences of: any event it could be offered, a scripted effect
-failure, and settle (the driver following setup and cleanup on its own). The spec's invariants are
-checked after every step, along with what a user relies on: a refusal changes nothing, setup and
-cleanup never get stuck (a cgroup whose removal failed is kept until a later Release succeeds),
-every failure or exit asks for cleanup, a cgroup that was created is removed, a removed container
-never comes back.
+The System machine, in every configuration (strict modes and the mount audit included), gets
+arbitrary sequences of: any event it could be offered, a scripted effect failure, and settle (the
+driver following setup and cleanup on its own). The spec's invariants are checked after every
+step, along with what a user relies on: a refusal changes nothing, setup and cleanup never get
+stuck (a cgroup whose removal failed is kept until a later Release succeeds), every failure or
+exit asks for cleanup, a cgroup that was created is removed, a strict mode never runs degraded,
+nothing runs in a root whose audit has not passed, a removed container never comes back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ SETTINGS = settings(
 )
 OPS = (v.SetPropagation(), v.MountFs("tmpfs", "/new"), v.MakeDirs("/new", ("dev",)))
 CGROUP_INTENTS = ("CreateCgroup", "SetCgroupLimits", "AttachCgroup", "RemoveCgroup")
+AUDIT = (("/", ("nosuid", "nodev"), True), ("/proc", ("nosuid", "nodev", "noexec"), True))
+# What runs inside the root once it is sealed: with the audit, only after it passed.
+INSIDE_THE_ROOT = (v.EnterUserNamespace, v.DropCapabilities, v.ExecWorkload)
 
 
 class SystemModel(RuleBasedStateMachine):
@@ -35,14 +39,16 @@ class SystemModel(RuleBasedStateMachine):
         allow_degraded=st.booleans(),
         allow_chroot=st.booleans(),
         required=st.booleans(),
+        strict=st.booleans(),
+        audit=st.booleans(),
         n_ops=st.integers(0, len(OPS)),
     )
-    def start(self, rootless, allow_degraded, allow_chroot, required, n_ops):
+    def start(self, rootless, allow_degraded, allow_chroot, required, strict, audit, n_ops):
         self.ex = FakeExecutor()
         state = system.initial(
             isolation.initial(rootless=rootless),
-            filesystem.initial(OPS[:n_ops], "/new", allow_chroot=allow_chroot),
-            security.initial(allow_degraded=allow_degraded),
+            filesystem.initial(OPS[:n_ops], "/new", allow_chroot=allow_chroot, audit=AUDIT if audit else ()),
+            security.initial(allow_degraded=allow_degraded, strict=strict),
             resources.initial(required=required, name="c1"),
         )
         self.driver = Driver(system, state, self.ex)
@@ -191,6 +197,28 @@ class SystemModel(RuleBasedStateMachine):
                 )
                 assert attached or skipped, f"Unshare asked for after {before}"
                 break
+
+    @invariant()
+    def a_strict_mode_never_degrades(self):
+        s = self.driver.state
+        if s.sec.strict:
+            assert not s.sec.degraded and s.lc.security != "degraded"
+            assert not [i for i in self.ex.performed if isinstance(i, v.Warn) and "degraded security" in i.message]
+
+    @invariant()
+    def nothing_runs_in_an_unaudited_root(self):
+        """With the audit, nothing is asked for inside the sealed root before the audit passed;
+        without it, no audit is ever asked for."""
+        fs = self.driver.state.fs
+        audited = False
+        for e, intents in self.driver.history:
+            audited = audited or e == v.FsDone("audit")
+            for intent in intents:
+                if isinstance(intent, v.AuditMounts):
+                    assert fs.audits and intent.rules == fs.audit
+                if fs.audits and isinstance(intent, INSIDE_THE_ROOT):
+                    assert audited, f"{intent!r} asked for before the audit passed"
+        assert fs.audited == audited
 
     @invariant()
     def workload_runs_only_when_started(self):

@@ -8,17 +8,23 @@ candidate event in every reachable state, and checks:
 * the code agrees with the spec: in every reachable state the set of accepted (action, argument,
   successor variables) equals what a line-by-line transliteration of the spec's actions
   (the ``spec_*`` functions below) allows, and both reach the same set of spec states;
-* every action of the spec's Next, with every argument it ranges over, is taken somewhere;
+* every action of the spec's Next, with every argument it ranges over, is taken somewhere, and
+  so is every step the spec can take, counted as the trace coverage counts it: action, argument,
+  the machine's phase after it, and the machine's parameters (the Booleans its Init picks), so a
+  seccomp failure that is fatal in a strict mode is a step of its own;
 * ``to_tla`` is a sound abstraction: concrete states that look the same to the spec behave the
   same for every event (same refusals, same successor variables), and ``from_tla`` rebuilds a state
   with the same variables (trace replay starts from it).
 
-The spec's constants (plans, step names, signals) are read from formal/*.tla, so a change in a spec
-that is not mirrored in the code shows up here.
+The spec's constants (plans, step names, signals, parameters) are read from formal/*.tla, so a
+change in a spec that is not mirrored in the code shows up here. The System walk starts from a
+sample of the initial states (every combination of the Boolean parameters, not every plan length
+with each); it still takes every step the whole model can take.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -30,6 +36,7 @@ import pytest
 from nucleus import vocab as v
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused, Step
+from nucleus.spec import modes
 
 FORMAL = Path(__file__).resolve().parents[2] / "formal"
 
@@ -91,6 +98,22 @@ def _spec_under_way() -> dict[str, str]:
 RES_UNDER_WAY = _spec_under_way()
 
 
+def _spec_parameters(module: str) -> tuple[str, ...]:
+    """The Boolean variables a spec's <M>Init picks freely (`x \\in BOOLEAN`): its parameters."""
+    body = re.search(r"^\w+Init ==\n((?:    .*\n)+)", _spec_text(module), re.MULTILINE)
+    assert body, f"formal/{module}.tla has no <M>Init"
+    return tuple(re.findall(r"(\w+) \\in BOOLEAN", body.group(1)))
+
+
+PARAMETERS = {
+    "lc": _spec_parameters("Lifecycle"),
+    "iso": _spec_parameters("Isolation"),
+    "fs": _spec_parameters("Filesystem"),
+    "sec": _spec_parameters("Security"),
+    "res": _spec_parameters("Resources"),
+}
+
+
 def test_spec_constants_match_the_code():
     assert set(_spec_strings("Security", "Controls")) == set(CONTROLS) == set(security.CONTROLS)
     assert security.CONTROLS == CONTROLS
@@ -111,6 +134,27 @@ def test_spec_constants_match_the_code():
         if isinstance(resources.step(resources.ResourcesState(phase=p), v.ResRelease()), Step)
     }
     assert releasable == set(RES_SETTLED)
+
+
+def test_spec_parameters_are_the_machines_configuration():
+    assert PARAMETERS == {
+        "lc": (),
+        "iso": ("iso_rootless",),
+        "fs": ("fs_allowChroot", "fs_audit"),
+        "sec": ("sec_allowDegraded", "sec_strict"),
+        "res": ("res_required",),
+    }
+    s = system.initial(
+        isolation.initial(rootless=True),
+        filesystem.initial((), "/new", allow_chroot=True, audit=(("/", ("nosuid",), True),)),
+        security.initial(allow_degraded=True, strict=True),
+        resources.initial(required=True),
+    )
+    values = system.to_tla(s)
+    assert all(values[p] is True for params in PARAMETERS.values() for p in params)
+    assert system.to_tla(system.initial(
+        isolation.initial(), filesystem.initial((), "/new"), security.initial()
+    )) == {**values, **{p: False for params in PARAMETERS.values() for p in params}}
 
 
 def test_every_invariant_of_each_spec_has_a_function_of_the_same_name():
@@ -220,16 +264,24 @@ _FS_EXPECTED = {
     "pivoting": "pivot",
     "chrooting": "chroot",
     "detaching": "detach",
+    "auditing": "audit",
 }
+
+
+def _fs_sealing(s: Vars) -> str:
+    # Sealing == IF fs_audit THEN "auditing" ELSE "sealed"
+    return "auditing" if s["fs_audit"] else "sealed"
 
 
 def spec_filesystem(s: Vars) -> list[tuple[Label, Vars]]:
     out: list[tuple[Label, Vars]] = []
     phase = s["fs_phase"]
+    # Begin: fs_phase = "idle" -> IF fs_total = 0 THEN "pivoting" ELSE "mounting"
     if phase == "idle":
         out.append(
             (("Begin", ""), {**s, "fs_phase": "pivoting" if s["fs_total"] == 0 else "mounting"})
         )
+    # Done(s): Expected = s, one disjunct per step
     expected = _FS_EXPECTED.get(phase)
     if expected == "mount":
         mounted = s["fs_mounted"] + 1
@@ -238,9 +290,12 @@ def spec_filesystem(s: Vars) -> list[tuple[Label, Vars]]:
     elif expected == "pivot":
         out.append((("Done", "pivot"), {**s, "fs_phase": "detaching"}))
     elif expected == "chroot":
-        out.append((("Done", "chroot"), {**s, "fs_phase": "sealed", "fs_chrooted": True}))
+        out.append((("Done", "chroot"), {**s, "fs_phase": _fs_sealing(s), "fs_chrooted": True}))
     elif expected == "detach":
-        out.append((("Done", "detach"), {**s, "fs_phase": "sealed"}))
+        out.append((("Done", "detach"), {**s, "fs_phase": _fs_sealing(s)}))
+    elif expected == "audit":
+        out.append((("Done", "audit"), {**s, "fs_phase": "sealed", "fs_audited": True}))
+    # Fail(s): Expected = s; IF s = "pivot" /\ fs_allowChroot THEN "chrooting" ELSE "failed"
     if expected is not None:
         to = "chrooting" if expected == "pivot" and s["fs_allowChroot"] else "failed"
         out.append((("Fail", expected), {**s, "fs_phase": to}))
@@ -268,7 +323,8 @@ def spec_security(s: Vars) -> list[tuple[Label, Vars]]:
                 {**s, "sec_applied": s["sec_applied"] | {c}, "sec_phase": _sec_next_phase(c)},
             )
         )
-        if c in DEGRADABLE and s["sec_allowDegraded"]:
+        # IF c \in Degradable /\ sec_allowDegraded /\ ~sec_strict
+        if c in DEGRADABLE and s["sec_allowDegraded"] and not s["sec_strict"]:
             fail = {**s, "sec_degraded": s["sec_degraded"] | {c}, "sec_phase": _sec_next_phase(c)}
         else:
             fail = {**s, "sec_phase": "failed"}
@@ -390,9 +446,12 @@ def spec_init_filesystem(max_total: int) -> list[Vars]:
             "fs_total": n,
             "fs_allowChroot": a,
             "fs_chrooted": False,
+            "fs_audit": audit,
+            "fs_audited": False,
         }
         for n in range(max_total + 1)
         for a in (False, True)
+        for audit in (False, True)
     ]
 
 
@@ -400,11 +459,13 @@ def spec_init_security() -> list[Vars]:
     return [
         {
             "sec_allowDegraded": a,
+            "sec_strict": strict,
             "sec_phase": "idle",
             "sec_applied": frozenset(),
             "sec_degraded": frozenset(),
         }
         for a in (False, True)
+        for strict in (False, True)
     ]
 
 
@@ -513,6 +574,48 @@ def spec_reachable(
     return seen
 
 
+# A step, as the trace coverage counts it (nucleus/tla.py): the machine, action and argument, the
+# machine's phase after the step, and the machine's parameters (its Boolean variables that Init
+# picks freely: a seccomp failure that is fatal in a strict mode is another step than one that is
+# fatal because degraded security is not allowed).
+StepKey = tuple[str, str, str, str, tuple[bool, ...]]
+
+
+def _step_key(machine: str, label: Label, after: Vars) -> StepKey:
+    action, arg = label[-2:]
+    phase = after[f"{machine}_status" if machine == "lc" else f"{machine}_phase"]
+    return (machine, action, arg, phase, tuple(after[p] for p in PARAMETERS[machine]))
+
+
+def step_keys(walk: Walk, machine: str | None = None) -> set[StepKey]:
+    """The steps a walk takes (`machine`: the single machine walked; None: the System)."""
+    keys = set()
+    for outs in walk.transitions.values():
+        for e, r in outs:
+            if isinstance(r, Step):
+                m = machine or e.machine
+                keys.add(_step_key(m, label_of(e, False), dict(walk.abstract[r.state])))
+    return keys
+
+
+def spec_step_keys(
+    inits: list[Vars], nxt: Callable[[Vars], list[tuple[Label, Vars]]], machine: str | None = None
+) -> set[StepKey]:
+    """The steps the spec can take from `inits` (`machine` as in step_keys)."""
+    keys = set()
+    seen = {key(s) for s in inits}
+    queue = deque(inits)
+    while queue:
+        s = queue.popleft()
+        for label, t in nxt(s):
+            keys.add(_step_key(machine or label[0], label, t))
+            k = key(t)
+            if k not in seen:
+                seen.add(k)
+                queue.append(t)
+    return keys
+
+
 def check_invariants(walk: Walk, checks: list[tuple[str, Callable[[Any], bool]]]) -> None:
     broken = []
     for s in walk.states:
@@ -565,12 +668,13 @@ def check_abstraction(walk: Walk) -> int:
     return shared
 
 
-def check_from_tla(walk: Walk, events: Callable[[Any], list[v.Event]]) -> None:
+def check_from_tla(walk: Walk, events: Callable[[Any], list[v.Event]], stride: int = 1) -> None:
     """from_tla(to_tla(s)) has the same variables as s and the same outcome for every event.
 
-    One state per spec state is rebuilt: check_abstraction shows that the others behave alike."""
+    One state per spec state is rebuilt (check_abstraction shows that the others behave alike),
+    or with `stride` n, one in every n spec states."""
     m = walk.machine
-    for members in _groups(walk).values():
+    for members in list(_groups(walk).values())[::stride]:
         s = members[0]
         values = m.to_tla(s)
         rebuilt = m.from_tla(values)
@@ -618,6 +722,7 @@ def test_lifecycle_covers_every_action(lc_walk):
     assert {a for a, _ in expected} == _spec_next_actions("Lifecycle")
     missing = expected - lc_walk.taken(with_machine=False)
     assert not missing, f"actions never taken: {sorted(missing)}"
+    assert step_keys(lc_walk, "lc") == spec_step_keys(spec_init_lifecycle(), spec_lifecycle, "lc")
 
 
 def test_lifecycle_abstraction(lc_walk):
@@ -689,6 +794,7 @@ def test_isolation_covers_every_action(iso_walk):
     assert {a for a, _ in expected} == _spec_next_actions("Isolation")
     missing = expected - iso_walk.taken(with_machine=False)
     assert not missing, f"actions never taken: {sorted(missing)}"
+    assert step_keys(iso_walk, "iso") == spec_step_keys(spec_init_isolation(), spec_isolation, "iso")
 
 
 def test_isolation_abstraction(iso_walk):
@@ -707,13 +813,20 @@ def fs_plans(n: int) -> list[tuple[v.Intent, ...]]:
     return [a, b]
 
 
+# The mount audit production asks for (as nucleus.runner builds it), and another set of rules: the
+# spec sees only whether there is an audit (fs_audit), not which rules it checks.
+AUDIT_RULES = tuple((r.path, tuple(r.flags), r.required) for r in modes.mount_audit("production"))
+OTHER_AUDIT = (("/", ("nosuid",), True),)
+
+
 def fs_inits(max_total: int) -> list[filesystem.FilesystemState]:
     return [
-        filesystem.initial(plan, root, allow_chroot=allow)
+        filesystem.initial(plan, root, allow_chroot=allow, audit=audit)
         for n in range(max_total + 1)
         for plan in fs_plans(n)
         for allow in (False, True)
         for root in ("/new", "/other")
+        for audit in ((), AUDIT_RULES, OTHER_AUDIT)
     ]
 
 
@@ -732,7 +845,11 @@ def test_filesystem_agrees_with_spec(fs_walk):
     assert fs_walk.abstract_states() == spec_reachable(
         spec_init_filesystem(MAX_MOUNTS), spec_filesystem
     )
-    assert len(fs_walk.abstract_states()) >= 60
+    # For a plan of n operations: idle, mounting and failed at each count below n, then pivoting,
+    # detaching, failed and sealed (2n + 5); with the chroot fallback also chrooting and a
+    # chrooted seal (+2); with the audit also auditing (+1), and with both, auditing and failed
+    # after a chroot (+2). Over n = 0..3 and both flags: 4 * 32 + 8 * 2 + 8 * 1 + 4 * 2.
+    assert len(fs_walk.abstract_states()) == 4 * 32 + 8 * 2 + 8 * 1 + 4 * 2 == 160
 
 
 def test_filesystem_covers_every_action(fs_walk):
@@ -740,6 +857,46 @@ def test_filesystem_covers_every_action(fs_walk):
     assert {a for a, _ in expected} == _spec_next_actions("Filesystem")
     missing = expected - fs_walk.taken(with_machine=False)
     assert not missing, f"actions never taken: {sorted(missing)}"
+    assert step_keys(fs_walk, "fs") == spec_step_keys(
+        spec_init_filesystem(MAX_MOUNTS), spec_filesystem, "fs"
+    )
+
+
+def test_filesystem_audits_the_sealed_root_only_when_asked(fs_walk):
+    """With an audit, detach and chroot lead to auditing with the audit's rules as the one intent;
+    Done(audit) seals the root, Fail(audit) is fatal even with the chroot fallback. Without one,
+    detach and chroot seal the root at once and audit is never under way."""
+    outcomes = set()
+    for s, outs in fs_walk.transitions.items():
+        for e, r in outs:
+            if not isinstance(r, Step) or not isinstance(e, (v.FsDone, v.FsFailed)):
+                continue
+            if e.step in ("detach", "chroot", "audit"):
+                outcomes.add((s.audits, s.allow_chroot, v.action_name(e), e.step, r.state.phase))
+            if isinstance(e, v.FsDone) and e.step in ("detach", "chroot"):
+                expected = (v.AuditMounts(s.audit),) if s.audits else ()
+                assert r.intents == expected, (s, e, r.intents)
+                assert r.state.chrooted == (e.step == "chroot") and not r.state.audited
+            if e.step == "audit":
+                assert r.intents == () and r.state.chrooted == s.chrooted
+                assert r.state.audited == isinstance(e, v.FsDone)
+    assert outcomes == {
+        (audit, allow, action, step, phase)
+        for audit in (False, True)
+        for allow in (False, True)
+        for action, step, phase in (
+            ("Done", "detach", "auditing" if audit else "sealed"),
+            ("Fail", "detach", "failed"),
+        )
+        + ((("Done", "chroot", "auditing" if audit else "sealed"), ("Fail", "chroot", "failed"))
+           if allow else ())
+        + ((("Done", "audit", "sealed"), ("Fail", "audit", "failed")) if audit else ())
+    }
+    for s in fs_walk.states:
+        if s.phase == "sealed":
+            assert s.audited == s.audits
+        if s.phase == "auditing":
+            assert s.audits and not s.audited and s.mounted == s.total
 
 
 def test_filesystem_abstraction(fs_walk):
@@ -753,8 +910,9 @@ def test_filesystem_abstraction(fs_walk):
 
 def sec_inits() -> list[security.SecurityState]:
     return [
-        security.initial(allow_degraded=a, **params)
+        security.initial(allow_degraded=a, strict=strict, **params)
         for a in (False, True)
+        for strict in (False, True)
         for params in (
             {},
             {
@@ -778,7 +936,10 @@ def test_security_invariants_hold_everywhere(sec_walk):
 def test_security_agrees_with_spec(sec_walk):
     check_agrees_with_spec(sec_walk, spec_security, with_machine=False)
     assert sec_walk.abstract_states() == spec_reachable(spec_init_security(), spec_security)
-    assert len(sec_walk.abstract_states()) >= 15
+    # Per (allowDegraded, strict): idle, caps, seccomp, landlock, locked, and failed at each
+    # control (8); where a failure degrades (allowed, not strict), no failure after caps but
+    # landlock with seccomp degraded, and locked with seccomp, landlock or both degraded (+2).
+    assert len(sec_walk.abstract_states()) == 4 * 8 + 2 == 34
 
 
 def test_security_covers_every_action(sec_walk):
@@ -786,6 +947,28 @@ def test_security_covers_every_action(sec_walk):
     assert {a for a, _ in expected} == _spec_next_actions("Security")
     missing = expected - sec_walk.taken(with_machine=False)
     assert not missing, f"actions never taken: {sorted(missing)}"
+    assert step_keys(sec_walk, "sec") == spec_step_keys(spec_init_security(), spec_security, "sec")
+
+
+def test_security_strict_never_degrades(sec_walk):
+    """A seccomp or Landlock failure degrades only when degraded security is allowed and the mode
+    is not strict; a strict mode fails closed even when it is allowed. Caps never degrade."""
+    outcomes = set()
+    for s, outs in sec_walk.transitions.items():
+        for e, r in outs:
+            if isinstance(e, v.SecFailed) and isinstance(r, Step):
+                outcomes.add((s.allow_degraded, s.strict, e.step, r.state.phase))
+                if r.state.phase == "failed":
+                    assert r.intents == () and r.state.degraded == s.degraded
+                else:
+                    assert isinstance(r.intents[0], v.Warn)
+    assert outcomes == {
+        (a, strict, c, _sec_next_phase(c) if a and not strict and c in DEGRADABLE else "failed")
+        for a in (False, True)
+        for strict in (False, True)
+        for c in CONTROLS
+    }
+    assert not any(s.degraded for s in sec_walk.states if s.strict)
 
 
 def test_security_abstraction(sec_walk):
@@ -831,6 +1014,7 @@ def test_resources_covers_every_action(res_walk):
     assert {a for a, _ in expected} == _spec_next_actions("Resources")
     missing = expected - res_walk.taken(with_machine=False)
     assert not missing, f"actions never taken: {sorted(missing)}"
+    assert step_keys(res_walk, "res") == spec_step_keys(spec_init_resources(), spec_resources, "res")
 
 
 def test_resources_release_removes_whatever_was_created(res_walk):
@@ -855,39 +1039,133 @@ def test_resources_abstraction(res_walk):
     check_from_tla(res_walk, resources.candidate_events)
 
 
+def _every(**ranges: Iterable[Any]) -> list[Vars]:
+    names = list(ranges)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*map(tuple, ranges.values()))]
+
+
+def _subsets(items: Iterable[str]) -> list[frozenset[str]]:
+    items = tuple(items)
+    return [frozenset(c) for n in range(len(items) + 1) for c in itertools.combinations(items, n)]
+
+
+BOOLS = (False, True)
+
+
+def _type_ok_states(machine: str) -> list[Vars]:
+    """Every assignment of a machine's variables that its spec's TypeOK admits (fs_total up to
+    MaxMounts): is_initial must hold on exactly those its Init picks."""
+    if machine == "lc":
+        return _every(lc_status=_spec_strings("Lifecycle", "Statuses"),
+                      lc_security=_spec_strings("Lifecycle", "Levels"), lc_cleaned=BOOLS, lc_removed=BOOLS)
+    if machine == "iso":
+        return [
+            {"iso_rootless": r, "iso_phase": p, "iso_done": d}
+            for r in BOOLS
+            for p in _spec_strings("Isolation", "Phases")
+            for d in range((len(ROOTLESS_PLAN) if r else len(PRIVILEGED_PLAN)) + 1)
+        ]
+    if machine == "fs":
+        return [
+            {**x, "fs_total": n, "fs_mounted": m}
+            for x in _every(fs_phase=_spec_strings("Filesystem", "Phases"), fs_allowChroot=BOOLS,
+                            fs_chrooted=BOOLS, fs_audit=BOOLS, fs_audited=BOOLS)
+            for n in range(MAX_MOUNTS + 1)
+            for m in range(n + 1)
+        ]
+    if machine == "sec":
+        return _every(sec_allowDegraded=BOOLS, sec_strict=BOOLS, sec_phase=_spec_strings("Security", "Phases"),
+                      sec_applied=_subsets(CONTROLS), sec_degraded=_subsets(DEGRADABLE))
+    return _every(res_required=BOOLS, res_phase=_spec_strings("Resources", "Phases"), res_held=BOOLS,
+                  res_limited=BOOLS)
+
+
+@pytest.mark.parametrize(
+    "machine",
+    [
+        "lc", "iso",
+        "fs",
+        "sec", "res",
+    ],
+)
+def test_is_initial_holds_exactly_on_the_spec_init(machine):
+    """Trace replay accepts a trace only if its first state is initial (is_initial of from_tla)."""
+    module = system.MACHINES[machine]
+    inits = {
+        "lc": spec_init_lifecycle(), "iso": spec_init_isolation(),
+        "fs": spec_init_filesystem(MAX_MOUNTS), "sec": spec_init_security(), "res": spec_init_resources(),
+    }[machine]
+    expected = {key(s) for s in inits}
+    states = _type_ok_states(machine)
+    assert expected <= {key(s) for s in states}
+    wrong = [
+        show(values) for values in states
+        if module.is_initial(module.from_tla(values)) != (key(values) in expected)
+    ]
+    assert not wrong, f"is_initial disagrees with {machine}'s Init in {len(wrong)} states, first: {wrong[:3]}"
+
+
+def test_no_step_changes_a_parameter(iso_walk, fs_walk, sec_walk, res_walk):
+    for machine, walk in (("iso", iso_walk), ("fs", fs_walk), ("sec", sec_walk), ("res", res_walk)):
+        for s, outs in walk.transitions.items():
+            before = dict(walk.abstract[s])
+            for _, r in outs:
+                if isinstance(r, Step):
+                    after = dict(walk.abstract[r.state])
+                    assert [after[p] for p in PARAMETERS[machine]] == [before[p] for p in PARAMETERS[machine]]
+
+
 # ---------------------------------------------------------------------------------------------
-# System: the product at a small filesystem bound, with the cgroup required and not.
+# System: the product at a small filesystem bound, sampled. Each combination of the parameters
+# (six Booleans and fs_total) adds some 500 spec states, so the walk does not take all 192:
+# every combination of the Booleans with a one-operation plan, and plans of none and two
+# operations with the security machine's defaults (degraded security neither allowed nor strict).
+# test_system_covers_every_step checks that the sample still takes every step the whole model
+# can take, with each machine's every parameter value.
 
 SYSTEM_MAX_MOUNTS = 2
 
 
+def system_sample(values: Vars) -> bool:
+    """Whether the walk starts from this initial spec state."""
+    return values["fs_total"] == 1 or not (values["sec_allowDegraded"] or values["sec_strict"])
+
+
+def spec_init_system_sample() -> list[Vars]:
+    return [s for s in spec_init_system(SYSTEM_MAX_MOUNTS) if system_sample(s)]
+
+
 def system_inits() -> list[system.SystemState]:
-    """Every initial spec state at the bound; for one configuration also a second concrete state
-    that differs only outside the spec (mount plan, hostname, cgroup name and limits), so the
-    abstraction is checked across the composition too."""
+    """Every sampled initial spec state; for a few configurations also a second concrete state
+    that differs only outside the spec (mount plan, audit rules, hostname, the controls'
+    arguments, cgroup name and limits), so the abstraction is checked across the composition."""
     out = [
         system.initial(
-            isolation.initial(rootless=r), fs, security.initial(allow_degraded=a),
+            isolation.initial(rootless=r), fs, security.initial(allow_degraded=a, strict=strict),
             resources.initial(required=q),
         )
         for r in (False, True)
         for fs in fs_inits(SYSTEM_MAX_MOUNTS)
-        if fs.new_root == "/new" and fs.plan == fs_plans(fs.total)[0]
+        if fs.new_root == "/new" and fs.plan == fs_plans(fs.total)[0] and fs.audit != OTHER_AUDIT
         for a in (False, True)
+        for strict in (False, True)
         for q in (False, True)
     ]
     for r in (False, True):
-        out.append(system.initial(
-            isolation.initial(rootless=r, hostname="other"),
-            filesystem.initial(fs_plans(SYSTEM_MAX_MOUNTS)[1], "/new", allow_chroot=True),
-            security.initial(allow_degraded=True),
-            resources.initial(required=not r, name="c-0123", limits=("pids", 64)),
-        ))
-    return out
+        for n, a, strict in ((1, True, r), (SYSTEM_MAX_MOUNTS, False, False)):
+            out.append(system.initial(
+                isolation.initial(rootless=r, hostname="other"),
+                filesystem.initial(fs_plans(n)[1], "/new", allow_chroot=True, audit=OTHER_AUDIT),
+                security.initial(allow_degraded=a, strict=strict, keep_caps=("CAP_CHOWN",), log_denied=True),
+                resources.initial(required=not r, name="c-0123", limits=("pids", 64)),
+            ))
+    sampled = [s for s in dict.fromkeys(out) if system_sample(system.to_tla(s))]
+    assert len(sampled) == len(spec_init_system_sample()) + 4
+    return sampled
 
 
 # The events offered to the System in every state: candidate_events does not depend on the state
-# (checked below), and building ~60 events in each of ~25,000 states would dominate the walk.
+# (checked below), and building ~60 events in each of ~47,000 states would dominate the walk.
 SYSTEM_EVENTS = system.candidate_events(system_inits()[0])
 
 
@@ -930,10 +1208,20 @@ def test_system_checks_every_invariant_of_every_machine():
 
 def test_system_agrees_with_spec(sys_walk):
     check_agrees_with_spec(sys_walk, spec_system, with_machine=True)
-    assert sys_walk.abstract_states() == spec_reachable(
-        spec_init_system(SYSTEM_MAX_MOUNTS), spec_system
+    assert sys_walk.abstract_states() == spec_reachable(spec_init_system_sample(), spec_system)
+    assert len(sys_walk.abstract_states()) >= 45000
+
+
+def test_system_sample_takes_every_parameter_value():
+    """The sample has every combination of the six Boolean parameters, and every plan length."""
+    inits = spec_init_system_sample()
+    booleans = [p for m in ("iso", "fs", "sec", "res") for p in PARAMETERS[m]]
+    assert len(booleans) == 6
+    assert {tuple(s[p] for p in booleans) for s in inits} == set(
+        itertools.product((False, True), repeat=6)
     )
-    assert len(sys_walk.abstract_states()) >= 20000
+    assert {s["fs_total"] for s in inits} == set(range(SYSTEM_MAX_MOUNTS + 1))
+    assert len(inits) == 96 < len(spec_init_system(SYSTEM_MAX_MOUNTS)) == 192
 
 
 def test_system_covers_every_action(sys_walk):
@@ -950,6 +1238,26 @@ def test_system_covers_every_action(sys_walk):
     assert {(m, a) for m, a, _ in expected} == _system_next_actions()
     missing = expected - sys_walk.taken(with_machine=True)
     assert not missing, f"actions never taken: {sorted(missing)}"
+
+
+def test_system_covers_every_step(sys_walk):
+    """The sampled walk takes every step (action, argument, the machine's phase after it and its
+    parameters) that the spec can take from every initial state at the bound. A third mount
+    would add none: Done(mount) -> mounting is taken with two."""
+    whole = spec_step_keys(spec_init_system(SYSTEM_MAX_MOUNTS), spec_system)
+    taken = step_keys(sys_walk)
+    assert taken == whole, f"never taken: {sorted(whole - taken)}"
+    # Some of the steps that only a combination of parameters reaches.
+    assert {
+        ("sec", "Fail", "seccomp", "failed", (True, True)),
+        ("sec", "Fail", "landlock", "failed", (True, True)),
+        ("sec", "Fail", "seccomp", "landlock", (True, False)),
+        ("fs", "Done", "chroot", "auditing", (True, True)),
+        ("fs", "Fail", "audit", "failed", (True, True)),
+        ("fs", "Fail", "audit", "failed", (False, True)),
+        ("fs", "Done", "mount", "mounting", (True, True)),
+        ("lc", "Prepared", "degraded", "created", ()),
+    } <= taken
 
 
 def test_system_cgroup_failure_outcomes(sys_walk):
@@ -977,9 +1285,71 @@ def test_system_cgroup_failure_outcomes(sys_walk):
     assert {p for _, g, p in gates if g == "unshare"} == {"ready", "degraded"}
 
 
+def test_system_strict_modes_never_degrade(sys_walk):
+    """In the composition too: a strict mode's seccomp or Landlock failure fails the setup, even
+    with degraded security allowed; only the agent mode with it allowed runs degraded."""
+    outcomes = set()
+    for s, outs in sys_walk.transitions.items():
+        for e, r in outs:
+            if isinstance(e, v.SecFailed) and isinstance(r, Step):
+                outcomes.add((s.sec.allow_degraded, s.sec.strict, e.step, r.state.sec.phase))
+                if r.state.sec.phase == "failed" and r.state.lc.status == "creating":
+                    assert system.advance(r.state) == v.SetupFailed()
+    assert outcomes == {
+        (a, strict, c, _sec_next_phase(c) if a and not strict and c in DEGRADABLE else "failed")
+        for a in (False, True)
+        for strict in (False, True)
+        for c in CONTROLS
+    }
+    levels = {
+        (s.sec.allow_degraded, s.sec.strict, s.lc.security)
+        for s in sys_walk.states
+        if s.lc.status in ("created", "running")
+    }
+    assert levels == {(a, strict, "enforced") for a in (False, True) for strict in (False, True)} | {
+        (True, False, "degraded")
+    }
+
+
+def test_system_runs_only_an_audited_root(sys_walk):
+    """With the audit, nothing runs in the root before it is audited: the user namespace waits,
+    security waits, and a failed audit fails the setup; without it, the root is never audited."""
+    audited_steps = set()
+    for s, outs in sys_walk.transitions.items():
+        for e, r in outs:
+            if not isinstance(r, Step):
+                continue
+            if isinstance(e, (v.SecBegin, v.Prepared)) or (
+                isinstance(e, v.IsoResume) and isolation.next_step(s.iso) == "enter_user"
+            ):
+                assert s.fs.phase == "sealed" and s.fs.audited == s.fs.audits, (e, s.fs)
+            if isinstance(e, (v.FsDone, v.FsFailed)) and e.step == "audit":
+                audited_steps.add((v.action_name(e), s.fs.chrooted, r.state.fs.phase))
+                if isinstance(e, v.FsFailed) and r.state.lc.status == "creating":
+                    assert system.advance(r.state) == v.SetupFailed()
+    assert audited_steps == {
+        (action, chrooted, "sealed" if action == "Done" else "failed")
+        for action in ("Done", "Fail")
+        for chrooted in (False, True)
+    }
+    for s in sys_walk.states:
+        if s.lc.status in ("created", "running"):
+            assert s.fs.audited == s.fs.audits
+        if s.fs.phase == "auditing" and s.lc.status == "creating" and not s.failed():
+            assert system.advance(s) is None  # the audit is under way: its outcome comes first
+            why = system.step(s, v.SecBegin())
+            assert isinstance(why, Refused) and "the root is sealed" in why.why
+
+
 def test_system_abstraction(sys_walk):
     assert check_abstraction(sys_walk) > 0
-    check_from_tla(sys_walk, sys_events)
+    # system.from_tla is each machine's from_tla, which the machines' own walks check in every
+    # state they reach (a superset of what they reach in the System): one in five spec states
+    # here. Every initial state is rebuilt as an initial state (trace replay starts from one).
+    check_from_tla(sys_walk, sys_events, stride=5)
+    for s in system_inits():
+        rebuilt = system.from_tla(system.to_tla(s))
+        assert system.to_tla(rebuilt) == system.to_tla(s) and system.is_initial(rebuilt)
 
 
 def test_system_advance_names_only_enabled_events(sys_walk):
@@ -997,7 +1367,7 @@ def _awaiting_an_observation(s: system.SystemState) -> bool:
     """Some machine has a step under way: the driver waits for what its intent reports."""
     return (
         s.iso.phase == "running"
-        or s.fs.phase in ("mounting", "pivoting", "chrooting", "detaching")
+        or s.fs.phase in ("mounting", "pivoting", "chrooting", "detaching", "auditing")
         or s.sec.phase in CONTROLS
         or s.res.phase in RES_UNDER_WAY
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nucleus import itf
+from nucleus import itf, tla
 from nucleus import vocab as v
 from nucleus.driver import Driver, FakeExecutor
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
@@ -49,6 +49,62 @@ def test_every_spec_has_traces_of_its_own():
     assert set(MODULES) == specs  # the replay knows every spec
 
 
+# Steps the traces must take (machine, action, argument, phase after, parameters that are TRUE;
+# as `python -m nucleus.tla coverage` counts them): strict modes fail closed even with degraded
+# security allowed, and the mount audit is taken and failed after a pivot and after a chroot.
+STRICT_STEPS = {
+    ("sec", "Fail", "seccomp", "failed", "allowDegraded,strict"),
+    ("sec", "Fail", "landlock", "failed", "allowDegraded,strict"),
+    ("sec", "Fail", "seccomp", "failed", "strict"),
+    ("sec", "Fail", "landlock", "failed", "strict"),
+    ("sec", "Fail", "seccomp", "landlock", "allowDegraded"),
+    ("sec", "Fail", "landlock", "locked", "allowDegraded"),
+    ("sec", "Done", "landlock", "locked", "allowDegraded,strict"),
+}
+AUDIT_STEPS = {
+    ("fs", "Done", "detach", "auditing", "audit"),
+    ("fs", "Done", "detach", "auditing", "allowChroot,audit"),
+    ("fs", "Done", "chroot", "auditing", "allowChroot,audit"),
+    ("fs", "Done", "audit", "sealed", "audit"),
+    ("fs", "Done", "audit", "sealed", "allowChroot,audit"),
+    ("fs", "Fail", "audit", "failed", "audit"),
+    ("fs", "Fail", "audit", "failed", "allowChroot,audit"),
+    ("fs", "Done", "detach", "sealed", ""),
+    ("fs", "Done", "chroot", "sealed", "allowChroot"),
+}
+
+
+def test_the_traces_take_every_action_and_the_strict_and_audit_steps():
+    """`make traces` checks that the traces take every step TLC finds reachable; here, without
+    TLC: every action of each spec's Next, and the steps of the strict modes and the audit."""
+    behaviours = [tla.load_behaviour(p) for p in TRACE_FILES]
+    taken: dict[str, set] = {}
+    for spec in tla.all_specs():
+        mine = [b for b in behaviours if b.spec == spec]
+        cov = tla.coverage_of(spec, mine, None)
+        assert not cov.untaken_actions, f"{spec}: actions never taken: {cov.untaken_actions}"
+        taken[spec] = set(cov.taken)
+    assert STRICT_STEPS <= taken["Security"], sorted(STRICT_STEPS - taken["Security"])
+    assert AUDIT_STEPS <= taken["Filesystem"], sorted(AUDIT_STEPS - taken["Filesystem"])
+    assert STRICT_STEPS | AUDIT_STEPS <= taken["System"], sorted(STRICT_STEPS | AUDIT_STEPS - taken["System"])
+    # A strict failure with degraded security allowed fails the setup, and the container is removed.
+    strict_failures = 0
+    for b in behaviours:
+        if b.spec != "System":
+            continue
+        states = itf.load(str(b.path)).states
+        first, last = states[0], states[-1]
+        if not (first["sec_strict"] and first["sec_allowDegraded"]) or last["sec_phase"] != "failed":
+            continue
+        events = [(s["event"]["m"], s["event"]["name"], s["event"]["arg"]) for s in states]
+        if ("sec", "Fail", "caps") in events:
+            continue
+        strict_failures += 1
+        assert last["sec_degraded"] == frozenset() and ("lc", "SetupFailed", "") in events
+        assert last["lc_status"] == "removed", b.path
+    assert strict_failures > 0
+
+
 @pytest.mark.parametrize("path", TRACE_FILES, ids=lambda p: str(p.relative_to(TRACES)))
 def test_trace_replays(path):
     trace = itf.load(str(path))
@@ -61,19 +117,20 @@ def test_trace_replays(path):
 # The replay itself, on runs recorded here.
 
 PLAN = (v.SetPropagation(), v.MountFs("tmpfs", "/new"), v.MakeDirs("/new", ("dev", "proc")))
+AUDIT = (("/", ("nosuid", "nodev"), True), ("/proc", ("nosuid", "nodev", "noexec"), True))
 
 
 def record_system_run(
     path: Path, *, rootless: bool, fail: dict | None = None, allow_degraded: bool = False,
-    required: bool = False,
+    required: bool = False, strict: bool = False, audit: tuple = (),
 ) -> itf.Trace:
     """A full run: setup, start, a signal, exit, cleanup, remove (or a failed setup, cleanup,
     remove), recorded. A cgroup whose removal failed is released again first (`rm --force`)."""
     rec = itf.Recorder(system, "System", str(path), "recorded by the driver")
     state = system.initial(
         isolation.initial(rootless=rootless),
-        filesystem.initial(PLAN, "/new", allow_chroot=True),
-        security.initial(allow_degraded=allow_degraded),
+        filesystem.initial(PLAN, "/new", allow_chroot=True, audit=audit),
+        security.initial(allow_degraded=allow_degraded, strict=strict),
         resources.initial(required=required, name="c1"),
     )
     d = Driver(system, state, FakeExecutor(fail=fail), rec)
@@ -94,36 +151,52 @@ def record_system_run(
 
 @pytest.mark.parametrize("rootless", [False, True])
 @pytest.mark.parametrize(
-    "fail,allow_degraded,required",
+    "fail,allow_degraded,required,strict,audit",
     [
-        (None, False, False),
-        (None, False, True),
-        ({"LoadSeccomp": (22, "Invalid argument")}, True, True),
-        ({"PivotRoot": (22, "Invalid argument")}, False, True),
-        ({"MountFs": (19, "No such device")}, False, True),
-        ({"DropCapabilities": (1, "Operation not permitted")}, True, False),
-        ({"CreateCgroup": (95, "Operation not supported")}, False, False),
-        ({"SetCgroupLimits": (22, "Invalid argument")}, False, True),
-        ({"AttachCgroup": (13, "Permission denied")}, False, False),
-        ({"AttachCgroup": (13, "Permission denied")}, False, True),
-        ({"RemoveCgroup#1": (16, "Device or resource busy")}, False, True),
+        (None, False, False, False, ()),
+        (None, False, True, False, ()),
+        ({"LoadSeccomp": (22, "Invalid argument")}, True, True, False, ()),
+        ({"PivotRoot": (22, "Invalid argument")}, False, True, False, ()),
+        ({"MountFs": (19, "No such device")}, False, True, False, ()),
+        ({"DropCapabilities": (1, "Operation not permitted")}, True, False, False, ()),
+        ({"CreateCgroup": (95, "Operation not supported")}, False, False, False, ()),
+        ({"SetCgroupLimits": (22, "Invalid argument")}, False, True, False, ()),
+        ({"AttachCgroup": (13, "Permission denied")}, False, False, False, ()),
+        ({"AttachCgroup": (13, "Permission denied")}, False, True, False, ()),
+        ({"RemoveCgroup#1": (16, "Device or resource busy")}, False, True, False, ()),
+        ({"LoadSeccomp": (22, "Invalid argument")}, True, True, True, ()),
+        ({"ApplyLandlock": (95, "Operation not supported")}, True, True, True, AUDIT),
+        (None, False, True, True, AUDIT),
+        ({"AuditMounts": (1, "mount audit: /proc (mount /proc): lacks noexec")}, False, True, True, AUDIT),
+        ({"PivotRoot": (22, "Invalid argument")}, False, False, False, AUDIT),
+        ({"PivotRoot": (22, "Invalid argument"), "AuditMounts": (1, "mount audit: /: lacks nodev")},
+         False, False, False, AUDIT),
     ],
     ids=[
         "clean", "clean-cgroup-required", "degraded", "chroot", "mount-fails", "caps-fail",
         "no-cgroup", "limits-fail-required", "attach-fails-optional", "attach-fails-required",
-        "removal-fails-once",
+        "removal-fails-once", "strict-seccomp-fails-closed", "production-landlock-fails-closed",
+        "production", "production-audit-fails", "chroot-then-audit", "chroot-then-audit-fails",
     ],
 )
-def test_a_recorded_system_run_replays_cleanly(tmp_path, rootless, fail, allow_degraded, required):
+def test_a_recorded_system_run_replays_cleanly(
+    tmp_path, rootless, fail, allow_degraded, required, strict, audit
+):
     trace = record_system_run(
         tmp_path / "run.itf.json", rootless=rootless, fail=fail, allow_degraded=allow_degraded,
-        required=required,
+        required=required, strict=strict, audit=audit,
     )
     assert len(trace.states) > 5
     assert replay(trace) is None
     steps = [(s["event"]["m"], s["event"]["name"]) for s in trace.states[1:]]
     assert steps[0] == ("lc", "Create") and steps[-2:] == [("lc", "CleanupDone"), ("lc", "Remove")]
     assert ("res", "Release") in steps and trace.states[-1]["res_phase"] == "released"
+    last = trace.states[-1]
+    assert (last["sec_strict"], last["fs_audit"]) == (strict, bool(audit))
+    if strict:
+        assert last["sec_degraded"] == frozenset() and last["lc_security"] != "degraded"
+    if audit and last["fs_phase"] == "sealed":
+        assert last["fs_audited"] is True and ("fs", "Done") in steps
 
 
 @pytest.mark.parametrize(
@@ -160,6 +233,24 @@ def test_a_recorded_system_run_replays_cleanly(tmp_path, rootless, fail, allow_d
             {"LoadSeccomp": (22, "EINVAL")},
         ),
         (
+            "Security",
+            security.initial(allow_degraded=True, strict=True),
+            [v.SecBegin()],
+            {"ApplyLandlock": (95, "EOPNOTSUPP")},
+        ),
+        (
+            "Filesystem",
+            filesystem.initial(PLAN, "/new", allow_chroot=True, audit=AUDIT),
+            [v.FsBegin()],
+            {"PivotRoot": (22, "EINVAL")},
+        ),
+        (
+            "Filesystem",
+            filesystem.initial(PLAN, "/new", audit=AUDIT),
+            [v.FsBegin()],
+            {"AuditMounts": (1, "mount audit: /proc: lacks noexec")},
+        ),
+        (
             "Lifecycle",
             lifecycle.initial(),
             [v.Create(), v.Prepared("degraded"), v.Start(), v.Attach(), v.Lost(), v.CleanupDone()],
@@ -180,6 +271,7 @@ def test_a_recorded_system_run_replays_cleanly(tmp_path, rootless, fail, allow_d
     ],
     ids=[
         "Lifecycle", "Isolation-rootless", "Isolation-privileged", "Filesystem", "Security",
+        "Security-strict", "Filesystem-chroot-audit", "Filesystem-audit-fails",
         "Lifecycle-lost", "Resources-degraded-leaked", "Resources-required",
     ],
 )
@@ -276,20 +368,53 @@ def test_apalache_style_integers_replay(tmp_path):
     assert replay(itf.load(str(path))) is None
 
 
-def test_a_trace_of_the_system_without_its_cgroup_is_refused_at_init(tmp_path):
-    """A System trace from before the cgroup was part of it cannot be replayed: it says why."""
+@pytest.mark.parametrize(
+    "dropped,missing",
+    [
+        (("res_required", "res_phase", "res_held", "res_limited"), "res_required"),
+        (("fs_audit", "fs_audited"), "fs_audit"),
+        (("sec_strict",), "sec_strict"),
+    ],
+    ids=["before-the-cgroup", "before-the-audit", "before-strict-modes"],
+)
+def test_a_trace_of_an_older_system_is_refused_at_init(tmp_path, dropped, missing):
+    """A System trace from before a machine or a parameter was part of it cannot be replayed:
+    it says which variable it lacks."""
     record_system_run(tmp_path / "run.itf.json", rootless=True)
     data = json.loads((tmp_path / "run.itf.json").read_text())
     for state in data["states"]:
-        for name in ("res_required", "res_phase", "res_held", "res_limited"):
+        for name in dropped:
             del state[name]
-    data["vars"] = [n for n in data["vars"] if not n.startswith("res_")]
+    data["vars"] = [n for n in data["vars"] if n not in dropped]
     path = tmp_path / "old.itf.json"
     path.write_text(json.dumps(data))
     result = replay(itf.load(str(path)))
     assert isinstance(result, Divergence)
     assert (result.index, result.action) == (0, "Init")
-    assert result.message == "cannot build the initial state: 'res_required'"
+    assert result.message == f"cannot build the initial state: {missing!r}"
+
+
+@pytest.mark.parametrize(
+    "module,initial,variable",
+    [
+        ("Security", security.initial(allow_degraded=True, strict=True), "sec_degraded"),
+        ("Filesystem", filesystem.initial(PLAN, "/new", audit=AUDIT), "fs_audited"),
+    ],
+    ids=["Security-starts-degraded", "Filesystem-starts-audited"],
+)
+def test_a_trace_that_starts_past_the_init_is_refused(tmp_path, module, initial, variable):
+    machine = MODULES[module]
+    rec = itf.Recorder(machine, module, str(tmp_path / "run.itf.json"))
+    rec.record(None, initial)
+    rec.write()
+    assert replay(itf.load(str(tmp_path / "run.itf.json"))) is None
+    data = json.loads((tmp_path / "run.itf.json").read_text())
+    data["states"][0][variable] = {"#set": ["seccomp"]} if variable == "sec_degraded" else True
+    path = tmp_path / "started.itf.json"
+    path.write_text(json.dumps(data))
+    result = replay(itf.load(str(path)))
+    assert isinstance(result, Divergence) and (result.index, result.action) == (0, "Init")
+    assert result.message.startswith("not an initial state: ") and variable in result.message
 
 
 def test_an_empty_trace_is_a_divergence():

@@ -5,6 +5,11 @@ one the configuration tolerates) or failed and cleaned up: the Cleanup intent is
 released (RemoveCgroup when one was created), CleanupDone taken. A run that gets that far exits and
 is cleaned up the same way. A cgroup whose removal fails is kept (leaked) until a later Release
 succeeds. Every invariant holds after every recorded step.
+
+The configurations: rootless or privileged, degraded security allowed or not, the chroot fallback
+allowed or not, the cgroup required or optional, a strict mode (strict-agent, production: nothing
+degrades) or not, the mount audit (production) or not; every combination. After a tolerated
+pivot_root failure (the chroot fallback), every later intent is failed in turn too.
 """
 
 from __future__ import annotations
@@ -19,28 +24,44 @@ from nucleus.errors import RuntimeFailure
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused, Step
 
+# A mount plan with every kind of operation (each reports as the step "mount").
 PLAN = (
     v.SetPropagation("/", "private", True),
     v.MountFs("tmpfs", "/new", ("nosuid", "nodev"), "size=64m"),
     v.MakeDirs("/new", ("dev", "proc", "tmp")),
     v.BindMount("/usr", "/new/usr", ("rdonly",), recursive=True),
     v.MakeDirs("/new", ("etc",)),
+    v.RemountFs("/new/usr", ("rdonly", "nosuid", "nodev"), bind=True),
+    v.MakeSymlinks("/new", (("bin", "usr/bin"),)),
+    v.CopyTree("/ctx", "/new/app", (".git",)),
+    v.VerifyTree("/new/app", (("main.py", "ab" * 32),)),
+    v.MaskPaths("/new/proc", ("kcore",), ("sys",)),
+    v.WriteFile("/new/etc/hosts", "127.0.0.1\tlocalhost\n"),
 )
+AUDIT = (("/", ("nosuid", "nodev"), True), ("/proc", ("nosuid", "nodev", "noexec"), True))
 CGROUP_SETUP = ("CreateCgroup", "SetCgroupLimits", "AttachCgroup")
-CONFIGS = [
-    pytest.param(
-        rootless,
-        allow_degraded,
-        allow_chroot,
-        required,
-        id=f"{'rootless' if rootless else 'privileged'}"
-        f"-degraded={allow_degraded}-chroot={allow_chroot}-cgroup={'required' if required else 'optional'}",
+PIVOT_FAILS = {"PivotRoot": (22, "PivotRoot failed: Invalid argument")}
+
+
+def _config_id(rootless, allow_degraded, allow_chroot, required, strict, audit) -> str:
+    return (
+        f"{'rootless' if rootless else 'privileged'}-degraded={allow_degraded}-chroot={allow_chroot}"
+        f"-cgroup={'required' if required else 'optional'}-strict={strict}-audit={audit}"
     )
+
+
+ALL_CONFIGS = [
+    (rootless, allow_degraded, allow_chroot, required, strict, audit)
     for rootless in (False, True)
     for allow_degraded in (False, True)
     for allow_chroot in (False, True)
     for required in (False, True)
+    for strict in (False, True)
+    for audit in (False, True)
 ]
+CONFIGS = [pytest.param(*c, id=_config_id(*c)) for c in ALL_CONFIGS]
+FALLBACK_CONFIGS = [pytest.param(*c, id=_config_id(*c)) for c in ALL_CONFIGS if c[2]]
+NAMES = "rootless,allow_degraded,allow_chroot,required,strict,audit"
 
 
 class CheckingRecorder:
@@ -56,12 +77,13 @@ class CheckingRecorder:
 
 
 def initial(
-    rootless: bool, allow_degraded: bool, allow_chroot: bool, required: bool = False
+    rootless: bool, allow_degraded: bool, allow_chroot: bool, required: bool = False,
+    strict: bool = False, audit: bool = False,
 ) -> system.SystemState:
     return system.initial(
         isolation.initial(rootless=rootless),
-        filesystem.initial(PLAN, "/new", allow_chroot=allow_chroot),
-        security.initial(allow_degraded=allow_degraded),
+        filesystem.initial(PLAN, "/new", allow_chroot=allow_chroot, audit=AUDIT if audit else ()),
+        security.initial(allow_degraded=allow_degraded, strict=strict),
         resources.initial(required=required, name="c1"),
     )
 
@@ -76,10 +98,11 @@ def full_run(d: Driver) -> None:
         d.settle()
 
 
-def failable_intents(rootless: bool, allow_degraded: bool, allow_chroot: bool, required: bool) -> list[str]:
-    """'Name#n' for every intent a clean run carries out that can report a failure."""
-    ex = FakeExecutor()
-    d = Driver(system, initial(rootless, allow_degraded, allow_chroot, required), ex)
+def failable_intents(config: tuple, fail: dict[str, tuple[int, str]] | None = None) -> list[str]:
+    """'Name#n' for every intent a run (clean, or with the tolerated failures `fail`) carries out
+    that can report a failure, after the last one `fail` names."""
+    ex = FakeExecutor(fail=fail)
+    d = Driver(system, initial(*config), ex)
     full_run(d)
     assert (d.state.lc.status, d.state.lc.cleaned, d.state.res.phase) == ("stopped", True, "released")
     counts: dict[str, int] = {}
@@ -88,90 +111,139 @@ def failable_intents(rootless: bool, allow_degraded: bool, allow_chroot: bool, r
         n = counts[intent.name] = counts.get(intent.name, 0) + 1
         if intent.name in v.OUTCOME:
             keys.append(f"{intent.name}#{n}")
+    if fail:
+        last = max(keys.index(k if "#" in k else f"{k}#1") for k in fail)
+        keys = keys[last + 1:]
     return keys
 
 
-def tolerated(name: str, allow_degraded: bool, allow_chroot: bool, required: bool) -> bool:
+def tolerated(name: str, allow_degraded: bool, allow_chroot: bool, required: bool, strict: bool) -> bool:
     return (
-        (name in ("LoadSeccomp", "ApplyLandlock") and allow_degraded)
+        (name in ("LoadSeccomp", "ApplyLandlock") and allow_degraded and not strict)
         or (name == "PivotRoot" and allow_chroot)
         or (name in CGROUP_SETUP and not required)
     )
 
 
-@pytest.mark.parametrize("rootless,allow_degraded,allow_chroot,required", CONFIGS)
-def test_clean_run_carries_out_every_step_once(rootless, allow_degraded, allow_chroot, required):
-    keys = failable_intents(rootless, allow_degraded, allow_chroot, required)
+@pytest.mark.parametrize(NAMES, CONFIGS)
+def test_clean_run_carries_out_every_step_once(rootless, allow_degraded, allow_chroot, required, strict, audit):
+    keys = failable_intents((rootless, allow_degraded, allow_chroot, required, strict, audit))
     plan = isolation.ROOTLESS_PLAN if rootless else isolation.PRIVILEGED_PLAN
-    # cgroup setup + isolation steps + mount plan + pivot + detach + three controls + removal
-    assert len(keys) == 3 + len(plan) + len(PLAN) + 2 + 3 + 1
+    # cgroup setup + isolation steps + mount plan + pivot + detach (+ audit) + three controls + removal
+    assert len(keys) == 3 + len(plan) + len(PLAN) + 2 + audit + 3 + 1
     assert "MakeDirs#2" in keys and "MakeDirs#3" not in keys
     assert keys[:5] == ["CreateCgroup#1", "SetCgroupLimits#1", "SpawnChild#1", "AttachCgroup#1", "Unshare#1"]
     assert keys[-1] == "RemoveCgroup#1"
+    if audit:
+        audit_at = keys.index("AuditMounts#1")
+        assert keys[audit_at - 1] == "DetachOldRoot#1"
+        assert keys[audit_at + 1] == ("DropCapabilities#1" if rootless else "EnterUserNamespace#1")
+    else:
+        assert "AuditMounts#1" not in keys
 
 
-@pytest.mark.parametrize("rootless,allow_degraded,allow_chroot,required", CONFIGS)
-def test_a_failure_at_every_intent_ends_created_or_failed_and_cleaned(
-    rootless, allow_degraded, allow_chroot, required
-):
-    keys = failable_intents(rootless, allow_degraded, allow_chroot, required)
-    assert {k.split("#")[0] for k in keys} >= {*CGROUP_SETUP, "RemoveCgroup"}
-    for key in keys:
-        name = key.split("#")[0]
-        ex = FakeExecutor(fail={key: (1, f"{name} failed: Operation not permitted")})
-        rec = CheckingRecorder()
-        d = Driver(system, initial(rootless, allow_degraded, allow_chroot, required), ex, rec)
-        assert isinstance(d.feed(v.Create()), Step)
+def test_every_intent_that_reports_is_failed_somewhere():
+    failed = {k.split("#")[0] for c in ALL_CONFIGS for k in failable_intents(c)}
+    failed |= {k.split("#")[0] for c in ALL_CONFIGS if c[2] for k in failable_intents(c, PIVOT_FAILS)}
+    assert failed == set(v.OUTCOME)
+
+
+def check_a_failure(config: tuple, key: str, fail: dict[str, tuple[int, str]] | None = None) -> None:
+    """Fail `key` (after the tolerated failures `fail`): the container is created if the failure
+    is tolerated, else it failed and was cleaned up; then it runs or is removed."""
+    rootless, allow_degraded, allow_chroot, required, strict, audit = config
+    name = key.split("#")[0]
+    ex = FakeExecutor(fail={**(fail or {}), key: (1, f"{name} failed: Operation not permitted")})
+    rec = CheckingRecorder()
+    d = Driver(system, initial(*config), ex, rec)
+    assert isinstance(d.feed(v.Create()), Step)
+    d.settle()
+    lc = d.state.lc
+    performed = [i.name for i in ex.performed]
+    if name == "RemoveCgroup":
+        check_a_leaked_cgroup(d, ex)
+        return
+    assert name in performed, key
+    warns = [i for i in ex.performed if isinstance(i, v.Warn)]
+    assert len(warns) == bool(fail) + tolerated(name, allow_degraded, allow_chroot, required, strict), key
+    if fail:  # the chroot fallback went before (and is what failed, for Chroot)
+        assert "Chroot" in performed and "DetachOldRoot" not in performed
+        assert d.state.fs.chrooted == (name != "Chroot")
+    if tolerated(name, allow_degraded, allow_chroot, required, strict):
+        assert lc.status == "created", f"{key}: {lc.status}"
+        assert "Cleanup" not in performed
+        assert "Operation not permitted" in warns[-1].message, key
+        assert (d.state.fs.phase, d.state.fs.audited) == ("sealed", audit)
+        if name == "PivotRoot":
+            assert d.state.fs.chrooted and lc.security == "enforced"
+            assert "Chroot" in performed and "DetachOldRoot" not in performed
+            if audit:
+                assert performed.index("AuditMounts") == performed.index("Chroot") + 1
+        elif name in CGROUP_SETUP:
+            assert d.state.res.phase == "degraded" and lc.security == "enforced"
+            assert warns[-1].message.endswith("running without resource limits")
+            # Namespaces are created only after the cgroup step failed (or succeeded).
+            assert performed.index("Unshare") > performed.index(name)
+        else:
+            assert not strict
+            assert lc.security == "degraded" and d.state.sec.degraded == {
+                "seccomp" if name == "LoadSeccomp" else "landlock"
+            }
+        # The run goes on, and cleanup removes the cgroup exactly when one was created.
+        for e in (v.Start(), v.Exit(0)):
+            assert isinstance(d.feed(e), Step)
         d.settle()
-        lc = d.state.lc
         performed = [i.name for i in ex.performed]
-        if name == "RemoveCgroup":
-            check_a_leaked_cgroup(d, ex)
-            continue
-        assert name in performed, key
-        if tolerated(name, allow_degraded, allow_chroot, required):
-            assert lc.status == "created", f"{key}: {lc.status}"
-            assert "Cleanup" not in performed
-            warns = [i for i in ex.performed if isinstance(i, v.Warn)]
-            assert len(warns) == 1 and "Operation not permitted" in warns[0].message, key
-            if name == "PivotRoot":
-                assert d.state.fs.chrooted and lc.security == "enforced"
-                assert "Chroot" in performed and "DetachOldRoot" not in performed
-            elif name in CGROUP_SETUP:
-                assert d.state.res.phase == "degraded" and lc.security == "enforced"
-                assert warns[0].message.endswith("running without resource limits")
-                # Namespaces are created only after the cgroup step failed (or succeeded).
-                assert performed.index("Unshare") > performed.index(name)
-            else:
-                assert lc.security == "degraded" and d.state.sec.degraded == {
-                    "seccomp" if name == "LoadSeccomp" else "landlock"
-                }
-            # The run goes on, and cleanup removes the cgroup exactly when one was created.
-            for e in (v.Start(), v.Exit(0)):
-                assert isinstance(d.feed(e), Step)
-            d.settle()
-            performed = [i.name for i in ex.performed]
-            assert (d.state.lc.status, d.state.lc.cleaned, d.state.res.phase) == ("stopped", True, "released")
-            assert performed.count("RemoveCgroup") == (0 if name == "CreateCgroup" else 1), key
-            assert performed[-1] == ("Cleanup" if name == "CreateCgroup" else "RemoveCgroup"), key
-            continue
-        assert lc.status == "failed", f"{key}: {lc.status}"
-        # The failure was reported, nothing after it ran but the cleanup, which completed.
-        assert performed.count("Cleanup") == 1
-        after = performed[performed.index("Cleanup") - 1:]
-        created = name != "CreateCgroup"
-        assert after == [name, "Cleanup"] + (["RemoveCgroup"] if created else []), f"{key}: {performed}"
-        assert "ExecWorkload" not in performed
-        events = [e for e, _ in rec.steps]
-        setup_failed = events.index(v.SetupFailed())
-        assert [type(e).__name__ for e in events[setup_failed:]] == ["SetupFailed", "ResRelease"] + (
-            ["ResDone"] if created else []
-        ) + ["CleanupDone"], key
-        assert (lc.cleaned, d.state.res.phase, d.state.res.held) == (True, "released", False)
-        assert system.advance(d.state) is None
-        assert isinstance(d.feed(v.Remove()), Step)
-        assert d.state.lc.status == "removed"
-        assert isinstance(d.feed(v.Start()), Refused)
+        assert (d.state.lc.status, d.state.lc.cleaned, d.state.res.phase) == ("stopped", True, "released")
+        assert performed.count("RemoveCgroup") == (0 if name == "CreateCgroup" else 1), key
+        assert performed[-1] == ("Cleanup" if name == "CreateCgroup" else "RemoveCgroup"), key
+        return
+    assert lc.status == "failed", f"{key}: {lc.status}"
+    if name in ("LoadSeccomp", "ApplyLandlock"):  # not degraded: not allowed, or a strict mode
+        assert (d.state.sec.phase, d.state.sec.degraded) == ("failed", frozenset())
+        assert strict or not allow_degraded
+    # The failure was reported, nothing after it ran but the cleanup, which completed.
+    assert performed.count("Cleanup") == 1
+    after = performed[performed.index("Cleanup") - 1:]
+    created = name != "CreateCgroup"
+    assert after == [name, "Cleanup"] + (["RemoveCgroup"] if created else []), f"{key}: {performed}"
+    assert "ExecWorkload" not in performed
+    if name == "AuditMounts":
+        assert (d.state.fs.phase, d.state.fs.audited) == ("failed", False)
+        assert "DropCapabilities" not in performed and "EnterUserNamespace" not in performed
+    events = [e for e, _ in rec.steps]
+    setup_failed = events.index(v.SetupFailed())
+    assert [type(e).__name__ for e in events[setup_failed:]] == ["SetupFailed", "ResRelease"] + (
+        ["ResDone"] if created else []
+    ) + ["CleanupDone"], key
+    assert (lc.cleaned, d.state.res.phase, d.state.res.held) == (True, "released", False)
+    assert system.advance(d.state) is None
+    assert isinstance(d.feed(v.Remove()), Step)
+    assert d.state.lc.status == "removed"
+    assert isinstance(d.feed(v.Start()), Refused)
+
+
+@pytest.mark.parametrize(NAMES, CONFIGS)
+def test_a_failure_at_every_intent_ends_created_or_failed_and_cleaned(
+    rootless, allow_degraded, allow_chroot, required, strict, audit
+):
+    config = (rootless, allow_degraded, allow_chroot, required, strict, audit)
+    keys = failable_intents(config)
+    assert {k.split("#")[0] for k in keys} >= {*CGROUP_SETUP, "RemoveCgroup"}
+    assert ("AuditMounts#1" in keys) == audit
+    for key in keys:
+        check_a_failure(config, key)
+
+
+@pytest.mark.parametrize(NAMES, FALLBACK_CONFIGS)
+def test_a_failure_at_every_intent_after_the_chroot_fallback(
+    rootless, allow_degraded, allow_chroot, required, strict, audit
+):
+    config = (rootless, allow_degraded, allow_chroot, required, strict, audit)
+    keys = failable_intents(config, PIVOT_FAILS)
+    assert keys[0] == "Chroot#1" and ("AuditMounts#1" in keys) == audit
+    for key in keys:
+        check_a_failure(config, key, PIVOT_FAILS)
 
 
 def check_a_leaked_cgroup(d: Driver, ex: FakeExecutor) -> None:
@@ -193,11 +265,11 @@ def check_a_leaked_cgroup(d: Driver, ex: FakeExecutor) -> None:
     assert isinstance(d.feed(v.Remove()), Step) and d.state.lc.removed
 
 
-@pytest.mark.parametrize("rootless,allow_degraded,allow_chroot,required", CONFIGS)
-def test_full_run_after_setup(rootless, allow_degraded, allow_chroot, required):
+@pytest.mark.parametrize(NAMES, CONFIGS)
+def test_full_run_after_setup(rootless, allow_degraded, allow_chroot, required, strict, audit):
     ex = FakeExecutor()
     rec = CheckingRecorder()
-    d = Driver(system, initial(rootless, allow_degraded, allow_chroot, required), ex, rec)
+    d = Driver(system, initial(rootless, allow_degraded, allow_chroot, required, strict, audit), ex, rec)
     d.feed(v.Create())
     d.settle()
     assert isinstance(d.feed(v.Start()), Step)

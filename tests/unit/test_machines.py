@@ -14,6 +14,7 @@ import pytest
 from nucleus import vocab as v
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused, Step
+from nucleus.spec import modes
 
 
 def ok(result: Step | Refused) -> Step:
@@ -548,6 +549,110 @@ def test_filesystem_chroot_is_never_taken_when_not_allowed():
     )
 
 
+# The production audit, as nucleus.runner builds it.
+AUDIT = tuple((r.path, tuple(r.flags), r.required) for r in modes.mount_audit("production"))
+
+
+def test_filesystem_audit_after_detach_then_sealed():
+    s = filesystem.initial(PLAN, "/new", audit=AUDIT)
+    assert s.audits and not s.audited
+    s, intents = run(filesystem, s, v.FsBegin(), *[v.FsDone("mount")] * 3, v.FsDone("pivot"))
+    assert intents[-1] == v.DetachOldRoot()
+    r = ok(filesystem.step(s, v.FsDone("detach")))
+    assert (r.state.phase, r.state.audited, r.state.chrooted, r.intents) == (
+        "auditing", False, False, (v.AuditMounts(AUDIT),),
+    )
+    assert all(f(r.state) for f in filesystem.INVARIANTS)
+    assert filesystem.to_tla(r.state) == {
+        "fs_phase": "auditing", "fs_mounted": 3, "fs_total": 3, "fs_allowChroot": False,
+        "fs_chrooted": False, "fs_audit": True, "fs_audited": False,
+    }
+    r = ok(filesystem.step(r.state, v.FsDone("audit")))
+    assert (r.state.phase, r.state.audited, r.intents) == ("sealed", True, ())
+    assert all(f(r.state) for f in filesystem.INVARIANTS)
+    for e in filesystem.candidate_events(r.state):
+        assert "it is sealed" in refused(filesystem.step(r.state, e))
+
+
+def test_filesystem_audit_after_the_chroot_fallback():
+    s, _ = run(
+        filesystem, filesystem.initial((), "/new", allow_chroot=True, audit=AUDIT),
+        v.FsBegin(), v.FsFailed("pivot", 22, "Invalid argument"),
+    )
+    r = ok(filesystem.step(s, v.FsDone("chroot")))
+    assert (r.state.phase, r.state.chrooted, r.intents) == ("auditing", True, (v.AuditMounts(AUDIT),))
+    assert all(f(r.state) for f in filesystem.INVARIANTS)  # ChrootOnlyWhenSealed admits auditing
+    s = ok(filesystem.step(r.state, v.FsDone("audit"))).state
+    assert (s.phase, s.chrooted, s.audited) == ("sealed", True, True)
+
+
+@pytest.mark.parametrize(
+    "allow_chroot,chroot", [(False, False), (True, False), (True, True)],
+    ids=["pivot", "pivot-with-fallback", "chroot"],
+)
+def test_filesystem_audit_failure_is_fatal_even_with_fallback(allow_chroot, chroot):
+    s = filesystem.initial((), "/new", allow_chroot=allow_chroot, audit=AUDIT)
+    sealing = (v.FsFailed("pivot", 22, "x"), v.FsDone("chroot")) if chroot else (v.FsDone("pivot"), v.FsDone("detach"))
+    s, _ = run(filesystem, s, v.FsBegin(), *sealing)
+    assert s.phase == "auditing"
+    r = ok(filesystem.step(s, v.FsFailed("audit", 1, "mount audit: /proc: lacks noexec")))
+    assert (r.state.phase, r.state.audited, r.state.chrooted, r.intents) == ("failed", False, chroot, ())
+    assert all(f(r.state) for f in filesystem.INVARIANTS)  # a chrooted root may fail its audit
+    for e in filesystem.candidate_events(r.state):
+        assert "it is failed" in refused(filesystem.step(r.state, e))
+
+
+def test_filesystem_without_audit_seals_at_once_and_never_audits():
+    s, _ = run(filesystem, filesystem.initial((), "/new"), v.FsBegin(), v.FsDone("pivot"))
+    assert refused(filesystem.step(s, v.FsDone("audit"))) == (
+        "cannot Done filesystem step 'audit': it is detaching (the step under way is 'detach')"
+    )
+    s = ok(filesystem.step(s, v.FsDone("detach"))).state
+    assert (s.phase, s.audits, s.audited) == ("sealed", False, False)
+    assert refused(filesystem.step(s, v.FsDone("audit"))) == "cannot Done filesystem step 'audit': it is sealed"
+    assert refused(filesystem.step(s, v.FsFailed("audit", 1, "x"))) == (
+        "cannot Fail filesystem step 'audit': it is sealed"
+    )
+
+
+def test_filesystem_exact_refusals_while_auditing():
+    s, _ = run(
+        filesystem, filesystem.initial((), "/new", audit=AUDIT), v.FsBegin(), v.FsDone("pivot"),
+        v.FsDone("detach"),
+    )
+    assert s.phase == "auditing"
+    assert refused(filesystem.step(s, v.FsDone("detach"))) == (
+        "cannot Done filesystem step 'detach': it is auditing (the step under way is 'audit')"
+    )
+    assert refused(filesystem.step(s, v.FsFailed("chroot", 1, "x"))) == (
+        "cannot Fail filesystem step 'chroot': it is auditing (the step under way is 'audit')"
+    )
+    assert refused(filesystem.step(s, v.FsBegin())) == (
+        "cannot Begin the filesystem: it is auditing (Begin is allowed only from idle)"
+    )
+    idle = filesystem.initial((), "/new", audit=AUDIT)
+    assert refused(filesystem.step(idle, v.FsDone("audit"))) == "cannot Done filesystem step 'audit': it is idle"
+
+
+def test_filesystem_from_tla_round_trip():
+    cases = [
+        (filesystem.initial(PLAN, "/new"), ()),
+        (filesystem.initial(PLAN, "/new", audit=AUDIT), (v.FsBegin(), *[v.FsDone("mount")] * 3)),
+        (filesystem.initial((), "/new", audit=AUDIT), (v.FsBegin(), v.FsDone("pivot"), v.FsDone("detach"))),
+        (filesystem.initial((), "/new", True, AUDIT),
+         (v.FsBegin(), v.FsFailed("pivot"), v.FsDone("chroot"), v.FsDone("audit"))),
+        (filesystem.initial((), "/new", True, AUDIT),
+         (v.FsBegin(), v.FsFailed("pivot"), v.FsDone("chroot"), v.FsFailed("audit"))),
+    ]
+    for start, events in cases:
+        s, _ = run(filesystem, start, *events)
+        values = filesystem.to_tla(s)
+        rebuilt = filesystem.from_tla(values)
+        assert filesystem.to_tla(rebuilt) == values
+        assert rebuilt.audits == s.audits and rebuilt.audited == s.audited
+    assert filesystem.is_initial(filesystem.from_tla(filesystem.to_tla(filesystem.initial(PLAN, "/n", True, AUDIT))))
+
+
 # ---------------------------------------------------------------------------------------------
 # Security
 
@@ -577,9 +682,11 @@ def test_security_happy_path():
     assert r.state.level == "enforced"
 
 
-def _sec_at(phase: str, allow_degraded: bool) -> security.SecurityState:
+def _sec_at(phase: str, allow_degraded: bool, strict: bool = False) -> security.SecurityState:
     s = ok(
-        security.step(security.initial(allow_degraded=allow_degraded, **SEC_PARAMS), v.SecBegin())
+        security.step(
+            security.initial(allow_degraded=allow_degraded, strict=strict, **SEC_PARAMS), v.SecBegin()
+        )
     ).state
     for c in security.CONTROLS:
         if s.phase == phase:
@@ -656,6 +763,65 @@ def test_security_exact_refusals():
         == "cannot Begin security: it is caps (Begin is allowed only from idle)"
     )
     assert refused(security.step(caps, v.Start())) == "security has no action Start"
+
+
+@pytest.mark.parametrize("control", ["seccomp", "landlock"])
+def test_security_strict_fails_closed_even_with_allow_degraded(control):
+    s = ok(security.step(security.initial(allow_degraded=True, strict=True, **SEC_PARAMS), v.SecBegin())).state
+    if control == "landlock":
+        s = ok(security.step(ok(security.step(s, v.SecDone("caps"))).state, v.SecDone("seccomp"))).state
+    else:
+        s = ok(security.step(s, v.SecDone("caps"))).state
+    r = ok(security.step(s, v.SecFailed(control, 22, "Invalid argument")))
+    assert (r.state.phase, r.state.degraded, r.intents) == ("failed", frozenset(), ())  # no warning
+    assert all(f(r.state) for f in security.INVARIANTS)
+    for e in security.candidate_events(r.state):
+        assert "it is failed" in refused(security.step(r.state, e))
+
+
+@pytest.mark.parametrize("allow_degraded", [False, True])
+def test_security_strict_happy_path_is_enforced(allow_degraded):
+    s = security.initial(allow_degraded=allow_degraded, strict=True, **SEC_PARAMS)
+    s, intents = run(security, s, v.SecBegin(), *[v.SecDone(c) for c in security.CONTROLS])
+    assert (s.phase, s.level, s.applied) == ("locked", "enforced", frozenset(security.CONTROLS))
+    assert [i.name for i in intents] == ["DropCapabilities", "LoadSeccomp", "ApplyLandlock"]
+
+
+@pytest.mark.parametrize("allow_degraded", [False, True])
+@pytest.mark.parametrize("strict", [False, True])
+def test_security_failure_outcome_by_configuration(allow_degraded, strict):
+    """The whole table: caps never degrades; seccomp and Landlock degrade only when allowed and
+    not strict."""
+    for control in security.CONTROLS:
+        s = _sec_at(control, allow_degraded, strict)
+        r = ok(security.step(s, v.SecFailed(control, 1, "EPERM")))
+        degrades = control in security.DEGRADABLE and allow_degraded and not strict
+        assert (r.state.phase == "failed") == (not degrades), (control, r.state)
+        assert r.state.degraded == (s.degraded | {control} if degrades else s.degraded)
+        assert [type(i) for i in r.intents][:1] == ([v.Warn] if degrades else [])
+        assert security.StrictNeverDegraded(r.state) and security.DegradedOnlyIfAllowed(r.state)
+
+
+def test_security_to_tla_and_back():
+    s = _sec_at("landlock", True, True)
+    values = security.to_tla(s)
+    assert values == {
+        "sec_allowDegraded": True, "sec_strict": True, "sec_phase": "landlock",
+        "sec_applied": frozenset({"caps", "seccomp"}), "sec_degraded": frozenset(),
+    }
+    assert security.to_tla(security.from_tla(values)) == values
+    assert security.initial().strict is False and security.initial(strict=True).strict is True
+    assert security.is_initial(security.initial(allow_degraded=True, strict=True))
+
+
+def test_security_strict_never_degraded_invariant():
+    bad = dataclasses.replace(
+        security.initial(allow_degraded=True, strict=True), phase="locked",
+        applied=frozenset({"caps", "landlock"}), degraded=frozenset({"seccomp"}),
+    )
+    assert not security.StrictNeverDegraded(bad)
+    assert security.StrictNeverDegraded(dataclasses.replace(bad, strict=False))
+    assert security.StrictNeverDegraded in security.INVARIANTS
 
 
 def test_security_controls_are_irreversible():
@@ -825,12 +991,13 @@ def test_resources_from_tla_round_trip():
 
 
 def sys_initial(
-    rootless: bool = False, plan=PLAN, allow_chroot=False, allow_degraded=False, required=False
+    rootless: bool = False, plan=PLAN, allow_chroot=False, allow_degraded=False, required=False,
+    strict=False, audit=(),
 ) -> system.SystemState:
     return system.initial(
         isolation.initial(rootless=rootless),
-        filesystem.initial(plan, "/new", allow_chroot=allow_chroot),
-        security.initial(allow_degraded=allow_degraded),
+        filesystem.initial(plan, "/new", allow_chroot=allow_chroot, audit=audit),
+        security.initial(allow_degraded=allow_degraded, strict=strict),
         resources.initial(required=required, name="c1"),
     )
 
@@ -1135,6 +1302,99 @@ def test_system_to_tla_is_the_union_of_the_machines():
     for prefix, machine in system.MACHINES.items():
         for k, val in machine.to_tla(getattr(s, prefix)).items():
             assert values[k] == val
-    assert len(values) == 20 and values["res_required"] is True
+    assert len(values) == 23 and values["res_required"] is True
+    assert (values["sec_strict"], values["fs_audit"], values["fs_audited"]) == (False, False, False)
     assert system.to_tla(system.from_tla(values)) == values
     assert system.is_initial(system.from_tla(values))
+    production = system.to_tla(sys_initial(required=True, strict=True, audit=AUDIT))
+    assert production == {**values, "sec_strict": True, "fs_audit": True}
+    assert system.to_tla(system.from_tla(production)) == production
+    assert system.is_initial(system.from_tla(production))
+
+
+def until_the_audit(s: system.SystemState) -> system.SystemState:
+    """Follow setup, answering every intent as done, until the mount audit is under way."""
+    pending: list[v.Event] = []
+    while s.fs.phase != "auditing":
+        e = pending.pop(0) if pending else system.advance(s)
+        assert e is not None, f"setup stopped before the audit: {system.to_tla(s)}"
+        r = ok(system.step(s, e))
+        s = r.state
+        pending.extend(d for d in map(v.done, r.intents) if d is not None)
+    return s
+
+
+def test_system_production_audits_the_root_before_anything_runs_in_it():
+    for rootless in (False, True):
+        intents: list[v.Intent] = []
+        s = follow(ok(system.step(sys_initial(rootless, audit=AUDIT, strict=True, required=True),
+                                  v.Create())).state, intents=intents)
+        assert (s.lc.status, s.lc.security, s.fs.phase, s.fs.audited) == ("created", "enforced", "sealed", True)
+        names = [i.name for i in intents]
+        audit = names.index("AuditMounts")
+        assert intents[audit] == v.AuditMounts(AUDIT)
+        assert names[audit - 1] == "DetachOldRoot"
+        assert names[audit + 1] == ("DropCapabilities" if rootless else "EnterUserNamespace")
+        assert names.count("AuditMounts") == 1
+
+
+def test_system_exact_refusals_while_the_root_is_audited():
+    for rootless in (False, True):
+        s = until_the_audit(ok(system.step(sys_initial(rootless, audit=AUDIT), v.Create())).state)
+        assert system.advance(s) is None  # the audit is under way: its outcome comes first
+        if rootless:
+            assert s.iso.phase == "ready"
+            assert refused(system.step(s, v.SecBegin())) == (
+                "cannot Begin (sec): security controls are applied only once isolation is ready and "
+                "the root is sealed (the container is creating; isolation ready, filesystem auditing, "
+                "security idle, cgroup ready)"
+            )
+        else:
+            assert (s.iso.phase, isolation.next_step(s.iso)) == ("waiting", "enter_user")
+            assert refused(system.step(s, v.IsoResume())) == (
+                "cannot Resume (iso): the user namespace is entered only after the root filesystem is "
+                "sealed (the container is creating; isolation waiting, filesystem auditing, security "
+                "idle, cgroup ready)"
+            )
+        assert refused(system.step(s, v.FsDone("detach"))) == (
+            "cannot Done filesystem step 'detach': it is auditing (the step under way is 'audit')"
+        )
+        s = ok(system.step(s, v.FsDone("audit"))).state
+        assert system.advance(s) == (v.SecBegin() if rootless else v.IsoResume())
+
+
+@pytest.mark.parametrize("rootless", [False, True])
+@pytest.mark.parametrize("allow_chroot", [False, True])
+def test_system_a_failed_audit_fails_setup_and_cleans_up(rootless, allow_chroot):
+    intents: list[v.Intent] = []
+    fail = {"AuditMounts": v.FsFailed("audit", 1, "mount audit: /proc: lacks noexec")}
+    if allow_chroot:
+        fail["PivotRoot"] = v.FsFailed("pivot", 22, "Invalid argument")
+    start = ok(system.step(
+        sys_initial(rootless, allow_chroot=allow_chroot, audit=AUDIT, required=True), v.Create()
+    )).state
+    s = follow(start, fail, intents=intents)
+    assert (s.lc.status, s.lc.cleaned, s.fs.phase, s.fs.audited, s.res.phase) == (
+        "failed", True, "failed", False, "released",
+    )
+    assert s.fs.chrooted == allow_chroot
+    names = [i.name for i in intents]
+    assert names[names.index("AuditMounts"):] == ["AuditMounts", "Cleanup", "RemoveCgroup"]
+    assert "DropCapabilities" not in names and "EnterUserNamespace" not in names
+    assert ok(system.step(s, v.Remove())).state.lc.status == "removed"
+
+
+@pytest.mark.parametrize("failing", ["LoadSeccomp", "ApplyLandlock"])
+def test_system_strict_security_failure_fails_setup_even_with_allow_degraded(failing):
+    intents: list[v.Intent] = []
+    step = "seccomp" if failing == "LoadSeccomp" else "landlock"
+    start = ok(system.step(sys_initial(allow_degraded=True, strict=True), v.Create())).state
+    s = follow(start, {failing: v.SecFailed(step, 22, "Invalid argument")}, intents=intents)
+    assert (s.lc.status, s.lc.cleaned, s.sec.phase, s.sec.degraded) == ("failed", True, "failed", frozenset())
+    names = [i.name for i in intents]
+    assert "Warn" not in names and "ExecWorkload" not in names
+    assert names[names.index(failing):] == [failing, "Cleanup", "RemoveCgroup"]
+    # The same failure without strict degrades the container instead.
+    s = follow(ok(system.step(sys_initial(allow_degraded=True), v.Create())).state,
+               {failing: v.SecFailed(step, 22, "Invalid argument")})
+    assert (s.lc.status, s.lc.security) == ("created", "degraded")

@@ -131,6 +131,8 @@ SAMPLES = [
     v.ApplyLandlock((("/usr", ("read_file", "read_dir")), ("/tmp", ("write_file",))), 3),
     v.Warn("seccomp could not be applied"),
     v.SendSignal("HUP"),
+    v.AuditMounts((("/", ("nosuid", "nodev"), True), ("/run/secrets", ("noexec",), False))),
+    v.FsFailed("audit", 1, "mount audit: /proc (mount /proc): lacks noexec"),
     v.ResDone("create", "/sys/fs/cgroup/nucleus/c1"),
     v.ResFailed("attach", 13, "write cgroup.procs: Permission denied"),
     v.CreateCgroup("nucleus.slice", "c-0123"),
@@ -224,6 +226,18 @@ def test_cgroup_intents_report_the_resources_steps():
     assert v.done(v.AttachCgroup()) == v.ResDone(step="attach")
     assert v.done(v.RemoveCgroup()) == v.ResDone(step="release")
     assert v.failed(v.RemoveCgroup(), 16, "busy") == v.ResFailed("release", 16, "busy")
+
+
+def test_the_mount_audit_reports_the_filesystem_step_audit():
+    rules = (("/", ("nosuid", "nodev"), True), ("/usr", ("rdonly",), False))
+    assert v.done(v.AuditMounts(rules)) == v.FsDone(step="audit")
+    assert v.failed(v.AuditMounts(rules), 1, "mount audit: /usr: lacks rdonly") == v.FsFailed(
+        "audit", 1, "mount audit: /usr: lacks rdonly"
+    )
+    assert v.AuditMounts.where == "child"  # inside the sealed root
+    assert "audit" in _spec_strings("Filesystem", "StepNames")
+    assert v.event_from_tla("fs", "Fail", "audit") == v.FsFailed(step="audit")
+    assert v.AuditMounts(rules) != v.AuditMounts(rules[:1])  # the rules are part of the intent
 
 
 def test_every_mount_plan_operation_reports_as_mount():
@@ -336,7 +350,7 @@ def test_itf_parse_rejects_a_non_trace():
 def test_itf_parse_reads_an_apalache_style_trace():
     data = {
         "#meta": {"format": "ITF", "source": "Security.tla"},
-        "vars": ["sec_allowDegraded", "sec_applied", "sec_degraded", "sec_phase", "event"],
+        "vars": ["sec_allowDegraded", "sec_applied", "sec_degraded", "sec_phase", "sec_strict", "event"],
         "states": [
             {
                 "#meta": {"index": 0},
@@ -344,6 +358,7 @@ def test_itf_parse_reads_an_apalache_style_trace():
                 "sec_applied": {"#set": []},
                 "sec_degraded": {"#set": []},
                 "sec_phase": "idle",
+                "sec_strict": True,
                 "event": {"m": "", "name": "", "arg": ""},
             },
             {
@@ -352,13 +367,15 @@ def test_itf_parse_reads_an_apalache_style_trace():
                 "sec_applied": {"#set": []},
                 "sec_degraded": {"#set": []},
                 "sec_phase": "caps",
+                "sec_strict": True,
                 "event": {"m": "sec", "name": "Begin", "arg": ""},
             },
         ],
     }
     t = itf.parse(data, "s.itf.json")
-    assert t.vars == ("sec_allowDegraded", "sec_applied", "sec_degraded", "sec_phase", "event")
+    assert t.vars == ("sec_allowDegraded", "sec_applied", "sec_degraded", "sec_phase", "sec_strict", "event")
     assert t.states[1]["sec_phase"] == "caps" and t.states[1]["sec_applied"] == frozenset()
+    assert t.states[1]["sec_strict"] is True
     assert "#meta" not in t.states[0]
     assert t.module is None and t.path == "s.itf.json"
 
