@@ -254,7 +254,6 @@ def _sweep(record: dict[str, Any]) -> None:
 def attach(ref: str, argv: list[str]) -> int:
     from nucleus.driver import Driver
     from nucleus.effects import inside
-    from nucleus.effects.host import wait_forwarding
     from nucleus.machines import system
     from nucleus.runner import _program
 
@@ -284,7 +283,7 @@ def attach(ref: str, argv: list[str]) -> int:
             join_and_exec(ex.init_pid, bool(record.get("rootless")), ex.cgroup, argv or ["/bin/sh"],
                           record.get("env") or {}, record.get("workdir") or "/", program,
                           record.get("landlock_rules") or [], tuple(record.get("rlimits") or (1024, 512, 65536)))
-        return wait_forwarding(pid)
+        return inside.wait_forwarding(pid)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 

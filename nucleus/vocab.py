@@ -44,7 +44,7 @@ class _Record:
         if len(args) > len(names):
             raise TypeError(f"{type(self).__name__} takes {len(names)} fields, got {len(args)}")
         values = dict(self._defaults)
-        values.update(zip(names, args))
+        values.update(zip(names, args, strict=False))
         for key, value in kwargs.items():
             if key not in names:
                 raise TypeError(f"{type(self).__name__} has no field {key!r}")

@@ -136,7 +136,7 @@ def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, c
 def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     cells = [[h for _, h in columns]] + [[_cell(r.get(k)) for k, _ in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
 def _cell(value) -> str:
@@ -316,7 +316,7 @@ def seccomp_generate(traces: tuple[str, ...], output: str | None) -> None:
                 texts.append(f.read())
         except OSError as e:
             raise InvalidInput(f"trace {path!r}: {e.strerror}") from e
-    for path, text in zip(traces, texts):
+    for path, text in zip(traces, texts, strict=True):
         if sg.summary(text) is None:
             click.echo(f"warning: trace {path!r} was cut short (no summary line)", err=True)
     data = sg.dump(sg.generate(texts, list(traces)))

@@ -208,35 +208,11 @@ class HostExecutor:
         """Wait for PID 1 while forwarding signals; return the workload's exit status."""
         assert self.init_pid is not None
         target = self.init_pid
-        code = wait_forwarding(target)
+        code = inside.wait_forwarding(target)
         self.init_pid = None
         if self.pid == target:
             self.pid = None
         return code
-
-
-def wait_forwarding(target: int) -> int:
-    """Wait for a child while forwarding signals to it (the caller has blocked inside.WAITED);
-    return its exit status, 128+N for signal N."""
-    while True:
-        info = signal.sigwaitinfo(inside.WAITED)
-        if info.si_signo != signal.SIGCHLD:
-            # A terminal's signals reach the container's process group directly.
-            if info.si_code <= 0:
-                try:
-                    os.kill(target, info.si_signo)
-                except ProcessLookupError:
-                    pass
-            continue
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return 125
-            if pid == 0:
-                break
-            if pid == target:
-                return inside.exit_status(status)
 
 
 def _failed(events: list[v.Event]) -> bool:

@@ -263,16 +263,18 @@ def exit_status(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def _mini_init(workload: int) -> None:
-    sys.stdout.flush()
+def wait_forwarding(target: int, gone: int = 125) -> int:
+    """Wait for a child while forwarding signals to it (the caller has blocked WAITED), reaping
+    any other child on the way (as PID 1 must); return its exit status, 128+N for signal N, or
+    `gone` when there is no child left to wait for."""
     while True:
         info = signal.sigwaitinfo(WAITED)
         if info.si_signo != signal.SIGCHLD:
             # Signals raised by a terminal reach the workload's process group directly; pass on
-            # only those sent to us on purpose (si_code <= 0: kill, sigqueue, tkill).
+            # only those sent on purpose (si_code <= 0: kill, sigqueue, tkill).
             if info.si_code <= 0:
                 try:
-                    os.kill(workload, info.si_signo)
+                    os.kill(target, info.si_signo)
                 except ProcessLookupError:
                     pass
             continue
@@ -280,8 +282,13 @@ def _mini_init(workload: int) -> None:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                os._exit(0)
+                return gone
             if pid == 0:
                 break
-            if pid == workload:
-                os._exit(exit_status(status))
+            if pid == target:
+                return exit_status(status)
+
+
+def _mini_init(workload: int) -> None:
+    sys.stdout.flush()
+    os._exit(wait_forwarding(workload, gone=0))

@@ -644,7 +644,7 @@ def run_until_exit(
     No threads: one poll(2) on the listener and a signalfd for SIGCHLD and ``forward``. Those
     signals are blocked for the duration (the previous mask is restored); one of ``forward``
     sent on purpose (si_code <= 0: kill, sigqueue) is passed on to the child, like
-    ``host.wait_forwarding`` does. ``linger`` bounds, in seconds, how long descendants that
+    ``inside.wait_forwarding`` does. ``linger`` bounds, in seconds, how long descendants that
     outlive the child are still served; None waits for all of them. The caller closes the
     listener; a traced process left behind then gets ENOSYS from every syscall.
     """
