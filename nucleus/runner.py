@@ -69,27 +69,25 @@ def gather_facts(rootfs: str | None = None) -> HostFacts:
     return HostFacts(euid, os.getegid(), state_root(euid), tuple(system), store_paths)
 
 
-def check_rootfs(spec: ContainerSpec) -> str | None:
-    if spec.rootfs is None:
+def _existing_dir(flag: str, value: str | None, hint: str) -> str | None:
+    """A directory named by a flag must exist; returns its absolute real path."""
+    if value is None:
         return None
-    path = os.path.realpath(spec.rootfs)
+    path = os.path.realpath(value)
+    if not os.path.exists(path):
+        raise InvalidInput(f"{flag} {value!r}: no such directory", hint=hint)
     if not os.path.isdir(path):
-        raise InvalidInput(f"--rootfs {spec.rootfs!r}: no such directory",
-                           hint="build one with the flake's lib.mkRootfs, or point at an unpacked tree")
+        raise InvalidInput(f"{flag} {value!r}: not a directory")
     return path
+
+
+def check_rootfs(spec: ContainerSpec) -> str | None:
+    return _existing_dir("--rootfs", spec.rootfs,
+                         "build one with the flake's lib.mkRootfs, or point at an unpacked tree")
 
 
 def check_context(spec: ContainerSpec) -> str | None:
-    """The context must be an existing directory; returns its absolute real path."""
-    if spec.context is None:
-        return None
-    path = os.path.realpath(spec.context)
-    if not os.path.exists(path):
-        raise InvalidInput(f"--context {spec.context!r}: no such directory",
-                           hint="pass an existing directory to populate /context from")
-    if not os.path.isdir(path):
-        raise InvalidInput(f"--context {spec.context!r}: not a directory")
-    return path
+    return _existing_dir("--context", spec.context, "pass an existing directory to populate /context from")
 
 
 def check_trace(path: str | None) -> None:

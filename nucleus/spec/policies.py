@@ -63,6 +63,7 @@ from typing import Any
 from nucleus.errors import InvalidInput
 from nucleus.spec import capabilities as _caps
 from nucleus.spec import landlock_default as _ll
+from nucleus.spec.modes import DANGEROUS_CAPABILITIES
 
 MAX_POLICY_BYTES = 4 << 20
 
@@ -941,14 +942,8 @@ CAP_SETS = ("bounding", "permitted", "effective", "inheritable", "ambient")
 
 # Refused in production: each one lets the workload leave its confinement or take over the
 # host's resources (modules, raw I/O, mounts, tracing, BPF, any file's permissions, any uid).
-DANGEROUS: frozenset[str] = frozenset(
-    "CAP_" + name
-    for name in (
-        "SYS_ADMIN", "SYS_MODULE", "SYS_RAWIO", "SYS_PTRACE", "DAC_OVERRIDE", "DAC_READ_SEARCH",
-        "SYS_BOOT", "MAC_ADMIN", "MAC_OVERRIDE", "SYS_PACCT", "LINUX_IMMUTABLE", "BPF",
-        "PERFMON", "NET_RAW", "SETUID", "SETGID", "FOWNER",
-    )
-)  # fmt: skip
+# One list, kept with the service modes' rules.
+DANGEROUS: frozenset[str] = DANGEROUS_CAPABILITIES
 
 CAP_NAME_HINT = "names are those of capabilities(7), with or without CAP_: NET_BIND_SERVICE"
 
