@@ -28,10 +28,10 @@ test-fast: ## only the pure tests (no kernel)
 	$(BIN)/python -m pytest -q tests/unit tests/model tests/replay
 
 verify: ## model-check every spec with Apalache (apalache-mc on PATH) or TLC (TLA2TOOLS=path/to/tla2tools.jar)
-	@$(BIN)/python -m nucleus.tla verify --tla2tools "$(TLA2TOOLS)"
+	@$(BIN)/python -m tools.tla verify --tla2tools "$(TLA2TOOLS)"
 
 traces: ## regenerate traces/ from the specs with the model checker (TRACES_PER_SPEC=N)
-	@$(BIN)/python -m nucleus.tla traces --tla2tools "$(TLA2TOOLS)" --count $(TRACES_PER_SPEC)
+	@$(BIN)/python -m tools.tla traces --tla2tools "$(TLA2TOOLS)" --count $(TRACES_PER_SPEC)
 
 lint: ## ruff, and mypy --strict on spec and machines
 	$(BIN)/python -m ruff check nucleus tests

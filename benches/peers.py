@@ -40,7 +40,7 @@ def system_layout() -> list[tuple[str, str]]:
 
 def seccomp_profile() -> dict:
     """nucleus's default allowlist as an OCI seccomp section (no network)."""
-    from nucleus.spec.seccomp_default import default_profile
+    from nucleus.config.seccomp_default import default_profile
 
     return default_profile(networked=False)
 

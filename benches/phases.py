@@ -35,8 +35,8 @@ mark("import cli")
 # (BENCH_PRELOAD names a file with one module per line); without it, a fixed list. A module
 # the run still imports later shows up in "late_imports".
 PRELOAD = (
-    "nucleus.spec.container", "nucleus.spec.context", "nucleus.spec.rootfs",
-    "nucleus.spec.landlock_default", "nucleus.spec.seccomp_default", "nucleus.spec.capabilities",
+    "nucleus.config.container", "nucleus.config.context", "nucleus.config.rootfs",
+    "nucleus.config.landlock_default", "nucleus.config.seccomp_default", "nucleus.config.capabilities",
     "nucleus.runner", "nucleus.driver", "nucleus.vocab", "nucleus.machines.system",
     "nucleus.effects.host", "nucleus.effects.inside", "nucleus.effects.seccomp",
 )

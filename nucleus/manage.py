@@ -38,7 +38,7 @@ def view(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def find(ref: str) -> dict[str, Any]:
-    from nucleus.spec.lookup import resolve
+    from nucleus.config.lookup import resolve
 
     return dict(resolve(_store().all(), ref))
 

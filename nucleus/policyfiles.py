@@ -1,5 +1,5 @@
 """Loading the security policy files named on the command line: read each file once, check its
-sha256 pin, and hand the bytes to the pure parsers in nucleus.spec.policies."""
+sha256 pin, and hand the bytes to the pure parsers in nucleus.config.policies."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def _read(path: str, flag: str) -> bytes:
 def load(seccomp: str | None = None, seccomp_sha256: str | None = None,
          caps: str | None = None, caps_sha256: str | None = None,
          landlock: str | None = None, landlock_sha256: str | None = None) -> Policies:
-    from nucleus.spec import policies
-    from nucleus.spec.modes import PolicyFile
+    from nucleus.config import policies
+    from nucleus.config.modes import PolicyFile
 
     files = []
     for flag, path, pin in (("--seccomp-profile", seccomp, seccomp_sha256),

@@ -14,8 +14,8 @@ import stat
 from dataclasses import dataclass
 
 from nucleus import vocab as v
+from nucleus.config.container import ContainerConfig
 from nucleus.errors import InvalidInput, RuntimeFailure
-from nucleus.spec.container import ContainerSpec
 
 SUBUID_BASE = 100000
 SUBUID_COUNT = 65536
@@ -42,7 +42,7 @@ def state_root(euid: int) -> str:
 
 def gather_facts(rootfs: str | None = None) -> HostFacts:
     """Which system directories exist (on the host, or in the --rootfs closure)."""
-    from nucleus.spec.rootfs import ROOTFS_DIRS, STORE_PATHS_FILE, SYSTEM_DIRS
+    from nucleus.config.rootfs import ROOTFS_DIRS, STORE_PATHS_FILE, SYSTEM_DIRS
 
     system = []
     for path in ROOTFS_DIRS if rootfs else SYSTEM_DIRS:
@@ -81,12 +81,12 @@ def _existing_dir(flag: str, value: str | None, hint: str) -> str | None:
     return path
 
 
-def check_rootfs(spec: ContainerSpec) -> str | None:
+def check_rootfs(spec: ContainerConfig) -> str | None:
     return _existing_dir("--rootfs", spec.rootfs,
                          "build one with the flake's lib.mkRootfs, or point at an unpacked tree")
 
 
-def check_context(spec: ContainerSpec) -> str | None:
+def check_context(spec: ContainerConfig) -> str | None:
     return _existing_dir("--context", spec.context, "pass an existing directory to populate /context from")
 
 
@@ -113,20 +113,20 @@ def _compile_policy(profile: dict, path: str | None) -> bytes:
         raise InvalidInput(f"--seccomp-profile {path!r}: {e}") from e
 
 
-def _context_manifest(spec: ContainerSpec) -> tuple[tuple[str, str], ...] | None:
+def _context_manifest(spec: ContainerConfig) -> tuple[tuple[str, str], ...] | None:
     """--verify-context-integrity: hash the source context now; the copy is checked against it."""
     if not (spec.verify_context_integrity and spec.context and spec.context_mode == "copy"):
         return None
+    from nucleus.config.context import exclusion_list
     from nucleus.effects import integrity
-    from nucleus.spec.context import exclusion_list
 
     return tuple(sorted(integrity.manifest(spec.context, exclusion_list()).items()))
 
 
-def check_host(spec: ContainerSpec) -> None:
+def check_host(spec: ContainerConfig) -> None:
     """What the service mode needs from this host (Landlock ABI, cgroups, lockdown, ...), checked
     before anything is changed; a missing feature exits 3."""
-    from nucleus.spec import modes
+    from nucleus.config import modes
 
     if spec.service_mode == "agent" and spec.require_kernel_lockdown is None and spec.trust_level == "trusted":
         return  # agent mode degrades (or fails at the step) instead: no probing on the hot path
@@ -138,20 +138,20 @@ def check_host(spec: ContainerSpec) -> None:
 
 
 def _program(cache_dir: str | None = None) -> bytes:
+    from nucleus.config.seccomp_default import default_profile
     from nucleus.effects import seccomp
-    from nucleus.spec.seccomp_default import default_profile
 
     return seccomp.cached_program(default_profile(networked=False), cache_dir)
 
 
-def build(spec: ContainerSpec, facts: HostFacts, context: str | None, cid: str = ""):
+def build(spec: ContainerConfig, facts: HostFacts, context: str | None, cid: str = ""):
     """The System machine's initial state and the setup process's payload."""
     from dataclasses import replace
 
+    from nucleus.config import landlock_default, modes
+    from nucleus.config.rootfs import HostLayout, plan
     from nucleus.effects.inside import Inside, Workload
     from nucleus.machines import filesystem, isolation, resources, security, system
-    from nucleus.spec import landlock_default, modes
-    from nucleus.spec.rootfs import HostLayout, plan
 
     rootless = spec.rootless or facts.euid != 0
     if rootless:
@@ -189,7 +189,7 @@ def build(spec: ContainerSpec, facts: HostFacts, context: str | None, cid: str =
         keep = tuple(pol.caps.names("bounding"))
     log_denied = spec.seccomp_log_denied
     if pol is not None and pol.seccomp is not None:
-        from nucleus.spec.policies import logs_denied
+        from nucleus.config.policies import logs_denied
 
         log_denied = log_denied or logs_denied(pol.seccomp)
     state = system.initial(
@@ -278,7 +278,7 @@ def new_id() -> str:
     return secrets.token_hex(16)
 
 
-def register(store, spec: ContainerSpec, cid: str, log_path: str | None) -> dict:
+def register(store, spec: ContainerConfig, cid: str, log_path: str | None) -> dict:
     """Write the container's first record, refusing a name already taken. Under the store lock,
     so two concurrent runs cannot take the same name."""
     import time
@@ -305,7 +305,7 @@ def register(store, spec: ContainerSpec, cid: str, log_path: str | None) -> dict
     return record
 
 
-def _start_tracer(spec: ContainerSpec, payload) -> int:
+def _start_tracer(spec: ContainerConfig, payload) -> int:
     """Trace mode: a tracer process serves the container's seccomp notifications, writing one
     NDJSON line per syscall to --seccomp-log."""
     import socket
@@ -332,7 +332,7 @@ def _finish_tracer(pid: int, log: str | None, quiet: bool = False) -> None:
         status = 0
     if quiet:
         return
-    from nucleus.spec import seccomp_generate
+    from nucleus.config import seccomp_generate
 
     try:
         with open(log, "rb") as f:  # type: ignore[arg-type]
@@ -345,7 +345,7 @@ def _finish_tracer(pid: int, log: str | None, quiet: bool = False) -> None:
         sys.stderr.write(f"warning: the seccomp trace in {log!r} is incomplete\n")
 
 
-def run(spec: ContainerSpec, trace_path: str | None = None) -> int:
+def run(spec: ContainerConfig, trace_path: str | None = None) -> int:
     """Run in the foreground (or, with spec.detach, hand the container to a background
     supervisor once it has started and return 0)."""
     context = check_context(spec)
@@ -430,7 +430,7 @@ def _supervise(spec, facts, context, store, cid, trace_path, ready_fd, log_path)
 
     trace = None
     if trace_path is not None:
-        from nucleus.itf import Recorder
+        from nucleus.trace.itf import Recorder
 
         trace = Recorder(system, "System", trace_path, f"nucleus run {' '.join(spec.argv)}")
 

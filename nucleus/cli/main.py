@@ -96,15 +96,15 @@ def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, c
         seccomp_profile, seccomp_profile_sha256, caps_policy, caps_policy_sha256, landlock_policy,
         landlock_policy_sha256, debug) -> None:
     """Run COMMAND in an ephemeral, isolated agent sandbox and exit with its status."""
-    from nucleus.spec.container import ContainerSpec, parse_env, validate
-    from nucleus.spec.resources import validate_limits
+    from nucleus.config.container import ContainerConfig, parse_env, validate
+    from nucleus.config.resources import validate_limits
 
     if debug:
         ctx.obj["debug"] = True
     _set_debug(debug)
     import os
 
-    spec = validate(ContainerSpec(
+    spec = validate(ContainerConfig(
         argv=tuple(command), name=name, hostname=hostname, context=context,
         context_mode=context_mode, env=parse_env(env), workdir=workdir, rootless=rootless,
         time_namespace=time_namespace, allow_degraded_security=allow_degraded_security,
@@ -119,7 +119,7 @@ def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, c
     from dataclasses import replace
 
     from nucleus import policyfiles
-    from nucleus.spec import modes
+    from nucleus.config import modes
 
     if seccomp_profile or caps_policy or landlock_policy or seccomp_profile_sha256 or caps_policy_sha256 or landlock_policy_sha256:
         loaded = policyfiles.load(seccomp_profile, seccomp_profile_sha256, caps_policy, caps_policy_sha256,
@@ -307,7 +307,7 @@ def seccomp_generate(traces: tuple[str, ...], output: str | None) -> None:
     """Make a minimal OCI seccomp profile from trace-mode records (NDJSON)."""
     import os
 
-    from nucleus.spec import seccomp_generate as sg
+    from nucleus.config import seccomp_generate as sg
 
     texts = []
     for path in traces:
@@ -341,7 +341,7 @@ def trace() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def trace_replay(files: tuple[str, ...]) -> None:
     """Replay FILES through the production state machines; report the first divergence of each."""
-    from nucleus import itf, replay
+    from nucleus.trace import itf, replay
 
     failed = 0
     for path in files:

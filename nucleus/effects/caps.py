@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nucleus.effects import sys as _sys
+from nucleus.effects import libc as _sys
 
 CAP_LAST_CAP_PATH = "/proc/sys/kernel/cap_last_cap"
 

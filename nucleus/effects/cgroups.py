@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from nucleus.spec.resources import Limits
+from nucleus.config.resources import Limits
 
 V2_REQUIRED = ("cpu", "memory", "pids")
 V2_OPTIONAL = ("io",)

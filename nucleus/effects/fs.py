@@ -11,7 +11,7 @@ import re
 import stat
 
 from nucleus import vocab as v
-from nucleus.effects import sys as k
+from nucleus.effects import libc as k
 
 MS_FLAGS = {
     "rdonly": k.MS_RDONLY, "nosuid": k.MS_NOSUID, "nodev": k.MS_NODEV, "noexec": k.MS_NOEXEC,

@@ -10,7 +10,7 @@ import sys
 
 from nucleus import vocab as v
 from nucleus.effects import channel, inside
-from nucleus.effects import sys as k
+from nucleus.effects import libc as k
 
 
 def parse_fault(spec: str | None) -> tuple[str, int] | None:

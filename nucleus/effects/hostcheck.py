@@ -5,7 +5,7 @@
 they are on PATH, each with a timeout. When securityfs is not mounted, the lockdown mode is read
 from a securityfs mounted in a child's private mount namespace, which vanishes with the child.
 
-What each service mode would refuse is decided by ``nucleus.spec.modes``; ``report`` and
+What each service mode would refuse is decided by ``nucleus.config.modes``; ``report`` and
 ``report_data`` only print it. ``run_facts`` gathers the few cheap facts a run needs.
 """
 
@@ -16,8 +16,8 @@ import os
 import platform
 import shutil
 
-from nucleus.effects import sys as k
-from nucleus.spec import modes
+from nucleus.config import modes
+from nucleus.effects import libc as k
 
 NS_DIR = "/proc/self/ns"
 USER_SYSCTL_DIR = "/proc/sys/user"
@@ -323,7 +323,7 @@ def probe() -> dict:
     }
 
 
-# --- facts for the decisions in nucleus.spec.modes ----------------------------------------------
+# --- facts for the decisions in nucleus.config.modes ----------------------------------------------
 
 
 def host_facts(facts: dict, rootfs_realpath: str | None = None) -> modes.HostFacts:

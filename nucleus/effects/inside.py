@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 # Everything the setup process runs must be imported before the fork: after pivot_root the
 # runtime's own files are no longer reachable.
 from nucleus import vocab as v
+from nucleus.config.capabilities import capability_number
 from nucleus.effects import caps, channel, fs, landlock, rlimits
-from nucleus.effects import sys as k
-from nucleus.spec.capabilities import capability_number
+from nucleus.effects import libc as k
 
 # Signals the supervisor forwards and PID 1 passes on to the workload.
 FORWARDED = (

@@ -74,7 +74,7 @@ def manifest(root: int | str | os.PathLike[str], exclude_patterns: tuple[str, ..
              ) -> dict[str, str]:
     """{relative path: sha256 hex | "symlink:<target>" | "dir"} for the tree at ``root`` (a
     directory path, or an open directory descriptor, which stays open), skipping names that
-    match ``exclude_patterns`` (``nucleus.spec.context.exclusion_list()`` for a context)."""
+    match ``exclude_patterns`` (``nucleus.config.context.exclusion_list()`` for a context)."""
     exclude = tuple(exclude_patterns)
     if isinstance(root, int):
         fd = os.dup(root)

@@ -9,7 +9,7 @@ import os
 import signal
 
 from nucleus.effects import caps, cgroups, landlock, rlimits
-from nucleus.effects import sys as k
+from nucleus.effects import libc as k
 from nucleus.effects.inside import FORWARDED, WAITED, exit_status
 
 ORDER = ("cgroup", "ipc", "uts", "net", "pid", "time", "mnt")

@@ -12,8 +12,8 @@ import os
 import stat
 import struct
 
-from nucleus.effects import sys as _sys
-from nucleus.spec import landlock_default as _ll
+from nucleus.config import landlock_default as _ll
+from nucleus.effects import libc as _sys
 
 
 def abi_version() -> int:
@@ -65,7 +65,7 @@ def restrict(
     rules, *, handled: int | None = None, scope_signals: bool = True, abi: int | None = None
 ):
     """Enforce ``rules`` — (path, rights) pairs, rights a mask or a set of group names of
-    ``nucleus.spec.landlock_default`` — on the calling thread and its future children.
+    ``nucleus.config.landlock_default`` — on the calling thread and its future children.
 
     - The ruleset handles ``handled`` (default: every filesystem right ABI ``abi`` knows;
       ``abi`` defaults to the running kernel's); rights the ABI does not know are masked off,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno as _errno
 import resource
 
-from nucleus.effects.sys import SyscallError
+from nucleus.effects.libc import SyscallError
 
 RESOURCES = (
     ("nofile", "RLIMIT_NOFILE", resource.RLIMIT_NOFILE),

@@ -9,12 +9,12 @@ Compilation follows runc's reading of an OCI profile: ``defaultAction`` (+ ``def
 ``architectures`` (the native one is always included; a syscall from any architecture not in the
 filter kills the process), and ``syscalls`` entries of ``names``, ``action``, ``errnoRet`` and
 ``args`` (conditions on one argument index are ORed, conditions on different indexes ANDed: each
-combination becomes a rule of its own, see ``nucleus.spec.policies.expand_conditions``). A rule
+combination becomes a rule of its own, see ``nucleus.config.policies.expand_conditions``). A rule
 whose action equals the default action is redundant and skipped. A syscall name libseccomp does not
 know (too new for it, or no syscall at all) is skipped with a warning on stderr, so it gets the
 default action.
 
-Profiles from files go through ``nucleus.spec.policies.parse_seccomp_profile`` first, which
+Profiles from files go through ``nucleus.config.policies.parse_seccomp_profile`` first, which
 validates them completely and applies Docker's includes/excludes; this module compiles what it
 returns (and the built-in default profile) without re-validating the finer points.
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sys
 
-from nucleus.effects import sys as _sys
+from nucleus.effects import libc as _sys
 
 # Bump when compile_profile would produce a different program for the same profile, so old
 # cache entries stop matching.
@@ -133,7 +133,7 @@ def _export(filt) -> bytes:
 def _compile(profile: dict, warnings: list[str]) -> bytes:
     import pyseccomp as ps
 
-    from nucleus.spec.policies import count_rules, expand_conditions
+    from nucleus.config.policies import count_rules, expand_conditions
 
     if not isinstance(profile, dict):
         raise ValueError(f"seccomp profile: expected an object, got {type(profile).__name__}")

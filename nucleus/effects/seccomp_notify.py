@@ -55,7 +55,7 @@ import socket
 import struct
 from typing import Any, TextIO
 
-from nucleus.effects import sys as _sys
+from nucleus.effects import libc as _sys
 
 ARCH = "x86_64"
 AUDIT_ARCH_X86_64 = 0xC000003E

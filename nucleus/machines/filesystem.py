@@ -1,6 +1,6 @@
 """The root filesystem: formal/Filesystem.tla.
 
-The mount plan (built by nucleus.spec.rootfs) is data: a sequence of operations that build the
+The mount plan (built by nucleus.config.rootfs) is data: a sequence of operations that build the
 new root under a staging directory. The machine issues the whole plan at Begin (the executor
 stops at the first failure and reports it), then pivot_root, then detaches the old root. With
 the chroot fallback allowed, a failed pivot_root becomes a chroot, noted as such.

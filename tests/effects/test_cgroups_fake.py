@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from nucleus.config.resources import IoLimit, Limits
 from nucleus.effects import cgroups
-from nucleus.spec.resources import IoLimit, Limits
 from tests.effects.fake_cgroupfs import PAGE, V1_UNLIMITED, FakeKernel
 
 MiB = 1 << 20

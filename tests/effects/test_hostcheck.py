@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
+from nucleus.config import modes
 from nucleus.effects import hostcheck
 from nucleus.effects import landlock as ll
-from nucleus.spec import modes
 
 KEYS = {"kernel", "euid", "namespaces", "cgroups", "seccomp", "landlock", "lockdown", "runsc",
         "criu", "pid_max"}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from nucleus.config.seccomp_default import default_profile
 from nucleus.effects import seccomp
-from nucleus.spec.seccomp_default import default_profile
 
 pytestmark = pytest.mark.requires("pyseccomp")
 
@@ -143,7 +143,7 @@ def test_cache_hit_does_not_import_pyseccomp(tmp_path):
         f"""
         import sys
         from nucleus.effects import seccomp
-        from nucleus.spec.seccomp_default import default_profile
+        from nucleus.config.seccomp_default import default_profile
         program = seccomp.cached_program(default_profile(networked=False), {str(tmp_path)!r})
         print(len(program), "pyseccomp" in sys.modules)
         """

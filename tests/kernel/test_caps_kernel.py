@@ -8,9 +8,9 @@ import pickle
 
 import pytest
 
+from nucleus.config import capabilities as capspec
 from nucleus.effects import caps
-from nucleus.effects import sys as nsys
-from nucleus.spec import capabilities as capspec
+from nucleus.effects import libc as nsys
 
 ROOT = pytest.mark.requires("root")
 SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
+from nucleus.config.resources import IoLimit, Limits
 from nucleus.effects import cgroups, rlimits
-from nucleus.spec.resources import IoLimit, Limits
 
 pytestmark = pytest.mark.requires("root")
 

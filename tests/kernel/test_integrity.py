@@ -9,8 +9,8 @@ import os
 import pytest
 
 from nucleus import vocab as v
+from nucleus.config.context import exclusion_list
 from nucleus.effects import fs, integrity
-from nucleus.spec.context import exclusion_list
 
 EXCLUDE = exclusion_list()
 

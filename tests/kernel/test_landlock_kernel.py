@@ -10,8 +10,8 @@ import socket
 
 import pytest
 
+from nucleus.config import landlock_default as ll
 from nucleus.effects import landlock
-from nucleus.spec import landlock_default as ll
 
 pytestmark = pytest.mark.requires("root", "landlock")
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from nucleus.config import policies as P
+from nucleus.config import seccomp_default as sd
 from nucleus.effects import caps, landlock, seccomp
-from nucleus.effects import sys as nsys
-from nucleus.spec import policies as P
-from nucleus.spec import seccomp_default as sd
+from nucleus.effects import libc as nsys
 
 SECCOMP = pytest.mark.requires("root", "seccomp", "pyseccomp")
 CAPS = pytest.mark.requires("root", "netns")

@@ -153,7 +153,7 @@ def test_docker_default_profile_denies_what_docker_denies(scope, tmp_path):
 def test_syscalls_unknown_to_libseccomp_are_a_warning_on_every_run(scope):
     import pyseccomp
 
-    from nucleus.spec import policies
+    from nucleus.config import policies
 
     profile = policies.parse_seccomp_profile(DOCKER_PROFILE.read_bytes(), str(DOCKER_PROFILE),
                                              kernel=os.uname().release)
@@ -432,7 +432,7 @@ def test_landlock_policy_allows_one_directory_and_denies_its_sibling(scope, poli
 
 
 def test_landlock_policy_needing_a_newer_abi_is_refused(scope, tmp_path):
-    from nucleus.spec.landlock_default import LATEST_ABI
+    from nucleus.config.landlock_default import LATEST_ABI
 
     policy = tmp_path / "future.landlock.toml"
     policy.write_text(LANDLOCK_SIBLINGS.replace("min_abi = 1", f"min_abi = {LATEST_ABI + 1}"))

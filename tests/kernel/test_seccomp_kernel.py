@@ -19,9 +19,9 @@ import textwrap
 
 import pytest
 
+from nucleus.config import seccomp_default as sd
+from nucleus.effects import libc as nsys
 from nucleus.effects import seccomp
-from nucleus.effects import sys as nsys
-from nucleus.spec import seccomp_default as sd
 
 pytestmark = pytest.mark.requires("root", "seccomp", "pyseccomp")
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from nucleus.config import seccomp_generate as sg
 from nucleus.effects import seccomp
 from nucleus.effects import seccomp_notify as sn
-from nucleus.spec import seccomp_generate as sg
 
 TRACE = pytest.mark.requires("root", "seccomp")
 ENFORCE = pytest.mark.requires("root", "seccomp", "pyseccomp")

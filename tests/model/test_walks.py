@@ -34,9 +34,9 @@ from typing import Any
 import pytest
 
 from nucleus import vocab as v
+from nucleus.config import modes
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused, Step
-from nucleus.spec import modes
 
 FORMAL = Path(__file__).resolve().parents[2] / "formal"
 
@@ -574,7 +574,7 @@ def spec_reachable(
     return seen
 
 
-# A step, as the trace coverage counts it (nucleus/tla.py): the machine, action and argument, the
+# A step, as the trace coverage counts it (tools/tla.py): the machine, action and argument, the
 # machine's phase after the step, and the machine's parameters (its Boolean variables that Init
 # picks freely: a seccomp failure that is fatal in a strict mode is another step than one that is
 # fatal because degraded security is not allowed).

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from nucleus import itf, tla
 from nucleus import vocab as v
 from nucleus.driver import Driver, FakeExecutor
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused
-from nucleus.replay import MODULES, Divergence, replay
+from nucleus.trace import itf
+from nucleus.trace.replay import MODULES, Divergence, replay
+from tools import tla
 
 TRACES = Path(__file__).resolve().parents[2] / "traces"
 # Hidden folders (traces/.tmp/) are the generator's scratch space, never part of the repository.
@@ -50,7 +51,7 @@ def test_every_spec_has_traces_of_its_own():
 
 
 # Steps the traces must take (machine, action, argument, phase after, parameters that are TRUE;
-# as `python -m nucleus.tla coverage` counts them): strict modes fail closed even with degraded
+# as `python -m tools.tla coverage` counts them): strict modes fail closed even with degraded
 # security allowed, and the mount audit is taken and failed after a pivot and after a chroot.
 STRICT_STEPS = {
     ("sec", "Fail", "seccomp", "failed", "allowDegraded,strict"),

@@ -1,7 +1,7 @@
 """The import rules of the architecture, checked on the source (every import, including those
 inside functions):
 
-* nucleus.machines.* and nucleus.spec.* (and the vocabulary and errors they build on) import only
+* nucleus.machines.* and nucleus.config.* (and the vocabulary and errors they build on) import only
   the standard library's pure data modules and each other: deciding never touches the host;
 * nucleus.effects.* never imports nucleus.machines: effects carry out intents, they don't decide;
 * only nucleus.cli.* imports click;
@@ -40,8 +40,8 @@ PURE_STDLIB = frozenset(
         "posixpath",
     }
 )
-PURE_NUCLEUS = ("nucleus.machines", "nucleus.spec", "nucleus.vocab", "nucleus.errors")
-PURE_PACKAGES = ("nucleus.machines", "nucleus.spec", "nucleus.vocab", "nucleus.errors")
+PURE_NUCLEUS = ("nucleus.machines", "nucleus.config", "nucleus.vocab", "nucleus.errors")
+PURE_PACKAGES = ("nucleus.machines", "nucleus.config", "nucleus.vocab", "nucleus.errors")
 FORBIDDEN_EVERYWHERE = ("pyroute2", "asyncio")
 
 

@@ -12,9 +12,9 @@ import re
 import pytest
 
 from nucleus import vocab as v
+from nucleus.config import modes
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused, Step
-from nucleus.spec import modes
 
 
 def ok(result: Step | Refused) -> Step:

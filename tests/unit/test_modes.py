@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from nucleus.config import modes as m
+from nucleus.config.modes import HostFacts, ModeRequest, PolicyFile
 from nucleus.errors import HostUnsupported, InvalidInput
-from nucleus.spec import modes as m
-from nucleus.spec.modes import HostFacts, ModeRequest, PolicyFile
 
 STORE_ROOTFS = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-my-service-rootfs"
 PINNED = (PolicyFile("seccomp", "svc.json", True), PolicyFile("caps", "svc.caps.toml", True),
@@ -342,10 +342,10 @@ def test_table_names_every_row_of_the_reference_table():
 
 
 def test_from_container_spec_reads_matching_fields():
-    from nucleus.spec.container import ContainerSpec
-    from nucleus.spec.resources import validate_limits
+    from nucleus.config.container import ContainerConfig
+    from nucleus.config.resources import validate_limits
 
-    spec = ContainerSpec(argv=("true",), context="ctx", context_mode="bind",
+    spec = ContainerConfig(argv=("true",), context="ctx", context_mode="bind",
                          allow_chroot_fallback=True, limits=validate_limits(memory="1G"))
     req = m.from_container_spec(spec, trust_level="untrusted", dns=["10.0.0.1"])
     assert (req.context, req.context_mode, req.allow_chroot_fallback) == ("ctx", "bind", True)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from nucleus.config import capabilities as capspec
+from nucleus.config import landlock_default as ll
+from nucleus.config import policies as P
 from nucleus.errors import InvalidInput
-from nucleus.spec import capabilities as capspec
-from nucleus.spec import landlock_default as ll
-from nucleus.spec import policies as P
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "policies"

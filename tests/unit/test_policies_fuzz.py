@@ -17,9 +17,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nucleus.config import capabilities as capspec
+from nucleus.config import policies as P
 from nucleus.errors import InvalidInput
-from nucleus.spec import capabilities as capspec
-from nucleus.spec import policies as P
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "policies"

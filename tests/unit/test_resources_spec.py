@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from nucleus.config import resources as r
+from nucleus.config.resources import IoLimit, Limits, parse_io_limit, parse_size, validate_limits
 from nucleus.errors import InvalidInput
-from nucleus.spec import resources as r
-from nucleus.spec.resources import IoLimit, Limits, parse_io_limit, parse_size, validate_limits
 
 K, M, G = 1024, 1024**2, 1024**3
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from nucleus.spec import seccomp_default as sd
+from nucleus.config import seccomp_default as sd
 
 
 def allowed_names(profile: dict, *, unconditional_only: bool = False) -> set[str]:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from nucleus.config import seccomp_generate as sg
 from nucleus.errors import InvalidInput
-from nucleus.spec import seccomp_generate as sg
 
 
 def event(name: str, nr: int = 0, pid: int = 100) -> str:

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nucleus import itf
 from nucleus import vocab as v
 from nucleus.driver import Driver, FakeExecutor
 from nucleus.machines import lifecycle
+from nucleus.trace import itf
 
 FORMAL = Path(__file__).resolve().parents[2] / "formal"
 SINGLE_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "Resources")

@@ -43,8 +43,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from nucleus.config.capabilities import CAPABILITY_NAMES
 from nucleus.errors import HostUnsupported, InvalidInput
-from nucleus.spec.capabilities import CAPABILITY_NAMES
 
 AGENT = "agent"
 STRICT_AGENT = "strict-agent"

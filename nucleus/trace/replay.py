@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nucleus import itf
 from nucleus import vocab as v
 from nucleus.driver import Driver
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused
+from nucleus.trace import itf
 
 MODULES: dict[str, Any] = {
     "Lifecycle": lifecycle, "Isolation": isolation, "Filesystem": filesystem,

@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from nucleus.config.modes import SERVICE_MODES, TRUST_LEVELS
+from nucleus.config.resources import Limits
 from nucleus.errors import InvalidInput
-from nucleus.spec.modes import SERVICE_MODES, TRUST_LEVELS
-from nucleus.spec.resources import Limits
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HOSTNAME_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -34,7 +34,7 @@ DEFAULT_ROOTFS_SIZE = 1 << 30
 
 
 @dataclass(frozen=True)
-class ContainerSpec:
+class ContainerConfig:
     argv: tuple[str, ...]
     name: str | None = None
     hostname: str | None = None
@@ -99,7 +99,7 @@ def parse_env(values: tuple[str, ...] | list[str], flag: str = "--env") -> tuple
     return tuple(out)
 
 
-def validate(spec: ContainerSpec) -> ContainerSpec:
+def validate(spec: ContainerConfig) -> ContainerConfig:
     """Check every field; raise InvalidInput naming the flag and value. Returns the spec."""
     if not spec.argv:
         raise InvalidInput(

@@ -1,8 +1,8 @@
 """tla-py: run the TLA+ model checkers on formal/ and keep traces/ in step with the specs.
 
-    python -m nucleus.tla verify   [--tla2tools JAR] [--apalache PATH] [--checker auto|apalache|tlc]
-    python -m nucleus.tla traces   --tla2tools JAR --count N [--depth D] [--seed S] [--out DIR]
-    python -m nucleus.tla coverage [DIR] [--tla2tools JAR]
+    python -m tools.tla verify   [--tla2tools JAR] [--apalache PATH] [--checker auto|apalache|tlc]
+    python -m tools.tla traces   --tla2tools JAR --count N [--depth D] [--seed S] [--out DIR]
+    python -m tools.tla coverage [DIR] [--tla2tools JAR]
 
 verify    model-checks every spec (formal/<Spec>.tla with formal/<Spec>.cfg). Apalache runs when
           apalache-mc is on PATH or given with --apalache; otherwise TLC, when a tla2tools.jar is
@@ -78,7 +78,7 @@ class ToolError(Exception):
 
 
 def die(message: str, code: int = 2) -> NoReturn:
-    print(f"nucleus.tla: {message}", file=sys.stderr)
+    print(f"tools.tla: {message}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -679,7 +679,7 @@ def replay(paths: Sequence[Path], verbose: bool = False) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nucleus.tla", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.tla", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

@@ -60,10 +60,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from nucleus.config import capabilities as _caps
+from nucleus.config import landlock_default as _ll
+from nucleus.config.modes import DANGEROUS_CAPABILITIES
 from nucleus.errors import InvalidInput
-from nucleus.spec import capabilities as _caps
-from nucleus.spec import landlock_default as _ll
-from nucleus.spec.modes import DANGEROUS_CAPABILITIES
 
 MAX_POLICY_BYTES = 4 << 20
 

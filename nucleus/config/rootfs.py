@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nucleus import vocab as v
-from nucleus.spec.container import CONTEXT_MOUNT, ContainerSpec
-from nucleus.spec.context import exclusion_list
+from nucleus.config.container import CONTEXT_MOUNT, ContainerConfig
+from nucleus.config.context import exclusion_list
 
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/lib64", "/nix")
 # From a --rootfs closure: its own /etc replaces the generated one.
@@ -53,7 +53,7 @@ def _passwd(home: str) -> str:
     )
 
 
-def plan(spec: ContainerSpec, layout: HostLayout, hostname: str) -> tuple[v.Intent, ...]:
+def plan(spec: ContainerConfig, layout: HostLayout, hostname: str) -> tuple[v.Intent, ...]:
     r = layout.rootfs_dir.rstrip("/")
     uid, gid = layout.owner
     home = spec.home
@@ -105,7 +105,7 @@ def _etc(r: str, hostname: str, home: str) -> list[v.Intent]:
     ]
 
 
-def _rest(ops: list[v.Intent], spec: ContainerSpec, layout: HostLayout, r: str, uid: int, gid: int,
+def _rest(ops: list[v.Intent], spec: ContainerConfig, layout: HostLayout, r: str, uid: int, gid: int,
           home: str) -> None:
 
     # The context: a private writable copy on its own tmpfs, or the host tree bound read-only.
