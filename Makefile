@@ -4,20 +4,24 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TLA2TOOLS ?= $(wildcard /opt/tla/tla2tools.jar)
 TRACES_PER_SPEC ?= 200
+# nucleus itself (editable) with what its tests and linters need, as pyproject pins them.
+INSTALL = $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,lint]'
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast verify traces lint bench clean
+.PHONY: help setup test test-fast verify traces record lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-setup: ## install system packages (as root, Debian) and a virtualenv with nucleus and its test tools
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+setup: $(BIN)/python ## install system packages (as root, Debian) and a virtualenv with nucleus and its test tools
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    libseccomp2 iproute2 python3-venv python3 gcc libc6-dev util-linux \
 	    runc crun bubblewrap runsc >/dev/null; fi
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@$(INSTALL)
 	@$(BIN)/python -m compileall -q nucleus >/dev/null  # bytecode, even where PYTHONDONTWRITEBYTECODE is set
 	@echo "setup done: $(BIN)/nucleus"
 
@@ -33,9 +37,13 @@ verify: ## model-check every spec with Apalache (apalache-mc on PATH) or TLC (TL
 traces: ## regenerate traces/ from the specs with the model checker (TRACES_PER_SPEC=N)
 	@$(BIN)/python -m tools.tla traces --tla2tools "$(TLA2TOOLS)" --count $(TRACES_PER_SPEC)
 
-lint: ## ruff, and mypy --strict on spec and machines
-	$(BIN)/python -m ruff check nucleus tests
-	$(BIN)/python -m mypy --strict nucleus/spec nucleus/machines nucleus/vocab.py
+record: ## re-record traces/recorded/ from real runs (as root): the plan's intents, checked by replay
+	@$(BIN)/python -m tools.record
+
+lint: $(BIN)/python ## ruff and mypy --strict over the whole package (pinned in pyproject's lint extra)
+	@$(BIN)/python -m ruff --version >/dev/null 2>&1 && $(BIN)/python -m mypy --version >/dev/null 2>&1 || $(INSTALL)
+	$(BIN)/python -m ruff check nucleus tests tools benches
+	$(BIN)/python -m mypy --strict nucleus
 
 bench: ## benchmarks against the peers (see BENCHMARKS.md)
 	$(BIN)/python -m benches --install-peers $(if $(filter 1,$(BENCH_QUICK)),--quick) $(if $(BENCH_REPS),--reps $(BENCH_REPS))

@@ -26,9 +26,9 @@ SEC = {"DropCapabilities", "LoadSeccomp", "ApplyLandlock"}
 PHASES = (
     ("interpreter", "interpreter start, site and the virtualenv's import hooks (spawn to first line)"),
     ("import_cli", "import nucleus.cli.main (click)"),
-    ("import_run", "import the run path (vocab, machines, effects, spec)"),
-    ("cli", "CLI: parse arguments, validate the spec"),
-    ("plan", "host facts, plan, seccomp program (cache read)"),
+    ("import_run", "import the run path (vocab, machines, plan, effects, config)"),
+    ("cli", "CLI: parse arguments, validate the configuration"),
+    ("plan", "host facts (probe), seccomp program (cache read), the plan"),
     ("spawn", "fork the setup process (SpawnChild)"),
     ("namespaces", "namespaces: unshare, fork PID 1, hostname, lo, user namespace, id maps"),
     ("filesystem", "filesystem: mounts, /etc, /dev, /proc, pivot_root"),
@@ -37,7 +37,7 @@ PHASES = (
     ("state", "state records for ps/rm: register, write at phase changes, delete"),
     ("machines", "state machine steps (pure: step and advance)"),
     ("pipe", "sync pipe round trips beyond the setup work (JSON, scheduling, reaping)"),
-    ("other", "other supervisor work between steps (runner, driver loop)"),
+    ("other", "other supervisor work between steps (application, driver loop)"),
     ("workload", "exec /bin/true, its exit and init's exit (wait)"),
     ("cleanup", "cleanup: kill and reap what is left, close the pipe"),
     ("exit", "interpreter exit (after the run returns)"),
@@ -70,7 +70,7 @@ def _phases_of(raw: dict, t_spawn: int, t_exit: int) -> dict[str, float]:
         "import_cli": marks["import cli"] - marks["script"],
         "import_run": marks["import run path"] - marks["import cli"],
         "cli": marks["run"] - marks["import run path"],
-        "plan": total(lambda n: n in ("gather_facts", "check_context", "check_trace", "build"), spans),
+        "plan": total(lambda n: n in ("probe", "prepare", "plan"), spans),
         "state": _union(spans, lambda n: n.startswith("state ")),
         "spawn": total(lambda n: n == "host SpawnChild", spans),
         "namespaces": total(lambda n: n in ISO, child) + total(lambda n: n == "host WriteIdMaps", spans),
@@ -86,7 +86,7 @@ def _phases_of(raw: dict, t_spawn: int, t_exit: int) -> dict[str, float]:
                  if cb and any(a <= ca and cb <= b for _, a, b in pipes))
     out["pipe"] = sum(b - a for _, a, b in pipes) - inside
     in_run = marks["run returned"] - marks["run"]
-    # whatever no span covers: the runner's and the driver's own code between steps
+    # whatever no span covers: the application's and the driver's own code between steps
     out["other"] = max(0, in_run - _union(spans, lambda n: True))
     out["exit"] = t_exit - marks["run returned"]
     # whatever lies between the import marks and run() (argument parsing) is in "cli"

@@ -18,8 +18,7 @@ import sys
 import time
 import traceback
 
-from benches import breakdown, cold, host, memory, report, schema, throughput, workload
-from benches import runtimes as R
+from benches import breakdown, cold, host, memory, report, runtimes, schema, throughput, workload
 from benches.session import Session
 
 SECTIONS = ("cold", "breakdown", "memory", "workload", "throughput")
@@ -59,13 +58,13 @@ def config(args) -> dict:
 def _runtimes(ctx, names) -> tuple[list, dict]:
     got, status = [], {}
     for name in names:
-        rt = R.ALL[name](ctx)
+        rt = runtimes.ALL[name](ctx)
         try:
             rt.check()
-        except R.Unavailable as e:
+        except runtimes.UnavailableError as e:
             status[name] = {"status": "n/a", "error": str(e)}
             continue
-        except Exception as e:  # a probe that crashed says so, as its n/a reason
+        except Exception as e:  # noqa: BLE001 - a probe that crashed says so, as its n/a reason
             status[name] = {"status": "n/a", "error": f"{type(e).__name__}: {e}"}
             continue
         status[name] = {"status": "ok"}
@@ -118,7 +117,7 @@ def run(args) -> int:
             notes.append("`nucleus run --help` lists no --memory/--cpus/--pids: nucleus runs "
                          "without cgroup limits, and so do the peers")
         names = sorted(set(COLD_RUNTIMES + MEMORY_RUNTIMES + WORKLOAD_TARGETS + THROUGHPUT_RUNTIMES),
-                       key=lambda n: list(R.ALL).index(n))
+                       key=lambda n: list(runtimes.ALL).index(n))
         _log("checking runtimes")
         available, status = _runtimes(ctx, names)
         result["runtimes"] = status
@@ -132,16 +131,16 @@ def run(args) -> int:
             _log(title)
             try:
                 result[schema_key[key]] = fn()
-            except Exception as e:  # one broken section must not hide the others
+            except Exception as e:  # noqa: BLE001 - one broken section must not hide the others
                 failed = True
                 traceback.print_exc()
                 result[schema_key[key]] = {"status": "error", "error": f"{type(e).__name__}: {e}"}
 
         schema_key = {"cold": "cold_start", "breakdown": "breakdown", "memory": "memory",
                       "workload": "workload", "throughput": "throughput"}
-        na = lambda n, err: {"label": R.ALL[n].label, "command": R.ALL[n].command, "status": "n/a",  # noqa: E731
+        na = lambda n, err: {"label": runtimes.ALL[n].label, "command": runtimes.ALL[n].command, "status": "n/a",  # noqa: E731
                              "error": err, "n": 0, "median": None, "min": None, "max": None, "samples": []}
-        na_mem = lambda n, err: {"label": R.ALL[n].label, "unit": "MiB", "status": "n/a", "error": err,  # noqa: E731
+        na_mem = lambda n, err: {"label": runtimes.ALL[n].label, "unit": "MiB", "status": "n/a", "error": err,  # noqa: E731
                                  "rss": cold.stats.summary([]), "pss": cold.stats.summary([])}
 
         section("cold", f"cold start: {cfg['cold_reps']} rounds",
@@ -176,7 +175,7 @@ def run(args) -> int:
                                            cfg["throughput_batch"], cfg["throughput_levels"], _log))
         for name, st in status.items():
             if st["status"] == "n/a":
-                notes.append(f"{R.ALL[name].label}: n/a: {st['error']}")
+                notes.append(f"{runtimes.ALL[name].label}: n/a: {st['error']}")
     result["leftovers"] = session.leftovers()
     result["duration_s"] = round(time.monotonic() - started, 1)
     result["targets"] = report.targets(result)

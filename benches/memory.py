@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from benches import procs, stats
-from benches.runtimes import Runtime, Unavailable, reap_orphans, wait_ready
+from benches.runtimes import Runtime, UnavailableError, reap_orphans, wait_ready
 
 COMMAND = ["sleep", "30"]
 SETTLE_S = 0.3  # let the runtime finish its post-start work before reading its memory
@@ -44,7 +44,7 @@ def measure(runtimes: list[Runtime], reps: int, log=print, baseline: str = "runc
                 continue
             try:
                 samples[rt.name].append(measure_once(rt))
-            except Unavailable as e:
+            except UnavailableError as e:
                 errors[rt.name] = str(e)
     base = None
     results = {}

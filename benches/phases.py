@@ -35,10 +35,10 @@ mark("import cli")
 # (BENCH_PRELOAD names a file with one module per line); without it, a fixed list. A module
 # the run still imports later shows up in "late_imports".
 PRELOAD = (
-    "nucleus.config.container", "nucleus.config.context", "nucleus.config.rootfs",
+    "nucleus.config.container", "nucleus.config.context", "nucleus.plan.mounts",
     "nucleus.config.landlock_default", "nucleus.config.seccomp_default", "nucleus.config.capabilities",
-    "nucleus.runner", "nucleus.driver", "nucleus.vocab", "nucleus.machines.system",
-    "nucleus.effects.host", "nucleus.effects.inside", "nucleus.effects.seccomp",
+    "nucleus.app.run", "nucleus.driver", "nucleus.vocab", "nucleus.machines.system",
+    "nucleus.effects.executor", "nucleus.effects.setup", "nucleus.effects.seccomp",
 )
 if os.environ.get("BENCH_PRELOAD"):
     with open(os.environ["BENCH_PRELOAD"]) as _f:
@@ -53,10 +53,14 @@ for _name in PRELOAD:
 mark("import run path")
 PRELOADED = set(sys.modules)
 
-from nucleus import runner  # noqa: E402
-from nucleus.effects import host as _host  # noqa: E402
-from nucleus.effects import inside as _inside  # noqa: E402
+from nucleus.app import records as _records  # noqa: E402
+from nucleus.app import run as _run_app  # noqa: E402
+from nucleus.effects import executor as _executor  # noqa: E402
+from nucleus.effects import handlers as _handlers  # noqa: E402
+from nucleus.effects import probe as _probe  # noqa: E402
+from nucleus.effects import setup as _setup  # noqa: E402
 from nucleus.machines import system as _system  # noqa: E402
+from nucleus.plan import run as _plan  # noqa: E402
 
 CHILD_R, CHILD_W = os.pipe()
 
@@ -97,13 +101,14 @@ def _wrap(obj, attr: str, name: str) -> None:
 
 _wrap(_system, "step", "step")
 _wrap(_system, "advance", "step")
-for _attr in ("check_context", "check_trace", "gather_facts", "build"):
-    _wrap(runner, _attr, _attr)
+# The phases before anything changes on the host: probe, prepare (seccomp program), plan.
+_wrap(_probe, "for_run", "probe")
+_wrap(_run_app, "prepare_artifacts", "prepare")
+_wrap(_plan, "plan", "plan")
 # State records (nucleus ps/rm): the registration, the recorder writing them at phase changes,
 # and the store's file operations.
-_wrap(runner, "register", "state register")
-for _cls in [c for c in vars(runner).values() if isinstance(c, type) and c.__module__ == runner.__name__]:
-    _wrap(_cls, "record", "state record")
+_wrap(_records, "register", "state register")
+_wrap(_records.StateRecorder, "record", "state record")
 try:
     from nucleus.effects import store as _store
 except ImportError:
@@ -112,7 +117,7 @@ if _store is not None and hasattr(_store, "Store"):
     for _attr in ("ensure", "write", "update", "read", "delete"):
         _wrap(_store.Store, _attr, f"state store.{_attr}")
 
-_orig_run = runner.run
+_orig_run = _run_app.run
 
 
 def _run(*args, **kwargs):
@@ -123,10 +128,10 @@ def _run(*args, **kwargs):
         mark("run returned")
 
 
-runner.run = _run
+_run_app.run = _run
 
-_orig_local = _host.HostExecutor._local
-_orig_remote = _host.HostExecutor._remote
+_orig_local = _executor.Executor._local
+_orig_remote = _executor.Executor._remote
 
 
 def _local(self, intent):
@@ -145,49 +150,46 @@ def _remote(self, intents):
         SPANS.append(("pipe " + "+".join(i.name for i in intents), t0, time.monotonic_ns()))
 
 
-_host.HostExecutor._local = _local
-_host.HostExecutor._remote = _remote
-_wrap(_host.HostExecutor, "wait", "wait")
-_wrap(_host.HostExecutor, "cleanup", "cleanup")
+_executor.Executor._local = _local
+_executor.Executor._remote = _remote
+_wrap(_executor.Executor, "wait", "wait")
+_wrap(_executor.Executor, "cleanup", "cleanup")
 
-_orig_effects = _inside._effects
+# Inside: every child-side handler, the fork of PID 1, the workload's fork and exec.
+for _cls, _fn in list(_handlers.HANDLERS.items()):
+    if _cls.where == "child":
+        _handlers.HANDLERS[_cls] = _child_span(_cls.__name__, _fn)
 
-
-def _effects(inside):
-    return {name: _child_span(name, fn) for name, fn in _orig_effects(inside).items()}
-
-
-_orig_fork_init = _inside._fork_init
+_orig_fork = _setup._fork
 
 
-def _fork_init(inside, intent, events):
+def _fork(setup, intent, events):
     t0 = time.monotonic_ns()
-    became_init = _orig_fork_init(inside, intent, events)
-    if became_init:
+    forked = _orig_fork(setup, intent, events)
+    if forked:
         _child(f"ForkInit {t0} {time.monotonic_ns()}")
-    return became_init
+    return forked
 
 
-_orig_exec_workload = _inside._exec_workload
+_orig_exec_workload = _setup._exec_workload
 
 
-def _exec_workload(inside, events):
+def _exec_workload(setup, intent, events):
     _child(f"ExecWorkload {time.monotonic_ns()} 0")
-    _orig_exec_workload(inside, events)
+    _orig_exec_workload(setup, intent, events)
 
 
-_orig_exec_child = _inside._exec_child
+_orig_exec_command = _setup.exec_command
 
 
-def _exec_child(w):
+def _exec_command(op, *args, **kwargs):
     _child(f"exec {time.monotonic_ns()} 0")
-    _orig_exec_child(w)
+    _orig_exec_command(op, *args, **kwargs)
 
 
-_inside._effects = _effects
-_inside._fork_init = _fork_init
-_inside._exec_workload = _exec_workload
-_inside._exec_child = _exec_child
+_setup._fork = _fork
+_setup._exec_workload = _exec_workload
+_setup.exec_command = _exec_command
 
 
 def main() -> int:

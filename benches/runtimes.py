@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from benches import host, peers, procs
 
 
-class Unavailable(Exception):
+class UnavailableError(Exception):
     """A runtime cannot run here; the message is what the report prints after "n/a: "."""
 
 
@@ -60,7 +60,7 @@ class Runtime:
         self.ctx = ctx
 
     def check(self) -> None:
-        """Raise Unavailable if this runtime cannot run here."""
+        """Raise UnavailableError if this runtime cannot run here."""
 
     def argv(self, args: list[str], cid: str) -> list[str]:
         raise NotImplementedError
@@ -137,7 +137,7 @@ class Nucleus(Runtime):
     def check(self) -> None:
         r = subprocess.run(self.argv(["/bin/true"], ""), capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
-            raise Unavailable(first_line(r.stderr) or f"exit {r.returncode}")
+            raise UnavailableError(first_line(r.stderr) or f"exit {r.returncode}")
 
 
 class Host(Runtime):
@@ -158,7 +158,7 @@ class Unshare(Runtime):
 
     def check(self) -> None:
         if shutil.which("unshare") is None:
-            raise Unavailable("unshare not installed")
+            raise UnavailableError("unshare not installed")
 
     def argv(self, args: list[str], cid: str) -> list[str]:
         return ["unshare", "-fmpinuUC", *args]
@@ -187,9 +187,9 @@ class Bwrap(Runtime):
 
     def check(self) -> None:
         if shutil.which("bwrap") is None:
-            raise Unavailable("bwrap not installed (Debian package bubblewrap)")
+            raise UnavailableError("bwrap not installed (Debian package bubblewrap)")
         if self.ctx.seccomp_file is None:
-            raise Unavailable("no compiled seccomp program")
+            raise UnavailableError("no compiled seccomp program")
 
     def fds(self) -> list[int]:
         assert self.ctx.seccomp_file is not None
@@ -214,7 +214,7 @@ class BwrapNoSeccomp(Bwrap):
 
     def check(self) -> None:
         if shutil.which("bwrap") is None:
-            raise Unavailable("bwrap not installed (Debian package bubblewrap)")
+            raise UnavailableError("bwrap not installed (Debian package bubblewrap)")
 
     def fds(self) -> list[int]:
         return []
@@ -236,9 +236,9 @@ class Oci(Runtime):
 
     def check(self) -> None:
         if shutil.which(self.binary) is None:
-            raise Unavailable(f"{self.binary} not installed")
+            raise UnavailableError(f"{self.binary} not installed")
         if self.in_mntns and self.ctx.mntns is None:
-            raise Unavailable(self.ctx.mntns_error or "no private mount namespace")
+            raise UnavailableError(self.ctx.mntns_error or "no private mount namespace")
 
     def bundle(self, args: list[str]) -> str:
         key = tuple(args)
@@ -348,10 +348,10 @@ class Runsc(Oci):
                                timeout=60, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             self.finish(cid)
-            raise Unavailable("runsc run did not finish within 60 s") from None
+            raise UnavailableError("runsc run did not finish within 60 s") from None
         self.finish(cid)
         if r.returncode != 0:
-            raise Unavailable(first_line(r.stderr) or f"runsc run: exit {r.returncode}")
+            raise UnavailableError(first_line(r.stderr) or f"runsc run: exit {r.returncode}")
 
     def ready(self, proc: subprocess.Popen, cid: str) -> bool:
         r = self.tool("state", cid)
@@ -371,9 +371,9 @@ def wait_ready(rt: Runtime, proc: subprocess.Popen, cid: str, timeout: float = 3
     while not rt.ready(proc, cid):
         if proc.poll() is not None and not isinstance(rt, RuncDetached):
             err = proc.stderr.read() if proc.stderr else b""
-            raise Unavailable(first_line(err) or f"exited with {proc.returncode} before the workload started")
+            raise UnavailableError(first_line(err) or f"exited with {proc.returncode} before the workload started")
         if time.monotonic() > deadline:
-            raise Unavailable(f"the workload did not start within {timeout:.0f} s")
+            raise UnavailableError(f"the workload did not start within {timeout:.0f} s")
         time.sleep(0.02)
 
 

@@ -2,7 +2,7 @@
 \* TLC-only wrapper around Isolation, for trace export: in simulation mode
 \* (-simulate) every simulated behaviour is written to its own ITF JSON file
 \* <OutDir>/trace_w<worker>_<n>.itf.json. Isolation.tla itself stays free of
-\* TLC-only operators. Run by `python -m nucleus.tla traces` (make traces).
+\* TLC-only operators. Run by `python -m tools.tla traces` (make traces).
 EXTENDS Isolation, TLC, TLCExt, ITF
 
 \* The output directory: the Java property tlc.itf.dir (-Dtlc.itf.dir=DIR).

@@ -4,7 +4,8 @@
 (* none -> creating -> created -> running -> stopped -> removed; failed is *)
 (* reachable from creating and created, and (Lost) from any active       *)
 (* status. Host resources are held from Create until CleanupDone, and     *)
-(* Remove requires them released.                                         *)
+(* Remove requires them released. A supervisor lost before it cleaned up  *)
+(* (seen by `rm --force`) leads to the same cleanup.                      *)
 (***************************************************************************)
 EXTENDS Naturals
 
@@ -72,12 +73,16 @@ Kill(sig) ==
     /\ sig \in ModelSignals
     /\ UNCHANGED lc_vars
 
-\* The supervisor is gone (killed) while the container was not yet stopped: what is left is
-\* reclaimed by a later `rm --force`.
+\* The supervisor is gone (killed) before its container was cleaned up: what is left is
+\* reclaimed by a later `rm --force`. An active container fails; a stopped or failed one whose
+\* cleanup was under way stays as it is (the cleanup starts again).
 Lost ==
-    /\ lc_status \in {"creating", "created", "running"}
-    /\ lc_status' = "failed"
-    /\ UNCHANGED <<lc_security, lc_cleaned, lc_removed>>
+    \/ /\ lc_status \in {"creating", "created", "running"}
+       /\ lc_status' = "failed"
+       /\ UNCHANGED <<lc_security, lc_cleaned, lc_removed>>
+    \/ /\ lc_status \in {"stopped", "failed"}
+       /\ ~lc_cleaned
+       /\ UNCHANGED lc_vars
 
 \* Joining a running container changes nothing in its lifecycle; it is refused otherwise.
 Attach ==

@@ -2,7 +2,7 @@
 \* TLC-only wrapper around Lifecycle, for trace export: in simulation mode
 \* (-simulate) every simulated behaviour is written to its own ITF JSON file
 \* <OutDir>/trace_w<worker>_<n>.itf.json. Lifecycle.tla itself stays free of
-\* TLC-only operators. Run by `python -m nucleus.tla traces` (make traces).
+\* TLC-only operators. Run by `python -m tools.tla traces` (make traces).
 EXTENDS Lifecycle, TLC, TLCExt, ITF
 
 \* The output directory: the Java property tlc.itf.dir (-Dtlc.itf.dir=DIR).
@@ -14,16 +14,22 @@ OutDir ==
 \* Steered runs (Java property tlc.itf.failing=M): only machine M's steps may
 \* fail ("none": no step fails), to reach failures late in long behaviours that
 \* uniform random simulation seldom gets to. Unset ("any"): every behaviour.
-\* A failure is a Fail step, or the lifecycle's Lost (the supervisor gone), which is
-\* enabled all through setup and would otherwise end nearly every behaviour early.
+\* A failure is a Fail step, or the lifecycle's Lost (the supervisor gone) while the
+\* container is active: it is enabled all through setup and would otherwise end nearly
+\* every behaviour early. Lost during the cleanup (stopped or failed, not yet cleaned)
+\* only starts the cleanup again: it is not a failure, and is never steered away.
 Failing ==
     LET f == TLCGet("-Dtlc.itf.failing")
     IN IF f = "-Dtlc.itf.failing" THEN "any" ELSE f
 
 FailureActions == {"Fail", "Lost"}
 
+Failure ==
+    /\ event'.name \in FailureActions
+    /\ ~(event'.name = "Lost" /\ lc_status \in {"stopped", "failed"})
+
 \* Used as  ACTION_CONSTRAINT Steer  (TRUE for every step when Failing = "any").
-Steer == Failing = "any" \/ event'.name \notin FailureActions \/ event'.m = Failing
+Steer == Failing = "any" \/ ~Failure \/ event'.m = Failing
 
 \* The trace's #meta: the module to replay it against, and how TLC made it.
 ExportMeta ==

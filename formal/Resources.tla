@@ -4,8 +4,10 @@
 (* create -> limits -> (wait for the setup process) -> attach -> ready;   *)
 (* released at cleanup. A failure is fatal when cgroups are required      *)
 (* (production) and otherwise degrades to running without limits. What    *)
-(* was created is removed at cleanup on every path; a failed removal      *)
-(* leaves the cgroup "leaked" until a later Release succeeds.             *)
+(* may have been created is removed at cleanup on every path: a failed or *)
+(* abandoned creation may have left directories behind, so it counts as   *)
+(* held. A failed removal leaves the cgroup "leaked" until a later        *)
+(* Release succeeds.                                                      *)
 (***************************************************************************)
 EXTENDS Naturals
 
@@ -65,12 +67,25 @@ Done(s) ==
        \/ s = "release" /\ res_phase' = "released" /\ res_held' = FALSE /\ res_limited' = FALSE
     /\ UNCHANGED res_required
 
+\* Step s did not complete (it failed, or the process carrying it out is gone). An unfinished
+\* removal leaves the cgroup leaked; an unfinished create, limits or attach is fatal when the
+\* cgroup is required, else it degrades, and either way whatever it may have left counts as held.
+Unfinished(s) ==
+    IF s = "release"
+    THEN res_phase' = "leaked" /\ UNCHANGED res_held
+    ELSE /\ res_phase' = IF res_required THEN "failed" ELSE "degraded"
+         /\ res_held' = TRUE
+
 Fail(s) ==
     /\ UnderWay = s
-    /\ res_phase' = CASE s = "release" -> "leaked"
-                      [] res_required -> "failed"
-                      [] OTHER -> "degraded"
-    /\ UNCHANGED <<res_required, res_held, res_limited>>
+    /\ Unfinished(s)
+    /\ UNCHANGED <<res_required, res_limited>>
+
+\* The step under way will never report (in System: the supervisor carrying it out is Lost).
+Abandon ==
+    /\ UnderWay # "none"
+    /\ Unfinished(UnderWay)
+    /\ UNCHANGED <<res_required, res_limited>>
 
 Ev(name, arg) == event' = [m |-> "res", name |-> name, arg |-> arg]
 
@@ -82,6 +97,7 @@ Next ==
     \/ Release /\ Ev("Release", "")
     \/ \E s \in StepNames : Done(s) /\ Ev("Done", s)
     \/ \E s \in StepNames : Fail(s) /\ Ev("Fail", s)
+    \/ Abandon /\ Ev("Abandon", "")
 
 Spec == Init /\ [][Next]_vars
 
@@ -97,10 +113,12 @@ DegradedOnlyIfOptional == res_phase = "degraded" => ~res_required
 FailedOnlyIfRequired == res_phase = "failed" => res_required
 AttachOnlyWhenLimited == res_phase \in {"attaching", "ready"} => (res_held /\ res_limited)
 LimitedMeansHeld == res_limited => res_held
+\* Once creation has been tried, the cgroup counts as held until a release completes.
+NothingCreatedIsForgotten == res_phase \notin {"idle", "creating", "released"} => res_held
 
 Inv ==
     /\ TypeOK /\ ReleasedHoldsNothing /\ DegradedOnlyIfOptional /\ FailedOnlyIfRequired
-    /\ AttachOnlyWhenLimited /\ LimitedMeansHeld
+    /\ AttachOnlyWhenLimited /\ LimitedMeansHeld /\ NothingCreatedIsForgotten
 
 (* Temporal: once released, nothing is held again. *)
 ReleasedStays == [][res_phase = "released" => res_phase' = "released"]_vars

@@ -1,8 +1,10 @@
 ------------------------------- MODULE System -------------------------------
 (***************************************************************************)
-(* One container: the lifecycle, isolation, filesystem and security       *)
-(* machines composed, mirrored by nucleus/machines/system.py. Each step is *)
-(* one machine's step; the coupling lives in the guards below.            *)
+(* One container: the lifecycle, isolation, filesystem, security and      *)
+(* resources machines composed, mirrored by nucleus/machines/system.py.   *)
+(* Each step is one machine's step; the coupling lives in the guards      *)
+(* below. One step touches two machines: the supervisor Lost while a      *)
+(* cgroup step was under way abandons that step (it will never report).   *)
 (***************************************************************************)
 EXTENDS Naturals, Sequences
 
@@ -92,11 +94,17 @@ LcStep ==
        \/ LC!Abort /\ Ev("lc", "Abort", "")
        \/ LC!Exit /\ Ev("lc", "Exit", "")
        \/ \E sig \in LC!ModelSignals : LC!Kill(sig) /\ Ev("lc", "Kill", sig)
-       \/ LC!Lost /\ Ev("lc", "Lost", "")
        \/ LC!Attach /\ Ev("lc", "Attach", "")
        \* Cleanup is done once the cgroup (and with it every process) is gone.
        \/ res_phase = "released" /\ LC!CleanupDone /\ Ev("lc", "CleanupDone", "")
        \/ LC!Remove /\ Ev("lc", "Remove", "")
+
+\* The supervisor is gone: the lifecycle's Lost and, when it was carrying out a cgroup step,
+\* the cgroup's Abandon in the same step (the step will never report).
+LostStep ==
+    /\ UNCHANGED <<iso_vars, fs_vars, sec_vars>>
+    /\ LC!Lost /\ Ev("lc", "Lost", "")
+    /\ IF RES!UnderWay # "none" THEN RES!Abandon ELSE UNCHANGED res_vars
 
 IsoStep ==
     /\ UNCHANGED <<lc_vars, fs_vars, sec_vars, res_vars>>
@@ -127,7 +135,7 @@ ResStep ==
        \/ \E s \in RES!StepNames : RES!Done(s) /\ Ev("res", "Done", s)
        \/ \E s \in RES!StepNames : RES!Fail(s) /\ Ev("res", "Fail", s)
 
-Next == LcStep \/ IsoStep \/ FsStep \/ SecStep \/ ResStep
+Next == LcStep \/ LostStep \/ IsoStep \/ FsStep \/ SecStep \/ ResStep
 
 Spec == Init /\ [][Next]_vars
 

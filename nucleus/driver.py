@@ -2,7 +2,8 @@
 
 The CLI, the model tests and trace replay all go through `Driver`, so tests exercise the
 production path. An executor is any object with `perform(intents) -> list[Event]`: it carries
-out the intents in order and returns the observations, stopping after the first failure.
+out the intents in order and returns the observations, stopping after the first failure; the
+driver feeds those back into the machine.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class Executor(Protocol):
 
 
 class Recorder(Protocol):
-    def record(self, event: v.Event | None, state: Any) -> None: ...
+    def record(self, event: v.Event | None, state: Any, intents: tuple[v.Intent, ...] = ()) -> None: ...
 
 
 @dataclass
@@ -52,11 +53,18 @@ class Driver:
             self.state = result.state
             self.history.append((current, result.intents))
             if self.recorder is not None:
-                self.recorder.record(current, self.state)
+                self.recorder.record(current, self.state, result.intents)
             if result.intents:
                 pending.extend(self.executor.perform(result.intents))
         assert first is not None
         return first
+
+    def require(self, event: v.Event) -> Step:
+        """Feed an event the caller knows the machine accepts now; a refusal is a bug."""
+        result = self.feed(event)
+        if isinstance(result, Refused):
+            raise RuntimeFailure(f"internal: {event.name} was refused: {result.why}")
+        return result
 
     def settle(self) -> None:
         """Take internal events (machine.advance) until the machine has nothing more to do."""
@@ -73,15 +81,15 @@ class FakeExecutor:
     """Records intents and reports success, or a scripted failure for chosen intents.
 
     `fail` maps an intent name to (errno, message); the nth occurrence can be targeted with
-    "Name#n" (1-based). Used by tests and by --dry-run.
+    "Name#n" (1-based). Used by the model tests.
     """
 
     def __init__(self, fail: dict[str, tuple[int, str]] | None = None) -> None:
         self.fail = dict(fail or {})
         for key in self.fail:
-            if key.split("#")[0] not in v.OUTCOME:
+            if key.split("#")[0] not in v.REPORTING:
                 raise ValueError(
-                    f"cannot script a failure of {key!r}: only {', '.join(sorted(v.OUTCOME))} report outcomes"
+                    f"cannot script a failure of {key!r}: only {', '.join(sorted(v.REPORTING))} report outcomes"
                 )
         self.performed: list[v.Intent] = []
         self._counts: dict[str, int] = {}
@@ -92,7 +100,7 @@ class FakeExecutor:
             self.performed.append(intent)
             n = self._counts[intent.name] = self._counts.get(intent.name, 0) + 1
             scripted = self.fail.get(f"{intent.name}#{n}") or self.fail.get(intent.name)
-            if scripted is not None and intent.name in v.OUTCOME:
+            if scripted is not None and intent.reports is not None:
                 events.append(v.failed(intent, scripted[0], scripted[1]))
                 return events
             observed = v.done(intent)

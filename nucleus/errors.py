@@ -19,6 +19,11 @@ class NucleusError(Exception):
             text += f"\nhint: {self.hint}"
         return text
 
+    def to_data(self) -> dict[str, object]:
+        """The error as a structured value, to cross a process boundary."""
+        return {"kind": type(self).__name__, "message": self.message, "hint": self.hint,
+                "exit_code": self.exit_code}
+
 
 class InvalidInput(NucleusError):
     """Bad input from a flag or a file: nothing was done."""
@@ -36,3 +41,16 @@ class HostUnsupported(NucleusError):
     """The host lacks a feature that was required."""
 
     exit_code = 3
+
+
+def error_from_data(data: dict[str, object]) -> NucleusError:
+    """The error another process sent with `NucleusError.to_data`."""
+    kinds: dict[str, type[NucleusError]] = {
+        cls.__name__: cls for cls in (NucleusError, InvalidInput, RuntimeFailure, HostUnsupported)}
+    cls = kinds.get(str(data.get("kind")), RuntimeFailure)
+    hint = data.get("hint")
+    error = cls(str(data.get("message", "")), hint=None if hint is None else str(hint))
+    code = data.get("exit_code")
+    if isinstance(code, int) and code != cls.exit_code:
+        error.exit_code = code
+    return error

@@ -1,9 +1,10 @@
 """Test configuration: the `requires` marker.
 
-A test that needs a host feature declares it with ``@pytest.mark.requires("root", "landlock")``.
-A missing feature skips the test with the observed fact. With NUCLEUS_TESTS_STRICT=1 (CI) a
-missing feature that the CI machine is known to have (``features.EXPECTED``) fails the test
-instead, so a broken runner cannot go green by skipping.
+A test that needs a host feature declares it with ``@pytest.mark.requires("root", "landlock")``
+(markers on the test, its class and its module add up). A missing feature skips the test with the
+observed fact. With NUCLEUS_TESTS_STRICT=1 (CI) a missing feature that the CI machine is known to
+have (``features.EXPECTED``) fails the test instead, so a broken runner cannot go green by
+skipping.
 """
 
 from __future__ import annotations
@@ -18,13 +19,11 @@ STRICT = os.environ.get("NUCLEUS_TESTS_STRICT") == "1"
 
 
 def _missing(item) -> tuple[str, str] | None:
-    marker = item.get_closest_marker("requires")
-    if marker is None:
-        return None
-    for feature in marker.args:
-        ok, fact = features.probe(feature)
-        if not ok:
-            return feature, fact
+    for marker in item.iter_markers("requires"):
+        for feature in marker.args:
+            ok, fact = features.probe(feature)
+            if not ok:
+                return feature, fact
     return None
 
 
@@ -33,7 +32,7 @@ def pytest_runtest_setup(item):
     if missing is None:
         return
     feature, fact = missing
-    reason = f"requires {feature} ({fact})"
+    reason = f"requires {features.label(feature)} ({fact})"
     if STRICT and feature in features.EXPECTED:
         pytest.fail(f"strict mode: {reason}; this runner is known to have it")
     pytest.skip(reason)

@@ -1,6 +1,9 @@
 """Probes for host features that tests declare with ``@pytest.mark.requires``.
 
 Each probe returns (present, observed fact). Probes are cached: they look, never change.
+
+A feature ``shared:PATH`` is the reference file ``../shared/PATH`` beside the repository (see
+``shared_file``): the development checkout has it, a user's clone does not.
 """
 
 from __future__ import annotations
@@ -8,13 +11,32 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+from pathlib import Path
 
 # Features the CI machine (Debian 12, kernel 6.x, root) is known to have.
 EXPECTED = frozenset({
     "root", "userns", "seccomp", "landlock", "netns", "pyseccomp",
     # installed by `make setup`, so a CI run that lacks them is broken, not skippable
     "bin:gcc", "bin:runc", "bin:bwrap", "bin:unshare", "bin:runuser",
+    # the CI checkout has ../shared beside it
+    "shared:reference/docker-default-seccomp.json",
 })
+
+# The folder beside the repository that holds the reference files.
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def shared_file(feature: str) -> Path:
+    """The path of a ``shared:PATH`` feature; only a test that declares it may read it."""
+    assert feature.startswith("shared:"), feature
+    return SHARED / feature.removeprefix("shared:")
+
+
+def label(feature: str) -> str:
+    """The feature as a skip reason names it: ``shared:PATH`` is shown as ``../shared/PATH``."""
+    if feature.startswith("shared:"):
+        return "../shared/" + feature.removeprefix("shared:")
+    return feature
 
 
 def _root() -> tuple[bool, str]:
@@ -54,7 +76,7 @@ def _netns() -> tuple[bool, str]:
 def _pyseccomp() -> tuple[bool, str]:
     try:
         import pyseccomp  # noqa: F401
-    except Exception as e:  # pragma: no cover - reported as the fact
+    except Exception as e:  # noqa: BLE001 - whatever breaks the import is the fact  # pragma: no cover
         return False, f"import pyseccomp: {e}"
     return True, "importable"
 
@@ -62,6 +84,13 @@ def _pyseccomp() -> tuple[bool, str]:
 def _binary(name: str) -> tuple[bool, str]:
     path = shutil.which(name)
     return path is not None, path or f"{name} not on PATH"
+
+
+def _shared(feature: str) -> tuple[bool, str]:
+    path = shared_file(feature)
+    if path.is_file():
+        return True, str(path)
+    return False, "absent: a clone without the shared reference files"
 
 
 _PROBES = {
@@ -78,6 +107,8 @@ _PROBES = {
 def probe(feature: str) -> tuple[bool, str]:
     if feature.startswith("bin:"):
         return _binary(feature[4:])
+    if feature.startswith("shared:"):
+        return _shared(feature)
     try:
         return _PROBES[feature]()
     except KeyError:

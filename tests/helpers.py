@@ -7,6 +7,8 @@
   sandbox (the interpreter running the tests lives outside every directory the sandbox binds).
 - ``snapshot()`` / ``assert_host_unchanged(before)`` compare what a run could leave behind on the
   host: mounts, tmpfs mounts, processes, and the entries of the state directory.
+- ``DOCKER_PROFILE`` is Docker's default seccomp profile in ../shared, beside the repository (a
+  user's clone has no ../shared); a test that reads it carries ``NEEDS_DOCKER_PROFILE``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
+
+from tests import features
 
 # The console script installed next to the interpreter running the tests (no version-manager
 # shim in between, so a Popen's pid is the supervisor's pid); PATH as a fallback.
@@ -45,6 +49,12 @@ SANDBOX = pytest.mark.requires("root", "userns", "seccomp", "landlock")
 SANDBOX_WITH_PYTHON = pytest.mark.requires(
     "root", "userns", "seccomp", "landlock", f"bin:{SANDBOX_PYTHON}"
 )
+
+# Docker's default seccomp profile: read by the tests that carry the marker, never at import (a
+# clone without ../shared skips them; CI, strict, fails them).
+DOCKER_PROFILE_FEATURE = "shared:reference/docker-default-seccomp.json"
+DOCKER_PROFILE = features.shared_file(DOCKER_PROFILE_FEATURE)
+NEEDS_DOCKER_PROFILE = pytest.mark.requires(DOCKER_PROFILE_FEATURE)
 
 # Variables that steer a run; tests set them explicitly when they mean to.
 _STEERING = ("NUCLEUS_FAIL_AT", "NUCLEUS_STATE_DIR", "NUCLEUS_TESTS_STRICT")
@@ -228,7 +238,11 @@ def state_entries() -> tuple[tuple[str, ...], tuple[str, ...]]:
         names = os.listdir(STATE_ROOT)
     except FileNotFoundError:
         return (), ()
-    extra = tuple(sorted(n for n in names if n not in PERSISTENT_STATE))
+    extra = tuple(sorted(n for n in names if n not in PERSISTENT_STATE | {"containers", ".lock"}))
+    try:  # the records and logs: a container left behind shows here
+        extra += tuple(sorted(f"containers/{n}" for n in os.listdir(os.path.join(STATE_ROOT, "containers"))))
+    except FileNotFoundError:
+        pass
     try:
         inside = tuple(sorted(os.listdir(os.path.join(STATE_ROOT, "rootfs"))))
     except FileNotFoundError:

@@ -18,10 +18,10 @@ traces    simulates random behaviours of every spec with TLC (formal/<Spec>Expor
           exactly as TLC wrote them; then the coverage is checked and every trace is replayed
           through the machines (`nucleus trace replay`). The same arguments give the same files.
 coverage  lists which (machine, action, argument, outcome, parameters) steps the traces take,
-          from the spec's `event` variable, the machine's phase after the step, and which of the
-          machine's parameters (the Booleans its Init picks, e.g. sec_strict) are TRUE: a seccomp
-          failure that is fatal in a strict mode is another step than one that is fatal because
-          degraded security is not allowed. It fails when an action of a spec's Next is never
+          from the spec's `event` variable, the machine's phase after the step, and the values of
+          the machine's parameters (what its Init picks: Booleans such as sec_strict, sets such
+          as join_degradable): a seccomp failure that is fatal in a strict mode is another step
+          than one that is fatal because degraded security is not allowed. It fails when an action of a spec's Next is never
           taken and, with a tla2tools.jar, when a step the model can reach (TLC's exhaustive
           state dump) is never taken.
 
@@ -50,26 +50,28 @@ ROOT = Path(__file__).resolve().parents[1]
 FORMAL = ROOT / "formal"
 # The specs in a fixed order (seeds depend on it); a new formal/<Spec>.tla with a .cfg is
 # picked up after these.
-KNOWN_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "System")
+KNOWN_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "System", "Join")
 
 # Simulation depth per spec (states after the initial one): every behaviour reaches a terminal
 # state well within it, but for loops: Lifecycle's Kill and Attach steps can repeat (repeated
-# identical states are not recorded), and a cgroup whose removal fails can be released again
-# (Resources, System), so these need some slack.
+# identical states are not recorded), a cgroup whose removal fails or is abandoned can be
+# released again (Resources, System), and a supervisor can be lost again during the cleanup
+# (Lifecycle, System), so these need some slack.
 DEPTHS = {
     "Lifecycle": 25, "Isolation": 15, "Filesystem": 12, "Security": 12, "Resources": 15,
-    "System": 60,
+    "System": 60, "Join": 15,
 }
 DEFAULT_DEPTH = 40
 # Apalache's bound per spec: above the diameter of the reachable state graph
-# (TLC: 6, 12, 8, 5, 6, 35).
+# (TLC: 6, 12, 8, 5, 6, 35, 12).
 APALACHE_LENGTHS = {
     "Lifecycle": 8, "Isolation": 14, "Filesystem": 10, "Security": 7, "Resources": 8, "System": 37,
+    "Join": 14,
 }
 DEFAULT_LENGTH = 30
 SEED_STRIDE = 100  # run r of spec i simulates with seed S + 100*i + r
 
-# (machine, action, argument, the machine's phase after the step, its parameters that are TRUE)
+# (machine, action, argument, the machine's phase after the step, its parameters that are TRUE or non-empty)
 Key = tuple[str, str, str, str, str]
 
 
@@ -208,23 +210,43 @@ def machines_of(spec: str) -> frozenset[str]:
 
 @functools.cache
 def parameters_of(machine: str) -> tuple[str, ...]:
-    """A machine's parameters: the Boolean variables the Init of its own spec picks freely
-    (`x \\in BOOLEAN` in <M>Init), such as sec_allowDegraded and sec_strict. No step changes them;
-    a step's outcome can depend on them, so coverage counts a step once per their values."""
+    """A machine's parameters: the variables the Init of its own spec picks freely, Booleans
+    (`x \\in BOOLEAN` in <M>Init, such as sec_allowDegraded and sec_strict) and sets of strings
+    (`x \\in SUBSET S`, such as join_degradable). No step changes them; a step's outcome can
+    depend on them, so coverage counts a step once per their values."""
     for spec in all_specs():
         if machines_of(spec) == {machine}:
             text = (FORMAL / f"{spec}.tla").read_text()
             init = re.search(r"^\w+Init ==\n((?:[ \t]+\S.*\n)+)", text, re.MULTILINE)
-            return tuple(re.findall(r"(\w+) \\in BOOLEAN", init.group(1))) if init else ()
+            return tuple(re.findall(r"(\w+) \\in (?:BOOLEAN|SUBSET)\b", init.group(1))) if init else ()
     return ()
 
 
+def _parameter_value(value: Any) -> bool | frozenset[str]:
+    """A parameter's value as read from an ITF state (a bool, {"#set": [...]}) or TLC's state
+    dump (TRUE/FALSE, {"a", "b"})."""
+    if isinstance(value, dict) and "#set" in value:
+        return frozenset(map(str, value["#set"]))
+    if isinstance(value, (list, set, frozenset)):
+        return frozenset(map(str, value))
+    if isinstance(value, str) and value.startswith("{"):
+        return frozenset(re.findall(r'"([^"]*)"', value))
+    return value in (True, "TRUE")
+
+
 def parameters_label(machine: str, value: Any) -> str:
-    """The parameters of `machine` that are TRUE, without the machine's prefix: "allowDegraded,strict".
-    `value(name)` gives a variable's value (a bool, or TLC's TRUE/FALSE)."""
-    return ",".join(
-        p.split("_", 1)[1] for p in parameters_of(machine) if value(p) in (True, "TRUE")
-    )
+    """The parameters of `machine` that are TRUE or non-empty, without the machine's prefix:
+    "allowDegraded,strict", "degradable:landlock+seccomp". `value(name)` gives a variable's value
+    (as an ITF state or TLC's state dump has it)."""
+    labels = []
+    for p in parameters_of(machine):
+        v = _parameter_value(value(p))
+        name = p.split("_", 1)[1]
+        if v is True:
+            labels.append(name)
+        elif isinstance(v, frozenset) and v:
+            labels.append(f"{name}:{'+'.join(sorted(v))}")
+    return ",".join(labels)
 
 
 def phase_var(machine: str, names: Iterable[str]) -> str | None:
@@ -404,7 +426,7 @@ def reachable_keys(tlc: Tlc, spec: str) -> frozenset[Key]:
         if not m:
             continue  # an initial state
         phase = re.search(rf'/\\ {m}_(?:phase|status) = "([^"]*)"', block)
-        values = dict(re.findall(r"/\\ (\w+) = (TRUE|FALSE)\b", block))
+        values = dict(re.findall(r"/\\ (\w+) = (TRUE|FALSE|\{[^}]*\})", block))
         keys.add((m, fields.get("name", ""), fields.get("arg", ""), phase.group(1) if phase else "",
                   parameters_label(m, values.get)))
     if not keys:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
 from nucleus import __version__
+from nucleus.cli import run_options
 from nucleus.errors import InvalidInput, NucleusError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -40,106 +42,27 @@ def cli(ctx: click.Context, debug: bool, root: str | None) -> None:
 
 
 @cli.command(context_settings={**CONTEXT_SETTINGS, "allow_interspersed_args": False})
-@click.option("--name", help="Container name (letters, digits, '_', '.', '-').")
-@click.option("--hostname", help="Host name inside the container [default: the name, or nucleus].")
-@click.option("--context", "context", metavar="DIR", help="Directory to populate /context from.")
-@click.option("--context-mode", type=click.Choice(["copy", "bind"]), default="copy", show_default=True,
-              help="copy: a private writable copy without secrets and VCS junk; bind: the host tree, read-only.")
-@click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
-@click.option("--workdir", metavar="PATH", help="Working directory inside [default: /context with --context, else home].")
-@click.option("--rootless", is_flag=True, help="Map container root to the caller instead of an unprivileged range.")
-@click.option("--time-namespace", is_flag=True, help="Give the container its own time namespace.")
-@click.option("--allow-degraded-security", is_flag=True,
-              help="Run even if seccomp or Landlock cannot be applied (a warning instead of an error).")
-@click.option("--allow-chroot-fallback", is_flag=True, help="Fall back to chroot if pivot_root fails.")
-@click.option("--trace", "trace", metavar="FILE", help="Record the run's state transitions as an ITF trace.")
-@click.option("-d", "--detach", is_flag=True,
-              help="Print the id once the workload has started and leave it running; output goes to its log.")
-@click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512M (the OOM killer acts above it).")
-@click.option("--swap", metavar="SIZE", help="Swap allowed on top of --memory [default: none].")
-@click.option("--cpus", metavar="N", help="CPU time, in CPUs (e.g. 0.5).")
-@click.option("--cpu-weight", metavar="1-10000", help="Relative CPU share under contention [default: 100].")
-@click.option("--pids", metavar="N", default="512", show_default=True, help="Maximum number of processes.")
-@click.option("--io-limit", "io_limit", multiple=True, metavar="'MAJ:MIN riops=N wbps=N ...'",
-              help="Block I/O limits for one device (repeatable).")
-@click.option("--memlock", metavar="SIZE", default="64K", show_default=True, help="Locked-memory limit.")
-@click.option("--cgroup-parent", metavar="PATH", default="nucleus", show_default=True,
-              help="Parent cgroup, under each hierarchy's root.")
-@click.option("--disable-cgroup-namespace", is_flag=True, help="Show the host's cgroup paths inside.")
-@click.option("--service-mode", type=click.Choice(["agent", "strict-agent", "production"]), default="agent",
-              show_default=True, help="Which invariants are enforced (see README: Service modes).")
-@click.option("--trust-level", type=click.Choice(["trusted", "untrusted"]), default="trusted",
-              show_default=True, help="untrusted refuses every option that weakens isolation.")
-@click.option("--require-kernel-lockdown", type=click.Choice(["integrity", "confidentiality"]),
-              help="Refuse to start unless the kernel's lockdown is at least this.")
-@click.option("--verify-context-integrity", is_flag=True,
-              help="Hash the context before the copy and check /context against it.")
-@click.option("--seccomp-mode", type=click.Choice(["enforce", "trace"]), default="enforce", show_default=True,
-              help="trace: allow every syscall and record it (with --seccomp-log) for seccomp generate.")
-@click.option("--seccomp-log", metavar="FILE", help="Where trace mode writes its NDJSON record.")
-@click.option("--seccomp-log-denied", is_flag=True, help="Ask the kernel to log denied syscalls.")
-@click.option("--rootfs", metavar="DIR", help="Take /bin /usr /lib /etc /nix from this closure, read-only.")
-@click.option("--seccomp-profile", metavar="FILE", help="OCI seccomp profile (JSON) instead of the default.")
-@click.option("--seccomp-profile-sha256", metavar="HEX", help="Refuse to start unless the profile has this sha256.")
-@click.option("--caps-policy", metavar="FILE", help="Capability policy (TOML) instead of dropping all.")
-@click.option("--caps-policy-sha256", metavar="HEX", help="Refuse to start unless the caps policy has this sha256.")
-@click.option("--landlock-policy", metavar="FILE", help="Landlock rules (TOML) instead of the defaults.")
-@click.option("--landlock-policy-sha256", metavar="HEX", help="Refuse to start unless the Landlock policy has this sha256.")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@run_options.click_options
 @click.argument("command", nargs=-1, required=False, metavar="COMMAND...", type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx: click.Context, command: tuple[str, ...], name, hostname, context, context_mode, env,
-        workdir, rootless, time_namespace, allow_degraded_security, allow_chroot_fallback, trace,
-        detach, memory, swap, cpus, cpu_weight, pids, io_limit, memlock, cgroup_parent,
-        disable_cgroup_namespace, service_mode, trust_level, require_kernel_lockdown,
-        verify_context_integrity, seccomp_mode, seccomp_log, seccomp_log_denied, rootfs,
-        seccomp_profile, seccomp_profile_sha256, caps_policy, caps_policy_sha256, landlock_policy,
-        landlock_policy_sha256, debug) -> None:
+def run(ctx: click.Context, /, command: tuple[str, ...], **opts: Any) -> None:
     """Run COMMAND in an ephemeral, isolated agent sandbox and exit with its status."""
-    from nucleus.config.container import ContainerConfig, parse_env, validate
-    from nucleus.config.resources import validate_limits
-
-    if debug:
+    if opts["debug"]:
         ctx.obj["debug"] = True
-    _set_debug(debug)
-    import os
+    _set_debug(opts["debug"])
+    config = run_options.to_config(command, opts, os.environ.get("TERM") or "xterm")
+    from nucleus.app.run import run as run_container
 
-    spec = validate(ContainerConfig(
-        argv=tuple(command), name=name, hostname=hostname, context=context,
-        context_mode=context_mode, env=parse_env(env), workdir=workdir, rootless=rootless,
-        time_namespace=time_namespace, allow_degraded_security=allow_degraded_security,
-        allow_chroot_fallback=allow_chroot_fallback, term=os.environ.get("TERM") or "xterm",
-        limits=validate_limits(memory=memory, swap=swap, cpus=cpus, cpu_weight=cpu_weight, pids=pids,
-                               io=io_limit, memlock=memlock, cgroup_parent=cgroup_parent),
-        cgroup_namespace=not disable_cgroup_namespace, detach=detach, service_mode=service_mode,
-        trust_level=trust_level, require_kernel_lockdown=require_kernel_lockdown,
-        verify_context_integrity=verify_context_integrity, seccomp_mode=seccomp_mode,
-        seccomp_log=seccomp_log, seccomp_log_denied=seccomp_log_denied, rootfs=rootfs,
-    ))
-    from dataclasses import replace
-
-    from nucleus import policyfiles
-    from nucleus.config import modes
-
-    if seccomp_profile or caps_policy or landlock_policy or seccomp_profile_sha256 or caps_policy_sha256 or landlock_policy_sha256:
-        loaded = policyfiles.load(seccomp_profile, seccomp_profile_sha256, caps_policy, caps_policy_sha256,
-                                  landlock_policy, landlock_policy_sha256)
-        spec = replace(spec, loaded_policies=loaded)
-        modes.validate_mode(modes.from_container_spec(spec, policies=loaded.files, caps_kept=loaded.caps_kept))
-    else:
-        modes.validate_mode(modes.from_container_spec(spec))
-    from nucleus.runner import run as run_container
-
-    ctx.exit(run_container(spec, trace_path=trace))
+    ctx.exit(run_container(config, trace_path=opts["trace"], environ=dict(os.environ)))
 
 
-def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     cells = [[h for _, h in columns]] + [[_cell(r.get(k)) for k, _ in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
@@ -147,7 +70,7 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _ago(ts) -> str:
+def _ago(ts: float | None) -> str:
     import time
 
     if not ts:
@@ -170,7 +93,7 @@ def ps(all_: bool, fmt: str) -> None:
     """List running containers (with --all, stopped ones too, until removed)."""
     import json
 
-    from nucleus import manage
+    from nucleus.app import manage
 
     rows = manage.listing(all_)
     if fmt == "json":
@@ -193,20 +116,21 @@ def stats(containers: tuple[str, ...], fmt: str) -> None:
     """Memory, CPU and process figures from each container's cgroup."""
     import json
 
-    from nucleus import manage
+    from nucleus.app import manage
 
     rows = manage.stats(containers)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=1, sort_keys=True))
         return
 
-    def size(n):
+    def size(n: float | None) -> str | None:
         if n is None:
             return None
-        for unit in ("B", "KiB", "MiB", "GiB"):
-            if n < 1024 or unit == "GiB":
+        for unit in ("B", "KiB", "MiB"):
+            if n < 1024:
                 return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
             n /= 1024
+        return f"{n:.1f}GiB"
 
     for r in rows:
         r["id"] = r["id"][:12]
@@ -224,7 +148,7 @@ def stats(containers: tuple[str, ...], fmt: str) -> None:
 @click.argument("container")
 def stop(container: str, timeout: float) -> None:
     """Stop a container: TERM, then KILL after the timeout."""
-    from nucleus import manage
+    from nucleus.app import manage
 
     click.echo(manage.stop(container, timeout)["name"])
 
@@ -235,9 +159,10 @@ def stop(container: str, timeout: float) -> None:
 @click.argument("signal_arg", required=False, metavar="[SIGNAL]")
 def kill(container: str, sig: str, signal_arg: str | None) -> None:
     """Send a signal to a container's processes."""
-    from nucleus import manage
+    from nucleus.app import manage
+    from nucleus.config.signals import parse_signal
 
-    click.echo(manage.kill(container, manage.signal_name(signal_arg or sig))["name"])
+    click.echo(manage.kill(container, parse_signal(signal_arg or sig))["name"])
 
 
 @cli.command()
@@ -245,24 +170,25 @@ def kill(container: str, sig: str, signal_arg: str | None) -> None:
 @click.argument("containers", nargs=-1, required=True)
 def rm(containers: tuple[str, ...], force: bool) -> None:
     """Remove containers and everything they hold."""
-    from nucleus import manage
+    from nucleus.app import manage
 
     for ref in containers:
         click.echo(manage.remove(ref, force)["name"])
 
 
 @cli.command(context_settings={**CONTEXT_SETTINGS, "allow_interspersed_args": False})
+@click.option("--trace", "trace", metavar="FILE", help="Record the join's state transitions as an ITF trace.")
 @click.argument("container")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def attach(ctx: click.Context, container: str, command: tuple[str, ...]) -> None:
+def attach(ctx: click.Context, container: str, command: tuple[str, ...], trace: str | None) -> None:
     """Run COMMAND (default /bin/sh) inside a running container, with its restrictions."""
-    from nucleus import manage
+    from nucleus.app.attach import attach as join
 
     argv = list(command)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    ctx.exit(manage.attach(container, argv))
+    ctx.exit(join(container, argv, trace))
 
 
 @cli.command()
@@ -271,7 +197,7 @@ def attach(ctx: click.Context, container: str, command: tuple[str, ...]) -> None
 @click.argument("container")
 def logs(container: str, follow: bool, lines: int | None) -> None:
     """Print a detached container's output."""
-    from nucleus import manage
+    from nucleus.app import manage
 
     record, text = manage.log_lines(container, lines)
     for line in text:

@@ -1,4 +1,4 @@
-"""The default seccomp allowlist for x86_64, as an OCI (runc/Docker-shaped) profile.
+"""The default seccomp allowlist, as an OCI (runc/Docker-shaped) profile.
 
 Anything not listed kills the whole process (SCMP_ACT_KILL_PROCESS); a syscall from any other
 architecture (int 0x80, x32) is killed too. The profile is built from four parts:
@@ -15,12 +15,17 @@ Several conditions on one argument are written as separate rules (OR); several c
 rule are ANDed. For SCMP_CMP_MASKED_EQ, ``value`` is the mask and ``valueTwo`` the expected result
 (the OCI convention, as runc reads it).
 
+The names are those of x86_64, the reference's; on aarch64 libseccomp resolves a name the
+architecture lacks (open, arch_prctl, ...) to a pseudo number that adds no rule. The profile names
+one architecture, the caller's (``default_profile(networked, arch)``): this module does not probe
+the machine; the effects side passes ``nucleus.effects.abi.architecture().seccomp_arch``.
+
 This module is data only: no I/O, standard library only.
 """
 
 from __future__ import annotations
 
-ARCH = "SCMP_ARCH_X86_64"
+DEFAULT_ARCH = "SCMP_ARCH_X86_64"  # the architecture a profile names unless told otherwise
 DEFAULT_ACTION = "SCMP_ACT_KILL_PROCESS"
 
 ALLOW = "SCMP_ACT_ALLOW"
@@ -371,14 +376,16 @@ def network_only_syscalls() -> tuple[str, ...]:
     return tuple(sorted(set(NETWORK_SYSCALLS) - set(unconditional_syscalls())))
 
 
-def default_profile(networked: bool) -> dict[str, object]:
-    """The default profile as a fresh OCI seccomp dict (safe for the caller to modify)."""
+def default_profile(networked: bool, arch: str = DEFAULT_ARCH) -> dict[str, object]:
+    """The default profile as a fresh OCI seccomp dict (safe for the caller to modify), for the
+    architecture ``arch`` (libseccomp's token, e.g. ``"SCMP_ARCH_AARCH64"``): the machine it
+    will be loaded on."""
     syscalls: list[dict[str, object]] = [{"names": list(unconditional_syscalls()), "action": ALLOW}]
     if networked and network_only_syscalls():
         syscalls.append({"names": list(network_only_syscalls()), "action": ALLOW})
     syscalls.extend(_argument_rules(networked))
     return {
         "defaultAction": DEFAULT_ACTION,
-        "architectures": [ARCH],
+        "architectures": [arch],
         "syscalls": syscalls,
     }

@@ -1,7 +1,7 @@
 """`nucleus seccomp generate`: a minimal OCI seccomp profile from syscall traces.
 
 A trace is NDJSON as ``nucleus run --seccomp-mode trace --seccomp-log FILE`` writes it
-(nucleus.effects.seccomp_notify): one object per syscall event, and a final summary line::
+(nucleus.effects.seccomp_tracer): one object per syscall event, and a final summary line::
 
     {"syscall": "openat", "nr": 257, "pid": 4242, "arch": "x86_64"}
     {"summary": {"events": 1234, "syscalls": 41, "exit_status": 0}}
@@ -14,8 +14,12 @@ anything else::
 
 KILL_PROCESS rather than ERRNO(EPERM) as the default: a call the trace never saw is then a loud,
 unmistakable SIGSYS (exit 159) at the place it happens, not an EPERM a program may swallow or
-turn into a misleading message; it is also the reference's default. x86_64 only: trace mode
-kills any other ABI, so a trace never holds one.
+turn into a misleading message; it is also the reference's default.
+
+One architecture per profile: the machine the trace was recorded on, as its events name it
+(``"arch"``, ``uname -m``: x86_64 or aarch64; trace mode kills any other ABI, so a trace never
+holds two). The caller may name it instead (``generate(..., arch=...)``); an event naming another
+one is refused. This module does not probe the machine.
 
 Pure: the caller reads the files; :func:`generate` takes their text (or lines) and the names to
 use in messages, and :func:`dump` renders the profile byte-for-byte the same for the same
@@ -32,8 +36,11 @@ from nucleus.errors import InvalidInput
 
 DEFAULT_ACTION = "SCMP_ACT_KILL_PROCESS"
 ALLOW = "SCMP_ACT_ALLOW"
-ARCH = "x86_64"
-ARCHITECTURES = ("SCMP_ARCH_X86_64",)
+# The machines trace mode runs on (a trace's "arch", uname -m) and the architecture a profile for
+# each names: the pairs of nucleus.effects.abi's tables (a test checks), repeated here because
+# this module is pure.
+ARCHITECTURES = {"aarch64": "SCMP_ARCH_AARCH64", "x86_64": "SCMP_ARCH_X86_64"}
+DEFAULT_ARCH = "x86_64"  # for traces none of whose events names an architecture
 NAME_RE = re.compile(r"[a-z_][a-z0-9_]*\Z")
 FORMAT_HINT = (
     "each line of a trace is one JSON object as `nucleus run --seccomp-mode trace` writes it, "
@@ -63,7 +70,36 @@ def _lines(trace: str | bytes | Iterable[str | bytes]) -> Iterable[str | bytes]:
     return trace
 
 
-def _event(line: str | bytes, where: str) -> str | None:
+_SUPPORTED_HINT = "nucleus traces and generates profiles for " + " and ".join(ARCHITECTURES) + " only"
+
+
+class _Arch:
+    """The architecture of the profile being generated: given by the caller, or the first
+    event's that names one (None until then)."""
+
+    def __init__(self, machine: str | None) -> None:
+        self.machine = machine
+        self.given = machine is not None
+
+    def check(self, obj: dict[str, object], where: str) -> None:
+        if "arch" not in obj:
+            return
+        arch = obj["arch"]
+        if not isinstance(arch, str) or arch not in ARCHITECTURES:
+            raise InvalidInput(f"{where}: field 'arch': {arch!r} is not supported",
+                               hint=_SUPPORTED_HINT)
+        if self.machine is None:
+            self.machine = arch
+        elif arch != self.machine:
+            why = "as asked" if self.given else "the architecture of the events before it"
+            raise InvalidInput(
+                f"{where}: field 'arch': {arch!r} is not supported",
+                hint=f"the profile is for {self.machine}, {why}; a profile is for one "
+                "architecture: generate one per architecture",
+            )
+
+
+def _event(line: str | bytes, where: str, arch: _Arch) -> str | None:
     """The syscall name of one trace line; None for a blank or summary line."""
     if isinstance(line, bytes):
         try:
@@ -93,12 +129,7 @@ def _event(line: str | bytes, where: str) -> str | None:
             f"got the fields {sorted(obj)!r}",
             hint=FORMAT_HINT,
         )
-    arch = obj.get("arch", ARCH)
-    if arch != ARCH:
-        raise InvalidInput(
-            f"{where}: field 'arch': {arch!r} is not supported",
-            hint="nucleus traces and generates profiles for x86_64 only",
-        )
+    arch.check(obj, where)
     nr = obj.get("nr")
     if "nr" in obj and (not isinstance(nr, int) or isinstance(nr, bool) or nr < 0):
         raise InvalidInput(f"{where}: field 'nr': expected a syscall number, got {nr!r}")
@@ -118,21 +149,28 @@ def _event(line: str | bytes, where: str) -> str | None:
 def generate(
     traces: Iterable[str | bytes | Iterable[str | bytes]],
     sources: Sequence[str] | None = None,
+    *,
+    arch: str | None = None,
 ) -> dict[str, object]:
     """The minimal profile allowing every syscall named in ``traces``.
 
     Each trace is its whole text or an iterable of its lines (a file object will do);
     ``sources[i]`` names trace i in messages (default ``<trace N>``). Blank lines and summary
-    lines are skipped. Raises InvalidInput for a malformed line (``SOURCE:LINE: ...``), a trace
-    without a single syscall event, or no trace at all.
+    lines are skipped. ``arch`` is the machine the profile is for (a key of ARCHITECTURES); by
+    default the one the events name, DEFAULT_ARCH when none does. Raises InvalidInput for a
+    malformed line (``SOURCE:LINE: ...``), an event of another architecture, a trace without a
+    single syscall event, or no trace at all.
     """
+    if arch is not None and arch not in ARCHITECTURES:
+        raise InvalidInput(f"architecture {arch!r} is not supported", hint=_SUPPORTED_HINT)
+    profile_arch = _Arch(arch)
     names: set[str] = set()
     count = 0
     for i, trace in enumerate(traces):
         source = sources[i] if sources is not None and i < len(sources) else f"<trace {i + 1}>"
         seen = 0
         for lineno, line in enumerate(_lines(trace), start=1):
-            name = _event(line, f"{source}:{lineno}")
+            name = _event(line, f"{source}:{lineno}", profile_arch)
             if name is not None:
                 names.add(name)
                 seen += 1
@@ -146,7 +184,7 @@ def generate(
         raise InvalidInput("no trace given", hint="name one or more NDJSON trace files")
     return {
         "defaultAction": DEFAULT_ACTION,
-        "architectures": list(ARCHITECTURES),
+        "architectures": [ARCHITECTURES[profile_arch.machine or DEFAULT_ARCH]],
         "syscalls": [{"names": sorted(names), "action": ALLOW}],
     }
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from nucleus.effects import libc as _sys
+import errno
 
-CAP_LAST_CAP_PATH = "/proc/sys/kernel/cap_last_cap"
+from nucleus.effects import abi, libc
+
+CAP_LAST_CAP_PATH = "/proc/sys/kernel/cap_last_cap"  # a plain read: a test points it at a file
 
 _STATUS_HEX = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 _STATUS_DEC = ("NoNewPrivs", "Seccomp", "Seccomp_filters")
@@ -16,7 +18,7 @@ def cap_last_cap() -> int:
         with open(CAP_LAST_CAP_PATH, "rb") as f:
             return int(f.read())
     except OSError as e:
-        raise _sys.SyscallError("open", (repr(CAP_LAST_CAP_PATH),), e.errno) from e
+        raise abi.SyscallError("open", (repr(CAP_LAST_CAP_PATH),), e.errno or errno.EIO) from e
 
 
 def drop_capabilities(keep: frozenset[int] = frozenset()) -> None:
@@ -31,30 +33,30 @@ def drop_capabilities(keep: frozenset[int] = frozenset()) -> None:
     for cap in range(last + 1):
         if cap in keep:
             continue
-        if _sys.prctl(_sys.PR_CAPBSET_READ, cap):
-            _sys.prctl(_sys.PR_CAPBSET_DROP, cap)
-    _sys.prctl(_sys.PR_CAP_AMBIENT, _sys.PR_CAP_AMBIENT_CLEAR_ALL)
+        if libc.prctl(abi.PR_CAPBSET_READ, cap):
+            libc.prctl(abi.PR_CAPBSET_DROP, cap)
+    libc.prctl(abi.PR_CAP_AMBIENT, abi.PR_CAP_AMBIENT_CLEAR_ALL)
     mask = 0
     for cap in keep:
         mask |= 1 << cap
-    _sys.capset(effective=mask, permitted=mask, inheritable=0)
+    libc.capset(effective=mask, permitted=mask, inheritable=0)
 
 
 def set_no_new_privs() -> None:
     """PR_SET_NO_NEW_PRIVS: execve can no longer grant privileges (setuid bits, file caps).
     It is inherited by children and cannot be unset."""
-    _sys.prctl(_sys.PR_SET_NO_NEW_PRIVS, 1)
+    libc.prctl(abi.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def no_new_privs() -> bool:
     """Whether no_new_privs is set on the calling thread."""
-    return _sys.prctl(_sys.PR_GET_NO_NEW_PRIVS) == 1
+    return libc.prctl(abi.PR_GET_NO_NEW_PRIVS) == 1
 
 
 def set_dumpable(dumpable: bool) -> None:
     """PR_SET_DUMPABLE: a non-dumpable process cannot be ptrace-attached and its /proc/<pid>
     files are owned by root, so the workload cannot reach into the runtime's memory."""
-    _sys.prctl(_sys.PR_SET_DUMPABLE, 1 if dumpable else 0)
+    libc.prctl(abi.PR_SET_DUMPABLE, 1 if dumpable else 0)
 
 
 def read_status_caps(pid: int | str = "self") -> dict[str, int]:
@@ -72,5 +74,5 @@ def read_status_caps(pid: int | str = "self") -> dict[str, int]:
                 elif key in _STATUS_DEC:
                     out[key] = int(value)
     except OSError as e:
-        raise _sys.SyscallError("open", (repr(path),), e.errno) from e
+        raise abi.SyscallError("open", (repr(path),), e.errno or errno.EIO) from e
     return out

@@ -17,7 +17,7 @@ _HEADER = struct.Struct("<I")
 MAX_MESSAGE = 1 << 24
 
 
-class ChannelClosed(Exception):
+class ChannelClosedError(Exception):
     pass
 
 
@@ -26,7 +26,7 @@ def _read_exact(fd: int, n: int) -> bytes:
     while n:
         chunk = os.read(fd, n)
         if not chunk:
-            raise ChannelClosed("the other end closed the sync pipe")
+            raise ChannelClosedError("the other end closed the sync pipe")
         chunks.append(chunk)
         n -= len(chunk)
     return b"".join(chunks)
@@ -43,7 +43,7 @@ def send(fd: int, payload: object) -> None:
 def receive(fd: int) -> object:
     (length,) = _HEADER.unpack(_read_exact(fd, _HEADER.size))
     if length > MAX_MESSAGE:
-        raise ChannelClosed(f"message of {length} bytes refused")
+        raise ChannelClosedError(f"message of {length} bytes refused")
     return json.loads(_read_exact(fd, length))
 
 

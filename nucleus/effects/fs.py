@@ -1,6 +1,8 @@
 """Filesystem effects: one function per filesystem intent. They run inside the container's
 private mount namespace. Each does exactly what its intent says; errors are SyscallError/OSError
-naming the call and its arguments."""
+naming the call and its arguments. Mounts and every call that needs privileges or changes the
+process (chown, chdir, chroot, statvfs of a mount's flags) go through nucleus.effects.libc; plain
+file operations in the new root are made here."""
 
 from __future__ import annotations
 
@@ -9,16 +11,20 @@ import fnmatch
 import os
 import re
 import stat
+from collections.abc import Callable
+from typing import Any
 
 from nucleus import vocab as v
-from nucleus.effects import libc as k
+from nucleus.effects import abi, libc
 
 MS_FLAGS = {
-    "rdonly": k.MS_RDONLY, "nosuid": k.MS_NOSUID, "nodev": k.MS_NODEV, "noexec": k.MS_NOEXEC,
-    "relatime": k.MS_RELATIME, "noatime": k.MS_NOATIME, "strictatime": k.MS_STRICTATIME,
+    "rdonly": abi.MS_RDONLY, "nosuid": abi.MS_NOSUID, "nodev": abi.MS_NODEV,
+    "noexec": abi.MS_NOEXEC, "relatime": abi.MS_RELATIME, "noatime": abi.MS_NOATIME,
+    "strictatime": abi.MS_STRICTATIME,
 }
 _OCTAL = re.compile(r"\\([0-7]{3})")
-PROPAGATION = {"private": k.MS_PRIVATE, "slave": k.MS_SLAVE, "shared": k.MS_SHARED}
+MOUNTINFO = "/proc/self/mountinfo"  # what AuditMounts reads (a test points it at a fake)
+PROPAGATION = {"private": abi.MS_PRIVATE, "slave": abi.MS_SLAVE, "shared": abi.MS_SHARED}
 
 
 def flags_of(names: tuple[str, ...]) -> int:
@@ -29,12 +35,12 @@ def flags_of(names: tuple[str, ...]) -> int:
 
 
 def set_propagation(op: v.SetPropagation) -> None:
-    k.mount(None, op.target, None, PROPAGATION[op.mode] | (k.MS_REC if op.recursive else 0))
+    libc.mount(None, op.target, None, PROPAGATION[op.mode] | (abi.MS_REC if op.recursive else 0))
 
 
 def mount_fs(op: v.MountFs) -> None:
     os.makedirs(op.target, exist_ok=True)
-    k.mount(op.fstype, op.target, op.fstype, flags_of(op.flags), op.data or None)
+    libc.mount(op.fstype, op.target, op.fstype, flags_of(op.flags), op.data or None)
 
 
 def _make_target(source: str, target: str) -> None:
@@ -51,33 +57,33 @@ def bind_mount(op: v.BindMount) -> None:
     if op.optional and not os.path.exists(op.source):
         return
     _make_target(op.source, op.target)
-    k.mount(op.source, op.target, None, k.MS_BIND | (k.MS_REC if op.recursive else 0))
+    libc.mount(op.source, op.target, None, abi.MS_BIND | (abi.MS_REC if op.recursive else 0))
     if op.flags:
         # Flags of a bind mount change only on a remount; keep what the source mount locks in.
         flags = flags_of(op.flags) | _locked_flags(op.target)
-        k.mount(None, op.target, None, k.MS_BIND | k.MS_REMOUNT | flags)
+        libc.mount(None, op.target, None, abi.MS_BIND | abi.MS_REMOUNT | flags)
 
 
 def _locked_flags(path: str) -> int:
     """The per-mount flags the kernel refuses to clear on a remount (see statvfs)."""
-    st = os.statvfs(path)
+    st = libc.statvfs(path)
     out = 0
-    for bit, flag in ((os.ST_NOSUID, k.MS_NOSUID), (os.ST_NODEV, k.MS_NODEV),
-                      (os.ST_NOEXEC, k.MS_NOEXEC), (os.ST_RDONLY, k.MS_RDONLY)):
+    for bit, flag in ((os.ST_NOSUID, abi.MS_NOSUID), (os.ST_NODEV, abi.MS_NODEV),
+                      (os.ST_NOEXEC, abi.MS_NOEXEC), (os.ST_RDONLY, abi.MS_RDONLY)):
         if st.f_flag & bit:
             out |= flag
     if st.f_flag & os.ST_NOATIME:
-        out |= k.MS_NOATIME
+        out |= abi.MS_NOATIME
     elif st.f_flag & os.ST_RELATIME:
-        out |= k.MS_RELATIME
+        out |= abi.MS_RELATIME
     return out
 
 
 def remount_fs(op: v.RemountFs) -> None:
-    flags = k.MS_REMOUNT | flags_of(op.flags)
+    flags = abi.MS_REMOUNT | flags_of(op.flags)
     if op.bind:
-        flags |= k.MS_BIND | _locked_flags(op.target)
-    k.mount(None, op.target, None, flags)
+        flags |= abi.MS_BIND | _locked_flags(op.target)
+    libc.mount(None, op.target, None, flags)
 
 
 def make_dirs(op: v.MakeDirs) -> None:
@@ -85,7 +91,7 @@ def make_dirs(op: v.MakeDirs) -> None:
         path = os.path.join(op.root, rel)
         os.makedirs(path, mode=op.mode, exist_ok=True)
         if op.owner is not None:
-            os.chown(path, *op.owner)
+            libc.chown(path, *op.owner)
 
 
 def make_symlinks(op: v.MakeSymlinks) -> None:
@@ -149,7 +155,7 @@ def _copy_dir(src_fd: int, dst: str, exclude: tuple[str, ...], owner: tuple[int,
         else:
             continue  # devices, sockets and FIFOs are not context
         if owner is not None:
-            os.chown(path, *owner, follow_symlinks=False)
+            libc.lchown(path, *owner)
         if not stat.S_ISLNK(st.st_mode):
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
@@ -185,6 +191,10 @@ def verify_tree(op: v.VerifyTree) -> None:
         raise OSError(errno.EBADMSG, integrity.mismatch_message(missing, changed, extra, what="/context"))
 
 
+_MASK_DIR = abi.MS_RDONLY | abi.MS_NOSUID | abi.MS_NODEV | abi.MS_NOEXEC
+_READONLY_REMOUNT = abi.MS_BIND | abi.MS_REMOUNT | abi.MS_RDONLY
+
+
 def mask_paths(op: v.MaskPaths) -> None:
     for rel in op.paths:
         path = os.path.join(op.root, rel)
@@ -193,35 +203,35 @@ def mask_paths(op: v.MaskPaths) -> None:
         except FileNotFoundError:
             continue
         if stat.S_ISDIR(st.st_mode):
-            k.mount("tmpfs", path, "tmpfs", k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC, "size=0,mode=0555")
+            libc.mount("tmpfs", path, "tmpfs", _MASK_DIR, "size=0,mode=0555")
         else:
-            k.mount("/dev/null", path, None, k.MS_BIND)
-            k.mount(None, path, None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | _locked_flags(path))
+            libc.mount("/dev/null", path, None, abi.MS_BIND)
+            libc.mount(None, path, None, _READONLY_REMOUNT | _locked_flags(path))
     for rel in op.readonly:
         path = os.path.join(op.root, rel)
         if not os.path.exists(path):
             continue
-        k.mount(path, path, None, k.MS_BIND | k.MS_REC)
-        k.mount(None, path, None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | _locked_flags(path))
+        libc.mount(path, path, None, abi.MS_BIND | abi.MS_REC)
+        libc.mount(None, path, None, _READONLY_REMOUNT | _locked_flags(path))
 
 
 def pivot_root(op: v.PivotRoot) -> None:
     """Make op.new_root the root: pivot_root(".", ".") stacks the old root on top of the new one,
     so no directory for the old root is needed inside the (read-only) new root."""
-    os.chdir(op.new_root)
-    k.pivot_root(".", ".")
+    libc.chdir(op.new_root)
+    libc.pivot_root(".", ".")
 
 
-def detach_old_root(op: v.DetachOldRoot) -> None:  # noqa: ARG001
-    k.umount2(".", k.MNT_DETACH)
-    os.chdir("/")
+def detach_old_root(op: v.DetachOldRoot) -> None:
+    libc.umount2(".", abi.MNT_DETACH)
+    libc.chdir("/")
 
 
 def audit_mounts(op: v.AuditMounts) -> None:
     """Check each rule against /proc/self/mountinfo: the mount holding the path (after resolving
     symlinks) must carry the rule's flags. Every problem is reported at once."""
     mounts = []
-    with open("/proc/self/mountinfo") as f:
+    with open(MOUNTINFO) as f:
         for line in f:
             fields = line.split()
             # Octal escapes (\040 for a space); no codec lookup: this runs after pivot_root.
@@ -251,25 +261,25 @@ def chroot(op: v.Chroot) -> None:
     """Move the new root over "/" and chroot into it (switch_root): the root is then the top of
     the mount namespace's root, so the kernel still allows a new user namespace afterwards
     (unshare(CLONE_NEWUSER) refuses a process whose root is not the namespace's root)."""
-    os.chdir(op.new_root)
-    k.mount(".", "/", None, k.MS_MOVE)
-    os.chroot(".")
-    os.chdir("/")
+    libc.chdir(op.new_root)
+    libc.mount(".", "/", None, abi.MS_MOVE)
+    libc.chroot(".")
+    libc.chdir("/")
 
 
-EFFECTS = {
-    "SetPropagation": set_propagation,
-    "MountFs": mount_fs,
-    "BindMount": bind_mount,
-    "RemountFs": remount_fs,
-    "MakeDirs": make_dirs,
-    "MakeSymlinks": make_symlinks,
-    "WriteFile": write_file,
-    "CopyTree": copy_tree,
-    "VerifyTree": verify_tree,
-    "MaskPaths": mask_paths,
-    "PivotRoot": pivot_root,
-    "DetachOldRoot": detach_old_root,
-    "AuditMounts": audit_mounts,
-    "Chroot": chroot,
+EFFECTS: dict[type[v.Intent], Callable[[Any], None]] = {
+    v.SetPropagation: set_propagation,
+    v.MountFs: mount_fs,
+    v.BindMount: bind_mount,
+    v.RemountFs: remount_fs,
+    v.MakeDirs: make_dirs,
+    v.MakeSymlinks: make_symlinks,
+    v.WriteFile: write_file,
+    v.CopyTree: copy_tree,
+    v.VerifyTree: verify_tree,
+    v.MaskPaths: mask_paths,
+    v.PivotRoot: pivot_root,
+    v.DetachOldRoot: detach_old_root,
+    v.AuditMounts: audit_mounts,
+    v.Chroot: chroot,
 }

@@ -6,7 +6,7 @@ they are on PATH, each with a timeout. When securityfs is not mounted, the lockd
 from a securityfs mounted in a child's private mount namespace, which vanishes with the child.
 
 What each service mode would refuse is decided by ``nucleus.config.modes``; ``report`` and
-``report_data`` only print it. ``run_facts`` gathers the few cheap facts a run needs.
+``report_data`` only print it. ``mode_facts`` adds the few cheap facts a run's checks need.
 """
 
 from __future__ import annotations
@@ -15,9 +15,113 @@ import errno as _errno
 import os
 import platform
 import shutil
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from nucleus.config import modes
-from nucleus.effects import libc as k
+from nucleus.config import mode_host, modes
+from nucleus.effects import abi, libc
+from nucleus.facts import CgroupLayout, HostFacts
+
+if TYPE_CHECKING:  # the shapes of probe()'s JSON-ready answer; plain dicts at run time
+    from typing import TypedDict
+
+    class RunResult(TypedDict):
+        rc: int | None
+        stdout: str
+        stderr: str
+        error: str | None
+
+    # The facts and their parts are total=False: probe() fills every key, but host_facts and
+    # report read a part of a probe too (a missing key reads as None).
+    class KernelFacts(TypedDict, total=False):
+        release: str
+        version: str
+        machine: str
+
+    class NamespaceFacts(TypedDict, total=False):
+        available: list[str]
+        max: dict[str, int | None]
+        max_user_namespaces: int | None
+
+    class CgroupFacts(TypedDict, total=False):
+        backend: str
+        hybrid: bool
+        controllers: list[str]
+        mounts: dict[str, str]
+        unified: str | None
+        unified_controllers: list[str]
+        reason: str
+
+    class SeccompFacts(TypedDict, total=False):
+        available: bool
+        filter: bool
+        self_mode: str | None
+        actions: dict[str, bool | None]
+        actions_avail: list[str] | None
+        filter_flag_log: bool
+
+    class LandlockFacts(TypedDict, total=False):
+        abi: int | None
+        error: str | None
+
+    class LockdownFacts(TypedDict, total=False):
+        line: str | None
+        mode: str | None
+        source: str
+        error: str | None
+
+    class RunscFacts(TypedDict, total=False):
+        present: bool
+        path: str | None
+        version: str | None
+        spec: str | None
+        platforms: list[str]
+        kvm_device: bool  # when runsc is present
+        error: str | None
+
+    class CriuCheck(TypedDict, total=False):
+        ok: bool
+        rc: int | None
+        first_error: str | None
+        last_error: str | None
+
+    class CriuFacts(TypedDict, total=False):
+        present: bool
+        path: str | None
+        version: str | None
+        check: CriuCheck | None
+        error: str | None
+
+    class Facts(TypedDict, total=False):
+        kernel: KernelFacts
+        euid: int
+        namespaces: NamespaceFacts
+        cgroups: CgroupFacts
+        seccomp: SeccompFacts
+        landlock: LandlockFacts
+        lockdown: LockdownFacts
+        runsc: RunscFacts
+        criu: CriuFacts
+        pid_max: int | None
+
+    class FindingData(TypedDict):
+        row: str
+        status: str
+        detail: str
+
+    class ModeData(TypedDict):
+        refuses: list[str]
+        findings: list[FindingData]
+
+    class PendingData(TypedDict):
+        row: str
+        rule: str
+        reason: str
+
+    class ReportData(TypedDict):
+        host: Facts
+        modes: dict[str, ModeData]
+        not_enforced_yet: list[PendingData]
 
 NS_DIR = "/proc/self/ns"
 USER_SYSCTL_DIR = "/proc/sys/user"
@@ -61,13 +165,13 @@ def _int(path: str) -> int | None:
 
 
 def _error(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.errno is not None and not isinstance(e, k.SyscallError):
+    if isinstance(e, OSError) and e.errno is not None and not isinstance(e, abi.SyscallError):
         name = _errno.errorcode.get(e.errno, str(e.errno))
         return f"{getattr(e, 'filename', None) or ''}: {name} ({e.strerror})".lstrip(": ")
     return str(e)
 
 
-def _run(argv: list[str], timeout: float) -> dict:
+def _run(argv: list[str], timeout: float) -> RunResult:
     """Run a command, capturing its output; never raises."""
     import subprocess
 
@@ -84,12 +188,12 @@ def _run(argv: list[str], timeout: float) -> dict:
 # --- one probe per subsystem --------------------------------------------------------------------
 
 
-def kernel() -> dict:
+def kernel() -> KernelFacts:
     u = platform.uname()
     return {"release": u.release, "version": u.version, "machine": u.machine}
 
 
-def namespaces() -> dict:
+def namespaces() -> NamespaceFacts:
     """The namespace types this kernel offers (/proc/self/ns) and the user.max_*_namespaces
     limits."""
     try:
@@ -108,44 +212,39 @@ def namespaces() -> dict:
             "max_user_namespaces": limits.get("user")}
 
 
-def cgroups() -> dict:
-    from nucleus.effects import cgroups as cg
+def cgroups() -> CgroupFacts:
+    from nucleus.effects import probe
 
     try:
-        host = cg.detect()
+        layout = probe.cgroup_layout()
     except OSError as e:
         return {"backend": "none", "hybrid": False, "controllers": [], "mounts": {},
                 "unified": None, "unified_controllers": [], "reason": _error(e)}
     unified_controllers: list[str] = []
-    if host.unified:
-        unified_controllers = sorted((_read(os.path.join(host.unified, "cgroup.controllers")) or "").split())
+    if layout.unified:
+        unified_controllers = sorted((_read(os.path.join(layout.unified, "cgroup.controllers")) or "").split())
     return {
-        "backend": host.backend,
-        "hybrid": host.backend == "v1" and host.unified is not None,
-        "controllers": sorted(host.controllers),
-        "mounts": dict(sorted(host.mounts.items())),
-        "unified": host.unified,
+        "backend": layout.backend,
+        "hybrid": layout.backend == "v1" and layout.unified is not None,
+        "controllers": sorted(layout.controllers),
+        "mounts": dict(sorted(layout.mounts)),
+        "unified": layout.unified,
         "unified_controllers": unified_controllers,
-        "reason": host.reason,
+        "reason": layout.reason,
     }
 
 
 def seccomp_action_available(value: int) -> bool | None:
     """seccomp(SECCOMP_GET_ACTION_AVAIL, 0, &action): True if the kernel knows the action,
     False if not (EOPNOTSUPP), None if the question itself failed."""
-    import ctypes
-
-    action = ctypes.c_uint32(value)
-    ret = k._raw(k.SYS_seccomp, k.SECCOMP_GET_ACTION_AVAIL, 0, ctypes.byref(action))
-    if ret == 0:
-        return True
-    err = ctypes.get_errno()
-    if err == _errno.EOPNOTSUPP:
-        return False
-    return None
+    try:
+        libc.seccomp_get_action_avail(value)
+    except abi.SyscallError as e:
+        return False if e.errno == _errno.EOPNOTSUPP else None
+    return True
 
 
-def seccomp() -> dict:
+def seccomp() -> SeccompFacts:
     """Seccomp in this kernel: filter support, each return action (asked of the kernel), the
     actions_avail sysctl and whether SECCOMP_FILTER_FLAG_LOG can be used (needs the log
     action)."""
@@ -166,7 +265,7 @@ def seccomp() -> dict:
     }
 
 
-def landlock() -> dict:
+def landlock() -> LandlockFacts:
     from nucleus.effects import landlock as ll
 
     try:
@@ -186,14 +285,14 @@ def _lockdown_private(path: str) -> str:
         try:
             os.close(r)
             try:
-                k.unshare(k.CLONE_NEWNS)
-                k.mount(None, "/", None, k.MS_REC | k.MS_PRIVATE)
-                k.mount("securityfs", directory, "securityfs",
-                        k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC | k.MS_RDONLY)
+                libc.unshare(abi.CLONE_NEWNS)
+                libc.mount(None, "/", None, abi.MS_REC | abi.MS_PRIVATE)
+                libc.mount("securityfs", directory, "securityfs",
+                        abi.MS_NOSUID | abi.MS_NODEV | abi.MS_NOEXEC | abi.MS_RDONLY)
                 with open(os.path.join(directory, name), "rb") as f:
                     os.write(w, b"0" + f.read(4096))
                 code = 0
-            except BaseException as e:  # reported to the parent as text
+            except BaseException as e:  # noqa: BLE001 - a forked child: reported to the parent as text
                 os.write(w, b"1" + str(e).encode(errors="replace")[:4000])
         finally:
             os._exit(code)
@@ -215,7 +314,7 @@ def _lockdown_private(path: str) -> str:
                   f"{data[1:].decode(errors='replace') or 'the child died'}")
 
 
-def read_lockdown(path: str = LOCKDOWN_PATH, private_mount: bool = True) -> dict:
+def read_lockdown(path: str = LOCKDOWN_PATH, private_mount: bool = True) -> LockdownFacts:
     """The kernel's lockdown: {"line", "mode", "source", "error"}. ``line`` is the file's text
     (e.g. "none [integrity] confidentiality"), None when unreadable, with ``error`` saying why.
 
@@ -250,13 +349,13 @@ def read_lockdown(path: str = LOCKDOWN_PATH, private_mount: bool = True) -> dict
     return {"line": line, "mode": mode, "source": source, "error": error}
 
 
-def runsc() -> dict:
+def runsc() -> RunscFacts:
     """gVisor's runsc: its path, version and the platforms it was built with."""
     path = shutil.which("runsc")
     if path is None:
         return {"present": False, "path": None, "version": None, "spec": None, "platforms": [],
                 "error": "runsc is not on PATH"}
-    out: dict = {"present": True, "path": path, "version": None, "spec": None, "platforms": [],
+    out: RunscFacts = {"present": True, "path": path, "version": None, "spec": None, "platforms": [],
                  "kvm_device": os.path.exists("/dev/kvm"), "error": None}
     version = _run([path, "--version"], COMMAND_TIMEOUT)
     for line in version["stdout"].splitlines():
@@ -280,7 +379,7 @@ def _first_line(text: str) -> str | None:
     return next((line.strip() for line in text.splitlines() if line.strip()), None)
 
 
-def criu() -> dict:
+def criu() -> CriuFacts:
     """CRIU: its path, version, and whether ``criu check`` passes (with its first error line)."""
     path = shutil.which("criu")
     if path is None:
@@ -307,7 +406,7 @@ def criu() -> dict:
     }
 
 
-def probe() -> dict:
+def probe() -> Facts:
     """Every host fact ``nucleus check`` reports. Changes nothing on the host."""
     return {
         "kernel": kernel(),
@@ -326,53 +425,48 @@ def probe() -> dict:
 # --- facts for the decisions in nucleus.config.modes ----------------------------------------------
 
 
-def host_facts(facts: dict, rootfs_realpath: str | None = None) -> modes.HostFacts:
+def host_facts(facts: Facts, rootfs_realpath: str | None = None) -> HostFacts:
     """The HostFacts of a ``probe()`` result."""
-    lock = facts.get("lockdown") or {}
-    cg = facts.get("cgroups") or {}
-    sc = facts.get("seccomp") or {}
-    return modes.HostFacts(
-        landlock_abi=(facts.get("landlock") or {}).get("abi"),
-        cgroup_backend=cg.get("backend"),
-        cgroup_reason=cg.get("reason") or "",
+    lock: LockdownFacts = facts.get("lockdown") or {}
+    cg: CgroupFacts = facts.get("cgroups") or {}
+    sc: SeccompFacts = facts.get("seccomp") or {}
+    ll: LandlockFacts = facts.get("landlock") or {}
+    ns: NamespaceFacts = facts.get("namespaces") or {}
+    return HostFacts(
+        euid=facts.get("euid"),
+        cgroups=CgroupLayout(backend=cg.get("backend") or "none", reason=cg.get("reason") or "")
+        if cg else None,
+        landlock_abi=ll.get("abi"),
         lockdown=lock.get("line"),
         lockdown_error=(lock.get("error") or "") if lock.get("line") is None else "",
         seccomp_filter=sc.get("filter"),
-        max_user_namespaces=(facts.get("namespaces") or {}).get("max_user_namespaces"),
-        euid=facts.get("euid"),
+        max_user_namespaces=ns.get("max_user_namespaces"),
         rootfs_realpath=rootfs_realpath,
     )
 
 
-def run_facts(req: modes.ModeRequest, cgroup_backend: str | None = None,
-              cgroup_reason: str = "") -> modes.HostFacts:
-    """The cheap facts a run's host checks need (no command is run): Landlock's ABI, seccomp
-    filter support, user namespaces, euid, the lockdown mode when the run requires one, and the
-    resolved --rootfs in production. Pass the cgroup backend the runtime already detected."""
+def mode_facts(facts: HostFacts, lockdown: bool) -> HostFacts:
+    """`facts` with the cheap facts a run's mode checks need (no command is run): Landlock's
+    ABI, seccomp filter support, user namespaces, and the lockdown mode when the run requires
+    one."""
     from nucleus.effects import landlock as ll
 
     avail = _read(ACTIONS_AVAIL)
-    lock = read_lockdown() if req.require_kernel_lockdown is not None else None
-    rootfs = None
-    if req.service_mode == modes.PRODUCTION and req.rootfs is not None:
-        rootfs = os.path.realpath(req.rootfs)
-    return modes.HostFacts(
+    lock = read_lockdown() if lockdown else None
+    return replace(
+        facts,
         landlock_abi=ll.abi_version(),
-        cgroup_backend=cgroup_backend,
-        cgroup_reason=cgroup_reason,
         lockdown=None if lock is None else lock["line"],
         lockdown_error="" if lock is None or lock["line"] is not None else (lock["error"] or "unreadable"),
         seccomp_filter=None if avail is None else "kill_process" in avail.split(),
         max_user_namespaces=_int(os.path.join(USER_SYSCTL_DIR, "max_user_namespaces")),
-        euid=os.geteuid(),
-        rootfs_realpath=rootfs,
     )
 
 
 # --- the report ---------------------------------------------------------------------------------
 
 
-def report_data(facts: dict, modes_: tuple[str, ...] = MODES) -> dict:
+def report_data(facts: Facts, modes_: tuple[str, ...] = MODES) -> ReportData:
     """The report as data (``nucleus check --format json``): the facts, each mode's findings,
     and the rows nucleus does not enforce yet."""
     host = host_facts(facts)
@@ -380,9 +474,9 @@ def report_data(facts: dict, modes_: tuple[str, ...] = MODES) -> dict:
         "host": facts,
         "modes": {
             mode: {
-                "refuses": [f.row for f in modes.assess(mode, host) if f.status == "refused"],
+                "refuses": [f.row for f in mode_host.assess(mode, host) if f.status == "refused"],
                 "findings": [{"row": f.row, "status": f.status, "detail": f.detail}
-                             for f in modes.assess(mode, host)],
+                             for f in mode_host.assess(mode, host)],
             }
             for mode in modes_
         },
@@ -395,7 +489,7 @@ def _yes(value: object) -> str:
     return "unknown" if value is None else "yes" if value else "no"
 
 
-def report(facts: dict, modes_: tuple[str, ...] = MODES) -> str:
+def report(facts: Facts, modes_: tuple[str, ...] = MODES) -> str:
     """The report as text (``nucleus check``)."""
     data = report_data(facts, modes_)
     lines = ["host"]
@@ -403,15 +497,15 @@ def report(facts: dict, modes_: tuple[str, ...] = MODES) -> str:
     def add(label: str, value: object) -> None:
         lines.append(f"  {label + ':':<20}{value}")
 
-    kern = facts.get("kernel") or {}
+    kern: KernelFacts = facts.get("kernel") or {}
     add("kernel", f"{kern.get('release')} ({kern.get('machine')})")
-    ns = facts.get("namespaces") or {}
+    ns: NamespaceFacts = facts.get("namespaces") or {}
     add("namespaces", " ".join(ns.get("available") or []) or "none found")
     limits = ns.get("max") or {}
     if limits:
         add("namespace limits", " ".join(f"{name}={value}" for name, value in limits.items()))
     add("pid_max", facts.get("pid_max"))
-    cg = facts.get("cgroups") or {}
+    cg: CgroupFacts = facts.get("cgroups") or {}
     backend = cg.get("backend")
     if backend == "v1" and cg.get("hybrid"):
         backend = "v1 (hybrid: cgroup2 also mounted at " + str(cg.get("unified")) + ")"
@@ -419,7 +513,7 @@ def report(facts: dict, modes_: tuple[str, ...] = MODES) -> str:
     add("cgroup controllers", " ".join(cg.get("controllers") or []) or "none")
     if cg.get("reason"):
         add("cgroup detail", cg["reason"])
-    sc = facts.get("seccomp") or {}
+    sc: SeccompFacts = facts.get("seccomp") or {}
     acts = sc.get("actions") or {}
     add("seccomp", "filters" if sc.get("filter") else "no filters")
     add("seccomp actions", " ".join(n for n, ok in acts.items() if ok) or "none")
@@ -427,9 +521,9 @@ def report(facts: dict, modes_: tuple[str, ...] = MODES) -> str:
     if missing:
         add("seccomp missing", " ".join(missing))
     add("seccomp log flag", _yes(sc.get("filter_flag_log")))
-    ll = facts.get("landlock") or {}
+    ll: LandlockFacts = facts.get("landlock") or {}
     add("landlock ABI", ll.get("abi") if ll.get("abi") is not None else f"unknown ({ll.get('error')})")
-    lock = facts.get("lockdown") or {}
+    lock: LockdownFacts = facts.get("lockdown") or {}
     if lock.get("line") is not None:
         text = f"{lock.get('mode') or 'unknown'} ({lock['line']})"
         if lock.get("source") != LOCKDOWN_PATH:
@@ -437,7 +531,7 @@ def report(facts: dict, modes_: tuple[str, ...] = MODES) -> str:
         add("lockdown", text)
     else:
         add("lockdown", f"unknown ({lock.get('error')})")
-    rs = facts.get("runsc") or {}
+    rs: RunscFacts = facts.get("runsc") or {}
     if rs.get("present"):
         text = f"{rs.get('path')} version {rs.get('version') or 'unknown'}"
         if rs.get("platforms"):
@@ -447,7 +541,7 @@ def report(facts: dict, modes_: tuple[str, ...] = MODES) -> str:
         add("runsc", text)
     else:
         add("runsc", "not found")
-    cr = facts.get("criu") or {}
+    cr: CriuFacts = facts.get("criu") or {}
     if cr.get("present"):
         check = cr.get("check") or {}
         text = f"{cr.get('path')} version {cr.get('version') or 'unknown'}, criu check "

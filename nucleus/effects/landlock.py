@@ -11,17 +11,24 @@ import errno
 import os
 import stat
 import struct
+from collections.abc import Iterable
 
 from nucleus.config import landlock_default as _ll
-from nucleus.effects import libc as _sys
+from nucleus.effects import libc
+from nucleus.effects.abi import (  # by name: ``abi`` here is a Landlock ABI version
+    LANDLOCK_CREATE_RULESET_VERSION,
+    LANDLOCK_RULE_PATH_BENEATH,
+    PR_SET_NO_NEW_PRIVS,
+    SyscallError,
+)
 
 
 def abi_version() -> int:
     """The Landlock ABI version of the running kernel; 0 when Landlock is not available
     (kernel without it, or the LSM not enabled at boot)."""
     try:
-        return _sys.landlock_create_ruleset(None, 0, _sys.LANDLOCK_CREATE_RULESET_VERSION)
-    except _sys.SyscallError as e:
+        return libc.landlock_create_ruleset(None, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    except SyscallError as e:
         if e.errno in (errno.ENOSYS, errno.EOPNOTSUPP):
             return 0
         raise
@@ -33,7 +40,8 @@ class Restricted:
 
     __slots__ = ("abi", "handled", "scoped", "applied", "skipped")
 
-    def __init__(self, abi, handled, scoped, applied, skipped) -> None:
+    def __init__(self, abi: int, handled: int, scoped: int, applied: Iterable[tuple[str, int]],
+                 skipped: Iterable[tuple[str, str]]) -> None:
         self.abi = abi
         self.handled = handled
         self.scoped = scoped
@@ -57,13 +65,14 @@ def _ruleset_attr(abi: int, handled: int, scoped: int) -> bytes:
     return struct.pack("=Q", handled)
 
 
-def _rights(access) -> int:
+def _rights(access: int | Iterable[str]) -> int:
     return access if isinstance(access, int) else _ll.access_mask(access)
 
 
 def restrict(
-    rules, *, handled: int | None = None, scope_signals: bool = True, abi: int | None = None
-):
+    rules: Iterable[tuple[str, int | Iterable[str]]], *, handled: int | None = None,
+    scope_signals: bool = True, abi: int | None = None,
+) -> Restricted:
     """Enforce ``rules`` — (path, rights) pairs, rights a mask or a set of group names of
     ``nucleus.config.landlock_default`` — on the calling thread and its future children.
 
@@ -89,7 +98,7 @@ def restrict(
     if abi >= 6:
         scoped = _ll.SCOPE_ABSTRACT_UNIX_SOCKET | (_ll.SCOPE_SIGNAL if scope_signals else 0)
     attr = _ruleset_attr(abi, handled, scoped)
-    ruleset = _sys.landlock_create_ruleset(attr, len(attr), 0)
+    ruleset = libc.landlock_create_ruleset(attr, len(attr), 0)
     applied: list[tuple[str, int]] = []
     skipped: list[tuple[str, str]] = []
     try:
@@ -101,7 +110,7 @@ def restrict(
                 skipped.append((path, "does not exist"))
                 continue
             except OSError as e:
-                raise _sys.SyscallError(
+                raise SyscallError(
                     "open", (repr(path), "O_PATH|O_CLOEXEC"), e.errno or errno.EIO
                 ) from e
             try:
@@ -111,12 +120,12 @@ def restrict(
                     skipped.append((path, f"no right left to grant at ABI {abi}"))
                     continue
                 rule = struct.pack("=Qi", wanted, fd)  # struct landlock_path_beneath_attr, packed
-                _sys.landlock_add_rule(ruleset, _sys.LANDLOCK_RULE_PATH_BENEATH, rule, 0)
+                libc.landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH, rule, 0)
                 applied.append((path, wanted))
             finally:
                 os.close(fd)
-        _sys.prctl(_sys.PR_SET_NO_NEW_PRIVS, 1)
-        _sys.landlock_restrict_self(ruleset, 0)
+        libc.prctl(PR_SET_NO_NEW_PRIVS, 1)
+        libc.landlock_restrict_self(ruleset, 0)
     finally:
-        os.close(ruleset)
+        libc.close(ruleset)  # the ruleset fd came from the seam: it goes back through it
     return Restricted(abi, handled, scoped, applied, skipped)

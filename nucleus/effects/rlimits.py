@@ -8,10 +8,9 @@ process and its children, which is the point for a container.
 
 from __future__ import annotations
 
-import errno as _errno
 import resource
 
-from nucleus.effects.libc import SyscallError
+from nucleus.effects import libc
 
 RESOURCES = (
     ("nofile", "RLIMIT_NOFILE", resource.RLIMIT_NOFILE),
@@ -29,16 +28,9 @@ def apply(nofile: int, nproc: int, memlock: int) -> dict[str, tuple[int, int]]:
     Returns what was applied: name -> (soft, hard)."""
     wanted = {"nofile": nofile, "nproc": nproc, "memlock": memlock}
     applied: dict[str, tuple[int, int]] = {}
-    for name, label, res in RESOURCES:
-        _soft, hard = resource.getrlimit(res)
+    for name, _label, res in RESOURCES:
+        _soft, hard = libc.getrlimit(res)
         value = _capped(wanted[name], hard)
-        try:
-            resource.setrlimit(res, (value, value))
-        except OSError as e:
-            raise SyscallError("setrlimit", (label, f"{{{value}, {value}}}"),
-                               e.errno or _errno.EINVAL) from None
-        except ValueError:
-            raise SyscallError("setrlimit", (label, f"{{{value}, {value}}}"),
-                               _errno.EINVAL) from None
+        libc.setrlimit(res, value, value)  # SyscallError naming the limit and the values
         applied[name] = (value, value)
     return applied

@@ -23,14 +23,35 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING, cast
 
-from nucleus.effects import libc as _sys
+from nucleus.effects import abi, libc
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from types import ModuleType
+    from typing import IO, Protocol
+
+    from nucleus.config.policy.seccomp_args import Condition
+
+    class _Filter(Protocol):
+        """What this module uses of a ``pyseccomp.SyscallFilter`` (pyseccomp ships no type
+        information, so mypy sees the module as untyped)."""
+
+        def set_attr(self, attr: int, value: int) -> None: ...
+        def add_arch(self, arch: int) -> None: ...
+        def exist_arch(self, arch: int) -> bool: ...
+        def add_rule(self, action: int, syscall: int | str, *args: object) -> None: ...
+        def export_bpf(self, file: IO[bytes]) -> None: ...
+
+    class _Digest(Protocol):
+        def hexdigest(self) -> str: ...
 
 # Bump when compile_profile would produce a different program for the same profile, so old
 # cache entries stop matching.
 COMPILER_REVISION = "3"
-NATIVE_ARCH = "x86_64"
 ROOT_CACHE_DIR = "/var/cache/nucleus/seccomp"
+BY_SHA256 = "by-sha256"  # programs by the sha256 of their bytes, for attach
 
 _SIMPLE_ACTIONS = {
     "SCMP_ACT_KILL_PROCESS": "KILL_PROCESS",
@@ -67,26 +88,30 @@ def _warn(text: str) -> None:
 # --- compiling ----------------------------------------------------------------------------------
 
 
-def _action(ps, name: object, errno_ret: object, where: str) -> int:
-    if name in _SIMPLE_ACTIONS:
-        return getattr(ps, _SIMPLE_ACTIONS[name])
+def _action(ps: ModuleType, name: object, errno_ret: object, where: str) -> int:
+    # ps is pyseccomp, untyped for mypy: its actions are ints (ERRNO(x) too)
+    if isinstance(name, str) and name in _SIMPLE_ACTIONS:
+        action: int = getattr(ps, _SIMPLE_ACTIONS[name])
+        return action
     if name == "SCMP_ACT_ERRNO":
         err = _EPERM if errno_ret is None else errno_ret
         if not isinstance(err, int) or not 0 <= err <= 0xFFFF:
             raise ValueError(f"{where}: errno return {errno_ret!r} is not an integer 0..65535")
-        return ps.ERRNO(err)
+        errno_action: int = ps.ERRNO(err)
+        return errno_action
     if name in _REJECTED_ACTIONS:
         raise ValueError(f"{where}: action {name!r} is not supported: {_REJECTED_ACTIONS[name]}")
     raise ValueError(f"{where}: unknown action {name!r}")
 
 
-def _arch(ps, name: object, where: str) -> int:
+def _arch(ps: ModuleType, name: object, where: str) -> int:
     if not isinstance(name, str) or not name.startswith("SCMP_ARCH_"):
         raise ValueError(f"{where}: unknown architecture {name!r}")
     token = name[len("SCMP_ARCH_") :]
     if token == "NATIVE" or not hasattr(ps.Arch, token):
         raise ValueError(f"{where}: unknown architecture {name!r}")
-    return getattr(ps.Arch, token)
+    arch: int = getattr(ps.Arch, token)  # pyseccomp's Arch values are ints
+    return arch
 
 
 def _condition(arg: object, where: str) -> tuple[int, str, int, int]:
@@ -106,7 +131,14 @@ def _condition(arg: object, where: str) -> tuple[int, str, int, int]:
     return index, op, value, value_two
 
 
-def _add_rules(ps, filt, default: int, number: int, action: int, rules: list) -> None:
+def _add_rules(
+    ps: ModuleType,
+    filt: _Filter,
+    default: int,
+    number: int,
+    action: int,
+    rules: list[tuple[Condition, ...]],
+) -> None:
     if action == default:
         return  # libseccomp refuses a rule that repeats the default action; it changes nothing
     for conditions in rules:
@@ -114,7 +146,7 @@ def _add_rules(ps, filt, default: int, number: int, action: int, rules: list) ->
         filt.add_rule(action, number, *args)
 
 
-def _export(filt) -> bytes:
+def _export(filt: _Filter) -> bytes:
     try:
         fd = os.memfd_create("nucleus-seccomp", os.MFD_CLOEXEC)
     except (AttributeError, OSError):
@@ -130,10 +162,10 @@ def _export(filt) -> bytes:
         return f.read()
 
 
-def _compile(profile: dict, warnings: list[str]) -> bytes:
+def _compile(profile: dict[str, object], warnings: list[str]) -> bytes:
     import pyseccomp as ps
 
-    from nucleus.config.policies import count_rules, expand_conditions
+    from nucleus.config.policy.seccomp_args import count_rules, expand_conditions
 
     if not isinstance(profile, dict):
         raise ValueError(f"seccomp profile: expected an object, got {type(profile).__name__}")
@@ -143,7 +175,7 @@ def _compile(profile: dict, warnings: list[str]) -> bytes:
         profile.get("defaultErrnoRet"),
         "defaultAction",
     )
-    filt = ps.SyscallFilter(default)
+    filt: _Filter = ps.SyscallFilter(default)
     # Any architecture the filter does not list is killed, including i386 (int 0x80) and x32
     # from a native process.
     filt.set_attr(ps.Attr.ACT_BADARCH, ps.KILL_PROCESS)
@@ -151,14 +183,17 @@ def _compile(profile: dict, warnings: list[str]) -> bytes:
         filt.set_attr(ps.Attr.CTL_OPTIMIZE, 2)  # binary-tree dispatch on the syscall number
     except OSError:
         pass  # libseccomp < 2.5: the linear program is just as correct
-    for i, name in enumerate(profile.get("architectures") or ()):
+    # The profile comes from parse_seccomp_profile (validated) or default_profile: its lists are
+    # lists; their items are checked here all the same.
+    architectures = cast("Iterable[object]", profile.get("architectures") or ())
+    for i, name in enumerate(architectures):
         arch = _arch(ps, name, f"architectures[{i}]")
         if not filt.exist_arch(arch):
             filt.add_arch(arch)
 
-    version = libseccomp_version()
+    version = libc.libseccomp_version()
     unknown: list[str] = []
-    for i, entry in enumerate(profile.get("syscalls") or ()):
+    for i, entry in enumerate(cast("Iterable[object]", profile.get("syscalls") or ())):
         where = f"syscalls[{i}]"
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: expected an object, got {entry!r}")
@@ -200,7 +235,7 @@ def _compile(profile: dict, warnings: list[str]) -> bytes:
     return _export(filt)
 
 
-def _describe(conditions) -> str:
+def _describe(conditions: tuple[Condition, ...]) -> str:
     ops = {"NE": "!=", "LT": "<", "LE": "<=", "EQ": "==", "GE": ">=", "GT": ">"}
     parts = []
     for index, op, value, value_two in conditions:
@@ -212,9 +247,9 @@ def _describe(conditions) -> str:
     return " and ".join(parts)
 
 
-def compile_profile(profile: dict, *, timeout: float = COMPILE_TIMEOUT,
+def compile_profile(profile: dict[str, object], *, timeout: float = COMPILE_TIMEOUT,
                     notes_out: list[str] | None = None) -> bytes:
-    """Compile an OCI seccomp profile to the raw ``struct sock_filter`` array (x86_64 native).
+    """Compile an OCI seccomp profile to the raw ``struct sock_filter`` array for this machine.
 
     libseccomp runs in a forked child that is killed after ``timeout`` seconds: libseccomp 2.5.4
     was seen looping forever while adding some sets of rules with several argument conditions
@@ -259,9 +294,9 @@ def compile_profile(profile: dict, *, timeout: float = COMPILE_TIMEOUT,
             if not ready:
                 os.kill(pid, signal.SIGKILL)
                 raise ValueError(
-                    f"seccomp profile: libseccomp {libseccomp_version()} did not finish compiling "
-                    f"it within {timeout:g} s (a libseccomp bug with some rules that have several "
-                    "argument conditions); simplify the argument conditions of its rules"
+                    f"seccomp profile: libseccomp {libc.libseccomp_version()} did not finish "
+                    f"compiling it within {timeout:g} s (a libseccomp bug with some rules that have "
+                    "several argument conditions); simplify the argument conditions of its rules"
                 )
             chunk = os.read(r, 65536)
             if not chunk:
@@ -294,55 +329,32 @@ def compile_profile(profile: dict, *, timeout: float = COMPILE_TIMEOUT,
 
 # --- the cache ----------------------------------------------------------------------------------
 
-_libseccomp_version: str | None = None
 
-
-def libseccomp_version() -> str:
-    """The version of the libseccomp.so.2 on this host ("2.5.4"), without importing pyseccomp."""
-    global _libseccomp_version
-    if _libseccomp_version is None:
-        import ctypes
-
-        class _Version(ctypes.Structure):
-            _fields_ = [
-                ("major", ctypes.c_uint),
-                ("minor", ctypes.c_uint),
-                ("micro", ctypes.c_uint),
-            ]
-
-        try:
-            lib = ctypes.CDLL("libseccomp.so.2")
-        except OSError:
-            _libseccomp_version = "unavailable"
-        else:
-            lib.seccomp_version.restype = ctypes.POINTER(_Version)
-            v = lib.seccomp_version().contents
-            _libseccomp_version = f"{v.major}.{v.minor}.{v.micro}"
-    return _libseccomp_version
-
-
-def cache_key(profile: dict) -> str:
-    """sha256 over the profile's canonical JSON, the libseccomp version and the architecture."""
+def cache_key(profile: dict[str, object]) -> str:
+    """sha256 over the profile's canonical JSON, the libseccomp version and the architecture
+    (this machine's, from ``abi``'s table: UnsupportedArchitecture on another)."""
     import json
 
     canonical = json.dumps(profile, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     material = "\n".join(
-        (canonical, f"libseccomp {libseccomp_version()}", NATIVE_ARCH, COMPILER_REVISION)
+        (canonical, f"libseccomp {libc.libseccomp_version()}", abi.architecture().machine,
+         COMPILER_REVISION)
     )
     return _sha256()(material.encode()).hexdigest()
 
 
-def _sha256():
+def _sha256() -> Callable[[bytes], _Digest]:
     # On the hot path: CPython's own small sha256 module loads in ~0.2 ms where hashlib, which
     # loads OpenSSL, takes ~2.5 ms. The digest is the same.
     try:
-        from _sha256 import sha256  # CPython 3.11
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython 3.11
     except ImportError:
         try:
-            from _sha2 import sha256  # CPython >= 3.12
+            from _sha2 import sha256  # type: ignore[import-not-found]  # CPython >= 3.12
         except ImportError:
             from hashlib import sha256
-    return sha256
+    # The private modules have no stubs; their sha256 is hashlib.sha256's twin.
+    return cast("Callable[[bytes], _Digest]", sha256)
 
 
 def default_cache_dir() -> str:
@@ -380,12 +392,12 @@ def read_cached(path: str) -> bytes | None:
         reason = reason or _insecure(st)
         data = b""
         if reason is None:
-            limit = _sys.BPF_MAXINSNS * _sys.BPF_INSN_SIZE
+            limit = abi.BPF_MAXINSNS * abi.BPF_INSN_SIZE
             data = os.read(fd, limit + 1)
             size = len(data)
-            if size == 0 or size % _sys.BPF_INSN_SIZE or size > limit:
-                reason = f"size {size} is not 1..{_sys.BPF_MAXINSNS} instructions of 8 bytes"
-            elif data[-_sys.BPF_INSN_SIZE] & 0x07 != _BPF_RET:
+            if size == 0 or size % abi.BPF_INSN_SIZE or size > limit:
+                reason = f"size {size} is not 1..{abi.BPF_MAXINSNS} instructions of 8 bytes"
+            elif data[-abi.BPF_INSN_SIZE] & 0x07 != _BPF_RET:
                 reason = "the last instruction is not a return"
     finally:
         os.close(fd)
@@ -425,7 +437,7 @@ def _write_atomic(directory: str, path: str, data: bytes) -> None:
         raise
 
 
-def _program(profile: dict, cache_dir: str | None) -> tuple[bytes, str, bool]:
+def _program(profile: dict[str, object], cache_dir: str | None) -> tuple[bytes, str, bool]:
     directory = cache_dir or default_cache_dir()
     key = cache_key(profile)
     path = os.path.join(directory, key + ".bpf")
@@ -463,7 +475,40 @@ def _read_notes(path: str) -> list[str]:
     return [n for n in data.decode("utf-8", "replace").split("\0") if n]
 
 
-def cached_program(profile: dict, cache_dir: str | None = None) -> bytes:
+def _by_sha256(sha: str, cache_dir: str | None) -> tuple[str, str]:
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ValueError(f"not a sha256: {sha!r}")
+    directory = os.path.join(cache_dir or default_cache_dir(), BY_SHA256)
+    return directory, os.path.join(directory, f"{sha}.bpf")
+
+
+def keep_by_sha256(sha: str, program: bytes, cache_dir: str | None = None) -> None:
+    """Keep `program` in the cache under its sha256 too (once), so that a process joining a
+    container later can load exactly the program the container has."""
+    directory, path = _by_sha256(sha, cache_dir)
+    if os.path.lexists(path):
+        return
+    unusable = _ensure_dir(directory)
+    if unusable is not None:
+        _warn(f"seccomp cache directory not used: {unusable}")
+        return
+    try:
+        _write_atomic(directory, path, program)
+    except OSError as e:
+        _warn(f"seccomp cache {path!r} not written: {e.strerror}")
+
+
+def read_by_sha256(sha: str, cache_dir: str | None = None) -> bytes | None:
+    """The program kept under `sha` (checked like every cache entry, and against the hash),
+    or None."""
+    _, path = _by_sha256(sha, cache_dir)
+    data = read_cached(path)
+    if data is None or _sha256()(data).hexdigest() != sha:
+        return None
+    return data
+
+
+def cached_program(profile: dict[str, object], cache_dir: str | None = None) -> bytes:
     """The compiled program for ``profile``: from ``<cache_dir>/<key>.bpf`` when present and
     sound, else compiled and written there atomically (0600). Does not load anything."""
     return _program(profile, cache_dir)[0]
@@ -494,15 +539,15 @@ def load_program(program: bytes, *, log_denied: bool = False) -> None:
     CAP_SYS_ADMIN, and nucleus wants it in every case. ``log_denied`` adds
     SECCOMP_FILTER_FLAG_LOG so every action other than allow is logged by the kernel.
     """
-    _sys.prctl(_sys.PR_SET_NO_NEW_PRIVS, 1)
-    flags = _sys.SECCOMP_FILTER_FLAG_LOG if log_denied else 0
-    _sys.seccomp_set_mode_filter(program, flags)
+    libc.prctl(abi.PR_SET_NO_NEW_PRIVS, 1)
+    flags = abi.SECCOMP_FILTER_FLAG_LOG if log_denied else 0
+    libc.seccomp_set_mode_filter(program, flags)
 
 
 def load_profile(
-    profile: dict, *, log_denied: bool = False, cache_dir: str | None = None
+    profile: dict[str, object], *, log_denied: bool = False, cache_dir: str | None = None
 ) -> Loaded:
     """cached_program + load_program: the filter is in force when this returns."""
     program, key, hit = _program(profile, cache_dir)
     load_program(program, log_denied=log_denied)
-    return Loaded(key, len(program) // _sys.BPF_INSN_SIZE, hit)
+    return Loaded(key, len(program) // abi.BPF_INSN_SIZE, hit)

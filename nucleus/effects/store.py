@@ -8,8 +8,11 @@ import errno
 import fcntl
 import json
 import os
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+ROOTFS = "rootfs"  # the mount point under the state directory (see nucleus.plan.run)
 
 
 class Store:
@@ -18,7 +21,10 @@ class Store:
         self.dir = os.path.join(root, "containers")
 
     def ensure(self) -> None:
+        """The records' directory, and the mount point where containers' roots are assembled
+        (each in its own mount namespace; the directory itself stays empty)."""
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        os.makedirs(os.path.join(self.root, ROOTFS), mode=0o700, exist_ok=True)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -71,9 +77,10 @@ class Store:
                                  hint="containers are managed by the user who started them, or root") from None
         with os.fdopen(fd) as f:
             try:
-                return json.load(f)
+                record: dict[str, Any] = json.load(f)  # what write() wrote: an object
             except json.JSONDecodeError:
                 return None
+            return record
 
     def all(self) -> list[dict[str, Any]]:
         try:
@@ -92,6 +99,35 @@ class Store:
                 if record is not None:
                     out.append(record)
         return out
+
+    def wait_until(self, cid: str, done: Callable[[dict[str, Any] | None], bool], timeout: float,
+                   interval: float = 0.02) -> bool:
+        """Poll the record until `done(record)` (None once it is deleted); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if done(self.read(cid)):
+                return True
+            time.sleep(interval)
+        return done(self.read(cid))
+
+    def follow_log(self, path: str, offset: int, running: Callable[[], bool], out: TextIO,
+                   interval: float = 0.1) -> None:
+        """Copy what is appended to a log from `offset` on until `running()` turns false, then
+        what is left."""
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while True:
+                chunk = f.read()
+                if chunk:
+                    out.write(chunk.decode(errors="replace"))
+                    out.flush()
+                    continue
+                if not running():
+                    rest = f.read()
+                    if rest:
+                        out.write(rest.decode(errors="replace"))
+                    return
+                time.sleep(interval)
 
     def delete(self, cid: str) -> None:
         for path in (self.path(cid), self.log_path(cid)):
@@ -115,6 +151,15 @@ def process_start(pid: int) -> int | None:
     if rest[0] == b"Z":
         return None
     return int(rest[19])
+
+
+def read_log(path: str) -> bytes:
+    """A container's log as it is now (empty when it was never written)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
 
 
 def alive(pid: int | None, start: int | None) -> bool:

@@ -1,9 +1,13 @@
-"""What every machine returns: a Step or a Refused. Pure data, no I/O."""
+"""What every machine returns: a Step or a Refused; and what every machine's from_tla reads.
+Pure data, no I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,12 @@ class Refused:
     """A disabled action: the state is unchanged and nothing is done. `why` is for a user."""
 
     why: str
+
+
+def spec_set(value: object) -> frozenset[str]:
+    """A set-valued spec variable as a machine holds it. The spec's TypeOK makes it a set of
+    strings; the ITF reader gives a frozenset, a container's state record a sorted list."""
+    return frozenset(cast("Iterable[str]", value))
 
 
 def refuse(machine: str, action: str, state_desc: str, allowed: str) -> Refused:

@@ -1,6 +1,6 @@
 """The root filesystem: formal/Filesystem.tla.
 
-The mount plan (built by nucleus.config.rootfs) is data: a sequence of operations that build the
+The mount plan (built by nucleus.plan.mounts) is data: a sequence of operations that build the
 new root under a staging directory. The machine issues the whole plan at Begin (the executor
 stops at the first failure and reports it), then pivot_root, then detaches the old root. With
 the chroot fallback allowed, a failed pivot_root becomes a chroot, noted as such.
@@ -105,14 +105,19 @@ def to_tla(state: FilesystemState) -> dict[str, object]:
     }
 
 
-def from_tla(values: dict[str, object]) -> FilesystemState:
-    total = int(values["fs_total"])  # type: ignore[call-overload]
-    return FilesystemState(
-        plan=tuple(v.MakeDirs(root="/", paths=(f"step{i}",)) for i in range(total)),
-        new_root="/newroot", allow_chroot=bool(values["fs_allowChroot"]), phase=str(values["fs_phase"]),
-        mounted=int(values["fs_mounted"]), chrooted=bool(values["fs_chrooted"]),  # type: ignore[call-overload]
-        audit=(("/", ("nosuid",), True),) if values["fs_audit"] else (),
-        audited=bool(values["fs_audited"]),
+def from_tla(values: dict[str, object], base: FilesystemState | None = None) -> FilesystemState:
+    """The state the spec's variables describe. The mount plan and the audit rules come from
+    `base` when it has a plan of the right length; otherwise placeholders of that length."""
+    total, mounted = values["fs_total"], values["fs_mounted"]
+    assert isinstance(total, int) and isinstance(mounted, int)
+    state = base or FilesystemState(new_root="/newroot")
+    if state.total != total:
+        state = replace(state, plan=tuple(v.MakeDirs(root="/", paths=(f"step{i}",)) for i in range(total)))
+    if bool(values["fs_audit"]) != state.audits:
+        state = replace(state, audit=(("/", ("nosuid",), True),) if values["fs_audit"] else ())
+    return replace(
+        state, allow_chroot=bool(values["fs_allowChroot"]), phase=str(values["fs_phase"]),
+        mounted=mounted, chrooted=bool(values["fs_chrooted"]), audited=bool(values["fs_audited"]),
     )
 
 

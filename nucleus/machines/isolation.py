@@ -38,6 +38,7 @@ class IsolationState:
     hostname: str = "nucleus"
     uid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),)
     gid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),)
+    trace_log: str = ""  # seccomp trace mode: where the tracer started with the setup process writes
 
     @property
     def plan(self) -> tuple[str, ...]:
@@ -54,16 +55,17 @@ def initial(
     hostname: str = "nucleus",
     uid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),),
     gid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),),
+    trace_log: str = "",
 ) -> IsolationState:
     return IsolationState(
         rootless=rootless, namespaces=tuple(n for n in namespaces if n != "user"),
-        hostname=hostname, uid_map=uid_map, gid_map=gid_map,
+        hostname=hostname, uid_map=uid_map, gid_map=gid_map, trace_log=trace_log,
     )
 
 
 def _intent(state: IsolationState, step_name: str) -> v.Intent:
     if step_name == "spawn":
-        return v.SpawnChild()
+        return v.SpawnChild(state.trace_log)
     if step_name == "unshare":
         extra = ("user",) if state.rootless else ()
         return v.Unshare(extra + state.namespaces)
@@ -139,10 +141,12 @@ def to_tla(state: IsolationState) -> dict[str, object]:
     return {"iso_rootless": state.rootless, "iso_phase": state.phase, "iso_done": state.done}
 
 
-def from_tla(values: dict[str, object]) -> IsolationState:
-    return IsolationState(
-        rootless=bool(values["iso_rootless"]), phase=str(values["iso_phase"]), done=int(values["iso_done"])  # type: ignore[call-overload]
-    )
+def from_tla(values: dict[str, object], base: IsolationState | None = None) -> IsolationState:
+    """The state the spec's variables describe; parameters from `base`."""
+    done = values["iso_done"]
+    assert isinstance(done, int)
+    return replace(base or IsolationState(), rootless=bool(values["iso_rootless"]),
+                   phase=str(values["iso_phase"]), done=done)
 
 
 # Invariants: the same names as in formal/Isolation.tla.

@@ -2,19 +2,22 @@
 
 none -> creating -> created -> running -> stopped -> removed, with failed reachable from creating
 and created, and from any active status when the supervisor is lost. Host resources are held
-from Create until CleanupDone; Remove needs them released.
+from Create until CleanupDone; Remove needs them released. A supervisor lost before it cleaned
+up (seen by `rm --force`) leads to the same cleanup.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from nucleus import vocab as v
+from nucleus.config.signals import SENDABLE
 from nucleus.machines.base import Refused, Step
 
 STATUSES = ("none", "creating", "created", "running", "stopped", "failed", "removed")
+ACTIVE = ("creating", "created", "running")
 LEVELS = ("none", "enforced", "degraded")
-SIGNALS = ("TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH", "KILL")
+SIGNALS = SENDABLE
 
 
 @dataclass(frozen=True)
@@ -23,11 +26,13 @@ class LifecycleState:
     security: str = "none"  # the security level the container was prepared with
     cleaned: bool = True  # nothing allocated on the host that still needs releasing
     removed: bool = False  # Remove happened (a removed container never comes back)
-    exit_code: int | None = None  # not part of the spec: what the CLI reports
+    # Not part of the spec's abstraction: the workload Start execs, and what the CLI reports.
+    workload: v.ExecWorkload = field(default_factory=v.ExecWorkload)
+    exit_code: int | None = None
 
 
-def initial() -> LifecycleState:
-    return LifecycleState()
+def initial(workload: v.ExecWorkload | None = None) -> LifecycleState:
+    return LifecycleState(workload=workload or v.ExecWorkload())
 
 
 def _refuse(state: LifecycleState, action: str, allowed: str) -> Refused:
@@ -56,7 +61,7 @@ def step(state: LifecycleState, event: v.Event) -> Step | Refused:
         case v.Start():
             if s != "created":
                 return _refuse(state, "Start", "from created")
-            return Step(replace(state, status="running"), (v.ExecWorkload(),))
+            return Step(replace(state, status="running"), (state.workload,))
         case v.Abort():
             if s != "created":
                 return _refuse(state, "Abort", "from created")
@@ -72,9 +77,11 @@ def step(state: LifecycleState, event: v.Event) -> Step | Refused:
                 return Refused(f"cannot Kill the container: unknown signal {sig!r}")
             return Step(state, (v.SendSignal(sig),))
         case v.Lost():
-            if s not in ("creating", "created", "running"):
-                return _refuse(state, "Lost", "from creating, created or running")
-            return Step(replace(state, status="failed"), (v.Cleanup(),))
+            if s in ACTIVE:
+                return Step(replace(state, status="failed"), (v.Cleanup(),))
+            if s in ("stopped", "failed") and not state.cleaned:
+                return Step(state, (v.Cleanup(),))  # cleanup was under way: it starts again
+            return _refuse(state, "Lost", "from creating, created or running, or before cleanup")
         case v.Attach():
             if s != "running":
                 return _refuse(state, "Attach", "from running")
@@ -103,8 +110,10 @@ def to_tla(state: LifecycleState) -> dict[str, object]:
     }
 
 
-def from_tla(values: dict[str, object]) -> LifecycleState:
-    return LifecycleState(
+def from_tla(values: dict[str, object], base: LifecycleState | None = None) -> LifecycleState:
+    """The state the spec's variables describe; parameters (the workload) from `base`."""
+    return replace(
+        base or LifecycleState(),
         status=str(values["lc_status"]),
         security=str(values["lc_security"]),
         cleaned=bool(values["lc_cleaned"]),

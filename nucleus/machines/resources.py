@@ -2,13 +2,14 @@
 
 create -> set limits -> (wait for the setup process) -> attach -> ready; released at cleanup.
 A failure is fatal when cgroups are required (production) and otherwise degrades: the container
-runs without limits, with a warning. Whatever was created is removed at cleanup, on every path.
+runs without limits, with a warning. Whatever may have been created is removed at cleanup, on
+every path: a failed or abandoned creation may have left directories behind, so it counts as
+held. What each step writes is planned (nucleus.plan.cgroups) and carried by its intent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from nucleus import vocab as v
 from nucleus.machines.base import Refused, Step
@@ -18,27 +19,45 @@ PHASES = (
     "releasing", "released", "leaked",
 )
 STEPS = ("create", "limits", "attach", "release")
-_UNDER_WAY = {"creating": "create", "limiting": "limits", "attaching": "attach", "releasing": "release"}
+UNDER_WAY = {"creating": "create", "limiting": "limits", "attaching": "attach", "releasing": "release"}
+SETTLED = ("idle", "degraded", "failed", "waiting", "ready", "leaked")
 
 
 @dataclass(frozen=True)
 class ResourcesState:
     required: bool = False
     phase: str = "idle"
-    held: bool = False  # a cgroup of this container exists on the host
+    held: bool = False  # a cgroup of this container (or part of one) may exist on the host
     limited: bool = False  # its limits are written
-    # Parameters of the intents (not part of the spec's abstraction).
-    name: str = ""
-    parent: str = "nucleus"
-    limits: Any = None
+    # Not part of the spec's abstraction: the planned intents, and what the release observed.
+    create: v.CreateCgroup = field(default_factory=v.CreateCgroup)
+    limits: v.SetCgroupLimits = field(default_factory=v.SetCgroupLimits)
+    attach: v.AttachCgroup = field(default_factory=v.AttachCgroup)
+    remove: v.RemoveCgroup = field(default_factory=v.RemoveCgroup)
+    oom_killed: bool = False
 
 
-def initial(required: bool = False, name: str = "", parent: str = "nucleus", limits: Any = None) -> ResourcesState:
-    return ResourcesState(required=required, name=name, parent=parent, limits=limits)
+def initial(required: bool = False, create: v.CreateCgroup | None = None,
+            limits: v.SetCgroupLimits | None = None, attach: v.AttachCgroup | None = None,
+            remove: v.RemoveCgroup | None = None) -> ResourcesState:
+    return ResourcesState(
+        required=required, create=create or v.CreateCgroup(), limits=limits or v.SetCgroupLimits(),
+        attach=attach or v.AttachCgroup(), remove=remove or v.RemoveCgroup(),
+    )
 
 
 def is_initial(state: ResourcesState) -> bool:
     return state.phase == "idle" and not state.held and not state.limited
+
+
+def _failed(state: ResourcesState, name: str, message: str | None) -> Step:
+    """A step that did not complete: fatal when cgroups are required, else a warning (none
+    for a step abandoned with its supervisor: nothing runs on without limits then)."""
+    if state.required:
+        return Step(replace(state, phase="failed", held=True))
+    warn = () if message is None else (
+        v.Warn(f"cgroup {name} failed ({message}); running without resource limits"),)
+    return Step(replace(state, phase="degraded", held=True), warn)
 
 
 def step(state: ResourcesState, event: v.Event) -> Step | Refused:
@@ -47,21 +66,28 @@ def step(state: ResourcesState, event: v.Event) -> Step | Refused:
         case v.ResBegin():
             if p != "idle":
                 return Refused(f"cannot Begin resources: it is {p} (Begin is allowed only from idle)")
-            return Step(replace(state, phase="creating"), (v.CreateCgroup(state.parent, state.name),))
+            return Step(replace(state, phase="creating"), (state.create,))
         case v.ResAttach():
             if p != "waiting":
                 return Refused(f"cannot Attach resources: it is {p} (Attach is allowed only from waiting)")
-            return Step(replace(state, phase="attaching"), (v.AttachCgroup(),))
+            return Step(replace(state, phase="attaching"), (state.attach,))
         case v.ResRelease():
-            if p in ("idle", "degraded", "failed", "waiting", "ready", "leaked"):
-                if not state.held:
-                    return Step(replace(state, phase="released"))
-                return Step(replace(state, phase="releasing"), (v.RemoveCgroup(),))
-            return Refused(
-                f"cannot Release resources: it is {p} (Release is allowed only when no step is under way)"
-            )
+            if p not in SETTLED:
+                return Refused(
+                    f"cannot Release resources: it is {p} (Release is allowed only when no step is under way)"
+                )
+            if not state.held:
+                return Step(replace(state, phase="released"))
+            return Step(replace(state, phase="releasing"), (state.remove,))
+        case v.ResAbandon():
+            under_way = UNDER_WAY.get(p)
+            if under_way is None:
+                return Refused(f"cannot Abandon resources: it is {p} (Abandon is allowed only while a step is under way)")
+            if under_way == "release":
+                return Step(replace(state, phase="leaked"))
+            return _failed(state, under_way, None)
         case v.ResDone(step=name) | v.ResFailed(step=name):
-            expected = _UNDER_WAY.get(p)
+            expected = UNDER_WAY.get(p)
             if expected is None or name != expected:
                 return Refused(
                     f"cannot {v.action_name(event)} resources step {name!r}: it is {p}"
@@ -69,20 +95,17 @@ def step(state: ResourcesState, event: v.Event) -> Step | Refused:
                 )
             if isinstance(event, v.ResDone):
                 if name == "create":
-                    return Step(replace(state, phase="limiting", held=True), (v.SetCgroupLimits(),))
+                    return Step(replace(state, phase="limiting", held=True), (state.limits,))
                 if name == "limits":
                     return Step(replace(state, phase="waiting", limited=True))
                 if name == "attach":
                     return Step(replace(state, phase="ready"))
-                return Step(replace(state, phase="released", held=False, limited=False))
+                return Step(replace(state, phase="released", held=False, limited=False,
+                                    oom_killed=state.oom_killed or event.detail == v.OOM_KILLED))
             if name == "release":
                 return Step(replace(state, phase="leaked"))
-            if state.required:
-                return Step(replace(state, phase="failed"))
-            return Step(
-                replace(state, phase="degraded"),
-                (v.Warn(f"cgroup {name} failed ({event.message}); running without resource limits"),),
-            )
+            assert isinstance(event, v.ResFailed)
+            return _failed(state, name, event.message)
     return Refused(f"resources have no action {event.name}")
 
 
@@ -91,8 +114,10 @@ def to_tla(state: ResourcesState) -> dict[str, object]:
             "res_limited": state.limited}
 
 
-def from_tla(values: dict[str, object]) -> ResourcesState:
-    return ResourcesState(
+def from_tla(values: dict[str, object], base: ResourcesState | None = None) -> ResourcesState:
+    """The state the spec's variables describe; the planned intents from `base`."""
+    return replace(
+        base or ResourcesState(),
         required=bool(values["res_required"]), phase=str(values["res_phase"]),
         held=bool(values["res_held"]), limited=bool(values["res_limited"]),
     )
@@ -123,13 +148,17 @@ def LimitedMeansHeld(s: ResourcesState) -> bool:  # noqa: N802
     return not s.limited or s.held
 
 
+def NothingCreatedIsForgotten(s: ResourcesState) -> bool:  # noqa: N802
+    """Once creation has been tried, the group counts as held until a release completes."""
+    return s.phase in ("idle", "creating", "released") or s.held
+
+
 INVARIANTS = (
     TypeOK, ReleasedHoldsNothing, DegradedOnlyIfOptional, FailedOnlyIfRequired,
-    AttachOnlyWhenLimited, LimitedMeansHeld,
+    AttachOnlyWhenLimited, LimitedMeansHeld, NothingCreatedIsForgotten,
 )
 
 
 def candidate_events(state: ResourcesState) -> list[v.Event]:
-    return [v.ResBegin(), v.ResAttach(), v.ResRelease()] + [v.ResDone(n) for n in STEPS] + [
-        v.ResFailed(n) for n in STEPS
-    ]
+    return [v.ResBegin(), v.ResAttach(), v.ResRelease(), v.ResAbandon()] + [
+        v.ResDone(n) for n in STEPS] + [v.ResFailed(n) for n in STEPS]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from nucleus import vocab as v
-from nucleus.machines.base import Refused, Step
+from nucleus.machines.base import Refused, Step, spec_set
 
 PHASES = ("idle", "caps", "seccomp", "landlock", "locked", "failed")
 CONTROLS = ("caps", "seccomp", "landlock")
@@ -30,6 +30,7 @@ class SecurityState:
     keep_caps: tuple[str, ...] = ()
     program_sha256: str = ""
     log_denied: bool = False
+    seccomp_mode: str = "enforce"  # "trace": the user-notification filter of seccomp trace mode
     landlock_rules: tuple[tuple[str, tuple[str, ...]], ...] = ()
     landlock_min_abi: int = 0
 
@@ -46,7 +47,7 @@ def _intent(state: SecurityState, control: str) -> v.Intent:
     if control == "caps":
         return v.DropCapabilities(state.keep_caps)
     if control == "seccomp":
-        return v.LoadSeccomp(state.program_sha256, state.log_denied)
+        return v.LoadSeccomp(state.program_sha256, state.log_denied, state.seccomp_mode)
     return v.ApplyLandlock(state.landlock_rules, state.landlock_min_abi)
 
 
@@ -92,11 +93,13 @@ def to_tla(state: SecurityState) -> dict[str, object]:
     }
 
 
-def from_tla(values: dict[str, object]) -> SecurityState:
-    return SecurityState(
+def from_tla(values: dict[str, object], base: SecurityState | None = None) -> SecurityState:
+    """The state the spec's variables describe; parameters from `base`."""
+    return replace(
+        base or SecurityState(),
         allow_degraded=bool(values["sec_allowDegraded"]), strict=bool(values["sec_strict"]),
         phase=str(values["sec_phase"]),
-        applied=frozenset(values["sec_applied"]), degraded=frozenset(values["sec_degraded"]),  # type: ignore[arg-type]
+        applied=spec_set(values["sec_applied"]), degraded=spec_set(values["sec_degraded"]),
     )
 
 

@@ -39,9 +39,9 @@ class SystemState:
 
 def initial(
     iso: isolation.IsolationState, fs: filesystem.FilesystemState, sec: security.SecurityState,
-    res: resources.ResourcesState | None = None,
+    res: resources.ResourcesState | None = None, lc: lifecycle.LifecycleState | None = None,
 ) -> SystemState:
-    return SystemState(lifecycle.initial(), iso, fs, sec, res or resources.initial())
+    return SystemState(lc or lifecycle.initial(), iso, fs, sec, res or resources.initial())
 
 
 def _guard(s: SystemState, event: v.Event) -> str | None:
@@ -56,6 +56,8 @@ def _guard(s: SystemState, event: v.Event) -> str | None:
         case v.ResRelease():
             if s.lc.status not in ("stopped", "failed"):
                 return "the cgroup is released only once the container has stopped or failed"
+        case v.ResAbandon():
+            return "a cgroup step is abandoned only when the supervisor is lost (Lost)"
         case v.CleanupDone():
             if s.res.phase != "released":
                 return "cleanup is done only once the cgroup is released"
@@ -101,7 +103,13 @@ def step(s: SystemState, event: v.Event) -> Step | Refused:
     result = module.step(getattr(s, event.machine), event)
     if isinstance(result, Refused):
         return result
-    return Step(replace(s, **{event.machine: result.state}), result.intents)
+    after = replace(s, **{event.machine: result.state})
+    if isinstance(event, v.Lost) and s.res.phase in resources.UNDER_WAY:
+        # The lost supervisor was carrying out a cgroup step: it will never report.
+        abandoned = resources.step(s.res, v.ResAbandon())
+        assert isinstance(abandoned, Step)
+        return Step(replace(after, res=abandoned.state), result.intents + abandoned.intents)
+    return Step(after, result.intents)
 
 
 def advance(s: SystemState) -> v.Event | None:
@@ -146,8 +154,10 @@ def to_tla(s: SystemState) -> dict[str, object]:
     return out
 
 
-def from_tla(values: dict[str, object]) -> SystemState:
-    return SystemState(*(module.from_tla(values) for module in MACHINES.values()))
+def from_tla(values: dict[str, object], base: SystemState | None = None) -> SystemState:
+    """The state the spec's variables describe; each machine's parameters from `base`."""
+    return SystemState(*(module.from_tla(values, getattr(base, name) if base else None)
+                         for name, module in MACHINES.items()))
 
 
 # Invariants: the same names as in formal/System.tla (plus each machine's own).

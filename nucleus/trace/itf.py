@@ -18,6 +18,9 @@ class Trace:
     vars: tuple[str, ...]
     states: tuple[dict[str, Any], ...]
     path: str = ""
+    # Each state's "#meta" object (in a recorded run: the event as it was fed, with every field,
+    # and the intents the step issued).
+    state_meta: tuple[dict[str, Any], ...] = ()
 
     @property
     def module(self) -> str | None:
@@ -72,55 +75,32 @@ def parse(data: Any, path: str = "<trace>") -> Trace:
     if not isinstance(data, dict) or "states" not in data:
         raise ValueError(f"{path}: not an ITF trace (no 'states')")
     meta = data.get("#meta", {})
+    if not isinstance(meta, dict) or not isinstance(data["states"], list):
+        raise ValueError(f"{path}: not an ITF trace ('#meta' or 'states' malformed)")
     states = tuple(
         {k: decode(v) for k, v in state.items() if k != "#meta"} for state in data["states"]
     )
+    state_meta = tuple(dict(state.get("#meta") or {}) for state in data["states"])
     names = tuple(data.get("vars") or (sorted(states[0]) if states else ()))
-    return Trace(meta=meta, vars=names, states=states, path=path)
+    return Trace(meta=meta, vars=names, states=states, path=path, state_meta=state_meta)
 
 
-def dump(module: str, states: list[dict[str, Any]], description: str = "") -> dict[str, Any]:
+def dump(module: str, states: list[dict[str, Any]], description: str = "",
+         meta: dict[str, Any] | None = None, state_meta: list[dict[str, Any]] | None = None,
+         ) -> dict[str, Any]:
     names = sorted(states[0]) if states else []
+    extra = state_meta or [{} for _ in states]
     return {
         "#meta": {
             "format": "ITF",
             "format-description": "https://apalache-mc.org/docs/adr/015adr-trace.html",
             "module": module,
             "description": description,
+            **(meta or {}),
         },
         "vars": names,
         "states": [
-            {"#meta": {"index": i}, **{k: encode(v) for k, v in state.items()}}
+            {"#meta": {"index": i, **extra[i]}, **{k: encode(v) for k, v in state.items()}}
             for i, state in enumerate(states)
         ],
     }
-
-
-class Recorder:
-    """Records a driver's steps as an ITF trace (the audit trail of one run)."""
-
-    def __init__(self, machine: Any, module: str, path: str, description: str = "") -> None:
-        self.machine = machine
-        self.module = module
-        self.path = path
-        self.description = description
-        self.states: list[dict[str, Any]] = []
-
-    def record(self, event: Any, state: Any) -> None:
-        values = dict(self.machine.to_tla(state))
-        if event is None:
-            values["event"] = {"m": "", "name": "", "arg": ""}
-        else:
-            from nucleus.vocab import action_name
-
-            values["event"] = {"m": event.machine, "name": action_name(event), "arg": event.tla_arg()}
-        self.states.append(values)
-
-    def write(self) -> None:
-        import os
-
-        tmp = f"{self.path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(dump(self.module, self.states, self.description), f, indent=1)
-            f.write("\n")
-        os.replace(tmp, self.path)

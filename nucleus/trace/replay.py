@@ -1,20 +1,28 @@
 """Trace replay: feed an ITF trace's events through the production driver and compare the
-machine's abstraction (to_tla) with the trace after every step."""
+machine's abstraction (to_tla) with the trace after every step.
+
+A trace recorded from a real run (`nucleus run --trace`) carries more: for each step the event as
+it was fed (replay feeds exactly that), the intents it issued, and the inputs of its plan. From
+those inputs replay plans the run again and compares every intent with what was recorded, so a
+change in what the plan writes (a cgroup value, a mount flag) is caught.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from nucleus import vocab as v
 from nucleus.driver import Driver
-from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
+from nucleus.machines import filesystem, isolation, join, lifecycle, resources, security, system
 from nucleus.machines.base import Refused
+from nucleus.plain import from_plain
 from nucleus.trace import itf
 
 MODULES: dict[str, Any] = {
     "Lifecycle": lifecycle, "Isolation": isolation, "Filesystem": filesystem,
-    "Security": security, "Resources": resources, "System": system,
+    "Security": security, "Resources": resources, "System": system, "Join": join,
 }
 # Which module a trace belongs to, from a variable only it (or its composition) has.
 _SIGNATURES = (
@@ -24,13 +32,22 @@ _SIGNATURES = (
     ("Filesystem", {"fs_phase"}),
     ("Security", {"sec_phase"}),
     ("Resources", {"res_phase"}),
+    ("Join", {"join_phase"}),
 )
+
+
+def _planners() -> dict[str, tuple[type, Callable[[Any], Any]]]:
+    from nucleus.plan.join import JoinInputs
+    from nucleus.plan.run import RunInputs
+
+    return {"System": (RunInputs, lambda inputs: inputs.plan().state),
+            "Join": (JoinInputs, lambda inputs: inputs.plan())}
 
 
 class _Observer:
     """Executes nothing: in a replay, observations come from the trace itself."""
 
-    def perform(self, intents: tuple[v.Intent, ...]) -> list[v.Event]:  # noqa: ARG002
+    def perform(self, intents: tuple[v.Intent, ...]) -> list[v.Event]:
         return []
 
 
@@ -47,7 +64,7 @@ class Divergence:
 
 def module_of(trace: itf.Trace) -> str:
     if trace.module in MODULES:
-        return trace.module  # type: ignore[return-value]
+        return trace.module
     names = set(trace.vars)
     for module, needed in _SIGNATURES:
         if needed <= names:
@@ -55,30 +72,48 @@ def module_of(trace: itf.Trace) -> str:
     raise ValueError(f"{trace.path}: cannot tell which machine the trace is for (vars {sorted(names)})")
 
 
+def _start(trace: itf.Trace, module: str, machine: Any, first: dict[str, Any]) -> Any:
+    """The initial state: planned again from the recorded inputs, or built from the spec's
+    variables (a model checker's trace has no plan)."""
+    inputs = trace.meta.get("plan")
+    if inputs is None:
+        return machine.from_tla(first)
+    planners = _planners()
+    if module not in planners:
+        raise ValueError(f"a {module} trace cannot carry a plan")
+    kind, plan = planners[module]
+    return plan(from_plain(kind, inputs))
+
+
 def replay(trace: itf.Trace) -> Divergence | None:
     """Replay one trace; return the first divergence, or None when the code agrees throughout."""
     if not trace.states:
         return Divergence(trace.path, 0, "-", "the trace has no states")
-    machine = MODULES[module_of(trace)]
+    module = module_of(trace)
+    machine = MODULES[module]
     first = {k: val for k, val in trace.states[0].items() if k != "event"}
     try:
-        start = machine.from_tla(first)
+        start = _start(trace, module, machine, first)
     except (KeyError, TypeError, ValueError) as e:
         return Divergence(trace.path, 0, "Init", f"cannot build the initial state: {e}")
+    except Exception as e:  # noqa: BLE001 - a plan that refuses its own recorded inputs
+        return Divergence(trace.path, 0, "Init", f"the plan refused the recorded inputs: {e}")
     mismatch = _compare(machine.to_tla(start), first)
     if mismatch:
         return Divergence(trace.path, 0, "Init", mismatch)
     if not machine.is_initial(start):
         return Divergence(trace.path, 0, "Init", f"not an initial state: {_describe(first)}")
     driver = Driver(machine, start, _Observer())
+    planned = "plan" in trace.meta  # the parameters, hence the intents, are known only then
     for index in range(1, len(trace.states)):
         state = trace.states[index]
+        meta = trace.state_meta[index] if index < len(trace.state_meta) else {}
         ev = state.get("event") or {}
         m, name, arg = ev.get("m", ""), ev.get("name", ""), ev.get("arg", "")
         label = f"{m}.{name}" + (f"({arg})" if arg else "")
         try:
-            event = v.event_from_tla(m, name, arg)
-        except (KeyError, ValueError) as e:
+            event = _event(meta, m, name, arg)
+        except (KeyError, TypeError, ValueError) as e:
             return Divergence(trace.path, index, label, f"unknown action: {e}")
         result = driver.feed(event)
         if isinstance(result, Refused):
@@ -87,7 +122,61 @@ def replay(trace: itf.Trace) -> Divergence | None:
         mismatch = _compare(machine.to_tla(driver.state), expected)
         if mismatch:
             return Divergence(trace.path, index, label, mismatch)
+        if planned and "intents" in meta:
+            mismatch = _compare_intents(result.intents, meta["intents"])
+            if mismatch:
+                return Divergence(trace.path, index, label, mismatch)
     return None
+
+
+def _event(meta: dict[str, Any], m: str, name: str, arg: str) -> v.Event:
+    """The event as it was fed (a recorded run), checked against the step's `event` variable;
+    else the one the variable names."""
+    if "event" not in meta:
+        return v.event_from_tla(m, name, arg)
+    event = v.from_wire(meta["event"])
+    if not isinstance(event, v.Event):
+        raise ValueError(f"{meta['event'].get('t')!r} is not an event")
+    named = (event.machine, v.action_name(event), event.tla_arg())
+    if named != (m, name, arg):
+        raise ValueError(f"the step's event variable names {m}.{name}({arg}), its record {event!r}")
+    return event
+
+
+def _compare_intents(actual: tuple[v.Intent, ...], recorded: list[Any]) -> str:
+    mine = [v.to_wire(intent) for intent in actual]
+    if mine == recorded:
+        return ""
+    for i in range(max(len(mine), len(recorded))):
+        a = mine[i] if i < len(mine) else None
+        e = recorded[i] if i < len(recorded) else None
+        if a == e:
+            continue
+        if a is not None and e is not None and a.get("t") == e.get("t"):
+            for key in sorted(set(a.get("f", {})) | set(e.get("f", {}))):
+                mine_value, recorded_value = a["f"].get(key), e.get("f", {}).get(key)
+                if mine_value != recorded_value:
+                    return (f"intent {i + 1} ({a['t']}) differs in {key}: "
+                            f"{_first_difference(mine_value, recorded_value)}")
+        return (f"intent {i + 1} differs: the plan now issues {_wire(a)}, the trace recorded "
+                f"{_wire(e)}")
+    return "the intents differ"
+
+
+def _first_difference(mine: Any, recorded: Any) -> str:
+    if isinstance(mine, list) and isinstance(recorded, list):
+        for a, e in zip(mine, recorded, strict=False):
+            if a != e:
+                return f"the plan now gives {a!r} where the trace recorded {e!r}"
+        return f"the plan now gives {len(mine)} items where the trace recorded {len(recorded)}"
+    return f"the plan now gives {mine!r} where the trace recorded {recorded!r}"
+
+
+def _wire(message: Any) -> str:
+    if message is None:
+        return "nothing"
+    fields = message.get("f", {})
+    return f"{message.get('t')}({', '.join(f'{k}={val!r}' for k, val in fields.items())})"
 
 
 def _compare(actual: dict[str, Any], expected: dict[str, Any]) -> str:

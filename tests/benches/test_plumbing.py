@@ -13,8 +13,7 @@ import sys
 
 import pytest
 
-from benches import breakdown, cold, memory, report, schema, throughput, workload
-from benches import runtimes as R
+from benches import breakdown, cold, memory, report, runtimes, schema, throughput, workload
 from benches.procs import LIBEXEC
 from benches.session import Session
 
@@ -49,7 +48,7 @@ def _assert_clean(session: Session) -> None:
 def test_cold_start_runner_runs_once_and_leaves_nothing(name):
     session = Session()
     with session as ctx:
-        rt = R.ALL[name](ctx)
+        rt = runtimes.ALL[name](ctx)
         rt.check()
         ms, err = cold.run_once(rt)
         assert err is None, f"{name}: {err}"
@@ -62,7 +61,7 @@ def test_cold_start_runner_runs_once_and_leaves_nothing(name):
 def test_memory_runner_finds_the_kept_processes_and_stops_them(name):
     session = Session()
     with session as ctx:
-        rt = R.ALL[name](ctx)
+        rt = runtimes.ALL[name](ctx)
         rt.check()
         got = memory.measure_once(rt)
         comms = [p["comm"] for p in got["processes"]]
@@ -78,7 +77,7 @@ def test_memory_runner_finds_the_kept_processes_and_stops_them(name):
 def test_throughput_runner_concurrent_batches_clean_up():
     session = Session()
     with session as ctx:
-        rts = [R.ALL[n](ctx) for n in ("nucleus", "runc", "bwrap")]
+        rts = [runtimes.ALL[n](ctx) for n in ("nucleus", "runc", "bwrap")]
         for rt in rts:
             rt.check()
         for rt in rts:
@@ -96,7 +95,7 @@ def test_workload_helper_runs_inside_nucleus_and_is_removed():
     existed = os.path.exists(LIBEXEC)
     session = Session(need_mntns=False)
     with session as ctx:
-        targets = [R.ALL[n](ctx) for n in ("host", "nucleus", "bwrap")]
+        targets = [runtimes.ALL[n](ctx) for n in ("host", "nucleus", "bwrap")]
         with workload.Helper() as helper:
             assert helper.binary is not None and helper.binary.startswith(LIBEXEC + "/")
             result = workload.micro(targets, helper.binary, reps=1, scale=0.01, log=lambda m: None)
@@ -114,7 +113,7 @@ def test_workload_helper_runs_inside_nucleus_and_is_removed():
 def test_pgbench_runner_reports_a_result_or_why_not_and_stops_postgres():
     session = Session(need_mntns=False)
     with session as ctx:
-        entry = workload.pgbench(R.ALL["nucleus"](ctx), ctx.workdir, reps=1, seconds=1)
+        entry = workload.pgbench(runtimes.ALL["nucleus"](ctx), ctx.workdir, reps=1, seconds=1)
         assert entry["status"] in ("ok", "n/a")
         if entry["status"] == "n/a":
             assert entry["error"]

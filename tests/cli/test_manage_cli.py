@@ -13,9 +13,11 @@ import os
 import secrets
 import subprocess
 import time
+from dataclasses import replace
 
 import pytest
 
+from nucleus.machines import filesystem, isolation, security, system
 from tests.helpers import (
     SANDBOX_WITH_PYTHON,
     Scope,
@@ -52,6 +54,14 @@ def usage_error(result: subprocess.CompletedProcess, usage: str, message: str) -
     assert lines[-1] == f"Error: {message}", describe(result)
 
 
+def _machines(status: str) -> dict:
+    """The System machine's variables of a container that ended and was cleaned up."""
+    state = system.initial(isolation.initial(), filesystem.initial((), "/new"), security.initial())
+    state = replace(state, lc=replace(state.lc, status=status, security="enforced", cleaned=True),
+                    res=replace(state.res, phase="released"))
+    return {k: sorted(val) if isinstance(val, frozenset) else val for k, val in system.to_tla(state).items()}
+
+
 def write_record(scope: Scope, cid: str, name: str, status: str = "stopped") -> None:
     """A stopped container's record, as `nucleus run -d` leaves it once the container ended."""
     os.makedirs(scope.containers_dir, mode=0o700, exist_ok=True)
@@ -60,8 +70,7 @@ def write_record(scope: Scope, cid: str, name: str, status: str = "stopped") -> 
         "created_at": time.time(), "finished_at": time.time(), "creator_uid": os.getuid(),
         "supervisor_pid": None, "supervisor_start": None, "detached": True,
         "log_path": scope.log_path(cid), "cgroup_parent": scope.cgroup_parent,
-        "machines": {"lc_status": status, "lc_cleaned": True, "lc_removed": False,
-                     "lc_security": "enforced"},
+        "machines": _machines(status),
     }
     fd = os.open(scope.record_path(cid), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:

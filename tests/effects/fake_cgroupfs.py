@@ -1,9 +1,10 @@
-"""A fake cgroup kernel over plain directories, for the tests of nucleus.effects.cgroups.
+"""A fake cgroup kernel over plain directories, for the tests of the cgroup probe and effects.
 
 :class:`FakeKernel` implements ``cgroups.Files`` (install it with monkeypatch on
 ``cgroups.FILES``). Hierarchies are real directories under a test's tmp_path, with control files
 as real files, so a test can read what was written; every operation on them follows the kernel's
-rules rather than plain file semantics:
+rules rather than plain file semantics (the rules for each control file's value are in
+fake_cgroupfs_rules.py):
 
 cgroup v2 (``mount_v2``)
   * a child's controller files exist only for the controllers enabled in its parent's
@@ -26,6 +27,10 @@ cgroup v1 (``mount_v1``, one hierarchy per call, co-mounts allowed)
     its group is thawed.
 Both: rmdir of a group with processes or child groups is EBUSY; writing a file that does not
 exist is ENOENT and a read-only one EACCES; ``cgroup.procs`` of each group lists its processes.
+A process spawned with ``lingers=n`` leaves cgroup.procs when killed but keeps its groups busy
+for n more rmdir attempts (a process still exiting). ``fail_next(op, path, err)`` makes the next
+``op`` ("mkdir", "write", "rmdir") on ``path`` fail with ``err`` (a fault the fake does not model,
+such as cgroup.max.descendants or ENOMEM).
 
 Processes are fake (``spawn``) with pids far above the host's pid_max, and ``kill`` only ever
 signals them: a fake kernel never reaches a real process. ``sleep`` advances a fake clock.
@@ -40,13 +45,10 @@ import signal
 from dataclasses import dataclass
 
 from nucleus.effects import cgroups
+from tests.effects.fake_cgroupfs_rules import V1_UNLIMITED, V2_KNOWN, ControlFileRules, fail
 
-PAGE = 4096
-V1_UNLIMITED = 9223372036854771712
-PID_MAX_LIMIT = 4 * 1024 * 1024
 FIRST_PID = 50_000_000  # above any pid_max: never a real process
 
-V2_KNOWN = ("cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc")
 V2_OFFERED = V2_KNOWN
 V2_ENABLED = ("cpu", "io", "memory", "pids")
 
@@ -124,11 +126,6 @@ READ_ONLY = {
     "freezer.parent_freezing", "cgroup.sane_behavior", "devices.list",
     "blkio.throttle.io_serviced",
 }
-IO_KEYS = ("rbps", "wbps", "riops", "wiops")
-
-
-def fail(err: int, path: str) -> OSError:
-    return OSError(err, os.strerror(err), path)
 
 
 def escape(path: str) -> str:
@@ -141,6 +138,7 @@ class Proc:
     alive: bool = True
     pending_kill: bool = False
     unkillable: bool = False  # e.g. stuck in uninterruptible sleep
+    lingers: int = 0  # rmdir attempts its groups stay busy after it died
 
 
 @dataclass
@@ -153,7 +151,7 @@ class Hierarchy:
     name: str | None = None  # v1 named hierarchy, e.g. systemd
 
 
-class FakeKernel(cgroups.Files):
+class FakeKernel(ControlFileRules, cgroups.Files):
     def __init__(self, devices: tuple[tuple[int, int], ...] = ((8, 0), (254, 0))) -> None:
         self.hierarchies: list[Hierarchy] = []
         self.procs: dict[int, Proc] = {}
@@ -162,6 +160,8 @@ class FakeKernel(cgroups.Files):
         self.log: list[tuple[str, str, str]] = []  # (op, path, value) of every call that changed state
         self.clock = 0.0
         self._freezing: dict[str, int] = {}
+        self._busy: dict[str, int] = {}  # group -> rmdir attempts left that fail with EBUSY
+        self._faults: dict[tuple[str, str], int] = {}
         self._next_pid = FIRST_PID
 
     # -- building ---------------------------------------------------------------------------------
@@ -212,11 +212,11 @@ class FakeKernel(cgroups.Files):
             f.write(text)
         return str(path)
 
-    def spawn(self, unkillable: bool = False) -> int:
+    def spawn(self, unkillable: bool = False, lingers: int = 0) -> int:
         """A new fake process in the root group of every hierarchy."""
         pid = self._next_pid
         self._next_pid += 1
-        self.procs[pid] = Proc(pid, unkillable=unkillable)
+        self.procs[pid] = Proc(pid, unkillable=unkillable, lingers=lingers)
         for h in self.hierarchies:
             self._append(os.path.join(h.point, "cgroup.procs"), pid)
             if h.version == 1:
@@ -235,6 +235,14 @@ class FakeKernel(cgroups.Files):
 
     def exit(self, pid: int) -> None:
         self._die(pid)
+
+    def fail_next(self, op: str, path, err: int) -> None:
+        self._faults[(op, os.path.normpath(str(path)))] = err
+
+    def _fault(self, op: str, path: str) -> None:
+        err = self._faults.pop((op, path), None)
+        if err is not None:
+            raise fail(err, path)
 
     # -- cgroups.Files ----------------------------------------------------------------------------
     def read(self, path: str) -> str:
@@ -260,6 +268,7 @@ class FakeKernel(cgroups.Files):
         h = self._hierarchy(path)
         if h is None:
             return super().write(path, text)
+        self._fault("write", path)
         if not os.path.isfile(path):
             raise fail(errno.EISDIR if os.path.isdir(path) else errno.ENOENT, path)
         name = os.path.basename(path)
@@ -278,6 +287,7 @@ class FakeKernel(cgroups.Files):
         h = self._hierarchy(path)
         if h is None:
             return super().mkdir(path)
+        self._fault("mkdir", path)
         if os.path.exists(path):
             raise fail(errno.EEXIST, path)
         parent = os.path.dirname(path)
@@ -300,6 +310,7 @@ class FakeKernel(cgroups.Files):
         h = self._hierarchy(path)
         if h is None:
             return super().rmdir(path)
+        self._fault("rmdir", path)
         if not os.path.isdir(path):
             raise fail(errno.ENOENT if not os.path.exists(path) else errno.ENOTDIR, path)
         if path == h.point:
@@ -308,10 +319,14 @@ class FakeKernel(cgroups.Files):
             raise fail(errno.EBUSY, path)
         if self._pids(path):
             raise fail(errno.EBUSY, path)
+        if self._busy.get(path):
+            self._busy[path] -= 1
+            raise fail(errno.EBUSY, path)
         for entry in os.listdir(path):
             os.unlink(os.path.join(path, entry))
         os.rmdir(path)
         self._freezing = {k: n for k, n in self._freezing.items() if not k.startswith(path + "/")}
+        self._busy.pop(path, None)
         self.log.append(("rmdir", path, ""))
 
     def kill(self, pid: int, sig: int) -> None:
@@ -337,9 +352,12 @@ class FakeKernel(cgroups.Files):
             self._die(proc.pid)
 
     def _die(self, pid: int) -> None:
-        self.procs[pid].alive = False
+        proc = self.procs[pid]
+        proc.alive = False
         for h in self.hierarchies:
             for directory, _dirs, files in os.walk(h.point):
+                if proc.lingers and pid in self._pids(directory):
+                    self._busy[directory] = proc.lingers
                 for name in ("cgroup.procs", "tasks", "cgroup.threads"):
                     if name in files:
                         self._remove_pid(os.path.join(directory, name), pid)
@@ -469,229 +487,3 @@ class FakeKernel(cgroups.Files):
                     os.unlink(path)
             if c == "cpu":
                 self._store(os.path.join(directory, "cpu.stat"), V2_CORE["cpu.stat"])
-
-    # -- value parsing ----------------------------------------------------------------------------
-    @staticmethod
-    def _int(text: str, path: str) -> int:
-        if not re.fullmatch(r"[+-]?\d+", text):
-            raise fail(errno.EINVAL, path)
-        return int(text)
-
-    @staticmethod
-    def _memparse(text: str, path: str, allow_max: bool) -> int | str:
-        if allow_max and text == "max":
-            return "max"
-        m = re.fullmatch(r"(\d+)([kKmMgGtTpPeE]?)", text)
-        if m is None:
-            raise fail(errno.EINVAL, path)
-        shift = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}[m.group(2).lower()]
-        value = int(m.group(1)) << shift
-        if value >= V1_UNLIMITED:
-            return "max" if allow_max else V1_UNLIMITED
-        return value // PAGE * PAGE
-
-    # -- v2 and shared handlers -------------------------------------------------------------------
-    def _w_cgroup_subtree_control(self, h, directory, path, text):
-        enable, disable = set(), set()
-        for token in text.split():
-            sign, name = token[:1], token[1:]
-            if sign not in "+-" or not sign or name not in V2_KNOWN:
-                raise fail(errno.EINVAL, path)
-            (enable if sign == "+" else disable).add(name)
-            (disable if sign == "+" else enable).discard(name)
-        available = self._words(os.path.join(directory, "cgroup.controllers"))
-        if enable - set(available):
-            raise fail(errno.ENOENT, path)
-        current = set(self._words(path))
-        if enable - current and directory != h.point and self._pids(directory):
-            raise fail(errno.EBUSY, path)
-        for child in self._children(directory):
-            if disable & set(self._words(os.path.join(child, "cgroup.subtree_control"))):
-                raise fail(errno.EBUSY, path)
-        new = [c for c in V2_KNOWN if c in (current | enable) - disable]
-        self._store(path, " ".join(new))
-        for child in self._children(directory):
-            self._store(os.path.join(child, "cgroup.controllers"), " ".join(new))
-            self._enable_files(h, child, [c for c in new if c not in current])
-            self._disable_files(h, child, [c for c in current if c not in new])
-
-    def _w_cgroup_procs(self, h, directory, path, text):
-        pid = self._int(text, path)
-        if not self.alive(pid):
-            raise fail(errno.ESRCH, path)
-        if h.version == 2 and directory != h.point and self._words(
-                os.path.join(directory, "cgroup.subtree_control")):
-            raise fail(errno.EBUSY, path)
-        if h.version == 1 and "cpuset" in h.controllers and directory != h.point and not (
-                self._raw(os.path.join(directory, "cpuset.cpus"))
-                and self._raw(os.path.join(directory, "cpuset.mems"))):
-            raise fail(errno.ENOSPC, path)
-        for d, _dirs, files in os.walk(h.point):
-            for name in ("cgroup.procs", "tasks", "cgroup.threads"):
-                if name in files:
-                    self._remove_pid(os.path.join(d, name), pid)
-        self._append(path, pid)
-        if h.version == 1:
-            self._append(os.path.join(directory, "tasks"), pid)
-        self._refresh()
-
-    _w_tasks = _w_cgroup_procs
-
-    def _w_cgroup_kill(self, h, directory, path, text):
-        if self._int(text, path) != 1:
-            raise fail(errno.ERANGE, path)
-        for pid in self._subtree_pids(directory):
-            self._signal(self.procs[pid], signal.SIGKILL)
-
-    def _w_cgroup_freeze(self, h, directory, path, text):
-        value = self._int(text, path)
-        if value not in (0, 1):
-            raise fail(errno.ERANGE, path)
-        self._store(path, str(value))
-        self._refresh()
-        if value == 0:
-            self._deliver_pending()
-
-    def _w_memory_max(self, h, directory, path, text):
-        self._store(path, str(self._memparse(text, path, allow_max=True)))
-
-    _w_memory_high = _w_memory_low = _w_memory_min = _w_memory_max
-    _w_memory_swap_max = _w_memory_swap_high = _w_memory_max
-
-    def _w_memory_oom_group(self, h, directory, path, text):
-        if self._int(text, path) not in (0, 1):
-            raise fail(errno.EINVAL, path)
-        self._store(path, text)
-
-    def _w_cpu_max(self, h, directory, path, text):
-        words = text.split()
-        if len(words) not in (1, 2):
-            raise fail(errno.EINVAL, path)
-        period = (self._int(words[1], path) if len(words) == 2
-                  else int(self._words(path)[1]))
-        quota = words[0] if words[0] == "max" else self._int(words[0], path)
-        if not 1000 <= period <= 1_000_000 or (quota != "max" and quota < 1000):
-            raise fail(errno.EINVAL, path)
-        self._store(path, f"{quota} {period}")
-
-    def _w_cpu_weight(self, h, directory, path, text):
-        if not 1 <= self._int(text, path) <= 10_000:
-            raise fail(errno.ERANGE, path)
-        self._store(path, text)
-
-    def _w_pids_max(self, h, directory, path, text):
-        if text != "max" and not 0 <= self._int(text, path) <= PID_MAX_LIMIT:
-            raise fail(errno.EINVAL, path)
-        self._store(path, text)
-
-    def _device(self, text: str, path: str) -> str:
-        m = re.fullmatch(r"(\d+):(\d+)", text)
-        if m is None:
-            raise fail(errno.EINVAL, path)
-        if (int(m.group(1)), int(m.group(2))) not in self.devices:
-            raise fail(errno.ENODEV, path)
-        return text
-
-    def _w_io_max(self, h, directory, path, text):
-        words = text.split()
-        if not words:
-            raise fail(errno.EINVAL, path)
-        device = self._device(words[0], path)
-        rules = {}
-        for line in self._raw(path).splitlines():
-            dev, *pairs = line.split()
-            rules[dev] = dict(p.split("=") for p in pairs)
-        rule = rules.setdefault(device, dict.fromkeys(IO_KEYS, "max"))
-        for word in words[1:]:
-            key, sep, value = word.partition("=")
-            if not sep or key not in IO_KEYS or (value != "max" and not value.isdigit()):
-                raise fail(errno.EINVAL, path)
-            rule[key] = value
-        lines = [f"{dev} " + " ".join(f"{k}={r[k]}" for k in IO_KEYS)
-                 for dev, r in sorted(rules.items()) if any(v != "max" for v in r.values())]
-        self._store(path, "\n".join(lines))
-
-    # -- v1 handlers ------------------------------------------------------------------------------
-    def _v1_size(self, h, directory, path, text) -> int:
-        if directory == h.point:
-            raise fail(errno.EINVAL, path)  # no limits on the root
-        if text == "-1":
-            return V1_UNLIMITED
-        value = self._memparse(text, path, allow_max=False)
-        assert isinstance(value, int)
-        return value
-
-    def _w_memory_limit_in_bytes(self, h, directory, path, text):
-        value = self._v1_size(h, directory, path, text)
-        memsw = os.path.join(directory, "memory.memsw.limit_in_bytes")
-        if os.path.isfile(memsw) and value > int(self._raw(memsw)):
-            raise fail(errno.EINVAL, path)
-        self._store(path, str(value))
-
-    def _w_memory_memsw_limit_in_bytes(self, h, directory, path, text):
-        value = self._v1_size(h, directory, path, text)
-        if value < int(self._raw(os.path.join(directory, "memory.limit_in_bytes"))):
-            raise fail(errno.EINVAL, path)
-        self._store(path, str(value))
-
-    def _w_memory_soft_limit_in_bytes(self, h, directory, path, text):
-        self._store(path, str(self._v1_size(h, directory, path, text)))
-
-    def _w_memory_oom_control(self, h, directory, path, text):
-        value = self._int(text, path)
-        if value not in (0, 1):
-            raise fail(errno.EINVAL, path)
-        lines = self._raw(path).splitlines()
-        lines[0] = f"oom_kill_disable {value}"
-        self._store(path, "\n".join(lines))
-
-    def _w_cpu_cfs_quota_us(self, h, directory, path, text):
-        value = self._int(text, path)
-        if value < 0:
-            value = -1
-        elif value < 1000:
-            raise fail(errno.EINVAL, path)
-        self._store(path, str(value))
-
-    def _w_cpu_cfs_period_us(self, h, directory, path, text):
-        if not 1000 <= self._int(text, path) <= 1_000_000:
-            raise fail(errno.EINVAL, path)
-        self._store(path, text)
-
-    def _w_cpu_shares(self, h, directory, path, text):
-        value = self._int(text, path)
-        if value < 0:
-            raise fail(errno.EINVAL, path)
-        self._store(path, str(min(max(value, 2), 262144)))
-
-    def _w_cpuacct_usage(self, h, directory, path, text):
-        if self._int(text, path) != 0:
-            raise fail(errno.EINVAL, path)
-        self._store(path, "0")
-
-    def _throttle(self, h, directory, path, text):
-        words = text.split()
-        if len(words) != 2:
-            raise fail(errno.EINVAL, path)
-        device = self._device(words[0], path)
-        value = self._int(words[1], path)
-        if value < 0:
-            raise fail(errno.EINVAL, path)
-        rules = dict(line.split() for line in self._raw(path).splitlines())
-        rules.pop(device, None)
-        if value:
-            rules[device] = str(value)
-        self._store(path, "\n".join(f"{d} {v}" for d, v in sorted(rules.items())))
-
-    _w_blkio_throttle_read_bps_device = _w_blkio_throttle_write_bps_device = _throttle
-    _w_blkio_throttle_read_iops_device = _w_blkio_throttle_write_iops_device = _throttle
-
-    def _w_freezer_state(self, h, directory, path, text):
-        if text not in ("FROZEN", "THAWED"):
-            raise fail(errno.EINVAL, path)
-        self._store(path, text)
-        if text == "FROZEN":
-            self._freezing[path] = 1
-        else:
-            self._freezing.pop(path, None)
-            self._deliver_pending()

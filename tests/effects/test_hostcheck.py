@@ -7,12 +7,14 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 
 import pytest
 
-from nucleus.config import modes
-from nucleus.effects import hostcheck
+from nucleus.config import mode_host, modes
+from nucleus.effects import hostcheck, probe
 from nucleus.effects import landlock as ll
+from nucleus.facts import CgroupLayout, HostFacts
 
 KEYS = {"kernel", "euid", "namespaces", "cgroups", "seccomp", "landlock", "lockdown", "runsc",
         "criu", "pid_max"}
@@ -178,25 +180,56 @@ def test_criu(facts):
         assert check["first_error"]
 
 
+def test_cgroups_agree_with_the_probes_layout(facts):
+    layout = probe.cgroup_layout()
+    cg = facts["cgroups"]
+    assert (cg["backend"], cg["reason"], cg["unified"]) == (
+        layout.backend, layout.reason, layout.unified)
+    assert cg["mounts"] == dict(layout.mounts)
+    assert cg["controllers"] == list(layout.controllers)
+
+
 def test_host_facts_of_a_probe(facts):
     host = hostcheck.host_facts(facts)
+    assert isinstance(host, HostFacts) and isinstance(host.cgroups, CgroupLayout)
+    assert host.euid == facts["euid"]
     assert host.landlock_abi == facts["landlock"]["abi"]
-    assert host.cgroup_backend == facts["cgroups"]["backend"]
+    assert (host.cgroup_backend, host.cgroup_reason) == (
+        facts["cgroups"]["backend"], facts["cgroups"]["reason"])
     assert host.lockdown == facts["lockdown"]["line"]
+    assert host.lockdown_probed is True
+    assert host.seccomp_filter == facts["seccomp"]["filter"]
     assert host.max_user_namespaces == facts["namespaces"]["max_user_namespaces"]
 
 
-def test_run_facts_agree_with_the_probe(facts):
-    req = modes.ModeRequest(require_kernel_lockdown="integrity")
-    host = hostcheck.run_facts(req, cgroup_backend=facts["cgroups"]["backend"])
+def test_host_facts_of_a_partial_probe_leave_the_rest_unprobed():
+    host = hostcheck.host_facts({"euid": 0, "lockdown": {"line": None, "error": "ENOENT"}})
+    assert host.cgroups is None and host.cgroup_backend is None and host.cgroup_reason == ""
+    assert host.landlock_abi is None and host.seccomp_filter is None
+    assert (host.lockdown, host.lockdown_error, host.lockdown_probed) == (None, "ENOENT", True)
+    poor = hostcheck.host_facts({"cgroups": {"backend": "none", "reason": "no cgroup2 mount"}})
+    assert poor.cgroups == CgroupLayout(backend="none", reason="no cgroup2 mount")
+
+
+def test_mode_facts_agree_with_the_probe(facts):
+    base = replace(probe.identity(), cgroups=probe.cgroup_layout())
+    host = hostcheck.mode_facts(base, lockdown=True)
     assert host.landlock_abi == facts["landlock"]["abi"]
     assert host.lockdown == facts["lockdown"]["line"]
     assert host.seccomp_filter == facts["seccomp"]["filter"]
-    assert hostcheck.run_facts(modes.ModeRequest()).lockdown_probed is False
+    assert host.max_user_namespaces == facts["namespaces"]["max_user_namespaces"]
+    # What the caller gathered is kept as it was.
+    assert (host.arch, host.euid, host.egid, host.state_root, host.cgroups) == (
+        base.arch, base.euid, base.egid, base.state_root, base.cgroups)
+    assert host.cgroup_backend == facts["cgroups"]["backend"]
+    unasked = hostcheck.mode_facts(base, lockdown=False)
+    assert unasked.lockdown_probed is False
+    assert unasked.landlock_abi == host.landlock_abi
+    req = modes.ModeRequest(require_kernel_lockdown="integrity")
     if facts["lockdown"]["mode"] == "integrity":  # this machine
-        assert modes.check_host(req, host) == []
+        assert mode_host.check_host(req, host) == []
         strict = modes.ModeRequest(require_kernel_lockdown="confidentiality")
-        assert modes.check_host(strict, host) == [
+        assert mode_host.check_host(strict, host) == [
             "--require-kernel-lockdown 'confidentiality': the kernel's lockdown mode is "
             "'integrity'"]
 

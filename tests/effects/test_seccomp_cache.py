@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nucleus.config.seccomp_default import default_profile
-from nucleus.effects import seccomp
+from nucleus.effects import libc, seccomp
 
 pytestmark = pytest.mark.requires("pyseccomp")
 
@@ -58,7 +58,7 @@ def test_key_follows_profile_and_library():
     reordered = dict(reversed(list(a.items())))
     assert seccomp.cache_key(reordered) == seccomp.cache_key(a)
     assert len(seccomp.cache_key(a)) == 64
-    assert seccomp.libseccomp_version().count(".") == 2
+    assert libc.libseccomp_version().count(".") == 2
 
 
 def test_cache_is_used(tmp_path):

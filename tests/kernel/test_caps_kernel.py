@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 
 import pytest
 
 from nucleus.config import capabilities as capspec
-from nucleus.effects import caps
-from nucleus.effects import libc as nsys
+from nucleus.effects import abi, caps, libc
+from tests.child import in_child
 
 ROOT = pytest.mark.requires("root")
 SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
-
-
-def in_child(body):
-    """Fork, run ``body()`` in the child and return what it reported (the child exits)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(r)
-            try:
-                report = json.dumps({"value": body()})
-                code = 0
-            except BaseException as e:  # noqa: BLE001 - reported to the parent
-                report = json.dumps({"error": f"{type(e).__name__}: {e}"})
-            os.write(w, report.encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    report = json.loads(data) if data else None
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (status, report)
-    return report["value"]
 
 
 @ROOT
@@ -49,9 +21,9 @@ def test_drop_everything():
         before = caps.read_status_caps()
         caps.drop_capabilities()
         caps.set_no_new_privs()
-        return [before, caps.read_status_caps(), list(nsys.capget())]
+        return [before, caps.read_status_caps(), list(libc.capget())]
 
-    before, after, capget = in_child(body)
+    before, after, capget = in_child(body).value
     assert before["CapEff"] != 0  # the test starts privileged, so the drop is observable
     assert {k: after[k] for k in SETS} == dict.fromkeys(SETS, 0)
     assert after["NoNewPrivs"] == 1
@@ -62,24 +34,24 @@ def test_drop_everything():
 def test_privileged_calls_fail_after_drop(tmp_path):
     def body():
         # A private mount namespace first, so a broken drop could not touch the host's mounts.
-        nsys.unshare(nsys.CLONE_NEWNS)
-        nsys.mount(None, "/", None, nsys.MS_REC | nsys.MS_PRIVATE)
+        libc.unshare(abi.CLONE_NEWNS)
+        libc.mount(None, "/", None, abi.MS_REC | abi.MS_PRIVATE)
         caps.drop_capabilities()
         out = []
-        flags = nsys.MS_NOSUID | nsys.MS_NODEV
+        flags = abi.MS_NOSUID | abi.MS_NODEV
         for call in (
-            lambda: nsys.mount("tmpfs", tmp_path, "tmpfs", flags, "size=1g"),
-            lambda: nsys.unshare(nsys.CLONE_NEWNS | nsys.CLONE_NEWUTS),
-            lambda: nsys.prctl(nsys.PR_CAPBSET_DROP, 0),
+            lambda: libc.mount("tmpfs", tmp_path, "tmpfs", flags, "size=1g"),
+            lambda: libc.unshare(abi.CLONE_NEWNS | abi.CLONE_NEWUTS),
+            lambda: libc.prctl(abi.PR_CAPBSET_DROP, 0),
         ):
             try:
                 call()
                 out.append("ok")
-            except nsys.SyscallError as e:
+            except abi.SyscallError as e:
                 out.append(str(e))
         return out
 
-    assert in_child(body) == [
+    assert in_child(body).value == [
         f"mount('tmpfs', '{tmp_path}', 'tmpfs', MS_NOSUID|MS_NODEV, 'size=1g') failed: "
         "EPERM (Operation not permitted)",
         "unshare(CLONE_NEWNS|CLONE_NEWUTS) failed: EPERM (Operation not permitted)",
@@ -95,7 +67,7 @@ def test_keep_set():
         caps.drop_capabilities(keep)
         return caps.read_status_caps()
 
-    after = in_child(body)
+    after = in_child(body).value
     bit = 1 << 10
     assert (after["CapBnd"], after["CapPrm"], after["CapEff"]) == (bit, bit, bit)
     assert (after["CapInh"], after["CapAmb"]) == (0, 0)
@@ -110,25 +82,25 @@ def test_drop_twice_needs_no_capability():
         caps.drop_capabilities()
         return caps.read_status_caps()["CapBnd"]
 
-    assert in_child(body) == 0
+    assert in_child(body).value == 0
 
 
 @ROOT
 def test_dumpable():
     def body():
         caps.set_dumpable(False)
-        off = nsys.prctl(nsys.PR_GET_DUMPABLE)
+        off = libc.prctl(abi.PR_GET_DUMPABLE)
         caps.set_dumpable(True)
-        return [off, nsys.prctl(nsys.PR_GET_DUMPABLE)]
+        return [off, libc.prctl(abi.PR_GET_DUMPABLE)]
 
-    assert in_child(body) == [0, 1]
+    assert in_child(body).value == [0, 1]
 
 
 def test_read_status_caps_of_another_process():
     mine = caps.read_status_caps()
     assert set(SETS) <= set(mine) and "NoNewPrivs" in mine and "Seccomp" in mine
     assert caps.read_status_caps(os.getpid()) == mine
-    with pytest.raises(nsys.SyscallError) as info:
+    with pytest.raises(abi.SyscallError) as info:
         caps.read_status_caps(2**22 + 12345)
     assert "failed: ENOENT" in str(info.value)
 
@@ -154,12 +126,12 @@ def test_capability_names():
 
 
 def test_syscall_error_message_and_pickle():
-    err = nsys.SyscallError("umount2", ("'/x'", nsys.umount_flag_names(nsys.MNT_DETACH)), 16)
+    err = abi.SyscallError("umount2", ("'/x'", abi.umount_flag_names(abi.MNT_DETACH)), 16)
     assert str(err) == "umount2('/x', MNT_DETACH) failed: EBUSY (Device or resource busy)"
     assert isinstance(err, OSError) and err.errno == 16
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == str(err) and again.call == "umount2"
     assert (
-        nsys.mount_flag_names(nsys.MS_BIND | nsys.MS_REC | 1 << 30) == "MS_BIND|MS_REC|0x40000000"
+        abi.mount_flag_names(abi.MS_BIND | abi.MS_REC | 1 << 30) == "MS_BIND|MS_REC|0x40000000"
     )
-    assert nsys.mount_flag_names(0) == "0"
+    assert abi.mount_flag_names(0) == "0"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import socket
@@ -12,36 +11,9 @@ import pytest
 
 from nucleus.config import landlock_default as ll
 from nucleus.effects import landlock
+from tests.child import in_child
 
 pytestmark = pytest.mark.requires("root", "landlock")
-
-
-def in_child(body):
-    """Fork, run ``body()`` in the child, return (exit code, reported value or error)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(r)
-            try:
-                report = json.dumps({"value": body()})
-                code = 0
-            except BaseException as e:  # noqa: BLE001 - reported to the parent
-                report = json.dumps({"error": f"{type(e).__name__}: {e}"})
-            os.write(w, report.encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    report = json.loads(data) if data else None
-    assert os.WIFEXITED(status), f"child died: status {status:#x}, report {report}"
-    assert os.WEXITSTATUS(status) == 0, report
-    return report["value"]
 
 
 def attempt(fn, *args):
@@ -114,7 +86,7 @@ def test_allowed_dir_readable_sibling_denied(tree):
             "read unlisted": attempt(read_file, "/etc/hostname"),
         }
 
-    got = in_child(body)
+    got = in_child(body).value
     assert got.pop("abi") == landlock.abi_version()
     assert got == {
         "read allowed": "ok",
@@ -141,7 +113,7 @@ def test_execute_needs_the_execute_right(tree):
             "system": run(["/bin/true"]),
         }
 
-    assert in_child(body) == {"ro": "EACCES", "rx": "ok", "system": "ok"}
+    assert in_child(body).value == {"ro": "EACCES", "rx": "ok", "system": "ok"}
 
 
 def test_default_rules(tree):
@@ -174,7 +146,7 @@ def test_default_rules(tree):
             "ls": run(["/bin/ls", "/"]),
         }
 
-    got = in_child(body)
+    got = in_child(body).value
     missing = [p for p, _ in ll.default_rules(str(home)) if not os.path.exists(p)]
     assert sorted(got.pop("skipped")) == sorted(missing)
     # The tree lives under /tmp, which is scratch space (read, write, create, remove).
@@ -204,7 +176,7 @@ def test_missing_path_is_skipped_and_reported(tree):
         result = landlock.restrict([(ghost, {"read"}), (str(tree / "allowed"), {"read"})])
         return [list(result.skipped), [p for p, _ in result.applied]]
 
-    skipped, applied = in_child(body)
+    skipped, applied = in_child(body).value
     assert skipped == [[ghost, "does not exist"]]
     assert applied == [str(tree / "allowed")]
 
@@ -217,7 +189,7 @@ def test_file_rule_masked_to_file_rights(tree):
         ((path, rights),) = result.applied
         return [rights, attempt(read_file, target), attempt(os.unlink, target)]
 
-    rights, read, unlink = in_child(body)
+    rights, read, unlink = in_child(body).value
     assert rights == (ll.READ_FILE | ll.WRITE_FILE | ll.TRUNCATE) & ll.fs_rights_for_abi(
         landlock.abi_version()
     )
@@ -234,7 +206,7 @@ def test_handled_subset_leaves_other_rights_alone(tree):
             attempt(write_file, tree / "denied" / "b.txt"),
         ]
 
-    assert in_child(body) == ["ok", "EACCES"]
+    assert in_child(body).value == ["ok", "EACCES"]
 
 
 def test_older_abi_masks_rights(tree):
@@ -242,7 +214,7 @@ def test_older_abi_masks_rights(tree):
         result = landlock.restrict([(str(tree / "allowed"), {"read", "write"})], abi=1)
         return [result.abi, result.handled, result.scoped, result.applied[0][1]]
 
-    abi, handled, scoped, rights = in_child(body)
+    abi, handled, scoped, rights = in_child(body).value
     assert (abi, handled, scoped) == (1, ll.FS_RIGHTS_BY_ABI[1], 0)
     assert rights == ll.READ_FILE | ll.READ_DIR | ll.WRITE_FILE  # TRUNCATE is ABI 3
 
@@ -253,7 +225,7 @@ def test_no_new_privs_is_set():
             landlock.restrict([("/", {"readdir"})])
             return [line.split()[1] for line in f if line.startswith("NoNewPrivs:")][0]
 
-    assert in_child(body) == "1"
+    assert in_child(body).value == "1"
 
 
 @pytest.mark.skipif(landlock.abi_version() < 6, reason="scoping needs Landlock ABI 6")
@@ -273,8 +245,8 @@ def test_scopes_cut_signals_and_abstract_sockets_to_the_outside():
         return [result.scoped, attempt(connect), attempt(os.kill, parent, 0)]
 
     try:
-        scoped = in_child(lambda: body(True))
-        unscoped_signals = in_child(lambda: body(False))
+        scoped = in_child(lambda: body(True)).value
+        unscoped_signals = in_child(lambda: body(False)).value
     finally:
         server.close()
     both = ll.SCOPE_ABSTRACT_UNIX_SOCKET | ll.SCOPE_SIGNAL

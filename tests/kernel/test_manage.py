@@ -596,7 +596,8 @@ def test_detached_supervisor_killed_at_any_step_then_rm_force_leaves_nothing(sco
         assert (cli.returncode, out) == (0, f"{cid}\n"), (cli.returncode, out, err)
     else:
         assert (cli.returncode, out, err) == (
-            1, "", "error: the supervisor exited before the container started\n")
+            1, "", "error: the supervisor exited before the container started\n"
+            f"hint: nucleus rm --force {scope.record(cid)['name']} reclaims what it left\n")
         row, = ps_json(scope, "--all")
         assert (row["status"], row["reason"]) == (
             "lost", "the supervisor is gone; nucleus rm --force cleans up")

@@ -118,7 +118,7 @@ def test_production_without_rootfs_memory_and_cpus_names_the_rows(scope):
 @pytest.mark.requires("root")
 @pytest.mark.parametrize("missing", ["--memory", "--cpus"])
 def test_production_requires_each_limit(scope, closure, missing):
-    limits = dict(zip(LIMITS[::2], LIMITS[1::2]))
+    limits = dict(zip(LIMITS[::2], LIMITS[1::2], strict=True))
     del limits[missing]
     args = scope.run_args("--service-mode", "production", "--rootfs", closure,
                           *(word for pair in limits.items() for word in pair))

@@ -22,10 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from nucleus.config import policies as P
 from nucleus.config import seccomp_default as sd
-from nucleus.effects import caps, landlock, seccomp
-from nucleus.effects import libc as nsys
+from nucleus.config.policy import caps_policy as cp
+from nucleus.config.policy import landlock_policy as lp
+from nucleus.config.policy import seccomp_profile as sp
+from nucleus.effects import abi, caps, landlock, seccomp
+from nucleus.effects import libc as nlibc
+from tests.child import Child, in_child, say
+from tests.helpers import DOCKER_PROFILE, NEEDS_DOCKER_PROFILE
 
 SECCOMP = pytest.mark.requires("root", "seccomp", "pyseccomp")
 CAPS = pytest.mark.requires("root", "netns")
@@ -33,7 +37,6 @@ LANDLOCK = pytest.mark.requires("root", "landlock")
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "policies"
-DOCKER_PROFILE = REPO.parent / "shared" / "reference" / "docker-default-seccomp.json"
 
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -53,70 +56,8 @@ def syscall(name: str, *args: int) -> list[int]:
     return [ret, err]
 
 
-class Child:
-    def __init__(self, status: int, reports: list, output: bytes) -> None:
-        self.status = status
-        self.reports = reports
-        self.output = output
-
-    @property
-    def killed_by(self) -> int | None:
-        return os.WTERMSIG(self.status) if os.WIFSIGNALED(self.status) else None
-
-    @property
-    def exit_code(self) -> int | None:
-        return os.WEXITSTATUS(self.status) if os.WIFEXITED(self.status) else None
-
-    def __repr__(self) -> str:
-        return (f"Child(killed_by={self.killed_by}, exit={self.exit_code}, "
-                f"reports={self.reports}, output={self.output[-400:]!r})")
-
-
-def in_child(body, *, capture: bool = False) -> Child:
-    """Fork and run ``body(say)`` in the child, where ``say(value)`` reports a JSON value to the
-    parent at once (so a report made before a fatal call survives). The child exits 0 when
-    ``body`` returns, 1 when it raises (the error is reported). With ``capture``, the child's
-    stdout and stderr (and those of a program it execs) are collected."""
-    r, w = os.pipe()
-    out_r, out_w = os.pipe() if capture else (None, None)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(r)
-            if capture:
-                os.close(out_r)
-                os.dup2(out_w, 1)
-                os.dup2(out_w, 2)
-                os.close(out_w)
-
-            def say(value) -> None:
-                os.write(w, json.dumps(value).encode() + b"\n")
-
-            try:
-                body(say)
-                code = 0
-            except BaseException as e:  # noqa: BLE001 - reported to the parent
-                say({"error": f"{type(e).__name__}: {e}", "errno": getattr(e, "errno", None)})
-        finally:
-            os._exit(code)
-    os.close(w)
-    output = b""
-    if capture:
-        os.close(out_w)
-        while chunk := os.read(out_r, 65536):
-            output += chunk
-        os.close(out_r)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    return Child(status, [json.loads(line) for line in data.splitlines()], output)
-
-
 def parse_file(name: str, **facts) -> dict:
-    return P.parse_seccomp_profile((DATA / name).read_bytes(), name, **facts)
+    return sp.parse_seccomp_profile((DATA / name).read_bytes(), name, **facts)
 
 
 # --- Docker's default profile ------------------------------------------------------------------------
@@ -124,7 +65,7 @@ def parse_file(name: str, **facts) -> dict:
 
 @pytest.fixture(scope="module")
 def docker_profile() -> dict:
-    return P.parse_seccomp_profile(DOCKER_PROFILE.read_bytes(), "docker.json", kernel=os.uname().release)
+    return sp.parse_seccomp_profile(DOCKER_PROFILE.read_bytes(), "docker.json", kernel=os.uname().release)
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +74,9 @@ def docker_program(docker_profile) -> bytes:
 
 
 @SECCOMP
+@NEEDS_DOCKER_PROFILE
 def test_docker_profile_compiles_and_is_cached(docker_profile, docker_program, tmp_path, capfd):
-    assert 0 < len(docker_program) // 8 <= nsys.BPF_MAXINSNS
+    assert 0 < len(docker_program) // 8 <= abi.BPF_MAXINSNS
     assert seccomp.compile_profile(docker_profile) == docker_program  # deterministic
     first = seccomp.cached_program(docker_profile, str(tmp_path))
     assert first == docker_program
@@ -148,6 +90,7 @@ def test_docker_profile_compiles_and_is_cached(docker_profile, docker_program, t
 
 
 @SECCOMP
+@NEEDS_DOCKER_PROFILE
 @pytest.mark.parametrize(
     "argv",
     [
@@ -173,7 +116,7 @@ def test_docker_profile_compiles_and_is_cached(docker_profile, docker_program, t
     ids=["ls", "sh", "python3"],
 )
 def test_docker_profile_runs_ordinary_programs(docker_program, argv):
-    def body(say):
+    def body():
         seccomp.load_program(docker_program)
         say("loaded")
         os.execv(argv[0], argv)
@@ -187,17 +130,18 @@ def test_docker_profile_runs_ordinary_programs(docker_program, argv):
 
 
 @SECCOMP
+@NEEDS_DOCKER_PROFILE
 def test_docker_profile_denies_with_eperm(docker_program):
     """Docker's defaultAction is SCMP_ACT_ERRNO (EPERM): denied calls fail, nothing is killed."""
     calls = [
-        ("unshare", nsys.CLONE_NEWUTS),  # needs CAP_SYS_ADMIN in Docker's includes
+        ("unshare", abi.CLONE_NEWUTS),  # needs CAP_SYS_ADMIN in Docker's includes
         ("socket", AF_VSOCK, SOCK_STREAM, 0),  # domain 40 is outside Docker's three socket rules
     ]
 
-    def baseline(say):
+    def baseline():
         say([syscall(*c) for c in calls])
 
-    def body(say):
+    def body():
         seccomp.load_program(docker_program)
         say([syscall(*c) for c in calls])
         say(syscall("getpid"))
@@ -212,15 +156,16 @@ def test_docker_profile_denies_with_eperm(docker_program):
 
 
 @SECCOMP
+@NEEDS_DOCKER_PROFILE
 def test_docker_profile_includes_follow_the_kept_capabilities():
-    profile = P.parse_seccomp_profile(
+    profile = sp.parse_seccomp_profile(
         DOCKER_PROFILE.read_bytes(), "docker.json", caps=["CAP_SYS_ADMIN"], kernel=(6, 1)
     )
     program = seccomp.compile_profile(profile)
 
-    def body(say):
+    def body():
         seccomp.load_program(program)
-        say(syscall("unshare", nsys.CLONE_NEWUTS))
+        say(syscall("unshare", abi.CLONE_NEWUTS))
 
     child = in_child(body)
     assert child.exit_code == 0 and child.reports == [[0, 0]], child
@@ -234,7 +179,7 @@ def test_minimal_profile_allows_only_what_it_lists():
     profile = parse_file("minimal.seccomp.json")
     program = seccomp.compile_profile(profile)
 
-    def body(say):
+    def body():
         seccomp.load_program(program)
         say(["getpid", syscall("getpid")])
         say(["getuid", syscall("getuid")])  # listed with SCMP_ACT_ERRNO / EACCES
@@ -255,7 +200,7 @@ def test_or_on_one_argument_and_across_arguments():
     doc = json.loads((DATA / "socket-or.seccomp.json").read_bytes())
     # What a Python process needs to keep running and report, from the built-in allowlist.
     doc["syscalls"].append({"names": list(sd.unconditional_syscalls()), "action": "SCMP_ACT_ALLOW"})
-    profile = P.parse_seccomp_profile(json.dumps(doc).encode(), "socket-or.seccomp.json")
+    profile = sp.parse_seccomp_profile(json.dumps(doc).encode(), "socket-or.seccomp.json")
     program = seccomp.compile_profile(profile)
     cases = {
         "unix stream": (AF_UNIX, SOCK_STREAM),
@@ -265,7 +210,7 @@ def test_or_on_one_argument_and_across_arguments():
         "unix dgram": (AF_UNIX, SOCK_DGRAM),
     }
 
-    def body(say):
+    def body():
         seccomp.load_program(program)
         say({name: syscall("socket", d, t, 0)[1] for name, (d, t) in cases.items()})
 
@@ -297,11 +242,11 @@ def _loopback_up() -> None:
 
 
 def bind_port_80(policy_file: str) -> Child:
-    policy = P.parse_caps_policy((DATA / policy_file).read_bytes(), policy_file)
+    policy = cp.parse_caps_policy((DATA / policy_file).read_bytes(), policy_file)
 
-    def body(say):
+    def body():
         # A fresh network namespace, so port 80 is free and nothing reaches the host's network.
-        nsys.unshare(nsys.CLONE_NEWNET)
+        nlibc.unshare(abi.CLONE_NEWNET)
         _loopback_up()
         caps.drop_capabilities(policy.keep)
         say(caps.read_status_caps()["CapEff"])
@@ -377,7 +322,7 @@ def test_landlock_policy_allows_one_directory_and_denies_its_sibling(tmp_path):
         access = ["read", "write", "create", "remove"]
         """
     )
-    policy = P.parse_landlock_policy(text.encode(), "one-dir.landlock.toml")
+    policy = lp.parse_landlock_policy(text.encode(), "one-dir.landlock.toml")
     assert policy.min_abi <= landlock.abi_version()
 
     def run(path):
@@ -389,7 +334,7 @@ def test_landlock_policy_allows_one_directory_and_denies_its_sibling(tmp_path):
                 os._exit(100 + e.errno)
         return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
-    def body(say):
+    def body():
         landlock.restrict(policy.restrict_rules())
         say({
             "read allowed": _attempt(lambda: (allowed / "file").read_text()),
@@ -451,13 +396,13 @@ def test_compiling_never_hangs():
              "args": [_arg(0, "NE", 2), _arg(2, "EQ", 1)]},
         ],
     }
-    profile = P.parse_seccomp_profile(json.dumps(doc).encode(), "loop.json")
+    profile = sp.parse_seccomp_profile(json.dumps(doc).encode(), "loop.json")
     started = time.monotonic()
     try:
         program = seccomp.compile_profile(profile, timeout=2)
     except ValueError as e:
         assert str(e) == (
-            f"seccomp profile: libseccomp {seccomp.libseccomp_version()} did not finish "
+            f"seccomp profile: libseccomp {nlibc.libseccomp_version()} did not finish "
             "compiling it within 2 s (a libseccomp bug with some rules that have several argument "
             "conditions); simplify the argument conditions of its rules"
         )
@@ -476,12 +421,12 @@ def test_a_rule_libseccomp_refuses_is_named():
             {"names": ["read"], "action": "SCMP_ACT_LOG", "args": [_arg(0, "GT", 3)]},
         ],
     }
-    profile = P.parse_seccomp_profile(json.dumps(doc).encode(), "exists.json")
+    profile = sp.parse_seccomp_profile(json.dumps(doc).encode(), "exists.json")
     try:
         program = seccomp.compile_profile(profile)
     except ValueError as e:
         assert str(e).startswith(
-            f"syscalls[1]: libseccomp {seccomp.libseccomp_version()} refused the SCMP_ACT_LOG rule "
+            f"syscalls[1]: libseccomp {nlibc.libseccomp_version()} refused the SCMP_ACT_LOG rule "
             "for 'read' with args[0] > 3: "
         ), e
     else:
@@ -495,13 +440,13 @@ def test_unknown_syscall_names_are_skipped_with_one_warning(capfd):
         "syscalls": [{"names": ["read", "no_such_call_a", "write", "no_such_call_b"],
                       "action": "SCMP_ACT_ALLOW"}],
     }
-    profile = P.parse_seccomp_profile(json.dumps(doc).encode(), "new.json")
+    profile = sp.parse_seccomp_profile(json.dumps(doc).encode(), "new.json")
     capfd.readouterr()
     program = seccomp.compile_profile(profile)
     assert _bpf_ok(program)
     assert capfd.readouterr().err == (
         f"nucleus: warning: seccomp profile: syscalls unknown to libseccomp "
-        f"{seccomp.libseccomp_version()} (newer than the library, or no syscall at all) skipped, "
+        f"{nlibc.libseccomp_version()} (newer than the library, or no syscall at all) skipped, "
         "so they get the default action: 'no_such_call_a', 'no_such_call_b'\n"
     )
     known = dict(doc, syscalls=[{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}])

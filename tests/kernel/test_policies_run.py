@@ -22,12 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SANDBOX_PYTHON, SIGSYS_EXIT, Scope, describe
+from tests.helpers import (
+    DOCKER_PROFILE,
+    NEEDS_DOCKER_PROFILE,
+    SANDBOX_PYTHON,
+    SIGSYS_EXIT,
+    Scope,
+    describe,
+)
 
 SANDBOX = pytest.mark.requires("root", "userns", "seccomp", "landlock")
-
-REPO = Path(__file__).resolve().parents[2]
-DOCKER_PROFILE = REPO.parent / "shared" / "reference" / "docker-default-seccomp.json"
 
 EPERM, EFAULT, EINVAL, ENOSYS = 1, 14, 22, 38
 UNKNOWN_TO_LIBSECCOMP = "nucleus: warning: seccomp profile: syscalls unknown to libseccomp "
@@ -80,6 +84,7 @@ id -u
 
 
 @SANDBOX
+@NEEDS_DOCKER_PROFILE
 def test_docker_default_profile_runs_ordinary_programs_unchanged(scope):
     plain = scope.nucleus(*scope.run_args(), "--", *scope.sh(ORDINARY))
     ok(plain)
@@ -126,6 +131,7 @@ def probe(scope: Scope, profile: str) -> tuple[dict, str]:
 
 
 @SANDBOX
+@NEEDS_DOCKER_PROFILE
 def test_docker_default_profile_denies_what_docker_denies(scope, tmp_path):
     calls, mode = probe(scope, docker_profile())
     assert mode == "2"  # a seccomp filter is in force
@@ -150,13 +156,14 @@ def test_docker_default_profile_denies_what_docker_denies(scope, tmp_path):
 
 
 @pytest.mark.requires("root", "userns", "seccomp", "landlock", "pyseccomp")
+@NEEDS_DOCKER_PROFILE
 def test_syscalls_unknown_to_libseccomp_are_a_warning_on_every_run(scope):
     import pyseccomp
 
-    from nucleus.config import policies
+    from nucleus.config.policy import seccomp_profile
 
-    profile = policies.parse_seccomp_profile(DOCKER_PROFILE.read_bytes(), str(DOCKER_PROFILE),
-                                             kernel=os.uname().release)
+    profile = seccomp_profile.parse_seccomp_profile(DOCKER_PROFILE.read_bytes(), str(DOCKER_PROFILE),
+                                                    kernel=os.uname().release)
     names = [n for rule in profile["syscalls"] for n in rule["names"]]
     unknown = [n for n in dict.fromkeys(names)
                if pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, n) == -1]
@@ -298,10 +305,12 @@ def policy_files(tmp_path) -> dict[str, Path]:
     caps.write_text(CAPS_CHOWN)
     landlock = tmp_path / "siblings.landlock.toml"
     landlock.write_text(LANDLOCK_SIBLINGS)
-    return {"seccomp": Path(docker_profile()), "caps": caps, "landlock": landlock}
+    # Docker's profile is read only by the tests that carry NEEDS_DOCKER_PROFILE.
+    return {"seccomp": DOCKER_PROFILE, "caps": caps, "landlock": landlock}
 
 
 FLAGS = {"seccomp": "--seccomp-profile", "caps": "--caps-policy", "landlock": "--landlock-policy"}
+KINDS = [pytest.param("seccomp", marks=NEEDS_DOCKER_PROFILE), "caps", "landlock"]
 
 
 @pytest.fixture
@@ -315,6 +324,7 @@ def siblings(tmp_path) -> Path:
 
 
 @SANDBOX
+@NEEDS_DOCKER_PROFILE
 def test_correct_pins_run(scope, policy_files, siblings):
     options = ["--context", str(siblings)]
     for kind, path in policy_files.items():
@@ -330,7 +340,7 @@ def test_correct_pins_run(scope, policy_files, siblings):
     scope.assert_clean()
 
 
-@pytest.mark.parametrize("kind", ["seccomp", "caps", "landlock"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_wrong_pin_refuses_and_prints_both_hashes(scope, policy_files, kind):
     path = policy_files[kind]
     actual = sha256(path)
@@ -359,7 +369,7 @@ def test_pin_that_is_not_a_sha256_is_refused(scope, policy_files, pin):
     )
 
 
-@pytest.mark.parametrize("kind", ["seccomp", "caps", "landlock"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_pin_without_its_file_is_refused(scope, policy_files, kind):
     result = scope.nucleus(*scope.run_args(f"{FLAGS[kind]}-sha256", sha256(policy_files[kind])),
                            "--", "/bin/echo", "ran")

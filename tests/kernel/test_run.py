@@ -15,6 +15,7 @@ from tests.helpers import (
     SANDBOX,
     SANDBOX_WITH_PYTHON,
     SUBUID_BASE,
+    Scope,
     assert_host_unchanged,
     descendants,
     describe,
@@ -456,22 +457,28 @@ def test_setup_failure_leaves_nothing_behind(fault, context, tmp_path):
 
 
 def test_killed_supervisor_takes_the_container_with_it():
-    argv = ["sleep", "1234.4321"]
-    before = snapshot()
-    proc = popen_nucleus(["run", "--", *argv])
-    try:
-        workload = wait_for(lambda: find_processes(argv))
-        assert workload, "the workload never started"
-        container = descendants(proc.pid)
-        assert {p.pid for p in workload} <= set(container)
-        proc.kill()
-        proc.wait(timeout=10)
-        gone = wait_for(lambda: all((p := read_proc(pid)) is None or not p.alive for pid in container))
-        alive = [read_proc(pid) for pid in container]
-        assert gone, f"still running after the supervisor was killed: {[p for p in alive if p and p.alive]}"
-    finally:
-        proc.kill()
-        proc.wait()
-    assert not find_processes(argv)
-    assert_host_unchanged(before)
-
+    """The container dies with its supervisor; what is left (its record, its cgroup) is shown
+    as lost and reclaimed by rm --force."""
+    with Scope() as scope:
+        argv = scope.sh("sleep 1234.4321")
+        proc = scope.popen(*scope.run_args(), "--", *argv)
+        try:
+            workload = wait_for(lambda: find_processes(argv))
+            assert workload, "the workload never started"
+            container = descendants(proc.pid)
+            assert {p.pid for p in workload} <= set(container)
+            proc.kill()
+            proc.wait(timeout=10)
+            gone = wait_for(lambda: all((p := read_proc(pid)) is None or not p.alive for pid in container))
+            alive = [read_proc(pid) for pid in container]
+            assert gone, f"still running after the supervisor was killed: {[p for p in alive if p and p.alive]}"
+        finally:
+            proc.kill()
+            proc.communicate()  # closes its pipes too
+        assert not find_processes(argv)
+        (cid, record), = scope.records().items()
+        listed = scope.nucleus("ps", "--format", "json")
+        assert [(r["id"], r["status"]) for r in json.loads(listed.stdout)] == [(cid, "lost")], describe(listed)
+        removed = scope.nucleus("rm", "--force", cid)
+        assert (removed.returncode, removed.stderr) == (0, ""), describe(removed)
+        scope.assert_clean()

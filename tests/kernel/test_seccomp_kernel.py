@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import mmap
 import os
 import resource
@@ -20,8 +19,9 @@ import textwrap
 import pytest
 
 from nucleus.config import seccomp_default as sd
-from nucleus.effects import libc as nsys
-from nucleus.effects import seccomp
+from nucleus.effects import abi, seccomp
+from nucleus.effects import libc as nlibc
+from tests.child import Child, in_child
 
 pytestmark = pytest.mark.requires("root", "seccomp", "pyseccomp")
 
@@ -50,51 +50,6 @@ def syscall(nr: int, *args: int) -> tuple[int, int]:
     return ret, ctypes.get_errno()
 
 
-class Outcome:
-    def __init__(self, status: int, report: bytes) -> None:
-        self.status = status
-        self.report = json.loads(report) if report else None
-
-    @property
-    def killed_by(self) -> int | None:
-        return os.WTERMSIG(self.status) if os.WIFSIGNALED(self.status) else None
-
-    @property
-    def exit_code(self) -> int | None:
-        return os.WEXITSTATUS(self.status) if os.WIFEXITED(self.status) else None
-
-    def __repr__(self) -> str:
-        return f"Outcome(killed_by={self.killed_by}, exit={self.exit_code}, report={self.report})"
-
-
-def in_child(body, *, before=None) -> Outcome:
-    """Fork; in the child run ``before()`` (unfiltered), then ``body(prepared)``; the child
-    reports the body's JSON-able result (or the error) and exits 0 (1 on error)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            os.close(r)
-            prepared = before() if before else None
-            try:
-                report = json.dumps({"value": body(prepared)})
-                code = 0
-            except BaseException as e:  # noqa: BLE001 - reported to the parent
-                err = {"error": f"{type(e).__name__}: {e}", "errno": getattr(e, "errno", None)}
-                report = json.dumps(err)
-            os.write(w, report.encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    return Outcome(status, b"".join(chunks))
-
-
 @pytest.fixture(scope="module")
 def programs():
     return {
@@ -103,21 +58,21 @@ def programs():
     }
 
 
-def filtered(programs, body, *, networked=False, before=None) -> Outcome:
-    def run(prepared):
+def filtered(programs, body, *, networked=False, before=None) -> Child:
+    def run(prepared=None):
         seccomp.load_program(programs[networked])
         return body(prepared)
 
     return in_child(run, before=before)
 
 
-def assert_killed(outcome: Outcome) -> None:
+def assert_killed(outcome: Child) -> None:
     assert outcome.killed_by == signal.SIGSYS, outcome
 
 
-def assert_survived(outcome: Outcome):
+def assert_survived(outcome: Child):
     assert outcome.exit_code == 0, outcome
-    return outcome.report["value"]
+    return outcome.result["value"]
 
 
 # --- the filter is in force and ordinary programs run ------------------------------------------
@@ -135,7 +90,7 @@ def test_status_shows_filter_and_no_new_privs(programs):
     assert assert_survived(filtered(programs, body)) == ["2", "1"]
 
 
-def exec_in_filter(programs, argv, networked=False) -> Outcome:
+def exec_in_filter(programs, argv, networked=False) -> Child:
     def body(_):
         os.execv(argv[0], argv)
 
@@ -144,7 +99,7 @@ def exec_in_filter(programs, argv, networked=False) -> Outcome:
 
 def test_true_runs_via_execve(programs):
     outcome = exec_in_filter(programs, ["/bin/true"])
-    assert outcome.exit_code == 0 and outcome.report is None, outcome
+    assert outcome.exit_code == 0 and outcome.result is None, outcome
 
 
 def test_coreutils_and_bash_run(tmp_path, programs):
@@ -198,7 +153,7 @@ def test_python_runs(programs):
 def test_load_profile_uses_the_cache(tmp_path):
     profile = sd.default_profile(networked=False)
 
-    def body(_):
+    def body():
         loaded = seccomp.load_profile(profile, cache_dir=str(tmp_path))
         return [loaded.cache_hit, loaded.instructions, loaded.key]
 
@@ -210,7 +165,7 @@ def test_load_profile_uses_the_cache(tmp_path):
 
 
 def test_log_denied_flag_is_accepted(programs):
-    def body(_):
+    def body():
         seccomp.load_program(programs[False], log_denied=True)
         return os.getpid() > 0
 
@@ -221,8 +176,8 @@ def test_log_denied_flag_is_accepted(programs):
 
 
 def _private_mounts():
-    nsys.unshare(nsys.CLONE_NEWNS)
-    nsys.mount(None, "/", None, nsys.MS_REC | nsys.MS_PRIVATE)
+    nlibc.unshare(abi.CLONE_NEWNS)
+    nlibc.mount(None, "/", None, abi.MS_REC | abi.MS_PRIVATE)
 
 
 def _mmap_page():
@@ -243,11 +198,11 @@ def _raw_clone(flags):
 
 
 DENIED = {
-    "mount": (lambda _: nsys.mount("none", "/mnt", "tmpfs", 0), _private_mounts),
-    "unshare_newuser": (lambda _: nsys.unshare(nsys.CLONE_NEWUSER), None),
-    "unshare_newns": (lambda _: nsys.unshare(nsys.CLONE_NEWNS), None),
-    "clone_newuser": (lambda _: _raw_clone(nsys.CLONE_NEWUSER), None),
-    "clone_newpid": (lambda _: _raw_clone(nsys.CLONE_NEWPID), None),
+    "mount": (lambda _: nlibc.mount("none", "/mnt", "tmpfs", 0), _private_mounts),
+    "unshare_newuser": (lambda _: nlibc.unshare(abi.CLONE_NEWUSER), None),
+    "unshare_newns": (lambda _: nlibc.unshare(abi.CLONE_NEWNS), None),
+    "clone_newuser": (lambda _: _raw_clone(abi.CLONE_NEWUSER), None),
+    "clone_newpid": (lambda _: _raw_clone(abi.CLONE_NEWPID), None),
     "ptrace_traceme": (lambda _: syscall(NR["ptrace"], 0, 0, 0, 0), None),
     "bpf": (lambda _: syscall(NR["bpf"], 5, 0, 0), None),
     "keyctl": (lambda _: syscall(NR["keyctl"], 0, 2**64 - 3, 0), None),
@@ -271,9 +226,9 @@ DENIED = {
         lambda: os.open("/bin/true", os.O_RDONLY),
     ),
     "prctl_set_mm": (lambda _: syscall(NR["prctl"], sd.PR_SET_MM, 0, 0, 0, 0), None),
-    "prctl_set_dumpable_1": (lambda _: nsys.prctl(nsys.PR_SET_DUMPABLE, 1), None),
+    "prctl_set_dumpable_1": (lambda _: nlibc.prctl(abi.PR_SET_DUMPABLE, 1), None),
     "prctl_ambient_raise": (
-        lambda _: nsys.prctl(nsys.PR_CAP_AMBIENT, nsys.PR_CAP_AMBIENT_RAISE, 10),
+        lambda _: nlibc.prctl(abi.PR_CAP_AMBIENT, abi.PR_CAP_AMBIENT_RAISE, 10),
         None,
     ),
     # Limits of another process (the caller's own may be lowered: see below).
@@ -285,7 +240,7 @@ DENIED = {
     "setuid": (lambda _: os.setuid(0), None),
     "mknod_char": (lambda d: os.mknod(os.path.join(d, "null"), 0o600 | 0o020000, os.makedev(1, 3)), _tmpdir),
     # A nested filter that allows everything: harmless, and still refused.
-    "seccomp": (lambda _: nsys.seccomp_set_mode_filter(bytes.fromhex("060000000000ff7f")), None),
+    "seccomp": (lambda _: nlibc.seccomp_set_mode_filter(bytes.fromhex("060000000000ff7f")), None),
 }
 
 
@@ -398,13 +353,13 @@ def test_mprotect_without_wx_allowed(programs):
 
 def test_allowed_prctl_options(programs):
     def body(_):
-        nsys.prctl(nsys.PR_SET_NAME, ctypes.addressof(ctypes.create_string_buffer(b"worker")))
+        nlibc.prctl(abi.PR_SET_NAME, ctypes.addressof(ctypes.create_string_buffer(b"worker")))
         return [
-            nsys.prctl(nsys.PR_GET_NO_NEW_PRIVS),
-            nsys.prctl(nsys.PR_CAP_AMBIENT, nsys.PR_CAP_AMBIENT_IS_SET, 10),
-            nsys.prctl(nsys.PR_SET_DUMPABLE, 0),
-            nsys.prctl(nsys.PR_GET_DUMPABLE),
-            nsys.prctl(nsys.PR_CAPBSET_READ, 0) in (0, 1),
+            nlibc.prctl(abi.PR_GET_NO_NEW_PRIVS),
+            nlibc.prctl(abi.PR_CAP_AMBIENT, abi.PR_CAP_AMBIENT_IS_SET, 10),
+            nlibc.prctl(abi.PR_SET_DUMPABLE, 0),
+            nlibc.prctl(abi.PR_GET_DUMPABLE),
+            nlibc.prctl(abi.PR_CAPBSET_READ, 0) in (0, 1),
         ]
 
     assert assert_survived(filtered(programs, body)) == [1, 0, 0, 0, True]
@@ -434,7 +389,7 @@ def test_i386_syscall_is_killed(programs):
     control = in_child(lambda prepared: [prepared[0](), os.getpid()], before=_int80_getpid)
     if control.exit_code != 0:
         pytest.skip(f"int 0x80 does not work on this host without a filter: {control}")
-    got, pid = control.report["value"]
+    got, pid = control.result["value"]
     assert got == pid
     assert_killed(filtered(programs, lambda prepared: prepared[0](), before=_int80_getpid))
 

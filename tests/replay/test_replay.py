@@ -17,10 +17,12 @@ from nucleus.driver import Driver, FakeExecutor
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused
 from nucleus.trace import itf
+from nucleus.trace.record import Recorder
 from nucleus.trace.replay import MODULES, Divergence, replay
 from tools import tla
 
 TRACES = Path(__file__).resolve().parents[2] / "traces"
+RECORDED = "recorded"  # traces of real runs (tools/record.py), beside the model checker's
 # Hidden folders (traces/.tmp/) are the generator's scratch space, never part of the repository.
 TRACE_FILES = sorted(
     p
@@ -40,10 +42,12 @@ def test_every_spec_has_traces_of_its_own():
     specs = {
         p.stem for p in formal.glob("*.cfg") if not p.stem.endswith("Export") and (formal / f"{p.stem}.tla").is_file()
     }
-    assert {"Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "System"} <= specs
+    assert {"Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "System", "Join"} <= specs
     by_folder: dict[str, int] = {}
     for path in TRACE_FILES:
         folder = path.relative_to(TRACES).parts[0]
+        if folder == RECORDED:
+            continue
         assert json.loads(path.read_text())["#meta"]["module"] == folder, path
         by_folder[folder] = by_folder.get(folder, 0) + 1
     assert set(by_folder) == specs, f"traces for {sorted(by_folder)}, specs {sorted(specs)}"
@@ -127,12 +131,12 @@ def record_system_run(
 ) -> itf.Trace:
     """A full run: setup, start, a signal, exit, cleanup, remove (or a failed setup, cleanup,
     remove), recorded. A cgroup whose removal failed is released again first (`rm --force`)."""
-    rec = itf.Recorder(system, "System", str(path), "recorded by the driver")
+    rec = Recorder(system, "System", str(path), "recorded by the driver")
     state = system.initial(
         isolation.initial(rootless=rootless),
         filesystem.initial(PLAN, "/new", allow_chroot=True, audit=audit),
         security.initial(allow_degraded=allow_degraded, strict=strict),
-        resources.initial(required=required, name="c1"),
+        resources.initial(required=required),
     )
     d = Driver(system, state, FakeExecutor(fail=fail), rec)
     d.feed(v.Create())
@@ -259,13 +263,13 @@ def test_a_recorded_system_run_replays_cleanly(
         ),
         (
             "Resources",
-            resources.initial(required=False, name="c1"),
+            resources.initial(required=False),
             [v.ResBegin(), v.ResRelease(), v.ResRelease()],
             {"SetCgroupLimits": (22, "EINVAL"), "RemoveCgroup#1": (16, "EBUSY")},
         ),
         (
             "Resources",
-            resources.initial(required=True, name="c1"),
+            resources.initial(required=True),
             [v.ResBegin(), v.ResAttach(), v.ResRelease()],
             None,
         ),
@@ -279,7 +283,7 @@ def test_a_recorded_system_run_replays_cleanly(
 def test_recorded_single_machine_runs_replay(tmp_path, module, initial, events, fail):
     machine = MODULES[module]
     path = tmp_path / f"{module}.itf.json"
-    rec = itf.Recorder(machine, module, str(path))
+    rec = Recorder(machine, module, str(path))
     d = Driver(machine, initial, FakeExecutor(fail=fail), rec)
     for e in events:
         assert not isinstance(d.feed(e), Refused)
@@ -320,6 +324,7 @@ def test_a_trace_with_an_action_the_machine_refuses(tmp_path):
     record_system_run(tmp_path / "run.itf.json", rootless=True)
     data = json.loads((tmp_path / "run.itf.json").read_text())
     data["states"][2]["event"] = {"m": "lc", "name": "Start", "arg": ""}
+    data["states"][2]["#meta"]["event"] = {"t": "Start", "f": {}}
     path = tmp_path / "refused.itf.json"
     path.write_text(json.dumps(data))
     result = replay(itf.load(str(path)))
@@ -327,6 +332,18 @@ def test_a_trace_with_an_action_the_machine_refuses(tmp_path):
     assert str(result) == (
         f"{path}: step 2 (lc.Start): the machine refused it: "
         "cannot Start the container: it is creating (Start is allowed only from created)"
+    )
+
+
+def test_a_recorded_event_that_disagrees_with_the_event_variable(tmp_path):
+    record_system_run(tmp_path / "run.itf.json", rootless=True)
+    data = json.loads((tmp_path / "run.itf.json").read_text())
+    data["states"][2]["event"] = {"m": "lc", "name": "Start", "arg": ""}  # the record says ResBegin
+    path = tmp_path / "disagrees.itf.json"
+    path.write_text(json.dumps(data))
+    assert str(replay(itf.load(str(path)))) == (
+        f"{path}: step 2 (lc.Start): unknown action: the step's event variable names lc.Start(), "
+        "its record ResBegin()"
     )
 
 
@@ -405,7 +422,7 @@ def test_a_trace_of_an_older_system_is_refused_at_init(tmp_path, dropped, missin
 )
 def test_a_trace_that_starts_past_the_init_is_refused(tmp_path, module, initial, variable):
     machine = MODULES[module]
-    rec = itf.Recorder(machine, module, str(tmp_path / "run.itf.json"))
+    rec = Recorder(machine, module, str(tmp_path / "run.itf.json"))
     rec.record(None, initial)
     rec.write()
     assert replay(itf.load(str(tmp_path / "run.itf.json"))) is None

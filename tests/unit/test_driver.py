@@ -2,9 +2,11 @@
 
 Whatever fails, `feed(Create()); settle()` ends with the container created (when the failure is
 one the configuration tolerates) or failed and cleaned up: the Cleanup intent issued, the cgroup
-released (RemoveCgroup when one was created), CleanupDone taken. A run that gets that far exits and
-is cleaned up the same way. A cgroup whose removal fails is kept (leaked) until a later Release
-succeeds. Every invariant holds after every recorded step.
+released (its planned RemoveCgroup, whichever cgroup step failed: a failed creation may have left
+part of it), CleanupDone taken. A run that gets that far exits and is cleaned up the same way. A
+cgroup whose removal fails is kept (leaked) until a later Release succeeds. A supervisor that died
+with an intent under way leaves a state that `rm --force` (Lost, settle) cleans up. Every
+invariant holds after every recorded step.
 
 The configurations: rootless or privileged, degraded security allowed or not, the chroot fallback
 allowed or not, the cgroup required or optional, a strict mode (strict-agent, production: nothing
@@ -23,6 +25,8 @@ from nucleus.driver import Driver, FakeExecutor
 from nucleus.errors import RuntimeFailure
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.machines.base import Refused, Step
+from tests.unit.machine_support import CGROUP, REMOVE
+from tests.unit.system_support import WORKLOAD
 
 # A mount plan with every kind of operation (each reports as the step "mount").
 PLAN = (
@@ -65,15 +69,16 @@ NAMES = "rootless,allow_degraded,allow_chroot,required,strict,audit"
 
 
 class CheckingRecorder:
-    """Records every step and checks every System invariant in every recorded state."""
+    """Records every step (with the intents it issued) and checks every System invariant in
+    every recorded state."""
 
     def __init__(self) -> None:
-        self.steps: list[tuple[v.Event | None, Any]] = []
+        self.steps: list[tuple[v.Event | None, Any, tuple[v.Intent, ...]]] = []
 
-    def record(self, event: v.Event | None, state: Any) -> None:
+    def record(self, event: v.Event | None, state: Any, intents: tuple[v.Intent, ...] = ()) -> None:
         broken = [name for name, check in system.all_invariants() if not check(state)]
         assert not broken, f"after {event!r}: {broken} in {system.to_tla(state)}"
-        self.steps.append((event, state))
+        self.steps.append((event, state, intents))
 
 
 def initial(
@@ -84,7 +89,8 @@ def initial(
         isolation.initial(rootless=rootless),
         filesystem.initial(PLAN, "/new", allow_chroot=allow_chroot, audit=AUDIT if audit else ()),
         security.initial(allow_degraded=allow_degraded, strict=strict),
-        resources.initial(required=required, name="c1"),
+        resources.initial(required, **CGROUP),
+        lifecycle.initial(WORKLOAD),
     )
 
 
@@ -109,7 +115,7 @@ def failable_intents(config: tuple, fail: dict[str, tuple[int, str]] | None = No
     keys = []
     for intent in ex.performed:
         n = counts[intent.name] = counts.get(intent.name, 0) + 1
-        if intent.name in v.OUTCOME:
+        if intent.name in v.REPORTING:
             keys.append(f"{intent.name}#{n}")
     if fail:
         last = max(keys.index(k if "#" in k else f"{k}#1") for k in fail)
@@ -145,7 +151,8 @@ def test_clean_run_carries_out_every_step_once(rootless, allow_degraded, allow_c
 def test_every_intent_that_reports_is_failed_somewhere():
     failed = {k.split("#")[0] for c in ALL_CONFIGS for k in failable_intents(c)}
     failed |= {k.split("#")[0] for c in ALL_CONFIGS if c[2] for k in failable_intents(c, PIVOT_FAILS)}
-    assert failed == set(v.OUTCOME)
+    # Every intent the System's machines issue that reports (the join's are the Join machine's).
+    assert failed == {name for name in v.REPORTING if v.INTENTS[name].reports[0] in system.MACHINES}
 
 
 def check_a_failure(config: tuple, key: str, fail: dict[str, tuple[int, str]] | None = None) -> None:
@@ -189,33 +196,34 @@ def check_a_failure(config: tuple, key: str, fail: dict[str, tuple[int, str]] | 
             assert lc.security == "degraded" and d.state.sec.degraded == {
                 "seccomp" if name == "LoadSeccomp" else "landlock"
             }
-        # The run goes on, and cleanup removes the cgroup exactly when one was created.
+        # The run goes on, and cleanup removes the cgroup: whatever a failed creation may have
+        # made as well.
         for e in (v.Start(), v.Exit(0)):
             assert isinstance(d.feed(e), Step)
         d.settle()
         performed = [i.name for i in ex.performed]
         assert (d.state.lc.status, d.state.lc.cleaned, d.state.res.phase) == ("stopped", True, "released")
-        assert performed.count("RemoveCgroup") == (0 if name == "CreateCgroup" else 1), key
-        assert performed[-1] == ("Cleanup" if name == "CreateCgroup" else "RemoveCgroup"), key
+        assert performed.count("RemoveCgroup") == 1, key
+        assert ex.performed[-1] == REMOVE, key
         return
     assert lc.status == "failed", f"{key}: {lc.status}"
     if name in ("LoadSeccomp", "ApplyLandlock"):  # not degraded: not allowed, or a strict mode
         assert (d.state.sec.phase, d.state.sec.degraded) == ("failed", frozenset())
         assert strict or not allow_degraded
-    # The failure was reported, nothing after it ran but the cleanup, which completed.
+    # The failure was reported, nothing after it ran but the cleanup, which completed; the
+    # cgroup is removed whatever step failed (a failed creation may have made part of it).
     assert performed.count("Cleanup") == 1
     after = performed[performed.index("Cleanup") - 1:]
-    created = name != "CreateCgroup"
-    assert after == [name, "Cleanup"] + (["RemoveCgroup"] if created else []), f"{key}: {performed}"
+    assert after == [name, "Cleanup", "RemoveCgroup"], f"{key}: {performed}"
     assert "ExecWorkload" not in performed
     if name == "AuditMounts":
         assert (d.state.fs.phase, d.state.fs.audited) == ("failed", False)
         assert "DropCapabilities" not in performed and "EnterUserNamespace" not in performed
-    events = [e for e, _ in rec.steps]
+    events = [e for e, _, _ in rec.steps]
     setup_failed = events.index(v.SetupFailed())
-    assert [type(e).__name__ for e in events[setup_failed:]] == ["SetupFailed", "ResRelease"] + (
-        ["ResDone"] if created else []
-    ) + ["CleanupDone"], key
+    assert [type(e).__name__ for e in events[setup_failed:]] == [
+        "SetupFailed", "ResRelease", "ResDone", "CleanupDone",
+    ], key
     assert (lc.cleaned, d.state.res.phase, d.state.res.held) == (True, "released", False)
     assert system.advance(d.state) is None
     assert isinstance(d.feed(v.Remove()), Step)
@@ -273,9 +281,9 @@ def test_full_run_after_setup(rootless, allow_degraded, allow_chroot, required, 
     d.feed(v.Create())
     d.settle()
     assert isinstance(d.feed(v.Start()), Step)
-    assert ex.performed[-1] == v.ExecWorkload()
+    assert ex.performed[-1] == WORKLOAD
     assert isinstance(d.feed(v.Attach()), Step)
-    assert ex.performed[-1] == v.ExecWorkload()  # attaching asks for nothing
+    assert ex.performed[-1] == WORKLOAD  # attaching asks for nothing
     assert isinstance(d.feed(v.Kill("TERM")), Step)
     assert ex.performed[-1] == v.SendSignal("TERM")
     assert isinstance(d.feed(v.Exit(143)), Step)
@@ -285,7 +293,7 @@ def test_full_run_after_setup(rootless, allow_degraded, allow_chroot, required, 
     assert isinstance(d.feed(v.CleanupDone()), Refused)
     assert isinstance(d.feed(v.Remove()), Refused)
     d.settle()
-    assert ex.performed[-1] == v.RemoveCgroup()
+    assert ex.performed[-1] == REMOVE
     d.feed(v.Remove())
     assert d.state.lc.removed
     assert [type(e).__name__ for e, _ in d.history[-9:]] == [
@@ -371,7 +379,7 @@ def test_fake_executor_stops_at_the_first_failure():
     assert ex.performed == list(PLAN[:2])
     assert FakeExecutor().perform((v.Warn("x"), v.Cleanup(), v.ExecWorkload())) == []
     ex = FakeExecutor(fail={"SetCgroupLimits": (22, "Invalid argument")})
-    assert ex.perform((v.CreateCgroup("nucleus", "c1"), v.SetCgroupLimits(), v.AttachCgroup())) == [
+    assert ex.perform((CGROUP["create"], CGROUP["limits"], CGROUP["attach"])) == [
         v.ResDone("create"), v.ResFailed("limits", 22, "Invalid argument"),
     ]
     assert FakeExecutor().perform((v.AttachCgroup(), v.RemoveCgroup())) == [
@@ -402,6 +410,7 @@ def test_fake_executor_scripts_only_intents_that_report():
         v.ResRelease(),
         v.Prepared("enforced"),
         v.SetupFailed(),
+        v.ResAbandon(),
         v.Lost(),
         v.Attach(),
         v.CleanupDone(),
@@ -426,43 +435,10 @@ def test_a_refused_event_mid_run_changes_nothing():
     d.feed(v.Create())
     d.settle()
     before, history = d.state, list(d.history)
-    for e in (v.Create(), v.IsoBegin(), v.ResBegin(), v.ResAttach(), v.ResRelease(), v.CleanupDone()):
+    for e in (v.Create(), v.IsoBegin(), v.ResBegin(), v.ResAttach(), v.ResRelease(), v.ResAbandon(),
+              v.CleanupDone()):
         assert isinstance(d.feed(e), Refused), e
     assert d.state is before and d.history == history
-
-
-def test_lifecycle_alone_through_the_driver():
-    ex = FakeExecutor()
-    d = Driver(lifecycle, lifecycle.initial(), ex)
-    assert isinstance(d.feed(v.Start()), Refused) and d.state == lifecycle.initial()
-    d.feed(v.Create())
-    d.settle()  # the lifecycle has no advance: nothing happens on its own
-    assert d.state.status == "creating"
-    d.feed(v.SetupFailed())
-    assert ex.performed == [v.Cleanup()]
-    assert d.state.cleaned is False  # the Cleanup intent reports nothing
-    d.feed(v.CleanupDone())
-    assert d.state.cleaned is True
-
-
-@pytest.mark.parametrize("required", [False, True])
-def test_resources_alone_through_the_driver(required):
-    ex = FakeExecutor(fail={"SetCgroupLimits": (22, "Invalid argument")})
-    d = Driver(resources, resources.initial(required=required, name="c1"), ex)
-    assert isinstance(d.feed(v.ResAttach()), Refused) and ex.performed == []
-    d.feed(v.ResBegin())  # the executor reports each step and the machine asks for the next
-    d.settle()
-    assert [i.name for i in ex.performed] == ["CreateCgroup", "SetCgroupLimits"] + ([] if required else ["Warn"])
-    assert (d.state.phase, d.state.held, d.state.limited) == ("failed" if required else "degraded", True, False)
-    d.feed(v.ResRelease())
-    assert ex.performed[-1] == v.RemoveCgroup()
-    assert (d.state.phase, d.state.held) == ("released", False)
-    ex = FakeExecutor()
-    d = Driver(resources, resources.initial(required=required), ex)
-    for e in (v.ResBegin(), v.ResAttach(), v.ResRelease()):
-        assert isinstance(d.feed(e), Step)
-    assert [i.name for i in ex.performed] == ["CreateCgroup", "SetCgroupLimits", "AttachCgroup", "RemoveCgroup"]
-    assert d.state.phase == "released"
 
 
 def test_an_observation_the_machine_refuses_is_an_internal_error():
@@ -474,3 +450,73 @@ def test_an_observation_the_machine_refuses_is_an_internal_error():
     d.feed(v.Create())
     with pytest.raises(RuntimeFailure, match="internal: an observation was refused"):
         d.feed(v.ResBegin())
+
+
+# ---------------------------------------------------------------------------------------------
+# The recorder, and the supervisor lost while an intent is under way
+
+
+def test_the_recorder_sees_the_initial_state_then_every_step_with_its_intents():
+    rec = CheckingRecorder()
+    ex = FakeExecutor()
+    d = Driver(system, initial(True, False, False), ex, rec)
+    assert [(e, intents) for e, _, intents in rec.steps] == [(None, ())]
+    d.feed(v.Create())
+    d.settle()
+    assert [e for e, _, _ in rec.steps[1:]] == [e for e, _ in d.history]
+    assert [intents for _, _, intents in rec.steps[1:]] == [intents for _, intents in d.history]
+    assert rec.steps[-1][1] is d.state
+
+
+class Withholding(FakeExecutor):
+    """A fake executor whose process dies while carrying out `name`: no outcome ever comes."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def perform(self, intents: tuple[v.Intent, ...]) -> list[v.Event]:
+        for i, intent in enumerate(intents):
+            if intent.name == self.name:
+                events = super().perform(intents[:i])
+                self.performed.append(intent)
+                return events
+        return super().perform(intents)
+
+
+@pytest.mark.parametrize("required", [False, True])
+@pytest.mark.parametrize("name", ["CreateCgroup", "SetCgroupLimits", "AttachCgroup"])
+def test_rm_force_after_the_supervisor_died_during_a_cgroup_step(required, name):
+    """The supervisor died while a cgroup step was under way: the state it left says so. What
+    `rm --force` does (Lost, then settle) abandons that step, removes whatever of the cgroup may
+    exist, and completes the cleanup."""
+    d = Driver(system, initial(False, False, False, required), Withholding(name), CheckingRecorder())
+    d.feed(v.Create())
+    d.settle()
+    assert d.state.lc.status == "creating" and d.state.res.phase in ("creating", "limiting", "attaching")
+    assert system.advance(d.state) is None  # waiting for an outcome that never comes
+    ex = FakeExecutor()
+    d.executor = ex
+    d.require(v.Lost())
+    d.settle()
+    s = d.state
+    assert (s.lc.status, s.lc.cleaned, s.res.phase) == ("failed", True, "released")
+    assert [i.name for i in ex.performed if i.name != "Warn"] == ["Cleanup", "RemoveCgroup"]
+    # An abandoned step warns of nothing: no workload runs on without limits.
+    assert [i.name for i in ex.performed].count("Warn") == 0
+    assert [type(e).__name__ for e, _ in d.history[-4:]] == ["Lost", "ResRelease", "ResDone", "CleanupDone"]
+    assert isinstance(d.feed(v.Remove()), Step) and d.state.lc.removed
+
+
+def test_rm_force_after_the_supervisor_died_during_the_removal():
+    d = Driver(system, initial(True, False, False), Withholding("RemoveCgroup"), CheckingRecorder())
+    full_run(d)
+    assert (d.state.lc.status, d.state.res.phase) == ("stopped", "releasing")
+    d.require(v.Lost())
+    assert (d.state.lc.cleaned, d.state.res.phase) == (False, "leaked")
+    d.settle()  # a leaked cgroup is released again only when asked
+    assert d.state.res.phase == "leaked"
+    d.executor = FakeExecutor()
+    d.require(v.ResRelease())
+    d.settle()
+    assert (d.state.lc.cleaned, d.state.res.phase) == (True, "released")

@@ -1,11 +1,18 @@
 """The import rules of the architecture, checked on the source (every import, including those
 inside functions):
 
-* nucleus.machines.* and nucleus.config.* (and the vocabulary and errors they build on) import only
-  the standard library's pure data modules and each other: deciding never touches the host;
-* nucleus.effects.* never imports nucleus.machines: effects carry out intents, they don't decide;
+* the pure layers (nucleus.machines, .config, .plan, and the vocabulary, facts, errors and
+  plain-data modules they build on) import only the standard library's pure data modules and
+  each other: deciding and planning never touch the host;
+* nucleus.effects.* never imports the machines, the plan or the application: effects carry out
+  intents, they don't decide;
+* only nucleus.effects.libc imports ctypes: one seam for every raw syscall;
+* the application layer (nucleus.app.*) reaches the kernel only through the effects layer's entry
+  points (the executor, the process supervision, the probe, the preparation, the state store),
+  and imports no module that talks to the kernel itself;
 * only nucleus.cli.* imports click;
-* nothing imports pyroute2 or asyncio (the default path stays light).
+* nothing imports pyroute2 or asyncio (the default path stays light);
+* the TLA+ tooling lives outside the runtime package.
 """
 
 from __future__ import annotations
@@ -38,11 +45,20 @@ PURE_STDLIB = frozenset(
         "tomllib",  # parsing policy files: data in, data out
         "ipaddress",
         "posixpath",
+        "types",
     }
 )
-PURE_NUCLEUS = ("nucleus.machines", "nucleus.config", "nucleus.vocab", "nucleus.errors")
-PURE_PACKAGES = ("nucleus.machines", "nucleus.config", "nucleus.vocab", "nucleus.errors")
+PURE_NUCLEUS = ("nucleus.machines", "nucleus.config", "nucleus.plan", "nucleus.vocab",
+                "nucleus.errors", "nucleus.facts", "nucleus.plain")
+PURE_PACKAGES = PURE_NUCLEUS
 FORBIDDEN_EVERYWHERE = ("pyroute2", "asyncio")
+# What the application layer may use of the effects layer, and the kernel-facing standard
+# modules it may not import at all.
+APP_ENTRY_POINTS = ("nucleus.effects.executor", "nucleus.effects.process", "nucleus.effects.probe",
+                    "nucleus.effects.prepare", "nucleus.effects.store")
+KERNEL_MODULES = ("os", "signal", "ctypes", "fcntl", "socket", "subprocess", "select", "resource",
+                  "mmap", "pty", "termios", "tty", "shutil", "tempfile")
+LIBC = "nucleus.effects.libc"
 
 
 @dataclass(frozen=True)
@@ -121,7 +137,22 @@ def effects_violations(imports: list[Import]) -> list[str]:
     return [
         str(i)
         for i in imports
-        if _within(i.module, ("nucleus.effects",)) and _within(i.target, ("nucleus.machines",))
+        if _within(i.module, ("nucleus.effects",))
+        and _within(i.target, ("nucleus.machines", "nucleus.plan", "nucleus.app", "nucleus.cli"))
+    ]
+
+
+def ctypes_violations(imports: list[Import]) -> list[str]:
+    return [str(i) for i in imports if _within(i.target, ("ctypes",)) and i.module != LIBC]
+
+
+def app_violations(imports: list[Import]) -> list[str]:
+    return [
+        str(i)
+        for i in imports
+        if _within(i.module, ("nucleus.app",))
+        and (_within(i.target, KERNEL_MODULES)
+             or (_within(i.target, ("nucleus.effects",)) and not _within(i.target, APP_ENTRY_POINTS)))
     ]
 
 
@@ -147,6 +178,10 @@ def test_the_walk_sees_the_package():
         "nucleus.vocab",
         "nucleus.machines.lifecycle",
         "nucleus.machines.system",
+        "nucleus.machines.join",
+        "nucleus.plan.run",
+        "nucleus.app.run",
+        "nucleus.effects.executor",
         "nucleus.driver",
     ):
         assert expected in names, f"{expected} not found under {PACKAGE}"
@@ -171,9 +206,29 @@ def test_machines_and_spec_import_only_pure_modules():
 def test_effects_never_import_machines():
     bad = effects_violations(ALL_IMPORTS)
     assert not bad, (
-        "effects carry out intents and import the vocabulary, never the machines:\n  "
-        + "\n  ".join(bad)
+        "effects carry out intents and import the vocabulary, never the machines, the plan or "
+        "the application:\n  " + "\n  ".join(bad)
     )
+
+
+def test_only_the_libc_seam_imports_ctypes():
+    assert any(i.module == LIBC and i.target == "ctypes" for i in ALL_IMPORTS), "the seam itself"
+    bad = ctypes_violations(ALL_IMPORTS)
+    assert not bad, "only nucleus.effects.libc may import ctypes:\n  " + "\n  ".join(bad)
+
+
+def test_the_application_reaches_the_kernel_only_through_the_effects_entry_points():
+    assert any(_within(i.module, ("nucleus.app",)) for i in ALL_IMPORTS), "the layer exists"
+    bad = app_violations(ALL_IMPORTS)
+    assert not bad, (
+        f"nucleus.app may use only {list(APP_ENTRY_POINTS)} of the effects layer and none of "
+        f"{list(KERNEL_MODULES)}:\n  " + "\n  ".join(bad)
+    )
+
+
+def test_the_tla_tooling_is_outside_the_package():
+    assert not any(module_name(p).endswith(".tla") for p in SOURCES)
+    assert (ROOT / "tools" / "tla.py").exists()
 
 
 def test_only_the_cli_imports_click():
@@ -225,3 +280,24 @@ def test_the_rules_catch_violations(tmp_path):
     ]
     assert effects_violations(machine) == []
     assert click_violations(imports_of(sample, "nucleus.cli.sample")) == []
+    app = imports_of(sample, "nucleus.app.sample")
+    assert [b.split(" (")[0] for b in app_violations(app)] == ["nucleus.app.sample imports os"]
+
+
+def test_the_seam_and_app_rules_catch_violations(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import ctypes\n"
+        "from nucleus.effects import fs, store\n"
+        "from nucleus.effects.cgroups import stats\n"
+        "import subprocess\n"
+    )
+    app = imports_of(sample, "nucleus.app.sample")
+    assert [b.split(" (")[0] for b in app_violations(app)] == [
+        "nucleus.app.sample imports ctypes",
+        "nucleus.app.sample imports nucleus.effects.fs",
+        "nucleus.app.sample imports nucleus.effects.cgroups.stats",
+        "nucleus.app.sample imports subprocess",
+    ]
+    assert len(ctypes_violations(app)) == 1
+    assert ctypes_violations(imports_of(sample, LIBC)) == []

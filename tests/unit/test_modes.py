@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from nucleus.config import mode_host as mh
+from nucleus.config import mode_validation as mv
 from nucleus.config import modes as m
-from nucleus.config.modes import HostFacts, ModeRequest, PolicyFile
+from nucleus.config.modes import ModeRequest, PolicyFile
 from nucleus.errors import HostUnsupported, InvalidInput
+from nucleus.facts import CgroupLayout, HostFacts
 
 STORE_ROOTFS = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-my-service-rootfs"
 PINNED = (PolicyFile("seccomp", "svc.json", True), PolicyFile("caps", "svc.caps.toml", True),
@@ -23,7 +26,7 @@ def production(**fields) -> ModeRequest:
 
 def refusal(req: ModeRequest, labels=None) -> InvalidInput:
     with pytest.raises(InvalidInput) as e:
-        m.validate_mode(req, labels)
+        mv.validate_mode(req, labels)
     assert e.value.exit_code == 2
     return e.value
 
@@ -39,24 +42,24 @@ def test_agent_mode_allows_every_flag():
         policies=(PolicyFile("seccomp", "p.json"), PolicyFile("caps", "c.toml")),
         caps_kept=("SYS_ADMIN", "CAP_NET_RAW"), verify_context_integrity=True, context="./ctx",
         require_kernel_lockdown="integrity", rootless=True)
-    assert m.check_mode(req) == []
-    assert m.validate_mode(req) is req
+    assert mv.check_mode(req) == []
+    assert mv.validate_mode(req) is req
 
 
 def test_the_defaults_are_agent_and_trusted_and_valid():
     req = ModeRequest()
     assert (req.service_mode, req.trust_level) == ("agent", "trusted")
-    assert m.check_mode(req) == []
+    assert mv.check_mode(req) == []
 
 
 def test_a_complete_production_request_is_valid():
-    assert m.check_mode(production(policies=PINNED, caps_kept=("NET_BIND_SERVICE",),
+    assert mv.check_mode(production(policies=PINNED, caps_kept=("NET_BIND_SERVICE",),
                                    network="bridge", dns=("10.0.0.1",),
                                    require_kernel_lockdown="integrity")) == []
 
 
 def test_a_strict_agent_with_nothing_weakened_is_valid():
-    assert m.check_mode(ModeRequest(service_mode="strict-agent", network="bridge",
+    assert mv.check_mode(ModeRequest(service_mode="strict-agent", network="bridge",
                                     dns=("10.0.0.1",), caps_kept=("SYS_ADMIN",))) == []
 
 
@@ -111,7 +114,7 @@ def test_row_memory_limit():
     assert e.message == ('--memory is required in production mode '
                          '(row "Memory limit": production requires an explicit limit)')
     assert e.hint == "give a limit, e.g. --memory 1G"
-    assert m.check_mode(ModeRequest(service_mode="strict-agent")) == []
+    assert mv.check_mode(ModeRequest(service_mode="strict-agent")) == []
 
 
 def test_cpu_limit_required_in_production():
@@ -131,7 +134,7 @@ def test_row_bridge_dns(mode):
 
 
 def test_bridge_dns_defaults_only_in_agent_mode():
-    assert m.check_mode(ModeRequest(network="bridge")) == []
+    assert mv.check_mode(ModeRequest(network="bridge")) == []
     assert m.dns_servers(ModeRequest(network="bridge")) == ("8.8.8.8", "8.8.4.4")
     assert m.dns_servers(ModeRequest(network="bridge", dns=("10.0.0.1",))) == ("10.0.0.1",)
     assert m.dns_servers(production(network="bridge")) == ()
@@ -185,7 +188,7 @@ def test_row_security_policies_must_be_pinned_in_production(kind, flag):
                          f"{flag}-sha256 (row \"Security policies\": production needs every "
                          f"policy file pinned by sha256)")
     assert e.hint == f"pin it: {flag}-sha256 $(sha256sum svc.policy | cut -d' ' -f1)"
-    assert m.check_mode(ModeRequest(service_mode="strict-agent",
+    assert mv.check_mode(ModeRequest(service_mode="strict-agent",
                                     policies=(PolicyFile(kind, "svc.policy"),))) == []
 
 
@@ -206,7 +209,7 @@ def test_the_seventeen_dangerous_capabilities():
         e = refusal(production(caps_kept=(cap.removeprefix("CAP_").lower(),)))
         assert e.message.startswith(f"--caps-policy keeps {cap}: refused in production mode")
     harmless = ("CAP_NET_BIND_SERVICE", "CAP_CHOWN", "CAP_KILL", "CAP_SYS_NICE")
-    assert m.check_mode(production(caps_kept=harmless)) == []
+    assert mv.check_mode(production(caps_kept=harmless)) == []
 
 
 def test_unknown_capability_is_named():
@@ -227,7 +230,7 @@ def test_every_problem_is_listed_first_one_with_its_hint():
         'an explicit limit)',
     ]
     assert e.hint.startswith("drop --allow-degraded-security")
-    rows = [p.row for p in m.problems(ModeRequest(service_mode="production",
+    rows = [p.row for p in mv.problems(ModeRequest(service_mode="production",
                                                   allow_degraded_security=True))]
     assert rows == ["Degraded security", "Rootfs", "Memory limit", "CPU limit"]
 
@@ -269,7 +272,7 @@ def test_verify_context_integrity_needs_a_copied_context():
                          "bind-mounted context is the live host directory, there is no copy to "
                          "verify")
     assert e.hint == "drop --context-mode bind or --verify-context-integrity"
-    assert m.check_mode(ModeRequest(verify_context_integrity=True, context="ctx")) == []
+    assert mv.check_mode(ModeRequest(verify_context_integrity=True, context="ctx")) == []
 
 
 # --- trust level ------------------------------------------------------------------------------
@@ -298,7 +301,7 @@ def test_untrusted_refuses_every_weakening_in_agent_mode(fields, message):
     e = refusal(ModeRequest(trust_level="untrusted", **fields))
     assert e.message == message
     assert "pass --trust-level trusted if you vouch for the workload" in e.hint
-    assert m.check_mode(ModeRequest(trust_level="trusted", **fields)) == []
+    assert mv.check_mode(ModeRequest(trust_level="trusted", **fields)) == []
 
 
 def test_untrusted_does_not_repeat_a_mode_refusal():
@@ -308,7 +311,7 @@ def test_untrusted_does_not_repeat_a_mode_refusal():
 
 
 def test_untrusted_without_weakening_is_valid():
-    assert m.check_mode(ModeRequest(trust_level="untrusted", context="ctx",
+    assert mv.check_mode(ModeRequest(trust_level="untrusted", context="ctx",
                                     verify_context_integrity=True)) == []
 
 
@@ -388,13 +391,13 @@ def test_lockdown_satisfied(required, line, ok):
 
 # --- host checks ------------------------------------------------------------------------------
 
-GOOD_HOST = HostFacts(landlock_abi=7, cgroup_backend="v1", lockdown="none [integrity] confidentiality",
+GOOD_HOST = HostFacts(landlock_abi=7, cgroups=CgroupLayout("v1"), lockdown="none [integrity] confidentiality",
                       seccomp_filter=True, max_user_namespaces=1000, euid=0)
 
 
 def host_refusal(req: ModeRequest, host: HostFacts) -> HostUnsupported:
     with pytest.raises(HostUnsupported) as e:
-        m.validate_host(req, host)
+        mh.validate_host(req, host)
     assert e.value.exit_code == 3
     return e.value
 
@@ -402,11 +405,11 @@ def host_refusal(req: ModeRequest, host: HostFacts) -> HostUnsupported:
 def test_a_good_host_refuses_nothing():
     for req in (ModeRequest(), ModeRequest(service_mode="strict-agent"),
                 production(require_kernel_lockdown="integrity")):
-        assert m.check_host(req, GOOD_HOST) == []
+        assert mh.check_host(req, GOOD_HOST) == []
 
 
 def test_nothing_probed_nothing_refused():
-    assert m.check_host(production(require_kernel_lockdown="confidentiality", rootless=True),
+    assert mh.check_host(production(require_kernel_lockdown="confidentiality", rootless=True),
                         HostFacts()) == []
 
 
@@ -416,7 +419,7 @@ def test_host_landlock_abi_below_production_minimum():
     assert e.message == ('Landlock ABI 2 is below 3: refused in production mode '
                          '(row "Landlock ABI": production requires ABI 3 minimum)')
     assert e.hint.startswith("ABI 3 (Linux 6.2) is the first that can deny truncate")
-    assert m.check_host(ModeRequest(), host) == []
+    assert mh.check_host(ModeRequest(), host) == []
 
 
 def test_host_without_landlock():
@@ -426,16 +429,16 @@ def test_host_without_landlock():
                          '(row "Landlock ABI": agent needs Landlock unless degraded security is '
                          'allowed)')
     assert e.hint.endswith(", or pass --allow-degraded-security")
-    assert m.check_host(ModeRequest(allow_degraded_security=True), host) == []
+    assert mh.check_host(ModeRequest(allow_degraded_security=True), host) == []
 
 
 def test_host_cgroups_required_only_in_production():
-    host = HostFacts(cgroup_backend="none", cgroup_reason="no cgroup v1 hierarchy for memory")
+    host = HostFacts(cgroups=CgroupLayout("none", reason="no cgroup v1 hierarchy for memory"))
     e = host_refusal(production(), host)
     assert e.message == ("no usable cgroup hierarchy (no cgroup v1 hierarchy for memory): refused "
                          'in production mode (row "Cgroup limits": production requires cgroups; '
                          "a failure is fatal)")
-    assert m.check_host(ModeRequest(service_mode="strict-agent"), host) == []
+    assert mh.check_host(ModeRequest(service_mode="strict-agent"), host) == []
 
 
 def test_host_lockdown():
@@ -457,9 +460,9 @@ def test_host_rootless_as_root():
     e = host_refusal(ModeRequest(trust_level="untrusted", rootless=True), GOOD_HOST)
     assert e.message == ("--rootless run as root would map container root to host root: refused "
                          "with --trust-level untrusted")
-    assert m.check_host(ModeRequest(rootless=True), GOOD_HOST) == []
+    assert mh.check_host(ModeRequest(rootless=True), GOOD_HOST) == []
     not_root = HostFacts(euid=1000)
-    assert m.check_host(production(rootless=True), not_root) == []
+    assert mh.check_host(production(rootless=True), not_root) == []
 
 
 def test_host_rootfs_resolving_out_of_the_store():
@@ -471,22 +474,22 @@ def test_host_rootfs_resolving_out_of_the_store():
 
 def test_host_without_seccomp_or_user_namespaces():
     host = HostFacts(seccomp_filter=False, max_user_namespaces=0)
-    found = m.check_host(ModeRequest(service_mode="strict-agent"), host)
+    found = mh.check_host(ModeRequest(service_mode="strict-agent"), host)
     assert found == [
         "this host allows no user namespaces (user.max_user_namespaces is 0); every nucleus "
         "container runs in one",
         'this kernel has no seccomp filters: refused in strict-agent mode (row "Degraded '
         'security": strict-agent never runs without a syscall filter)',
     ]
-    assert m.check_host(ModeRequest(allow_degraded_security=True),
+    assert mh.check_host(ModeRequest(allow_degraded_security=True),
                         HostFacts(seccomp_filter=False)) == []
 
 
 def test_assess_per_mode():
-    host = HostFacts(landlock_abi=2, cgroup_backend="none", cgroup_reason="none here",
+    host = HostFacts(landlock_abi=2, cgroups=CgroupLayout("none", reason="none here"),
                      lockdown="none [integrity] confidentiality", seccomp_filter=True)
-    agent = {f.row: f for f in m.assess("agent", host)}
-    prod = {f.row: f for f in m.assess("production", host)}
+    agent = {f.row: f for f in mh.assess("agent", host)}
+    prod = {f.row: f for f in mh.assess("production", host)}
     assert (agent["Landlock ABI"].status, prod["Landlock ABI"].status) == ("ok", "refused")
     assert (agent["Cgroup limits"].status, prod["Cgroup limits"].status) == ("warn", "refused")
     assert prod["Kernel lockdown"].detail == ("'integrity': --require-kernel-lockdown integrity "

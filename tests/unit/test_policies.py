@@ -14,12 +14,17 @@ import pytest
 
 from nucleus.config import capabilities as capspec
 from nucleus.config import landlock_default as ll
-from nucleus.config import policies as P
+from nucleus.config.policy import caps_policy as cp
+from nucleus.config.policy import landlock_policy as lp
+from nucleus.config.policy import pins
+from nucleus.config.policy import seccomp_args as sa
+from nucleus.config.policy import seccomp_host as sh
+from nucleus.config.policy import seccomp_profile as sp
 from nucleus.errors import InvalidInput
+from tests.helpers import DOCKER_PROFILE, NEEDS_DOCKER_PROFILE
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "policies"
-DOCKER_PROFILE = REPO.parent / "shared" / "reference" / "docker-default-seccomp.json"
 
 ALLOW = "SCMP_ACT_ALLOW"
 ERRNO = "SCMP_ACT_ERRNO"
@@ -34,7 +39,7 @@ def error(fn, *args, **kw) -> InvalidInput:
 
 def seccomp(doc, path="x.json", **facts) -> dict:
     data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
-    return P.parse_seccomp_profile(data, path, **facts)
+    return sp.parse_seccomp_profile(data, path, **facts)
 
 
 def seccomp_error(doc, **facts) -> tuple[str, str | None]:
@@ -60,14 +65,14 @@ FLAG = "--seccomp-profile-sha256"
 
 
 def test_sha256_of_is_sha256sum():
-    assert P.sha256_of(b"abc") == hashlib.sha256(b"abc").hexdigest()
+    assert pins.sha256_of(b"abc") == hashlib.sha256(b"abc").hexdigest()
 
 
 def test_pin_match_returns_the_digest_and_accepts_upper_case():
     data = b'{"defaultAction": "SCMP_ACT_ALLOW"}'
     digest = hashlib.sha256(data).hexdigest()
-    assert P.check_pin("x.json", data, digest, FLAG) == digest
-    assert P.check_pin("x.json", data, f" {digest.upper()}\n", FLAG) == digest
+    assert pins.check_pin("x.json", data, digest, FLAG) == digest
+    assert pins.check_pin("x.json", data, f" {digest.upper()}\n", FLAG) == digest
 
 
 @pytest.mark.parametrize(
@@ -82,7 +87,7 @@ def test_pin_match_returns_the_digest_and_accepts_upper_case():
     ],
 )
 def test_pin_that_is_not_hex_is_refused(pin, shown):
-    e = error(P.check_pin, "x.json", b"{}", pin, FLAG)
+    e = error(pins.check_pin, "x.json", b"{}", pin, FLAG)
     assert e.message == f"{FLAG} {shown}: not a sha256 (64 hexadecimal characters)"
     assert e.hint == "compute it with: sha256sum x.json"
 
@@ -91,7 +96,7 @@ def test_pin_mismatch_prints_both_hashes():
     data = b"{}"
     actual = hashlib.sha256(data).hexdigest()
     pinned = "ab" * 32
-    e = error(P.check_pin, "x.json", data, pinned.upper(), "--caps-policy-sha256")
+    e = error(pins.check_pin, "x.json", data, pinned.upper(), "--caps-policy-sha256")
     assert e.message == f"--caps-policy-sha256: 'x.json' has sha256 {actual}, expected {pinned}"
     assert e.hint == (
         "the file is not the one that was pinned: review what changed, then pin the new hash "
@@ -264,7 +269,7 @@ def test_actions(doc, message, hint):
     assert seccomp_error(doc) == (message, hint)
 
 
-ARCHES = "architectures: " + ", ".join(P.SECCOMP_ARCHES)
+ARCHES = "architectures: " + ", ".join(sh.SECCOMP_ARCHES)
 
 
 @pytest.mark.parametrize(
@@ -351,8 +356,8 @@ def test_flags_and_listener_that_change_nothing_are_accepted():
     }
     out = seccomp(doc)
     assert out["flags"] == ["SECCOMP_FILTER_FLAG_LOG"]
-    assert P.logs_denied(out) is True
-    assert P.logs_denied(seccomp({"defaultAction": ALLOW})) is False
+    assert sp.logs_denied(out) is True
+    assert sp.logs_denied(seccomp({"defaultAction": ALLOW})) is False
     assert "listenerPath" not in out
 
 
@@ -512,7 +517,7 @@ def test_conditions_on_different_arguments_are_anded():
 
 def test_or_and_and_together():
     data = (DATA / "socket-or.seccomp.json").read_bytes()
-    out = P.parse_seccomp_profile(data, "socket-or.seccomp.json")
+    out = sp.parse_seccomp_profile(data, "socket-or.seccomp.json")
     # (AF_UNIX or AF_INET) and SOCK_STREAM: runc would also let any SOCK_STREAM socket through.
     assert [conds(r) for r in out["syscalls"]] == [
         [(0, EQ, 1, 0), (1, EQ, 1, 0)],
@@ -522,11 +527,11 @@ def test_or_and_and_together():
 
 def test_expand_conditions():
     a, b, c, d = (0, EQ, 1, 0), (0, EQ, 2, 0), (2, EQ, 3, 0), (2, EQ, 4, 0)
-    assert P.expand_conditions([]) == [()]
-    assert P.expand_conditions([c, a]) == [(a, c)]
-    assert P.expand_conditions([a, b, a]) == [(a,), (b,)]
-    assert P.expand_conditions([a, c, b, d]) == [(a, c), (a, d), (b, c), (b, d)]
-    assert P.count_rules([a, c, b, d]) == 4 and P.count_rules([]) == 1
+    assert sa.expand_conditions([]) == [()]
+    assert sa.expand_conditions([c, a]) == [(a, c)]
+    assert sa.expand_conditions([a, b, a]) == [(a,), (b,)]
+    assert sa.expand_conditions([a, c, b, d]) == [(a, c), (a, d), (b, c), (b, d)]
+    assert sa.count_rules([a, c, b, d]) == 4 and sa.count_rules([]) == 1
 
 
 # --- seccomp: duplicates and conflicts --------------------------------------------------------------
@@ -608,7 +613,7 @@ def test_rules_excluded_for_this_host_do_not_conflict():
 
 
 def test_readme_example():
-    out = P.parse_seccomp_profile((DATA / "readme.seccomp.json").read_bytes(), "r.json")
+    out = sp.parse_seccomp_profile((DATA / "readme.seccomp.json").read_bytes(), "r.json")
     assert out == {
         "defaultAction": "SCMP_ACT_KILL_PROCESS",
         "architectures": ["SCMP_ARCH_X86_64"],
@@ -662,8 +667,9 @@ def docker_bytes() -> bytes:
     return DOCKER_PROFILE.read_bytes()
 
 
+@NEEDS_DOCKER_PROFILE
 def test_docker_default_profile(docker_bytes):
-    out = P.parse_seccomp_profile(docker_bytes, "docker.json", kernel=(6, 1))
+    out = sp.parse_seccomp_profile(docker_bytes, "docker.json", kernel=(6, 1))
     assert out["defaultAction"] == ERRNO and out["defaultErrnoRet"] == 1
     # archMap: the x86_64 entry and its sub-architectures, nothing of the other machines
     assert out["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
@@ -684,15 +690,16 @@ def test_docker_default_profile(docker_bytes):
     json.dumps(out)  # plain data
 
 
+@NEEDS_DOCKER_PROFILE
 def test_docker_default_profile_with_capabilities(docker_bytes):
-    out = P.parse_seccomp_profile(
+    out = sp.parse_seccomp_profile(
         docker_bytes, "docker.json", caps=["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"], kernel=(6, 1)
     )
     allowed = {n for r in out["syscalls"] if r["action"] == ALLOW and "args" not in r
                for n in r["names"]}
     assert {"mount", "unshare", "clone", "clone3", "bpf", "kcmp", "process_vm_readv"} <= allowed
     assert not any(r["action"] == ERRNO for r in out["syscalls"])  # clone3's ENOSYS is excluded
-    old = P.parse_seccomp_profile(docker_bytes, "docker.json", kernel="4.4.0")
+    old = sp.parse_seccomp_profile(docker_bytes, "docker.json", kernel="4.4.0")
     assert "ptrace" not in {n for r in old["syscalls"] for n in r["names"]}
 
 
@@ -702,8 +709,8 @@ CAP_HINT = "names are those of capabilities(7), with or without CAP_: NET_BIND_S
 CAP_TABLES = "the tables of a capability policy are: bounding, permitted, effective, inheritable, ambient"
 
 
-def caps(text: str, path="c.toml") -> P.CapsPolicy:
-    return P.parse_caps_policy(text.encode(), path)
+def caps(text: str, path="c.toml") -> cp.CapsPolicy:
+    return cp.parse_caps_policy(text.encode(), path)
 
 
 def caps_error(text: str) -> tuple[str, str | None]:
@@ -754,15 +761,15 @@ def test_caps_errors(text, message, hint):
 
 
 def test_caps_readme_example_drops_everything():
-    policy = P.parse_caps_policy((DATA / "readme.caps.toml").read_bytes(), "r.toml")
-    for which in P.CAP_SETS:
+    policy = cp.parse_caps_policy((DATA / "readme.caps.toml").read_bytes(), "r.toml")
+    for which in cp.CAP_SETS:
         assert getattr(policy, which) == frozenset()
     assert policy.simple and policy.keep == frozenset()
     assert caps("") == policy.__class__("c.toml", *[frozenset()] * 5)
 
 
 def test_caps_missing_sets_follow_bounding():
-    policy = P.parse_caps_policy((DATA / "net-bind.caps.toml").read_bytes(), "n.toml")
+    policy = cp.parse_caps_policy((DATA / "net-bind.caps.toml").read_bytes(), "n.toml")
     nbs = capspec.capability_number("NET_BIND_SERVICE")
     assert policy.bounding == policy.permitted == policy.effective == frozenset({nbs})
     assert policy.inheritable == policy.ambient == frozenset()
@@ -773,7 +780,7 @@ def test_caps_missing_sets_follow_bounding():
 
 
 def test_caps_all_five_tables_any_spelling():
-    policy = P.parse_caps_policy((DATA / "full.caps.toml").read_bytes(), "f.toml")
+    policy = cp.parse_caps_policy((DATA / "full.caps.toml").read_bytes(), "f.toml")
     assert policy.names("bounding") == ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     assert policy.names("permitted") == ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
     assert policy.names("effective") == policy.names("inheritable") == policy.names("ambient") == [
@@ -785,16 +792,16 @@ def test_caps_all_five_tables_any_spelling():
 
 
 def test_dangerous_capabilities():
-    assert len(P.DANGEROUS) == 17 and P.DANGEROUS <= set(capspec.CAPABILITY_NAMES)
+    assert len(cp.DANGEROUS) == 17 and cp.DANGEROUS <= set(capspec.CAPABILITY_NAMES)
     policy = caps('[bounding]\nkeep = ["net_raw", "NET_BIND_SERVICE", "SYS_ADMIN"]\n')
     assert policy.dangerous() == ["CAP_NET_RAW", "CAP_SYS_ADMIN"]
-    e = error(P.refuse_dangerous, policy)
+    e = error(cp.refuse_dangerous, policy)
     assert e.message == (
         "c.toml: bounding.keep: 'CAP_NET_RAW' is refused in production mode (dangerous "
         "capabilities kept: CAP_NET_RAW, CAP_SYS_ADMIN)"
     )
     assert e.hint == "remove them from the policy, or run in another service mode than production"
-    P.refuse_dangerous(caps('[bounding]\nkeep = ["NET_BIND_SERVICE"]\n'))
+    cp.refuse_dangerous(caps('[bounding]\nkeep = ["NET_BIND_SERVICE"]\n'))
 
 
 # --- Landlock -----------------------------------------------------------------------------------------
@@ -802,8 +809,8 @@ def test_dangerous_capabilities():
 RIGHTS = "access rights: read, write, execute, create, remove, readdir, ioctl_dev, all"
 
 
-def landlock(text: str, path="l.toml") -> P.LandlockPolicy:
-    return P.parse_landlock_policy(text.encode(), path)
+def landlock(text: str, path="l.toml") -> lp.LandlockPolicy:
+    return lp.parse_landlock_policy(text.encode(), path)
 
 
 def landlock_error(text: str) -> tuple[str, str | None]:
@@ -859,7 +866,7 @@ def test_landlock_errors(text, message, hint):
 
 
 def test_landlock_readme_example():
-    policy = P.parse_landlock_policy((DATA / "readme.landlock.toml").read_bytes(), "r.toml")
+    policy = lp.parse_landlock_policy((DATA / "readme.landlock.toml").read_bytes(), "r.toml")
     assert policy.min_abi == 3
     assert [(r.path, sorted(r.access)) for r in policy.rules] == [
         ("/bin", ["execute", "read"]),

@@ -151,3 +151,43 @@ def test_summary_tells_a_complete_trace_from_a_cut_one():
     assert sg.summary(trace("read") + event("write") + "\n") is None  # events after it: cut
     assert sg.summary("") is None
     assert sg.summary(event("read") + "\n{broken") is None
+
+
+# --- the architecture ------------------------------------------------------------------------------
+
+
+def arm_trace(*names: str) -> str:
+    return "".join(json.dumps({"syscall": n, "nr": 0, "pid": 1, "arch": "aarch64"}) + "\n" for n in names)
+
+
+def test_the_profile_is_for_the_architecture_the_trace_was_recorded_on():
+    assert sg.generate([arm_trace("read", "write")])["architectures"] == ["SCMP_ARCH_AARCH64"]
+    assert sg.generate([trace("read")])["architectures"] == ["SCMP_ARCH_X86_64"]
+    # Events without an "arch" take the others'; none at all: x86_64, as before.
+    assert sg.generate(['{"syscall": "read"}\n' + arm_trace("write")])["architectures"] == ["SCMP_ARCH_AARCH64"]
+    assert sg.generate(['{"syscall": "read"}'])["architectures"] == ["SCMP_ARCH_X86_64"]
+
+
+def test_one_architecture_per_profile():
+    err = error([trace("read"), arm_trace("write")], ["x86.ndjson", "arm.ndjson"])
+    assert err.message == "arm.ndjson:1: field 'arch': 'aarch64' is not supported"
+    assert err.hint == ("the profile is for x86_64, the architecture of the events before it; a "
+                        "profile is for one architecture: generate one per architecture")
+
+
+def test_the_caller_can_name_the_architecture():
+    assert sg.generate(['{"syscall": "read"}'], arch="aarch64")["architectures"] == ["SCMP_ARCH_AARCH64"]
+    with pytest.raises(InvalidInput) as info:
+        sg.generate([trace("read")], ["t"], arch="aarch64")
+    assert info.value.message == "t:1: field 'arch': 'x86_64' is not supported"
+    assert info.value.hint.startswith("the profile is for aarch64, as asked;")
+    with pytest.raises(InvalidInput) as info:
+        sg.generate([trace("read")], arch="riscv64")
+    assert info.value.message == "architecture 'riscv64' is not supported"
+
+
+def test_an_architecture_trace_mode_never_records_is_refused():
+    err = error([event("read") + "\n" + '{"syscall": "read", "arch": "riscv64"}\n'], ["r"])
+    assert err.message == "r:2: field 'arch': 'riscv64' is not supported"
+    assert err.hint == "nucleus traces and generates profiles for aarch64 and x86_64 only"
+    assert error(['{"syscall": "read", "arch": null}'], ["n"]).message == "n:1: field 'arch': None is not supported"

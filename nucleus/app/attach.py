@@ -1,0 +1,81 @@
+"""`nucleus attach`: run a command inside a running container with the container's own
+restrictions. The container's lifecycle is asked first (Attach is allowed only while it runs);
+then the Join machine, planned from what the container recorded when it started, is driven
+through the same executor as a run: the joining process enters the cgroup and namespaces, takes
+the container's identity, and gets its capability sets, its seccomp program (the very program,
+by hash, from this host's cache) and its Landlock rules before the command is exec'd.
+"""
+
+from __future__ import annotations
+
+from nucleus import vocab as v
+from nucleus.app import manage, records
+from nucleus.driver import Driver
+from nucleus.effects import prepare, probe
+from nucleus.effects.executor import Executor
+from nucleus.effects.process import blocked
+from nucleus.errors import RuntimeFailure
+from nucleus.machines import join
+from nucleus.machines.base import Refused
+from nucleus.plain import to_plain
+from nucleus.plan.join import JoinInputs
+from nucleus.trace.record import Recorder
+
+
+def attach(ref: str, argv: list[str], trace_path: str | None = None) -> int:
+    probe.writable_file("--trace", trace_path)
+    record = manage.find(ref)
+    name = record["name"]
+    manage.authorize(record, "attach")
+    if not manage.supervisor_alive(record):
+        raise RuntimeFailure(f"cannot attach to container {name!r}: it is {manage.view(record)['status']}")
+    container = manage.container_driver(record)
+    result = container.feed(v.Attach())
+    if isinstance(result, Refused):
+        raise RuntimeFailure(result.why.replace("the container", repr(name)))
+    init = container.executor.init_pid  # type: ignore[attr-defined]
+    if init is None:
+        raise RuntimeFailure(f"cannot attach to container {name!r}: its init process is gone")
+    policy = records.join_policy(record)
+    if policy is None:
+        raise RuntimeFailure(f"cannot attach to container {name!r}: its record says nothing of its "
+                             "restrictions", hint="it was started by another nucleus version")
+    machines = record["machines"]
+    inputs = JoinInputs(policy, init, tuple(argv), frozenset(machines.get("sec_degraded") or ()),
+                        machines.get("res_phase") == "ready", name)
+    state = inputs.plan()
+    programs: dict[str, bytes] = {}
+    if policy.seccomp_sha256:
+        program = prepare.program_by_sha256(policy.seccomp_sha256)
+        if program is None:
+            raise RuntimeFailure(
+                f"cannot attach to container {name!r}: its seccomp program "
+                f"{policy.seccomp_sha256[:12]} is not in this host's seccomp cache",
+                hint="the cache was cleared since the container started; attach is refused rather "
+                     "than joining with another filter")
+        programs[policy.seccomp_sha256] = program
+    trace = None
+    if trace_path is not None:
+        trace = Recorder(join, "Join", trace_path, f"nucleus attach {name} {' '.join(argv)}".rstrip(),
+                         to_plain(inputs))
+    executor = Executor(programs)
+    driver = Driver(join, state, executor, trace)
+    try:
+        with blocked():
+            driver.require(v.JoinBegin())
+            if driver.state.phase != "ready":
+                raise RuntimeFailure(f"cannot attach to container {name!r}: {_failure(driver.history)}")
+            driver.require(v.JoinStart())
+            code = executor.wait()
+            driver.require(v.JoinExit(code))
+            return code
+    finally:
+        if trace is not None:
+            trace.write()
+
+
+def _failure(history: list[tuple[v.Event, tuple[v.Intent, ...]]]) -> str:
+    for event, _ in reversed(history):
+        if isinstance(event, v.JoinFailed):
+            return f"joining failed at {event.step}: {event.message}"
+    return "joining failed"

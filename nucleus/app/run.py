@@ -1,0 +1,194 @@
+"""`nucleus run`: compose the configuration, the host facts, the plan, the machines, the driver
+and the executor.
+
+Validate, then act: the configuration was validated by the caller; here the host is probed and
+checked, the policies prepared (a seccomp profile that does not compile is refused here) and the
+run planned, all before the first change on the host. Then the container's record is written
+(refusing a name in use), the supervisor detaches if asked, and the System machine is driven
+through setup, start, exit and cleanup. Every step that touches the host is an intent of a
+machine; an interruption or a bug feeds Lost, and the machine decides the cleanup.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from nucleus import vocab as v
+from nucleus.app import records
+from nucleus.app.policyfiles import Policies
+from nucleus.config import mode_host, modes
+from nucleus.config.container import ContainerConfig
+from nucleus.config.context import exclusion_list
+from nucleus.driver import Driver
+from nucleus.effects import prepare, probe
+from nucleus.effects.executor import Executor, parse_fault
+from nucleus.effects.process import blocked, detach
+from nucleus.effects.store import Store
+from nucleus.errors import NucleusError, RuntimeFailure, error_from_data
+from nucleus.machines import lifecycle, system
+from nucleus.plain import to_plain
+from nucleus.plan import run as run_plan
+from nucleus.trace.record import Recorder
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def modes_need_host(config: ContainerConfig) -> bool:
+    """Plain agent mode degrades (or fails at the step) instead of probing up front: no
+    probing on the hot path."""
+    return not (config.service_mode == modes.AGENT and config.require_kernel_lockdown is None
+                and config.trust_level == modes.TRUSTED)
+
+
+def prepare_artifacts(config: ContainerConfig) -> tuple[run_plan.Artifacts, dict[str, bytes]]:
+    """Compile (or take from the cache) the seccomp program, derive what the policy files
+    choose, and take the context's manifest: everything here may refuse the run."""
+    from nucleus.config.seccomp_default import default_profile
+
+    pol: Policies = config.loaded_policies or Policies()
+    _, token = prepare.architecture()
+    programs: dict[str, bytes] = {}
+    sha = ""
+    if pol.seccomp is not None:
+        sha, program = prepare.program(pol.seccomp, "--seccomp-profile", pol.seccomp_path)
+        programs[sha] = program
+    elif config.seccomp_mode == "enforce":
+        sha, program = prepare.program(default_profile(networked=False, arch=token))
+        programs[sha] = program
+    log_denied = config.seccomp_log_denied
+    if pol.seccomp is not None:
+        from nucleus.config.policy.seccomp_profile import logs_denied
+
+        log_denied = log_denied or logs_denied(pol.seccomp)
+    rules = None
+    min_abi = 0
+    if pol.landlock is not None:
+        rules = tuple((path, tuple(sorted(access))) for path, access in pol.landlock.restrict_rules())
+        min_abi = pol.landlock.min_abi
+    manifest = None
+    if config.verify_context_integrity and config.context and config.context_mode == "copy":
+        manifest = prepare.context_manifest(config.context, exclusion_list())
+    artifacts = run_plan.Artifacts(
+        seccomp_sha256=sha, seccomp_log_denied=log_denied,
+        caps_keep=tuple(pol.caps.names("bounding")) if pol.caps is not None else (),
+        landlock_rules=rules, landlock_min_abi=min_abi, context_manifest=manifest)
+    return artifacts, programs
+
+
+def run(config: ContainerConfig, trace_path: str | None = None,
+        environ: dict[str, str] | None = None) -> int:
+    """Run in the foreground (or, with config.detach, hand the container to a background
+    supervisor once it has started, print its id and return 0)."""
+    environ = environ or {}
+    context = probe.directory("--context", config.context,
+                              "pass an existing directory to populate /context from")
+    probe.writable_file("--trace", trace_path)
+    probe.directory("--rootfs", config.rootfs,
+                    "build one with the flake's lib.mkRootfs, or point at an unpacked tree")
+    prepare.architecture()
+    facts = probe.for_run(config, modes_need=modes_need_host(config))
+    if modes_need_host(config):
+        mode_host.validate_host(modes.from_container_spec(config), facts)
+    config = run_plan.with_context(config, context)
+    artifacts, programs = prepare_artifacts(config)
+    cid = records.new_id()
+    planned = run_plan.plan(config, facts, artifacts, cid)
+
+    store = Store(facts.state_root)
+    store.ensure()
+    log_path = store.log_path(cid) if config.detach else None
+    record = records.register(store, config, cid, planned, rootless=planned.join.rootless,
+                              creator=probe.own_uid(), supervisor=probe.own_pid(), log_path=log_path)
+    trace = None
+    if trace_path is not None:
+        inputs = run_plan.RunInputs(replace(config, loaded_policies=None), facts, artifacts, cid)
+        trace = Recorder(system, "System", trace_path, f"nucleus run {' '.join(config.argv)}",
+                         to_plain(inputs))
+    faults = (parse_fault(environ.get("NUCLEUS_FAIL_AT")), parse_fault(environ.get("NUCLEUS_PAUSE_AT")))
+
+    def supervise(report: Report | None) -> int:
+        return _supervise(config, planned, store, record, programs, trace, faults, report)
+
+    if not config.detach:
+        return supervise(None)
+
+    def background(report: Report) -> int:
+        records.adopt(record, probe.own_pid())
+        try:
+            return supervise(report)
+        except NucleusError as e:
+            report({"error": e.to_data()})
+            return e.exit_code
+        except BaseException as e:  # noqa: BLE001 - reported to the waiting command, never unwound
+            report({"error": {"kind": "RuntimeFailure", "message": f"internal error: {type(e).__name__}: {e}",
+                              "hint": "run again with --debug for the traceback, and report it",
+                              "exit_code": 1}})
+            return 1
+
+    assert log_path is not None
+    answer = detach(log_path, background)
+    if answer is not None and "ok" in answer:
+        print(answer["ok"])
+        return 0
+    if store.read(cid) is None:
+        store.delete(cid)  # the supervisor removed the container: its log goes too
+    if answer is None:
+        raise RuntimeFailure("the supervisor exited before the container started",
+                             hint=f"nucleus rm --force {record['name']} reclaims what it left")
+    raise error_from_data(answer["error"])
+
+
+def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store, record: dict[str, Any],
+               programs: dict[str, bytes], trace: Recorder | None,
+               faults: tuple[tuple[str, int] | None, tuple[str, int] | None], report: Report | None) -> int:
+    executor = Executor(programs, fault=faults[0], pause=faults[1])
+    recorder = records.StateRecorder(store, record, lambda: executor.init_pid, trace)
+    driver = Driver(system, planned.state, executor, recorder)
+    try:
+        with blocked():  # signals are taken synchronously from here on; the workload gets a clean mask
+            driver.require(v.Create())
+            driver.settle()
+            if driver.state.lc.status != "created":
+                driver.require(v.Remove())
+                raise RuntimeFailure(setup_failure(driver.history))
+            driver.require(v.Start())
+            if report is not None:
+                report({"ok": record["id"]})
+            code = executor.wait()
+            driver.require(v.Exit(code))
+            driver.settle()  # release the cgroup, then CleanupDone
+            if not config.detach:
+                driver.require(v.Remove())
+            return code
+    except BaseException:
+        _lost(driver)
+        raise
+    finally:
+        if trace is not None:
+            trace.write()
+
+
+def _lost(driver: Driver) -> None:
+    """After an interruption or a bug: the machine decides what to end and release, as it does
+    for a supervisor that died; then the container is removed."""
+    try:
+        with blocked():
+            lc = driver.state.lc
+            if lc.status in lifecycle.ACTIVE or (lc.status in ("stopped", "failed") and not lc.cleaned):
+                driver.feed(v.Lost())
+                driver.settle()
+            if driver.state.lc.status in ("stopped", "failed") and driver.state.lc.cleaned:
+                driver.feed(v.Remove())
+    except Exception as e:  # noqa: BLE001 - the original error is the one to report
+        sys.stderr.write(f"warning: cleanup after the error failed: {e}; "
+                         "nucleus rm --force reclaims the rest\n")
+
+
+def setup_failure(history: list[tuple[v.Event, tuple[v.Intent, ...]]]) -> str:
+    for event, _ in reversed(history):
+        if isinstance(event, v.StepFailed):
+            return f"setup failed at {event.machine}.{event.step}: {event.message}"
+    return "setup failed"

@@ -1,0 +1,137 @@
+"""The options of `nucleus run`, as a table: each flag's names, value, default and help once, and
+the one function that turns the parsed values into a validated ContainerConfig.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Flag:
+    names: tuple[str, ...]
+    help: str
+    metavar: str | None = None
+    default: str | None = None
+    choices: tuple[str, ...] = ()
+    switch: bool = False  # a flag without a value
+    multiple: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.names[-1].lstrip("-").replace("-", "_")
+
+
+RUN_FLAGS: tuple[Flag, ...] = (
+    Flag(("--name",), "Container name (letters, digits, '_', '.', '-')."),
+    Flag(("--hostname",), "Host name inside the container [default: the name, or nucleus]."),
+    Flag(("--context",), "Directory to populate /context from.", metavar="DIR"),
+    Flag(("--context-mode",), "copy: a private writable copy without secrets and VCS junk; bind: "
+         "the host tree, read-only.", default="copy", choices=("copy", "bind")),
+    Flag(("-e", "--env"), "Set an environment variable.", metavar="KEY=VALUE", multiple=True),
+    Flag(("--workdir",), "Working directory inside [default: /context with --context, else home].",
+         metavar="PATH"),
+    Flag(("--rootless",), "Map container root to the caller instead of an unprivileged range.", switch=True),
+    Flag(("--time-namespace",), "Give the container its own time namespace.", switch=True),
+    Flag(("--allow-degraded-security",), "Run even if seccomp or Landlock cannot be applied (a "
+         "warning instead of an error).", switch=True),
+    Flag(("--allow-chroot-fallback",), "Fall back to chroot if pivot_root fails.", switch=True),
+    Flag(("--trace",), "Record the run's state transitions as an ITF trace.", metavar="FILE"),
+    Flag(("-d", "--detach"), "Print the id once the workload has started and leave it running; "
+         "output goes to its log.", switch=True),
+    Flag(("--memory",), "Memory limit, e.g. 512M (the OOM killer acts above it).", metavar="SIZE"),
+    Flag(("--swap",), "Swap allowed on top of --memory [default: none].", metavar="SIZE"),
+    Flag(("--cpus",), "CPU time, in CPUs (e.g. 0.5).", metavar="N"),
+    Flag(("--cpu-weight",), "Relative CPU share under contention [default: 100].", metavar="1-10000"),
+    Flag(("--pids",), "Maximum number of processes.", metavar="N", default="512"),
+    Flag(("--io-limit",), "Block I/O limits for one device (repeatable).",
+         metavar="'MAJ:MIN riops=N wbps=N ...'", multiple=True),
+    Flag(("--memlock",), "Locked-memory limit.", metavar="SIZE", default="64K"),
+    Flag(("--cgroup-parent",), "Parent cgroup, under each hierarchy's root.", metavar="PATH",
+         default="nucleus"),
+    Flag(("--disable-cgroup-namespace",), "Show the host's cgroup paths inside.", switch=True),
+    Flag(("--service-mode",), "Which invariants are enforced (see README: Service modes).",
+         default="agent", choices=("agent", "strict-agent", "production")),
+    Flag(("--trust-level",), "untrusted refuses every option that weakens isolation.",
+         default="trusted", choices=("trusted", "untrusted")),
+    Flag(("--require-kernel-lockdown",), "Refuse to start unless the kernel's lockdown is at least this.",
+         choices=("integrity", "confidentiality")),
+    Flag(("--verify-context-integrity",), "Hash the context before the copy and check /context "
+         "against it.", switch=True),
+    Flag(("--seccomp-mode",), "trace: allow every syscall and record it (with --seccomp-log) for "
+         "seccomp generate.", default="enforce", choices=("enforce", "trace")),
+    Flag(("--seccomp-log",), "Where trace mode writes its NDJSON record.", metavar="FILE"),
+    Flag(("--seccomp-log-denied",), "Ask the kernel to log denied syscalls.", switch=True),
+    Flag(("--rootfs",), "Take /bin /usr /lib /etc /nix from this closure, read-only.", metavar="DIR"),
+    Flag(("--seccomp-profile",), "OCI seccomp profile (JSON) instead of the default.", metavar="FILE"),
+    Flag(("--seccomp-profile-sha256",), "Refuse to start unless the profile has this sha256.", metavar="HEX"),
+    Flag(("--caps-policy",), "Capability policy (TOML) instead of dropping all.", metavar="FILE"),
+    Flag(("--caps-policy-sha256",), "Refuse to start unless the caps policy has this sha256.", metavar="HEX"),
+    Flag(("--landlock-policy",), "Landlock rules (TOML) instead of the defaults.", metavar="FILE"),
+    Flag(("--landlock-policy-sha256",), "Refuse to start unless the Landlock policy has this sha256.",
+         metavar="HEX"),
+    Flag(("--debug",), "Show tracebacks for errors.", switch=True),
+)
+
+
+def click_options(command: F) -> F:
+    """Decorate a click command with every run flag, in the table's order."""
+    for flag in reversed(RUN_FLAGS):
+        kwargs: dict[str, Any] = {"help": flag.help}
+        if flag.switch:
+            kwargs["is_flag"] = True
+        else:
+            kwargs["metavar"] = flag.metavar
+            kwargs["multiple"] = flag.multiple
+            if flag.choices:
+                kwargs["type"] = click.Choice(list(flag.choices))
+                kwargs.pop("metavar")
+            if flag.default is not None:
+                kwargs["default"] = flag.default
+                kwargs["show_default"] = True
+        command = click.option(*flag.names, flag.dest, **kwargs)(command)
+    return command
+
+
+_POLICY_FLAGS = ("seccomp_profile", "seccomp_profile_sha256", "caps_policy", "caps_policy_sha256",
+                 "landlock_policy", "landlock_policy_sha256")
+
+
+def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str) -> Any:
+    """The validated ContainerConfig of `nucleus run`'s parsed options (policy files read and
+    checked, the service mode's rules applied): a refusal raises InvalidInput naming the flag."""
+    from nucleus.app import policyfiles
+    from nucleus.config import mode_validation, modes
+    from nucleus.config.container import ContainerConfig, parse_env, validate
+    from nucleus.config.resources import validate_limits
+
+    config = validate(ContainerConfig(
+        argv=tuple(command), name=opts["name"], hostname=opts["hostname"], context=opts["context"],
+        context_mode=opts["context_mode"], env=parse_env(opts["env"]), workdir=opts["workdir"],
+        rootless=opts["rootless"], time_namespace=opts["time_namespace"],
+        allow_degraded_security=opts["allow_degraded_security"],
+        allow_chroot_fallback=opts["allow_chroot_fallback"], term=term,
+        limits=validate_limits(memory=opts["memory"], swap=opts["swap"], cpus=opts["cpus"],
+                               cpu_weight=opts["cpu_weight"], pids=opts["pids"], io=opts["io_limit"],
+                               memlock=opts["memlock"], cgroup_parent=opts["cgroup_parent"]),
+        cgroup_namespace=not opts["disable_cgroup_namespace"], detach=opts["detach"],
+        service_mode=opts["service_mode"], trust_level=opts["trust_level"],
+        require_kernel_lockdown=opts["require_kernel_lockdown"],
+        verify_context_integrity=opts["verify_context_integrity"], seccomp_mode=opts["seccomp_mode"],
+        seccomp_log=opts["seccomp_log"], seccomp_log_denied=opts["seccomp_log_denied"],
+        rootfs=opts["rootfs"],
+    ))
+    if any(opts[name] for name in _POLICY_FLAGS):
+        loaded = policyfiles.load(*(opts[name] for name in _POLICY_FLAGS))
+        config = replace(config, loaded_policies=loaded)
+        mode_validation.validate_mode(modes.from_container_spec(config, policies=loaded.files,
+                                                                caps_kept=loaded.caps_kept))
+    else:
+        mode_validation.validate_mode(modes.from_container_spec(config))
+    return config

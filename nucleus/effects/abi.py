@@ -1,0 +1,438 @@
+"""The kernel's ABI as nucleus uses it: pure data, no calls.
+
+Everything :mod:`nucleus.effects.libc` needs to know about a call without making it lives here:
+the per-architecture syscall tables (:data:`ARCHITECTURES`, :func:`architecture`), the flag and
+option constants of the calls (CLONE_*, MS_*, MNT_*, PR_*, SECCOMP_*, LANDLOCK_*, CLOSE_RANGE_*,
+...), the rendering of flags as names for messages, and the errors (:class:`SyscallError`,
+:class:`UnsupportedArchitecture`). Effects take their constants from here and make their calls
+through ``libc``; a test can therefore replace every call of ``libc`` (tests/fakes/libc.py) and
+still build the exact arguments the kernel would receive. This module imports no ctypes and
+loads no library.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import resource
+from collections.abc import Mapping
+
+from nucleus.errors import HostUnsupported
+
+# --- architectures ------------------------------------------------------------------------------
+
+
+class Arch:
+    """One architecture's facts: its ``uname -m`` name, the AUDIT_ARCH_* value the kernel puts
+    in ``struct seccomp_data.arch``, libseccomp's token for it, the x32 syscall bit (x86_64 only:
+    an x32 call is a native number with that bit set) and the syscall numbers nucleus uses."""
+
+    __slots__ = ("machine", "audit_arch", "seccomp_arch", "x32_syscall_bit", "syscalls")
+
+    def __init__(
+        self,
+        machine: str,
+        audit_arch: int,
+        seccomp_arch: str,
+        x32_syscall_bit: int | None,
+        syscalls: Mapping[str, int],
+    ) -> None:
+        self.machine = machine
+        self.audit_arch = audit_arch
+        self.seccomp_arch = seccomp_arch
+        self.x32_syscall_bit = x32_syscall_bit
+        self.syscalls = syscalls
+
+    def __repr__(self) -> str:
+        return f"Arch({self.machine!r}, audit_arch={self.audit_arch:#x}, {self.seccomp_arch!r})"
+
+
+# Only the calls glibc 2.36 has no wrapper for, whose wrapper does more than the syscall, or that
+# are made by number for a reason of their own (sendmsg: the trace handoff, see PreparedSendFd).
+# aarch64 uses the asm-generic numbers; from 424 on every architecture shares one numbering.
+# tests/effects/test_syscall_tables.py checks each number and AUDIT_ARCH value with libseccomp.
+ARCHITECTURES: dict[str, Arch] = {
+    "x86_64": Arch(
+        "x86_64",
+        audit_arch=0xC000003E,  # EM_X86_64 (62) | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+        seccomp_arch="SCMP_ARCH_X86_64",
+        x32_syscall_bit=0x40000000,  # __X32_SYSCALL_BIT
+        syscalls={
+            "sendmsg": 46,
+            "capget": 125,
+            "capset": 126,
+            "pivot_root": 155,
+            "seccomp": 317,
+            "close_range": 436,
+            "landlock_create_ruleset": 444,
+            "landlock_add_rule": 445,
+            "landlock_restrict_self": 446,
+        },
+    ),
+    "aarch64": Arch(
+        "aarch64",
+        audit_arch=0xC00000B7,  # EM_AARCH64 (183) | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE
+        seccomp_arch="SCMP_ARCH_AARCH64",
+        x32_syscall_bit=None,
+        syscalls={
+            "pivot_root": 41,
+            "capget": 90,
+            "capset": 91,
+            "sendmsg": 211,
+            "seccomp": 277,
+            "close_range": 436,
+            "landlock_create_ruleset": 444,
+            "landlock_add_rule": 445,
+            "landlock_restrict_self": 446,
+        },
+    ),
+}
+
+MACHINE = os.uname().machine  # this machine's architecture, as ``uname -m`` names it
+
+
+class UnsupportedArchitecture(HostUnsupported):
+    """This machine's architecture has no syscall table here, so nucleus makes no raw syscall
+    on it (a number from another architecture's table would be a different call)."""
+
+    def __init__(self, machine: str) -> None:
+        supported = " and ".join(sorted(ARCHITECTURES))
+        super().__init__(
+            f"architecture {machine!r} is not supported: nucleus knows the syscall numbers of "
+            f"{supported} only",
+            hint=f"run nucleus on an {' or '.join(sorted(ARCHITECTURES))} machine",
+        )
+        self.machine = machine
+
+    def __reduce__(self) -> tuple[type[UnsupportedArchitecture], tuple[str]]:
+        return (type(self), (self.machine,))  # keeps the message when sent over a pipe
+
+
+def architecture(machine: str | None = None) -> Arch:
+    """The table of ``machine`` (default: this machine's, :data:`MACHINE`); raises
+    UnsupportedArchitecture when there is none."""
+    name = MACHINE if machine is None else machine
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise UnsupportedArchitecture(name) from None
+
+
+def check_architecture() -> Arch:
+    """This machine's table, or UnsupportedArchitecture: for the run path to call before it
+    does anything, so an unsupported machine is refused up front rather than at the first raw
+    syscall."""
+    return architecture()
+
+
+def syscall_number(name: str, machine: str | None = None) -> int:
+    """The number of syscall ``name`` on ``machine`` (default: this one), from its table."""
+    return architecture(machine).syscalls[name]
+
+
+# --- namespaces (clone/unshare/setns flags) -----------------------------------------------------
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEW_ALL = (
+    CLONE_NEWTIME
+    | CLONE_NEWNS
+    | CLONE_NEWCGROUP
+    | CLONE_NEWUTS
+    | CLONE_NEWIPC
+    | CLONE_NEWUSER
+    | CLONE_NEWPID
+    | CLONE_NEWNET
+)
+
+# --- mount(2) flags -----------------------------------------------------------------------------
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_POSIXACL = 1 << 16
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+# umount2(2) flags
+MNT_FORCE = 1
+MNT_DETACH = 2
+MNT_EXPIRE = 4
+UMOUNT_NOFOLLOW = 8
+
+# --- prctl(2) options ---------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
+PR_GET_NAME = 16
+PR_GET_SECCOMP = 21
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_GET_SECUREBITS = 27
+PR_SET_SECUREBITS = 28
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET = 1
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_LOWER = 3
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# --- capget/capset ------------------------------------------------------------------------------
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+# --- seccomp(2) ---------------------------------------------------------------------------------
+SECCOMP_SET_MODE_STRICT = 0
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_GET_ACTION_AVAIL = 2
+SECCOMP_GET_NOTIF_SIZES = 3
+SECCOMP_FILTER_FLAG_TSYNC = 1 << 0
+SECCOMP_FILTER_FLAG_LOG = 1 << 1
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 1 << 2
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
+SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 1 << 4
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 1 << 5
+BPF_MAXINSNS = 4096
+BPF_INSN_SIZE = 8  # sizeof(struct sock_filter)
+
+# --- Landlock syscalls --------------------------------------------------------------------------
+LANDLOCK_CREATE_RULESET_VERSION = 1 << 0
+LANDLOCK_CREATE_RULESET_ERRATA = 1 << 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_RULE_NET_PORT = 2
+LANDLOCK_RESTRICT_SELF_LOG_SAME_EXEC_OFF = 1 << 0  # ABI 7
+LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON = 1 << 1  # ABI 7
+LANDLOCK_RESTRICT_SELF_LOG_SUBDOMAINS_OFF = 1 << 2  # ABI 7
+
+# --- close_range(2) -----------------------------------------------------------------------------
+CLOSE_RANGE_UNSHARE = 1 << 1
+CLOSE_RANGE_CLOEXEC = 1 << 2
+CLOSE_RANGE_MAX = 0xFFFFFFFF  # ~0U: "to the last descriptor"
+
+# --- signalfd(2) --------------------------------------------------------------------------------
+SFD_NONBLOCK = os.O_NONBLOCK
+SFD_CLOEXEC = os.O_CLOEXEC
+
+# --- network interface ioctls (linux/sockios.h, linux/if.h) -------------------------------------
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+_CLONE_NAMES = (
+    ("CLONE_NEWTIME", CLONE_NEWTIME),
+    ("CLONE_NEWNS", CLONE_NEWNS),
+    ("CLONE_NEWCGROUP", CLONE_NEWCGROUP),
+    ("CLONE_NEWUTS", CLONE_NEWUTS),
+    ("CLONE_NEWIPC", CLONE_NEWIPC),
+    ("CLONE_NEWUSER", CLONE_NEWUSER),
+    ("CLONE_NEWPID", CLONE_NEWPID),
+    ("CLONE_NEWNET", CLONE_NEWNET),
+)
+
+_MS_NAMES = (
+    ("MS_RDONLY", MS_RDONLY),
+    ("MS_NOSUID", MS_NOSUID),
+    ("MS_NODEV", MS_NODEV),
+    ("MS_NOEXEC", MS_NOEXEC),
+    ("MS_SYNCHRONOUS", MS_SYNCHRONOUS),
+    ("MS_REMOUNT", MS_REMOUNT),
+    ("MS_MANDLOCK", MS_MANDLOCK),
+    ("MS_DIRSYNC", MS_DIRSYNC),
+    ("MS_NOSYMFOLLOW", MS_NOSYMFOLLOW),
+    ("MS_NOATIME", MS_NOATIME),
+    ("MS_NODIRATIME", MS_NODIRATIME),
+    ("MS_BIND", MS_BIND),
+    ("MS_MOVE", MS_MOVE),
+    ("MS_REC", MS_REC),
+    ("MS_SILENT", MS_SILENT),
+    ("MS_POSIXACL", MS_POSIXACL),
+    ("MS_UNBINDABLE", MS_UNBINDABLE),
+    ("MS_PRIVATE", MS_PRIVATE),
+    ("MS_SLAVE", MS_SLAVE),
+    ("MS_SHARED", MS_SHARED),
+    ("MS_RELATIME", MS_RELATIME),
+    ("MS_STRICTATIME", MS_STRICTATIME),
+    ("MS_LAZYTIME", MS_LAZYTIME),
+)
+
+_MNT_NAMES = (
+    ("MNT_FORCE", MNT_FORCE),
+    ("MNT_DETACH", MNT_DETACH),
+    ("MNT_EXPIRE", MNT_EXPIRE),
+    ("UMOUNT_NOFOLLOW", UMOUNT_NOFOLLOW),
+)
+
+_SECCOMP_FLAG_NAMES = (
+    ("SECCOMP_FILTER_FLAG_TSYNC", SECCOMP_FILTER_FLAG_TSYNC),
+    ("SECCOMP_FILTER_FLAG_LOG", SECCOMP_FILTER_FLAG_LOG),
+    ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", SECCOMP_FILTER_FLAG_SPEC_ALLOW),
+    ("SECCOMP_FILTER_FLAG_NEW_LISTENER", SECCOMP_FILTER_FLAG_NEW_LISTENER),
+    ("SECCOMP_FILTER_FLAG_TSYNC_ESRCH", SECCOMP_FILTER_FLAG_TSYNC_ESRCH),
+    ("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV),
+)
+
+_CLOSE_RANGE_NAMES = (
+    ("CLOSE_RANGE_UNSHARE", CLOSE_RANGE_UNSHARE),
+    ("CLOSE_RANGE_CLOEXEC", CLOSE_RANGE_CLOEXEC),
+)
+
+_PR_NAMES = {
+    PR_SET_PDEATHSIG: "PR_SET_PDEATHSIG",
+    PR_GET_PDEATHSIG: "PR_GET_PDEATHSIG",
+    PR_GET_DUMPABLE: "PR_GET_DUMPABLE",
+    PR_SET_DUMPABLE: "PR_SET_DUMPABLE",
+    PR_SET_NAME: "PR_SET_NAME",
+    PR_GET_NAME: "PR_GET_NAME",
+    PR_GET_SECCOMP: "PR_GET_SECCOMP",
+    PR_CAPBSET_READ: "PR_CAPBSET_READ",
+    PR_CAPBSET_DROP: "PR_CAPBSET_DROP",
+    PR_GET_SECUREBITS: "PR_GET_SECUREBITS",
+    PR_SET_SECUREBITS: "PR_SET_SECUREBITS",
+    PR_SET_CHILD_SUBREAPER: "PR_SET_CHILD_SUBREAPER",
+    PR_GET_CHILD_SUBREAPER: "PR_GET_CHILD_SUBREAPER",
+    PR_SET_NO_NEW_PRIVS: "PR_SET_NO_NEW_PRIVS",
+    PR_GET_NO_NEW_PRIVS: "PR_GET_NO_NEW_PRIVS",
+    PR_CAP_AMBIENT: "PR_CAP_AMBIENT",
+}
+
+
+def _flag_names(flags: int, table: tuple[tuple[str, int], ...]) -> str:
+    if flags == 0:
+        return "0"
+    names = []
+    rest = flags
+    for name, bit in table:
+        if flags & bit:
+            names.append(name)
+            rest &= ~bit
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names)
+
+
+def mount_flag_names(flags: int) -> str:
+    """Render mount(2) flags for a message: ``MS_NOSUID|MS_NODEV``; unknown bits in hex."""
+    return _flag_names(flags, _MS_NAMES)
+
+
+def clone_flag_names(flags: int) -> str:
+    """Render CLONE_NEW* flags for a message: ``CLONE_NEWNS|CLONE_NEWPID``."""
+    return _flag_names(flags, _CLONE_NAMES)
+
+
+def umount_flag_names(flags: int) -> str:
+    """Render umount2(2) flags for a message: ``MNT_DETACH``."""
+    return _flag_names(flags, _MNT_NAMES)
+
+
+def seccomp_flag_names(flags: int) -> str:
+    """Render SECCOMP_FILTER_FLAG_* flags for a message."""
+    return _flag_names(flags, _SECCOMP_FLAG_NAMES)
+
+
+def close_range_flag_names(flags: int) -> str:
+    """Render CLOSE_RANGE_* flags for a message."""
+    return _flag_names(flags, _CLOSE_RANGE_NAMES)
+
+
+def prctl_option_name(option: int) -> str:
+    """A prctl(2) option as a message shows it: ``PR_SET_NO_NEW_PRIVS``, or the number."""
+    return _PR_NAMES.get(option, str(option))
+
+
+_OPEN_NAMES = tuple(
+    (name, getattr(os, name))
+    for name in ("O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND", "O_NONBLOCK",
+                 "O_DIRECTORY", "O_NOFOLLOW", "O_CLOEXEC", "O_PATH")
+)
+_ACCESS_MODES = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
+
+
+def open_flag_names(flags: int) -> str:
+    """Render open(2) flags for a message: ``O_RDONLY|O_CLOEXEC``; unknown bits in hex."""
+    access = flags & os.O_ACCMODE
+    rest = _flag_names(flags & ~os.O_ACCMODE, _OPEN_NAMES)
+    head = _ACCESS_MODES.get(access, hex(access))
+    return head if rest == "0" else f"{head}|{rest}"
+
+
+_IOCTL_NAMES = {SIOCGIFFLAGS: "SIOCGIFFLAGS", SIOCSIFFLAGS: "SIOCSIFFLAGS"}
+
+
+def ioctl_request_name(request: int) -> str:
+    """An ioctl(2) request as a message shows it: ``SIOCSIFFLAGS``, or the number in hex."""
+    return _IOCTL_NAMES.get(request, hex(request))
+
+
+_RLIMIT_NAMES = {
+    getattr(resource, name): name
+    for name in ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_MEMLOCK", "RLIMIT_CORE", "RLIMIT_STACK")
+}
+
+
+def rlimit_name(res: int) -> str:
+    """A resource of getrlimit/setrlimit as a message shows it: ``RLIMIT_NOFILE``."""
+    return _RLIMIT_NAMES.get(res, str(res))
+
+
+def quoted(value: object) -> str:
+    """An argument as it appears in a message: paths and strings quoted, None as NULL."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+class SyscallError(OSError):
+    """A syscall failed. ``errno`` and ``strerror`` are set as for OSError; ``call`` is the
+    syscall's name and ``call_args`` the rendered arguments, so the message reads like the call::
+
+        unshare(CLONE_NEWUSER) failed: EPERM (Operation not permitted)
+    """
+
+    def __init__(self, call: str, call_args: tuple[str, ...], err: int) -> None:
+        super().__init__(err, os.strerror(err))
+        self.call = call
+        self.call_args = tuple(call_args)
+
+    @property
+    def errno_name(self) -> str:
+        return _errno.errorcode.get(self.errno or 0, f"errno {self.errno}")
+
+    def __str__(self) -> str:
+        return (
+            f"{self.call}({', '.join(self.call_args)}) failed: {self.errno_name} ({self.strerror})"
+        )
+
+    def __reduce__(self) -> tuple[type[SyscallError], tuple[str, tuple[str, ...], int | None]]:
+        return (type(self), (self.call, self.call_args, self.errno))  # keeps the message
+
+

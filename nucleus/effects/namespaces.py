@@ -1,0 +1,98 @@
+"""Namespace effects: create namespaces (run), join a container's (attach), write the id maps of
+a new user namespace, and take on the identity inside it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import struct
+
+from nucleus import vocab as v
+from nucleus.effects import abi, caps, libc
+
+FLAGS = {
+    "user": abi.CLONE_NEWUSER, "pid": abi.CLONE_NEWPID, "mount": abi.CLONE_NEWNS,
+    "mnt": abi.CLONE_NEWNS, "net": abi.CLONE_NEWNET, "uts": abi.CLONE_NEWUTS,
+    "ipc": abi.CLONE_NEWIPC, "cgroup": abi.CLONE_NEWCGROUP, "time": abi.CLONE_NEWTIME,
+}
+_IFREQ = struct.Struct("16sH14x")
+
+
+def unshare(op: v.Unshare) -> None:
+    flags = 0
+    for name in op.namespaces:
+        flags |= FLAGS[name]
+    libc.unshare(flags)
+
+
+def set_hostname(op: v.SetHostname) -> None:
+    libc.sethostname(op.hostname)
+
+
+def loopback_up(_: v.LoopbackUp) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        flags = _IFREQ.unpack(libc.ioctl(s.fileno(), abi.SIOCGIFFLAGS, _IFREQ.pack(b"lo", 0)))[1]
+        libc.ioctl(s.fileno(), abi.SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | abi.IFF_UP))
+
+
+def enter_user_namespace(_: v.EnterUserNamespace) -> None:
+    # Host root's supplementary groups would follow the process into the namespace (shown as
+    # nogroup but still granting access): clear them while still allowed to.
+    libc.setgroups([])
+    libc.unshare(abi.CLONE_NEWUSER)
+
+
+def become_root(_: v.BecomeRoot) -> None:
+    libc.setresgid(0, 0, 0)
+    libc.setresuid(0, 0, 0)
+    # A credential change clears the parent-death signal and resets dumpability: restore both.
+    libc.prctl(abi.PR_SET_PDEATHSIG, signal.SIGKILL)
+    caps.set_dumpable(False)
+
+
+def enter_namespaces(op: v.EnterNamespaces) -> None:
+    """Open every namespace first (the paths stop resolving once the mount namespace changes),
+    then setns into each in order; one this process is already in is skipped (setns into one's
+    own user namespace is refused)."""
+    fds: list[tuple[str, int]] = []
+    try:
+        for kind, path in op.namespaces:
+            try:
+                if libc.readlink(path) == libc.readlink(f"/proc/self/ns/{kind}"):
+                    continue
+            except abi.SyscallError as e:
+                if e.errno == errno.ENOENT:  # a namespace kind this kernel lacks (time before 5.6)
+                    continue
+                raise
+            fds.append((kind, libc.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        if op.clear_groups:
+            libc.setgroups([])  # host root's groups must not follow into the container
+        for kind, fd in fds:
+            libc.setns(fd, FLAGS[kind])
+    finally:
+        for _, fd in fds:
+            libc.close(fd)
+
+
+def write_id_maps(op: v.WriteIdMaps, pid: int) -> None:
+    """Host side: setgroups=deny (where the kernel has it), then the uid and gid maps of `pid`."""
+    base = f"/proc/{pid}"
+    try:
+        write(f"{base}/setgroups", "deny")
+    except FileNotFoundError:
+        pass
+    write(f"{base}/uid_map", "".join(f"{a} {b} {c}\n" for a, b, c in op.uid_map))
+    write(f"{base}/gid_map", "".join(f"{a} {b} {c}\n" for a, b, c in op.gid_map))
+
+
+def write(path: str, text: str) -> None:
+    """One write of `text` to an existing file (a /proc or /sys control file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, text.encode())
+    except OSError as e:
+        raise OSError(e.errno, f"write {text.strip()!r} to {path}: {e.strerror}") from e
+    finally:
+        os.close(fd)

@@ -1,0 +1,75 @@
+"""Host facts: what the host offers, as plain data. Gathered once per command by
+`nucleus.effects.probe` (the only place that looks), then handed to the pure checks and plans.
+
+A field that is None was not probed (the command did not need it); a check that needs it is
+skipped rather than guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UNIFIED = "unified"  # the key of a cgroup v2 mount in CgroupLayout.mounts
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    """Where the cgroup controllers nucleus uses are mounted.
+
+    ``backend``: "v2" when a cgroup2 mount offers memory, cpu and pids; else "v1" with a
+    hierarchy for each; else "none", with ``reason`` saying why. ``mounts``: on v1 (controller,
+    mount point) pairs; on v2 one (UNIFIED, mount point) pair. ``controllers``: the controllers
+    nucleus uses there. ``root_enabled``: on v2, the controllers the hierarchy root enables for
+    its children (nucleus never writes the root's files). ``swap_accounting``: whether swap
+    can be limited (None: unknown). ``unified``: the cgroup2 mount point, also on a hybrid host.
+    """
+
+    backend: str = "none"
+    mounts: tuple[tuple[str, str], ...] = ()
+    controllers: tuple[str, ...] = ()
+    root_enabled: tuple[str, ...] = ()
+    swap_accounting: bool | None = None
+    unified: str | None = None
+    reason: str = ""
+
+    def mount(self, controller: str) -> str:
+        return dict(self.mounts)[controller]
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """The facts a run, a join or a mode check may need; None means "not probed"."""
+
+    arch: str = ""  # os.uname().machine
+    euid: int | None = None
+    egid: int | None = None
+    state_root: str = ""
+    # The system directories to bind (from the host, or from a --rootfs closure): (path, symlink
+    # target) with "" for a directory; and the closure's /nix/store paths.
+    system: tuple[tuple[str, str], ...] = ()
+    store_paths: tuple[str, ...] = ()
+    cgroups: CgroupLayout | None = None
+    landlock_abi: int | None = None
+    lockdown: str | None = None  # the text of /sys/kernel/security/lockdown
+    lockdown_error: str = ""  # why it could not be read, when it was probed
+    seccomp_filter: bool | None = None  # the kernel accepts seccomp filters
+    max_user_namespaces: int | None = None
+    rootfs_realpath: str | None = None  # --rootfs with every symlink resolved
+
+    @property
+    def lockdown_probed(self) -> bool:
+        return self.lockdown is not None or bool(self.lockdown_error)
+
+    @property
+    def cgroup_backend(self) -> str | None:
+        return None if self.cgroups is None else self.cgroups.backend
+
+    @property
+    def cgroup_reason(self) -> str:
+        return "" if self.cgroups is None else self.cgroups.reason
+
+    def ids(self) -> tuple[int, int]:
+        """The caller's effective uid and gid (a plan needs them probed)."""
+        if self.euid is None or self.egid is None:
+            raise ValueError("the caller's ids were not probed")
+        return self.euid, self.egid

@@ -1,0 +1,140 @@
+"""A run as a plan: the container configuration, the host facts and the prepared artifacts in;
+every machine's initial state out (with the mount plan, the cgroup writes, the security controls
+and the workload), plus what a later `attach` needs to join with the same restrictions. Pure.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, replace
+
+from nucleus import vocab as v
+from nucleus.config import landlock_default, modes
+from nucleus.config.container import ContainerConfig
+from nucleus.facts import HostFacts
+from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
+from nucleus.plan import cgroups, mounts
+
+SUBUID_BASE = 100000
+SUBUID_COUNT = 65536
+JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "pid", "time", "mnt")  # "user" first or last
+
+LandlockRules = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """What was prepared for the run before anything on the host changed: the compiled seccomp
+    program's sha256 (compiling is where a bad profile is refused), the choices made by the
+    policy files, and the context's manifest (--verify-context-integrity)."""
+
+    seccomp_sha256: str = ""
+    seccomp_log_denied: bool = False
+    caps_keep: tuple[str, ...] = ()
+    landlock_rules: LandlockRules | None = None  # None: the default rules
+    landlock_min_abi: int = 0  # what the Landlock policy requires beyond the mode's minimum
+    context_manifest: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class JoinPolicy:
+    """What joining the container takes (recorded with the container for `attach`)."""
+
+    rootless: bool
+    seccomp_sha256: str
+    seccomp_log_denied: bool
+    seccomp_mode: str
+    caps_keep: tuple[str, ...]
+    landlock_rules: LandlockRules
+    landlock_min_abi: int
+    env: tuple[tuple[str, str], ...]
+    cwd: str
+    rlimits: tuple[int, int, int]
+    cgroup_procs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    state: system.SystemState
+    rootfs_dir: str  # where the new root is assembled (a mount point kept in the state directory)
+    cgroup: cgroups.CgroupPlan
+    join: JoinPolicy
+
+
+def id_maps(config: ContainerConfig, facts: HostFacts) -> tuple[bool, v.IdMap, v.IdMap]:
+    """Rootless (container root is the caller) or privileged (an unprivileged host range)."""
+    euid, egid = facts.ids()
+    if config.rootless or euid != 0:
+        return True, ((0, euid, 1),), ((0, egid, 1),)
+    return False, ((0, SUBUID_BASE, SUBUID_COUNT),), ((0, SUBUID_BASE, SUBUID_COUNT),)
+
+
+def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: str) -> RunPlan:
+    """Raises InvalidInput for what this host cannot do as asked (see nucleus.plan.cgroups)."""
+    rootless, uid_map, gid_map = id_maps(config, facts)
+    owner = (0, 0) if rootless else (SUBUID_BASE, SUBUID_BASE)
+    namespaces = ("pid", "mount", "net", "uts", "ipc") + (("cgroup",) if config.cgroup_namespace else ()) + (
+        ("time",) if config.time_namespace else ())
+    hostname = config.hostname or config.name or "nucleus"
+    rootfs_dir = posixpath.join(facts.state_root, "rootfs")
+    layout = mounts.HostLayout(
+        system=facts.system, rootfs_dir=rootfs_dir, owner=owner,
+        hidepid=modes.proc_hidepid(config.service_mode),
+        rootfs=facts.rootfs_realpath if config.rootfs else None,
+        store_paths=facts.store_paths, context_manifest=artifacts.context_manifest)
+    writable_context = config.context is not None and config.context_mode == "copy"
+    min_abi = modes.min_landlock_abi(config.service_mode, config.allow_degraded_security)
+    if artifacts.landlock_rules is not None:
+        rules = artifacts.landlock_rules
+        min_abi = max(min_abi, artifacts.landlock_min_abi)
+    else:
+        rules = tuple((path, tuple(sorted(access))) for path, access in
+                      landlock_default.default_rules(config.home, writable_context=writable_context))
+    trace = config.seccomp_mode == "trace"
+    if facts.cgroups is None:
+        raise ValueError("a run is planned with the cgroup layout probed")
+    cgroup = cgroups.plan(facts.cgroups, config.limits.cgroup_parent, cid, config.limits)
+    limits = config.limits
+    env = tuple(config.environment().items())
+    rlimits = (limits.nofile, limits.nproc, limits.memlock)
+    workload = v.ExecWorkload(config.argv, env, config.effective_workdir, rlimits)
+    state = system.initial(
+        isolation.initial(rootless=rootless, namespaces=namespaces, hostname=hostname,
+                          uid_map=uid_map, gid_map=gid_map,
+                          trace_log=(config.seccomp_log or "") if trace else ""),
+        filesystem.initial(mounts.plan(config, layout, hostname), rootfs_dir, config.allow_chroot_fallback,
+                           audit=tuple((r.path, tuple(r.flags), r.required)
+                                       for r in modes.mount_audit(config.service_mode))),
+        security.initial(config.allow_degraded_security, strict=config.service_mode != "agent",
+                         keep_caps=artifacts.caps_keep,
+                         program_sha256="" if trace else artifacts.seccomp_sha256,
+                         log_denied=artifacts.seccomp_log_denied, landlock_rules=rules,
+                         landlock_min_abi=min_abi, seccomp_mode=config.seccomp_mode),
+        resources.initial(required=modes.cgroups_required(config.service_mode), create=cgroup.create,
+                          limits=cgroup.limits, attach=cgroup.attach, remove=cgroup.remove),
+        lifecycle.initial(workload),
+    )
+    join = JoinPolicy(
+        rootless=rootless, seccomp_sha256=artifacts.seccomp_sha256,
+        seccomp_log_denied=artifacts.seccomp_log_denied, seccomp_mode=config.seccomp_mode,
+        caps_keep=artifacts.caps_keep, landlock_rules=rules, landlock_min_abi=min_abi, env=env,
+        cwd=config.effective_workdir, rlimits=rlimits, cgroup_procs=cgroup.attach.procs)
+    return RunPlan(state, rootfs_dir, cgroup, join)
+
+
+def with_context(config: ContainerConfig, resolved: str | None) -> ContainerConfig:
+    """The configuration with --context replaced by the directory the probe resolved."""
+    return config if resolved is None else replace(config, context=resolved)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """Everything `plan` takes: what a recorded trace keeps so that replay can plan again."""
+
+    config: ContainerConfig
+    facts: HostFacts
+    artifacts: Artifacts
+    cid: str
+
+    def plan(self) -> RunPlan:
+        return plan(self.config, self.facts, self.artifacts, self.cid)

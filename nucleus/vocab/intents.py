@@ -1,0 +1,399 @@
+"""Intents: what a machine asks the effects layer to do, carrying what the kernel will receive
+(the file and the value written, the mount's source, target and flags, the rule's path and
+rights), so that a trace shows what was done and replay checks it.
+
+`where` says which process carries an intent out: the supervisor on the host, or the process
+inside the new namespaces that the machine spawned (the container's setup process, or the
+joining process of `attach`). `reports` names the machine and step whose Done/Fail event the
+intent's outcome is; intents without it report nothing (their consequences arrive as events of
+their own, such as Exit).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from nucleus.vocab.record import Record, record
+
+IdMap = tuple[tuple[int, int, int], ...]
+# A cgroup file write: (path, value, optional). An optional write is skipped when the file
+# does not exist (a control this kernel lacks); any other failure fails the step.
+CgroupWrite = tuple[str, str, bool]
+OOM_KILLED = "oom-killed"  # what RemoveCgroup's Done event says when the kernel's OOM killer acted
+
+
+@record
+class Intent(Record):
+    where: ClassVar[str] = "host"
+    reports: ClassVar[tuple[str, str] | None] = None
+
+
+# Isolation ------------------------------------------------------------------------------------
+@record
+class SpawnChild(Intent):
+    """Fork the setup process and connect the sync pipe. With `trace_log`, first start the
+    tracer that serves the container's seccomp notifications, writing NDJSON there."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("iso", "spawn")
+    trace_log: str = ""
+
+
+@record
+class Unshare(Intent):
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("iso", "unshare")
+    namespaces: tuple[str, ...] = ()
+
+
+@record
+class ForkInit(Intent):
+    """Fork the process that becomes PID 1 of the new PID namespace; the parent reports the new
+    process's pid and exits."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("iso", "fork_init")
+
+
+@record
+class SetHostname(Intent):
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("iso", "hostname")
+    hostname: str = ""
+
+
+@record
+class LoopbackUp(Intent):
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("iso", "loopback")
+
+
+@record
+class EnterUserNamespace(Intent):
+    """Clear supplementary groups, then unshare a user namespace (privileged order)."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("iso", "enter_user")
+
+
+@record
+class WriteIdMaps(Intent):
+    """Host side: write setgroups=deny, uid_map and gid_map of the setup process."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("iso", "map_ids")
+    uid_map: IdMap = ()
+    gid_map: IdMap = ()
+
+
+@record
+class BecomeRoot(Intent):
+    """Take the ids 0/0 of the user namespace; stay non-dumpable and die with the parent."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("iso", "become_root")
+
+
+# Filesystem: the mount plan's operations --------------------------------------------------------
+@record
+class FsOp(Intent):
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("fs", "mount")
+
+
+@record
+class SetPropagation(FsOp):
+    """Change the propagation of a mount tree ("private", "slave")."""
+
+    target: str = "/"
+    mode: str = "private"
+    recursive: bool = True
+
+
+@record
+class MountFs(FsOp):
+    """Mount a new filesystem (tmpfs, proc, devpts, mqueue) at target."""
+
+    fstype: str = ""
+    target: str = ""
+    flags: tuple[str, ...] = ()
+    data: str = ""
+
+
+@record
+class BindMount(FsOp):
+    """Bind source onto target (created as a file or directory to match), then apply flags."""
+
+    source: str = ""
+    target: str = ""
+    flags: tuple[str, ...] = ()
+    recursive: bool = False
+    optional: bool = False
+
+
+@record
+class RemountFs(FsOp):
+    target: str = ""
+    flags: tuple[str, ...] = ()
+    bind: bool = False
+
+
+@record
+class MakeDirs(FsOp):
+    root: str = ""
+    paths: tuple[str, ...] = ()
+    mode: int = 0o755
+    owner: tuple[int, int] | None = None
+
+
+@record
+class MakeSymlinks(FsOp):
+    root: str = ""
+    links: tuple[tuple[str, str], ...] = ()  # (link path, target)
+
+
+@record
+class CopyTree(FsOp):
+    source: str = ""
+    target: str = ""
+    exclude: tuple[str, ...] = ()
+    owner: tuple[int, int] | None = None
+
+
+@record
+class VerifyTree(FsOp):
+    """Check a populated tree against the manifest taken from its source before the copy."""
+
+    target: str = ""
+    manifest: tuple[tuple[str, str], ...] = ()  # (relative path, sha256 | "dir" | "symlink:..")
+    exclude: tuple[str, ...] = ()
+
+
+@record
+class MaskPaths(FsOp):
+    """Hide files (bind /dev/null, read-only) and directories (empty read-only tmpfs)."""
+
+    root: str = ""
+    paths: tuple[str, ...] = ()
+    readonly: tuple[str, ...] = ()
+
+
+@record
+class WriteFile(FsOp):
+    path: str = ""
+    content: str = ""
+    mode: int = 0o644
+
+
+@record
+class PivotRoot(Intent):
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("fs", "pivot")
+    new_root: str = ""
+
+
+@record
+class Chroot(Intent):
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("fs", "chroot")
+    new_root: str = ""
+
+
+@record
+class DetachOldRoot(Intent):
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("fs", "detach")
+
+
+@record
+class AuditMounts(Intent):
+    """Inside the sealed root: every rule's path must sit on a mount carrying its flags."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("fs", "audit")
+    rules: tuple[tuple[str, tuple[str, ...], bool], ...] = ()
+
+
+# Security -------------------------------------------------------------------------------------
+@record
+class DropCapabilities(Intent):
+    """Keep only `keep` (bounding, permitted and effective sets), clear the others; set
+    no_new_privs."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("sec", "caps")
+    keep: tuple[str, ...] = ()
+
+
+@record
+class LoadSeccomp(Intent):
+    """mode "enforce": install the compiled program whose sha256 is given (with the kernel's
+    log flag when `log_denied`). mode "trace": install the user-notification filter whose
+    listener goes to the tracer (every syscall is reported and allowed)."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("sec", "seccomp")
+    program_sha256: str = ""
+    log_denied: bool = False
+    mode: str = "enforce"
+
+
+@record
+class ApplyLandlock(Intent):
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("sec", "landlock")
+    rules: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    min_abi: int = 0
+
+
+@record
+class Warn(Intent):
+    message: str = ""
+
+
+# Resources: the container's cgroup ------------------------------------------------------------
+@record
+class CreateCgroup(Intent):
+    """mkdir each parent where missing, write each (subtree_control, "+controller ...") pair in
+    order (cgroup v2), then mkdir the container's own directories (one per v1 hierarchy), which
+    must not exist yet. With `unavailable`, the host offers no group to make: the step fails
+    with that reason and touches nothing."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("res", "create")
+    parents: tuple[str, ...] = ()
+    enable: tuple[tuple[str, str], ...] = ()
+    dirs: tuple[str, ...] = ()
+    unavailable: str = ""
+
+
+@record
+class SetCgroupLimits(Intent):
+    """Write each value to its file, in order."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("res", "limits")
+    writes: tuple[CgroupWrite, ...] = ()
+
+
+@record
+class AttachCgroup(Intent):
+    """Write the pid of the process the machine spawned to each cgroup.procs file."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("res", "attach")
+    procs: tuple[str, ...] = ()
+
+
+@record
+class RemoveCgroup(Intent):
+    """End every process left in the group (write "1" to `kill`; where the kernel lacks it,
+    freeze through `freeze` = (control, freeze value, thaw value, status file, frozen marker),
+    SIGKILL each pid of `procs`, thaw), note whether the OOM killer acted (`oom` = (file, key)),
+    then rmdir `dirs` (deepest first; gone is fine) and `parents` where empty. Done reports
+    "oom-killed" when it did."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("res", "release")
+    procs: tuple[str, ...] = ()
+    kill: str = ""
+    freeze: tuple[str, ...] = ()
+    oom: tuple[str, ...] = ()
+    dirs: tuple[str, ...] = ()
+    parents: tuple[str, ...] = ()
+
+
+# Lifecycle ------------------------------------------------------------------------------------
+@record
+class ExecWorkload(Intent):
+    """Inside: PID 1 forks the workload, which sets its rlimits (nofile, nproc, memlock), enters
+    `cwd` and execs `argv` with exactly `env`; PID 1 stays as its minimal init."""
+
+    where: ClassVar[str] = "child"
+    argv: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str = "/"
+    rlimits: tuple[int, int, int] = (1024, 512, 65536)
+
+
+@record
+class SendSignal(Intent):
+    signal: str = "TERM"
+
+
+@record
+class Cleanup(Intent):
+    """End the processes the machine started (the container's init takes its namespaces down
+    with it) and close what connects to them."""
+
+
+# Join: a command entering a running container ---------------------------------------------------
+@record
+class JoinSpawn(SpawnChild):
+    """Fork the process that will join the container and connect the sync pipe."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("join", "spawn")
+
+
+@record
+class JoinCgroup(AttachCgroup):
+    reports: ClassVar[tuple[str, str] | None] = ("join", "cgroup")
+
+
+@record
+class EnterNamespaces(Intent):
+    """setns into each (kind, /proc/<pid>/ns/<kind>) in order, skipping one the process is
+    already in; with `clear_groups`, drop supplementary groups first (host root's groups must
+    not follow into the container)."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("join", "enter")
+    namespaces: tuple[tuple[str, str], ...] = ()
+    clear_groups: bool = False
+
+
+@record
+class JoinIdentity(BecomeRoot):
+    reports: ClassVar[tuple[str, str] | None] = ("join", "identity")
+
+
+@record
+class JoinFork(ForkInit):
+    """Fork the process that is in the container's PID namespace (setns affects children)."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("join", "fork")
+
+
+@record
+class JoinDropCapabilities(DropCapabilities):
+    reports: ClassVar[tuple[str, str] | None] = ("join", "caps")
+
+
+@record
+class JoinLoadSeccomp(LoadSeccomp):
+    reports: ClassVar[tuple[str, str] | None] = ("join", "seccomp")
+
+
+@record
+class JoinApplyLandlock(ApplyLandlock):
+    reports: ClassVar[tuple[str, str] | None] = ("join", "landlock")
+
+
+@record
+class ExecCommand(Intent):
+    """Inside: set the rlimits, enter `cwd` (or "/" when it is gone) and exec `argv` with
+    exactly `env`, in place."""
+
+    where: ClassVar[str] = "child"
+    argv: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str = "/"
+    rlimits: tuple[int, int, int] = (1024, 512, 65536)
+
+
+INTENTS: dict[str, type[Intent]] = {
+    cls.__name__: cls
+    for cls in (
+        SpawnChild, Unshare, ForkInit, SetHostname, LoopbackUp, EnterUserNamespace, WriteIdMaps,
+        BecomeRoot, SetPropagation, MountFs, BindMount, RemountFs, MakeDirs, MakeSymlinks,
+        CopyTree, VerifyTree, MaskPaths, WriteFile, PivotRoot, Chroot, DetachOldRoot, AuditMounts,
+        DropCapabilities, LoadSeccomp, ApplyLandlock, Warn, CreateCgroup, SetCgroupLimits,
+        AttachCgroup, RemoveCgroup, ExecWorkload, SendSignal, Cleanup, JoinSpawn, JoinCgroup,
+        EnterNamespaces, JoinIdentity, JoinFork, JoinDropCapabilities, JoinLoadSeccomp,
+        JoinApplyLandlock, ExecCommand,
+    )
+}

@@ -1,0 +1,108 @@
+"""The lifecycle's reachable states, walked exhaustively and compared with formal/Lifecycle.tla
+(see tests/model/walking.py for what every walk checks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nucleus import vocab as v
+from nucleus.machines import lifecycle
+from nucleus.machines.base import Step
+from tests.model.spec_model import (
+    BOOLS,
+    LEVELS,
+    SIGNALS,
+    spec_init_lifecycle,
+    spec_lifecycle,
+    spec_next_actions,
+    spec_strings,
+)
+from tests.model.walking import (
+    Walk,
+    check_abstraction,
+    check_agrees_with_spec,
+    check_from_tla,
+    check_invariants,
+    check_is_initial,
+    spec_reachable,
+    spec_step_keys,
+    step_keys,
+)
+
+LC_PLAIN_ACTIONS = ("Create", "SetupFailed", "Start", "Abort", "Exit", "Lost", "Attach", "CleanupDone", "Remove")
+WORKLOAD = v.ExecWorkload(("/bin/true",), (), "/", (1024, 64, 65536))
+
+
+def lc_events(s: lifecycle.LifecycleState) -> list[v.Event]:
+    # Exit(7) makes states that differ only outside the spec (exit_code), for the abstraction check.
+    return lifecycle.candidate_events(s) + [v.Exit(7)]
+
+
+@pytest.fixture(scope="module")
+def lc_walk() -> Walk:
+    return Walk(lifecycle, [lifecycle.initial(), lifecycle.initial(WORKLOAD)], lc_events)
+
+
+def test_lifecycle_invariants_hold_everywhere(lc_walk):
+    check_invariants(lc_walk, [(f.__name__, f) for f in lifecycle.INVARIANTS])
+
+
+def test_lifecycle_agrees_with_spec(lc_walk):
+    check_agrees_with_spec(lc_walk, spec_lifecycle, with_machine=False)
+    assert lc_walk.abstract_states() == spec_reachable(spec_init_lifecycle(), spec_lifecycle)
+    # none; creating; created and running at each level; stopped and failed at each level (none
+    # too, for failed), before and after cleanup; removed at each level the lifecycle can fail
+    # or stop with.
+    assert len(lc_walk.abstract_states()) == 1 + 1 + 2 * 2 + 2 * (2 + 3) + 3 == 19
+
+
+def test_lifecycle_covers_every_action(lc_walk):
+    expected = {(a, "") for a in LC_PLAIN_ACTIONS}
+    expected |= {("Prepared", lvl) for lvl in LEVELS} | {("Kill", sig) for sig in SIGNALS}
+    assert {a for a, _ in expected} == spec_next_actions("Lifecycle")
+    missing = expected - lc_walk.taken(with_machine=False)
+    assert not missing, f"actions never taken: {sorted(missing)}"
+    assert step_keys(lc_walk, "lc") == spec_step_keys(spec_init_lifecycle(), spec_lifecycle, "lc")
+
+
+def test_lifecycle_lost_before_cleanup_starts_it_again(lc_walk):
+    """Lost from stopped or failed before cleanup changes nothing and asks for Cleanup again;
+    from an active status it fails the container; once cleaned up it is refused."""
+    outcomes = set()
+    for s, e, r in lc_walk.steps():
+        if isinstance(e, v.Lost):
+            assert r.intents == (v.Cleanup(),)
+            outcomes.add((s.status, s.cleaned, r.state.status))
+            if s.status in ("stopped", "failed"):
+                assert r.state == s
+    assert outcomes == {
+        ("creating", False, "failed"), ("created", False, "failed"), ("running", False, "failed"),
+        ("stopped", False, "stopped"), ("failed", False, "failed"),
+    }
+
+
+def test_lifecycle_starts_only_the_planned_workload(lc_walk):
+    for s, e, r in lc_walk.steps():
+        if isinstance(e, v.Start):
+            assert r.intents == (s.workload,)
+    assert {s.workload for s in lc_walk.states} == {v.ExecWorkload(), WORKLOAD}
+
+
+def test_lifecycle_abstraction(lc_walk):
+    assert check_abstraction(lc_walk) > 0  # exit_code and workload variants exist
+    check_from_tla(lc_walk, lc_events)
+
+
+def test_lifecycle_is_initial_holds_exactly_on_the_spec_init():
+    states = [
+        {"lc_status": st, "lc_security": lvl, "lc_cleaned": c, "lc_removed": r}
+        for st in spec_strings("Lifecycle", "Statuses") for lvl in spec_strings("Lifecycle", "Levels")
+        for c in BOOLS for r in BOOLS
+    ]
+    check_is_initial(lifecycle, states, spec_init_lifecycle())
+
+
+def test_lifecycle_every_candidate_is_answered_with_a_step_or_a_reason(lc_walk):
+    for s, outs in lc_walk.transitions.items():
+        for e, r in outs:
+            assert isinstance(r, Step) or (r.why and e.name in r.why), (s, e, r)

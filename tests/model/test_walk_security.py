@@ -1,0 +1,118 @@
+"""Security's reachable states, walked exhaustively and compared with formal/Security.tla (see
+tests/model/walking.py for what every walk checks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nucleus import vocab as v
+from nucleus.machines import security
+from tests.model.spec_model import (
+    BOOLS,
+    CONTROLS,
+    DEGRADABLE,
+    sec_next_phase,
+    spec_init_security,
+    spec_next_actions,
+    spec_security,
+    spec_strings,
+    subsets,
+)
+from tests.model.walking import (
+    Walk,
+    check_abstraction,
+    check_agrees_with_spec,
+    check_from_tla,
+    check_invariants,
+    check_is_initial,
+    check_parameters_fixed,
+    spec_reachable,
+    spec_step_keys,
+    step_keys,
+)
+
+
+def sec_inits() -> list[security.SecurityState]:
+    return [
+        security.initial(allow_degraded=a, strict=strict, **params)
+        for a in BOOLS
+        for strict in BOOLS
+        for params in (
+            {},
+            {"keep_caps": ("CAP_NET_BIND_SERVICE",), "program_sha256": "ab" * 32, "log_denied": True},
+            {"seccomp_mode": "trace", "landlock_rules": (("/usr", ("read",)),), "landlock_min_abi": 3},
+        )
+    ]
+
+
+@pytest.fixture(scope="module")
+def sec_walk() -> Walk:
+    return Walk(security, sec_inits(), security.candidate_events)
+
+
+def test_security_invariants_hold_everywhere(sec_walk):
+    check_invariants(sec_walk, [(f.__name__, f) for f in security.INVARIANTS])
+
+
+def test_security_agrees_with_spec(sec_walk):
+    check_agrees_with_spec(sec_walk, spec_security, with_machine=False)
+    assert sec_walk.abstract_states() == spec_reachable(spec_init_security(), spec_security)
+    # Per (allowDegraded, strict): idle, caps, seccomp, landlock, locked, and failed at each
+    # control (8); where a failure degrades (allowed, not strict), no failure after caps but
+    # landlock with seccomp degraded, and locked with seccomp, landlock or both degraded (+2).
+    assert len(sec_walk.abstract_states()) == 4 * 8 + 2 == 34
+
+
+def test_security_covers_every_action(sec_walk):
+    expected = {("Begin", "")} | {(a, c) for a in ("Done", "Fail") for c in CONTROLS}
+    assert {a for a, _ in expected} == spec_next_actions("Security")
+    missing = expected - sec_walk.taken(with_machine=False)
+    assert not missing, f"actions never taken: {sorted(missing)}"
+    assert step_keys(sec_walk, "sec") == spec_step_keys(spec_init_security(), spec_security, "sec")
+
+
+def test_security_strict_never_degrades(sec_walk):
+    """A seccomp or Landlock failure degrades only when degraded security is allowed and the mode
+    is not strict; a strict mode fails closed even when it is allowed. Caps never degrade."""
+    outcomes = set()
+    for s, e, r in sec_walk.steps():
+        if isinstance(e, v.SecFailed):
+            outcomes.add((s.allow_degraded, s.strict, e.step, r.state.phase))
+            if r.state.phase == "failed":
+                assert r.intents == () and r.state.degraded == s.degraded
+            else:
+                assert isinstance(r.intents[0], v.Warn)
+    assert outcomes == {
+        (a, strict, c, sec_next_phase(c) if a and not strict and c in DEGRADABLE else "failed")
+        for a in BOOLS for strict in BOOLS for c in CONTROLS
+    }
+    assert not any(s.degraded for s in sec_walk.states if s.strict)
+
+
+def test_security_issues_the_planned_controls(sec_walk):
+    """The seccomp filter is the compiled program by hash in enforce mode, the notification
+    filter in trace mode; the other controls carry the state's parameters."""
+    for s, _, r in sec_walk.steps():
+        for intent in r.intents:
+            if isinstance(intent, v.LoadSeccomp):
+                assert intent == v.LoadSeccomp(s.program_sha256, s.log_denied, s.seccomp_mode)
+            if isinstance(intent, v.DropCapabilities):
+                assert intent.keep == s.keep_caps
+            if isinstance(intent, v.ApplyLandlock):
+                assert (intent.rules, intent.min_abi) == (s.landlock_rules, s.landlock_min_abi)
+    assert {s.seccomp_mode for s in sec_walk.states} == {"enforce", "trace"}
+
+
+def test_security_abstraction(sec_walk):
+    assert check_abstraction(sec_walk) > 0
+    check_from_tla(sec_walk, security.candidate_events)
+    check_parameters_fixed(sec_walk, "sec")
+
+
+def test_security_is_initial_holds_exactly_on_the_spec_init():
+    states = [
+        {"sec_allowDegraded": a, "sec_strict": strict, "sec_phase": p, "sec_applied": applied, "sec_degraded": degraded}
+        for a in BOOLS for strict in BOOLS for p in spec_strings("Security", "Phases")
+        for applied in subsets(CONTROLS) for degraded in subsets(DEGRADABLE)
+    ]
+    check_is_initial(security, states, spec_init_security())
