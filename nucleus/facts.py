@@ -35,6 +35,20 @@ class CgroupLayout:
     def mount(self, controller: str) -> str:
         return dict(self.mounts)[controller]
 
+    @property
+    def unusable(self) -> str | None:
+        """Why no container group can be made here, or None: no hierarchy offers the
+        controllers, or (v2) the hierarchy root does not enable them for its children."""
+        if self.backend not in ("v1", "v2"):
+            return self.reason or "no cgroup hierarchy found"
+        missing = [c for c in sorted(self.controllers) if self.backend == "v2" and c not in self.root_enabled]
+        if missing:
+            point = self.mount(UNIFIED)
+            plus = " ".join(f"+{c}" for c in missing)
+            return (f"{' '.join(missing)} not enabled for the children of {point}; enable them on "
+                    f"the host with: echo '{plus}' > {point}/cgroup.subtree_control")
+        return None
+
 
 @dataclass(frozen=True)
 class HostFacts:

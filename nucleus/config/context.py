@@ -21,15 +21,17 @@ EXCLUDED_GLOBS = (
 EXCLUDED_SUBSTRINGS = ("credential", "secret", "private_key", "kubeconfig")
 
 
-def excluded(name: str) -> bool:
-    if name in EXCLUDED_NAMES:
-        return True
-    if any(fnmatch.fnmatchcase(name, pattern) for pattern in EXCLUDED_GLOBS):
-        return True
-    lowered = name.lower()
-    return any(s in lowered for s in EXCLUDED_SUBSTRINGS)
-
-
 def exclusion_list() -> tuple[str, ...]:
-    """The patterns, as data for the CopyTree intent."""
+    """The patterns, as data for the CopyTree and VerifyTree intents."""
     return tuple(sorted(EXCLUDED_NAMES)) + EXCLUDED_GLOBS + tuple(f"*{s}*" for s in EXCLUDED_SUBSTRINGS)
+
+
+def excluded(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a copy with `patterns` leaves `name` out: the one matcher of the copy and of the
+    integrity manifest. A pattern matches the name as written; one that starts with "*" (a
+    suffix or a substring) also matches it in lower case, so SECRET.txt and id.PEM stay out."""
+    lowered = name.lower()
+    return any(
+        fnmatch.fnmatchcase(name, p) or (p.startswith("*") and fnmatch.fnmatchcase(lowered, p))
+        for p in patterns
+    )

@@ -70,9 +70,9 @@ def host_problems(req: ModeRequest, host: HostFacts,
             out.append(Problem(f"{have}: refused in {mode} mode {_row(mode, 'Landlock ABI', rule)}",
                                hint, "Landlock ABI"))
 
-    if host.cgroup_backend == "none" and cgroups_required(mode):
+    if host.cgroups is not None and host.cgroups.unusable and cgroups_required(mode):
         out.append(Problem(
-            f"no usable cgroup hierarchy ({host.cgroup_reason or 'none found'}): refused in "
+            f"no usable cgroup hierarchy ({host.cgroups.unusable}): refused in "
             f"{mode} mode {_row(mode, 'Cgroup limits', 'requires cgroups; a failure is fatal')}",
             "mount cgroup2 with the memory, cpu and pids controllers (or v1 hierarchies for "
             "them)", "Cgroup limits"))
@@ -168,11 +168,11 @@ def assess(mode: str, host: HostFacts) -> list[Finding]:
                                "--allow-degraded-security"))
         else:
             out.append(Finding("Landlock ABI", "refused", f"ABI {abi}; {mode} needs {need} or later"))
-    if host.cgroup_backend is not None:
-        usable = host.cgroup_backend in ("v1", "v2")
-        detail = f"cgroup {host.cgroup_backend}"
-        if not usable and host.cgroup_reason:
-            detail += f" ({host.cgroup_reason})"
+    if host.cgroups is not None:
+        usable = host.cgroups.unusable is None
+        detail = f"cgroup {host.cgroups.backend}"
+        if not usable:
+            detail += f" ({host.cgroups.unusable})"
         if usable:
             how = "required" if cgroups_required(mode) else "best-effort"
             out.append(Finding("Cgroup limits", "ok", f"{how}; {detail}"))

@@ -25,6 +25,27 @@ This module is data only: no I/O, standard library only.
 
 from __future__ import annotations
 
+from nucleus.linux import (
+    CLONE_NEW_ALL,
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_IS_SET,
+    PR_CAPBSET_READ,
+    PR_GET_CHILD_SUBREAPER,
+    PR_GET_DUMPABLE,
+    PR_GET_NAME,
+    PR_GET_NO_NEW_PRIVS,
+    PR_GET_PDEATHSIG,
+    PR_GET_SECCOMP,
+    PR_GET_SECUREBITS,
+    PR_GET_TID_ADDRESS,
+    PR_SET_CHILD_SUBREAPER,
+    PR_SET_DUMPABLE,
+    PR_SET_NAME,
+    PR_SET_NO_NEW_PRIVS,
+    PR_SET_PDEATHSIG,
+    PR_SET_VMA,
+)
+
 DEFAULT_ARCH = "SCMP_ARCH_X86_64"  # the architecture a profile names unless told otherwise
 DEFAULT_ACTION = "SCMP_ACT_KILL_PROCESS"
 
@@ -50,24 +71,6 @@ PROT_EXEC = 0x4
 
 AT_EMPTY_PATH = 0x1000
 
-CLONE_NEWTIME = 0x00000080
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEW_ALL = (
-    CLONE_NEWTIME
-    | CLONE_NEWNS
-    | CLONE_NEWCGROUP
-    | CLONE_NEWUTS
-    | CLONE_NEWIPC
-    | CLONE_NEWUSER
-    | CLONE_NEWPID
-    | CLONE_NEWNET
-)
 
 # ioctl(2) requests a terminal-using program needs. The kernel takes the request as a 32-bit
 # `unsigned int`, so the filter compares only the low 32 bits of the register (MASKED_EQ with
@@ -107,25 +110,7 @@ IOCTL_REQUESTS: dict[str, int] = {
 # queue: typing commands into the parent's shell), TIOCLINUX (0x541C), TIOCCONS (0x541D).
 TIOCSTI = 0x5412
 
-# prctl(2) options allowed with any arguments.
-PR_SET_PDEATHSIG = 1
-PR_GET_PDEATHSIG = 2
-PR_GET_DUMPABLE = 3
-PR_SET_DUMPABLE = 4
-PR_SET_NAME = 15
-PR_GET_NAME = 16
-PR_GET_SECCOMP = 21
-PR_CAPBSET_READ = 23
-PR_GET_SECUREBITS = 27
-PR_SET_MM = 35
-PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
-PR_SET_NO_NEW_PRIVS = 38
-PR_GET_NO_NEW_PRIVS = 39
-PR_GET_TID_ADDRESS = 40
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_IS_SET = 1
-PR_SET_VMA = 0x53564D41
+# prctl(2) options allowed with any arguments: see PRCTL_OPTIONS.
 
 PRCTL_OPTIONS: dict[str, int] = {
     "PR_SET_PDEATHSIG": PR_SET_PDEATHSIG,

@@ -2,7 +2,8 @@
 
 Everything :mod:`nucleus.effects.libc` needs to know about a call without making it lives here:
 the per-architecture syscall tables (:data:`ARCHITECTURES`, :func:`architecture`), the flag and
-option constants of the calls (CLONE_*, MS_*, MNT_*, PR_*, SECCOMP_*, LANDLOCK_*, CLOSE_RANGE_*,
+option constants of the calls (MS_*, MNT_*, SECCOMP_*, LANDLOCK_*, CLOSE_RANGE_*; CLONE_* and PR_*
+are nucleus.linux's, shared with the configuration,
 ...), the rendering of flags as names for messages, and the errors (:class:`SyscallError`,
 :class:`UnsupportedArchitecture`). Effects take their constants from here and make their calls
 through ``libc``; a test can therefore replace every call of ``libc`` (tests/fakes/libc.py) and
@@ -17,6 +18,7 @@ import os
 import resource
 from collections.abc import Mapping
 
+from nucleus import linux
 from nucleus.errors import HostUnsupported
 
 # --- architectures ------------------------------------------------------------------------------
@@ -130,26 +132,6 @@ def syscall_number(name: str, machine: str | None = None) -> int:
     return architecture(machine).syscalls[name]
 
 
-# --- namespaces (clone/unshare/setns flags) -----------------------------------------------------
-CLONE_NEWTIME = 0x00000080
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEW_ALL = (
-    CLONE_NEWTIME
-    | CLONE_NEWNS
-    | CLONE_NEWCGROUP
-    | CLONE_NEWUTS
-    | CLONE_NEWIPC
-    | CLONE_NEWUSER
-    | CLONE_NEWPID
-    | CLONE_NEWNET
-)
-
 # --- mount(2) flags -----------------------------------------------------------------------------
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -180,28 +162,6 @@ MNT_FORCE = 1
 MNT_DETACH = 2
 MNT_EXPIRE = 4
 UMOUNT_NOFOLLOW = 8
-
-# --- prctl(2) options ---------------------------------------------------------------------------
-PR_SET_PDEATHSIG = 1
-PR_GET_PDEATHSIG = 2
-PR_GET_DUMPABLE = 3
-PR_SET_DUMPABLE = 4
-PR_SET_NAME = 15
-PR_GET_NAME = 16
-PR_GET_SECCOMP = 21
-PR_CAPBSET_READ = 23
-PR_CAPBSET_DROP = 24
-PR_GET_SECUREBITS = 27
-PR_SET_SECUREBITS = 28
-PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
-PR_SET_NO_NEW_PRIVS = 38
-PR_GET_NO_NEW_PRIVS = 39
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_IS_SET = 1
-PR_CAP_AMBIENT_RAISE = 2
-PR_CAP_AMBIENT_LOWER = 3
-PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 # --- capget/capset ------------------------------------------------------------------------------
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -243,16 +203,8 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
-_CLONE_NAMES = (
-    ("CLONE_NEWTIME", CLONE_NEWTIME),
-    ("CLONE_NEWNS", CLONE_NEWNS),
-    ("CLONE_NEWCGROUP", CLONE_NEWCGROUP),
-    ("CLONE_NEWUTS", CLONE_NEWUTS),
-    ("CLONE_NEWIPC", CLONE_NEWIPC),
-    ("CLONE_NEWUSER", CLONE_NEWUSER),
-    ("CLONE_NEWPID", CLONE_NEWPID),
-    ("CLONE_NEWNET", CLONE_NEWNET),
-)
+_CLONE_NAMES = tuple((name, value) for name, value in vars(linux).items()
+                     if name.startswith("CLONE_NEW") and name != "CLONE_NEW_ALL")
 
 _MS_NAMES = (
     ("MS_RDONLY", MS_RDONLY),
@@ -301,24 +253,9 @@ _CLOSE_RANGE_NAMES = (
     ("CLOSE_RANGE_CLOEXEC", CLOSE_RANGE_CLOEXEC),
 )
 
-_PR_NAMES = {
-    PR_SET_PDEATHSIG: "PR_SET_PDEATHSIG",
-    PR_GET_PDEATHSIG: "PR_GET_PDEATHSIG",
-    PR_GET_DUMPABLE: "PR_GET_DUMPABLE",
-    PR_SET_DUMPABLE: "PR_SET_DUMPABLE",
-    PR_SET_NAME: "PR_SET_NAME",
-    PR_GET_NAME: "PR_GET_NAME",
-    PR_GET_SECCOMP: "PR_GET_SECCOMP",
-    PR_CAPBSET_READ: "PR_CAPBSET_READ",
-    PR_CAPBSET_DROP: "PR_CAPBSET_DROP",
-    PR_GET_SECUREBITS: "PR_GET_SECUREBITS",
-    PR_SET_SECUREBITS: "PR_SET_SECUREBITS",
-    PR_SET_CHILD_SUBREAPER: "PR_SET_CHILD_SUBREAPER",
-    PR_GET_CHILD_SUBREAPER: "PR_GET_CHILD_SUBREAPER",
-    PR_SET_NO_NEW_PRIVS: "PR_SET_NO_NEW_PRIVS",
-    PR_GET_NO_NEW_PRIVS: "PR_GET_NO_NEW_PRIVS",
-    PR_CAP_AMBIENT: "PR_CAP_AMBIENT",
-}
+# The options by number (not the sub-operations of PR_CAP_AMBIENT, which share numbers).
+_PR_NAMES = {value: name for name, value in vars(linux).items()
+             if name.startswith("PR_") and not name.startswith("PR_CAP_AMBIENT_")}
 
 
 def _flag_names(flags: int, table: tuple[tuple[str, int], ...]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 
+from nucleus import linux
 from nucleus.effects import abi, libc
 
 CAP_LAST_CAP_PATH = "/proc/sys/kernel/cap_last_cap"  # a plain read: a test points it at a file
@@ -33,9 +34,9 @@ def drop_capabilities(keep: frozenset[int] = frozenset()) -> None:
     for cap in range(last + 1):
         if cap in keep:
             continue
-        if libc.prctl(abi.PR_CAPBSET_READ, cap):
-            libc.prctl(abi.PR_CAPBSET_DROP, cap)
-    libc.prctl(abi.PR_CAP_AMBIENT, abi.PR_CAP_AMBIENT_CLEAR_ALL)
+        if libc.prctl(linux.PR_CAPBSET_READ, cap):
+            libc.prctl(linux.PR_CAPBSET_DROP, cap)
+    libc.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
     mask = 0
     for cap in keep:
         mask |= 1 << cap
@@ -45,18 +46,18 @@ def drop_capabilities(keep: frozenset[int] = frozenset()) -> None:
 def set_no_new_privs() -> None:
     """PR_SET_NO_NEW_PRIVS: execve can no longer grant privileges (setuid bits, file caps).
     It is inherited by children and cannot be unset."""
-    libc.prctl(abi.PR_SET_NO_NEW_PRIVS, 1)
+    libc.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def no_new_privs() -> bool:
     """Whether no_new_privs is set on the calling thread."""
-    return libc.prctl(abi.PR_GET_NO_NEW_PRIVS) == 1
+    return libc.prctl(linux.PR_GET_NO_NEW_PRIVS) == 1
 
 
 def set_dumpable(dumpable: bool) -> None:
     """PR_SET_DUMPABLE: a non-dumpable process cannot be ptrace-attached and its /proc/<pid>
     files are owned by root, so the workload cannot reach into the runtime's memory."""
-    libc.prctl(abi.PR_SET_DUMPABLE, 1 if dumpable else 0)
+    libc.prctl(linux.PR_SET_DUMPABLE, 1 if dumpable else 0)
 
 
 def read_status_caps(pid: int | str = "self") -> dict[str, int]:

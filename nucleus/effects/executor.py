@@ -17,8 +17,9 @@ import socket
 import sys
 from collections.abc import Callable
 
+from nucleus import linux
 from nucleus import vocab as v
-from nucleus.effects import abi, channel, libc, process
+from nucleus.effects import channel, libc, process
 from nucleus.effects.handlers import handler_for
 from nucleus.effects.setup import SetupProcess, serve
 
@@ -134,7 +135,7 @@ class Executor:
     def spawn(self, op: v.SpawnChild) -> None:
         """Fork the process that serves the child-side intents (a subreaper first, so that the
         process it forks later is reparented here). In trace mode the tracer comes first."""
-        libc.prctl(abi.PR_SET_CHILD_SUBREAPER, 1)
+        libc.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
         traced_end = None
         if op.trace_log:
             traced_end = self._start_tracer(op.trace_log)

@@ -7,7 +7,6 @@ file operations in the new root are made here."""
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
 import re
 import stat
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nucleus import vocab as v
+from nucleus.config.context import excluded
 from nucleus.effects import abi, libc
 
 MS_FLAGS = {
@@ -109,14 +109,6 @@ def write_file(op: v.WriteFile) -> None:
         os.close(fd)
 
 
-def _excluded(name: str, patterns: tuple[str, ...]) -> bool:
-    lowered = name.lower()
-    return any(
-        fnmatch.fnmatchcase(name, p) or (p.startswith("*") and fnmatch.fnmatchcase(lowered, p))
-        for p in patterns
-    )
-
-
 def copy_tree(op: v.CopyTree) -> None:
     """Copy regular files, directories and symlinks; skip excluded names and special files.
 
@@ -135,7 +127,7 @@ def _copy_dir(src_fd: int, dst: str, exclude: tuple[str, ...], owner: tuple[int,
         items = list(entries)
     for entry in items:
         name = entry.name
-        if _excluded(name, exclude):
+        if excluded(name, exclude):
             continue
         st = entry.stat(follow_symlinks=False)
         path = os.path.join(dst, name)

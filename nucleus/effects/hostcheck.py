@@ -18,6 +18,7 @@ import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from nucleus import linux
 from nucleus.config import mode_host, modes
 from nucleus.effects import abi, libc
 from nucleus.facts import CgroupLayout, HostFacts
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # the shapes of probe()'s JSON-ready answer; plain dicts at r
         hybrid: bool
         controllers: list[str]
         mounts: dict[str, str]
+        root_enabled: list[str]
         unified: str | None
         unified_controllers: list[str]
         reason: str
@@ -218,7 +220,7 @@ def cgroups() -> CgroupFacts:
     try:
         layout = probe.cgroup_layout()
     except OSError as e:
-        return {"backend": "none", "hybrid": False, "controllers": [], "mounts": {},
+        return {"backend": "none", "hybrid": False, "controllers": [], "mounts": {}, "root_enabled": [],
                 "unified": None, "unified_controllers": [], "reason": _error(e)}
     unified_controllers: list[str] = []
     if layout.unified:
@@ -228,6 +230,7 @@ def cgroups() -> CgroupFacts:
         "hybrid": layout.backend == "v1" and layout.unified is not None,
         "controllers": sorted(layout.controllers),
         "mounts": dict(sorted(layout.mounts)),
+        "root_enabled": list(layout.root_enabled),
         "unified": layout.unified,
         "unified_controllers": unified_controllers,
         "reason": layout.reason,
@@ -285,7 +288,7 @@ def _lockdown_private(path: str) -> str:
         try:
             os.close(r)
             try:
-                libc.unshare(abi.CLONE_NEWNS)
+                libc.unshare(linux.CLONE_NEWNS)
                 libc.mount(None, "/", None, abi.MS_REC | abi.MS_PRIVATE)
                 libc.mount("securityfs", directory, "securityfs",
                         abi.MS_NOSUID | abi.MS_NODEV | abi.MS_NOEXEC | abi.MS_RDONLY)
@@ -434,8 +437,10 @@ def host_facts(facts: Facts, rootfs_realpath: str | None = None) -> HostFacts:
     ns: NamespaceFacts = facts.get("namespaces") or {}
     return HostFacts(
         euid=facts.get("euid"),
-        cgroups=CgroupLayout(backend=cg.get("backend") or "none", reason=cg.get("reason") or "")
-        if cg else None,
+        cgroups=CgroupLayout(
+            backend=cg.get("backend") or "none", mounts=tuple(sorted((cg.get("mounts") or {}).items())),
+            controllers=tuple(cg.get("controllers") or ()), root_enabled=tuple(cg.get("root_enabled") or ()),
+            unified=cg.get("unified"), reason=cg.get("reason") or "") if cg else None,
         landlock_abi=ll.get("abi"),
         lockdown=lock.get("line"),
         lockdown_error=(lock.get("error") or "") if lock.get("line") is None else "",

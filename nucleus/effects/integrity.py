@@ -21,7 +21,7 @@ import hashlib
 import os
 import stat
 
-from nucleus.effects.fs import _excluded
+from nucleus.config.context import excluded
 
 DIR = "dir"
 SYMLINK_PREFIX = "symlink:"
@@ -52,7 +52,7 @@ def _walk(dir_fd: int, prefix: str, exclude: tuple[str, ...], out: dict[str, str
         items = sorted(entries, key=lambda e: e.name)
     for entry in items:
         name = entry.name
-        if _excluded(name, exclude):
+        if excluded(name, exclude):
             continue
         rel = prefix + name
         st = entry.stat(follow_symlinks=False)

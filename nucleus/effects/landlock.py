@@ -18,9 +18,9 @@ from nucleus.effects import libc
 from nucleus.effects.abi import (  # by name: ``abi`` here is a Landlock ABI version
     LANDLOCK_CREATE_RULESET_VERSION,
     LANDLOCK_RULE_PATH_BENEATH,
-    PR_SET_NO_NEW_PRIVS,
     SyscallError,
 )
+from nucleus.linux import PR_SET_NO_NEW_PRIVS
 
 
 def abi_version() -> int:

@@ -9,13 +9,14 @@ import signal
 import socket
 import struct
 
+from nucleus import linux
 from nucleus import vocab as v
 from nucleus.effects import abi, caps, libc
 
 FLAGS = {
-    "user": abi.CLONE_NEWUSER, "pid": abi.CLONE_NEWPID, "mount": abi.CLONE_NEWNS,
-    "mnt": abi.CLONE_NEWNS, "net": abi.CLONE_NEWNET, "uts": abi.CLONE_NEWUTS,
-    "ipc": abi.CLONE_NEWIPC, "cgroup": abi.CLONE_NEWCGROUP, "time": abi.CLONE_NEWTIME,
+    "user": linux.CLONE_NEWUSER, "pid": linux.CLONE_NEWPID, "mount": linux.CLONE_NEWNS,
+    "mnt": linux.CLONE_NEWNS, "net": linux.CLONE_NEWNET, "uts": linux.CLONE_NEWUTS,
+    "ipc": linux.CLONE_NEWIPC, "cgroup": linux.CLONE_NEWCGROUP, "time": linux.CLONE_NEWTIME,
 }
 _IFREQ = struct.Struct("16sH14x")
 
@@ -41,14 +42,14 @@ def enter_user_namespace(_: v.EnterUserNamespace) -> None:
     # Host root's supplementary groups would follow the process into the namespace (shown as
     # nogroup but still granting access): clear them while still allowed to.
     libc.setgroups([])
-    libc.unshare(abi.CLONE_NEWUSER)
+    libc.unshare(linux.CLONE_NEWUSER)
 
 
 def become_root(_: v.BecomeRoot) -> None:
     libc.setresgid(0, 0, 0)
     libc.setresuid(0, 0, 0)
     # A credential change clears the parent-death signal and resets dumpability: restore both.
-    libc.prctl(abi.PR_SET_PDEATHSIG, signal.SIGKILL)
+    libc.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     caps.set_dumpable(False)
 
 

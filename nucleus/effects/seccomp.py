@@ -25,6 +25,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, cast
 
+from nucleus import linux
 from nucleus.effects import abi, libc
 
 if TYPE_CHECKING:
@@ -539,7 +540,7 @@ def load_program(program: bytes, *, log_denied: bool = False) -> None:
     CAP_SYS_ADMIN, and nucleus wants it in every case. ``log_denied`` adds
     SECCOMP_FILTER_FLAG_LOG so every action other than allow is logged by the kernel.
     """
-    libc.prctl(abi.PR_SET_NO_NEW_PRIVS, 1)
+    libc.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     flags = abi.SECCOMP_FILTER_FLAG_LOG if log_denied else 0
     libc.seccomp_set_mode_filter(program, flags)
 

@@ -36,6 +36,7 @@ import os
 import signal
 import socket
 
+from nucleus import linux
 from nucleus.effects import abi, libc
 from nucleus.effects.seccomp_bpf import trace_filter
 
@@ -50,7 +51,7 @@ def install_trace_filter(exempt: tuple[int, int] | None = None) -> int:
     until someone serves the listener: hand it over with no syscall in between, as
     :func:`start_tracing` does.
     """
-    libc.prctl(abi.PR_SET_NO_NEW_PRIVS, 1)
+    libc.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     flags = abi.SECCOMP_FILTER_FLAG_NEW_LISTENER
     call, count = libc.prepare_seccomp_filter(trace_filter(exempt), flags)
     # Kept alive, and stored before the call: freeing or growing memory after it could make a

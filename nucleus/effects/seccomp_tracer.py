@@ -42,6 +42,7 @@ import socket
 import struct
 from typing import TYPE_CHECKING, TextIO
 
+from nucleus import linux
 from nucleus.effects import abi, libc, process
 from nucleus.effects.seccomp_handoff import recv_fd
 from nucleus.effects.seccomp_names import syscall_name
@@ -337,7 +338,7 @@ def spawn_tracer(sock: socket.socket, log_path: str) -> int:
         return pid
     code = 1
     try:
-        libc.prctl(abi.PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:
             os._exit(1)
         for sig in TRACER_IGNORES:

@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from nucleus import linux
 from nucleus import vocab as v
 from nucleus.effects import abi, channel, libc, process, rlimits
 from nucleus.effects.handlers import child_handler
@@ -53,7 +54,7 @@ def serve(setup: SetupProcess) -> None:
             if not armed:
                 # Die with the supervisor. PID 1 arms this only now: its parent at fork time was
                 # the intermediate process, which has exited and been reaped before this message.
-                libc.prctl(abi.PR_SET_PDEATHSIG, signal.SIGKILL)
+                libc.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
                 armed = True
             assert isinstance(batch, list)
             events: list[dict[str, Any]] = []

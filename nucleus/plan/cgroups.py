@@ -80,13 +80,8 @@ def _plan_v2(layout: CgroupLayout, parts: list[str], name: str, limits: Limits) 
     wanted = sorted(layout.controllers)
     directory = posixpath.join(point, *parts, name)
     parents = [posixpath.join(point, *parts[:depth]) for depth in range(1, len(parts) + 1)]
-    missing = [c for c in wanted if c not in layout.root_enabled]
-    if missing:
-        control = posixpath.join(point, "cgroup.subtree_control")
-        plus = " ".join(f"+{c}" for c in missing)
-        create = v.CreateCgroup(unavailable=(
-            f"{' '.join(missing)} not enabled for the children of {point}; enable them on the "
-            f"host with: echo '{plus}' > {control}"))
+    if layout.unusable:
+        create = v.CreateCgroup(unavailable=layout.unusable)
     else:
         plus = " ".join(f"+{c}" for c in wanted)
         create = v.CreateCgroup(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from nucleus import linux
 from nucleus.effects import abi, libc
 from tests.fakes.libc import (
     DEFAULTS,
@@ -66,12 +67,12 @@ def test_no_module_imports_a_call_by_name():
 
 def test_calls_are_recorded_in_order_with_every_argument(fake_libc):
     libc.mount(None, "/x", None, abi.MS_PRIVATE | abi.MS_REC)
-    libc.prctl(abi.PR_SET_NO_NEW_PRIVS, 1)
+    libc.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     libc.capset(effective=1, permitted=1, inheritable=0)
     libc.chdir("/")
     assert fake_libc.calls == [
         ("mount", (None, "/x", None, abi.MS_PRIVATE | abi.MS_REC, None)),
-        ("prctl", (abi.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)),
+        ("prctl", (linux.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)),
         ("capset", (1, 1, 0)),
         ("chdir", ("/",)),
     ]
@@ -89,8 +90,8 @@ def test_a_call_the_real_one_would_refuse_is_a_type_error(fake_libc):
     "call",
     [
         lambda: libc.capget(),
-        lambda: libc.prctl(abi.PR_CAPBSET_READ, 0),
-        lambda: libc.prctl(abi.PR_GET_NO_NEW_PRIVS),
+        lambda: libc.prctl(linux.PR_CAPBSET_READ, 0),
+        lambda: libc.prctl(linux.PR_GET_NO_NEW_PRIVS),
         lambda: libc.landlock_create_ruleset(None, 0, abi.LANDLOCK_CREATE_RULESET_VERSION),
         lambda: libc.statvfs("/"),
         lambda: libc.readlink("/proc/self/ns/mnt"),
@@ -162,7 +163,7 @@ REAL_FAILURES = {
     "mount": (None, MISSING, None, abi.MS_BIND | abi.MS_REMOUNT | abi.MS_RDONLY),
     "umount2": (MISSING, abi.MNT_DETACH),
     "unshare": (0x1,),  # not a flag unshare accepts: EINVAL
-    "setns": (-1, abi.CLONE_NEWNS),
+    "setns": (-1, linux.CLONE_NEWNS),
     "prctl": (0xDEAD, 1),
     "open": (MISSING, os.O_RDONLY | os.O_CLOEXEC),
     "chdir": (MISSING,),

@@ -11,6 +11,7 @@ import struct
 
 import pytest
 
+from nucleus import linux
 from nucleus import vocab as v
 from nucleus.effects import abi, handlers, namespaces, setup
 from tests.fakes.libc import fake_libc_fixture, syscall_error  # noqa: F401 - the fixture
@@ -31,10 +32,10 @@ def run(intent: v.Intent) -> None:
     ("names", "flags"),
     [
         (("mount", "uts", "ipc", "pid", "net", "cgroup"),
-         abi.CLONE_NEWNS | abi.CLONE_NEWUTS | abi.CLONE_NEWIPC | abi.CLONE_NEWPID
-         | abi.CLONE_NEWNET | abi.CLONE_NEWCGROUP),
-        (("user",), abi.CLONE_NEWUSER),
-        (("mnt", "time"), abi.CLONE_NEWNS | abi.CLONE_NEWTIME),
+         linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWPID
+         | linux.CLONE_NEWNET | linux.CLONE_NEWCGROUP),
+        (("user",), linux.CLONE_NEWUSER),
+        (("mnt", "time"), linux.CLONE_NEWNS | linux.CLONE_NEWTIME),
     ],
 )
 def test_unshare_is_one_call_with_the_flags_of_the_names(fake_libc, names, flags):
@@ -70,7 +71,7 @@ def test_loopback_up_reads_the_flags_then_adds_up(fake_libc):
 
 def test_enter_user_namespace_clears_the_groups_first(fake_libc):
     run(v.EnterUserNamespace())
-    assert fake_libc.calls == [("setgroups", ([],)), ("unshare", (abi.CLONE_NEWUSER,))]
+    assert fake_libc.calls == [("setgroups", ([],)), ("unshare", (linux.CLONE_NEWUSER,))]
 
 
 def test_enter_user_namespace_stops_when_the_groups_cannot_be_cleared(fake_libc):
@@ -84,8 +85,8 @@ BECOME_ROOT = [
     ("setresgid", (0, 0, 0)),
     ("setresuid", (0, 0, 0)),
     # a credential change clears both: restored at once
-    ("prctl", (abi.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)),
-    ("prctl", (abi.PR_SET_DUMPABLE, 0, 0, 0, 0)),
+    ("prctl", (linux.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)),
+    ("prctl", (linux.PR_SET_DUMPABLE, 0, 0, 0, 0)),
 ]
 
 
@@ -132,9 +133,9 @@ def test_enter_namespaces_opens_all_first_then_joins_in_order(fake_libc):
         ("readlink", ("/proc/42/ns/time",)),  # no time namespace on this kernel
         ("readlink", ("/proc/42/ns/pid",)), ("readlink", ("/proc/self/ns/pid",)),
         ("open", ("/proc/42/ns/pid", RDONLY_CLOEXEC, 0o777)),
-        ("setns", (10, abi.CLONE_NEWUSER)),
-        ("setns", (11, abi.CLONE_NEWNS)),
-        ("setns", (12, abi.CLONE_NEWPID)),
+        ("setns", (10, linux.CLONE_NEWUSER)),
+        ("setns", (11, linux.CLONE_NEWNS)),
+        ("setns", (12, linux.CLONE_NEWPID)),
         ("close", (10,)), ("close", (11,)), ("close", (12,)),
     ]
 
@@ -152,7 +153,7 @@ def test_enter_namespaces_skips_its_own_user_namespace(fake_libc):
     _namespaces(fake_libc, {**TARGET, "/proc/self/ns/user": TARGET["/proc/42/ns/user"]})
     run(v.EnterNamespaces(namespaces=(("user", "/proc/42/ns/user"), ("mnt", "/proc/42/ns/mnt"))))
     assert fake_libc.of("open") == [("/proc/42/ns/mnt", RDONLY_CLOEXEC, 0o777)]
-    assert fake_libc.of("setns") == [(10, abi.CLONE_NEWNS)]
+    assert fake_libc.of("setns") == [(10, linux.CLONE_NEWNS)]
 
 
 def test_a_failed_setns_still_closes_every_fd(fake_libc):
@@ -192,6 +193,6 @@ def test_a_refused_unshare_is_the_iso_fail_event(fake_libc):
 
 def test_flags_cover_every_namespace_kind():
     assert set(namespaces.FLAGS.values()) == {
-        abi.CLONE_NEWUSER, abi.CLONE_NEWPID, abi.CLONE_NEWNS, abi.CLONE_NEWNET, abi.CLONE_NEWUTS,
-        abi.CLONE_NEWIPC, abi.CLONE_NEWCGROUP, abi.CLONE_NEWTIME,
+        linux.CLONE_NEWUSER, linux.CLONE_NEWPID, linux.CLONE_NEWNS, linux.CLONE_NEWNET, linux.CLONE_NEWUTS,
+        linux.CLONE_NEWIPC, linux.CLONE_NEWCGROUP, linux.CLONE_NEWTIME,
     }

@@ -12,6 +12,7 @@ import struct
 
 import pytest
 
+from nucleus import linux
 from nucleus import vocab as v
 from nucleus.config import landlock_default as ll
 from nucleus.effects import abi, caps, handlers, landlock, libc, rlimits, setup
@@ -27,7 +28,7 @@ def prctl_call(option: int, arg2: int = 0) -> tuple[str, tuple[int, ...]]:
     return ("prctl", (option, arg2, 0, 0, 0))
 
 
-NO_NEW_PRIVS = prctl_call(abi.PR_SET_NO_NEW_PRIVS, 1)
+NO_NEW_PRIVS = prctl_call(linux.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def run(intent: v.Intent, programs: dict[str, bytes] | None = None) -> None:
@@ -46,7 +47,7 @@ def bounding(fake_libc, tmp_path, monkeypatch):
         monkeypatch.setattr(caps, "CAP_LAST_CAP_PATH", str(path))
 
         def prctl(option, arg2, *_):
-            if option == abi.PR_CAPBSET_READ:
+            if option == linux.PR_CAPBSET_READ:
                 assert 0 <= arg2 <= last, f"asked about capability {arg2} above cap_last_cap"
                 return int(arg2 not in absent)
             return 0
@@ -62,11 +63,11 @@ def test_drop_capabilities_sequence(fake_libc, bounding):
     run(v.DropCapabilities(keep=("CAP_CHOWN", "kill")))  # 0 and 5
     kept = 1 << 0 | 1 << 5
     assert fake_libc.calls == [
-        prctl_call(abi.PR_CAPBSET_READ, 1), prctl_call(abi.PR_CAPBSET_DROP, 1),
-        prctl_call(abi.PR_CAPBSET_READ, 2), prctl_call(abi.PR_CAPBSET_DROP, 2),
-        prctl_call(abi.PR_CAPBSET_READ, 3),
-        prctl_call(abi.PR_CAPBSET_READ, 4), prctl_call(abi.PR_CAPBSET_DROP, 4),
-        prctl_call(abi.PR_CAP_AMBIENT, abi.PR_CAP_AMBIENT_CLEAR_ALL),
+        prctl_call(linux.PR_CAPBSET_READ, 1), prctl_call(linux.PR_CAPBSET_DROP, 1),
+        prctl_call(linux.PR_CAPBSET_READ, 2), prctl_call(linux.PR_CAPBSET_DROP, 2),
+        prctl_call(linux.PR_CAPBSET_READ, 3),
+        prctl_call(linux.PR_CAPBSET_READ, 4), prctl_call(linux.PR_CAPBSET_DROP, 4),
+        prctl_call(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL),
         ("capset", (kept, kept, 0)),
         NO_NEW_PRIVS,
     ]
@@ -76,7 +77,7 @@ def test_drop_everything_reaches_cap_last_cap(fake_libc, bounding):
     bounding(last=40)
     run(v.JoinDropCapabilities(keep=()))
     drops = [args[1] for name, args in fake_libc.calls
-             if name == "prctl" and args[0] == abi.PR_CAPBSET_DROP]
+             if name == "prctl" and args[0] == linux.PR_CAPBSET_DROP]
     assert drops == list(range(41))
     assert fake_libc.calls[-2:] == [("capset", (0, 0, 0)), NO_NEW_PRIVS]
 
@@ -265,5 +266,5 @@ def test_syscall_error_helper_matches_the_fake(fake_libc):
     """The helper the tests script errors with builds what a scripted failure raises."""
     fake_libc.fail("setns", errno.EINVAL)
     with pytest.raises(abi.SyscallError) as info:
-        libc.setns(3, abi.CLONE_NEWNS)
-    assert str(info.value) == str(syscall_error("setns", (3, abi.CLONE_NEWNS), errno.EINVAL))
+        libc.setns(3, linux.CLONE_NEWNS)
+    assert str(info.value) == str(syscall_error("setns", (3, linux.CLONE_NEWNS), errno.EINVAL))

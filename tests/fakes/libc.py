@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from nucleus import linux
 from nucleus.effects import abi, libc
 
 Call = tuple[str, tuple[Any, ...]]
@@ -52,16 +53,16 @@ def _nothing(*_: Any) -> None:
 
 
 # prctl options that set something (their answer is 0) and the ambient operations that do.
-_PRCTL_SETS = frozenset({abi.PR_SET_PDEATHSIG, abi.PR_SET_DUMPABLE, abi.PR_SET_NAME,
-                         abi.PR_CAPBSET_DROP, abi.PR_SET_SECUREBITS, abi.PR_SET_CHILD_SUBREAPER,
-                         abi.PR_SET_NO_NEW_PRIVS})
-_AMBIENT_SETS = frozenset({abi.PR_CAP_AMBIENT_RAISE, abi.PR_CAP_AMBIENT_LOWER,
-                           abi.PR_CAP_AMBIENT_CLEAR_ALL})
+_PRCTL_SETS = frozenset({linux.PR_SET_PDEATHSIG, linux.PR_SET_DUMPABLE, linux.PR_SET_NAME,
+                         linux.PR_CAPBSET_DROP, linux.PR_SET_SECUREBITS, linux.PR_SET_CHILD_SUBREAPER,
+                         linux.PR_SET_NO_NEW_PRIVS})
+_AMBIENT_SETS = frozenset({linux.PR_CAP_AMBIENT_RAISE, linux.PR_CAP_AMBIENT_LOWER,
+                           linux.PR_CAP_AMBIENT_CLEAR_ALL})
 _NO_DEFAULT = object()
 
 
 def _prctl_default(option: int, arg2: int, *_: int) -> object:
-    if option in _PRCTL_SETS or (option == abi.PR_CAP_AMBIENT and arg2 in _AMBIENT_SETS):
+    if option in _PRCTL_SETS or (option == linux.PR_CAP_AMBIENT and arg2 in _AMBIENT_SETS):
         return 0
     return _NO_DEFAULT  # a query: the test must say what the kernel answers
 

@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 
+from nucleus import linux
 from nucleus.config import capabilities as capspec
 from nucleus.effects import abi, caps, libc
 from tests.child import in_child
@@ -34,15 +35,15 @@ def test_drop_everything():
 def test_privileged_calls_fail_after_drop(tmp_path):
     def body():
         # A private mount namespace first, so a broken drop could not touch the host's mounts.
-        libc.unshare(abi.CLONE_NEWNS)
+        libc.unshare(linux.CLONE_NEWNS)
         libc.mount(None, "/", None, abi.MS_REC | abi.MS_PRIVATE)
         caps.drop_capabilities()
         out = []
         flags = abi.MS_NOSUID | abi.MS_NODEV
         for call in (
             lambda: libc.mount("tmpfs", tmp_path, "tmpfs", flags, "size=1g"),
-            lambda: libc.unshare(abi.CLONE_NEWNS | abi.CLONE_NEWUTS),
-            lambda: libc.prctl(abi.PR_CAPBSET_DROP, 0),
+            lambda: libc.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWUTS),
+            lambda: libc.prctl(linux.PR_CAPBSET_DROP, 0),
         ):
             try:
                 call()
@@ -89,9 +90,9 @@ def test_drop_twice_needs_no_capability():
 def test_dumpable():
     def body():
         caps.set_dumpable(False)
-        off = libc.prctl(abi.PR_GET_DUMPABLE)
+        off = libc.prctl(linux.PR_GET_DUMPABLE)
         caps.set_dumpable(True)
-        return [off, libc.prctl(abi.PR_GET_DUMPABLE)]
+        return [off, libc.prctl(linux.PR_GET_DUMPABLE)]
 
     assert in_child(body).value == [0, 1]
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from nucleus import vocab as v
-from nucleus.config.context import exclusion_list
+from nucleus.config.context import excluded, exclusion_list
 from nucleus.effects import fs, integrity
 
 EXCLUDE = exclusion_list()
@@ -97,7 +97,7 @@ def test_exclusion_matches_the_copy(name, tmp_path):
     root.mkdir()
     (root / name).write_text("x")
     skipped = name not in integrity.manifest(root, EXCLUDE)
-    assert skipped is fs._excluded(name, EXCLUDE)
+    assert skipped is excluded(name, EXCLUDE)
 
 
 def test_manifest_of_the_copy_equals_the_source(tree, tmp_path):

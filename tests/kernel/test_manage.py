@@ -1,7 +1,7 @@
 """Container management on the real kernel: detached containers outlive the command that started
-them and are listed, logged, signalled, stopped, attached and removed; concurrent commands never
-corrupt the state directory; and a supervisor killed at any point of a container's setup leaves
-nothing that `nucleus rm --force` does not reclaim.
+them and are listed, logged, signalled, stopped, attached and removed, by their owner only.
+Concurrent commands are in test_manage_races.py, a supervisor killed at any point in
+test_manage_crash.py.
 
 Every test works in a Scope of its own (tests.helpers): a private state directory, a private
 cgroup parent and a marker on every workload's command line, so other containers on the machine
@@ -14,34 +14,25 @@ import json
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import nucleus
 from tests.helpers import (
-    CONTAINER_ID,
     SANDBOX_WITH_PYTHON,
     Scope,
     describe,
     find_processes,
-    read_proc,
     wait_for,
     wait_for_line,
 )
+from tests.kernel.manage_support import POLITE, TRAPS, fails, gone, ok, ps_json, row_of, started
 
 pytestmark = SANDBOX_WITH_PYTHON
-
-# A workload that reports each signal it gets, and keeps running.
-TRAPS = ('for s in TERM USR1 USR2 HUP INT; do trap "echo got $s" $s; done; '
-         'echo ready; while :; do sleep 0.05; done')
-# A workload that exits 0 on TERM.
-POLITE = 'trap "exit 0" TERM; echo ready; while :; do sleep 0.05; done'
 
 NOT_FOUND_HINT = "hint: nucleus ps --all lists the containers\n"
 OWNER_HINT = "hint: only its creator or root may manage a container\n"
@@ -51,45 +42,6 @@ OWNER_HINT = "hint: only its creator or root may manage a container\n"
 def scope():
     with Scope() as s:
         yield s
-
-
-def ok(result: subprocess.CompletedProcess, stdout: str | None = None) -> None:
-    assert result.returncode == 0 and result.stderr == "", describe(result)
-    if stdout is not None:
-        assert result.stdout == stdout, describe(result)
-
-
-def fails(result: subprocess.CompletedProcess, code: int, stderr: str) -> None:
-    assert (result.returncode, result.stdout, result.stderr) == (code, "", stderr), describe(result)
-
-
-def started(scope: Scope, script: str = TRAPS, *options: str, name: str = "web") -> str:
-    """A detached container running ``script``, once it has printed its first line."""
-    cid = scope.detach(scope.sh(script), "--name", name, *options)
-    scope.wait_log(cid, lambda text: text.startswith("ready\n"))
-    return cid
-
-
-def ps_json(scope: Scope, *options: str) -> list[dict]:
-    result = scope.nucleus("ps", *options, "--format", "json")
-    assert result.returncode == 0, describe(result)
-    return json.loads(result.stdout)
-
-
-def row_of(text: str, cid: str) -> list[str]:
-    rows = [line for line in text.splitlines() if line.startswith(cid[:12] + " ")]
-    assert len(rows) == 1, f"no single row for {cid[:12]} in:\n{text}"
-    return re.split(r"\s{2,}", rows[0])
-
-
-def stopped_state(pid: int) -> bool:
-    proc = read_proc(pid)
-    return proc is not None and proc.state == "T"
-
-
-def gone(pid: int) -> bool:
-    proc = read_proc(pid)
-    return proc is None or not proc.alive
 
 
 # --- detached containers ----------------------------------------------------------------------
@@ -415,206 +367,3 @@ def test_attach_runs_inside_the_container(scope):
     ok(scope.nucleus("rm", "--force", "web"), "web\n")
     scope.assert_clean()
 
-
-# --- concurrency ------------------------------------------------------------------------------
-
-NAME_TAKEN = re.compile(
-    r"error: --name 'same': a container with this name exists \([0-9a-f]{12}, "
-    r"(creating|created|running)\)\n"
-    r"hint: pick another name, or remove it first: nucleus rm --force same\n")
-
-
-def test_concurrent_runs_with_the_same_name(scope):
-    for _ in range(3):
-        argv = [*scope.run_args("-d", "--name", "same"), "--", *scope.sh(POLITE)]
-        racers = [scope.popen(*argv) for _ in range(2)]
-        results = [(p.wait(timeout=60), *p.communicate()) for p in racers]
-        winners = [r for r in results if r[0] == 0]
-        losers = [r for r in results if r[0] != 0]
-        assert len(winners) == 1 and len(losers) == 1, results
-        assert CONTAINER_ID.fullmatch(winners[0][1].strip()), results
-        code, out, err = losers[0]
-        assert out == "" and NAME_TAKEN.fullmatch(err), results
-        assert code == 2, results  # the same status as a refused foreground run
-        assert [r["name"] for r in scope.records().values()] == ["same"]
-        ok(scope.nucleus("rm", "--force", "same"), "same\n")
-        scope.assert_clean()
-
-
-def test_a_refused_detached_run_leaves_nothing(scope):
-    started(scope, POLITE, name="same")
-    refused = scope.nucleus(*scope.run_args("-d", "--name", "same"), "--", *scope.sh(POLITE))
-    assert refused.returncode != 0 and NAME_TAKEN.fullmatch(refused.stderr), describe(refused)
-    assert len(scope.records()) == 1
-    ok(scope.nucleus("rm", "--force", "same"), "same\n")
-    scope.assert_clean()
-
-
-def test_parallel_runs_and_management_never_corrupt_records(scope):
-    n = 10
-    problems: list[str] = []
-
-    def run(i: int) -> subprocess.CompletedProcess:
-        return scope.nucleus(*scope.run_args("-d", "--name", f"c{i}"), "--", *scope.sh(POLITE),
-                             timeout=120)
-
-    def listing() -> subprocess.CompletedProcess:
-        return scope.nucleus("ps", "--all", "--format", "json", timeout=120)
-
-    with ThreadPoolExecutor(max_workers=24) as pool:
-        runs = [pool.submit(run, i) for i in range(n)]
-        lists = [pool.submit(listing) for _ in range(n)]
-        managed: dict[int, list] = {}
-        while len(managed) < n or not all(f.done() for fs in managed.values() for f in fs):
-            scope.records()  # every record parses, whenever it is read
-            for i, f in enumerate(runs):
-                if i in managed or not f.done():
-                    continue
-                name = f"c{i}"
-                if i % 3 == 0:
-                    managed[i] = [pool.submit(scope.nucleus, "stop", name, timeout=120)]
-                elif i % 3 == 1:
-                    managed[i] = [pool.submit(scope.nucleus, "rm", "--force", name, timeout=120)]
-                else:
-                    managed[i] = [pool.submit(scope.nucleus, "kill", "-s", "TERM", name, timeout=120),
-                                  pool.submit(listing)]
-            time.sleep(0.01)
-        for i, f in enumerate(runs):
-            result = f.result()
-            if result.returncode != 0 or not CONTAINER_ID.fullmatch(result.stdout.strip()):
-                problems.append(f"run c{i}: {describe(result)}")
-        for f in lists + [f for fs in managed.values() for f in fs]:
-            result = f.result()
-            if result.returncode != 0:
-                problems.append(describe(result))
-            elif result.args[1] == "ps":
-                try:
-                    json.loads(result.stdout)
-                except ValueError:
-                    problems.append(f"ps printed no JSON: {describe(result)}")
-    assert not problems, "\n".join(problems)
-    ids = {f.result().stdout.strip() for f in runs}
-    assert len(ids) == n
-    records = scope.records()
-    assert set(records) <= ids
-    for cid, record in records.items():
-        assert record["status"] in ("running", "stopped"), record
-        ok(scope.nucleus("rm", "--force", cid), f"{record['name']}\n")
-    scope.assert_clean()
-
-
-def test_kill_while_the_container_exits(scope):
-    for _ in range(8):
-        started(scope, POLITE)
-        stopper = scope.popen("stop", "web")
-        result = scope.nucleus("kill", "-s", "TERM", "web")
-        stopper.communicate(timeout=60)
-        # Either it reached the container, or the container had already stopped: a message,
-        # never a traceback.
-        assert result.returncode in (0, 1) and "Traceback" not in result.stderr, describe(result)
-        if result.returncode == 0:
-            assert result.stdout == "web\n", describe(result)
-        else:
-            assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1, \
-                describe(result)
-        ok(scope.nucleus("rm", "--force", "web"), "web\n")
-        scope.assert_clean()
-
-
-def test_rm_force_while_the_container_stops(scope):
-    for _ in range(5):
-        started(scope, POLITE)
-        stopper = scope.popen("stop", "web")
-        ok(scope.nucleus("rm", "--force", "web"), "web\n")
-        stopper.communicate(timeout=60)
-        scope.assert_clean()
-
-
-# --- crash recovery ---------------------------------------------------------------------------
-
-# Every step of a container's setup, in order (later occurrences: some mounts already exist),
-# then the steps of its teardown.
-SETUP_STEPS = [
-    "CreateCgroup", "SetCgroupLimits", "SpawnChild", "AttachCgroup", "Unshare", "ForkInit",
-    "SetHostname", "LoopbackUp", "SetPropagation", "MountFs", "MakeDirs", "MakeSymlinks",
-    "BindMount", "WriteFile", "MountFs#2", "BindMount#3", "MountFs#4", "RemountFs", "MaskPaths",
-    "RemountFs#3", "PivotRoot", "DetachOldRoot", "EnterUserNamespace", "WriteIdMaps",
-    "BecomeRoot", "DropCapabilities", "LoadSeccomp", "ApplyLandlock", "ExecWorkload",
-]
-TEARDOWN_STEPS = ["Cleanup", "RemoveCgroup"]
-
-
-def _crash_workload(scope: Scope, step: str) -> list[str]:
-    # Past setup, the workload must end by itself for the teardown to begin.
-    return scope.sh("exit 0" if step in TEARDOWN_STEPS else "echo ran; sleep 1000")
-
-
-def _reclaim(scope: Scope, step: str) -> None:
-    records = scope.records()
-    assert len(records) == 1, f"paused at {step}: records {list(records)}"
-    (cid, record), = records.items()
-    removed = scope.nucleus("rm", "--force", cid)
-    ok(removed, f"{record['name']}\n")
-    scope.assert_clean()
-
-
-@pytest.mark.parametrize("step", SETUP_STEPS + TEARDOWN_STEPS)
-def test_supervisor_killed_at_any_step_then_rm_force_leaves_nothing(scope, step):
-    name = step.partition("#")[0]
-    proc = scope.popen(*scope.run_args("--memory", "64M"), "--", *_crash_workload(scope, step),
-                       extra_env={"NUCLEUS_PAUSE_AT": step}, text=False, bufsize=0)
-    try:
-        lines = wait_for_line(proc.stderr, f"paused {name}")
-        assert lines[-1:] == [f"paused {name}"], f"never paused at {step}: {lines}"
-        assert wait_for(lambda: stopped_state(proc.pid)), f"the supervisor did not stop at {step}"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        proc.kill()
-        proc.communicate()
-    _reclaim(scope, step)
-
-
-@pytest.mark.parametrize("step", SETUP_STEPS + TEARDOWN_STEPS)
-def test_detached_supervisor_killed_at_any_step_then_rm_force_leaves_nothing(scope, step):
-    name = step.partition("#")[0]
-    cli = scope.popen(*scope.run_args("-d", "--memory", "64M"), "--", *_crash_workload(scope, step),
-                      extra_env={"NUCLEUS_PAUSE_AT": step})
-    try:
-        cid = wait_for(lambda: next(iter(scope.records()), None), timeout=20)
-        assert cid, f"no record appeared for a run paused at {step}"
-        scope.wait_log(cid, lambda text: f"paused {name}\n" in text)
-        supervisor = scope.record(cid)["supervisor_pid"]
-        assert wait_for(lambda: stopped_state(supervisor)), f"the supervisor did not stop at {step}"
-        os.kill(supervisor, signal.SIGKILL)
-        assert wait_for(lambda: gone(supervisor))
-        out, err = cli.communicate(timeout=30)
-    finally:
-        cli.kill()
-        cli.wait()
-    if step in TEARDOWN_STEPS:
-        assert (cli.returncode, out) == (0, f"{cid}\n"), (cli.returncode, out, err)
-    else:
-        assert (cli.returncode, out, err) == (
-            1, "", "error: the supervisor exited before the container started\n"
-            f"hint: nucleus rm --force {scope.record(cid)['name']} reclaims what it left\n")
-        row, = ps_json(scope, "--all")
-        assert (row["status"], row["reason"]) == (
-            "lost", "the supervisor is gone; nucleus rm --force cleans up")
-    _reclaim(scope, step)
-
-
-def test_supervisor_of_a_running_container_killed_then_rm_force_leaves_nothing(scope):
-    cid = started(scope)
-    supervisor = scope.record(cid)["supervisor_pid"]
-    os.kill(supervisor, signal.SIGKILL)
-    assert wait_for(lambda: gone(supervisor))
-    row, = ps_json(scope, "--all")
-    assert (row["id"], row["status"], row["reason"]) == (
-        cid, "lost", "the supervisor is gone; nucleus rm --force cleans up")
-    refused = scope.nucleus("rm", "web")
-    assert refused.returncode == 1, describe(refused)
-    assert refused.stderr.splitlines()[0] == "error: cannot remove container 'web': it is lost"
-    fails(scope.nucleus("kill", "web"), 1, "error: cannot kill container 'web': it is lost\n")
-    ok(scope.nucleus("rm", "--force", "web"), "web\n")
-    scope.assert_clean()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from nucleus import linux
 from nucleus.config import seccomp_default as sd
 from nucleus.config.policy import caps_policy as cp
 from nucleus.config.policy import landlock_policy as lp
@@ -134,7 +135,7 @@ def test_docker_profile_runs_ordinary_programs(docker_program, argv):
 def test_docker_profile_denies_with_eperm(docker_program):
     """Docker's defaultAction is SCMP_ACT_ERRNO (EPERM): denied calls fail, nothing is killed."""
     calls = [
-        ("unshare", abi.CLONE_NEWUTS),  # needs CAP_SYS_ADMIN in Docker's includes
+        ("unshare", linux.CLONE_NEWUTS),  # needs CAP_SYS_ADMIN in Docker's includes
         ("socket", AF_VSOCK, SOCK_STREAM, 0),  # domain 40 is outside Docker's three socket rules
     ]
 
@@ -165,7 +166,7 @@ def test_docker_profile_includes_follow_the_kept_capabilities():
 
     def body():
         seccomp.load_program(program)
-        say(syscall("unshare", abi.CLONE_NEWUTS))
+        say(syscall("unshare", linux.CLONE_NEWUTS))
 
     child = in_child(body)
     assert child.exit_code == 0 and child.reports == [[0, 0]], child
@@ -246,7 +247,7 @@ def bind_port_80(policy_file: str) -> Child:
 
     def body():
         # A fresh network namespace, so port 80 is free and nothing reaches the host's network.
-        nlibc.unshare(abi.CLONE_NEWNET)
+        nlibc.unshare(linux.CLONE_NEWNET)
         _loopback_up()
         caps.drop_capabilities(policy.keep)
         say(caps.read_status_caps()["CapEff"])

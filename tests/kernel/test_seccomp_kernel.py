@@ -18,6 +18,7 @@ import textwrap
 
 import pytest
 
+from nucleus import linux
 from nucleus.config import seccomp_default as sd
 from nucleus.effects import abi, seccomp
 from nucleus.effects import libc as nlibc
@@ -176,7 +177,7 @@ def test_log_denied_flag_is_accepted(programs):
 
 
 def _private_mounts():
-    nlibc.unshare(abi.CLONE_NEWNS)
+    nlibc.unshare(linux.CLONE_NEWNS)
     nlibc.mount(None, "/", None, abi.MS_REC | abi.MS_PRIVATE)
 
 
@@ -199,10 +200,10 @@ def _raw_clone(flags):
 
 DENIED = {
     "mount": (lambda _: nlibc.mount("none", "/mnt", "tmpfs", 0), _private_mounts),
-    "unshare_newuser": (lambda _: nlibc.unshare(abi.CLONE_NEWUSER), None),
-    "unshare_newns": (lambda _: nlibc.unshare(abi.CLONE_NEWNS), None),
-    "clone_newuser": (lambda _: _raw_clone(abi.CLONE_NEWUSER), None),
-    "clone_newpid": (lambda _: _raw_clone(abi.CLONE_NEWPID), None),
+    "unshare_newuser": (lambda _: nlibc.unshare(linux.CLONE_NEWUSER), None),
+    "unshare_newns": (lambda _: nlibc.unshare(linux.CLONE_NEWNS), None),
+    "clone_newuser": (lambda _: _raw_clone(linux.CLONE_NEWUSER), None),
+    "clone_newpid": (lambda _: _raw_clone(linux.CLONE_NEWPID), None),
     "ptrace_traceme": (lambda _: syscall(NR["ptrace"], 0, 0, 0, 0), None),
     "bpf": (lambda _: syscall(NR["bpf"], 5, 0, 0), None),
     "keyctl": (lambda _: syscall(NR["keyctl"], 0, 2**64 - 3, 0), None),
@@ -225,10 +226,10 @@ DENIED = {
         ),
         lambda: os.open("/bin/true", os.O_RDONLY),
     ),
-    "prctl_set_mm": (lambda _: syscall(NR["prctl"], sd.PR_SET_MM, 0, 0, 0, 0), None),
-    "prctl_set_dumpable_1": (lambda _: nlibc.prctl(abi.PR_SET_DUMPABLE, 1), None),
+    "prctl_set_mm": (lambda _: syscall(NR["prctl"], linux.PR_SET_MM, 0, 0, 0, 0), None),
+    "prctl_set_dumpable_1": (lambda _: nlibc.prctl(linux.PR_SET_DUMPABLE, 1), None),
     "prctl_ambient_raise": (
-        lambda _: nlibc.prctl(abi.PR_CAP_AMBIENT, abi.PR_CAP_AMBIENT_RAISE, 10),
+        lambda _: nlibc.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_RAISE, 10),
         None,
     ),
     # Limits of another process (the caller's own may be lowered: see below).
@@ -353,13 +354,13 @@ def test_mprotect_without_wx_allowed(programs):
 
 def test_allowed_prctl_options(programs):
     def body(_):
-        nlibc.prctl(abi.PR_SET_NAME, ctypes.addressof(ctypes.create_string_buffer(b"worker")))
+        nlibc.prctl(linux.PR_SET_NAME, ctypes.addressof(ctypes.create_string_buffer(b"worker")))
         return [
-            nlibc.prctl(abi.PR_GET_NO_NEW_PRIVS),
-            nlibc.prctl(abi.PR_CAP_AMBIENT, abi.PR_CAP_AMBIENT_IS_SET, 10),
-            nlibc.prctl(abi.PR_SET_DUMPABLE, 0),
-            nlibc.prctl(abi.PR_GET_DUMPABLE),
-            nlibc.prctl(abi.PR_CAPBSET_READ, 0) in (0, 1),
+            nlibc.prctl(linux.PR_GET_NO_NEW_PRIVS),
+            nlibc.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_IS_SET, 10),
+            nlibc.prctl(linux.PR_SET_DUMPABLE, 0),
+            nlibc.prctl(linux.PR_GET_DUMPABLE),
+            nlibc.prctl(linux.PR_CAPBSET_READ, 0) in (0, 1),
         ]
 
     assert assert_survived(filtered(programs, body)) == [1, 0, 0, 0, True]

@@ -3,6 +3,7 @@ formal/Filesystem.tla (see tests/model/walking.py for what every walk checks).""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pytest
@@ -15,37 +16,29 @@ from tests.model.spec_model import (
     MAX_MOUNTS,
     spec_filesystem,
     spec_init_filesystem,
-    spec_next_actions,
     spec_strings,
 )
-from tests.model.walking import (
-    Walk,
-    check_abstraction,
-    check_agrees_with_spec,
-    check_from_tla,
-    check_invariants,
-    check_is_initial,
-    check_parameters_fixed,
-    fs_inits,
-    spec_reachable,
-    spec_step_keys,
-    step_keys,
+from tests.model.walking import Walk, WalkedMachine, fs_inits
+
+FS = WalkedMachine(
+    filesystem, "Filesystem", "fs",
+    functools.partial(spec_init_filesystem, MAX_MOUNTS), spec_filesystem,
+    filesystem.candidate_events,
 )
 
 
 @pytest.fixture(scope="module")
 def fs_walk() -> Walk:
     assert MAX_MOUNTS == 3
-    return Walk(filesystem, fs_inits(MAX_MOUNTS), filesystem.candidate_events)
+    return FS.walk(fs_inits(MAX_MOUNTS))
 
 
 def test_filesystem_invariants_hold_everywhere(fs_walk):
-    check_invariants(fs_walk, [(f.__name__, f) for f in filesystem.INVARIANTS])
+    FS.check_invariants(fs_walk)
 
 
 def test_filesystem_agrees_with_spec(fs_walk):
-    check_agrees_with_spec(fs_walk, spec_filesystem, with_machine=False)
-    assert fs_walk.abstract_states() == spec_reachable(spec_init_filesystem(MAX_MOUNTS), spec_filesystem)
+    FS.check_agrees(fs_walk)
     # For a plan of n operations: idle, mounting and failed at each count below n, then pivoting,
     # detaching, failed and sealed (2n + 5); with the chroot fallback also chrooting and a
     # chrooted seal (+2); with the audit also auditing (+1), and with both, auditing and failed
@@ -55,10 +48,7 @@ def test_filesystem_agrees_with_spec(fs_walk):
 
 def test_filesystem_covers_every_action(fs_walk):
     expected = {("Begin", "")} | {(a, s) for a in ("Done", "Fail") for s in FS_STEPS}
-    assert {a for a, _ in expected} == spec_next_actions("Filesystem")
-    missing = expected - fs_walk.taken(with_machine=False)
-    assert not missing, f"actions never taken: {sorted(missing)}"
-    assert step_keys(fs_walk, "fs") == spec_step_keys(spec_init_filesystem(MAX_MOUNTS), spec_filesystem, "fs")
+    FS.check_covers(fs_walk, expected)
 
 
 def test_filesystem_audits_the_sealed_root_only_when_asked(fs_walk):
@@ -106,9 +96,7 @@ def test_filesystem_issues_the_whole_plan_at_begin_then_pivots_into_its_root(fs_
 
 
 def test_filesystem_abstraction(fs_walk):
-    assert check_abstraction(fs_walk) > 0
-    check_from_tla(fs_walk, filesystem.candidate_events)
-    check_parameters_fixed(fs_walk, "fs")
+    FS.check_abstraction(fs_walk)
 
 
 def test_filesystem_is_initial_holds_exactly_on_the_spec_init():
@@ -119,5 +107,5 @@ def test_filesystem_is_initial_holds_exactly_on_the_spec_init():
         for a, c, au, ad in itertools.product(BOOLS, repeat=4)
         for n in range(MAX_MOUNTS + 1) for m in range(n + 1)
     ]
-    check_is_initial(filesystem, states, spec_init_filesystem(MAX_MOUNTS))
+    FS.check_is_initial(states)
 

@@ -15,21 +15,9 @@ from tests.model.spec_model import (
     ROOTLESS_PLAN,
     spec_init_isolation,
     spec_isolation,
-    spec_next_actions,
     spec_strings,
 )
-from tests.model.walking import (
-    Walk,
-    check_abstraction,
-    check_agrees_with_spec,
-    check_from_tla,
-    check_invariants,
-    check_is_initial,
-    check_parameters_fixed,
-    spec_reachable,
-    spec_step_keys,
-    step_keys,
-)
+from tests.model.walking import Walk, WalkedMachine
 
 
 def iso_inits() -> list[isolation.IsolationState]:
@@ -41,18 +29,23 @@ def iso_inits() -> list[isolation.IsolationState]:
     return out
 
 
+ISO = WalkedMachine(
+    isolation, "Isolation", "iso",
+    spec_init_isolation, spec_isolation, isolation.candidate_events,
+)
+
+
 @pytest.fixture(scope="module")
 def iso_walk() -> Walk:
-    return Walk(isolation, iso_inits(), isolation.candidate_events)
+    return ISO.walk(iso_inits())
 
 
 def test_isolation_invariants_hold_everywhere(iso_walk):
-    check_invariants(iso_walk, [(f.__name__, f) for f in isolation.INVARIANTS])
+    ISO.check_invariants(iso_walk)
 
 
 def test_isolation_agrees_with_spec(iso_walk):
-    check_agrees_with_spec(iso_walk, spec_isolation, with_machine=False)
-    assert iso_walk.abstract_states() == spec_reachable(spec_init_isolation(), spec_isolation)
+    ISO.check_agrees(iso_walk)
     # per plan: idle, ready, running and failed at each step, and waiting before each gate
     # (unshare in both plans, enter_user in the privileged one): 37 in all, as TLC finds
     gates = {False: 2, True: 1}
@@ -89,16 +82,11 @@ def test_isolation_issues_each_step_with_its_parameters(iso_walk):
 def test_isolation_covers_every_action(iso_walk):
     expected = {("Begin", ""), ("Resume", "")}
     expected |= {(a, s) for a in ("Done", "Fail") for s in ISO_STEPS}
-    assert {a for a, _ in expected} == spec_next_actions("Isolation")
-    missing = expected - iso_walk.taken(with_machine=False)
-    assert not missing, f"actions never taken: {sorted(missing)}"
-    assert step_keys(iso_walk, "iso") == spec_step_keys(spec_init_isolation(), spec_isolation, "iso")
+    ISO.check_covers(iso_walk, expected)
 
 
 def test_isolation_abstraction(iso_walk):
-    assert check_abstraction(iso_walk) > 0
-    check_from_tla(iso_walk, isolation.candidate_events)
-    check_parameters_fixed(iso_walk, "iso")
+    ISO.check_abstraction(iso_walk)
 
 
 def test_isolation_is_initial_holds_exactly_on_the_spec_init():
@@ -107,4 +95,4 @@ def test_isolation_is_initial_holds_exactly_on_the_spec_init():
         for r in BOOLS for p in spec_strings("Isolation", "Phases")
         for d in range((len(ROOTLESS_PLAN) if r else len(PRIVILEGED_PLAN)) + 1)
     ]
-    check_is_initial(isolation, states, spec_init_isolation())
+    ISO.check_is_initial(states)

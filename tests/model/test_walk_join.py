@@ -16,22 +16,10 @@ from tests.model.spec_model import (
     spec_init_join,
     spec_int,
     spec_join,
-    spec_next_actions,
     spec_strings,
     subsets,
 )
-from tests.model.walking import (
-    Walk,
-    check_abstraction,
-    check_agrees_with_spec,
-    check_from_tla,
-    check_invariants,
-    check_is_initial,
-    check_parameters_fixed,
-    spec_reachable,
-    spec_step_keys,
-    step_keys,
-)
+from tests.model.walking import Walk, WalkedMachine
 
 OTHER_STEPS = (
     v.JoinSpawn(), v.JoinCgroup(("/sys/fs/cgroup/nucleus/c9/cgroup.procs",)),
@@ -51,9 +39,12 @@ def join_inits() -> list[join.JoinState]:
     ]
 
 
+JOIN = WalkedMachine(join, "Join", "join", spec_init_join, spec_join, join.candidate_events)
+
+
 @pytest.fixture(scope="module")
 def join_walk() -> Walk:
-    return Walk(join, join_inits(), join.candidate_events)
+    return JOIN.walk(join_inits())
 
 
 def test_join_spec_constants_match_the_code():
@@ -65,12 +56,11 @@ def test_join_spec_constants_match_the_code():
 
 
 def test_join_invariants_hold_everywhere(join_walk):
-    check_invariants(join_walk, [(f.__name__, f) for f in join.INVARIANTS])
+    JOIN.check_invariants(join_walk)
 
 
 def test_join_agrees_with_spec(join_walk):
-    check_agrees_with_spec(join_walk, spec_join, with_machine=False)
-    assert join_walk.abstract_states() == spec_reachable(spec_init_join(), spec_join)
+    JOIN.check_agrees(join_walk)
     # Per set D of controls the container runs without: idle; running at each of the 8 steps
     # (and at landlock with seccomp skipped, when seccomp is in D); failed at each step not in D
     # (and at landlock after seccomp was skipped); ready, started and exited with each subset of
@@ -81,10 +71,7 @@ def test_join_agrees_with_spec(join_walk):
 def test_join_covers_every_action(join_walk):
     expected = {("Begin", ""), ("Start", ""), ("Exit", "")}
     expected |= {(a, s) for a in ("Done", "Fail") for s in JOIN_STEPS}
-    assert {a for a, _ in expected} == spec_next_actions("Join")
-    missing = expected - join_walk.taken(with_machine=False)
-    assert not missing, f"actions never taken: {sorted(missing)}"
-    assert step_keys(join_walk, "join") == spec_step_keys(spec_init_join(), spec_join, "join")
+    JOIN.check_covers(join_walk, expected)
 
 
 def test_join_runs_the_command_only_with_every_restriction(join_walk):
@@ -120,9 +107,7 @@ def test_join_failure_outcomes(join_walk):
 
 
 def test_join_abstraction(join_walk):
-    assert check_abstraction(join_walk) > 0  # plans, commands and exit codes differ
-    check_from_tla(join_walk, join.candidate_events)
-    check_parameters_fixed(join_walk, "join")
+    JOIN.check_abstraction(join_walk)  # plans, commands and exit codes differ
 
 
 def test_join_is_initial_holds_exactly_on_the_spec_init():
@@ -131,4 +116,4 @@ def test_join_is_initial_holds_exactly_on_the_spec_init():
         for d in subsets(JOIN_DEGRADABLE) for p in spec_strings("Join", "Phases")
         for n in range(len(JOIN_PLAN) + 1) for g in subsets(JOIN_DEGRADABLE)
     ]
-    check_is_initial(join, states, spec_init_join())
+    JOIN.check_is_initial(states)

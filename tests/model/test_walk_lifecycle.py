@@ -14,20 +14,9 @@ from tests.model.spec_model import (
     SIGNALS,
     spec_init_lifecycle,
     spec_lifecycle,
-    spec_next_actions,
     spec_strings,
 )
-from tests.model.walking import (
-    Walk,
-    check_abstraction,
-    check_agrees_with_spec,
-    check_from_tla,
-    check_invariants,
-    check_is_initial,
-    spec_reachable,
-    spec_step_keys,
-    step_keys,
-)
+from tests.model.walking import Walk, WalkedMachine
 
 LC_PLAIN_ACTIONS = ("Create", "SetupFailed", "Start", "Abort", "Exit", "Lost", "Attach", "CleanupDone", "Remove")
 WORKLOAD = v.ExecWorkload(("/bin/true",), (), "/", (1024, 64, 65536))
@@ -38,18 +27,20 @@ def lc_events(s: lifecycle.LifecycleState) -> list[v.Event]:
     return lifecycle.candidate_events(s) + [v.Exit(7)]
 
 
+LC = WalkedMachine(lifecycle, "Lifecycle", "lc", spec_init_lifecycle, spec_lifecycle, lc_events)
+
+
 @pytest.fixture(scope="module")
 def lc_walk() -> Walk:
-    return Walk(lifecycle, [lifecycle.initial(), lifecycle.initial(WORKLOAD)], lc_events)
+    return LC.walk([lifecycle.initial(), lifecycle.initial(WORKLOAD)])
 
 
 def test_lifecycle_invariants_hold_everywhere(lc_walk):
-    check_invariants(lc_walk, [(f.__name__, f) for f in lifecycle.INVARIANTS])
+    LC.check_invariants(lc_walk)
 
 
 def test_lifecycle_agrees_with_spec(lc_walk):
-    check_agrees_with_spec(lc_walk, spec_lifecycle, with_machine=False)
-    assert lc_walk.abstract_states() == spec_reachable(spec_init_lifecycle(), spec_lifecycle)
+    LC.check_agrees(lc_walk)
     # none; creating; created and running at each level; stopped and failed at each level (none
     # too, for failed), before and after cleanup; removed at each level the lifecycle can fail
     # or stop with.
@@ -59,10 +50,7 @@ def test_lifecycle_agrees_with_spec(lc_walk):
 def test_lifecycle_covers_every_action(lc_walk):
     expected = {(a, "") for a in LC_PLAIN_ACTIONS}
     expected |= {("Prepared", lvl) for lvl in LEVELS} | {("Kill", sig) for sig in SIGNALS}
-    assert {a for a, _ in expected} == spec_next_actions("Lifecycle")
-    missing = expected - lc_walk.taken(with_machine=False)
-    assert not missing, f"actions never taken: {sorted(missing)}"
-    assert step_keys(lc_walk, "lc") == spec_step_keys(spec_init_lifecycle(), spec_lifecycle, "lc")
+    LC.check_covers(lc_walk, expected)
 
 
 def test_lifecycle_lost_before_cleanup_starts_it_again(lc_walk):
@@ -89,8 +77,7 @@ def test_lifecycle_starts_only_the_planned_workload(lc_walk):
 
 
 def test_lifecycle_abstraction(lc_walk):
-    assert check_abstraction(lc_walk) > 0  # exit_code and workload variants exist
-    check_from_tla(lc_walk, lc_events)
+    LC.check_abstraction(lc_walk)  # exit_code and workload variants exist
 
 
 def test_lifecycle_is_initial_holds_exactly_on_the_spec_init():
@@ -99,7 +86,7 @@ def test_lifecycle_is_initial_holds_exactly_on_the_spec_init():
         for st in spec_strings("Lifecycle", "Statuses") for lvl in spec_strings("Lifecycle", "Levels")
         for c in BOOLS for r in BOOLS
     ]
-    check_is_initial(lifecycle, states, spec_init_lifecycle())
+    LC.check_is_initial(states)
 
 
 def test_lifecycle_every_candidate_is_answered_with_a_step_or_a_reason(lc_walk):

@@ -15,22 +15,10 @@ from tests.model.spec_model import (
     RES_STEPS,
     RES_UNDER_WAY,
     spec_init_resources,
-    spec_next_actions,
     spec_resources,
     spec_strings,
 )
-from tests.model.walking import (
-    Walk,
-    check_abstraction,
-    check_agrees_with_spec,
-    check_from_tla,
-    check_invariants,
-    check_is_initial,
-    check_parameters_fixed,
-    spec_reachable,
-    spec_step_keys,
-    step_keys,
-)
+from tests.model.walking import Walk, WalkedMachine
 
 PLANNED = {
     "create": v.CreateCgroup(("/sys/fs/cgroup/p",), (("/sys/fs/cgroup/p/cgroup.subtree_control", "+memory"),),
@@ -50,18 +38,20 @@ def res_events(s: resources.ResourcesState) -> list[v.Event]:
     return resources.candidate_events(s) + [v.ResDone("release", v.OOM_KILLED)]
 
 
+RES = WalkedMachine(resources, "Resources", "res", spec_init_resources, spec_resources, res_events)
+
+
 @pytest.fixture(scope="module")
 def res_walk() -> Walk:
-    return Walk(resources, res_inits(), res_events)
+    return RES.walk(res_inits())
 
 
 def test_resources_invariants_hold_everywhere(res_walk):
-    check_invariants(res_walk, [(f.__name__, f) for f in resources.INVARIANTS])
+    RES.check_invariants(res_walk)
 
 
 def test_resources_agrees_with_spec(res_walk):
-    check_agrees_with_spec(res_walk, spec_resources, with_machine=False)
-    assert res_walk.abstract_states() == spec_reachable(spec_init_resources(), spec_resources)
+    RES.check_agrees(res_walk)
     phases = {(dict(k)["res_required"], dict(k)["res_phase"]) for k in res_walk.abstract_states()}
     # Each value of res_required reaches every phase but the other's failure outcome.
     assert phases == {(r, p) for r in BOOLS for p in resources.PHASES} - {(False, "failed"), (True, "degraded")}
@@ -82,10 +72,7 @@ def test_resources_agrees_with_spec(res_walk):
 def test_resources_covers_every_action(res_walk):
     expected = {("Begin", ""), ("Attach", ""), ("Release", ""), ("Abandon", "")}
     expected |= {(a, s) for a in ("Done", "Fail") for s in RES_STEPS}
-    assert {a for a, _ in expected} == spec_next_actions("Resources")
-    missing = expected - res_walk.taken(with_machine=False)
-    assert not missing, f"actions never taken: {sorted(missing)}"
-    assert step_keys(res_walk, "res") == spec_step_keys(spec_init_resources(), spec_resources, "res")
+    RES.check_covers(res_walk, expected)
 
 
 def test_resources_release_removes_whatever_may_exist(res_walk):
@@ -128,9 +115,7 @@ def test_resources_issues_only_the_planned_intents(res_walk):
 
 
 def test_resources_abstraction(res_walk):
-    assert check_abstraction(res_walk) > 0  # planned intents and oom_killed variants exist
-    check_from_tla(res_walk, res_events)
-    check_parameters_fixed(res_walk, "res")
+    RES.check_abstraction(res_walk)  # planned intents and oom_killed variants exist
 
 
 def test_resources_is_initial_holds_exactly_on_the_spec_init():
@@ -138,4 +123,4 @@ def test_resources_is_initial_holds_exactly_on_the_spec_init():
         {"res_required": r, "res_phase": p, "res_held": h, "res_limited": lim}
         for r in BOOLS for p in spec_strings("Resources", "Phases") for h in BOOLS for lim in BOOLS
     ]
-    check_is_initial(resources, states, spec_init_resources())
+    RES.check_is_initial(states)

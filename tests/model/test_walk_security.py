@@ -13,23 +13,11 @@ from tests.model.spec_model import (
     DEGRADABLE,
     sec_next_phase,
     spec_init_security,
-    spec_next_actions,
     spec_security,
     spec_strings,
     subsets,
 )
-from tests.model.walking import (
-    Walk,
-    check_abstraction,
-    check_agrees_with_spec,
-    check_from_tla,
-    check_invariants,
-    check_is_initial,
-    check_parameters_fixed,
-    spec_reachable,
-    spec_step_keys,
-    step_keys,
-)
+from tests.model.walking import Walk, WalkedMachine
 
 
 def sec_inits() -> list[security.SecurityState]:
@@ -45,18 +33,23 @@ def sec_inits() -> list[security.SecurityState]:
     ]
 
 
+SEC = WalkedMachine(
+    security, "Security", "sec",
+    spec_init_security, spec_security, security.candidate_events,
+)
+
+
 @pytest.fixture(scope="module")
 def sec_walk() -> Walk:
-    return Walk(security, sec_inits(), security.candidate_events)
+    return SEC.walk(sec_inits())
 
 
 def test_security_invariants_hold_everywhere(sec_walk):
-    check_invariants(sec_walk, [(f.__name__, f) for f in security.INVARIANTS])
+    SEC.check_invariants(sec_walk)
 
 
 def test_security_agrees_with_spec(sec_walk):
-    check_agrees_with_spec(sec_walk, spec_security, with_machine=False)
-    assert sec_walk.abstract_states() == spec_reachable(spec_init_security(), spec_security)
+    SEC.check_agrees(sec_walk)
     # Per (allowDegraded, strict): idle, caps, seccomp, landlock, locked, and failed at each
     # control (8); where a failure degrades (allowed, not strict), no failure after caps but
     # landlock with seccomp degraded, and locked with seccomp, landlock or both degraded (+2).
@@ -65,10 +58,7 @@ def test_security_agrees_with_spec(sec_walk):
 
 def test_security_covers_every_action(sec_walk):
     expected = {("Begin", "")} | {(a, c) for a in ("Done", "Fail") for c in CONTROLS}
-    assert {a for a, _ in expected} == spec_next_actions("Security")
-    missing = expected - sec_walk.taken(with_machine=False)
-    assert not missing, f"actions never taken: {sorted(missing)}"
-    assert step_keys(sec_walk, "sec") == spec_step_keys(spec_init_security(), spec_security, "sec")
+    SEC.check_covers(sec_walk, expected)
 
 
 def test_security_strict_never_degrades(sec_walk):
@@ -104,9 +94,7 @@ def test_security_issues_the_planned_controls(sec_walk):
 
 
 def test_security_abstraction(sec_walk):
-    assert check_abstraction(sec_walk) > 0
-    check_from_tla(sec_walk, security.candidate_events)
-    check_parameters_fixed(sec_walk, "sec")
+    SEC.check_abstraction(sec_walk)
 
 
 def test_security_is_initial_holds_exactly_on_the_spec_init():
@@ -115,4 +103,4 @@ def test_security_is_initial_holds_exactly_on_the_spec_init():
         for a in BOOLS for strict in BOOLS for p in spec_strings("Security", "Phases")
         for applied in subsets(CONTROLS) for degraded in subsets(DEGRADABLE)
     ]
-    check_is_initial(security, states, spec_init_security())
+    SEC.check_is_initial(states)

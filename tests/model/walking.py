@@ -5,24 +5,29 @@ makes against its spec (tests/model/spec_model.py):
 * the code agrees with the spec: in every reachable state the set of accepted (action, argument,
   successor variables) equals what the transliterated spec allows, and both reach the same set
   of spec states;
-* every step the spec can take is taken, counted as the trace coverage counts it (tools/tla.py):
-  action, argument, the machine's phase after it, and the machine's parameters;
+* every step the spec can take is taken, counted as the trace coverage counts it
+  (tools/tla/behaviours.py): action, argument, the machine's phase after it, and the machine's
+  parameters;
 * ``to_tla`` is a sound abstraction: concrete states that look the same to the spec behave the
   same for every event, and ``from_tla`` rebuilds a state with the same variables (trace replay
   starts from it), keeping the planned parameters of a base state it is given.
+
+A walk of one machine makes these checks through its WalkedMachine; the System's walk
+(test_walk_system.py) makes them across the composition.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from nucleus import vocab as v
 from nucleus.config import modes
 from nucleus.machines import filesystem
 from nucleus.machines.base import Refused, Step
-from tests.model.spec_model import BOOLS, PARAMETERS, Label, Vars
+from tests.model.spec_model import BOOLS, PARAMETERS, Label, Vars, spec_next_actions
 
 
 def key(values: Vars) -> tuple:
@@ -98,10 +103,10 @@ def spec_reachable(inits: list[Vars], nxt: Callable[[Vars], list[tuple[Label, Va
     return seen
 
 
-# A step, as the trace coverage counts it (tools/tla.py): the machine, action and argument, the
-# machine's phase after the step, and the machine's parameters (the variables its Init picks
-# freely: a seccomp failure that is fatal in a strict mode is another step than one that is fatal
-# because degraded security is not allowed).
+# A step, as the trace coverage counts it (tools/tla/behaviours.py): the machine, action and
+# argument, the machine's phase after the step, and the machine's parameters (the variables its
+# Init picks freely: a seccomp failure that is fatal in a strict mode is another step than one
+# that is fatal because degraded security is not allowed).
 StepKey = tuple[str, str, str, str, tuple[Any, ...]]
 
 
@@ -219,6 +224,53 @@ def check_is_initial(module: Any, states: list[Vars], inits: list[Vars]) -> None
     assert expected <= {key(s) for s in states}
     wrong = [show(values) for values in states if module.is_initial(module.from_tla(values)) != (key(values) in expected)]
     assert not wrong, f"is_initial disagrees with Init in {len(wrong)} states, first: {wrong[:3]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# One machine against its own spec.
+
+
+@dataclass(frozen=True)
+class WalkedMachine:
+    """A machine as its walk compares it with its own spec: the machine's module, the spec's name
+    and the prefix of the machine's variables, the spec's Init and Next (tests/model/spec_model.py)
+    and the events offered in each state. Each check_* is one of the checks every walk makes."""
+
+    module: Any
+    spec: str
+    prefix: str
+    init: Callable[[], list[Vars]]
+    nxt: Callable[[Vars], list[tuple[Label, Vars]]]
+    events: Callable[[Any], list[v.Event]]
+
+    def walk(self, inits: Iterable[Any]) -> Walk:
+        return Walk(self.module, inits, self.events)
+
+    def check_invariants(self, walk: Walk) -> None:
+        check_invariants(walk, [(f.__name__, f) for f in self.module.INVARIANTS])
+
+    def check_agrees(self, walk: Walk) -> None:
+        """The code takes the spec's steps in every reachable state and reaches the spec's states."""
+        check_agrees_with_spec(walk, self.nxt, with_machine=False)
+        assert walk.abstract_states() == spec_reachable(self.init(), self.nxt)
+
+    def check_covers(self, walk: Walk, expected: set[Label]) -> None:
+        """`expected` (action, argument) pairs name every action of the spec's Next, the walk takes
+        each of them, and it takes every step the spec can take."""
+        assert {a for a, _ in expected} == spec_next_actions(self.spec)
+        missing = expected - walk.taken(with_machine=False)
+        assert not missing, f"actions never taken: {sorted(missing)}"
+        assert step_keys(walk, self.prefix) == spec_step_keys(self.init(), self.nxt, self.prefix)
+
+    def check_abstraction(self, walk: Walk) -> None:
+        """Some spec states stand for several concrete ones, which behave alike; from_tla rebuilds
+        them; no step changes a parameter."""
+        assert check_abstraction(walk) > 0
+        check_from_tla(walk, self.events)
+        check_parameters_fixed(walk, self.prefix)
+
+    def check_is_initial(self, states: list[Vars]) -> None:
+        check_is_initial(self.module, states, self.init())
 
 
 # ---------------------------------------------------------------------------------------------

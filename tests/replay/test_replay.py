@@ -19,7 +19,9 @@ from nucleus.machines.base import Refused
 from nucleus.trace import itf
 from nucleus.trace.record import Recorder
 from nucleus.trace.replay import MODULES, Divergence, replay
-from tools import tla
+from tools.tla.behaviours import load_behaviour
+from tools.tla.coverage import coverage_of
+from tools.tla.specs import all_specs
 
 TRACES = Path(__file__).resolve().parents[2] / "traces"
 RECORDED = "recorded"  # traces of real runs (tools/record.py), beside the model checker's
@@ -82,11 +84,11 @@ AUDIT_STEPS = {
 def test_the_traces_take_every_action_and_the_strict_and_audit_steps():
     """`make traces` checks that the traces take every step TLC finds reachable; here, without
     TLC: every action of each spec's Next, and the steps of the strict modes and the audit."""
-    behaviours = [tla.load_behaviour(p) for p in TRACE_FILES]
+    behaviours = [load_behaviour(p) for p in TRACE_FILES]
     taken: dict[str, set] = {}
-    for spec in tla.all_specs():
+    for spec in all_specs():
         mine = [b for b in behaviours if b.spec == spec]
-        cov = tla.coverage_of(spec, mine, None)
+        cov = coverage_of(spec, mine, None)
         assert not cov.untaken_actions, f"{spec}: actions never taken: {cov.untaken_actions}"
         taken[spec] = set(cov.taken)
     assert STRICT_STEPS <= taken["Security"], sorted(STRICT_STEPS - taken["Security"])

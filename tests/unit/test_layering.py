@@ -49,7 +49,7 @@ PURE_STDLIB = frozenset(
     }
 )
 PURE_NUCLEUS = ("nucleus.machines", "nucleus.config", "nucleus.plan", "nucleus.vocab",
-                "nucleus.errors", "nucleus.facts", "nucleus.plain")
+                "nucleus.errors", "nucleus.facts", "nucleus.plain", "nucleus.linux")
 PURE_PACKAGES = PURE_NUCLEUS
 FORBIDDEN_EVERYWHERE = ("pyroute2", "asyncio")
 # What the application layer may use of the effects layer, and the kernel-facing standard
@@ -228,7 +228,7 @@ def test_the_application_reaches_the_kernel_only_through_the_effects_entry_point
 
 def test_the_tla_tooling_is_outside_the_package():
     assert not any(module_name(p).endswith(".tla") for p in SOURCES)
-    assert (ROOT / "tools" / "tla.py").exists()
+    assert (ROOT / "tools" / "tla" / "__init__.py").exists()
 
 
 def test_only_the_cli_imports_click():

@@ -441,6 +441,20 @@ def test_host_cgroups_required_only_in_production():
     assert mh.check_host(ModeRequest(service_mode="strict-agent"), host) == []
 
 
+def test_a_v2_root_that_does_not_enable_the_controllers_is_no_usable_hierarchy():
+    layout = CgroupLayout("v2", mounts=(("unified", "/sys/fs/cgroup"),),
+                          controllers=("cpu", "memory", "pids"), root_enabled=("cpu",))
+    e = host_refusal(production(), HostFacts(cgroups=layout))
+    assert e.message == (
+        "no usable cgroup hierarchy (memory pids not enabled for the children of /sys/fs/cgroup; "
+        "enable them on the host with: echo '+memory +pids' > /sys/fs/cgroup/cgroup.subtree_control): "
+        'refused in production mode (row "Cgroup limits": production requires cgroups; a failure '
+        "is fatal)")
+    enabled = HostFacts(cgroups=CgroupLayout("v2", mounts=layout.mounts, controllers=layout.controllers,
+                                             root_enabled=("cpu", "io", "memory", "pids")))
+    assert mh.check_host(production(), enabled) == []
+
+
 def test_host_lockdown():
     e = host_refusal(ModeRequest(require_kernel_lockdown="confidentiality"), GOOD_HOST)
     assert e.message == ("--require-kernel-lockdown 'confidentiality': the kernel's lockdown mode "

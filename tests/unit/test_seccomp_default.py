@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from nucleus import linux
 from nucleus.config import seccomp_default as sd
 
 
@@ -143,9 +144,9 @@ def test_ioctl_requests_compared_on_32_bits(profile):
 def test_prctl_options(profile):
     single = {v for v, _ in _single_arg_values_any(profile, "prctl")}
     assert single == set(sd.PRCTL_OPTIONS.values())
-    assert sd.PR_SET_MM not in single
+    assert linux.PR_SET_MM not in single
     assert 22 not in single  # PR_SET_SECCOMP
-    assert sd.PR_SET_DUMPABLE not in single
+    assert linux.PR_SET_DUMPABLE not in single
     pairs = {
         (r["args"][0]["value"], r["args"][1]["value"])
         for r in rules_for(profile, "prctl")
@@ -175,7 +176,7 @@ def test_other_argument_rules(profile):
     assert _single_arg_values(profile, "execveat", 4, "SCMP_CMP_MASKED_EQ") == {(0x1000, 0)}
     (clone,) = _single_arg_values(profile, "clone", 0, "SCMP_CMP_MASKED_EQ")
     assert clone == (0x7E020080, 0)
-    assert clone[0] == sd.CLONE_NEW_ALL
+    assert clone[0] == linux.CLONE_NEW_ALL
 
 
 def test_clone3_returns_enosys(profile):

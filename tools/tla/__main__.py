@@ -1,0 +1,86 @@
+"""tla-py: run the TLA+ model checkers on formal/ and keep traces/ in step with the specs.
+
+    python -m tools.tla verify   [--tla2tools JAR] [--apalache PATH] [--checker auto|apalache|tlc]
+    python -m tools.tla traces   --tla2tools JAR --count N [--depth D] [--seed S] [--out DIR]
+    python -m tools.tla coverage [DIR] [--tla2tools JAR]
+
+verify    model-checks every spec (formal/<Spec>.tla with formal/<Spec>.cfg). Apalache runs when
+          apalache-mc is on PATH or given with --apalache; otherwise TLC, when a tla2tools.jar is
+          given with --tla2tools or $TLA2TOOLS. It says which checker ran, with its version, and
+          exits non-zero on a violation, or with a message when no checker is available.
+traces    simulates random behaviours of every spec with TLC (formal/<Spec>Export.tla, which writes
+          one ITF JSON file per behaviour), with deterministic seeds: a uniform random run first;
+          while some step the model can reach is still missing, steered runs (no step fails, or
+          only one machine's steps fail; the lifecycle's Lost counts as its failure) and more
+          seeds. Duplicate behaviours are dropped; the
+          behaviours kept are those that together take every step taken, then others from each
+          run in turn, up to --count per spec. They are written to <out>/<Spec>/trace_w0_<n>.itf.json
+          exactly as TLC wrote them; then the coverage is checked and every trace is replayed
+          through the machines (`nucleus trace replay`). The same arguments give the same files.
+coverage  lists which (machine, action, argument, outcome, parameters) steps the traces take,
+          from the spec's `event` variable, the machine's phase after the step, and the values of
+          the machine's parameters (what its Init picks: Booleans such as sec_strict, sets such
+          as join_degradable): a seccomp failure that is fatal in a strict mode is another step
+          than one that is fatal because degraded security is not allowed. It fails when an action of a spec's Next is never
+          taken and, with a tla2tools.jar, when a step the model can reach (TLC's exhaustive
+          state dump) is never taken.
+
+Only the standard library; the checkers run as subprocesses. TLC needs `java` on PATH and
+tla2tools.jar; formal/ITF.tla uses only modules that ship in tla2tools.jar (TLC, TLCExt, Json),
+so CommunityModules are not needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tools.tla.coverage import cmd_coverage
+from tools.tla.specs import ROOT
+from tools.tla.traces import DEFAULT_DEPTH, DEPTHS, SEED_STRIDE, cmd_traces
+from tools.tla.verify import cmd_verify
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.tla", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tla2tools", metavar="JAR", help="tla2tools.jar (default: $TLA2TOOLS)")
+        p.add_argument("--spec", action="append", metavar="SPEC", help="only this spec (repeatable)")
+
+    p = sub.add_parser("verify", help="model-check every spec")
+    common(p)
+    p.add_argument("--apalache", metavar="PATH", help="apalache-mc (default: apalache-mc on PATH)")
+    p.add_argument("--checker", choices=("auto", "apalache", "tlc"), default="auto",
+                   help="auto: Apalache if available, else TLC")
+    p.add_argument("--workers", type=int, default=2, help="TLC worker threads (default 2)")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("traces", help="simulate ITF traces into traces/, check coverage, replay them")
+    common(p)
+    p.add_argument("--count", type=int, required=True, help="traces kept per spec (at most)")
+    p.add_argument("--depth", type=int, help="simulation depth for every spec (default per spec: "
+                   + ", ".join(f"{s} {d}" for s, d in DEPTHS.items()) + f"; others {DEFAULT_DEPTH})")
+    p.add_argument("--seed", type=int, default=1,
+                   help=f"base seed (default 1): spec i, run r uses seed + {SEED_STRIDE}*i + r")
+    p.add_argument("--out", default=str(ROOT / "traces"), help="output directory (default: traces/)")
+    p.add_argument("--pool", type=int, help="behaviours simulated per run (default max(10*count, 200))")
+    p.add_argument("--rounds", type=int, default=8,
+                   help="at most this many runs (seeds) per spec, until every reachable step is taken (default 8)")
+    p.add_argument("--verbose", action="store_true", help="print every replay verdict")
+    p.set_defaults(func=cmd_traces)
+
+    p = sub.add_parser("coverage", help="which steps the traces take; fail if an action is never taken")
+    common(p)
+    p.add_argument("dir", nargs="?", default=str(ROOT / "traces"), help="trace directory (default: traces/)")
+    p.add_argument("--brief", action="store_true", help="one line per spec, no table")
+    p.set_defaults(func=cmd_coverage)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

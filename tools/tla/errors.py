@@ -1,0 +1,15 @@
+"""What goes wrong in the tooling: an error a checker reports, and the way out of the command."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+
+class ToolError(Exception):
+    """A checker could not run, or reported something other than a verdict."""
+
+
+def die(message: str, code: int = 2) -> NoReturn:
+    print(f"tools.tla: {message}", file=sys.stderr)
+    sys.exit(code)

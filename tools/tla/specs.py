@@ -1,0 +1,137 @@
+"""The specs in formal/: which there are, what their .cfg lists, the actions of their Next, and
+each machine's phase and parameters as a trace or TLC's state dump shows them."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tools.tla.errors import ToolError, die
+
+ROOT = Path(__file__).resolve().parents[2]
+FORMAL = ROOT / "formal"
+# The specs in a fixed order (seeds depend on it); a new formal/<Spec>.tla with a .cfg is
+# picked up after these.
+KNOWN_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "System", "Join")
+
+CFG_KEYWORDS = {
+    "CONSTANT", "CONSTANTS", "INIT", "NEXT", "SPECIFICATION", "INVARIANT", "INVARIANTS",
+    "PROPERTY", "PROPERTIES", "CONSTRAINT", "CONSTRAINTS", "ACTION_CONSTRAINT",
+    "ACTION_CONSTRAINTS", "SYMMETRY", "VIEW", "ALIAS", "POSTCONDITION", "CHECK_DEADLOCK",
+}
+
+
+def cfg_entries(spec: str) -> dict[str, list[str]]:
+    """The names listed under each keyword of formal/<spec>.cfg (INVARIANTS folded into INVARIANT)."""
+    text = (FORMAL / f"{spec}.cfg").read_text()
+    text = re.sub(r"\(\*.*?\*\)", " ", text, flags=re.DOTALL)
+    text = re.sub(r"\\\*[^\n]*", " ", text)
+    entries: dict[str, list[str]] = {}
+    current = ""
+    for token in text.split():
+        if token in CFG_KEYWORDS:
+            current = token.rstrip("S") if token.endswith(("INVARIANTS", "CONSTRAINTS")) else token
+            current = "PROPERTY" if current == "PROPERTIES" else current
+            entries.setdefault(current, [])
+        elif current:
+            entries[current].append(token)
+    return entries
+
+
+@functools.cache
+def next_actions(spec: str) -> frozenset[tuple[str, str]]:
+    """The (machine, action) pairs a spec's Next records in `event`."""
+    text = (FORMAL / f"{spec}.tla").read_text()
+    pairs = set(re.findall(r'\bEv\("(\w+)",\s*"(\w+)",', text))
+    if pairs:  # the composition names the machine in every Ev(m, name, arg)
+        return frozenset(pairs)
+    m = re.search(r"""^Ev\(\w+,\s*\w+\)\s*==\s*event'\s*=\s*\[m \|-> "(\w+)\"""", text, re.MULTILINE)
+    if not m:
+        raise ToolError(f"formal/{spec}.tla: cannot find its Ev(name, arg) definition")
+    body = text.split("\nNext ==", 1)[1].split("\nSpec ==", 1)[0]
+    return frozenset((m.group(1), name) for name in re.findall(r'\bEv\("(\w+)"', body))
+
+
+def all_specs() -> list[str]:
+    """Every formal/<Spec>.tla with a <Spec>.cfg (not the TLC-only wrappers)."""
+    found = {
+        p.stem for p in FORMAL.glob("*.tla")
+        if (FORMAL / f"{p.stem}.cfg").is_file() and not p.stem.endswith("Export") and p.stem != "ITF"
+    }
+    return [s for s in KNOWN_SPECS if s in found] + sorted(found - set(KNOWN_SPECS))
+
+
+def chosen_specs(names: Sequence[str] | None) -> list[str]:
+    specs = all_specs()
+    for name in names or ():
+        if name not in specs:
+            die(f"no spec {name} in {FORMAL} (specs: {', '.join(specs)})")
+    return list(names) if names else specs
+
+
+@functools.cache
+def machines_of(spec: str) -> frozenset[str]:
+    return frozenset(m for m, _ in next_actions(spec))
+
+
+@functools.cache
+def parameters_of(machine: str) -> tuple[str, ...]:
+    """A machine's parameters: the variables the Init of its own spec picks freely, Booleans
+    (`x \\in BOOLEAN` in <M>Init, such as sec_allowDegraded and sec_strict) and sets of strings
+    (`x \\in SUBSET S`, such as join_degradable). No step changes them; a step's outcome can
+    depend on them, so coverage counts a step once per their values."""
+    for spec in all_specs():
+        if machines_of(spec) == {machine}:
+            text = (FORMAL / f"{spec}.tla").read_text()
+            init = re.search(r"^\w+Init ==\n((?:[ \t]+\S.*\n)+)", text, re.MULTILINE)
+            return tuple(re.findall(r"(\w+) \\in (?:BOOLEAN|SUBSET)\b", init.group(1))) if init else ()
+    return ()
+
+
+def _parameter_value(value: Any) -> bool | frozenset[str]:
+    """A parameter's value as read from an ITF state (a bool, {"#set": [...]}) or TLC's state
+    dump (TRUE/FALSE, {"a", "b"})."""
+    if isinstance(value, dict) and "#set" in value:
+        return frozenset(map(str, value["#set"]))
+    if isinstance(value, (list, set, frozenset)):
+        return frozenset(map(str, value))
+    if isinstance(value, str) and value.startswith("{"):
+        return frozenset(re.findall(r'"([^"]*)"', value))
+    return value in (True, "TRUE")
+
+
+def parameters_label(machine: str, value: Any) -> str:
+    """The parameters of `machine` that are TRUE or non-empty, without the machine's prefix:
+    "allowDegraded,strict", "degradable:landlock+seccomp". `value(name)` gives a variable's value
+    (as an ITF state or TLC's state dump has it)."""
+    labels = []
+    for p in parameters_of(machine):
+        v = _parameter_value(value(p))
+        name = p.split("_", 1)[1]
+        if v is True:
+            labels.append(name)
+        elif isinstance(v, frozenset) and v:
+            labels.append(f"{name}:{'+'.join(sorted(v))}")
+    return ",".join(labels)
+
+
+def phase_var(machine: str, names: Iterable[str]) -> str | None:
+    """The variable holding a machine's phase (<m>_phase or <m>_status)."""
+    have = set(names)
+    return next((v for v in (f"{machine}_phase", f"{machine}_status") if v in have), None)
+
+
+def module_of(meta: dict[str, Any], names: Iterable[str]) -> str | None:
+    """The spec a trace is for: its #meta module, else the spec whose machines own its variables."""
+    specs = all_specs()
+    module = meta.get("module")
+    if module in specs:
+        return str(module)
+    prefixes = {n.split("_", 1)[0] for n in names if "_" in n}
+    for spec in specs:
+        if machines_of(spec) == prefixes:
+            return spec
+    return None
