@@ -13,7 +13,7 @@ from nucleus.app import manage, records
 from nucleus.driver import Driver
 from nucleus.effects import prepare, probe
 from nucleus.effects.executor import Executor
-from nucleus.effects.process import blocked
+from nucleus.effects.process import alive, blocked
 from nucleus.errors import RuntimeFailure
 from nucleus.machines import join
 from nucleus.machines.base import Refused
@@ -33,15 +33,21 @@ def attach(ref: str, argv: list[str], trace_path: str | None = None) -> int:
     result = container.feed(v.Attach())
     if isinstance(result, Refused):
         raise RuntimeFailure(result.why.replace("the container", repr(name)))
-    init = container.executor.init_pid  # type: ignore[attr-defined]
-    if init is None:
+    init, start = record.get("init_pid"), record.get("init_start")
+    if not isinstance(init, int) or not isinstance(start, int) or not alive(init, start):
         raise RuntimeFailure(f"cannot attach to container {name!r}: its init process is gone")
     policy = records.join_policy(record)
     if policy is None:
         raise RuntimeFailure(f"cannot attach to container {name!r}: its record says nothing of its "
                              "restrictions", hint="it was started by another nucleus version")
+    if policy.rootless and probe.identity().euid != 0:
+        raise RuntimeFailure(
+            f"cannot attach to container {name!r}: it runs rootless, and joining a rootless "
+            "container is not supported yet (its processes are not dumpable, so their namespaces "
+            "cannot be opened by their own user)",
+            hint="run the container as root (its root is then an unprivileged uid) to attach to it")
     machines = record["machines"]
-    inputs = JoinInputs(policy, init, tuple(argv), frozenset(machines.get("sec_degraded") or ()),
+    inputs = JoinInputs(policy, init, start, tuple(argv), frozenset(machines.get("sec_degraded") or ()),
                         machines.get("res_phase") == "ready", name)
     state = inputs.plan()
     programs: dict[str, bytes] = {}

@@ -5,6 +5,7 @@ executor: what to signal, end, release and remove is decided by the machines.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, TextIO
 
 from nucleus import vocab as v
@@ -13,7 +14,8 @@ from nucleus.config.lookup import resolve
 from nucleus.driver import Driver
 from nucleus.effects import probe
 from nucleus.effects.executor import Executor
-from nucleus.effects.store import Store, alive, read_log
+from nucleus.effects.process import alive
+from nucleus.effects.store import Store, read_log
 from nucleus.errors import RuntimeFailure
 from nucleus.machines import lifecycle, system
 from nucleus.machines.base import Refused
@@ -30,10 +32,18 @@ def supervisor_alive(record: dict[str, Any]) -> bool:
     return alive(record.get("supervisor_pid"), record.get("supervisor_start"))
 
 
+def lost(record: dict[str, Any]) -> bool:
+    """Its supervisor is gone before it was cleaned up: it may still hold processes or a
+    cgroup, which rm --force reclaims."""
+    uncleaned = record.get("status") in ACTIVE or not (record.get("machines") or {}).get("lc_cleaned", True)
+    return uncleaned and not supervisor_alive(record)
+
+
 def view(record: dict[str, Any]) -> dict[str, Any]:
-    """The record as a user sees it: an active container whose supervisor is gone is "lost"."""
+    """The record as a user sees it: a container whose supervisor is gone before it was cleaned
+    up is "lost"."""
     out = {k: val for k, val in record.items() if k not in ("machines", "plan", "env", "landlock_rules")}
-    if record.get("status") in ACTIVE and not supervisor_alive(record):
+    if lost(record):
         out["status"] = "lost"
         out["reason"] = "the supervisor is gone; nucleus rm --force cleans up"
     return out
@@ -48,7 +58,7 @@ def authorize(record: dict[str, Any], action: str) -> None:
     if uid != 0 and uid != record.get("creator_uid"):
         raise RuntimeFailure(
             f"cannot {action} container {record['name']!r}: it belongs to uid {record.get('creator_uid')}",
-            hint="only its creator or root may manage a container",
+            hint="only its creator may manage a container",
         )
 
 
@@ -57,7 +67,7 @@ def listing(all_: bool) -> list[dict[str, Any]]:
     before they were cleaned up: they hold what rm --force reclaims)."""
     records_ = _store().all()
     if not all_:
-        records_ = [r for r in records_ if r.get("status") in ACTIVE]
+        records_ = [r for r in records_ if r.get("status") in ACTIVE or lost(r)]
     return sorted((view(r) for r in records_), key=lambda r: r.get("created_at", 0))
 
 
@@ -76,15 +86,19 @@ def stats(refs: tuple[str, ...]) -> list[dict[str, Any]]:
     return out
 
 
+def _warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
 def container_driver(record: dict[str, Any], store: Store | None = None) -> Driver:
     """The container's machine, rebuilt from its record, driven against an executor that knows
     its init (when that is still the same process); with `store`, the record follows the
-    machine. Warnings of the run ("running without limits") mean nothing to a management
-    command."""
-    init = record.get("init_pid") if alive(record.get("init_pid"), record.get("init_start")) else None
-    executor = Executor(warn=lambda message: None, init_pid=init)
+    machine. What the executor cannot do (a signal refused) is said on stderr."""
+    start = record.get("init_start")
+    init = record.get("init_pid") if alive(record.get("init_pid"), start) else None
+    executor = Executor(warn=_warn, init_pid=init, init_start=start)
     recorder = None if store is None else records.StateRecorder(store, record, lambda: executor.init_pid)
-    return Driver(system, records.restore(record), executor, recorder)
+    return Driver(system, records.restore(record, probe.cgroup_layout()), executor, recorder)
 
 
 def _refused(result: Refused, record: dict[str, Any]) -> RuntimeFailure:
@@ -178,7 +192,7 @@ def log_lines(ref: str, lines: int | None) -> tuple[dict[str, Any], list[str]]:
         data = read_log(path)
     except PermissionError as e:
         raise RuntimeFailure(f"cannot read the log of container {record['name']!r}: {path}: {e.strerror}",
-                             hint="only its creator or root may read it") from None
+                             hint="only its creator may read it") from None
     # Complete lines only: a line still being written is for follow() to finish.
     end = data.rfind(b"\n") + 1
     record["log_offset"] = end

@@ -15,11 +15,14 @@ import time
 from typing import Any
 
 from nucleus.config.container import ContainerConfig
-from nucleus.effects.store import Store, process_start
+from nucleus.config.resources import DEFAULT_CGROUP_PARENT, Limits, parse_cgroup_parent
+from nucleus.effects.process import process_start
+from nucleus.effects.store import Store
 from nucleus.errors import InvalidInput
+from nucleus.facts import CgroupLayout
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.plain import from_plain, to_plain
-from nucleus.plan.cgroups import CgroupPlan
+from nucleus.plan import cgroups
 from nucleus.plan.run import JoinPolicy, RunPlan
 
 ACTIVE = lifecycle.ACTIVE
@@ -41,8 +44,8 @@ def register(store: Store, config: ContainerConfig, cid: str, plan: RunPlan, *, 
         "log_path": log_path, "hostname": config.hostname or name, "rootless": rootless,
         "limits": {"memory": config.limits.memory, "cpus": config.limits.cpus, "pids": config.limits.pids},
         "cgroup": {"backend": plan.cgroup.backend, "dirs": dict(plan.cgroup.dirs)},
-        "plan": {"cgroup": to_plain(plan.cgroup), "join": to_plain(plan.join),
-                 "required": plan.state.res.required},
+        "cgroup_parent": config.limits.cgroup_parent,
+        "plan": {"join": to_plain(plan.join), "required": plan.state.res.required},
         "machines": _plain_tla(system.to_tla(plan.state)),
     }
     with store.locked():
@@ -119,15 +122,14 @@ def _plain_tla(values: dict[str, Any]) -> dict[str, Any]:
     return {k: sorted(val) if isinstance(val, (set, frozenset)) else val for k, val in values.items()}
 
 
-def restore(record: dict[str, Any]) -> system.SystemState:
-    """The System machine as the record describes it, with the planned cgroup intents (the
-    setup machines' own parameters are of no use once the container exists)."""
-    plan = record.get("plan") or {}
-    res = resources.ResourcesState()
-    if "cgroup" in plan:
-        cgroup: CgroupPlan = from_plain(CgroupPlan, plan["cgroup"])
-        res = resources.initial(bool(plan.get("required")), cgroup.create, cgroup.limits,
-                                cgroup.attach, cgroup.remove)
+def restore(record: dict[str, Any], layout: CgroupLayout) -> system.SystemState:
+    """The System machine as the record describes it. The cgroup intents are planned again from
+    this host's layout, the container's parent and its id (never taken from the file); the
+    setup machines' own parameters are of no use once the container exists."""
+    parent = parse_cgroup_parent(str(record.get("cgroup_parent", DEFAULT_CGROUP_PARENT)), "the record's cgroup_parent")
+    planned = cgroups.plan(layout, parent, record["id"], Limits())
+    required = bool((record.get("plan") or {}).get("required"))
+    res = resources.initial(required, planned.create, planned.limits, planned.attach, planned.remove)
     base = system.initial(isolation.IsolationState(), filesystem.FilesystemState(),
                           security.SecurityState(), res)
     return system.from_tla(record["machines"], base)

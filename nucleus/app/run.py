@@ -88,7 +88,6 @@ def run(config: ContainerConfig, trace_path: str | None = None,
     probe.writable_file("--trace", trace_path)
     probe.directory("--rootfs", config.rootfs,
                     "build one with the flake's lib.mkRootfs, or point at an unpacked tree")
-    prepare.architecture()
     facts = probe.for_run(config, modes_need=modes_need_host(config))
     if modes_need_host(config):
         mode_host.validate_host(modes.from_container_spec(config), facts)
@@ -133,11 +132,12 @@ def run(config: ContainerConfig, trace_path: str | None = None,
     if answer is not None and "ok" in answer:
         print(answer["ok"])
         return 0
-    if store.read(cid) is None:
+    left = store.read(cid) is not None
+    if not left:
         store.delete(cid)  # the supervisor removed the container: its log goes too
     if answer is None:
         raise RuntimeFailure("the supervisor exited before the container started",
-                             hint=f"nucleus rm --force {record['name']} reclaims what it left")
+                             hint=f"nucleus rm --force {record['name']} reclaims what it left" if left else None)
     raise error_from_data(answer["error"])
 
 

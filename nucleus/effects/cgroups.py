@@ -88,6 +88,12 @@ class Files:
     def rmdir(self, path: str) -> None:
         os.rmdir(path)
 
+    def setxattr(self, path: str, name: str, value: str) -> None:
+        os.setxattr(path, name, value.encode(), follow_symlinks=False)
+
+    def getxattr(self, path: str, name: str) -> str:
+        return os.getxattr(path, name, follow_symlinks=False).decode(errors="replace")
+
     def isdir(self, path: str) -> bool:
         return os.path.isdir(path)
 
@@ -289,15 +295,18 @@ CREATE_ATTEMPTS = 3
 
 
 def create(op: v.CreateCgroup) -> None:
-    """Another container's release removes a shared parent once it is empty: when a parent
-    vanishes between its mkdir and the next step (ENOENT), the steps are taken again."""
+    """Each parent it makes gets the mark (the release removes a parent only with it, never one
+    that was there before: an administrator's group with limits of its own). Another
+    container's release removes a shared parent once it is empty: when a parent vanishes
+    between its mkdir and the next step (ENOENT), the steps are taken again."""
     if op.unavailable:
         raise CgroupError("create", op.dirs[0] if op.dirs else "cgroup", _errno.EOPNOTSUPP,
                           detail=op.unavailable)
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             for directory in op.parents:
-                _mkdir(directory, exist_ok=True)
+                if _mkdir(directory, exist_ok=True) and op.mark:
+                    _mark(directory, op.mark)
             for control, value in op.enable:
                 _write(control, value)
             for directory in op.dirs:
@@ -306,6 +315,26 @@ def create(op: v.CreateCgroup) -> None:
         except CgroupError as e:
             if e.errno != _errno.ENOENT or attempt == CREATE_ATTEMPTS:
                 raise
+
+
+def _mark(directory: str, mark: tuple[str, ...]) -> None:
+    name, value = mark
+    try:
+        FILES.setxattr(directory, name, value)
+    except OSError as e:
+        raise CgroupError("set attribute", directory, e.errno or _errno.EIO, value=f"{name}={value}") from None
+
+
+def _marked(directory: str, mark: tuple[str, ...]) -> bool:
+    """Whether nucleus made this parent (it carries the mark); one without it, or gone, is not
+    nucleus's to remove."""
+    name, value = mark
+    try:
+        return FILES.getxattr(directory, name) == value
+    except OSError as e:
+        if e.errno in (_errno.ENODATA, _errno.ENOENT, _errno.ENOTSUP, _errno.EACCES, _errno.EPERM):
+            return False
+        raise CgroupError("read attribute", directory, e.errno or _errno.EIO, value=name) from None
 
 
 def write_limits(op: v.SetCgroupLimits) -> None:
@@ -339,12 +368,16 @@ def remove(op: v.RemoveCgroup, timeout: float = KILL_TIMEOUT) -> bool:
     for directory in op.dirs:
         _rmdir(directory)
     for directory in op.parents:
+        if not op.mark or not _marked(directory, op.mark):
+            continue
         try:
             FILES.rmdir(directory)
         except FileNotFoundError:
             continue
         except OSError as e:
-            if e.errno not in (_errno.EBUSY, _errno.ENOTEMPTY):  # another container's group stays
+            # Another container's group keeps it (EBUSY, ENOTEMPTY); a parent the caller may not
+            # remove (a rootless run under root's parent) stays too.
+            if e.errno not in (_errno.EBUSY, _errno.ENOTEMPTY, _errno.EACCES, _errno.EPERM):
                 raise CgroupError("rmdir", directory, e.errno or _errno.EIO) from None
     return oom
 

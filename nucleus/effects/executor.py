@@ -43,7 +43,8 @@ def _stderr(message: str) -> None:
 class Executor:
     def __init__(self, programs: dict[str, bytes] | None = None, *,
                  fault: tuple[str, int] | None = None, pause: tuple[str, int] | None = None,
-                 warn: Callable[[str], None] | None = None, init_pid: int | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, init_pid: int | None = None,
+                 init_start: int | None = None) -> None:
         # What the spawned process holds besides the intents: the compiled seccomp programs.
         self.setup = SetupProcess(programs=dict(programs or {}))
         self.fault = fault
@@ -52,6 +53,9 @@ class Executor:
         self.counts: dict[str, int] = {}
         self.pid: int | None = None  # the process serving the sync pipe
         self.init_pid = init_pid  # the container's init (or the joined command's process)
+        # A management command knows the init from a record: it is signalled only while it is
+        # still the process that started then (its start time), never one that reused its pid.
+        self.init_start = init_start
         self.req_w: int | None = None
         self.resp_r: int | None = None
         self.tracer: tuple[int, str] | None = None  # (pid, log path) in seccomp trace mode
@@ -82,7 +86,7 @@ class Executor:
                 if _failed(events):
                     return events
             if injected:
-                events.append(v.failed(intent, _errno.EIO, f"injected failure of {intent.name} #{n}"))
+                events.extend(self._broken(intent, _errno.EIO, f"injected failure of {intent.name} #{n}"))
                 return events
             events.extend(self._local(intent))
             if _failed(events):
@@ -97,24 +101,29 @@ class Executor:
         except Exception as e:  # noqa: BLE001 - every failure is an event; a bug too, never an unwinding
             errno = (e.errno or 0) if isinstance(e, OSError) else 0
             message = str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
-            if intent.reports is None:
-                self.warn(f"{intent.name} failed: {message}")
-                return []
-            return [v.failed(intent, errno, message)]
+            return self._broken(intent, errno, message)
         done = v.done(intent, detail or "")
         return [done] if done is not None else []
 
+    def _broken(self, intent: v.Intent, errno: int, message: str) -> list[v.Event]:
+        """The failure of `intent` as its Fail event; an intent that reports nothing (its
+        consequence arrives as an event of its own, such as Exit) is only warned of."""
+        if intent.reports is None:
+            self.warn(f"{intent.name} failed: {message}")
+            return []
+        return [v.failed(intent, errno, message)]
+
     def _remote(self, intents: tuple[v.Intent, ...]) -> list[v.Event]:
         if self.req_w is None or self.resp_r is None:
-            return [v.failed(intents[0], _errno.ESRCH, "no setup process")]
+            return self._broken(intents[0], _errno.ESRCH, "no setup process")
         try:
             channel.send_intents(self.req_w, intents)
             if isinstance(intents[-1], _UNANSWERED):
                 return []
             events = channel.receive_events(self.resp_r)
         except (channel.ChannelClosedError, OSError) as e:
-            return [v.failed(intents[0], getattr(e, "errno", None) or _errno.EPIPE,
-                             f"the setup process went away during {intents[0].name}: {e}")]
+            return self._broken(intents[0], getattr(e, "errno", None) or _errno.EPIPE,
+                                f"the setup process went away during {intents[0].name}: {e}")
         done = events[-1] if events else None
         if isinstance(done, v.StepDone) and any(
                 isinstance(i, v.ForkInit) and i.reports == (done.machine, done.step) for i in intents):
@@ -166,15 +175,17 @@ class Executor:
 
     def send_signal(self, name: str) -> None:
         if self.init_pid is not None:  # gone meanwhile: its supervisor records the exit
-            process.kill(self.init_pid, getattr(signal, f"SIG{name}"))
+            process.kill(self.init_pid, getattr(signal, f"SIG{name}"), self.init_start)
 
     def cleanup(self) -> None:
         """End every process this executor started (the container's init takes its namespace
         down with it), close the pipe, and let the tracer finish."""
-        for pid in {self.pid, self.init_pid} - {None}:
-            assert pid is not None
-            process.kill(pid)
-            process.reap(pid)
+        if self.pid is not None and self.pid != self.init_pid:
+            process.kill(self.pid)
+            process.reap(self.pid)
+        if self.init_pid is not None:
+            process.kill(self.init_pid, start=self.init_start)
+            process.reap(self.init_pid)
         self.pid = self.init_pid = None
         for fd in (self.req_w, self.resp_r):
             if fd is not None:

@@ -11,7 +11,7 @@ import struct
 
 from nucleus import linux
 from nucleus import vocab as v
-from nucleus.effects import abi, caps, libc
+from nucleus.effects import abi, caps, libc, process
 
 FLAGS = {
     "user": linux.CLONE_NEWUSER, "pid": linux.CLONE_NEWPID, "mount": linux.CLONE_NEWNS,
@@ -55,19 +55,24 @@ def become_root(_: v.BecomeRoot) -> None:
 
 def enter_namespaces(op: v.EnterNamespaces) -> None:
     """Open every namespace first (the paths stop resolving once the mount namespace changes),
-    then setns into each in order; one this process is already in is skipped (setns into one's
-    own user namespace is refused)."""
+    then make sure they are the container's: the init is still the process that started at
+    `op.start` (so the open descriptors are its namespaces, not those of a process that reused
+    its pid after it ended), and none is this process's own (the host's). Only then setns into
+    each, in order."""
+    if process.process_start(op.pid) != op.start:
+        raise OSError(errno.ESRCH, f"the container's init (pid {op.pid}) has ended")
     fds: list[tuple[str, int]] = []
     try:
         for kind, path in op.namespaces:
-            try:
-                if libc.readlink(path) == libc.readlink(f"/proc/self/ns/{kind}"):
-                    continue
-            except abi.SyscallError as e:
-                if e.errno == errno.ENOENT:  # a namespace kind this kernel lacks (time before 5.6)
-                    continue
-                raise
             fds.append((kind, libc.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        if process.process_start(op.pid) != op.start:
+            raise OSError(errno.ESRCH, f"the container's init (pid {op.pid}) has ended")
+        for kind, path in op.namespaces:
+            if libc.readlink(path) == libc.readlink(f"/proc/self/ns/{kind}"):
+                raise OSError(errno.EINVAL, f"{path} is this process's own {kind} namespace, not "
+                                            "one the container made: refusing to join it")
+        if process.process_start(op.pid) != op.start:  # still the init after the comparison
+            raise OSError(errno.ESRCH, f"the container's init (pid {op.pid}) has ended")
         if op.clear_groups:
             libc.setgroups([])  # host root's groups must not follow into the container
         for kind, fd in fds:

@@ -10,7 +10,7 @@ import hashlib
 import os
 
 from nucleus.effects import abi, integrity, seccomp
-from nucleus.errors import InvalidInput, RuntimeFailure
+from nucleus.errors import HostUnsupported, InvalidInput, RuntimeFailure
 
 
 def read_file(flag: str, path: str) -> bytes:
@@ -38,6 +38,9 @@ def program(profile: dict[str, object], flag: str | None = None, path: str | Non
     compile is refused naming the flag and file."""
     try:
         compiled = seccomp.cached_program(profile)
+    except ImportError as e:
+        raise HostUnsupported(f"cannot compile the seccomp profile: {e}",
+                              hint="install libseccomp and its Python bindings (pip install pyseccomp)") from e
     except ValueError as e:
         if flag is None:
             raise RuntimeFailure(f"internal: the default seccomp profile does not compile: {e}") from e

@@ -8,6 +8,7 @@ blocks WAITED first (`blocked`), and children reset their mask before exec.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -92,10 +93,47 @@ def wait_forwarding(target: int, gone: int = 125) -> int:
                 return exit_status(status)
 
 
-def kill(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Signal a process; one already gone is fine."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
+def kill(pid: int, sig: int = signal.SIGKILL, start: int | None = None) -> None:
+    """Signal a process; one already gone is fine. With `start` (its start time, as a record
+    keeps it) the process is pinned with a pidfd first and signalled only if it is still the
+    same process, never a later one that reused its pid. PID 1 and the kernel's threads are
+    never signalled, whatever a record says."""
+    if pid <= 1:
+        raise OSError(errno.EPERM, f"refusing to signal pid {pid}")
+    if start is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        return
+    try:
+        pinned = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if process_start(pid) == start:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pinned, sig)
+    finally:
+        os.close(pinned)
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of a process (clock ticks since boot), to tell a pid from a reused one;
+    None when the process is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ESRCH):
+            return None
+        raise
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] == b"Z":
+        return None
+    return int(rest[19])
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    return pid is not None and start is not None and process_start(pid) == start
 
 
 def serve_in_child(serve: Callable[[int, int], object]) -> tuple[int, int, int]:

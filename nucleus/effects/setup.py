@@ -120,8 +120,13 @@ def _fork(setup: SetupProcess, intent: v.ForkInit, events: list[dict[str, Any]])
 
 
 def _exec_workload(setup: SetupProcess, intent: v.ExecWorkload, events: list[dict[str, Any]]) -> None:
-    """Fork the workload, answer, drop every descriptor, and become the container's init."""
-    pid = os.fork()
+    """Fork the workload, answer, drop every descriptor, and become the container's init. If
+    the workload cannot be forked (the pids limit), init exits 126: the run ends with that."""
+    try:
+        pid = os.fork()
+    except OSError as e:
+        os.write(2, f"nucleus: cannot start the workload: {e.strerror}\n".encode())
+        os._exit(126)
     if pid == 0:
         exec_command(v.ExecCommand(intent.argv, intent.env, intent.cwd, intent.rlimits), fallback_cwd=False)
     channel.send(setup.resp_fd, events)

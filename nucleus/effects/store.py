@@ -1,5 +1,11 @@
 """The state directory: one JSON document per container, mode 0600, replaced atomically, with
-writers serialized by an advisory lock on the directory."""
+writers serialized by an advisory lock on the directory.
+
+A record says which processes to signal and what to release, so only a directory that the
+caller owns and nobody else can write is used: another user's directory (root's `--root` into a
+user's, or a `/tmp/nucleus-<uid>` someone else made first) is refused, never trusted. A record
+whose name is not a container id, or whose content is not a record, is passed over with a
+warning."""
 
 from __future__ import annotations
 
@@ -8,11 +14,40 @@ import errno
 import fcntl
 import json
 import os
+import re
+import stat
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 ROOTFS = "rootfs"  # the mount point under the state directory (see nucleus.plan.run)
+CONTAINER_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _refused(path: str, why: str) -> Exception:
+    from nucleus.errors import RuntimeFailure
+
+    return RuntimeFailure(
+        f"the state directory {path!r} {why}",
+        hint="use a state directory of your own (--root DIR); a user's containers are managed as "
+             "that user")
+
+
+def owned(path: str) -> bool:
+    """Whether `path` is a directory (not a link) that the caller owns and that no one else can
+    write; False when it does not exist; refused when it is anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        raise _refused(path, "is not a directory")
+    if st.st_uid != os.geteuid():
+        raise _refused(path, f"belongs to uid {st.st_uid}, not to the caller (uid {os.geteuid()})")
+    if st.st_mode & 0o022:
+        raise _refused(path, f"may be written by others (mode {stat.S_IMODE(st.st_mode):04o})")
+    return True
 
 
 class Store:
@@ -21,10 +56,20 @@ class Store:
         self.dir = os.path.join(root, "containers")
 
     def ensure(self) -> None:
-        """The records' directory, and the mount point where containers' roots are assembled
-        (each in its own mount namespace; the directory itself stays empty)."""
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        os.makedirs(os.path.join(self.root, ROOTFS), mode=0o700, exist_ok=True)
+        """The state directory (made 0700 if missing, else checked), the records' directory, and
+        the mount point where containers' roots are assembled (each in its own mount namespace;
+        the directory itself stays empty)."""
+        for path in (self.root, self.dir, os.path.join(self.root, ROOTFS)):
+            if not owned(path):
+                try:
+                    os.makedirs(path, mode=0o700)
+                except FileExistsError:
+                    pass  # made meanwhile by a concurrent run of ours: checked below
+                owned(path)
+
+    def _readable(self) -> bool:
+        """Whether there is a state directory to read (checked as `ensure` checks it)."""
+        return owned(self.root) and owned(self.dir)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -66,34 +111,34 @@ class Store:
             return record
 
     def read(self, cid: str) -> dict[str, Any] | None:
+        """The record of container `cid`, or None (no such record, or not a record)."""
+        if not CONTAINER_ID.fullmatch(cid) or not self._readable():
+            return None
+        path = self.path(cid)
         try:
-            fd = os.open(self.path(cid), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
-        except PermissionError as e:
-            from nucleus.errors import RuntimeFailure
-
-            raise RuntimeFailure(f"cannot read {self.path(cid)}: {e.strerror}",
-                                 hint="containers are managed by the user who started them, or root") from None
-        with os.fdopen(fd) as f:
-            try:
-                record: dict[str, Any] = json.load(f)  # what write() wrote: an object
-            except json.JSONDecodeError:
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                _warn(f"{path} is a link: passed over")
                 return None
-            return record
+            raise
+        with os.fdopen(fd, "rb") as f:
+            try:
+                data = json.loads(f.read())
+            except (ValueError, UnicodeDecodeError):
+                return None  # being replaced, or damaged: the next read sees the whole record
+        if not isinstance(data, dict) or data.get("id") != cid:
+            _warn(f"{path} is not the record of container {cid}: passed over")
+            return None
+        return data
 
     def all(self) -> list[dict[str, Any]]:
-        try:
-            names = sorted(os.listdir(self.dir))
-        except FileNotFoundError:
+        if not self._readable():
             return []
-        except PermissionError as e:
-            from nucleus.errors import RuntimeFailure
-
-            raise RuntimeFailure(f"cannot read the state directory {self.dir}: {e.strerror}",
-                                 hint="containers are managed by the user who started them, or root") from None
         out = []
-        for name in names:
+        for name in sorted(os.listdir(self.dir)):
             if name.endswith(".json"):
                 record = self.read(name[:-5])
                 if record is not None:
@@ -137,22 +182,6 @@ class Store:
                 pass
 
 
-def process_start(pid: int) -> int | None:
-    """The start time of a process (clock ticks since boot), to tell a pid from a reused one;
-    None when the process is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ESRCH):
-            return None
-        raise
-    rest = data[data.rindex(b")") + 2:].split()
-    if rest[0] == b"Z":
-        return None
-    return int(rest[19])
-
-
 def read_log(path: str) -> bytes:
     """A container's log as it is now (empty when it was never written)."""
     try:
@@ -162,5 +191,5 @@ def read_log(path: str) -> bytes:
         return b""
 
 
-def alive(pid: int | None, start: int | None) -> bool:
-    return pid is not None and start is not None and process_start(pid) == start
+def _warn(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")

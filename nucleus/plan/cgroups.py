@@ -19,6 +19,9 @@ from nucleus.errors import InvalidInput
 from nucleus.facts import UNIFIED, CgroupLayout
 
 V2_REQUIRED = ("cpu", "memory", "pids")
+# The extended attribute nucleus sets on a parent group it makes: the release removes a parent
+# only when it carries it (cgroupfs keeps trusted.* attributes, v1 and v2 alike).
+PARENT_MARK = ("trusted.nucleus.parent", "1")
 V1_IO_FILES = (
     ("rbps", "blkio.throttle.read_bps_device"),
     ("wbps", "blkio.throttle.write_bps_device"),
@@ -87,7 +90,7 @@ def _plan_v2(layout: CgroupLayout, parts: list[str], name: str, limits: Limits) 
         create = v.CreateCgroup(
             parents=tuple(parents),
             enable=tuple((posixpath.join(p, "cgroup.subtree_control"), plus) for p in parents) if wanted else (),
-            dirs=(directory,))
+            dirs=(directory,), mark=PARENT_MARK)
 
     def file(name: str) -> str:
         return posixpath.join(directory, name)
@@ -114,7 +117,8 @@ def _plan_v2(layout: CgroupLayout, parts: list[str], name: str, limits: Limits) 
     remove = v.RemoveCgroup() if create.unavailable else v.RemoveCgroup(
         procs=procs, kill=file("cgroup.kill"),
         freeze=(file("cgroup.freeze"), "1", "0", file("cgroup.events"), "frozen 1"),
-        oom=(file("memory.events"), "oom_kill"), dirs=(directory,), parents=_deepest_first(parents))
+        oom=(file("memory.events"), "oom_kill"), dirs=(directory,), parents=_deepest_first(parents),
+        mark=PARENT_MARK)
     dirs = ((UNIFIED, directory),) + tuple((c, directory) for c in wanted)
     return CgroupPlan("v2", dirs, create, v.SetCgroupLimits(tuple(writes)), v.AttachCgroup(procs), remove)
 
@@ -125,7 +129,7 @@ def _plan_v1(layout: CgroupLayout, parts: list[str], name: str, limits: Limits) 
     dirs = {controller: posixpath.join(point, *parts, name) for controller, point in layout.mounts}
     parents = [posixpath.join(point, *parts[:depth]) for point in points for depth in range(1, len(parts) + 1)]
     own = sorted(set(dirs.values()))
-    create = v.CreateCgroup(parents=tuple(parents), dirs=tuple(own))
+    create = v.CreateCgroup(parents=tuple(parents), dirs=tuple(own), mark=PARENT_MARK)
 
     def file(controller: str, name: str) -> str:
         return posixpath.join(dirs[controller], name)
@@ -163,6 +167,6 @@ def _plan_v1(layout: CgroupLayout, parts: list[str], name: str, limits: Limits) 
         posixpath.join(freezer, "freezer.state"), "FROZEN")
     remove = v.RemoveCgroup(procs=procs, freeze=freeze,
                             oom=(file("memory", "memory.oom_control"), "oom_kill"),
-                            dirs=_deepest_first(own), parents=_deepest_first(parents))
+                            dirs=_deepest_first(own), parents=_deepest_first(parents), mark=PARENT_MARK)
     return CgroupPlan("v1", tuple(sorted(dirs.items())), create, v.SetCgroupLimits(tuple(writes)),
                       v.AttachCgroup(procs), remove)

@@ -15,16 +15,17 @@ from nucleus.plan.run import JOIN_ORDER, JoinPolicy
 DEFAULT_COMMAND = ("/bin/sh",)
 
 
-def namespaces(init_pid: int, rootless: bool) -> tuple[tuple[str, str], ...]:
-    """Every namespace of the container's init, in the order they are entered: the user
-    namespace first when it owns the others (rootless), last when it was entered last."""
-    others = tuple((kind, f"/proc/{init_pid}/ns/{kind}") for kind in JOIN_ORDER)
+def namespaces(init_pid: int, policy: JoinPolicy) -> tuple[tuple[str, str], ...]:
+    """The namespaces the container made, of its init, in the order they are entered: the user
+    namespace first when it owns the others (rootless), last when it was entered last. A kind
+    the container shares with the host (time without --time-namespace) is not joined."""
+    others = tuple((kind, f"/proc/{init_pid}/ns/{kind}") for kind in JOIN_ORDER if kind in policy.namespaces)
     user = (("user", f"/proc/{init_pid}/ns/user"),)
-    return user + others if rootless else others + user
+    return user + others if policy.rootless else others + user
 
 
-def plan(policy: JoinPolicy, init_pid: int, argv: tuple[str, ...], degraded: frozenset[str],
-         in_cgroup: bool, name: str = "") -> join.JoinState:
+def plan(policy: JoinPolicy, init_pid: int, init_start: int, argv: tuple[str, ...],
+         degraded: frozenset[str], in_cgroup: bool, name: str = "") -> join.JoinState:
     """Raises InvalidInput when the container cannot be joined with its own restrictions."""
     if policy.seccomp_mode == "trace":
         raise InvalidInput(
@@ -34,7 +35,8 @@ def plan(policy: JoinPolicy, init_pid: int, argv: tuple[str, ...], degraded: fro
     steps: tuple[v.Intent, ...] = (
         v.JoinSpawn(),
         v.JoinCgroup(policy.cgroup_procs if in_cgroup else ()),
-        v.EnterNamespaces(namespaces(init_pid, policy.rootless), clear_groups=not policy.rootless),
+        v.EnterNamespaces(namespaces(init_pid, policy), clear_groups=not policy.rootless,
+                          pid=init_pid, start=init_start),
         v.JoinIdentity(),
         v.JoinFork(),
         v.JoinDropCapabilities(policy.caps_keep),
@@ -51,10 +53,12 @@ class JoinInputs:
 
     policy: JoinPolicy
     init_pid: int
+    init_start: int
     argv: tuple[str, ...]
     degraded: frozenset[str]
     in_cgroup: bool
     name: str = ""
 
     def plan(self) -> join.JoinState:
-        return plan(self.policy, self.init_pid, self.argv, self.degraded, self.in_cgroup, self.name)
+        return plan(self.policy, self.init_pid, self.init_start, self.argv, self.degraded,
+                    self.in_cgroup, self.name)

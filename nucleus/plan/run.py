@@ -18,6 +18,7 @@ from nucleus.plan import cgroups, mounts
 SUBUID_BASE = 100000
 SUBUID_COUNT = 65536
 JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "pid", "time", "mnt")  # "user" first or last
+PROC_NAME = {"mount": "mnt"}  # /proc/<pid>/ns/ names the mount namespace "mnt"
 
 LandlockRules = tuple[tuple[str, tuple[str, ...]], ...]
 
@@ -41,6 +42,7 @@ class JoinPolicy:
     """What joining the container takes (recorded with the container for `attach`)."""
 
     rootless: bool
+    namespaces: tuple[str, ...]  # the kinds the container made (as /proc/<pid>/ns names them)
     seccomp_sha256: str
     seccomp_log_denied: bool
     seccomp_mode: str
@@ -114,8 +116,10 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
                           limits=cgroup.limits, attach=cgroup.attach, remove=cgroup.remove),
         lifecycle.initial(workload),
     )
+    made = ("user",) + tuple(PROC_NAME.get(kind, kind) for kind in namespaces)
     join = JoinPolicy(
-        rootless=rootless, seccomp_sha256=artifacts.seccomp_sha256,
+        rootless=rootless, namespaces=tuple(kind for kind in ("user", *JOIN_ORDER) if kind in made),
+        seccomp_sha256=artifacts.seccomp_sha256,
         seccomp_log_denied=artifacts.seccomp_log_denied, seccomp_mode=config.seccomp_mode,
         caps_keep=artifacts.caps_keep, landlock_rules=rules, landlock_min_abi=min_abi, env=env,
         cwd=config.effective_workdir, rlimits=rlimits, cgroup_procs=cgroup.attach.procs)

@@ -252,7 +252,8 @@ class Warn(Intent):
 # Resources: the container's cgroup ------------------------------------------------------------
 @record
 class CreateCgroup(Intent):
-    """mkdir each parent where missing, write each (subtree_control, "+controller ...") pair in
+    """mkdir each parent where missing and set `mark` = (extended attribute, value) on each one
+    it makes (the parent is nucleus's), write each (subtree_control, "+controller ...") pair in
     order (cgroup v2), then mkdir the container's own directories (one per v1 hierarchy), which
     must not exist yet. With `unavailable`, the host offers no group to make: the step fails
     with that reason and touches nothing."""
@@ -262,6 +263,7 @@ class CreateCgroup(Intent):
     enable: tuple[tuple[str, str], ...] = ()
     dirs: tuple[str, ...] = ()
     unavailable: str = ""
+    mark: tuple[str, ...] = ()
 
 
 @record
@@ -285,8 +287,10 @@ class RemoveCgroup(Intent):
     """End every process left in the group (write "1" to `kill`; where the kernel lacks it,
     freeze through `freeze` = (control, freeze value, thaw value, status file, frozen marker),
     SIGKILL each pid of `procs`, thaw), note whether the OOM killer acted (`oom` = (file, key)),
-    then rmdir `dirs` (deepest first; gone is fine) and `parents` where empty. Done reports
-    "oom-killed" when it did."""
+    then rmdir `dirs` (deepest first; gone is fine) and, deepest first, each of `parents` that
+    carries `mark` (nucleus made it; never a parent that was there before, such as an
+    administrator's group with limits of its own) where it is empty. Done reports "oom-killed"
+    when the OOM killer acted."""
 
     reports: ClassVar[tuple[str, str] | None] = ("res", "release")
     procs: tuple[str, ...] = ()
@@ -295,6 +299,7 @@ class RemoveCgroup(Intent):
     oom: tuple[str, ...] = ()
     dirs: tuple[str, ...] = ()
     parents: tuple[str, ...] = ()
+    mark: tuple[str, ...] = ()
 
 
 # Lifecycle ------------------------------------------------------------------------------------
@@ -336,14 +341,18 @@ class JoinCgroup(AttachCgroup):
 
 @record
 class EnterNamespaces(Intent):
-    """setns into each (kind, /proc/<pid>/ns/<kind>) in order, skipping one the process is
-    already in; with `clear_groups`, drop supplementary groups first (host root's groups must
-    not follow into the container)."""
+    """setns into each (kind, /proc/<pid>/ns/<kind>) in order: the namespaces the container
+    created, of its init `pid`, which must still be the process that started at `start` once
+    they are open (never a process that reused the pid), and none of which may be the joining
+    process's own. With `clear_groups`, drop supplementary groups first (host root's groups
+    must not follow into the container)."""
 
     where: ClassVar[str] = "child"
     reports: ClassVar[tuple[str, str] | None] = ("join", "enter")
     namespaces: tuple[tuple[str, str], ...] = ()
     clear_groups: bool = False
+    pid: int = 0
+    start: int = 0
 
 
 @record

@@ -162,6 +162,7 @@ class FakeKernel(ControlFileRules, cgroups.Files):
         self._freezing: dict[str, int] = {}
         self._busy: dict[str, int] = {}  # group -> rmdir attempts left that fail with EBUSY
         self._faults: dict[tuple[str, str], int] = {}
+        self._xattrs: dict[tuple[str, str], str] = {}  # (group, name) -> value, as cgroupfs keeps them
         self._next_pid = FIRST_PID
 
     # -- building ---------------------------------------------------------------------------------
@@ -305,6 +306,30 @@ class FakeKernel(ControlFileRules, cgroups.Files):
             self._make_files(path, self._v1_files(h, root=False, parent=parent))
         self.log.append(("mkdir", path, ""))
 
+    def setxattr(self, path: str, name: str, value: str) -> None:
+        path = os.path.normpath(path)
+        if self._hierarchy(path) is None:
+            return super().setxattr(path, name, value)
+        self._fault("setxattr", path)
+        if not os.path.isdir(path):
+            raise fail(errno.ENOENT, path)
+        self._xattrs[(path, name)] = value
+        self.log.append(("setxattr", path, f"{name}={value}"))
+
+    def getxattr(self, path: str, name: str) -> str:
+        path = os.path.normpath(path)
+        if self._hierarchy(path) is None:
+            return super().getxattr(path, name)
+        if not os.path.isdir(path):
+            raise fail(errno.ENOENT, path)
+        if (path, name) not in self._xattrs:
+            raise fail(errno.ENODATA, path)
+        return self._xattrs[(path, name)]
+
+    def set_attribute(self, path: str, name: str, value: str) -> None:
+        """Set an attribute as another program would (not logged as nucleus's doing)."""
+        self._xattrs[(os.path.normpath(str(path)), name)] = value
+
     def rmdir(self, path: str) -> None:
         path = os.path.normpath(path)
         h = self._hierarchy(path)
@@ -325,6 +350,7 @@ class FakeKernel(ControlFileRules, cgroups.Files):
         for entry in os.listdir(path):
             os.unlink(os.path.join(path, entry))
         os.rmdir(path)
+        self._xattrs = {k: val for k, val in self._xattrs.items() if k[0] != path}
         self._freezing = {k: n for k, n in self._freezing.items() if not k.startswith(path + "/")}
         self._busy.pop(path, None)
         self.log.append(("rmdir", path, ""))

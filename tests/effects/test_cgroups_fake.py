@@ -6,6 +6,7 @@ refusals in test_cgroup_layout.py."""
 from __future__ import annotations
 
 import errno
+import os
 import pickle
 from pathlib import Path
 
@@ -251,3 +252,46 @@ def test_kill_never_signals_pid_1(env, kernel, monkeypatch):
     with pytest.raises(cgroups.CgroupError):
         cgroups.remove(plan.remove, timeout=0.05)
     assert sent == []
+
+
+# --- which parents are nucleus's ------------------------------------------------------------------
+
+
+def test_a_parent_that_was_there_before_is_never_removed(env, kernel):
+    """An administrator's parent (with limits of its own) was not made by nucleus: it carries no
+    mark, and the release leaves it, empty or not."""
+    plan = env.plan(parent="admin")
+    for parent in plan.create.parents:
+        kernel.mkdir(parent)
+    cgroups.create(plan.create)
+    assert cgroups.remove(plan.remove) is False
+    assert env.groups() == {str(os.path.relpath(p, env.top)) for p in plan.create.parents}
+
+
+def test_a_marked_parent_goes_with_the_last_container_whatever_made_it(env, kernel):
+    """The container that made the parent may end first: the parent stays while another group
+    is in it, and goes with the last one (it is nucleus's, whoever made it)."""
+    first, second = env.plan("c1"), env.plan("c2")
+    cgroups.create(first.create)
+    cgroups.create(second.create)
+    assert cgroups.remove(first.remove) is False
+    assert env.groups() == {str(os.path.relpath(d, env.top)) for d in first.create.parents + second.create.dirs}
+    assert cgroups.remove(second.remove) is False
+    assert env.groups() == set()
+
+
+def test_a_failed_create_leaves_no_marked_parent_behind(env, kernel):
+    plan = env.plan(parent="nucleus/agents")
+    kernel.fail_next("mkdir", plan.create.dirs[0], errno.ENOSPC)
+    with pytest.raises(cgroups.CgroupError):
+        cgroups.create(plan.create)
+    assert cgroups.remove(plan.remove) is False  # what the resources machine does at release
+    assert env.groups() == set()
+
+
+def test_a_parent_that_cannot_be_marked_fails_the_creation(env, kernel):
+    plan = env.plan()
+    kernel.fail_next("setxattr", plan.create.parents[0], errno.EOPNOTSUPP)
+    with pytest.raises(cgroups.CgroupError) as e:
+        cgroups.create(plan.create)
+    assert str(e.value).startswith(f"set attribute 'trusted.nucleus.parent=1' to {plan.create.parents[0]}: ENOTSUP (Operation not supported)")

@@ -30,7 +30,9 @@ def test_create_enables_controllers_in_its_own_parents_only(v2):
     cgroups.create(plan.create)
     assert v2.since(mark) == [
         ("mkdir", "nucleus", ""),
+        ("setxattr", "nucleus", "trusted.nucleus.parent=1"),
         ("mkdir", "nucleus/agents", ""),
+        ("setxattr", "nucleus/agents", "trusted.nucleus.parent=1"),
         ("write", "nucleus/cgroup.subtree_control", "+cpu +io +memory +pids"),
         ("write", "nucleus/agents/cgroup.subtree_control", "+cpu +io +memory +pids"),
         ("mkdir", "nucleus/agents/c1", ""),

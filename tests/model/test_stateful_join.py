@@ -25,7 +25,7 @@ SETTINGS = settings(max_examples=200, stateful_step_count=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 JOIN_INTENTS = sorted(n for n in v.REPORTING if v.INTENTS[n].reports[0] == "join")
 POLICY = JoinPolicy(
-    rootless=False, seccomp_sha256="ab" * 32, seccomp_log_denied=True, seccomp_mode="enforce",
+    rootless=False, namespaces=("user", "cgroup", "ipc", "uts", "net", "pid", "mnt"), seccomp_sha256="ab" * 32, seccomp_log_denied=True, seccomp_mode="enforce",
     caps_keep=("CAP_CHOWN",), landlock_rules=(("/usr", ("execute", "read")),), landlock_min_abi=2,
     env=(("PATH", "/usr/bin"),), cwd="/context", rlimits=(1024, 64, 65536),
     cgroup_procs=("/sys/fs/cgroup/nucleus/c1/cgroup.procs",),
@@ -43,7 +43,7 @@ class JoinModel(RuleBasedStateMachine):
     )
     def start(self, degraded, rootless, held, argv):
         policy = dataclasses.replace(POLICY, rootless=rootless)
-        self.plan = join_plan.plan(policy, 42, argv, degraded, held, "web")
+        self.plan = join_plan.plan(policy, 42, 1000, argv, degraded, held, "web")
         self.ex = FakeExecutor()
         self.driver = Driver(join, self.plan, self.ex)
         self.exit_code: int | None = None

@@ -16,7 +16,7 @@ from nucleus.plan.run import JoinPolicy
 from tests.unit.machine_support import CGROUP, REMOVE
 
 POLICY = JoinPolicy(
-    rootless=True, seccomp_sha256="cd" * 32, seccomp_log_denied=False, seccomp_mode="enforce",
+    rootless=True, namespaces=("user", "cgroup", "ipc", "uts", "net", "pid", "mnt"), seccomp_sha256="cd" * 32, seccomp_log_denied=False, seccomp_mode="enforce",
     caps_keep=("CAP_CHOWN",), landlock_rules=(("/usr", ("execute", "read")),), landlock_min_abi=1,
     env=(("PATH", "/usr/bin"),), cwd="/context", rlimits=(1024, 64, 65536),
     cgroup_procs=("/sys/fs/cgroup/nucleus/c1/cgroup.procs",),
@@ -75,7 +75,7 @@ def test_require_returns_the_step_and_raises_on_a_refusal():
 
 
 def a_join(degraded: frozenset[str] = frozenset()) -> join.JoinState:
-    return join_plan.plan(POLICY, 42, ("/bin/sh", "-c", "id"), degraded, in_cgroup=True, name="web")
+    return join_plan.plan(POLICY, 42, 1000, ("/bin/sh", "-c", "id"), degraded, in_cgroup=True, name="web")
 
 
 def test_a_join_through_the_driver():

@@ -35,7 +35,7 @@ FACTS = HostFacts(arch="aarch64", euid=1000, egid=100, state_root="/run/user/100
                   landlock_abi=4, lockdown="none [integrity] confidentiality", seccomp_filter=True,
                   max_user_namespaces=63000, rootfs_realpath="/nix/store/abc-rootfs")
 POLICY = JoinPolicy(
-    rootless=False, seccomp_sha256="ab" * 32, seccomp_log_denied=True, seccomp_mode="enforce",
+    rootless=False, namespaces=("user", "cgroup", "ipc", "uts", "net", "pid", "mnt"), seccomp_sha256="ab" * 32, seccomp_log_denied=True, seccomp_mode="enforce",
     caps_keep=("CAP_CHOWN",), landlock_rules=(("/usr", ("execute", "read")),), landlock_min_abi=3,
     env=(("PATH", "/bin"),), cwd="/", rlimits=(1024, 64, 65536), cgroup_procs=("/g/cgroup.procs",),
 )
@@ -83,7 +83,7 @@ def test_a_cgroup_plan_with_its_intents_round_trips(layout):
 
 def test_join_policy_and_join_inputs_round_trip():
     assert through_json(JoinPolicy, POLICY) == POLICY
-    inputs = JoinInputs(POLICY, 42, ("/bin/sh",), frozenset({"seccomp", "landlock"}), True, "web")
+    inputs = JoinInputs(POLICY, 42, 1000, ("/bin/sh",), frozenset({"seccomp", "landlock"}), True, "web")
     data = json.loads(json.dumps(to_plain(inputs)))
     assert data["degraded"] == ["landlock", "seccomp"]  # a set as a sorted list
     back = from_plain(JoinInputs, data)
@@ -117,7 +117,7 @@ def test_run_inputs_round_trip_and_plan_the_same_run():
      "expected AttachCgroup, got SetCgroupLimits"),
     (cgroups.CgroupPlan, {**to_plain(cgroups.plan(V2, "n", "c", Limits())), "attach": {"t": "Reboot", "f": {}}},
      "unknown message type 'Reboot'"),
-    (JoinInputs, {**to_plain(JoinInputs(POLICY, 1, (), frozenset(), True)), "degraded": "seccomp"},
+    (JoinInputs, {**to_plain(JoinInputs(POLICY, 2, 1000, (), frozenset(), True)), "degraded": "seccomp"},
      "expected a list for frozenset"),
 ])
 def test_bad_data_is_refused_with_what_was_expected(kind, data, message):

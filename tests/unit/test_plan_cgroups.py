@@ -11,7 +11,7 @@ from nucleus import vocab as v
 from nucleus.config.resources import Limits, validate_limits
 from nucleus.errors import InvalidInput
 from nucleus.facts import UNIFIED, CgroupLayout
-from nucleus.plan.cgroups import CgroupPlan, plan
+from nucleus.plan.cgroups import PARENT_MARK, CgroupPlan, plan
 
 ROOT = "/sys/fs/cgroup"
 V2 = CgroupLayout("v2", ((UNIFIED, ROOT),), ("cpu", "io", "memory", "pids"), ("cpu", "io", "memory", "pids"),
@@ -119,7 +119,7 @@ def test_v2_group_creation_enables_the_controllers_in_each_parent():
         parents=(f"{ROOT}/nucleus", f"{ROOT}/nucleus/agents"),
         enable=((f"{ROOT}/nucleus/cgroup.subtree_control", "+cpu +io +memory +pids"),
                 (f"{ROOT}/nucleus/agents/cgroup.subtree_control", "+cpu +io +memory +pids")),
-        dirs=(directory,),
+        dirs=(directory,), mark=PARENT_MARK,
     )
     # The hierarchy root's own files are never written: only read by the probe.
     assert all(not path.startswith(f"{ROOT}/cgroup.") for path, _ in p.create.enable)
@@ -139,6 +139,7 @@ def test_v2_removal_kills_freezes_notes_oom_and_removes_deepest_first():
         oom=(f"{directory}/memory.events", "oom_kill"),
         dirs=(directory,),
         parents=(f"{ROOT}/a/b/c", f"{ROOT}/a/b", f"{ROOT}/a"),
+        mark=PARENT_MARK,
     )
     assert p.create.parents == (f"{ROOT}/a", f"{ROOT}/a/b", f"{ROOT}/a/b/c")  # made shallowest first
 
@@ -235,7 +236,8 @@ def test_v1_one_group_per_hierarchy():
     own = (f"{ROOT}/blkio/nucleus/c1", f"{CPU}/nucleus/c1", f"{ROOT}/freezer/nucleus/c1",
            f"{ROOT}/memory/nucleus/c1", f"{ROOT}/pids/nucleus/c1")
     assert p.backend == "v1"
-    assert p.create == v.CreateCgroup(parents=tuple(d.rsplit("/", 1)[0] for d in own), dirs=own)
+    assert p.create == v.CreateCgroup(parents=tuple(d.rsplit("/", 1)[0] for d in own), dirs=own,
+                                      mark=PARENT_MARK)
     assert p.create.enable == () and p.create.unavailable == ""  # v1 has no subtree_control
     assert p.attach == v.AttachCgroup(tuple(f"{d}/cgroup.procs" for d in own))
     assert dict(p.dirs) == {c: f"{point}/nucleus/c1" for c, point in V1_MOUNTS}
@@ -244,8 +246,10 @@ def test_v1_one_group_per_hierarchy():
         freeze=(f"{ROOT}/freezer/nucleus/c1/freezer.state", "FROZEN", "THAWED",
                 f"{ROOT}/freezer/nucleus/c1/freezer.state", "FROZEN"),
         oom=(f"{ROOT}/memory/nucleus/c1/memory.oom_control", "oom_kill"),
-        dirs=own, parents=tuple(d.rsplit("/", 1)[0] for d in own),
+        dirs=own, parents=tuple(d.rsplit("/", 1)[0] for d in own), mark=PARENT_MARK,
     )
+    # The mark that tells nucleus's parents from others' is what cgroupfs keeps for root.
+    assert PARENT_MARK == ("trusted.nucleus.parent", "1")
 
 
 def test_v1_nested_parents_removed_deepest_first():

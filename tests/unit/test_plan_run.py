@@ -155,7 +155,7 @@ def test_the_join_policy_records_what_joining_takes():
                     landlock_min_abi=2)
     p = plan(cfg, facts(), art, "c1")
     assert p.join == JoinPolicy(
-        rootless=True, seccomp_sha256=SHA, seccomp_log_denied=True, seccomp_mode="enforce",
+        rootless=True, namespaces=("user", "cgroup", "ipc", "uts", "net", "pid", "mnt"), seccomp_sha256=SHA, seccomp_log_denied=True, seccomp_mode="enforce",
         caps_keep=("CAP_CHOWN",), landlock_rules=RULES, landlock_min_abi=2, env=p.state.lc.workload.env,
         cwd="/context", rlimits=(1024, 32, 65536), cgroup_procs=("/sys/fs/cgroup/nucleus/c1/cgroup.procs",),
     )
