@@ -109,11 +109,6 @@ def access_mask(groups: Iterable[str]) -> int:
     return mask
 
 
-def access_names(mask: int) -> list[str]:
-    """The names of the rights set in ``mask``, in bit order."""
-    return [name for name, bit in ACCESS_FS.items() if mask & bit]
-
-
 # --- the default rules --------------------------------------------------------------------------
 
 _READ_EXEC = frozenset({"read", "execute"})

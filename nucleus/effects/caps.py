@@ -49,11 +49,6 @@ def set_no_new_privs() -> None:
     libc.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
 
 
-def no_new_privs() -> bool:
-    """Whether no_new_privs is set on the calling thread."""
-    return libc.prctl(linux.PR_GET_NO_NEW_PRIVS) == 1
-
-
 def set_dumpable(dumpable: bool) -> None:
     """PR_SET_DUMPABLE: a non-dumpable process cannot be ptrace-attached and its /proc/<pid>
     files are owned by root, so the workload cannot reach into the runtime's memory."""

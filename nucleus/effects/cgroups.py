@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from nucleus import vocab as v
+from nucleus.effects import control
 from nucleus.facts import UNIFIED
 
 # cgroup v1 reports "no limit" as LONG_MAX rounded down to a page; anything this big is unlimited.
@@ -76,11 +77,7 @@ class Files:
         return b"".join(chunks).decode()
 
     def write(self, path: str, text: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, text.encode())  # one write: the kernel parses each write on its own
-        finally:
-            os.close(fd)
+        control.write_once(path, text)
 
     def mkdir(self, path: str) -> None:
         os.mkdir(path, 0o755)
@@ -128,10 +125,6 @@ class Cgroup:
             if key in self.dirs:
                 return self.dirs[key]
         return sorted(self.dirs.values())[0] if self.dirs else ""
-
-    def directories(self) -> list[str]:
-        """Each directory once, deepest first."""
-        return sorted(set(self.dirs.values()), key=lambda d: (-d.count("/"), d))
 
 
 # --- file helpers -------------------------------------------------------------------------------

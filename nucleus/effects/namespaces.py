@@ -11,7 +11,7 @@ import struct
 
 from nucleus import linux
 from nucleus import vocab as v
-from nucleus.effects import abi, caps, libc, process
+from nucleus.effects import abi, caps, control, libc, process
 
 FLAGS = {
     "user": linux.CLONE_NEWUSER, "pid": linux.CLONE_NEWPID, "mount": linux.CLONE_NEWNS,
@@ -94,11 +94,10 @@ def write_id_maps(op: v.WriteIdMaps, pid: int) -> None:
 
 
 def write(path: str, text: str) -> None:
-    """One write of `text` to an existing file (a /proc or /sys control file)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    """A control file's value; a failure names the file and the value."""
     try:
-        os.write(fd, text.encode())
+        control.write_once(path, text)
+    except FileNotFoundError:
+        raise
     except OSError as e:
         raise OSError(e.errno, f"write {text.strip()!r} to {path}: {e.strerror}") from e
-    finally:
-        os.close(fd)

@@ -36,7 +36,6 @@ class SetupProcess:
     resp_fd: int = -1
     programs: dict[str, bytes] = field(default_factory=dict)
     trace_fd: int | None = None
-    is_init: bool = False
 
 
 def serve(setup: SetupProcess) -> None:
@@ -110,7 +109,6 @@ def _fork(setup: SetupProcess, intent: v.ForkInit, events: list[dict[str, Any]])
     if pid == 0:
         # Its next message comes after the supervisor has read the answer below and reaped the
         # intermediate process.
-        setup.is_init = True
         return True
     done = v.done(intent, str(pid))
     assert done is not None
