@@ -22,6 +22,12 @@ class CgroupLayout:
     nucleus uses there. ``root_enabled``: on v2, the controllers the hierarchy root enables for
     its children (nucleus never writes the root's files). ``swap_accounting``: whether swap
     can be limited (None: unknown). ``unified``: the cgroup2 mount point, also on a hybrid host.
+
+    For a caller that is not root (probed only then): ``delegated``, the caller's own cgroup v2
+    group when it is delegated to the caller (writable by it, holding no process but the
+    caller's, with cpu, memory and pids in its cgroup.controllers), where a rootless run makes
+    its group; ``delegated_controllers``, the controllers nucleus uses that it offers;
+    ``delegation``, why there is none ("" when not probed).
     """
 
     backend: str = "none"
@@ -31,6 +37,9 @@ class CgroupLayout:
     swap_accounting: bool | None = None
     unified: str | None = None
     reason: str = ""
+    delegated: str = ""
+    delegated_controllers: tuple[str, ...] = ()
+    delegation: str = ""
 
     def mount(self, controller: str) -> str:
         return dict(self.mounts)[controller]
@@ -48,6 +57,16 @@ class CgroupLayout:
             return (f"{' '.join(missing)} not enabled for the children of {point}; enable them on "
                     f"the host with: echo '{plus}' > {point}/cgroup.subtree_control")
         return None
+
+
+@dataclass(frozen=True)
+class SubordinateRange:
+    """An entry of /etc/subuid or /etc/subgid: ids `start`..`start+count-1` given to `owner`."""
+
+    file: str
+    owner: str
+    start: int
+    count: int
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,13 @@ class HostFacts:
     seccomp_filter: bool | None = None  # the kernel accepts seccomp filters
     max_user_namespaces: int | None = None
     rootfs_realpath: str | None = None  # --rootfs with every symlink resolved
+    # What a limit's value is checked against (probed when the run asks for the limit): the
+    # CPUs this process may run on (its affinity, which its cpuset bounds), and the block
+    # devices as (MAJ:MIN, MAJ:MIN of its whole disk: itself for a disk, the disk of a
+    # partition).
+    cpus: int | None = None
+    block_devices: tuple[tuple[str, str], ...] | None = None
+    subordinate_ids: tuple[SubordinateRange, ...] = ()  # /etc/subuid and /etc/subgid entries
 
     @property
     def lockdown_probed(self) -> bool:

@@ -10,10 +10,12 @@ skipping.
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
 from tests import features
+from tests.helpers import readable_nucleus
 
 STRICT = os.environ.get("NUCLEUS_TESTS_STRICT") == "1"
 
@@ -36,3 +38,12 @@ def pytest_runtest_setup(item):
     if STRICT and feature in features.EXPECTED:
         pytest.fail(f"strict mode: {reason}; this runner is known to have it")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def nobody_pythonpath():
+    """A copy of nucleus and what it imports that uid 65534 (or any user) can import."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("requires setpriv (util-linux) to run a command as another user")
+    with readable_nucleus() as top:
+        yield top

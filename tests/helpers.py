@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -363,6 +364,53 @@ def wait_for_line(stream, want: str, timeout: float = 20.0) -> list[str]:
             break
     return lines
 
+
+
+def paused(proc: subprocess.Popen, step: str, during, timeout: float = 60) -> tuple[int, bytes, bytes]:
+    """Drive a run started with NUCLEUS_PAUSE_AT=<step> (``Popen(..., text=False, bufsize=0)``):
+    wait until it says so and its supervisor has stopped itself, call ``during()``, let it go
+    on; its exit status, stdout and stderr (the lines read before the pause included). It is
+    killed if anything on the way fails."""
+    lines: list[str] = []
+    try:
+        lines = wait_for_line(proc.stderr, f"paused {step}", timeout=30)
+        assert lines and lines[-1] == f"paused {step}", lines
+        assert wait_for(lambda: (p := read_proc(proc.pid)) is not None and p.state == "T"), \
+            "the supervisor did not stop"
+        during()
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, "".join(f"{line}\n" for line in lines).encode() + err
+
+
+@contextlib.contextmanager
+def readable_nucleus():
+    """A copy of nucleus and the packages it imports that any user can read and import (for
+    runs as an ordinary user, to whom root's virtualenv may be closed); yields its directory."""
+    import click
+    import pathspec
+    import pyseccomp
+
+    import nucleus
+
+    top = _tempfile.mkdtemp(prefix="nucleus-test-readable-")
+    try:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for module in (nucleus, click, pathspec):
+            shutil.copytree(os.path.dirname(module.__file__), os.path.join(top, module.__name__), ignore=ignore)
+        shutil.copy(pyseccomp.__file__, os.path.join(top, "pyseccomp.py"))
+        for root, _dirs, files in os.walk(top):
+            os.chmod(root, 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 class Scope:
     """A state directory, a cgroup parent and a marker of one test's own (see above)."""

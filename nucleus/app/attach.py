@@ -8,17 +8,22 @@ by hash, from this host's cache) and its Landlock rules before the command is ex
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from nucleus import vocab as v
 from nucleus.app import manage, records
+from nucleus.config.capabilities import capability_number
+from nucleus.config.container import ENV_KEY_RE, REFUSED_ENV
 from nucleus.driver import Driver
 from nucleus.effects import prepare, probe
 from nucleus.effects.executor import Executor
-from nucleus.effects.process import alive, blocked
+from nucleus.effects.process import alive, blocked, namespaces_apart, restrictions
 from nucleus.errors import RuntimeFailure
-from nucleus.machines import join
+from nucleus.machines import join, system
 from nucleus.machines.base import Refused
 from nucleus.plain import to_plain
 from nucleus.plan.join import JoinInputs
+from nucleus.plan.run import JOIN_ORDER, JoinPolicy
 from nucleus.trace.record import Recorder
 
 
@@ -29,7 +34,7 @@ def attach(ref: str, argv: list[str], trace_path: str | None = None) -> int:
     manage.authorize(record, "attach")
     if not manage.supervisor_alive(record):
         raise RuntimeFailure(f"cannot attach to container {name!r}: it is {manage.view(record)['status']}")
-    container = manage.container_driver(record)
+    container = manage.container_driver(record, action="attach to")  # its init, confirmed
     result = container.feed(v.Attach())
     if isinstance(result, Refused):
         raise RuntimeFailure(result.why.replace("the container", repr(name)))
@@ -40,6 +45,7 @@ def attach(ref: str, argv: list[str], trace_path: str | None = None) -> int:
     if policy is None:
         raise RuntimeFailure(f"cannot attach to container {name!r}: its record says nothing of its "
                              "restrictions", hint="it was started by another nucleus version")
+    policy = checked_policy(policy, init, container.state, name)
     if policy.rootless and probe.identity().euid != 0:
         raise RuntimeFailure(
             f"cannot attach to container {name!r}: it runs rootless, and joining a rootless "
@@ -78,6 +84,41 @@ def attach(ref: str, argv: list[str], trace_path: str | None = None) -> int:
     finally:
         if trace is not None:
             trace.write()
+
+
+def checked_policy(policy: JoinPolicy, init: int, state: system.SystemState, name: str) -> JoinPolicy:
+    """The record's join policy, held against what the kernel says of the container's init (a
+    joined command never gets more than the container's workload has): the namespaces to enter
+    are those in which the init is apart from this process, the cgroup is the one planned from
+    the container's id, the capabilities kept must be in the init's bounding set, a seccomp
+    filter must be named if the init runs under one, and the environment holds no variable a
+    run would refuse."""
+
+    def refuse(why: str) -> RuntimeFailure:
+        return RuntimeFailure(f"cannot attach to container {name!r}: {why}",
+                              hint="its record does not match the running container; nothing was joined")
+
+    apart = namespaces_apart(init, ("user", *JOIN_ORDER))
+    confinement = restrictions(init)
+    if apart is None or not confinement:
+        raise refuse("its init process cannot be examined")
+    if "user" not in apart or "pid" not in apart:
+        raise refuse("its init shares this process's user or PID namespace")
+    bounding = confinement.get("CapBnd", 0)
+    for cap in policy.caps_keep:
+        try:
+            number = capability_number(cap)
+        except ValueError as e:
+            raise refuse(str(e)) from None
+        if not bounding >> number & 1:
+            raise refuse(f"its record keeps {cap}, which its init does not have")
+    if confinement.get("Seccomp") == 2 and not policy.seccomp_sha256:
+        raise refuse("its init runs under a seccomp filter and its record names none")
+    for key, _ in policy.env:
+        if key in REFUSED_ENV or key.startswith("LD_") or not ENV_KEY_RE.match(key):
+            raise refuse(f"its record sets {key!r}, which a run refuses")
+    in_cgroup = state.res.attach.procs if state.res.phase == "ready" else ()
+    return replace(policy, namespaces=apart, cgroup_procs=in_cgroup)
 
 
 def _failure(history: list[tuple[v.Event, tuple[v.Intent, ...]]]) -> str:

@@ -1,11 +1,20 @@
 """Container management: ps, stats, stop, kill, rm, logs. Each command reads the records, rebuilds
 the container's System machine from its record, and feeds it events through the driver and the
 executor: what to signal, end, release and remove is decided by the machines.
+
+A record is read only from a state directory of the caller's that no one else can write, and
+even then trusted for its shape alone (nucleus.app.records.problem). What it names is checked
+against the kernel before anything is done to it: the cgroup is planned again from the
+container's id and parent (never taken from the record), the log is named after the id, and the
+process it names as the container's init is signalled (through a pidfd, while its start time
+still matches) only if it is PID 1 of a PID namespace of its own, inside that cgroup.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from nucleus import vocab as v
@@ -14,22 +23,33 @@ from nucleus.config.lookup import resolve
 from nucleus.driver import Driver
 from nucleus.effects import probe
 from nucleus.effects.executor import Executor
-from nucleus.effects.process import alive
-from nucleus.effects.store import Store, read_log
+from nucleus.effects.process import alive, container_init, session_leader
+from nucleus.effects.store import LogReader, Store, follow_log
 from nucleus.errors import RuntimeFailure
 from nucleus.machines import lifecycle, system
 from nucleus.machines.base import Refused
 
 ACTIVE = lifecycle.ACTIVE
 STOP_WAIT = 10.0  # seconds a stop or a forced removal waits for the supervisor to finish
+# What `ps --format json` shows of a record (besides the log's size).
+SHOWN = ("id", "name", "status", "argv", "created_at", "started_at", "finished_at", "exit_code",
+         "reason", "creator_uid", "supervisor_pid", "init_pid", "detached", "hostname", "rootless",
+         "limits", "cgroup_parent", "security", "log", "id_map")
 
 
 def _store() -> Store:
-    return Store(probe.identity().state_root)
+    return Store(probe.identity().state_root, check=records.problem)
 
 
 def supervisor_alive(record: dict[str, Any]) -> bool:
-    return alive(record.get("supervisor_pid"), record.get("supervisor_start"))
+    """Its supervisor still runs: the process that started then (and, for a detached container
+    past its registration, one that leads its own session, as a detached supervisor does; the
+    command that registered it is named until the supervisor has taken the record over). It is
+    never signalled."""
+    pid, start = record.get("supervisor_pid"), record.get("supervisor_start")
+    if record.get("detached") and record.get("status") != "creating":
+        return session_leader(pid, start)
+    return alive(pid, start)
 
 
 def lost(record: dict[str, Any]) -> bool:
@@ -39,13 +59,15 @@ def lost(record: dict[str, Any]) -> bool:
     return uncleaned and not supervisor_alive(record)
 
 
-def view(record: dict[str, Any]) -> dict[str, Any]:
+def view(record: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
     """The record as a user sees it: a container whose supervisor is gone before it was cleaned
-    up is "lost"."""
-    out = {k: val for k, val in record.items() if k not in ("machines", "plan", "env", "landlock_rules")}
+    up is "lost"; a detached one's log shows its size in bytes."""
+    out = {k: record[k] for k in SHOWN if k in record}
     if lost(record):
         out["status"] = "lost"
         out["reason"] = "the supervisor is gone; nucleus rm --force cleans up"
+    if store is not None:
+        out["log_size"] = store.log_size(record["id"]) if record.get("detached") else None
     return out
 
 
@@ -65,23 +87,26 @@ def authorize(record: dict[str, Any], action: str) -> None:
 def listing(all_: bool) -> list[dict[str, Any]]:
     """The containers; without `all_`, those still active or lost (whose supervisor is gone
     before they were cleaned up: they hold what rm --force reclaims)."""
-    records_ = _store().all()
+    store = _store()
+    records_ = store.all()
     if not all_:
         records_ = [r for r in records_ if r.get("status") in ACTIVE or lost(r)]
-    return sorted((view(r) for r in records_), key=lambda r: r.get("created_at", 0))
+    return sorted((view(r, store) for r in records_), key=lambda r: r.get("created_at", 0))
 
 
 def stats(refs: tuple[str, ...]) -> list[dict[str, Any]]:
     records_ = [find(r) for r in refs] if refs else [r for r in _store().all() if r.get("status") in ACTIVE]
+    layout = probe.cgroup_layout()
     out = []
     for record in records_:
         row: dict[str, Any] = {"id": record["id"], "name": record["name"], "status": view(record)["status"]}
-        cgroup = record.get("cgroup") or {}
-        if cgroup.get("dirs") and record.get("status") in ACTIVE:
-            try:
-                row.update(probe.cgroup_stats(cgroup["backend"], cgroup["dirs"]))
-            except OSError as e:
-                row["error"] = str(e)
+        if record.get("status") in ACTIVE and (record.get("machines") or {}).get("res_phase") == "ready":
+            backend, dirs = records.cgroup_dirs(record, layout)  # planned again, never read
+            if dirs:
+                try:
+                    row.update(probe.cgroup_stats(backend, dict(dirs)))
+                except OSError as e:
+                    row["error"] = str(e)
         out.append(row)
     return out
 
@@ -90,15 +115,51 @@ def _warn(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
 
 
-def container_driver(record: dict[str, Any], store: Store | None = None) -> Driver:
-    """The container's machine, rebuilt from its record, driven against an executor that knows
-    its init (when that is still the same process); with `store`, the record follows the
-    machine. What the executor cannot do (a signal refused) is said on stderr."""
+def _identity(record: dict[str, Any], state: system.SystemState) -> Callable[[int], bool]:
+    """The check a process must pass to be taken for the container's init (see
+    process.container_init): made again while a pidfd pins it, before any signal."""
     start = record.get("init_start")
-    init = record.get("init_pid") if alive(record.get("init_pid"), start) else None
-    executor = Executor(warn=_warn, init_pid=init, init_start=start)
+    in_cgroup = state.res.attach.procs if state.res.phase == "ready" else ()
+    supervisor = record["supervisor_pid"] if supervisor_alive(record) else None
+    return lambda pid: container_init(pid, start, in_cgroup, supervisor)
+
+
+def _init(record: dict[str, Any], state: system.SystemState) -> tuple[int | None, bool]:
+    """The container's init as its record names it, if the kernel confirms it (None when it is
+    gone); and whether the record names a living process that is not it, or a living supervisor
+    that is not its parent (a record that lies: nothing it names is acted on)."""
+    pid, start = record.get("init_pid"), record.get("init_start")
+    if not alive(pid, start):
+        return None, False
+    assert isinstance(pid, int)
+    if _identity(record, state)(pid):
+        return pid, False
+    return None, True
+
+
+def _not_its_init(record: dict[str, Any], action: str) -> RuntimeFailure:
+    return RuntimeFailure(
+        f"cannot {action} container {record['name']!r}: the processes its record names (init "
+        f"{record.get('init_pid')}, supervisor {record.get('supervisor_pid')}) are not the container's; "
+        "nothing was done to them",
+        hint=f"nucleus rm --force {record['name']} removes the record and the container's own cgroup, "
+             "and signals no process the record names")
+
+
+def container_driver(record: dict[str, Any], store: Store | None = None, action: str = "manage") -> Driver:
+    """The container's machine, rebuilt from its record, driven against an executor that knows
+    its init (only once the kernel confirms it, see `_init`); with `store`, the record follows
+    the machine. What the executor cannot do (a signal refused) is said on stderr. A record
+    that names a process other than its init is refused, unless `action` is "remove" (then no
+    process it names is touched)."""
+    state = records.restore(record, probe.cgroup_layout())
+    init, forged = _init(record, state)
+    if forged and action != "remove":
+        raise _not_its_init(record, action)
+    executor = Executor(warn=_warn, init_pid=init, init_start=record.get("init_start") if init else None,
+                        init_identity=_identity(record, state))
     recorder = None if store is None else records.StateRecorder(store, record, lambda: executor.init_pid)
-    return Driver(system, records.restore(record, probe.cgroup_layout()), executor, recorder)
+    return Driver(system, state, executor, recorder)
 
 
 def _refused(result: Refused, record: dict[str, Any]) -> RuntimeFailure:
@@ -110,7 +171,7 @@ def kill(ref: str, sig: str, action: str = "kill") -> dict[str, Any]:
     authorize(record, action)
     if not supervisor_alive(record):
         raise RuntimeFailure(f"cannot {action} container {record['name']!r}: it is {view(record)['status']}")
-    result = container_driver(record).feed(v.Kill(sig))
+    result = container_driver(record, action=action).feed(v.Kill(sig))
     if isinstance(result, Refused):
         raise _refused(result, record)
     return record
@@ -136,6 +197,12 @@ def stop(ref: str, timeout: float) -> dict[str, Any]:
     return record
 
 
+def _names_another_process(record: dict[str, Any]) -> bool:
+    """The record names a living process as its init that is not the container's: then its
+    supervisor is not to be believed either (it is not waited for)."""
+    return _init(record, records.restore(record, probe.cgroup_layout()))[1]
+
+
 def remove(ref: str, force: bool) -> dict[str, Any]:
     record = find(ref)
     authorize(record, "remove")
@@ -147,7 +214,8 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
                   if supervisor_alive(record) else
                   f"nucleus rm --force {record['name']} reclaims what its supervisor left"),
         )
-    if supervisor_alive(record):
+    believed = not _names_another_process(record)
+    if believed and supervisor_alive(record):
         if record.get("status") in ACTIVE:
             try:
                 kill(record["id"], "KILL", action="remove")
@@ -159,10 +227,10 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
         if current is None:  # a foreground run's supervisor removes its own record
             return record
         record = current
-    if supervisor_alive(record):
-        raise RuntimeFailure(f"cannot remove container {record['name']!r}: its supervisor is still "
-                             "finishing", hint=f"run nucleus rm --force {record['name']} again")
-    driver = container_driver(record, store)
+        if supervisor_alive(record):
+            raise RuntimeFailure(f"cannot remove container {record['name']!r}: its supervisor is still "
+                                 "finishing", hint=f"run nucleus rm --force {record['name']} again")
+    driver = container_driver(record, store, action="remove")
     lc = driver.state.lc
     if lc.status in ACTIVE or not lc.cleaned:
         # The supervisor is gone before it cleaned up: the machine ends what is left (the
@@ -182,25 +250,51 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
     return record
 
 
-def log_lines(ref: str, lines: int | None) -> tuple[dict[str, Any], list[str]]:
+# --- logs -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Log:
+    """A detached container's log as `nucleus logs` shows it: its complete lines now, and what
+    follows them (a line still being written, then what the reader finds appended)."""
+
+    record: dict[str, Any]
+    lines: list[str]
+    pending: bytes
+    reader: LogReader
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def log_lines(ref: str, lines: int | None) -> Log:
     record = find(ref)
-    path = record.get("log_path")
-    if not path:
+    if not record.get("detached"):
         raise RuntimeFailure(f"container {record['name']!r} has no log: it runs in the foreground",
                              hint="its output goes to the terminal that started it")
+    reader = _store().log_reader(record["id"])  # named after the id, never after the record
     try:
-        data = read_log(path)
+        data = reader.snapshot()
     except PermissionError as e:
-        raise RuntimeFailure(f"cannot read the log of container {record['name']!r}: {path}: {e.strerror}",
+        reader.close()
+        raise RuntimeFailure(f"cannot read the log of container {record['name']!r}: {e.strerror}",
                              hint="only its creator may read it") from None
     # Complete lines only: a line still being written is for follow() to finish.
     end = data.rfind(b"\n") + 1
-    record["log_offset"] = end
     text = data[:end].decode(errors="replace").splitlines()
-    return record, (text[-lines:] if lines else text)
+    return Log(record, text[-lines:] if lines else text, data[end:], reader)
 
 
-def follow(record: dict[str, Any], out: TextIO) -> None:
+def follow(log: Log, out: TextIO) -> None:
+    """Print what the container writes until its supervisor has finished (it waits for its
+    logger, so everything written is in the files by then)."""
     store = _store()
-    store.follow_log(record["log_path"], record.get("log_offset", 0),
-                     lambda: not _stopped(store.read(record["id"])), out)
+
+    def write(text: str) -> None:
+        out.write(text)
+        out.flush()
+
+    try:
+        follow_log(log.reader, log.pending, lambda: not _finished(store.read(log.record["id"])), write)
+    finally:
+        log.close()

@@ -6,16 +6,24 @@ A record holds the spec's variables of every machine (`machines`), the plan part
 command needs (`plan`: the cgroup intents, and what joining takes), the processes to find
 (`supervisor_pid`, `init_pid` with their start times, so a reused pid is never mistaken for
 them), and what a user sees in `ps`.
+
+Read back, a record is trusted for its shape only (`problem`): the cgroup's paths are planned
+again from the container's id and parent, its log is named after its id, and a process it names
+is signalled or joined only once the kernel confirms it is the container's init (see
+nucleus.app.manage).
 """
 
 from __future__ import annotations
 
+import posixpath
 import secrets
 import time
+from dataclasses import replace
 from typing import Any
 
-from nucleus.config.container import ContainerConfig
+from nucleus.config.container import NAME_RE, ContainerConfig
 from nucleus.config.resources import DEFAULT_CGROUP_PARENT, Limits, parse_cgroup_parent
+from nucleus.effects import probe
 from nucleus.effects.process import process_start
 from nucleus.effects.store import Store
 from nucleus.errors import InvalidInput
@@ -33,7 +41,7 @@ def new_id() -> str:
 
 
 def register(store: Store, config: ContainerConfig, cid: str, plan: RunPlan, *, rootless: bool,
-             creator: int, supervisor: int, log_path: str | None) -> dict[str, Any]:
+             creator: int, supervisor: int) -> dict[str, Any]:
     """Write the container's first record, refusing a name already taken. Under the store lock,
     so two concurrent runs cannot take the same name."""
     name = config.name or cid[:12]
@@ -41,13 +49,18 @@ def register(store: Store, config: ContainerConfig, cid: str, plan: RunPlan, *, 
         "id": cid, "name": name, "status": "creating", "argv": list(config.argv),
         "created_at": time.time(), "creator_uid": creator, "supervisor_pid": supervisor,
         "supervisor_start": process_start(supervisor), "detached": config.detach,
-        "log_path": log_path, "hostname": config.hostname or name, "rootless": rootless,
+        "hostname": config.hostname or name, "rootless": rootless,
         "limits": {"memory": config.limits.memory, "cpus": config.limits.cpus, "pids": config.limits.pids},
-        "cgroup": {"backend": plan.cgroup.backend, "dirs": dict(plan.cgroup.dirs)},
         "cgroup_parent": config.limits.cgroup_parent,
+        "id_map": list(plan.state.iso.uid_map[0]),
         "plan": {"join": to_plain(plan.join), "required": plan.state.res.required},
         "machines": _plain_tla(system.to_tla(plan.state)),
     }
+    if plan.cgroup.delegated is not None:
+        group, controllers = plan.cgroup.delegated
+        record["cgroup_delegated"] = {"group": group, "controllers": list(controllers)}
+    if config.detach:
+        record["log"] = {"max_size": config.log_max_size, "max_files": config.log_max_files}
     with store.locked():
         for other in store.all():
             if other.get("name") == name:
@@ -122,17 +135,110 @@ def _plain_tla(values: dict[str, Any]) -> dict[str, Any]:
     return {k: sorted(val) if isinstance(val, (set, frozenset)) else val for k, val in values.items()}
 
 
+# --- reading a record back: nothing in it is trusted beyond its shape ----------------------------
+
+_NUMBER = (int, float)
+_OPTIONAL_INT = (int, type(None))
+# Each field a management command reads, and the types it may have.
+_SHAPE: dict[str, tuple[type, ...]] = {
+    "name": (str,), "status": (str,), "machines": (dict,), "argv": (list,), "created_at": _NUMBER,
+    "started_at": _NUMBER, "finished_at": _NUMBER, "creator_uid": (int,),
+    "supervisor_pid": _OPTIONAL_INT, "supervisor_start": _OPTIONAL_INT, "init_pid": _OPTIONAL_INT,
+    "init_start": _OPTIONAL_INT, "detached": (bool,), "rootless": (bool,), "cgroup_parent": (str,),
+    "exit_code": _OPTIONAL_INT, "reason": (str, type(None)), "security": (str,), "plan": (dict,),
+    "hostname": (str, type(None)), "limits": (dict,), "log": (dict,), "cgroup_delegated": (dict,),
+}
+_REQUIRED = ("name", "status", "machines")
+
+
+def problem(record: dict[str, Any]) -> str | None:
+    """Why `record` is not a record a management command can act on (None when it is): each
+    field's type, the name, the cgroup parent, the machines' variables and their agreement with
+    the status. Pure: it looks at nothing but the record."""
+    for key in _REQUIRED:
+        if key not in record:
+            return f"no {key!r}"
+    for key, kinds in _SHAPE.items():
+        value = record.get(key)
+        if key not in record or value is None and type(None) in kinds:
+            continue
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            return f"{key!r} is {type(value).__name__}"
+    if not NAME_RE.fullmatch(record["name"]):
+        return f"the name {record['name']!r} is not a container name"
+    if not all(isinstance(arg, str) for arg in record.get("argv", [])):
+        return "'argv' holds more than strings"
+    try:
+        parse_cgroup_parent(str(record.get("cgroup_parent", DEFAULT_CGROUP_PARENT)), "cgroup_parent")
+    except InvalidInput as e:
+        return e.message
+    try:
+        state = system.from_tla(record["machines"], _BASE)
+        join_policy(record)
+    except Exception as e:  # noqa: BLE001 - anything that does not rebuild is not a record
+        return f"its machines do not rebuild ({type(e).__name__}: {e})"
+    if not (lifecycle.TypeOK(state.lc) and resources.TypeOK(state.res)):
+        return "its machines' variables are out of range"
+    status = record["status"]
+    if status != state.lc.status and not (status == "creating" and state.lc.status == "none"):
+        return f"its status {status!r} is not its lifecycle's ({state.lc.status!r})"
+    if status in ("created", "running") and record.get("init_pid") is None:
+        return f"its status is {status!r} but it names no init"  # it is written before then
+    return None
+
+
+_BASE = system.initial(isolation.IsolationState(), filesystem.FilesystemState(), security.SecurityState())
+
+
 def restore(record: dict[str, Any], layout: CgroupLayout) -> system.SystemState:
     """The System machine as the record describes it. The cgroup intents are planned again from
     this host's layout, the container's parent and its id (never taken from the file); the
     setup machines' own parameters are of no use once the container exists."""
-    parent = parse_cgroup_parent(str(record.get("cgroup_parent", DEFAULT_CGROUP_PARENT)), "the record's cgroup_parent")
-    planned = cgroups.plan(layout, parent, record["id"], Limits())
+    planned = _replan(record, layout)
     required = bool((record.get("plan") or {}).get("required"))
     res = resources.initial(required, planned.create, planned.limits, planned.attach, planned.remove)
     base = system.initial(isolation.IsolationState(), filesystem.FilesystemState(),
                           security.SecurityState(), res)
     return system.from_tla(record["machines"], base)
+
+
+def cgroup_dirs(record: dict[str, Any], layout: CgroupLayout) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The backend and each controller's directory of the container's cgroup, planned again
+    from this host's layout, its parent and its id (as `restore` plans the intents)."""
+    planned = _replan(record, layout)
+    return planned.backend, planned.dirs
+
+
+def _replan(record: dict[str, Any], layout: CgroupLayout) -> cgroups.CgroupPlan:
+    parent = parse_cgroup_parent(str(record.get("cgroup_parent", DEFAULT_CGROUP_PARENT)), "the record's cgroup_parent")
+    delegated = delegated_group(record, layout)
+    if delegated is not None:
+        layout = replace(layout, delegated=delegated[0], delegated_controllers=delegated[1])
+    return cgroups.plan(layout, parent, record["id"], Limits(), unprivileged=delegated is not None)
+
+
+def delegated_group(record: dict[str, Any], layout: CgroupLayout,
+                    euid: int | None = None) -> tuple[str, tuple[str, ...]] | None:
+    """The cgroup v2 group delegated to the caller under which a rootless run made its group,
+    as its record names it, if that is still a group of this host's cgroup2 hierarchy that the
+    caller owns, with controllers nucleus uses; else None (the record's paths are then planned
+    where root's would be, and what is there is not the caller's to remove)."""
+    data = record.get("cgroup_delegated")
+    if not isinstance(data, dict) or layout.unified is None:
+        return None
+    group, controllers = data.get("group"), data.get("controllers")
+    if not isinstance(group, str) or not isinstance(controllers, list) \
+            or not all(c in DELEGATED_CONTROLLERS for c in controllers):
+        return None
+    root = layout.unified.rstrip("/")
+    if posixpath.normpath(group) != group or not group.startswith(root + "/"):
+        return None
+    if probe.owner_of(group) != (probe.own_uid() if euid is None else euid):
+        return None
+    return group, tuple(controllers)
+
+
+DELEGATED_CONTROLLERS = ("cpu", "io", "memory", "pids")
 
 
 def join_policy(record: dict[str, Any]) -> JoinPolicy | None:

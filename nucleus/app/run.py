@@ -19,16 +19,17 @@ from typing import Any
 from nucleus import vocab as v
 from nucleus.app import records
 from nucleus.app.policyfiles import Policies
+from nucleus.config import context as context_rules
 from nucleus.config import mode_host, modes
 from nucleus.config.container import ContainerConfig
-from nucleus.config.context import exclusion_list
+from nucleus.config.context import ContextSource, Resolved
 from nucleus.driver import Driver
 from nucleus.effects import prepare, probe
 from nucleus.effects.executor import Executor, parse_fault
 from nucleus.effects.process import blocked, detach
 from nucleus.effects.store import Store
 from nucleus.errors import NucleusError, RuntimeFailure, error_from_data
-from nucleus.machines import lifecycle, system
+from nucleus.machines import lifecycle, resources, system
 from nucleus.plain import to_plain
 from nucleus.plan import run as run_plan
 from nucleus.trace.record import Recorder
@@ -43,9 +44,11 @@ def modes_need_host(config: ContainerConfig) -> bool:
                 and config.trust_level == modes.TRUSTED)
 
 
-def prepare_artifacts(config: ContainerConfig) -> tuple[run_plan.Artifacts, dict[str, bytes]]:
+def prepare_artifacts(config: ContainerConfig, context: tuple[Resolved, int] | None = None,
+                      caller: int | None = None) -> tuple[run_plan.Artifacts, dict[str, bytes]]:
     """Compile (or take from the cache) the seccomp program, derive what the policy files
-    choose, and take the context's manifest: everything here may refuse the run."""
+    choose, and open and measure the context (`context`: what the probe resolved, and its
+    descriptor) for the caller's uid: everything here may refuse the run."""
     from nucleus.config.seccomp_default import default_profile
 
     pol: Policies = config.loaded_policies or Policies()
@@ -68,14 +71,52 @@ def prepare_artifacts(config: ContainerConfig) -> tuple[run_plan.Artifacts, dict
     if pol.landlock is not None:
         rules = tuple((path, tuple(sorted(access))) for path, access in pol.landlock.restrict_rules())
         min_abi = pol.landlock.min_abi
-    manifest = None
-    if config.verify_context_integrity and config.context and config.context_mode == "copy":
-        manifest = prepare.context_manifest(config.context, exclusion_list())
+    manifest = source = None
+    if context is not None:
+        source, manifest = _prepare_context(config, *context, probe.own_uid() if caller is None else caller)
     artifacts = run_plan.Artifacts(
         seccomp_sha256=sha, seccomp_log_denied=log_denied,
         caps_keep=tuple(pol.caps.names("bounding")) if pol.caps is not None else (),
-        landlock_rules=rules, landlock_min_abi=min_abi, context_manifest=manifest)
+        landlock_rules=rules, landlock_min_abi=min_abi, context_manifest=manifest, context=source)
     return artifacts, programs
+
+
+CONTEXT_HINT = "pass an existing directory to populate /context from"
+
+
+def _prepare_context(config: ContainerConfig, resolved: Resolved, path_fd: int, caller: int
+                     ) -> tuple[ContextSource, tuple[tuple[str, str], ...] | None]:
+    """Refuse what is no context (nucleus.config.context); a bound one keeps the descriptor the
+    probe opened. A copied one is opened for reading as the user it is read as, walked as the
+    copy will walk it (refused if it would not fit --context-size, or needs an identity a
+    --rootless run as root cannot take), and what the secret rules leave out is named."""
+    problem = context_rules.refusal(resolved, caller)
+    if problem is not None:
+        prepare.close_context(path_fd)
+        raise problem
+    if config.context_mode != "copy":
+        return ContextSource(resolved.path, path_fd), None
+    read_as = context_rules.reader(resolved, caller)
+    fd = prepare.open_context(resolved.given, path_fd, read_as)
+    ignore = prepare.ignore_patterns(resolved.given, fd, read_as)
+    include = (prepare.compile_patterns(list(config.context_include), "--context-include pattern {number}")
+               if config.context_include else ())
+    matcher = context_rules.Matcher(context_rules.exclusion_list(), ignore, include)
+    measured, manifest = prepare.measure_context(resolved.given, fd, matcher, read_as,
+                                                 config.verify_context_integrity)
+    rootless_root = caller == 0 and config.rootless
+    for problem in (context_rules.size_refusal(resolved.given, measured,
+                                               config.context_size or context_rules.DEFAULT_CONTEXT_SIZE),
+                    context_rules.rootless_refusal(resolved.given, read_as, measured) if rootless_root else None):
+        if problem is not None:
+            prepare.close_context(fd)
+            raise problem
+    notes = context_rules.left_out_lines(measured) if config.show_excluded else [
+        note for note in (context_rules.left_out_note(measured),) if note is not None]
+    for note in notes:
+        sys.stderr.write(f"note: {note}\n")
+    return ContextSource(resolved.path, fd, -1 if rootless_root else read_as, measured.identities,
+                         ignore, include), manifest
 
 
 def run(config: ContainerConfig, trace_path: str | None = None,
@@ -83,24 +124,22 @@ def run(config: ContainerConfig, trace_path: str | None = None,
     """Run in the foreground (or, with config.detach, hand the container to a background
     supervisor once it has started, print its id and return 0)."""
     environ = environ or {}
-    context = probe.directory("--context", config.context,
-                              "pass an existing directory to populate /context from")
+    context = None if config.context is None else probe.context(config.context, CONTEXT_HINT)
     probe.writable_file("--trace", trace_path)
     probe.directory("--rootfs", config.rootfs,
                     "build one with the flake's lib.mkRootfs, or point at an unpacked tree")
     facts = probe.for_run(config, modes_need=modes_need_host(config))
     if modes_need_host(config):
         mode_host.validate_host(modes.from_container_spec(config), facts)
-    config = run_plan.with_context(config, context)
-    artifacts, programs = prepare_artifacts(config)
+    config = run_plan.with_context(config, None if context is None else context[0].path)
+    artifacts, programs = prepare_artifacts(config, context, facts.euid)
     cid = records.new_id()
     planned = run_plan.plan(config, facts, artifacts, cid)
 
     store = Store(facts.state_root)
     store.ensure()
-    log_path = store.log_path(cid) if config.detach else None
     record = records.register(store, config, cid, planned, rootless=planned.join.rootless,
-                              creator=probe.own_uid(), supervisor=probe.own_pid(), log_path=log_path)
+                              creator=probe.own_uid(), supervisor=probe.own_pid())
     trace = None
     if trace_path is not None:
         inputs = run_plan.RunInputs(replace(config, loaded_policies=None), facts, artifacts, cid)
@@ -127,8 +166,7 @@ def run(config: ContainerConfig, trace_path: str | None = None,
                               "exit_code": 1}})
             return 1
 
-    assert log_path is not None
-    answer = detach(log_path, background)
+    answer = detach(store.log_sink(cid, config.log_max_size, config.log_max_files), background)
     if answer is not None and "ok" in answer:
         print(answer["ok"])
         return 0
@@ -153,14 +191,28 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
             driver.settle()
             if driver.state.lc.status != "created":
                 driver.require(v.Remove())
-                raise RuntimeFailure(setup_failure(driver.history))
+                raise RuntimeFailure(setup_failure(driver.history, driver.state.res.oom_killed))
             driver.require(v.Start())
-            if report is not None:
-                report({"ok": record["id"]})
-            code = executor.wait()
-            driver.require(v.Exit(code))
+            never_ran = _never_ran(driver)
+            if never_ran is None:
+                if report is not None:
+                    report({"ok": record["id"]})
+                code = executor.wait()
+                driver.require(v.Exit(code))
+            else:
+                code = never_ran.code
             driver.settle()  # release the cgroup, then CleanupDone
+            if never_ran is not None and config.detach:
+                # No id was printed: the run failed, and the container goes with it.
+                driver.require(v.Remove())
+                raise _not_started(never_ran)
+            if never_ran is not None and never_ran.code not in (126, 127):
+                # Its init died before the workload ran (the workload says its own exec failure).
+                sys.stderr.write(f"nucleus: {never_ran.reason}\n")
             if not config.detach:
+                oom = oom_message(driver.state.res, config.limits.memory, code)
+                if oom is not None:  # a detached container's `ps --all` says "oom-killed"
+                    sys.stderr.write(oom + "\n")
                 driver.require(v.Remove())
             return code
     except BaseException:
@@ -187,8 +239,50 @@ def _lost(driver: Driver) -> None:
                          "nucleus rm --force reclaims the rest\n")
 
 
-def setup_failure(history: list[tuple[v.Event, tuple[v.Intent, ...]]]) -> str:
+def oom_message(res: resources.ResourcesState, memory: int | None, code: int) -> str | None:
+    """What a foreground run says when the release saw the OOM killer act in the group."""
+    if not res.oom_killed:
+        return None
+    what = ("the workload was killed by the OOM killer" if code == 128 + 9
+            else "the OOM killer killed a process of the workload")
+    figures = [f"memory limit {_size(memory)}" if memory is not None else "no memory limit of its own"]
+    if res.oom_peak is not None:
+        figures.append(f"peak {_size(res.oom_peak)}")
+    return f"nucleus: {what} ({', '.join(figures)})"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+def setup_failure(history: list[tuple[v.Event, tuple[v.Intent, ...]]], oom_killed: bool = False) -> str:
+    """The failed step and why; with `oom_killed` (the cgroup's OOM count rose), that the OOM
+    killer ended it."""
+    oom = ("; the OOM killer acted in the container's cgroup: setting up needs more memory than "
+           "its limit allows (a copied context is held in memory)") if oom_killed else ""
     for event, _ in reversed(history):
         if isinstance(event, v.StepFailed):
-            return f"setup failed at {event.machine}.{event.step}: {event.message}"
-    return "setup failed"
+            return f"setup failed at {event.machine}.{event.step}: {event.message}{oom}"
+    return f"setup failed{oom}"
+
+
+def _never_ran(driver: Driver) -> v.Exit | None:
+    """The Exit that answered Start when the workload could not be started (its exec failed)."""
+    if driver.state.lc.status == "running":
+        return None
+    for event, _ in reversed(driver.history):
+        if isinstance(event, v.Exit):
+            return event
+    return None
+
+
+def _not_started(exit_: v.Exit) -> RuntimeFailure:
+    error = RuntimeFailure(
+        exit_.reason or f"the workload could not be started (status {exit_.code})",
+        hint=("the command is looked up on the container's PATH, inside the container"
+              if exit_.code == 127 else None))
+    error.exit_code = exit_.code
+    return error

@@ -103,10 +103,23 @@ def ps(all_: bool, fmt: str) -> None:
         r["id"] = r["id"][:12]
         r["created"] = _ago(r.get("created_at"))
         r["command"] = " ".join(r.get("argv", []))[:40]
+        r["log"] = _size(r.get("log_size"))
         if r.get("exit_code") is not None:
             r["status"] = f"{r['status']} ({r['exit_code']}" + (f", {r['reason']}" if r.get("reason") else "") + ")"
-    click.echo(_table(rows, [("id", "ID"), ("name", "NAME"), ("status", "STATUS"),
-                             ("created", "CREATED"), ("command", "COMMAND")]))
+    columns = [("id", "ID"), ("name", "NAME"), ("status", "STATUS"), ("created", "CREATED")]
+    if all_:  # the size of each detached container's log (every file it keeps)
+        columns.append(("log", "LOG"))
+    click.echo(_table(rows, columns + [("command", "COMMAND")]))
+
+
+def _size(n: float | None) -> str | None:
+    if n is None:
+        return None
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}GiB"
 
 
 @cli.command()
@@ -122,19 +135,9 @@ def stats(containers: tuple[str, ...], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, indent=1, sort_keys=True))
         return
-
-    def size(n: float | None) -> str | None:
-        if n is None:
-            return None
-        for unit in ("B", "KiB", "MiB"):
-            if n < 1024:
-                return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-            n /= 1024
-        return f"{n:.1f}GiB"
-
     for r in rows:
         r["id"] = r["id"][:12]
-        r["mem"] = f"{size(r.get('memory_current')) or '-'} / {size(r.get('memory_max')) or 'unlimited'}"
+        r["mem"] = f"{_size(r.get('memory_current')) or '-'} / {_size(r.get('memory_max')) or 'unlimited'}"
         usage = r.get("cpu_usage_usec")
         r["cpu"] = None if usage is None else f"{usage / 1e6:.2f}s"
         r["throttled"] = r.get("cpu_nr_throttled")
@@ -196,14 +199,16 @@ def attach(ctx: click.Context, container: str, command: tuple[str, ...], trace: 
 @click.option("-n", "--tail", "lines", type=int, default=None, help="Only the last N lines.")
 @click.argument("container")
 def logs(container: str, follow: bool, lines: int | None) -> None:
-    """Print a detached container's output."""
+    """Print a detached container's output (its rotated files first)."""
     from nucleus.app import manage
 
-    record, text = manage.log_lines(container, lines)
-    for line in text:
+    log = manage.log_lines(container, lines)
+    for line in log.lines:
         click.echo(line)
     if follow:
-        manage.follow(record, sys.stdout)
+        manage.follow(log, sys.stdout)
+    else:
+        log.close()
 
 
 @cli.command()

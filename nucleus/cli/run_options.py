@@ -38,6 +38,8 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("--workdir",), "Working directory inside [default: /context with --context, else home].",
          metavar="PATH"),
     Flag(("--rootless",), "Map container root to the caller instead of an unprivileged range.", switch=True),
+    Flag(("--id-range",), "First host id of the container's 65536 ids [default: the first range "
+         "from 100000 that /etc/subuid and /etc/subgid leave free].", metavar="START"),
     Flag(("--time-namespace",), "Give the container its own time namespace.", switch=True),
     Flag(("--allow-degraded-security",), "Run even if seccomp or Landlock cannot be applied (a "
          "warning instead of an error).", switch=True),
@@ -77,6 +79,16 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("--landlock-policy-sha256",), "Refuse to start unless the Landlock policy has this sha256.",
          metavar="HEX"),
     Flag(("--debug",), "Show tracebacks for errors.", switch=True),
+    Flag(("--context-size",), "Largest copy of the context (the size of its tmpfs) [default: 1G].",
+         metavar="SIZE"),
+    Flag(("--context-include",), "Copy what the rules would leave out that matches this "
+         ".gitignore-style pattern (repeatable).", metavar="PATTERN", multiple=True),
+    Flag(("--show-excluded",), "List every entry a copied context leaves out, with its rule.",
+         switch=True),
+    Flag(("--log-max-size",), "With --detach: start a new log file past this size [default: 10M].",
+         metavar="SIZE"),
+    Flag(("--log-max-files",), "With --detach: log files kept, the current one included [default: 2].",
+         metavar="N"),
 )
 
 
@@ -108,22 +120,35 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str) -> A
     checked, the service mode's rules applied): a refusal raises InvalidInput naming the flag."""
     from nucleus.app import policyfiles
     from nucleus.config import mode_validation, modes
-    from nucleus.config.container import ContainerConfig, parse_env, validate
-    from nucleus.config.resources import validate_limits
+    from nucleus.config.container import (
+        ContainerConfig,
+        parse_env,
+        parse_id_range,
+        parse_log_limits,
+        validate,
+    )
+    from nucleus.config.resources import parse_size, validate_limits
 
+    log_size, log_files = parse_log_limits(opts["log_max_size"], opts["log_max_files"], opts["detach"])
     config = validate(ContainerConfig(
         argv=tuple(command), name=opts["name"], hostname=opts["hostname"], context=opts["context"],
         context_mode=opts["context_mode"], env=parse_env(opts["env"]), workdir=opts["workdir"],
-        rootless=opts["rootless"], time_namespace=opts["time_namespace"],
+        rootless=opts["rootless"], id_range=parse_id_range(opts["id_range"]),
+        time_namespace=opts["time_namespace"],
         allow_degraded_security=opts["allow_degraded_security"],
         allow_chroot_fallback=opts["allow_chroot_fallback"], term=term,
         limits=validate_limits(memory=opts["memory"], swap=opts["swap"], cpus=opts["cpus"],
                                cpu_weight=opts["cpu_weight"], pids=opts["pids"], io=opts["io_limit"],
                                memlock=opts["memlock"], cgroup_parent=opts["cgroup_parent"]),
         cgroup_namespace=not opts["disable_cgroup_namespace"], detach=opts["detach"],
+        log_max_size=log_size, log_max_files=log_files,
         service_mode=opts["service_mode"], trust_level=opts["trust_level"],
         require_kernel_lockdown=opts["require_kernel_lockdown"],
-        verify_context_integrity=opts["verify_context_integrity"], seccomp_mode=opts["seccomp_mode"],
+        verify_context_integrity=opts["verify_context_integrity"],
+        context_size=None if opts["context_size"] is None else parse_size(opts["context_size"],
+                                                                          "--context-size"),
+        context_include=tuple(opts["context_include"]), show_excluded=opts["show_excluded"],
+        seccomp_mode=opts["seccomp_mode"],
         seccomp_log=opts["seccomp_log"], seccomp_log_denied=opts["seccomp_log_denied"],
         rootfs=opts["rootfs"],
     ))

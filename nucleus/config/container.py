@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from nucleus.config import context as context_rules
 from nucleus.config.modes import SERVICE_MODES, TRUST_LEVELS
-from nucleus.config.resources import Limits
+from nucleus.config.resources import Limits, parse_size
 from nucleus.errors import InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -31,6 +32,12 @@ DEFAULT_HOME = "/home/agent"
 CONTEXT_MOUNT = "/context"
 CONTEXT_MODES = ("copy", "bind")
 DEFAULT_ROOTFS_SIZE = 1 << 30
+# A detached container's log keeps at most 20 MiB: two files of 10 MiB (Docker's json-file
+# driver calls the limits max-size and max-file).
+DEFAULT_LOG_MAX_SIZE = 10 << 20
+DEFAULT_LOG_MAX_FILES = 2
+MIN_LOG_SIZE = 4096
+MAX_LOG_FILES = 100
 
 
 @dataclass(frozen=True)
@@ -53,13 +60,19 @@ class ContainerConfig:
     limits: Limits = field(default_factory=Limits)
     cgroup_namespace: bool = True
     detach: bool = False
+    log_max_size: int = DEFAULT_LOG_MAX_SIZE  # a detached container's log: a new file past this size
+    log_max_files: int = DEFAULT_LOG_MAX_FILES  # ... and at most this many files kept
     trust_level: str = "trusted"
     require_kernel_lockdown: str | None = None
     verify_context_integrity: bool = False
+    context_size: int | None = None  # --context-size (None: nucleus.config.context's default)
+    context_include: tuple[str, ...] = ()  # --context-include patterns
+    show_excluded: bool = False
     seccomp_mode: str = "enforce"
     seccomp_log: str | None = None
     seccomp_log_denied: bool = False
     rootfs: str | None = None
+    id_range: int | None = None  # the first host id of a privileged container's range (--id-range)
     loaded_policies: Any = None  # nucleus.policyfiles.Policies, loaded from the policy files
 
     @property
@@ -99,6 +112,36 @@ def parse_env(values: tuple[str, ...] | list[str], flag: str = "--env") -> tuple
     return tuple(out)
 
 
+def parse_id_range(text: str | None, flag: str = "--id-range") -> int | None:
+    """The first host id of a container's range, as given."""
+    if text is None:
+        return None
+    if not text.strip().isdigit():
+        raise InvalidInput(f"{flag} {text!r}: not a host id", hint=f"give the first id, e.g. {flag} 300000")
+    return int(text.strip())
+
+
+def parse_log_limits(max_size: str | None, max_files: str | None, detach: bool) -> tuple[int, int]:
+    """--log-max-size and --log-max-files (only with --detach: a foreground run's output goes
+    to its terminal); the defaults where not given."""
+    for flag, value in (("--log-max-size", max_size), ("--log-max-files", max_files)):
+        if value is not None and not detach:
+            raise InvalidInput(f"{flag} {value!r}: only with --detach",
+                               hint="a foreground run's output goes to the terminal, not to a log")
+    size = DEFAULT_LOG_MAX_SIZE if max_size is None else parse_size(max_size, "--log-max-size")
+    if size < MIN_LOG_SIZE:
+        raise InvalidInput(f"--log-max-size {max_size!r}: must be at least 4K")
+    files = DEFAULT_LOG_MAX_FILES
+    if max_files is not None:
+        if not max_files.strip().isdigit():
+            raise InvalidInput(f"--log-max-files {max_files!r}: not a whole number")
+        files = int(max_files.strip())
+        if not 1 <= files <= MAX_LOG_FILES:
+            raise InvalidInput(f"--log-max-files {max_files!r}: must be between 1 and {MAX_LOG_FILES}",
+                               hint="1 keeps one file, emptied when it is full")
+    return size, files
+
+
 def validate(spec: ContainerConfig) -> ContainerConfig:
     """Check every field; raise InvalidInput naming the flag and value. Returns the spec."""
     if not spec.argv:
@@ -107,6 +150,9 @@ def validate(spec: ContainerConfig) -> ContainerConfig:
         )
     if any("\0" in a for a in spec.argv):
         raise InvalidInput("the command holds a NUL byte")
+    if not spec.argv[0]:
+        raise InvalidInput("the command '' is empty: there is no program to run",
+                           hint="name the program after --, e.g. nucleus run -- /bin/sh -c 'id'")
     if spec.name is not None and not NAME_RE.match(spec.name):
         raise InvalidInput(
             f"--name {spec.name!r}: not a valid container name",
@@ -125,6 +171,11 @@ def validate(spec: ContainerConfig) -> ContainerConfig:
         )
     if spec.context is not None and (spec.context == "" or "\0" in spec.context):
         raise InvalidInput(f"--context {spec.context!r}: not a usable path")
+    context_rules.validate(spec.context, spec.context_mode, spec.context_size, spec.context_include,
+                           spec.show_excluded)
+    if spec.context_mode == "bind" and spec.context is None:
+        raise InvalidInput("--context-mode bind needs --context DIR: there is no context to bind",
+                           hint="add --context DIR, or drop --context-mode")
     if spec.workdir is not None and not spec.workdir.startswith("/"):
         raise InvalidInput(
             f"--workdir {spec.workdir!r}: must be an absolute path inside the container",
@@ -146,4 +197,7 @@ def validate(spec: ContainerConfig) -> ContainerConfig:
     for key, _ in spec.env:
         if key in REFUSED_ENV or key.startswith("LD_") or not ENV_KEY_RE.match(key):
             raise InvalidInput(f"--env {key!r}: refused")
+    if spec.id_range is not None and spec.rootless:
+        raise InvalidInput(f"--id-range {spec.id_range}: a --rootless container maps its root to the caller",
+                           hint="drop one of --id-range and --rootless")
     return spec

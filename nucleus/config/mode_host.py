@@ -70,7 +70,16 @@ def host_problems(req: ModeRequest, host: HostFacts,
             out.append(Problem(f"{have}: refused in {mode} mode {_row(mode, 'Landlock ABI', rule)}",
                                hint, "Landlock ABI"))
 
-    if host.cgroups is not None and host.cgroups.unusable and cgroups_required(mode):
+    undelegated = _undelegated(host)
+    if cgroups_required(mode) and undelegated is not None:
+        out.append(Problem(
+            f"{undelegated}: refused in {mode} mode "
+            f"{_row(mode, 'Cgroup limits', 'requires cgroups; a failure is fatal')}",
+            f"run it in a cgroup v2 group delegated to uid {host.euid}, e.g. with: systemd-run "
+            "--user --scope -p Delegate=yes nucleus run ...; or run it as root",
+            "Cgroup limits"))
+    elif host.cgroups is not None and host.cgroups.unusable and cgroups_required(mode) \
+            and not (_unprivileged(host) and host.cgroups.delegated):
         out.append(Problem(
             f"no usable cgroup hierarchy ({host.cgroups.unusable}): refused in "
             f"{mode} mode {_row(mode, 'Cgroup limits', 'requires cgroups; a failure is fatal')}",
@@ -113,6 +122,19 @@ def host_problems(req: ModeRequest, host: HostFacts,
                 f"{_row(mode, 'Rootfs', f'needs a path under {NIX_STORE}')}",
                 "pass the store path itself, not a link that leads out of the store", "Rootfs"))
     return out
+
+
+def _unprivileged(host: HostFacts) -> bool:
+    return host.euid is not None and host.euid != 0
+
+
+def _undelegated(host: HostFacts) -> str | None:
+    """Why a run by this caller, who is not root, has no cgroup it may make its group in; None
+    when it has one, when the caller is root, or when delegation was not probed."""
+    if not _unprivileged(host) or host.cgroups is None or host.cgroups.delegated \
+            or not host.cgroups.delegation:
+        return None
+    return f"a rootless run (uid {host.euid}) has no cgroup of its own: {host.cgroups.delegation}"
 
 
 def check_host(req: ModeRequest, host: HostFacts,
@@ -168,7 +190,17 @@ def assess(mode: str, host: HostFacts) -> list[Finding]:
                                "--allow-degraded-security"))
         else:
             out.append(Finding("Landlock ABI", "refused", f"ABI {abi}; {mode} needs {need} or later"))
-    if host.cgroups is not None:
+    undelegated = _undelegated(host)
+    if undelegated is not None:
+        if cgroups_required(mode):
+            out.append(Finding("Cgroup limits", "refused", f"required; {undelegated}"))
+        else:
+            out.append(Finding("Cgroup limits", "warn", f"best-effort: limits will not apply; {undelegated}"))
+    elif host.cgroups is not None and _unprivileged(host) and host.cgroups.delegated:
+        how = "required" if cgroups_required(mode) else "best-effort"
+        out.append(Finding("Cgroup limits", "ok", f"{how}; the cgroup v2 group "
+                           f"{host.cgroups.delegated} is delegated to uid {host.euid}"))
+    elif host.cgroups is not None:
         usable = host.cgroups.unusable is None
         detail = f"cgroup {host.cgroups.backend}"
         if not usable:

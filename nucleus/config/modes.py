@@ -12,8 +12,9 @@ Service modes (``--service-mode``):
   ``--allow-degraded-security``; ``--allow-chroot-fallback`` and ``--allow-host-network`` are
   honoured; cgroup limits are best-effort.
 - ``strict-agent``: agent workloads with nothing weakened: degraded security, chroot fallback, host
-  networking and seccomp trace mode are refused, bridge DNS must be explicit, and a run as root
-  never maps container root to host root.
+  networking and seccomp trace mode are refused, bridge DNS must be explicit, a run as root
+  never maps container root to host root, and cgroups are required (a cgroup or a limit that
+  cannot be applied fails the run; a rootless run needs a cgroup delegated to its user).
 - ``production``: long-running services. Everything strict-agent refuses, plus: ``--memory`` and
   ``--cpus`` required, a pre-built Nix closure as root filesystem (``--rootfs /nix/store/...``),
   every policy file pinned by sha256, no dangerous capability in a caps policy, Landlock ABI 3 or
@@ -147,7 +148,8 @@ TABLE: tuple[Row, ...] = (
         "validation"),
     Row("Host networking", "allowed with --allow-host-network", "forbidden", "forbidden",
         "validation"),
-    Row("Cgroup limits", "best-effort", "best-effort", "required (fatal on failure)", "host"),
+    Row("Cgroup limits", "best-effort (a limit the kernel refuses is dropped with a warning)",
+        "required (fatal on failure)", "required (fatal on failure)", "host"),
     Row("Bridge DNS", "defaults to 8.8.8.8, 8.8.4.4", "must be configured explicitly",
         "must be configured explicitly", "validation"),
     Row("Rootfs", "host bind mounts (/bin, /usr, /lib, /nix)", "host bind mounts",
@@ -305,9 +307,11 @@ def min_landlock_abi(mode: str, allow_degraded_security: bool = False) -> int:
 
 
 def cgroups_required(mode: str) -> bool:
-    """Whether a cgroup that cannot be created or limited stops the run (row "Cgroup limits").
-    Otherwise the limits are best-effort: the runtime warns and runs without them."""
-    return _mode(mode) == PRODUCTION
+    """Whether a cgroup that cannot be created or limited, or a limit the kernel refuses,
+    stops the run (row "Cgroup limits"): in strict-agent and production. Otherwise the limits
+    are best-effort: without a cgroup the runtime warns and runs without limits, and a limit
+    the kernel refuses is dropped alone, with a warning naming it."""
+    return _mode(mode) in STRICT_MODES
 
 
 def proc_hidepid(mode: str) -> int:

@@ -50,7 +50,8 @@ class Arch:
 
 
 # Only the calls glibc 2.36 has no wrapper for, whose wrapper does more than the syscall, or that
-# are made by number for a reason of their own (sendmsg: the trace handoff, see PreparedSendFd).
+# are made by number for a reason of their own (sendmsg: the trace handoff, see PreparedSendFd;
+# mount_setattr: glibc wraps it only from 2.36 on, and other libcs not at all).
 # aarch64 uses the asm-generic numbers; from 424 on every architecture shares one numbering.
 # tests/effects/test_syscall_tables.py checks each number and AUDIT_ARCH value with libseccomp.
 ARCHITECTURES: dict[str, Arch] = {
@@ -66,6 +67,7 @@ ARCHITECTURES: dict[str, Arch] = {
             "pivot_root": 155,
             "seccomp": 317,
             "close_range": 436,
+            "mount_setattr": 442,
             "landlock_create_ruleset": 444,
             "landlock_add_rule": 445,
             "landlock_restrict_self": 446,
@@ -83,6 +85,7 @@ ARCHITECTURES: dict[str, Arch] = {
             "sendmsg": 211,
             "seccomp": 277,
             "close_range": 436,
+            "mount_setattr": 442,
             "landlock_create_ruleset": 444,
             "landlock_add_rule": 445,
             "landlock_restrict_self": 446,
@@ -163,6 +166,22 @@ MNT_DETACH = 2
 MNT_EXPIRE = 4
 UMOUNT_NOFOLLOW = 8
 
+# mount_setattr(2): the *at flags it takes, and struct mount_attr's attributes
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_NO_AUTOMOUNT = 0x800
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+MOUNT_ATTR_SIZE_VER0 = 32  # sizeof(struct mount_attr): four __u64
+
 # --- capget/capset ------------------------------------------------------------------------------
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -232,6 +251,24 @@ _MS_NAMES = (
     ("MS_LAZYTIME", MS_LAZYTIME),
 )
 
+_AT_NAMES = (
+    ("AT_SYMLINK_NOFOLLOW", AT_SYMLINK_NOFOLLOW),
+    ("AT_NO_AUTOMOUNT", AT_NO_AUTOMOUNT),
+    ("AT_EMPTY_PATH", AT_EMPTY_PATH),
+    ("AT_RECURSIVE", AT_RECURSIVE),
+)
+
+_MOUNT_ATTR_NAMES = (
+    ("MOUNT_ATTR_RDONLY", MOUNT_ATTR_RDONLY),
+    ("MOUNT_ATTR_NOSUID", MOUNT_ATTR_NOSUID),
+    ("MOUNT_ATTR_NODEV", MOUNT_ATTR_NODEV),
+    ("MOUNT_ATTR_NOEXEC", MOUNT_ATTR_NOEXEC),
+    ("MOUNT_ATTR_NOATIME", MOUNT_ATTR_NOATIME),
+    ("MOUNT_ATTR_STRICTATIME", MOUNT_ATTR_STRICTATIME),
+    ("MOUNT_ATTR_NODIRATIME", MOUNT_ATTR_NODIRATIME),
+    ("MOUNT_ATTR_NOSYMFOLLOW", MOUNT_ATTR_NOSYMFOLLOW),
+)
+
 _MNT_NAMES = (
     ("MNT_FORCE", MNT_FORCE),
     ("MNT_DETACH", MNT_DETACH),
@@ -275,6 +312,21 @@ def _flag_names(flags: int, table: tuple[tuple[str, int], ...]) -> str:
 def mount_flag_names(flags: int) -> str:
     """Render mount(2) flags for a message: ``MS_NOSUID|MS_NODEV``; unknown bits in hex."""
     return _flag_names(flags, _MS_NAMES)
+
+
+def at_flag_names(flags: int) -> str:
+    """Render AT_* flags for a message: ``AT_RECURSIVE``."""
+    return _flag_names(flags, _AT_NAMES)
+
+
+def dirfd_name(fd: int) -> str:
+    """A directory descriptor argument as a message shows it: ``AT_FDCWD``, or the number."""
+    return "AT_FDCWD" if fd == AT_FDCWD else str(fd)
+
+
+def mount_attr_names(attrs: int) -> str:
+    """Render MOUNT_ATTR_* bits for a message: ``MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID``."""
+    return _flag_names(attrs, _MOUNT_ATTR_NAMES)
 
 
 def clone_flag_names(flags: int) -> str:
@@ -373,3 +425,10 @@ class SyscallError(OSError):
         return (type(self), (self.call, self.call_args, self.errno))  # keeps the message
 
 
+
+
+# --- /proc/<pid>/stat ----------------------------------------------------------------------------
+# Field numbers as proc(5) gives them (1-based; the command name in parentheses is field 2).
+STAT_ARG_START = 48  # where the process's argument strings begin (kernel 3.5+)
+STAT_ARG_END = 49
+TASK_COMM_LEN = 16  # the kernel's task name, its NUL included (PR_SET_NAME)

@@ -94,6 +94,10 @@ class Files:
     def isdir(self, path: str) -> bool:
         return os.path.isdir(path)
 
+    def writable(self, path: str) -> bool:
+        """Whether the caller may write ``path`` (a group's directory or control file)."""
+        return os.access(path, os.W_OK)
+
     def kill(self, pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
@@ -295,6 +299,8 @@ def create(op: v.CreateCgroup) -> None:
     if op.unavailable:
         raise CgroupError("create", op.dirs[0] if op.dirs else "cgroup", _errno.EOPNOTSUPP,
                           detail=op.unavailable)
+    if op.vacate:
+        _vacate(*op.vacate)
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
             for directory in op.parents:
@@ -308,6 +314,23 @@ def create(op: v.CreateCgroup) -> None:
         except CgroupError as e:
             if e.errno != _errno.ENOENT or attempt == CREATE_ATTEMPTS:
                 raise
+
+
+def _vacate(group_procs: str, leaf: str, leaf_procs: str) -> None:
+    """Move every process of a group into its leaf (made where missing); one that exits
+    meanwhile (ESRCH) is gone already."""
+    _mkdir(leaf, exist_ok=True)
+    for pid in procs((group_procs,)):
+        try:
+            FILES.write(leaf_procs, str(pid))
+        except ProcessLookupError:
+            continue
+        except OSError as e:
+            if e.errno == _errno.ESRCH:
+                continue
+            raise CgroupError("write", leaf_procs, e.errno or _errno.EIO, value=str(pid),
+                              detail=f"moving the processes of {os.path.dirname(group_procs)} "
+                              "to a leaf of their own") from None
 
 
 def _mark(directory: str, mark: tuple[str, ...]) -> None:
@@ -330,13 +353,21 @@ def _marked(directory: str, mark: tuple[str, ...]) -> bool:
         raise CgroupError("read attribute", directory, e.errno or _errno.EIO, value=name) from None
 
 
-def write_limits(op: v.SetCgroupLimits) -> None:
+def write_limits(op: v.SetCgroupLimits) -> str:
+    """Write each value in order. An optional write whose file is missing is skipped; any other
+    failed write raises when the intent is strict, else it is skipped and the others are still
+    written. Returns the Done detail: the skipped writes (`v.skipped_detail`), "" for none."""
+    skipped: list[v.SkippedWrite] = []
     for path, value, optional in op.writes:
         try:
             _write(path, value)
         except CgroupError as e:
-            if not (optional and e.errno == _errno.ENOENT):
+            if optional and e.errno == _errno.ENOENT:
+                continue
+            if op.strict:
                 raise
+            skipped.append((path, value, f"{e.errno_name} ({e.strerror})"))
+    return v.skipped_detail(skipped)
 
 
 def attach(op: v.AttachCgroup, pid: int) -> None:
@@ -352,10 +383,30 @@ def remove(op: v.RemoveCgroup, timeout: float = KILL_TIMEOUT) -> bool:
     """End what is left in the group, then remove it and its parents where empty. Returns
     whether the kernel's OOM killer acted in the group (v2 memory.events, v1
     memory.oom_control; both count oom_kill since kernel 4.13)."""
+    return release(op, timeout) is not None
+
+
+def release(op: v.RemoveCgroup, timeout: float = KILL_TIMEOUT) -> str | None:
+    """`remove`, returning the Done detail: None, or when the OOM killer acted "oom-killed"
+    with the group's peak memory use (v2 memory.peak, kernel 5.19+; v1
+    memory.max_usage_in_bytes), read before the group goes."""
     oom = False
     if op.oom:
         path, key = op.oom
         oom = _keyed(_read_optional(path)).get(key, 0) > 0
+    peak = _peak(op.peak) if oom and op.peak else None
+    _remove(op, timeout)
+    return v.oom_detail(peak) if oom else None
+
+
+def _peak(path: str) -> int | None:
+    try:
+        return _number(_read_optional(path))
+    except (CgroupError, ValueError):
+        return None  # a figure for the message only: never a reason to keep the group
+
+
+def _remove(op: v.RemoveCgroup, timeout: float) -> None:
     if op.procs:
         _kill_all(op, timeout)
     for directory in op.dirs:
@@ -372,7 +423,6 @@ def remove(op: v.RemoveCgroup, timeout: float = KILL_TIMEOUT) -> bool:
             # remove (a rootless run under root's parent) stays too.
             if e.errno not in (_errno.EBUSY, _errno.ENOTEMPTY, _errno.EACCES, _errno.EPERM):
                 raise CgroupError("rmdir", directory, e.errno or _errno.EIO) from None
-    return oom
 
 
 def _kill_all(op: v.RemoveCgroup, timeout: float) -> None:

@@ -44,7 +44,7 @@ class Executor:
     def __init__(self, programs: dict[str, bytes] | None = None, *,
                  fault: tuple[str, int] | None = None, pause: tuple[str, int] | None = None,
                  warn: Callable[[str], None] | None = None, init_pid: int | None = None,
-                 init_start: int | None = None) -> None:
+                 init_start: int | None = None, init_identity: Callable[[int], bool] | None = None) -> None:
         # What the spawned process holds besides the intents: the compiled seccomp programs.
         self.setup = SetupProcess(programs=dict(programs or {}))
         self.fault = fault
@@ -54,8 +54,10 @@ class Executor:
         self.pid: int | None = None  # the process serving the sync pipe
         self.init_pid = init_pid  # the container's init (or the joined command's process)
         # A management command knows the init from a record: it is signalled only while it is
-        # still the process that started then (its start time), never one that reused its pid.
+        # still the process that started then (its start time), never one that reused its pid,
+        # and still passes `init_identity` (checked while a pidfd pins it).
         self.init_start = init_start
+        self.init_identity = init_identity
         self.req_w: int | None = None
         self.resp_r: int | None = None
         self.tracer: tuple[int, str] | None = None  # (pid, log path) in seccomp trace mode
@@ -122,8 +124,11 @@ class Executor:
                 return []
             events = channel.receive_events(self.resp_r)
         except (channel.ChannelClosedError, OSError) as e:
-            return self._broken(intents[0], getattr(e, "errno", None) or _errno.EPIPE,
-                                f"the setup process went away during {intents[0].name}: {e}")
+            message, status = self._went_away(intents, e)
+            if status is not None and isinstance(intents[-1], v.ExecWorkload):
+                # The container's init died before its workload ran: the container has ended.
+                return [v.Exit(process.exit_status(status), message)]
+            return self._broken(intents[0], getattr(e, "errno", None) or _errno.EPIPE, message)
         done = events[-1] if events else None
         if isinstance(done, v.StepDone) and any(
                 isinstance(i, v.ForkInit) and i.reports == (done.machine, done.step) for i in intents):
@@ -134,6 +139,19 @@ class Executor:
             if intermediate is not None:
                 process.reap(intermediate)
         return events
+
+    def _went_away(self, intents: tuple[v.Intent, ...], error: Exception) -> tuple[str, int | None]:
+        """What became of the serving process, once its end of the pipe closed: reaped (it is
+        this process's child) and its death described; and its wait status."""
+        steps = intents[0].name if len(intents) == 1 else (
+            f"{intents[0].name} or one of the {len(intents) - 1} steps after it")
+        status = None if self.pid is None else _reap_soon(self.pid)
+        if status is None:
+            return f"the setup process went away during {steps}: {error}", None
+        if self.init_pid == self.pid:
+            self.init_pid = None
+        self.pid = None
+        return describe_death(status, steps), status
 
     # -- host effects -----------------------------------------------------------------------------
     def served_pid(self) -> int:
@@ -175,7 +193,7 @@ class Executor:
 
     def send_signal(self, name: str) -> None:
         if self.init_pid is not None:  # gone meanwhile: its supervisor records the exit
-            process.kill(self.init_pid, getattr(signal, f"SIG{name}"), self.init_start)
+            process.kill(self.init_pid, getattr(signal, f"SIG{name}"), self.init_start, self.init_identity)
 
     def cleanup(self) -> None:
         """End every process this executor started (the container's init takes its namespace
@@ -184,7 +202,7 @@ class Executor:
             process.kill(self.pid)
             process.reap(self.pid)
         if self.init_pid is not None:
-            process.kill(self.init_pid, start=self.init_start)
+            process.kill(self.init_pid, start=self.init_start, identity=self.init_identity)
             process.reap(self.init_pid)
         self.pid = self.init_pid = None
         for fd in (self.req_w, self.resp_r):
@@ -228,3 +246,47 @@ class Executor:
 
 def _failed(events: list[v.Event]) -> bool:
     return bool(events) and v.is_failure(events[-1])
+
+
+REAP_WAIT = 2.0  # seconds: a process whose pipe closed is about to be a zombie, if it is not yet
+
+
+def _reap_soon(pid: int) -> int | None:
+    """The wait status of a child that is ending (None if it does not end within REAP_WAIT, or
+    is no child of this process)."""
+    import time
+
+    deadline = time.monotonic() + REAP_WAIT
+    while True:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if got:
+            return status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.005)
+
+
+def describe_death(status: int, steps: str) -> str:
+    """A setup process's end, as a user can act on it. SIGSYS is its own seccomp filter's kill
+    (a profile that denies a call nucleus still makes once the filter is loaded: write to
+    answer, the Landlock calls, ...); SIGKILL is the OOM killer when the container's cgroup
+    counts a kill (said once the cgroup is released, see nucleus.app.run)."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = _signal_name(sig)
+        if sig == signal.SIGSYS:
+            return (f"the setup process was killed by its own seccomp filter ({name}) during {steps}: "
+                    "the profile denies a system call nucleus makes after loading it (such as write, "
+                    "read, close_range, execve, or the Landlock calls)")
+        return f"the setup process was killed by {name} during {steps}"
+    return f"the setup process exited with status {os.WEXITSTATUS(status)} during {steps}"
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"

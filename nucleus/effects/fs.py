@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from nucleus import vocab as v
-from nucleus.config.context import excluded
-from nucleus.effects import abi, libc
+from nucleus.config.context import Matcher, sparse
+from nucleus.effects import abi, libc, tree
 
 MS_FLAGS = {
     "rdonly": abi.MS_RDONLY, "nosuid": abi.MS_NOSUID, "nodev": abi.MS_NODEV,
@@ -54,14 +54,108 @@ def _make_target(source: str, target: str) -> None:
 
 
 def bind_mount(op: v.BindMount) -> None:
+    """Bind `op.source` onto `op.target`, then apply the flags: to the one mount by a remount,
+    or with `op.recursive` to every mount of the bound tree in one mount_setattr(AT_RECURSIVE)
+    call, checked afterwards in /proc/self/mountinfo. With `op.opened` (the descriptor the
+    supervisor opened the source from before any host change) the source path is opened again
+    without following any symlink and bound only if it is still that directory."""
     if op.optional and not os.path.exists(op.source):
         return
-    _make_target(op.source, op.target)
-    libc.mount(op.source, op.target, None, abi.MS_BIND | (abi.MS_REC if op.recursive else 0))
-    if op.flags:
-        # Flags of a bind mount change only on a remount; keep what the source mount locks in.
-        flags = flags_of(op.flags) | _locked_flags(op.target)
-        libc.mount(None, op.target, None, abi.MS_BIND | abi.MS_REMOUNT | flags)
+    reopened = _reopen(op.source, op.opened) if op.opened >= 0 else None
+    try:
+        if reopened is not None:
+            os.makedirs(op.target, exist_ok=True)
+        else:
+            _make_target(op.source, op.target)
+        source = op.source if reopened is None else f"/proc/self/fd/{reopened}"
+        libc.mount(source, op.target, None, abi.MS_BIND | (abi.MS_REC if op.recursive else 0))
+    finally:
+        if reopened is not None:
+            os.close(reopened)
+    if not op.flags:
+        return
+    if op.recursive:
+        set_recursively(op.target, op.flags)
+        return
+    # Flags of a bind mount change only on a remount; keep what the source mount locks in.
+    flags = flags_of(op.flags) | _locked_flags(op.target)
+    libc.mount(None, op.target, None, abi.MS_BIND | abi.MS_REMOUNT | flags)
+
+
+def _reopen(path: str, opened: int) -> int:
+    """`path` (a real path: no symlink on it) opened O_PATH in this mount namespace, one
+    component at a time without following symlinks, and checked to be the directory open at
+    `opened` (which the supervisor opened in the host's: a bind from a descriptor of another
+    mount namespace is refused by the kernel)."""
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in (p for p in path.split("/") if p):
+            sub = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        now, then = os.fstat(fd), os.fstat(opened)
+    except OSError as e:
+        os.close(fd)
+        raise OSError(errno.ESTALE, f"{path!r} is not the directory opened before the run any "
+                                    f"more ({e.strerror})") from None
+    if (now.st_dev, now.st_ino) != (then.st_dev, then.st_ino):
+        os.close(fd)
+        raise OSError(errno.ESTALE, f"{path!r} is not the directory opened before the run any more")
+    return fd
+
+
+_MOUNT_ATTRS = {"rdonly": abi.MOUNT_ATTR_RDONLY, "nosuid": abi.MOUNT_ATTR_NOSUID,
+                "nodev": abi.MOUNT_ATTR_NODEV, "noexec": abi.MOUNT_ATTR_NOEXEC}
+_SHOWN_AS = {"rdonly": "ro"}  # how mountinfo spells a flag
+
+
+def set_recursively(target: str, flags: tuple[str, ...]) -> None:
+    """Set `flags` (rdonly, nosuid, nodev, noexec) on the mount at `target` and every mount
+    below it, then check every one of them in mountinfo. Where the kernel lacks mount_setattr
+    (before 5.12) each mount is remounted by its path instead (one hidden under another cannot
+    be, and then fails the check)."""
+    attrs = 0
+    for name in flags:
+        attrs |= _MOUNT_ATTRS.get(name, 0)
+    try:
+        libc.mount_setattr(abi.AT_FDCWD, target, abi.AT_RECURSIVE, attrs)
+    except abi.SyscallError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        wanted = flags_of(tuple(f for f in flags if f in _MOUNT_ATTRS))
+        for point, _ in _mounts_below(target):
+            libc.mount(None, point, None, abi.MS_BIND | abi.MS_REMOUNT | wanted | _locked_flags(point))
+    check_recursively(target, flags)
+
+
+def _mounts_below(target: str) -> list[tuple[str, set[str]]]:
+    """(mount point, per-mount options) of every mount at or below `target`, from mountinfo."""
+    real = os.path.realpath(target)
+    under = real.rstrip("/") + "/"
+    out = []
+    with open(MOUNTINFO) as f:
+        for line in f:
+            fields = line.split()
+            point = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
+            if point == real or point.startswith(under):
+                out.append((point, set(fields[5].split(","))))
+    return out
+
+
+def check_recursively(target: str, flags: tuple[str, ...]) -> None:
+    """Every mount at or below `target` carries `flags` (those of rdonly, nosuid, nodev and
+    noexec); EPERM naming each that does not."""
+    wanted = [f for f in flags if f in _MOUNT_ATTRS]
+    mounts = _mounts_below(target)
+    if not mounts:
+        raise OSError(errno.EPERM, f"mount flags: nothing is mounted at {target}")
+    problems = []
+    for point, options in mounts:
+        lacking = [f for f in wanted if _SHOWN_AS.get(f, f) not in options]
+        if lacking:
+            problems.append(f"{point} lacks {', '.join(lacking)}")
+    if problems:
+        raise OSError(errno.EPERM, "mount flags: " + "; ".join(problems))
 
 
 def _locked_flags(path: str) -> int:
@@ -110,75 +204,124 @@ def write_file(op: v.WriteFile) -> None:
 
 
 def copy_tree(op: v.CopyTree) -> None:
-    """Copy regular files, directories and symlinks; skip excluded names and special files.
+    """Copy the context from `op.opened`, the descriptor the supervisor opened from
+    `op.source` before any host change (inherited; the path is never looked up here), into
+    `op.target`: directories, regular files (sparse ones keep their holes) and symlinks (as
+    links, never followed), leaving out what the rules decide, reading as `op.read_as` says
+    (see nucleus.effects.tree), every entry chowned to `op.owner`, no setuid, setgid or sticky
+    bit. A failure names the entry."""
+    if op.opened < 0:
+        raise OSError(errno.EBADF, f"copying the context {op.source!r}: it was not opened before "
+                                   "the setup process was started")
+    identities = {uid: (uid, gid, groups) for uid, gid, groups in op.identities}
 
-    Symlinks are copied as links (never followed), so a link in the context cannot pull a host
-    file into the container.
-    """
-    src_fd = os.open(op.source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    def lookup(uid: int) -> tuple[int, int, tuple[int, ...]]:
+        try:
+            return identities[uid]
+        except KeyError:
+            raise OSError(errno.ESTALE, f"owned by uid {uid}, which owned nothing when the "
+                                        "context was measured: it changed since") from None
+
+    matcher = Matcher(op.exclude, op.ignore, op.include)
     try:
-        _copy_dir(src_fd, op.target, op.exclude, op.owner)
-    finally:
-        os.close(src_fd)
+        tree.walk(op.opened, matcher, _Copy(op.target, op.owner), tree.Reader(op.read_as, lookup))
+    except tree.WalkError as e:
+        full = e.errno == errno.ENOSPC
+        raise OSError(e.errno, f"copying the context {op.source!r}: {e.strerror}" + (
+            "; the context's tmpfs is full (--context-size sets its size)" if full else "")) from None
 
 
-def _copy_dir(src_fd: int, dst: str, exclude: tuple[str, ...], owner: tuple[int, int] | None) -> None:
-    with os.scandir(src_fd) as entries:
-        items = list(entries)
-    for entry in items:
-        name = entry.name
-        if excluded(name, exclude):
-            continue
-        st = entry.stat(follow_symlinks=False)
-        path = os.path.join(dst, name)
-        mode = stat.S_IMODE(st.st_mode) & 0o777  # never setuid/setgid/sticky
-        if stat.S_ISDIR(st.st_mode):
-            os.mkdir(path, 0o700)
-            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
-            try:
-                _copy_dir(sub, path, exclude, owner)
-            finally:
-                os.close(sub)
-            os.chmod(path, mode | 0o700)
-        elif stat.S_ISREG(st.st_mode):
-            _copy_file(src_fd, name, path, mode)
-        elif stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(name, dir_fd=src_fd), path)
-        else:
-            continue  # devices, sockets and FIFOs are not context
-        if owner is not None:
-            libc.lchown(path, *owner)
-        if not stat.S_ISLNK(st.st_mode):
+class _Copy(tree.Visitor):
+    writes = True
+
+    def __init__(self, target: str, owner: tuple[int, int] | None) -> None:
+        self.target = target
+        self.owner = owner
+
+    def _finish(self, path: str, st: os.stat_result, link: bool = False) -> None:
+        if self.owner is not None:
+            libc.lchown(path, *self.owner)
+        if not link:
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
+    def enter(self, rel: str, st: os.stat_result) -> None:
+        os.mkdir(os.path.join(self.target, rel), 0o700)
 
-def _copy_file(src_dir_fd: int, name: str, dst: str, mode: int) -> None:
-    fin = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir_fd)
-    try:
-        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    def leave(self, rel: str, st: os.stat_result) -> None:
+        path = os.path.join(self.target, rel)
+        os.chmod(path, stat.S_IMODE(st.st_mode) & 0o777 | 0o700)  # never setuid/setgid/sticky
+        self._finish(path, st)
+
+    def file(self, rel: str, st: os.stat_result, fd: int) -> None:
+        path = os.path.join(self.target, rel)
+        fout = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       stat.S_IMODE(st.st_mode) & 0o777)
         try:
-            size = os.fstat(fin).st_size
-            copied = 0
-            while copied < size:
-                try:
-                    n = os.copy_file_range(fin, fout, size - copied)
-                except OSError as e:
-                    if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                        raise
-                    n = os.sendfile(fout, fin, None, size - copied)
-                if n == 0:
-                    break
-                copied += n
+            copy_data(fd, fout, os.fstat(fd))
         finally:
             os.close(fout)
-    finally:
-        os.close(fin)
+        self._finish(path, st)
+
+    def link(self, rel: str, st: os.stat_result, target: str) -> None:
+        path = os.path.join(self.target, rel)
+        os.symlink(target, path)
+        self._finish(path, st, link=True)
+
+
+_NO_RANGE_COPY = (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
+
+
+def copy_data(fin: int, fout: int, st: os.stat_result) -> None:
+    """Copy a regular file's data from `fin` to the empty `fout`. A sparse file (fewer blocks
+    allocated than its size) is copied range by range (SEEK_DATA/SEEK_HOLE), its holes left
+    holes, then extended to its size; any other in one run."""
+    size = st.st_size
+    if not sparse(size, st.st_blocks):
+        _copy_range(fin, fout, 0, size)
+        return
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fin, offset, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole from here on
+                break
+            raise
+        end = min(os.lseek(fin, start, os.SEEK_HOLE), size)
+        _copy_range(fin, fout, start, end)
+        offset = end
+    os.ftruncate(fout, size)
+
+
+def _copy_range(fin: int, fout: int, start: int, end: int) -> None:
+    """Copy bytes [start, end) of `fin` to the same offsets of `fout` (less if `fin` ends
+    sooner): copy_file_range, or sendfile where the file systems do not support it."""
+    offset = start
+    ranged = True
+    while offset < end:
+        if ranged:
+            try:
+                n = os.copy_file_range(fin, fout, end - offset, offset, offset)
+            except OSError as e:
+                if e.errno not in _NO_RANGE_COPY:
+                    raise
+                ranged = False
+                os.lseek(fout, offset, os.SEEK_SET)
+                continue
+        else:
+            n = os.sendfile(fout, fin, offset, end - offset)
+        if n == 0:
+            break
+        offset += n
 
 
 def verify_tree(op: v.VerifyTree) -> None:
+    """Check the populated tree against the manifest taken of the context before the copy:
+    every entry of it (the rules already left out what the manifest leaves out)."""
     from nucleus.effects import integrity  # imported by the supervisor before the fork
 
-    missing, changed, extra = integrity.compare(dict(op.manifest), integrity.manifest(op.target, op.exclude))
+    missing, changed, extra = integrity.compare(
+        dict(op.manifest), integrity.manifest(op.target, Matcher(op.exclude)))
     if missing or changed or extra:
         raise OSError(errno.EBADMSG, integrity.mismatch_message(missing, changed, extra, what="/context"))
 

@@ -55,7 +55,11 @@ def _apply_landlock(_: Any, op: v.ApplyLandlock) -> None:
 
 
 def _remove_cgroup(_: Any, op: v.RemoveCgroup) -> str | None:
-    return v.OOM_KILLED if cgroups.remove(op) else None
+    return cgroups.release(op)
+
+
+def _set_cgroup_limits(_: Any, op: v.SetCgroupLimits) -> str:
+    return cgroups.write_limits(op)  # the writes it skipped, for the machine to warn of
 
 
 def _on(fn: Callable[[Any], object]) -> Handler:
@@ -73,7 +77,7 @@ HANDLERS: dict[type[v.Intent], Handler] = {
     v.SendSignal: lambda ex, op: ex.send_signal(op.signal),
     v.Cleanup: lambda ex, op: ex.cleanup(),
     v.CreateCgroup: _on(cgroups.create),
-    v.SetCgroupLimits: _on(cgroups.write_limits),
+    v.SetCgroupLimits: _set_cgroup_limits,
     v.AttachCgroup: lambda ex, op: cgroups.attach(op, ex.served_pid()),
     v.RemoveCgroup: _remove_cgroup,
     # inside (the setup process, or the joining process)

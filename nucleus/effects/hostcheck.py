@@ -53,6 +53,8 @@ if TYPE_CHECKING:  # the shapes of probe()'s JSON-ready answer; plain dicts at r
         unified: str | None
         unified_controllers: list[str]
         reason: str
+        delegated: str  # for a caller that is not root: the cgroup delegated to it ("" for none)
+        delegation: str  # why there is none
 
     class SeccompFacts(TypedDict, total=False):
         available: bool
@@ -234,7 +236,16 @@ def cgroups() -> CgroupFacts:
         "unified": layout.unified,
         "unified_controllers": unified_controllers,
         "reason": layout.reason,
+        **({} if os.geteuid() == 0 else _delegation(layout)),
     }
+
+
+def _delegation(layout: CgroupLayout) -> CgroupFacts:
+    """Where a rootless run would make its group (see nucleus.effects.probe.delegation)."""
+    from nucleus.effects import probe
+
+    found = probe.delegation(layout, os.geteuid())
+    return {"delegated": found.delegated, "delegation": found.delegation}
 
 
 def seccomp_action_available(value: int) -> bool | None:
@@ -440,7 +451,8 @@ def host_facts(facts: Facts, rootfs_realpath: str | None = None) -> HostFacts:
         cgroups=CgroupLayout(
             backend=cg.get("backend") or "none", mounts=tuple(sorted((cg.get("mounts") or {}).items())),
             controllers=tuple(cg.get("controllers") or ()), root_enabled=tuple(cg.get("root_enabled") or ()),
-            unified=cg.get("unified"), reason=cg.get("reason") or "") if cg else None,
+            unified=cg.get("unified"), reason=cg.get("reason") or "",
+            delegated=cg.get("delegated") or "", delegation=cg.get("delegation") or "") if cg else None,
         landlock_abi=ll.get("abi"),
         lockdown=lock.get("line"),
         lockdown_error=(lock.get("error") or "") if lock.get("line") is None else "",

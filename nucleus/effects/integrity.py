@@ -1,91 +1,73 @@
 """Context integrity: a manifest of a directory tree, and the difference between two manifests.
 
 For ``--verify-context-integrity`` the runtime takes the manifest of the host context before the
-copy and the manifest of the populated /context after it; any difference stops the run. The
-manifest sees what ``nucleus.effects.fs.copy_tree`` copies and nothing else:
+copy (in the same walk that measures it, nucleus.effects.prepare) and the manifest of the
+populated /context after it; any difference stops the run. The manifest sees what
+``nucleus.effects.fs.copy_tree`` copies and nothing else, because both walk the tree with
+nucleus.effects.tree and leave out what the one nucleus.config.context.Matcher says:
 
-- names excluded by the copy's patterns are skipped, with the copy's own matcher;
+- entries the rules leave out (by name, by the ignore file, a private key by its first bytes)
+  are skipped;
 - regular files map to the sha256 of their content (hex);
 - symlinks map to ``"symlink:" + target``: recorded, never followed;
 - directories map to ``"dir"``, so a missing or extra empty directory is noticed too;
 - devices, sockets and FIFOs are skipped, as the copy skips them.
 
-Paths are relative to the root, '/'-separated, without a leading '/'. Directories are opened
-with O_NOFOLLOW relative to their parent's descriptor, so a tree swapped for a symlink while it
-is read fails instead of being followed.
+Paths are relative to the root, '/'-separated, without a leading '/'. The walk opens every entry
+relative to its directory's descriptor without following symlinks, so a tree swapped for a
+symlink while it is read fails instead of being followed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import stat
 
-from nucleus.config.context import excluded
+from nucleus.config.context import Matcher
+from nucleus.effects import tree
 
 DIR = "dir"
 SYMLINK_PREFIX = "symlink:"
-NOT_REGULAR = "not-regular"
 CHUNK = 1 << 20
 
 
-def _hash_file(dir_fd: int, name: str) -> str:
-    # O_NONBLOCK: a file swapped for a FIFO after the stat must not hang the hash.
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
-                 dir_fd=dir_fd)
+def hash_file(fd: int) -> str:
+    """The sha256 (hex) of the file open at `fd`, read from its start."""
     digest = hashlib.sha256()
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return NOT_REGULAR  # swapped after the stat: never equal to a digest
-        while True:
-            chunk = os.read(fd, CHUNK)
-            if not chunk:
-                break
-            digest.update(chunk)
-    finally:
-        os.close(fd)
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        digest.update(chunk)
+        offset += len(chunk)
     return digest.hexdigest()
 
 
-def _walk(dir_fd: int, prefix: str, exclude: tuple[str, ...], out: dict[str, str]) -> None:
-    with os.scandir(dir_fd) as entries:
-        items = sorted(entries, key=lambda e: e.name)
-    for entry in items:
-        name = entry.name
-        if excluded(name, exclude):
-            continue
-        rel = prefix + name
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            out[rel] = DIR
-            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                          dir_fd=dir_fd)
-            try:
-                _walk(sub, rel + "/", exclude, out)
-            finally:
-                os.close(sub)
-        elif stat.S_ISREG(st.st_mode):
-            out[rel] = _hash_file(dir_fd, name)
-        elif stat.S_ISLNK(st.st_mode):
-            out[rel] = SYMLINK_PREFIX + os.readlink(name, dir_fd=dir_fd)
+class Manifest(tree.Visitor):
+    """A walk's visitor that records the manifest in `entries`."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, str] = {}
+
+    def enter(self, rel: str, st: os.stat_result) -> None:
+        self.entries[rel] = DIR
+
+    def file(self, rel: str, st: os.stat_result, fd: int) -> None:
+        self.entries[rel] = hash_file(fd)
+
+    def link(self, rel: str, st: os.stat_result, target: str) -> None:
+        self.entries[rel] = SYMLINK_PREFIX + target
 
 
-def manifest(root: int | str | os.PathLike[str], exclude_patterns: tuple[str, ...] | list[str] = ()
-             ) -> dict[str, str]:
+def manifest(root: int | str | os.PathLike[str], matcher: Matcher | None = None) -> dict[str, str]:
     """{relative path: sha256 hex | "symlink:<target>" | "dir"} for the tree at ``root`` (a
-    directory path, or an open directory descriptor, which stays open), skipping names that
-    match ``exclude_patterns`` (``nucleus.config.context.exclusion_list()`` for a context)."""
-    exclude = tuple(exclude_patterns)
-    if isinstance(root, int):
-        fd = os.dup(root)
-    else:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    out: dict[str, str] = {}
+    directory path, or an open directory descriptor, which stays open), leaving out what
+    ``matcher`` leaves out (nothing but special files without one)."""
+    fd = os.dup(root) if isinstance(root, int) else os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    visitor = Manifest()
     try:
-        _walk(fd, "", exclude, out)
+        tree.walk(fd, matcher or Matcher(), visitor)
     finally:
         os.close(fd)
-    return out
+    return dict(sorted(visitor.entries.items()))
 
 
 def compare(expected: dict[str, str], actual: dict[str, str]

@@ -1,7 +1,7 @@
 """Raw Linux calls: the one ctypes module of nucleus, and the seam every effect calls through.
 
-Every call CPython 3.11 lacks (unshare, setns, mount, pivot_root, capabilities, seccomp, Landlock,
-close_range, signalfd), the few calls into libseccomp and the prepared calls of seccomp trace mode
+Every call CPython 3.11 lacks (unshare, setns, mount, mount_setattr, pivot_root, setfsuid,
+capabilities, seccomp, Landlock, close_range, signalfd), the few calls into libseccomp and the prepared calls of seccomp trace mode
 are here; so are the calls an effect would otherwise make through ``os`` that need privileges or
 change the calling process (chown, chroot, chdir, the descriptors of setns, rlimits, ...). A test
 can thus replace every public function of this module with a recording fake (tests/fakes/libc.py)
@@ -133,6 +133,21 @@ def pivot_root(
     _check(ret, "pivot_root", abi.quoted(new_root), abi.quoted(put_old))
 
 
+def mount_setattr(dirfd: int, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], flags: int,
+                  attr_set: int, attr_clr: int = 0, propagation: int = 0, userns_fd: int = 0) -> None:
+    """mount_setattr(2), by syscall number: change the attributes of the mount at ``path``
+    (relative to ``dirfd``), and with AT_RECURSIVE of every mount below it too, in one call.
+    ``attr_set``/``attr_clr`` are MOUNT_ATTR_* bits (struct mount_attr, size VER0)."""
+    import ctypes
+    import struct
+    attr = ctypes.create_string_buffer(
+        struct.pack("=4Q", attr_set, attr_clr, propagation, userns_fd), abi.MOUNT_ATTR_SIZE_VER0)
+    ret = _raw("mount_setattr", dirfd, _path(path), flags, attr, abi.MOUNT_ATTR_SIZE_VER0)
+    _check(ret, "mount_setattr", abi.dirfd_name(dirfd), abi.quoted(path), abi.at_flag_names(flags),
+           f"{{attr_set={abi.mount_attr_names(attr_set)}, attr_clr={abi.mount_attr_names(attr_clr)}, "
+           f"propagation={abi.mount_flag_names(propagation)}, userns_fd={userns_fd}}}")
+
+
 # --- UTS ----------------------------------------------------------------------------------------
 
 
@@ -206,6 +221,35 @@ def setresgid(rgid: int, egid: int, sgid: int) -> None:
     import ctypes
     ret = _libc().setresgid(ctypes.c_uint(rgid), ctypes.c_uint(egid), ctypes.c_uint(sgid))
     _check(ret, "setresgid", str(rgid), str(egid), str(sgid))
+
+
+def setfsuid(uid: int) -> int:
+    """setfsuid(2): the uid the calling thread's filesystem permission checks use; returns the
+    previous one. The call reports no error, so the new value is read back (setfsuid(-1)
+    changes nothing and answers the current one): SyscallError(EPERM) when the kernel kept the
+    old one (the caller lacks CAP_SETUID, or ``uid`` is not mapped in its user namespace).
+    Switching away from 0 clears the filesystem capabilities (DAC_OVERRIDE, ...) from the
+    effective set; switching back restores them from the permitted set."""
+    import ctypes
+    lib = _libc()
+    previous: int = lib.setfsuid(ctypes.c_uint(uid))
+    current: int = lib.setfsuid(ctypes.c_uint(0xFFFFFFFF))
+    if current != uid:
+        raise abi.SyscallError("setfsuid", (str(uid),), _errno.EPERM)
+    return previous
+
+
+def setfsgid(gid: int) -> int:
+    """setfsgid(2): the gid of the calling thread's filesystem permission checks; returns the
+    previous one. Read back as for setfsuid: SyscallError(EPERM) when the kernel kept the old
+    one."""
+    import ctypes
+    lib = _libc()
+    previous: int = lib.setfsgid(ctypes.c_uint(gid))
+    current: int = lib.setfsgid(ctypes.c_uint(0xFFFFFFFF))
+    if current != gid:
+        raise abi.SyscallError("setfsgid", (str(gid),), _errno.EPERM)
+    return previous
 
 
 def setgroups(groups: list[int] | tuple[int, ...]) -> None:
@@ -603,3 +647,40 @@ def setrlimit(res: int, soft: int, hard: int) -> None:
         _os("setrlimit", shown, resource.setrlimit, res, (soft, hard))
     except ValueError:  # soft above hard, or a value the C type cannot hold
         raise abi.SyscallError("setrlimit", shown, _errno.EINVAL) from None
+
+
+# --- the process's own title ----------------------------------------------------------------------
+
+
+def set_process_title(title: str) -> None:
+    """Overwrite the calling process's argument strings, where /proc/<pid>/cmdline reads them
+    (from ``arg_start`` to ``arg_end`` of /proc/self/stat), with ``title`` and a NUL, the rest
+    with NULs and a last byte that is not one: the kernel then shows the title alone, as
+    setproctitle(3) does, and nothing of the original's length. The argument strings are never
+    read again (Python keeps copies of them)."""
+    import ctypes
+    stat_path = "/proc/self/stat"
+    fd = _os("open", (abi.quoted(stat_path), "O_RDONLY"), os.open, stat_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = _os("read", (abi.quoted(stat_path),), os.read, fd, 4096)
+    finally:
+        os.close(fd)
+    fields = data[data.rindex(b")") + 2:].split()
+    start, end = int(fields[abi.STAT_ARG_START - 3]), int(fields[abi.STAT_ARG_END - 3])
+    raw = title.encode()
+    if not start or end - start < 2:
+        raise abi.SyscallError("set_process_title", (abi.quoted(title),), _errno.EINVAL)
+    raw = raw[:end - start - 2]
+    area = raw + b"\0" * (end - start - len(raw) - 1) + b"."
+    ctypes.memmove(start, area, len(area))
+
+
+def set_process_name(name: str) -> None:
+    """prctl(PR_SET_NAME, name): the calling thread's name (/proc/<pid>/comm), at most 15 bytes."""
+    import ctypes
+
+    from nucleus import linux
+    buf = ctypes.create_string_buffer(name.encode()[:abi.TASK_COMM_LEN - 1], abi.TASK_COMM_LEN)
+    ret = _libc().prctl(ctypes.c_int(linux.PR_SET_NAME), buf, ctypes.c_ulong(0), ctypes.c_ulong(0),
+                        ctypes.c_ulong(0))
+    _check(ret, "prctl", "PR_SET_NAME", abi.quoted(name))

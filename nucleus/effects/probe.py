@@ -6,14 +6,17 @@ modes) and plans as a `nucleus.facts.HostFacts`.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from nucleus.config import context as context_rules
 from nucleus.config.container import ContainerConfig
+from nucleus.config.context import FollowedLink, PathDir, Resolved
 from nucleus.errors import InvalidInput
-from nucleus.facts import UNIFIED, CgroupLayout, HostFacts
+from nucleus.facts import UNIFIED, CgroupLayout, HostFacts, SubordinateRange
 
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/lib64", "/nix")
 # From a --rootfs closure: its own /etc replaces the generated one.
@@ -46,6 +49,14 @@ def own_pid() -> int:
     return os.getpid()
 
 
+def owner_of(path: str) -> int | None:
+    """The uid that owns ``path`` (not followed if it is a symbolic link); None when it is gone."""
+    try:
+        return os.lstat(path).st_uid
+    except OSError:
+        return None
+
+
 def own_uid() -> int:
     """The real uid of the caller: the creator recorded with a container."""
     return os.getuid()
@@ -69,9 +80,32 @@ def for_run(config: ContainerConfig, *, modes_need: bool) -> HostFacts:
     store = store_paths(rootfs) if rootfs else ()
     facts = replace(facts, system=system, store_paths=store, cgroups=cgroup_layout(),
                     rootfs_realpath=rootfs)
+    facts = limit_facts(facts, config)
+    if facts.euid == 0 and not config.rootless:
+        facts = replace(facts, subordinate_ids=subordinate_ids())
     if modes_need:
         facts = hostcheck.mode_facts(facts, lockdown=config.require_kernel_lockdown is not None)
     return facts
+
+
+SUBORDINATE_FILES = ("/etc/subuid", "/etc/subgid")
+
+
+def subordinate_ids(files: tuple[str, ...] = SUBORDINATE_FILES) -> tuple[SubordinateRange, ...]:
+    """The ranges /etc/subuid and /etc/subgid give users ("name:start:count" lines; a missing
+    file gives none; a line that does not parse is passed over, as shadow-utils does)."""
+    found = []
+    for path in files:
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            parts = line.strip().split(":")
+            if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() and int(parts[2]) > 0:
+                found.append(SubordinateRange(path, parts[0], int(parts[1]), int(parts[2])))
+    return tuple(found)
 
 
 def system_dirs(rootfs: str | None = None) -> tuple[tuple[str, str], ...]:
@@ -116,6 +150,94 @@ def directory(flag: str, value: str | None, hint: str) -> str | None:
     if not os.path.isdir(path):
         raise InvalidInput(f"{flag} {value!r}: not a directory")
     return path
+
+
+# --- the context ----------------------------------------------------------------------------------
+
+_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_LINKS = 40  # as the kernel's own path walk
+
+
+def context(value: str, hint: str) -> tuple[Resolved, int]:
+    """--context resolved once, one component at a time: each directory opened (O_PATH,
+    without following symlinks) relative to the one before, each symlink read and recorded
+    (who owns it and the directory holding it) before its target is walked, ".." taken as the
+    kernel takes it. Returns the facts the pure checks need (nucleus.config.context.refusal)
+    and an O_PATH descriptor of the directory found, which is the context from then on: nothing
+    looks `value` up again. Refuses a path that does not lead to a directory."""
+    flag = context_rules.FLAG
+    path = value if value.startswith("/") else os.path.join(os.getcwd(), value)
+    parts = [p for p in path.split("/") if p]
+    parts.reverse()  # a stack: the next component last
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    root = _path_dir("/", os.fstat(fd))
+    chain = [root]
+    links: list[FollowedLink] = []
+    try:
+        while parts:
+            name = parts.pop()
+            if name == ".":
+                continue
+            if name == "..":
+                if len(chain) > 1:
+                    up = os.open("..", _PATH_DIR, dir_fd=fd)
+                    os.close(fd)
+                    fd = up
+                    chain.pop()
+                continue
+            where = posixpath.join(chain[-1].path, name)
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise InvalidInput(f"{flag} {value!r}: no such directory", hint=hint) from None
+            if stat.S_ISLNK(st.st_mode):
+                if len(links) == _MAX_LINKS:
+                    raise InvalidInput(f"{flag} {value!r}: too many symlinks on the way")
+                target = os.readlink(name, dir_fd=fd)
+                links.append(FollowedLink(where, target, st.st_uid, chain[-1].uid))
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                    chain = [root]
+                parts.extend(reversed([p for p in target.split("/") if p]))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise InvalidInput(f"{flag} {value!r}: not a directory" if not parts else
+                                   f"{flag} {value!r}: no such directory ({where!r} is not one)",
+                                   hint=None if not parts else hint)
+            try:
+                sub = os.open(name, _PATH_DIR, dir_fd=fd)
+            except OSError as e:
+                raise InvalidInput(f"{flag} {value!r}: {where!r} changed while it was resolved "
+                                   f"({e.strerror})", hint="try again") from None
+            now = os.fstat(sub)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                os.close(sub)
+                raise InvalidInput(f"{flag} {value!r}: {where!r} changed while it was resolved",
+                                   hint="try again")
+            os.close(fd)
+            fd = sub
+            chain.append(_path_dir(where, now))
+    except OSError as e:
+        os.close(fd)
+        raise InvalidInput(f"{flag} {value!r}: {e.strerror}", hint=hint) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    here = os.fstat(fd)
+    aliases = []
+    for tree in context_rules.ALIASED:
+        try:
+            st = os.stat(tree)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino) and tree != chain[-1].path:
+            aliases.append(tree)
+    return Resolved(value, chain[-1].path, tuple(chain), tuple(links), tuple(aliases)), fd
+
+
+def _path_dir(path: str, st: os.stat_result) -> PathDir:
+    return PathDir(path, st.st_uid, st.st_mode)
 
 
 def writable_file(flag: str, path: str | None) -> None:
@@ -225,6 +347,90 @@ def cgroup_layout(mountinfo_path: str = "/proc/self/mountinfo", root: str = "/sy
         "v1", tuple(sorted(used.items())), tuple(sorted(used)),
         swap_accounting=_read(memsw) is not None, unified=unified,
         reason=f"cgroup v1 hierarchies for {' '.join(sorted(used))}; {v2_note}")
+
+
+def limit_facts(facts: HostFacts, config: ContainerConfig) -> HostFacts:
+    """What the run's limits are checked against, probed only when needed: the CPUs (with
+    --cpus), the block devices (with --io-limit), and for a caller that is not root the cgroup
+    delegated to it."""
+    if config.limits.cpus is not None:
+        facts = replace(facts, cpus=cpus_available())
+    if config.limits.io:
+        facts = replace(facts, block_devices=block_devices())
+    if facts.euid not in (None, 0) and facts.cgroups is not None:
+        facts = replace(facts, cgroups=delegation(facts.cgroups, facts.euid))
+    return facts
+
+
+def cpus_available() -> int:
+    """The CPUs this process may run on: its affinity, which the kernel keeps within its
+    cpuset; the container's processes inherit it."""
+    return len(os.sched_getaffinity(0))
+
+
+def block_devices(root: str = "/sys/dev/block") -> tuple[tuple[str, str], ...] | None:
+    """Each block device as (MAJ:MIN, MAJ:MIN of its whole disk); None when ``root`` cannot be
+    listed (no sysfs: the devices are then not checked)."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return None
+    found = []
+    for name in names:
+        if not re.fullmatch(r"\d+:\d+", name):
+            continue
+        disk = name
+        path = os.path.join(root, name)
+        if os.path.exists(os.path.join(path, "partition")):
+            try:  # a partition's directory is inside its disk's
+                with open(os.path.join(os.path.dirname(os.path.realpath(path)), "dev")) as f:
+                    disk = f.read().strip()
+            except OSError:
+                pass
+        found.append((name, disk))
+    return tuple(sorted(found, key=lambda d: tuple(int(n) for n in d[0].split(":"))))
+
+
+def delegation(layout: CgroupLayout, euid: int, proc_cgroup: str = "/proc/self/cgroup",
+               pid: int | None = None) -> CgroupLayout:
+    """``layout`` with the cgroup delegated to a caller that is not root: its own group on the
+    cgroup v2 hierarchy (/proc/self/cgroup's "0::" line), if the caller may write it and its
+    cgroup.procs and cgroup.subtree_control, it offers cpu, memory and pids, and no process
+    but the caller (``pid``) is in it (nucleus moves its own processes to a leaf before it
+    enables controllers there). Else ``delegation`` says why there is none."""
+    from nucleus.config.resources import RESERVED_CGROUP
+    from nucleus.effects.cgroups import FILES
+
+    def none(why: str) -> CgroupLayout:
+        return replace(layout, delegated="", delegated_controllers=(), delegation=why)
+
+    if layout.unified is None:
+        return none("no cgroup2 hierarchy is mounted")
+    relative = next((line[3:] for line in (_read(proc_cgroup) or "").splitlines()
+                     if line.startswith("0::")), None)
+    if relative is None:
+        return none(f"{proc_cgroup} names no cgroup2 group")
+    group = os.path.normpath(os.path.join(layout.unified, relative.strip().lstrip("/")))
+    if RESERVED_CGROUP in relative.lower():
+        return none(f"its cgroup {group} belongs to the machine's supervisor")
+    try:
+        offered = (_read(os.path.join(group, "cgroup.controllers")) or "").split()
+        missing = [c for c in V2_REQUIRED if c not in offered]
+        if missing:
+            return none(f"its cgroup {group} offers {' '.join(offered) or 'no controller'} "
+                        f"(a group delegated to it needs {' '.join(V2_REQUIRED)})")
+        controls = [group] + [os.path.join(group, n) for n in ("cgroup.procs", "cgroup.subtree_control")]
+        if not all(FILES.writable(path) for path in controls):
+            return none(f"its cgroup {group} is not delegated to uid {euid} (it may not write it)")
+        others = sorted(set((_read(os.path.join(group, "cgroup.procs")) or "").split())
+                        - {str(os.getpid() if pid is None else pid)}, key=int)
+    except OSError as e:
+        return none(f"its cgroup {group} cannot be read ({e})")
+    if others:
+        return none(f"its cgroup {group} holds other processes too (pids {', '.join(others)}); "
+                    "it needs a group of its own")
+    used = tuple(c for c in sorted(V2_REQUIRED + V2_OPTIONAL) if c in offered)
+    return replace(layout, delegated=group, delegated_controllers=used, delegation="")
 
 
 def cgroup_stats(backend: str, dirs: Mapping[str, str]) -> dict[str, int | None]:

@@ -15,6 +15,8 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from nucleus.effects import libc, logs
+
 # Signals the supervisor forwards and the container's init passes on to the workload.
 FORWARDED = (
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
@@ -93,13 +95,15 @@ def wait_forwarding(target: int, gone: int = 125) -> int:
                 return exit_status(status)
 
 
-def kill(pid: int, sig: int = signal.SIGKILL, start: int | None = None) -> None:
+def kill(pid: int, sig: int = signal.SIGKILL, start: int | None = None,
+         identity: Callable[[int], bool] | None = None) -> None:
     """Signal a process; one already gone is fine. With `start` (its start time, as a record
     keeps it) the process is pinned with a pidfd first and signalled only if it is still the
-    same process, never a later one that reused its pid. PID 1 and the kernel's threads are
-    never signalled, whatever a record says."""
-    if pid <= 1:
-        raise OSError(errno.EPERM, f"refusing to signal pid {pid}")
+    same process, never a later one that reused its pid, and (with `identity`) only if it still
+    passes that check, made while it is pinned. PID 1 and the kernel's threads are never
+    signalled, whatever a record says."""
+    if not _pid(pid) or pid <= 1:
+        raise OSError(errno.EPERM, f"refusing to signal pid {pid!r}")
     if start is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
@@ -109,16 +113,23 @@ def kill(pid: int, sig: int = signal.SIGKILL, start: int | None = None) -> None:
     except ProcessLookupError:
         return
     try:
-        if process_start(pid) == start:
+        if process_start(pid) == start and (identity is None or identity(pid)):
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(pinned, sig)
     finally:
         os.close(pinned)
 
 
+def _pid(value: object) -> bool:
+    """Whether `value` can name a process (a record may hold anything)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 31
+
+
 def process_start(pid: int) -> int | None:
     """The start time of a process (clock ticks since boot), to tell a pid from a reused one;
     None when the process is gone or a zombie."""
+    if not _pid(pid):
+        return None
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -132,8 +143,87 @@ def process_start(pid: int) -> int | None:
     return int(rest[19])
 
 
-def alive(pid: int | None, start: int | None) -> bool:
-    return pid is not None and start is not None and process_start(pid) == start
+def alive(pid: object, start: object) -> bool:
+    return _pid(pid) and isinstance(start, int) and process_start(pid) == start  # type: ignore[arg-type]
+
+
+def session_leader(pid: object, start: object) -> bool:
+    """Whether `pid` is still the process that started at `start` and leads a session of its
+    own (as a detached supervisor does, see `detach`)."""
+    if not alive(pid, start):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    session = data[data.rindex(b")") + 2:].split()[3]  # field 6
+    return session == str(pid).encode() and process_start(pid) == start  # type: ignore[arg-type]
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return {k: val.strip() for k, _, val in (line.partition(":") for line in f)}
+    except OSError:
+        return {}
+
+
+def container_init(pid: object, start: object, cgroup_procs: tuple[str, ...] = (),
+                   parent: int | None = None) -> bool:
+    """Whether `pid` is still the process that started at `start` and is a container's init:
+    PID 1 of a PID namespace below this one (and, when `cgroup_procs` names the container's
+    cgroup, a member of it; when `parent` is given, that process's child: a supervisor is the
+    subreaper its container's init was reparented to). A record may name any process; only one
+    that passes this is signalled or joined."""
+    if not alive(pid, start):
+        return False
+    assert isinstance(pid, int)
+    status = _status(pid)
+    nspid = status.get("NSpid", "").split()
+    if len(nspid) < 2 or nspid[-1] != "1":
+        return False
+    if parent is not None and status.get("PPid") != str(parent):
+        return False
+    if cgroup_procs:
+        from nucleus.effects import cgroups
+
+        try:
+            members = cgroups.procs(cgroup_procs)
+        except OSError:
+            return False
+        if pid not in members:
+            return False
+    return process_start(pid) == start
+
+
+def restrictions(pid: int) -> dict[str, int]:
+    """What confines a process, from /proc/<pid>/status: its capability sets (CapBnd, CapPrm,
+    CapEff, ...), NoNewPrivs and Seccomp (2: a filter); empty when it is gone."""
+    from nucleus.effects import caps
+
+    try:
+        return caps.read_status_caps(pid)
+    except OSError:
+        return {}
+
+
+def namespaces_apart(pid: int, kinds: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The kinds of namespace in which `pid` is not where this process is (its own); None when
+    it is gone or its namespaces cannot be read."""
+    apart = []
+    for kind in kinds:
+        try:
+            theirs = os.readlink(f"/proc/{pid}/ns/{kind}")
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/self/ns/{kind}"):
+                continue  # a kind this kernel lacks
+            return None
+        except OSError:
+            return None
+        if theirs != os.readlink(f"/proc/self/ns/{kind}"):
+            apart.append(kind)
+    return tuple(apart)
 
 
 def serve_in_child(serve: Callable[[int, int], object]) -> tuple[int, int, int]:
@@ -157,26 +247,24 @@ def serve_in_child(serve: Callable[[int, int], object]) -> tuple[int, int, int]:
 
 # --- a detached supervisor ------------------------------------------------------------------------
 
+LOGGER_WAIT = 5.0  # seconds a detached supervisor waits for its logger to write the last output
 
-def detach(log_path: str, body: Callable[[Callable[[dict[str, Any]], None]], int]) -> dict[str, Any] | None:
-    """Run ``body(report)`` in a background process of its own session whose output goes to
-    `log_path`, and return the first message it reports (a JSON object), or None when it ended
-    without one. The background process exits with body's status; the caller does not wait for
-    it beyond its report."""
+
+def detach(sink: logs.Sink, body: Callable[[Callable[[dict[str, Any]], None]], int]) -> dict[str, Any] | None:
+    """Run ``body(report)`` in a background process of its own session whose output (and that
+    of every process it starts) goes through a pipe to a logger process that writes `sink`, and
+    return the first message it reports (a JSON object), or None when it ended without one. The
+    background process exits with body's status once its logger has written everything; the
+    caller does not wait for it beyond its report."""
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         code = 125
+        logger = None
         try:
             os.close(r)
             os.setsid()
-            null = os.open("/dev/null", os.O_RDONLY)
-            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            os.dup2(null, 0)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            os.close(null)
-            os.close(log)
+            logger = _start_logger(sink)
             sent = False
 
             def report(message: dict[str, Any]) -> None:
@@ -189,6 +277,8 @@ def detach(log_path: str, body: Callable[[Callable[[dict[str, Any]], None]], int
 
             code = body(report)
         finally:
+            if logger is not None:
+                _finish_logger(logger)
             os._exit(code)
     os.close(w)
     chunks = []
@@ -202,3 +292,50 @@ def detach(log_path: str, body: Callable[[Callable[[dict[str, Any]], None]], int
     if "error" in message:
         reap(pid)
     return message
+
+
+def _start_logger(sink: logs.Sink) -> int:
+    """Fork the logger, and make the pipe to it this process's stdout and stderr (stdin is
+    /dev/null). The logger holds nothing but the pipe's reading end and its files: neither the
+    caller's terminal nor the report pipe, so that nobody waits for it."""
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(out_r, 0)
+            libc.close_range(1)
+            logs.copy(0, sink)
+        finally:
+            os._exit(0)
+    os.close(out_r)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(out_w, 2)
+    os.close(null)
+    os.close(out_w)
+    return pid
+
+
+def _finish_logger(pid: int) -> None:
+    """Close this process's end of the log pipe and wait (a while) for the logger to drain it:
+    every other writer (the container's processes) is gone by now."""
+    import sys
+    import time
+
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    null = os.open("/dev/null", os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+    deadline = time.monotonic() + LOGGER_WAIT
+    while time.monotonic() < deadline:
+        try:
+            got, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already (by a wait for any child)
+            return
+        if got:
+            return
+        time.sleep(0.005)

@@ -4,21 +4,26 @@ produced.
 
 For `run`, the setup process unshares the namespaces and forks PID 1 of the new PID namespace
 (ForkInit), reports that pid and exits; PID 1 then serves the rest of the setup. On
-ExecWorkload, PID 1 forks the workload, closes everything it holds and stays as the container's
-minimal init: it forwards signals to the workload, reaps orphans and exits with the workload's
-status. For `attach`, the joining process enters the container's namespaces, forks into its PID
-namespace (JoinFork), and the forked process applies the restrictions and execs the command in
-place (ExecCommand).
+ExecWorkload, PID 1 forks the workload and learns through a close-on-exec pipe whether its exec
+succeeded: if it did not, PID 1 answers with the lifecycle's Exit (127 or 126, with the reason)
+and exits with that status; if it did, PID 1 answers nothing, closes everything it holds and
+stays as the container's minimal init: it forwards signals to the workload, reaps orphans and
+exits with the workload's status. PID 1 shows nothing of the host: its command line (which was
+the supervisor's, with the interpreter's and the state directory's paths) is overwritten with
+"init" as soon as it exists. For `attach`, the joining process enters the container's
+namespaces, forks into its PID namespace (JoinFork), and the forked process applies the
+restrictions and execs the command in place (ExecCommand).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 import os
 import signal
 import sys
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from nucleus import linux
 from nucleus import vocab as v
@@ -36,6 +41,10 @@ class SetupProcess:
     resp_fd: int = -1
     programs: dict[str, bytes] = field(default_factory=dict)
     trace_fd: int | None = None
+    # PID 1's pipe (read end, write end; close-on-exec) on which the workload says its exec
+    # failed; made when PID 1 starts, so that no new kind of system call is needed once the
+    # container's seccomp filter is loaded.
+    exec_report: tuple[int, int] | None = None
 
 
 def serve(setup: SetupProcess) -> None:
@@ -107,6 +116,11 @@ def _fork(setup: SetupProcess, intent: v.ForkInit, events: list[dict[str, Any]])
         events.append(v.to_wire(v.failed(intent, e.errno or 0, describe(e))))
         return False
     if pid == 0:
+        # Visible inside the container from now on: its command line and name say nothing of
+        # the host (the joining process of attach shows the same until it execs the command).
+        _hide_host("attach" if isinstance(intent, v.JoinFork) else "init")
+        if not isinstance(intent, v.JoinFork):
+            setup.exec_report = os.pipe2(os.O_CLOEXEC)
         # Its next message comes after the supervisor has read the answer below and reaped the
         # intermediate process.
         return True
@@ -117,43 +131,97 @@ def _fork(setup: SetupProcess, intent: v.ForkInit, events: list[dict[str, Any]])
     os._exit(0)
 
 
-def _exec_workload(setup: SetupProcess, intent: v.ExecWorkload, events: list[dict[str, Any]]) -> None:
-    """Fork the workload, answer, drop every descriptor, and become the container's init. If
-    the workload cannot be forked (the pids limit), init exits 126: the run ends with that."""
+def _hide_host(title: str) -> None:
+    """Overwrite this process's command line and name (best effort: a process that cannot is
+    still confined, only less discreet)."""
     try:
+        libc.set_process_title(title)
+        libc.set_process_name(title)
+    except OSError as e:
+        os.write(2, f"nucleus: warning: the container's {title} process keeps its command line: {e}\n".encode())
+
+
+def _exec_workload(setup: SetupProcess, intent: v.ExecWorkload, events: list[dict[str, Any]]) -> None:
+    """Fork the workload and wait until it has exec'd (its end of a close-on-exec pipe closes
+    without a word) or failed to (it writes its status and reason there first). On failure,
+    answer the lifecycle's Exit with them and exit with that status; on success, answer, drop
+    every descriptor, and become the container's init. If the workload cannot be forked (the
+    pids limit), init answers Exit 126 the same way."""
+    try:
+        failed_r, failed_w = setup.exec_report or os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
     except OSError as e:
         os.write(2, f"nucleus: cannot start the workload: {e.strerror}\n".encode())
-        os._exit(126)
+        _exit_answer(setup, events, 126, f"cannot start the workload: {e.strerror}")
     if pid == 0:
-        exec_command(v.ExecCommand(intent.argv, intent.env, intent.cwd, intent.rlimits), fallback_cwd=False)
+        os.close(failed_r)
+        exec_command(v.ExecCommand(intent.argv, intent.env, intent.cwd, intent.rlimits),
+                     fallback_cwd=False, report_fd=failed_w)
+    os.close(failed_w)
+    report = _read_report(failed_r)
+    os.close(failed_r)
+    if report:
+        code, _, reason = report.decode(errors="replace").partition(" ")
+        status = process.reap(pid)
+        _exit_answer(setup, events, status if status is not None else int(code), reason)
     channel.send(setup.resp_fd, events)
     libc.close_range(3)
     sys.stdout.flush()
     os._exit(process.wait_forwarding(pid, gone=0))
 
 
-def exec_command(op: v.ExecCommand, fallback_cwd: bool = True) -> None:
+def _read_report(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _exit_answer(setup: SetupProcess, events: list[dict[str, Any]], code: int, reason: str) -> NoReturn:
+    """The workload never ran: answer ExecWorkload with Exit, and end the container."""
+    events.append(v.to_wire(v.Exit(code, reason)))
+    channel.send(setup.resp_fd, events)
+    os._exit(code)
+
+
+def exec_command(op: v.ExecCommand, fallback_cwd: bool = True, report_fd: int | None = None) -> NoReturn:
     """In the process that becomes the command: rlimits, working directory, no descriptor
     beyond 0-2, default signals, exec. Exits 126 when the command cannot be invoked, 127 when
-    it is not found. Never returns."""
+    it is not found, after writing "<status> <reason>" to `report_fd` (close-on-exec: it closes
+    without a word when the exec succeeds). Never returns."""
+
+    def fail(code: int, reason: str) -> NoReturn:
+        os.write(2, f"nucleus: {reason}\n".encode())
+        if report_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(report_fd, f"{code} {reason}".encode())
+        os._exit(code)
+
     try:
-        libc.close_range(3)
+        if report_fd is None:
+            libc.close_range(3)
+        else:  # every descriptor but the report's (no dup: no call the workload's filter may lack)
+            if report_fd > 3:
+                libc.close_range(3, report_fd - 1)
+            libc.close_range(report_fd + 1)
         process.default_signals()
         rlimits.apply(*op.rlimits)  # capped at the hard limits this process may not raise
     except OSError as e:
-        os.write(2, f"nucleus: cannot prepare {op.argv[0]!r}: {e}\n".encode())
-        os._exit(126)
+        fail(126, f"cannot prepare {op.argv[0]!r}: {e}")
     try:
         os.chdir(op.cwd)
     except OSError as e:
         if not fallback_cwd:
-            os.write(2, f"nucleus: cannot enter working directory {op.cwd!r}: {e.strerror}\n".encode())
-            os._exit(126)
+            fail(126, f"cannot enter working directory {op.cwd!r}: {e.strerror}")
         os.chdir("/")
     try:
         os.execvpe(op.argv[0], list(op.argv), dict(op.env))
-    except OSError as e:
-        code = 127 if e.errno in (_errno.ENOENT, _errno.ENOTDIR) else 126
-        os.write(2, f"nucleus: cannot run {op.argv[0]!r}: {e.strerror}\n".encode())
-        os._exit(code)
+    except (OSError, ValueError) as e:
+        code = 127 if isinstance(e, OSError) and e.errno in (_errno.ENOENT, _errno.ENOTDIR) else 126
+        fail(code, f"cannot run {op.argv[0]!r}: {e.strerror if isinstance(e, OSError) else e}")
+    os._exit(126)  # execvpe returns only by raising

@@ -4,8 +4,11 @@ writers serialized by an advisory lock on the directory.
 A record says which processes to signal and what to release, so only a directory that the
 caller owns and nobody else can write is used: another user's directory (root's `--root` into a
 user's, or a `/tmp/nucleus-<uid>` someone else made first) is refused, never trusted. A record
-whose name is not a container id, or whose content is not a record, is passed over with a
-warning."""
+whose name is not a container id, whose file is not a regular file of the caller's that no one
+else can write, or whose content is not a record, is passed over with a warning.
+
+A detached container's log lives beside its record, named after its id (never after anything a
+record says), rotated as nucleus.effects.logs describes."""
 
 from __future__ import annotations
 
@@ -19,10 +22,16 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import Any
+
+from nucleus.effects import logs
 
 ROOTFS = "rootfs"  # the mount point under the state directory (see nucleus.plan.run)
 CONTAINER_ID = re.compile(r"[0-9a-f]{32}")
+MAX_RECORD = 1 << 20  # bytes; a record is a few KiB
+Check = Callable[[dict[str, Any]], "str | None"]
+LogReader = logs.Reader  # for the management commands, which reach the effects through here
+follow_log = logs.follow
 
 
 def _refused(path: str, why: str) -> Exception:
@@ -41,6 +50,10 @@ def owned(path: str) -> bool:
         st = os.lstat(path)
     except FileNotFoundError:
         return False
+    except NotADirectoryError:
+        raise _refused(path, "is not a directory (a part of its path is a file)") from None
+    except OSError as e:
+        raise _refused(path, f"cannot be examined: {e.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise _refused(path, "is not a directory")
     if st.st_uid != os.geteuid():
@@ -50,10 +63,27 @@ def owned(path: str) -> bool:
     return True
 
 
+def _file_refusal(st: os.stat_result) -> str | None:
+    """Why a record's file is not to be trusted, or None."""
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_uid != os.geteuid():
+        return f"belongs to uid {st.st_uid}, not to the caller (uid {os.geteuid()})"
+    if st.st_mode & 0o022:
+        return f"may be written by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    if st.st_size > MAX_RECORD:
+        return f"is too large for a record ({st.st_size} bytes)"
+    return None
+
+
 class Store:
-    def __init__(self, root: str) -> None:
+    """`check`, when given, says why a record's content is not a record (None when it is): such
+    a record is passed over like a damaged one."""
+
+    def __init__(self, root: str, check: Check | None = None) -> None:
         self.root = root
         self.dir = os.path.join(root, "containers")
+        self.check = check
 
     def ensure(self) -> None:
         """The state directory (made 0700 if missing, else checked), the records' directory, and
@@ -64,7 +94,12 @@ class Store:
                 try:
                     os.makedirs(path, mode=0o700)
                 except FileExistsError:
-                    pass  # made meanwhile by a concurrent run of ours: checked below
+                    pass  # made meanwhile (by a concurrent run of ours, or by someone else): checked below
+                except OSError as e:
+                    from nucleus.errors import RuntimeFailure
+
+                    raise RuntimeFailure(f"cannot create the state directory {path!r}: {e.strerror}",
+                                         hint="pass a directory you may create (--root DIR)") from None
                 owned(path)
 
     def _readable(self) -> bool:
@@ -75,7 +110,8 @@ class Store:
     def locked(self) -> Iterator[None]:
         """Exclusive lock for a read-modify-write of any record."""
         self.ensure()
-        fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(os.path.join(self.root, ".lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -86,7 +122,20 @@ class Store:
         return os.path.join(self.dir, f"{cid}.json")
 
     def log_path(self, cid: str) -> str:
+        """The current file of a detached container's log (older ones carry .1, .2, ...)."""
+        if not CONTAINER_ID.fullmatch(cid):
+            raise ValueError(f"not a container id: {cid!r}")
         return os.path.join(self.dir, f"{cid}.log")
+
+    def log_sink(self, cid: str, max_size: int, max_files: int) -> logs.Sink:
+        return logs.Sink(self.log_path(cid), max_size, max_files, self.path(cid))
+
+    def log_size(self, cid: str) -> int | None:
+        """The bytes a container's log holds (every kept file); None when it has none."""
+        return logs.size(self.log_path(cid))
+
+    def log_reader(self, cid: str) -> logs.Reader:
+        return logs.Reader(self.log_path(cid))
 
     def write(self, record: dict[str, Any]) -> None:
         self.ensure()
@@ -116,21 +165,31 @@ class Store:
             return None
         path = self.path(cid)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            # Non-blocking: a FIFO in its place must not hang the reader.
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
         except OSError as e:
             if e.errno == errno.ELOOP:
                 _warn(f"{path} is a link: passed over")
                 return None
-            raise
+            _warn(f"{path} cannot be read ({e.strerror}): passed over")
+            return None
         with os.fdopen(fd, "rb") as f:
+            refusal = _file_refusal(os.fstat(fd))
+            if refusal is not None:
+                _warn(f"{path} {refusal}: passed over")
+                return None
             try:
-                data = json.loads(f.read())
-            except (ValueError, UnicodeDecodeError):
+                data = json.loads(f.read(MAX_RECORD))
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 return None  # being replaced, or damaged: the next read sees the whole record
         if not isinstance(data, dict) or data.get("id") != cid:
             _warn(f"{path} is not the record of container {cid}: passed over")
+            return None
+        problem = None if self.check is None else self.check(data)
+        if problem is not None:
+            _warn(f"{path} is not a record nucleus can use ({problem}): passed over")
             return None
         return data
 
@@ -155,40 +214,14 @@ class Store:
             time.sleep(interval)
         return done(self.read(cid))
 
-    def follow_log(self, path: str, offset: int, running: Callable[[], bool], out: TextIO,
-                   interval: float = 0.1) -> None:
-        """Copy what is appended to a log from `offset` on until `running()` turns false, then
-        what is left."""
-        with open(path, "rb") as f:
-            f.seek(offset)
-            while True:
-                chunk = f.read()
-                if chunk:
-                    out.write(chunk.decode(errors="replace"))
-                    out.flush()
-                    continue
-                if not running():
-                    rest = f.read()
-                    if rest:
-                        out.write(rest.decode(errors="replace"))
-                    return
-                time.sleep(interval)
-
     def delete(self, cid: str) -> None:
-        for path in (self.path(cid), self.log_path(cid)):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-
-
-def read_log(path: str) -> bytes:
-    """A container's log as it is now (empty when it was never written)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return b""
+        """The record first, then the log (a logger still draining sees the record gone and
+        starts no new file)."""
+        try:
+            os.unlink(self.path(cid))
+        except FileNotFoundError:
+            pass
+        logs.remove(self.log_path(cid))
 
 
 def _warn(message: str) -> None:

@@ -1,10 +1,17 @@
 """The container's cgroup: formal/Resources.tla.
 
 create -> set limits -> (wait for the setup process) -> attach -> ready; released at cleanup.
-A failure is fatal when cgroups are required (production) and otherwise degrades: the container
-runs without limits, with a warning. Whatever may have been created is removed at cleanup, on
-every path: a failed or abandoned creation may have left directories behind, so it counts as
-held. What each step writes is planned (nucleus.plan.cgroups) and carried by its intent.
+A failure is fatal when cgroups are required (strict-agent, production) and otherwise degrades:
+the container runs without limits, with a warning. Whatever may have been created is removed at
+cleanup, on every path: a failed or abandoned creation may have left directories behind, so it
+counts as held. What each step writes is planned (nucleus.plan.cgroups) and carried by its
+intent.
+
+One limit the kernel refuses: when cgroups are required the limits intent is strict and the
+step fails (fatal, as above); otherwise the step skips that write and goes on, and its Done
+lists what it skipped: one warning per limit not applied, naming the flag, the file, the value
+and the error, while the others stay in force (the spec's Done(limits): the limits that the
+host took are written).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from nucleus import vocab as v
 from nucleus.machines.base import Refused, Step
+from nucleus.plan.cgroups import flag_of
 
 PHASES = (
     "idle", "creating", "limiting", "waiting", "attaching", "ready", "degraded", "failed",
@@ -35,6 +43,7 @@ class ResourcesState:
     attach: v.AttachCgroup = field(default_factory=v.AttachCgroup)
     remove: v.RemoveCgroup = field(default_factory=v.RemoveCgroup)
     oom_killed: bool = False
+    oom_peak: int | None = None  # the group's peak memory use in bytes, when the release read it
 
 
 def initial(required: bool = False, create: v.CreateCgroup | None = None,
@@ -58,6 +67,17 @@ def _failed(state: ResourcesState, name: str, message: str | None) -> Step:
     warn = () if message is None else (
         v.Warn(f"cgroup {name} failed ({message}); running without resource limits"),)
     return Step(replace(state, phase="degraded", held=True), warn)
+
+
+def _not_applied(detail: str) -> tuple[v.Intent, ...]:
+    """One warning per write the limits step skipped."""
+    warnings: list[v.Intent] = []
+    for path, value, error in v.skipped_writes(detail):
+        flag = flag_of(path)
+        what = f"{flag} not applied" if flag else "a cgroup limit not applied"
+        warnings.append(v.Warn(f"{what}: writing {value!r} to {path} failed: {error}; "
+                               "running with the other limits"))
+    return tuple(warnings)
 
 
 def step(state: ResourcesState, event: v.Event) -> Step | Refused:
@@ -97,11 +117,13 @@ def step(state: ResourcesState, event: v.Event) -> Step | Refused:
                 if name == "create":
                     return Step(replace(state, phase="limiting", held=True), (state.limits,))
                 if name == "limits":
-                    return Step(replace(state, phase="waiting", limited=True))
+                    return Step(replace(state, phase="waiting", limited=True), _not_applied(event.detail))
                 if name == "attach":
                     return Step(replace(state, phase="ready"))
+                oom, peak = v.oom_of(event.detail)
                 return Step(replace(state, phase="released", held=False, limited=False,
-                                    oom_killed=state.oom_killed or event.detail == v.OOM_KILLED))
+                                    oom_killed=state.oom_killed or oom,
+                                    oom_peak=peak if oom else state.oom_peak))
             if name == "release":
                 return Step(replace(state, phase="leaked"))
             assert isinstance(event, v.ResFailed)

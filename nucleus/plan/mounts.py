@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from nucleus import vocab as v
 from nucleus.config.container import CONTEXT_MOUNT, ContainerConfig
-from nucleus.config.context import exclusion_list
+from nucleus.config.context import DEFAULT_CONTEXT_SIZE, ContextSource, exclusion_list
 
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/lib64", "/nix")
 # From a --rootfs closure: its own /etc replaces the generated one.
@@ -40,6 +40,7 @@ class HostLayout:
     rootfs: str | None = None  # a --rootfs closure to take the system directories from
     store_paths: tuple[str, ...] = ()  # the closure's /nix/store paths, bound one by one
     context_manifest: tuple[tuple[str, str], ...] | None = None  # --verify-context-integrity
+    context: ContextSource | None = None  # the context as opened and measured before the run
 
 
 def _hosts(hostname: str) -> str:
@@ -108,17 +109,25 @@ def _etc(r: str, hostname: str, home: str) -> list[v.Intent]:
 def _rest(ops: list[v.Intent], spec: ContainerConfig, layout: HostLayout, r: str, uid: int, gid: int,
           home: str) -> None:
 
-    # The context: a private writable copy on its own tmpfs, or the host tree bound read-only.
+    # The context: a private writable copy on its own tmpfs (of --context-size), or the host
+    # tree bound read-only, nosuid and nodev to its last submount. Both take the directory
+    # from the descriptor opened before the run (see nucleus.config.context).
     ctx = f"{r}{CONTEXT_MOUNT}"
     if spec.context is not None:
+        src = layout.context
+        opened = src.fd if src is not None else -1
         if spec.context_mode == "bind":
-            ops.append(v.BindMount(spec.context, ctx, RO, recursive=True))
+            ops.append(v.BindMount(spec.context, ctx, RO, recursive=True, opened=opened))
         else:
+            size = spec.context_size or DEFAULT_CONTEXT_SIZE
             ops.append(v.MountFs("tmpfs", ctx, ("nosuid", "nodev"),
-                                 f"size={spec.rootfs_size},mode=0755,uid={uid},gid={gid}"))
-            ops.append(v.CopyTree(spec.context, ctx, exclusion_list(), (uid, gid)))
+                                 f"size={size},mode=0755,uid={uid},gid={gid}"))
+            ops.append(v.CopyTree(
+                spec.context, ctx, exclusion_list(), (uid, gid), opened=opened,
+                ignore=src.ignore if src else (), include=src.include if src else (),
+                read_as=src.read_as if src else -1, identities=src.identities if src else ()))
             if layout.context_manifest is not None:
-                ops.append(v.VerifyTree(ctx, layout.context_manifest, exclusion_list()))
+                ops.append(v.VerifyTree(ctx, layout.context_manifest))
 
     # A minimal /dev: the usual character devices bound from the host, a private devpts, shm.
     dev = f"{r}/dev"

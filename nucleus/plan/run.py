@@ -11,12 +11,11 @@ from dataclasses import dataclass, replace
 from nucleus import vocab as v
 from nucleus.config import landlock_default, modes
 from nucleus.config.container import ContainerConfig
+from nucleus.config.context import ContextSource
 from nucleus.facts import HostFacts
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
-from nucleus.plan import cgroups, mounts
+from nucleus.plan import cgroups, ids, mounts
 
-SUBUID_BASE = 100000
-SUBUID_COUNT = 65536
 JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "pid", "time", "mnt")  # "user" first or last
 PROC_NAME = {"mount": "mnt"}  # /proc/<pid>/ns/ names the mount namespace "mnt"
 
@@ -35,6 +34,7 @@ class Artifacts:
     landlock_rules: LandlockRules | None = None  # None: the default rules
     landlock_min_abi: int = 0  # what the Landlock policy requires beyond the mode's minimum
     context_manifest: tuple[tuple[str, str], ...] | None = None
+    context: ContextSource | None = None  # the context, opened and measured
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,19 @@ class RunPlan:
 
 
 def id_maps(config: ContainerConfig, facts: HostFacts) -> tuple[bool, v.IdMap, v.IdMap]:
-    """Rootless (container root is the caller) or privileged (an unprivileged host range)."""
+    """Rootless (container root is the caller) or privileged (a free unprivileged host range,
+    nucleus.plan.ids)."""
     euid, egid = facts.ids()
     if config.rootless or euid != 0:
         return True, ((0, euid, 1),), ((0, egid, 1),)
-    return False, ((0, SUBUID_BASE, SUBUID_COUNT),), ((0, SUBUID_BASE, SUBUID_COUNT),)
+    start = ids.choose(config.id_range, facts.subordinate_ids)
+    return False, ((0, start, ids.COUNT),), ((0, start, ids.COUNT),)
 
 
 def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: str) -> RunPlan:
     """Raises InvalidInput for what this host cannot do as asked (see nucleus.plan.cgroups)."""
     rootless, uid_map, gid_map = id_maps(config, facts)
-    owner = (0, 0) if rootless else (SUBUID_BASE, SUBUID_BASE)
+    owner = (0, 0) if rootless else (uid_map[0][1], gid_map[0][1])
     namespaces = ("pid", "mount", "net", "uts", "ipc") + (("cgroup",) if config.cgroup_namespace else ()) + (
         ("time",) if config.time_namespace else ())
     hostname = config.hostname or config.name or "nucleus"
@@ -83,7 +85,8 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         system=facts.system, rootfs_dir=rootfs_dir, owner=owner,
         hidepid=modes.proc_hidepid(config.service_mode),
         rootfs=facts.rootfs_realpath if config.rootfs else None,
-        store_paths=facts.store_paths, context_manifest=artifacts.context_manifest)
+        store_paths=facts.store_paths, context_manifest=artifacts.context_manifest,
+        context=artifacts.context)
     writable_context = config.context is not None and config.context_mode == "copy"
     min_abi = modes.min_landlock_abi(config.service_mode, config.allow_degraded_security)
     if artifacts.landlock_rules is not None:
@@ -93,9 +96,7 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         rules = tuple((path, tuple(sorted(access))) for path, access in
                       landlock_default.default_rules(config.home, writable_context=writable_context))
     trace = config.seccomp_mode == "trace"
-    if facts.cgroups is None:
-        raise ValueError("a run is planned with the cgroup layout probed")
-    cgroup = cgroups.plan(facts.cgroups, config.limits.cgroup_parent, cid, config.limits)
+    cgroup = cgroups.plan_run(facts, config.limits, cid, strict=modes.cgroups_required(config.service_mode))
     limits = config.limits
     env = tuple(config.environment().items())
     rlimits = (limits.nofile, limits.nproc, limits.memlock)

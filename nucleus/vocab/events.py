@@ -54,8 +54,12 @@ class Abort(Event):
 
 @record
 class Exit(Event):
+    """The workload ended with `code`; `reason` says why when it never ran (its exec failed).
+    The spec's Exit takes no argument: neither field is part of the trace's event."""
+
     machine: ClassVar[str] = "lc"
     code: int = 0
+    reason: str = ""
 
 
 @record

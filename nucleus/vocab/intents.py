@@ -11,15 +11,54 @@ their own, such as Exit).
 
 from __future__ import annotations
 
+import json as _json
 from typing import ClassVar
 
 from nucleus.vocab.record import Record, record
 
 IdMap = tuple[tuple[int, int, int], ...]
 # A cgroup file write: (path, value, optional). An optional write is skipped when the file
-# does not exist (a control this kernel lacks); any other failure fails the step.
+# does not exist (a control this kernel lacks); what any other failure means is the intent's
+# `strict` (SetCgroupLimits).
 CgroupWrite = tuple[str, str, bool]
+# A write SetCgroupLimits skipped: (path, value, the error: "EINVAL (Invalid argument)").
+SkippedWrite = tuple[str, str, str]
 OOM_KILLED = "oom-killed"  # what RemoveCgroup's Done event says when the kernel's OOM killer acted
+
+
+def skipped_detail(skipped: list[SkippedWrite] | tuple[SkippedWrite, ...]) -> str:
+    """SetCgroupLimits' Done detail: the writes it skipped, as a JSON list ("" for none)."""
+    return _json.dumps([list(s) for s in skipped]) if skipped else ""
+
+
+def skipped_writes(detail: str) -> tuple[SkippedWrite, ...]:
+    """The writes a SetCgroupLimits' Done detail lists; a detail in no known form lists one
+    write with an unknown path, so that it is still reported."""
+    if not detail:
+        return ()
+    try:
+        items = _json.loads(detail)
+        return tuple((str(path), str(value), str(error)) for path, value, error in items)
+    except (ValueError, TypeError):
+        return (("?", "?", detail),)
+
+
+def oom_detail(peak: int | None) -> str:
+    """RemoveCgroup's Done detail when the OOM killer acted: "oom-killed", then the group's
+    peak memory use in bytes where it was read ("oom-killed peak=67108864")."""
+    return OOM_KILLED if peak is None else f"{OOM_KILLED} peak={peak}"
+
+
+def oom_of(detail: str) -> tuple[bool, int | None]:
+    """(whether the OOM killer acted, the peak in bytes or None) from RemoveCgroup's detail."""
+    words = detail.split()
+    if not words or words[0] != OOM_KILLED:
+        return False, None
+    for word in words[1:]:
+        key, _, value = word.partition("=")
+        if key == "peak" and value.isdigit():
+            return True, int(value)
+    return True, None
 
 
 @record
@@ -120,13 +159,17 @@ class MountFs(FsOp):
 
 @record
 class BindMount(FsOp):
-    """Bind source onto target (created as a file or directory to match), then apply flags."""
+    """Bind source onto target (created as a file or directory to match), then apply flags
+    (with `recursive`, to every mount of the bound tree, checked afterwards). With `opened` (a
+    descriptor the supervisor opened from `source` before any host change, inherited by the
+    setup process) the source is bound only if it still is that directory."""
 
     source: str = ""
     target: str = ""
     flags: tuple[str, ...] = ()
     recursive: bool = False
     optional: bool = False
+    opened: int = -1
 
 
 @record
@@ -152,15 +195,29 @@ class MakeSymlinks(FsOp):
 
 @record
 class CopyTree(FsOp):
+    """Copy the context into target from `opened`, the descriptor the supervisor opened from
+    `source` before any host change (inherited by the setup process: `source` is what it was
+    opened from, never looked up again), leaving out what the built-in rules (`exclude`), the
+    ignore file's patterns (`ignore`) and `include` decide (nucleus.config.context.Matcher),
+    reading as `read_as` says (-1: the setup process's own identity; else the uid that reads
+    the top directory, directories of other users read as their owner, whose ids and groups are
+    in `identities`), every entry owned by `owner`."""
+
     source: str = ""
     target: str = ""
     exclude: tuple[str, ...] = ()
     owner: tuple[int, int] | None = None
+    opened: int = -1
+    ignore: tuple[tuple[str, str, bool], ...] = ()  # (pattern, regex, negated)
+    include: tuple[tuple[str, str, bool], ...] = ()
+    read_as: int = -1
+    identities: tuple[tuple[int, int, tuple[int, ...]], ...] = ()  # (uid, gid, groups)
 
 
 @record
 class VerifyTree(FsOp):
-    """Check a populated tree against the manifest taken from its source before the copy."""
+    """Check a populated tree against the manifest taken from its source before the copy:
+    every entry of it but what the built-in rules in `exclude` leave out."""
 
     target: str = ""
     manifest: tuple[tuple[str, str], ...] = ()  # (relative path, sha256 | "dir" | "symlink:..")
@@ -256,7 +313,13 @@ class CreateCgroup(Intent):
     it makes (the parent is nucleus's), write each (subtree_control, "+controller ...") pair in
     order (cgroup v2), then mkdir the container's own directories (one per v1 hierarchy), which
     must not exist yet. With `unavailable`, the host offers no group to make: the step fails
-    with that reason and touches nothing."""
+    with that reason and touches nothing.
+
+    `vacate` = (a delegated group's cgroup.procs, a leaf directory, the leaf's cgroup.procs),
+    for a rootless run in a cgroup delegated to the caller: first make the leaf (where
+    missing) and move every process of the group into it, so that the group holds no process
+    when its subtree_control is written (cgroup v2 enables controllers only for a group without
+    processes of its own)."""
 
     reports: ClassVar[tuple[str, str] | None] = ("res", "create")
     parents: tuple[str, ...] = ()
@@ -264,14 +327,19 @@ class CreateCgroup(Intent):
     dirs: tuple[str, ...] = ()
     unavailable: str = ""
     mark: tuple[str, ...] = ()
+    vacate: tuple[str, ...] = ()
 
 
 @record
 class SetCgroupLimits(Intent):
-    """Write each value to its file, in order."""
+    """Write each value to its file, in order. With `strict` the first write that fails (other
+    than an optional one whose file is missing) fails the step; without it that write is
+    skipped, the others are still written, and Done's detail lists the skipped ones
+    (`skipped_detail`)."""
 
     reports: ClassVar[tuple[str, str] | None] = ("res", "limits")
     writes: tuple[CgroupWrite, ...] = ()
+    strict: bool = False
 
 
 @record
@@ -289,8 +357,9 @@ class RemoveCgroup(Intent):
     SIGKILL each pid of `procs`, thaw), note whether the OOM killer acted (`oom` = (file, key)),
     then rmdir `dirs` (deepest first; gone is fine) and, deepest first, each of `parents` that
     carries `mark` (nucleus made it; never a parent that was there before, such as an
-    administrator's group with limits of its own) where it is empty. Done reports "oom-killed"
-    when the OOM killer acted."""
+    administrator's group with limits of its own) where it is empty. When the OOM killer acted,
+    Done reports it with the group's peak memory use read from `peak` before anything is
+    removed (`oom_detail`)."""
 
     reports: ClassVar[tuple[str, str] | None] = ("res", "release")
     procs: tuple[str, ...] = ()
@@ -300,6 +369,7 @@ class RemoveCgroup(Intent):
     dirs: tuple[str, ...] = ()
     parents: tuple[str, ...] = ()
     mark: tuple[str, ...] = ()
+    peak: str = ""
 
 
 # Lifecycle ------------------------------------------------------------------------------------

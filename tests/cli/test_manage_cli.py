@@ -136,7 +136,7 @@ def test_unique_prefix_name_and_id_find_a_stopped_container(scope):
 def test_empty_listings(scope):
     for args, out in [
         (["ps"], "ID  NAME  STATUS  CREATED  COMMAND\n"),
-        (["ps", "--all"], "ID  NAME  STATUS  CREATED  COMMAND\n"),
+        (["ps", "--all"], "ID  NAME  STATUS  CREATED  LOG  COMMAND\n"),
         (["ps", "--format", "json"], "[]\n"),
         (["stats"], "ID  NAME  STATUS  MEMORY  CPU TIME  THROTTLED  PIDS\n"),
         (["stats", "--format", "json"], "[]\n"),

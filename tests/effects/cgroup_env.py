@@ -31,13 +31,14 @@ class Env:
         return probe.cgroup_layout(self.mountinfo, root=str(self.top))
 
     def plan(self, name: str = "c1", limits: Limits | None = None,
-             parent: str = "nucleus") -> plan_cgroups.CgroupPlan:
-        return plan_cgroups.plan(self.layout, parent, name, limits or Limits())
+             parent: str = "nucleus", strict: bool = False) -> plan_cgroups.CgroupPlan:
+        return plan_cgroups.plan(self.layout, parent, name, limits or Limits(), strict=strict)
 
     def up(self, name: str = "c1", limits: Limits | None = None, parent: str = "nucleus",
-           pids: tuple[int, ...] = ()) -> plan_cgroups.CgroupPlan:
-        """What the resources machine does up to "ready": create, write the limits, attach."""
-        p = self.plan(name, limits, parent)
+           pids: tuple[int, ...] = (), strict: bool = True) -> plan_cgroups.CgroupPlan:
+        """What the resources machine does up to "ready": create, write the limits (strict
+        unless told: a refused write raises), attach."""
+        p = self.plan(name, limits, parent, strict)
         cgroups.create(p.create)
         cgroups.write_limits(p.limits)
         for pid in pids:

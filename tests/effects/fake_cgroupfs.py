@@ -34,6 +34,13 @@ such as cgroup.max.descendants or ENOMEM).
 
 Processes are fake (``spawn``) with pids far above the host's pid_max, and ``kill`` only ever
 signals them: a fake kernel never reaches a real process. ``sleep`` advances a fake clock.
+
+An unprivileged caller (``as_user(uid)``) may write only in the groups delegated to it
+(``delegate(group)``, as systemd's Delegate=yes does): the delegated group's directory and its
+cgroup.procs, cgroup.subtree_control and cgroup.threads, and everything below it. Anything else
+(mkdir, rmdir, a write) is EACCES; moving a process is EACCES unless both its group and the
+destination are in a delegated subtree; a trusted.* attribute is EPERM (it needs
+CAP_SYS_ADMIN). ``writable`` answers as access(2) would.
 """
 
 from __future__ import annotations
@@ -164,6 +171,8 @@ class FakeKernel(ControlFileRules, cgroups.Files):
         self._faults: dict[tuple[str, str], int] = {}
         self._xattrs: dict[tuple[str, str], str] = {}  # (group, name) -> value, as cgroupfs keeps them
         self._next_pid = FIRST_PID
+        self.uid = 0  # the caller's: root writes everywhere
+        self.delegated: set[str] = set()  # groups delegated to the (unprivileged) caller
 
     # -- building ---------------------------------------------------------------------------------
     def mount_v2(self, point, offered=V2_OFFERED, enabled=V2_ENABLED, swap=True,
@@ -237,6 +246,45 @@ class FakeKernel(ControlFileRules, cgroups.Files):
     def exit(self, pid: int) -> None:
         self._die(pid)
 
+    def as_user(self, uid: int) -> None:
+        """From now on the calls are an unprivileged caller's."""
+        self.uid = uid
+
+    def delegate(self, group) -> str:
+        """Delegate ``group`` to the caller (made where missing), as systemd does: it gets
+        the directory and its cgroup.procs, cgroup.subtree_control and cgroup.threads."""
+        group = os.path.normpath(str(group))
+        if not os.path.isdir(group):
+            self.mkdir(group)
+        self.delegated.add(group)
+        return group
+
+    DELEGATED_FILES = ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads")
+
+    def _in_delegation(self, path: str) -> bool:
+        return any(path == d or path.startswith(d + "/") for d in self.delegated)
+
+    def writable(self, path: str) -> bool:
+        path = os.path.normpath(path)
+        if self.uid == 0:
+            return os.path.exists(path)
+        if not os.path.exists(path):
+            return False
+        for d in self.delegated:
+            if path == d or path.startswith(d + "/") and (
+                    os.path.dirname(path) != d or os.path.isdir(path)
+                    or os.path.basename(path) in self.DELEGATED_FILES):
+                return True
+        return False
+
+    def _permitted(self, op: str, path: str) -> None:
+        """EACCES for what an unprivileged caller may not change."""
+        if self.uid == 0:
+            return
+        target = path if op == "write" else os.path.dirname(path)
+        if not self.writable(target):
+            raise fail(errno.EACCES, path)
+
     def fail_next(self, op: str, path, err: int) -> None:
         self._faults[(op, os.path.normpath(str(path)))] = err
 
@@ -272,6 +320,7 @@ class FakeKernel(ControlFileRules, cgroups.Files):
         self._fault("write", path)
         if not os.path.isfile(path):
             raise fail(errno.EISDIR if os.path.isdir(path) else errno.ENOENT, path)
+        self._permitted("write", path)
         name = os.path.basename(path)
         if name in READ_ONLY:
             raise fail(errno.EACCES, path)
@@ -294,6 +343,7 @@ class FakeKernel(ControlFileRules, cgroups.Files):
         parent = os.path.dirname(path)
         if not os.path.isfile(os.path.join(parent, "cgroup.procs")):
             raise fail(errno.ENOENT, path)
+        self._permitted("mkdir", path)
         os.mkdir(path)
         if h.version == 2:
             enabled = self._words(os.path.join(parent, "cgroup.subtree_control"))
@@ -313,6 +363,9 @@ class FakeKernel(ControlFileRules, cgroups.Files):
         self._fault("setxattr", path)
         if not os.path.isdir(path):
             raise fail(errno.ENOENT, path)
+        if self.uid != 0 and name.startswith("trusted."):
+            raise fail(errno.EPERM, path)
+        self._permitted("write", path)
         self._xattrs[(path, name)] = value
         self.log.append(("setxattr", path, f"{name}={value}"))
 
@@ -340,6 +393,7 @@ class FakeKernel(ControlFileRules, cgroups.Files):
             raise fail(errno.ENOENT if not os.path.exists(path) else errno.ENOTDIR, path)
         if path == h.point:
             raise fail(errno.EBUSY, path)
+        self._permitted("rmdir", path)
         if any(os.path.isdir(os.path.join(path, e)) for e in os.listdir(path)):
             raise fail(errno.EBUSY, path)
         if self._pids(path):

@@ -76,6 +76,8 @@ class ControlFileRules:
         pid = self._int(text, path)
         if not self.alive(pid):
             raise fail(errno.ESRCH, path)
+        if self.uid != 0 and not self._in_delegation(self.group_of(pid, h.point)):
+            raise fail(errno.EACCES, path)  # the common ancestor's cgroup.procs is not the caller's
         if h.version == 2 and directory != h.point and self._words(
                 os.path.join(directory, "cgroup.subtree_control")):
             raise fail(errno.EBUSY, path)

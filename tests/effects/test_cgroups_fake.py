@@ -77,7 +77,7 @@ def test_limits_are_written_in_the_planned_order(env):
 
 
 def test_a_limit_the_kernel_refuses_names_op_file_value_and_errno(env):
-    plan = env.plan(limits=Limits(pids=-5, io=(IoLimit(8, 0, rbps=MiB),)))
+    plan = env.plan(limits=Limits(pids=-5, io=(IoLimit(8, 0, rbps=MiB),)), strict=True)
     cgroups.create(plan.create)
     pids_max = next(path for path, _, _ in plan.limits.writes if path.endswith("/pids.max"))
     mark = env.mark()
@@ -92,7 +92,7 @@ def test_a_limit_the_kernel_refuses_names_op_file_value_and_errno(env):
 
 
 def test_an_unknown_device_is_enodev(env):
-    plan = env.plan(limits=Limits(io=(IoLimit(9, 9, rbps=1),)))
+    plan = env.plan(limits=Limits(io=(IoLimit(9, 9, rbps=1),)), strict=True)
     cgroups.create(plan.create)
     with pytest.raises(cgroups.CgroupError) as e:
         cgroups.write_limits(plan.limits)

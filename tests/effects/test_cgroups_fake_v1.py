@@ -106,7 +106,7 @@ def test_without_swap_accounting_memsw_is_skipped(kernel, tmp_path):
 
 def test_swap_asked_for_needs_memsw_to_apply(v1):
     """With swap accounting, a --swap size is not optional: a memsw the kernel refuses fails."""
-    plan = v1.plan(limits=Limits(memory=64 * MiB, swap=0))
+    plan = v1.plan(limits=Limits(memory=64 * MiB, swap=0), strict=True)
     assert plan.limits.writes[1][1:] == (str(64 * MiB), False)
     cgroups.create(plan.create)
     memsw = plan.limits.writes[1][0]

@@ -114,7 +114,7 @@ def test_without_swap_accounting(kernel, tmp_path):
     cgroups.write_limits(plan.limits)  # memory.swap.max is optional without --swap: skipped
     written = [os.path.basename(path) for _, path, _ in env.since(mark)]
     assert "memory.swap.max" not in written and "pids.max" in written
-    plan = env.plan("b", Limits(memory=64 * MiB, swap=MiB))
+    plan = env.plan("b", Limits(memory=64 * MiB, swap=MiB), strict=True)
     cgroups.create(plan.create)
     with pytest.raises(cgroups.CgroupError) as e:  # --swap asked for must apply
         cgroups.write_limits(plan.limits)

@@ -259,4 +259,18 @@ def test_report_shows_refusals_of_a_poor_host(facts):
     assert "agent mode: runs on this host" in text
     data = hostcheck.report_data(poor)
     assert data["modes"]["production"]["refuses"] == ["Landlock ABI", "Cgroup limits"]
-    assert data["modes"]["strict-agent"]["refuses"] == []
+    assert data["modes"]["strict-agent"]["refuses"] == ["Cgroup limits"]
+
+
+def test_subordinate_ids_are_read_from_both_files(tmp_path):
+    from nucleus.effects.probe import subordinate_ids
+    from nucleus.facts import SubordinateRange
+
+    (tmp_path / "subuid").write_text("alice:100000:65536\n# a comment\nbad line\nbob:x:1\n")
+    (tmp_path / "subgid").write_text("alice:100000:65536\ncarol:300000:1000\n")
+    found = subordinate_ids((str(tmp_path / "subuid"), str(tmp_path / "subgid"), str(tmp_path / "missing")))
+    assert found == (
+        SubordinateRange(str(tmp_path / "subuid"), "alice", 100000, 65536),
+        SubordinateRange(str(tmp_path / "subgid"), "alice", 100000, 65536),
+        SubordinateRange(str(tmp_path / "subgid"), "carol", 300000, 1000),
+    )

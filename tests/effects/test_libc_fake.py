@@ -161,6 +161,8 @@ def test_scripting_an_unknown_call_is_an_error(fake_libc):
 
 REAL_FAILURES = {
     "mount": (None, MISSING, None, abi.MS_BIND | abi.MS_REMOUNT | abi.MS_RDONLY),
+    "mount_setattr": (abi.AT_FDCWD, MISSING, abi.AT_RECURSIVE,
+                      abi.MOUNT_ATTR_RDONLY | abi.MOUNT_ATTR_NOSUID | abi.MOUNT_ATTR_NODEV),
     "umount2": (MISSING, abi.MNT_DETACH),
     "unshare": (0x1,),  # not a flag unshare accepts: EINVAL
     "setns": (-1, linux.CLONE_NEWNS),

@@ -51,7 +51,7 @@ def test_every_syscall_number_is_libseccomps(machine):
     }
     assert not wrong, f"{machine}: name: (ours, libseccomp's): {wrong}"
     assert set(arch.syscalls) >= {
-        "capget", "capset", "pivot_root", "seccomp", "sendmsg", "close_range",
+        "capget", "capset", "pivot_root", "seccomp", "sendmsg", "close_range", "mount_setattr",
         "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
     }
 

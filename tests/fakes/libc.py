@@ -69,9 +69,10 @@ def _prctl_default(option: int, arg2: int, *_: int) -> object:
 
 DEFAULTS: dict[str, Callable[..., Any]] = {
     **{name: _nothing for name in (
-        "unshare", "setns", "mount", "umount2", "pivot_root", "sethostname", "setdomainname",
+        "unshare", "setns", "mount", "mount_setattr", "umount2", "pivot_root", "sethostname", "setdomainname",
         "capset", "setresuid", "setresgid", "setgroups", "landlock_add_rule",
         "landlock_restrict_self", "chown", "lchown", "chroot", "chdir", "close", "setrlimit",
+        "set_process_title", "set_process_name",
     )},
     "seccomp_set_mode_filter": lambda *_: 0,
     "prctl": _prctl_default,
@@ -83,6 +84,10 @@ _CALL_NAMES = {"seccomp_set_mode_filter": "seccomp", "seccomp_get_action_avail":
 _RENDER: dict[str, Callable[..., tuple[str, ...]]] = {
     "mount": lambda s, t, f, fl, d: (q(s), q(t), q(f), abi.mount_flag_names(fl), q(d)),
     "umount2": lambda t, fl: (q(t), abi.umount_flag_names(fl)),
+    "mount_setattr": lambda fd, p, fl, aset, aclr, prop, userns: (
+        abi.dirfd_name(fd), q(p), abi.at_flag_names(fl),
+        f"{{attr_set={abi.mount_attr_names(aset)}, attr_clr={abi.mount_attr_names(aclr)}, "
+        f"propagation={abi.mount_flag_names(prop)}, userns_fd={userns}}}"),
     "unshare": lambda fl: (abi.clone_flag_names(fl),),
     "setns": lambda fd, ns: (str(fd), abi.clone_flag_names(ns)),
     "prctl": lambda o, *rest: (abi.prctl_option_name(o), *map(str, rest)),

@@ -9,10 +9,10 @@ import os
 import pytest
 
 from nucleus import vocab as v
-from nucleus.config.context import excluded, exclusion_list
+from nucleus.config.context import Matcher, exclusion_list
 from nucleus.effects import fs, integrity
 
-EXCLUDE = exclusion_list()
+EXCLUDE = Matcher(exclusion_list())
 
 
 def sha(data: bytes) -> str:
@@ -44,7 +44,7 @@ def tree(tmp_path):
     (root / ".git" / "config").write_text("[core]")
     (root / ".env").write_text("TOKEN=1")
     (root / ".env.local").write_text("TOKEN=2")
-    (root / "server.pem").write_text("key")
+    (root / "server.pem").write_text("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n")
     (root / "src" / "My_Secret.txt").write_text("s")
     (root / "src" / "node_modules").mkdir()
     (root / "src" / "node_modules" / "x.js").write_text("x")
@@ -97,13 +97,17 @@ def test_exclusion_matches_the_copy(name, tmp_path):
     root.mkdir()
     (root / name).write_text("x")
     skipped = name not in integrity.manifest(root, EXCLUDE)
-    assert skipped is excluded(name, EXCLUDE)
+    assert skipped is (EXCLUDE.why(name, name, False) is not None)
 
 
 def test_manifest_of_the_copy_equals_the_source(tree, tmp_path):
     target = tmp_path / "copy"
     target.mkdir()
-    fs.copy_tree(v.CopyTree(source=str(tree), target=str(target), exclude=EXCLUDE))
+    fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fs.copy_tree(v.CopyTree(source=str(tree), target=str(target), exclude=exclusion_list(), opened=fd))
+    finally:
+        os.close(fd)
     expected = integrity.manifest(tree, EXCLUDE)
     actual = integrity.manifest(target, EXCLUDE)
     assert integrity.compare(expected, actual) == ([], [], [])

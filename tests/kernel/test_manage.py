@@ -21,7 +21,6 @@ import time
 
 import pytest
 
-import nucleus
 from tests.helpers import (
     SANDBOX_WITH_PYTHON,
     Scope,
@@ -282,30 +281,6 @@ def test_ambiguous_prefix(scope):
 # --- ownership --------------------------------------------------------------------------------
 
 NOBODY = 65534
-
-
-@pytest.fixture(scope="module")
-def nobody_pythonpath():
-    """A copy of nucleus, click and pyseccomp that uid 65534 can import."""
-    if shutil.which("setpriv") is None:
-        pytest.skip("requires setpriv (util-linux) to run a command as another user")
-    import click
-
-    top = tempfile.mkdtemp(prefix="nucleus-test-nobody-")
-    try:
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        shutil.copytree(os.path.dirname(nucleus.__file__), os.path.join(top, "nucleus"), ignore=ignore)
-        shutil.copytree(os.path.dirname(click.__file__), os.path.join(top, "click"), ignore=ignore)
-        import pyseccomp
-
-        shutil.copy(pyseccomp.__file__, os.path.join(top, "pyseccomp.py"))
-        for root, _dirs, files in os.walk(top):
-            os.chmod(root, 0o755)
-            for name in files:
-                os.chmod(os.path.join(root, name), 0o644)
-        yield top
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
 
 
 def as_nobody(scope: Scope, pythonpath: str, *args: str) -> subprocess.CompletedProcess:

@@ -213,7 +213,7 @@ def test_limits_are_written_to_the_cgroup_files(scope, swap):
     cid = scope.detach(scope.sh("while :; do sleep 1; done"), *options)
     record = scope.wait_status(cid, "running")
     memory = v1_dir(scope, "memory", cid)
-    assert record["cgroup"]["dirs"]["memory"] == memory
+    assert "cgroup" not in record  # its paths are planned again from its id, never read back
     assert read(f"{memory}/memory.limit_in_bytes") == str(64 * MiB)
     if os.path.exists(f"{memory}/memory.memsw.limit_in_bytes"):
         # No swap unless asked: memory+swap is the memory limit itself.

@@ -210,7 +210,7 @@ CONTEXT_EXCLUDED = {
     ".git/config": "[core]\n",
     ".env": "TOKEN=1\n",
     ".env.local": "TOKEN=2\n",
-    "key.pem": "-----BEGIN-----\n",
+    "key.pem": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
     "server.key": "k\n",
     "my_secret.txt": "s\n",
     "Credentials.json": "{}\n",
@@ -220,6 +220,12 @@ CONTEXT_EXCLUDED = {
     "sub/__pycache__/m.pyc": "p\n",
     "sub/deep/db_password_secret": "s\n",
 }
+
+# What a run with that context says it left out (nucleus.config.context.left_out_note).
+CONTEXT_NOTE = (
+    "note: --context: left out 9 secret entries: '.aws/', '.env', '.env.local', '.ssh/', "
+    "'Credentials.json' and 4 more (--show-excluded lists every entry left out, with its rule; "
+    "--context-include keeps one)\n")
 
 LIST_CONTEXT = textwrap.dedent("""\
     import json, os
@@ -352,6 +358,15 @@ def test_default_maps_root_to_the_unprivileged_range():
     assert result.stdout.split() == ["0", str(SUBUID_BASE), "65536"], describe(result)
 
 
+def test_an_id_range_asked_for_is_the_containers(context):
+    """Container root and the owner of what it creates on the host are the range's first id."""
+    result = run_nucleus(["run", "--id-range", "327680", "--context", str(context), "--",
+                          "sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; stat -c %u /context/README"])
+    assert result.returncode == 0, describe(result)
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert lines == [["0", "327680", "65536"], ["0", "327680", "65536"], ["0"]], describe(result)
+
+
 def test_trace_of_a_run_replays(tmp_path):
     trace = tmp_path / "run.itf.json"
     result = run_nucleus(["run", "--trace", str(trace), "--", "sh", "-c", "exit 4"])
@@ -447,7 +462,7 @@ def test_setup_failure_leaves_nothing_behind(fault, context, tmp_path):
                           "echo", "ran"], extra_env={"NUCLEUS_FAIL_AT": fault})
     assert result.returncode == 1, describe(result)
     assert result.stdout == ""
-    assert result.stderr == (
+    assert result.stderr == CONTEXT_NOTE + (
         f"error: setup failed at {SETUP_INTENTS[fault]}: injected failure of {intent} #{nth or 1}\n"
     )
     assert_host_unchanged(before)

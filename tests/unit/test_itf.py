@@ -199,7 +199,7 @@ def test_recorder_output_parses_back(tmp_path):
     # intents the step issued, in their wire form.
     assert t.state_meta[0] == {"index": 0}
     assert [v.from_wire(m["event"]) for m in t.state_meta[1:]] == list(events)
-    assert t.state_meta[5]["event"] == {"t": "Exit", "f": {"code": 3}}
+    assert t.state_meta[5]["event"] == {"t": "Exit", "f": {"code": 3, "reason": ""}}
     assert [[v.from_wire(i) for i in m["intents"]] for m in t.state_meta[1:]] == [
         [], [], [workload], [v.SendSignal("TERM")], [v.Cleanup()], [], [],
     ]

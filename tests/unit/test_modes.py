@@ -321,7 +321,7 @@ def test_untrusted_without_weakening_is_valid():
 def test_runtime_answers_per_mode():
     assert [m.min_landlock_abi(x) for x in m.SERVICE_MODES] == [1, 1, 3]
     assert m.min_landlock_abi("agent", allow_degraded_security=True) == 0
-    assert [m.cgroups_required(x) for x in m.SERVICE_MODES] == [False, False, True]
+    assert [m.cgroups_required(x) for x in m.SERVICE_MODES] == [False, True, True]
     assert [m.proc_hidepid(x) for x in m.SERVICE_MODES] == [0, 0, 2]
     assert m.mount_audit("agent") == m.mount_audit("strict-agent") == ()
     audit = {r.path: r for r in m.mount_audit("production")}
@@ -432,13 +432,17 @@ def test_host_without_landlock():
     assert mh.check_host(ModeRequest(allow_degraded_security=True), host) == []
 
 
-def test_host_cgroups_required_only_in_production():
+def test_host_cgroups_required_in_the_strict_modes():
     host = HostFacts(cgroups=CgroupLayout("none", reason="no cgroup v1 hierarchy for memory"))
     e = host_refusal(production(), host)
     assert e.message == ("no usable cgroup hierarchy (no cgroup v1 hierarchy for memory): refused "
                          'in production mode (row "Cgroup limits": production requires cgroups; '
                          "a failure is fatal)")
-    assert mh.check_host(ModeRequest(service_mode="strict-agent"), host) == []
+    e = host_refusal(ModeRequest(service_mode="strict-agent"), host)
+    assert e.message == ("no usable cgroup hierarchy (no cgroup v1 hierarchy for memory): refused "
+                         'in strict-agent mode (row "Cgroup limits": strict-agent requires cgroups; '
+                         "a failure is fatal)")
+    assert mh.check_host(ModeRequest(), host) == []
 
 
 def test_a_v2_root_that_does_not_enable_the_controllers_is_no_usable_hierarchy():

@@ -140,6 +140,7 @@ def test_v2_removal_kills_freezes_notes_oom_and_removes_deepest_first():
         dirs=(directory,),
         parents=(f"{ROOT}/a/b/c", f"{ROOT}/a/b", f"{ROOT}/a"),
         mark=PARENT_MARK,
+        peak=f"{directory}/memory.peak",  # read for the OOM message before the group goes
     )
     assert p.create.parents == (f"{ROOT}/a", f"{ROOT}/a/b", f"{ROOT}/a/b/c")  # made shallowest first
 
@@ -247,6 +248,7 @@ def test_v1_one_group_per_hierarchy():
                 f"{ROOT}/freezer/nucleus/c1/freezer.state", "FROZEN"),
         oom=(f"{ROOT}/memory/nucleus/c1/memory.oom_control", "oom_kill"),
         dirs=own, parents=tuple(d.rsplit("/", 1)[0] for d in own), mark=PARENT_MARK,
+        peak=f"{ROOT}/memory/nucleus/c1/memory.max_usage_in_bytes",
     )
     # The mark that tells nucleus's parents from others' is what cgroupfs keeps for root.
     assert PARENT_MARK == ("trusted.nucleus.parent", "1")

@@ -18,9 +18,9 @@ from nucleus.errors import InvalidInput
 from nucleus.facts import UNIFIED, CgroupLayout, HostFacts
 from nucleus.machines import security, system
 from nucleus.plan import cgroups
+from nucleus.plan.ids import COUNT as SUBUID_COUNT
+from nucleus.plan.ids import FIRST as SUBUID_BASE
 from nucleus.plan.run import (
-    SUBUID_BASE,
-    SUBUID_COUNT,
     Artifacts,
     JoinPolicy,
     RunInputs,
@@ -163,11 +163,13 @@ def test_the_join_policy_records_what_joining_takes():
 
 
 @pytest.mark.parametrize("mode,strict,required,min_abi,hidepid", [
-    ("agent", False, False, 1, ""), ("strict-agent", True, False, 1, ""), ("production", True, True, 3, "hidepid=2"),
+    ("agent", False, False, 1, ""), ("strict-agent", True, True, 1, ""), ("production", True, True, 3, "hidepid=2"),
 ])
 def test_the_service_mode_sets_the_machines_configuration(mode, strict, required, min_abi, hidepid):
     p = plan(config(service_mode=mode), facts(), Artifacts(seccomp_sha256=SHA), "c1")
     assert (p.state.sec.strict, p.state.res.required, p.state.sec.landlock_min_abi) == (strict, required, min_abi)
+    # A limit the kernel refuses fails the run exactly where cgroups are required.
+    assert p.state.res.limits.strict == required
     assert p.state.fs.audit == tuple((r.path, tuple(r.flags), r.required) for r in modes.mount_audit(mode))
     assert bool(p.state.fs.audit) == (mode == "production")
     proc = [op for op in p.state.fs.plan if isinstance(op, v.MountFs) and op.fstype == "proc"]

@@ -260,7 +260,7 @@ def test_the_wire_form_is_the_type_and_every_field():
         "t": "LoadSeccomp", "f": {"program_sha256": "ab", "log_denied": True, "mode": "trace"},
     }
     assert v.to_wire(v.SetCgroupLimits((("/g/pids.max", "64", False),))) == {
-        "t": "SetCgroupLimits", "f": {"writes": [["/g/pids.max", "64", False]]},
+        "t": "SetCgroupLimits", "f": {"writes": [["/g/pids.max", "64", False]], "strict": False},
     }
 
 
