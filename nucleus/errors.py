@@ -1,12 +1,22 @@
-"""The error vocabulary. Only the CLI turns these into text and exit codes."""
+"""The error vocabulary. Only the CLI turns these into text and exit codes.
+
+Exit codes follow Docker's, so that nucleus's own failures never pass for the workload's status:
+125 nucleus failed or refused (every error here, a usage error, an internal error), 126 the
+command was found but cannot be invoked, 127 it was not found; anything else is the workload's
+own status (128+N when a signal N ended it).
+"""
 
 from __future__ import annotations
+
+EXIT_FAILURE = 125
+EXIT_CANNOT_INVOKE = 126
+EXIT_NOT_FOUND = 127
 
 
 class NucleusError(Exception):
     """Base error: a message a user can read, and an optional hint."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILURE
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -28,19 +38,13 @@ class NucleusError(Exception):
 class InvalidInput(NucleusError):
     """Bad input from a flag or a file: nothing was done."""
 
-    exit_code = 2
-
 
 class RuntimeFailure(NucleusError):
     """A refused transition or a failed effect."""
 
-    exit_code = 1
-
 
 class HostUnsupported(NucleusError):
     """The host lacks a feature that was required."""
-
-    exit_code = 3
 
 
 def error_from_data(data: dict[str, object]) -> NucleusError:

@@ -11,7 +11,7 @@ import click
 
 from nucleus import __version__
 from nucleus.cli import run_options
-from nucleus.errors import InvalidInput, NucleusError
+from nucleus.errors import EXIT_FAILURE, InvalidInput, NucleusError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
@@ -307,7 +307,7 @@ def run_cli() -> int:
         sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
-        sys.exit(2 if isinstance(e, click.UsageError) else 1)
+        sys.exit(EXIT_FAILURE)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -316,7 +316,7 @@ def run_cli() -> int:
             raise
         click.echo(f"error: internal error: {type(e).__name__}: {e}\nhint: run again with --debug "
                    "for the traceback, and report it", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_FAILURE)
     return rv if isinstance(rv, int) else 0
 
 

@@ -1,5 +1,5 @@
-"""Bad input that used to crash or to be silently ignored: each gets one clear error, exit 2 for a
-refused flag or argument (1 for a state directory that cannot be used), and nothing changes on
+"""Bad input that used to crash or to be silently ignored: each gets one clear error, exit 125 for a
+refused flag or argument (also for a state directory that cannot be used), and nothing changes on
 the host (no state directory, record or log is made). No kernel feature is needed: each is
 refused before anything runs."""
 
@@ -21,7 +21,7 @@ def fails(result, code: int, stderr: str) -> None:
 @pytest.mark.parametrize("args", [["--", ""], ["", "x"], ["-d", "--", ""]], ids=["empty", "empty-with-args", "detached"])
 def test_an_empty_command_is_refused(tmp_path, args):
     state = tmp_path / "state"
-    fails(run_nucleus(["--root", str(state), "run", *args]), 2,
+    fails(run_nucleus(["--root", str(state), "run", *args]), 125,
           "error: the command '' is empty: there is no program to run\n"
           "hint: name the program after --, e.g. nucleus run -- /bin/sh -c 'id'\n")
     assert not state.exists()
@@ -31,7 +31,7 @@ def test_an_empty_command_is_refused(tmp_path, args):
                          ids=["foreground", "detached"])
 def test_context_mode_bind_without_a_context_is_refused(tmp_path, args):
     state = tmp_path / "state"
-    fails(run_nucleus(["--root", str(state), "run", *args, "--", "true"]), 2,
+    fails(run_nucleus(["--root", str(state), "run", *args, "--", "true"]), 125,
           "error: --context-mode bind needs --context DIR: there is no context to bind\n"
           "hint: add --context DIR, or drop --context-mode\n")
     assert not state.exists()
@@ -44,9 +44,9 @@ def test_context_mode_bind_without_a_context_is_refused(tmp_path, args):
 def test_a_file_as_the_state_directory_is_refused(tmp_path, verb):
     state = tmp_path / "a-file"
     state.write_text("not a directory\n")
-    fails(run_nucleus(["--root", str(state), *verb]), 1,
+    fails(run_nucleus(["--root", str(state), *verb]), 125,
           f"error: the state directory {str(state)!r} is not a directory\n{STATE_HINT}")
-    fails(run_nucleus(["--root", str(state / "below"), *verb]), 1,
+    fails(run_nucleus(["--root", str(state / "below"), *verb]), 125,
           f"error: the state directory {str(state / 'below')!r} is not a directory (a part of its path "
           f"is a file)\n{STATE_HINT}")
     assert state.read_text() == "not a directory\n" and os.listdir(tmp_path) == ["a-file"]
@@ -71,7 +71,7 @@ LOG_ERRORS = [
 @pytest.mark.parametrize("flags,stderr", LOG_ERRORS, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_bad_log_flags(tmp_path, flags, stderr):
     state = tmp_path / "state"
-    fails(run_nucleus(["--root", str(state), "run", *flags, "--", "true"]), 2, stderr)
+    fails(run_nucleus(["--root", str(state), "run", *flags, "--", "true"]), 125, stderr)
     assert not state.exists()
 
 

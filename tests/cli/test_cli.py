@@ -16,7 +16,7 @@ HINT_ENV_LOADER = "hint: bake libraries into the context or rootfs instead\n"
 
 def usage_error(result, usage: str, message: str) -> None:
     """A click usage error: the usage line, where to get help, the error; exit status 2."""
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     lines = result.stderr.splitlines()
     assert lines[0].startswith(f"Usage: {usage} "), describe(result)
     assert lines[-1] == f"Error: {message}", describe(result)
@@ -69,9 +69,9 @@ def test_unknown_command():
 
 
 def refused(args, message: str, hint: str | None = None):
-    """`nucleus run ARGS -- echo ran` exits 2 with exactly this message, and runs nothing."""
+    """`nucleus run ARGS -- echo ran` exits 125 with exactly this message, and runs nothing."""
     result = run_nucleus(["run", *args, "--", "echo", "ran"])
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     expected = f"error: {message}\n" + (f"hint: {hint}\n" if hint else "")
     assert result.stderr == expected
     assert result.stdout == ""
@@ -81,7 +81,7 @@ def refused(args, message: str, hint: str | None = None):
 def test_run_without_a_command():
     # The flag-level convention: the message, and a hint since the fix is known.
     result = run_nucleus(["run"])
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     assert result.stderr == (
         "error: no command given\n"
         "hint: put the command after --, e.g. nucleus run -- /bin/sh -c 'id'\n"
@@ -91,7 +91,7 @@ def test_run_without_a_command():
 @pytest.mark.parametrize("args", [["run", "--"], ["run", "--name", "x", "--"]], ids=["dashdash", "options"])
 def test_run_without_a_command_after_dashdash(args):
     result = run_nucleus(args)
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     assert "no command given" in result.stderr or "Missing argument 'COMMAND...'" in result.stderr
 
 
@@ -172,7 +172,7 @@ def test_debug_as_an_argument_of_the_command_does_not_change_error_reporting():
     # Without "--", everything after COMMAND belongs to the command, "--debug" included: it must
     # not turn a plain error message into a traceback.
     result = run_nucleus(["run", "-e", "FOO", "echo", "--debug"])
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     assert result.stderr == "error: --env 'FOO': expected KEY=VALUE\nhint: write --env FOO=value\n"
 
 
@@ -187,7 +187,7 @@ def test_debug_flag_shows_the_traceback():
 def test_trace_into_a_missing_directory_is_refused_before_running(tmp_path):
     target = tmp_path / "no-such-dir" / "run.itf.json"
     result = run_nucleus(["run", "--trace", str(target), "--", "echo", "ran"])
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     assert result.stdout == "", "the workload ran although its trace cannot be written"
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
@@ -201,7 +201,7 @@ def test_trace_into_a_missing_directory_is_refused_before_running(tmp_path):
 def test_replay_of_a_missing_file(tmp_path):
     path = str(tmp_path / "none.itf.json")
     result = run_nucleus(["trace", "replay", path])
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     assert result.stderr == f"error: trace {path!r}: [Errno 2] No such file or directory: {path!r}\n"
     assert result.stdout == ""
 
@@ -211,7 +211,7 @@ def test_replay_of_json_that_is_not_itf(tmp_path, content):
     path = tmp_path / "other.json"
     path.write_text(json.dumps(content))
     result = run_nucleus(["trace", "replay", str(path)])
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     assert result.stderr == f"error: trace {str(path)!r}: {path}: not an ITF trace (no 'states')\n"
 
 
@@ -219,7 +219,7 @@ def test_replay_of_a_file_that_is_not_json(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text("not json{")
     result = run_nucleus(["trace", "replay", str(path)])
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     assert result.stderr == f"error: trace {str(path)!r}: Expecting value: line 1 column 1 (char 0)\n"
 
 

@@ -24,8 +24,8 @@ from nucleus.config.container import ContainerConfig
 from nucleus.facts import CgroupLayout, HostFacts
 from nucleus.plan.run import Artifacts, plan
 
-# 0: handed on; 2: bad input or usage; 3: the host lacks what the mode requires.
-DOCUMENTED = {0, 2, 3}
+# 0: handed on; 125: refused (bad input, usage, a host that lacks what the mode requires).
+DOCUMENTED = {0, 125}
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=24)
 number = st.one_of(
@@ -173,5 +173,5 @@ def test_known_bad_values_are_refused(argv, recorded, monkeypatch, tmp_path):
     monkeypatch.setenv("NUCLEUS_STATE_DIR", str(tmp_path / "state"))
     args = ["run", *argv] if "--" in argv else ["run", *argv, "--", "true"]
     code, message = _invoke(args, monkeypatch)
-    assert code == 2 and message.startswith("error: "), (argv, code, message)
+    assert code == 125 and message.startswith("error: "), (argv, code, message)
     assert recorded == []

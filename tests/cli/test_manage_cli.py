@@ -47,7 +47,7 @@ def fails(result: subprocess.CompletedProcess, code: int, stderr: str) -> None:
 
 def usage_error(result: subprocess.CompletedProcess, usage: str, message: str) -> None:
     """A click usage error: the usage line, where to get help, the error; exit status 2."""
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert lines[0] == f"Usage: {usage}", describe(result)
@@ -94,16 +94,16 @@ COMMANDS = [["stats"], ["logs"], ["logs", "-f"], ["logs", "-n", "3"], ["kill"],
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_unknown_container(scope, command):
-    fails(scope.nucleus(*command, "nope"), 2, f"error: no container 'nope'\n{NOT_FOUND_HINT}")
+    fails(scope.nucleus(*command, "nope"), 125, f"error: no container 'nope'\n{NOT_FOUND_HINT}")
 
 
 def test_unknown_container_among_others(scope):
     write_record(scope, "a1" + secrets.token_hex(15), "first")
     for command in COMMANDS:
-        fails(scope.nucleus(*command, "nope"), 2, f"error: no container 'nope'\n{NOT_FOUND_HINT}")
+        fails(scope.nucleus(*command, "nope"), 125, f"error: no container 'nope'\n{NOT_FOUND_HINT}")
     # Too short to be a prefix, and names are matched exactly.
     for ref in ("a1", "a", "First", "firs"):
-        fails(scope.nucleus("rm", ref), 2, f"error: no container {ref!r}\n{NOT_FOUND_HINT}")
+        fails(scope.nucleus("rm", ref), 125, f"error: no container {ref!r}\n{NOT_FOUND_HINT}")
     assert len(scope.records()) == 1
 
 
@@ -112,7 +112,7 @@ def test_ambiguous_prefix(scope, command):
     one, two = "abc1" + secrets.token_hex(14), "abc2" + secrets.token_hex(14)
     write_record(scope, one, "one")
     write_record(scope, two, "two")
-    fails(scope.nucleus(*command, "abc"), 2,
+    fails(scope.nucleus(*command, "abc"), 125,
           f"error: container 'abc' is ambiguous: it prefixes {one[:12]}, {two[:12]}\n"
           "hint: type more of the id, or use the name\n")
     assert sorted(scope.records()) == [one, two]
@@ -171,7 +171,7 @@ def test_usage_errors(scope, args, usage, message):
 
 
 def test_option_without_its_value(scope):
-    fails(scope.nucleus("kill", "-s"), 2, "Error: Option '-s' requires an argument.\n")
+    fails(scope.nucleus("kill", "-s"), 125, "Error: Option '-s' requires an argument.\n")
 
 
 # --- signals ----------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ BAD_SIGNALS = [
 @pytest.mark.parametrize("args,text", BAD_SIGNALS, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_kill_with_a_bad_signal(scope, args, text):
     write_record(scope, secrets.token_hex(16), "web")
-    fails(scope.nucleus("kill", *args, "web"), 2,
+    fails(scope.nucleus("kill", *args, "web"), 125,
           f"error: --signal {text!r}: not a signal nucleus sends\n{SIGNAL_HINT}")
 
 
@@ -195,9 +195,9 @@ def test_kill_with_a_bad_signal(scope, args, text):
 def test_bad_signals_never_reach_a_running_container(scope):
     cid = started(scope, "web")
     for args, text in BAD_SIGNALS:
-        fails(scope.nucleus("kill", *args, "web"), 2,
+        fails(scope.nucleus("kill", *args, "web"), 125,
               f"error: --signal {text!r}: not a signal nucleus sends\n{SIGNAL_HINT}")
-    fails(scope.nucleus("kill", "web", "BOGUS"), 2,
+    fails(scope.nucleus("kill", "web", "BOGUS"), 125,
           f"error: --signal 'BOGUS': not a signal nucleus sends\n{SIGNAL_HINT}")
     assert scope.record(cid)["status"] == "running" and scope.log(cid) == "ready\n"
     result = scope.nucleus("rm", "--force", "web")
@@ -212,7 +212,7 @@ def test_bad_signals_never_reach_a_running_container(scope):
 def test_rm_of_a_running_container(scope):
     cid = started(scope, "web")
     for ref in ("web", cid, cid[:6]):
-        fails(scope.nucleus("rm", ref), 1,
+        fails(scope.nucleus("rm", ref), 125,
               "error: cannot remove container 'web': it is running\n"
               "hint: stop it first (nucleus stop web), or use nucleus rm --force web\n")
     assert scope.record(cid)["status"] == "running"
@@ -225,17 +225,17 @@ def test_rm_of_a_running_container(scope):
 def test_commands_on_a_stopped_container(scope):
     cid = scope.detach(scope.sh("echo bye"), "--name", "done")
     scope.wait_finished(cid)
-    fails(scope.nucleus("kill", "done"), 1, "error: cannot kill container 'done': it is stopped\n")
-    fails(scope.nucleus("kill", "-s", "TERM", "done"), 1,
+    fails(scope.nucleus("kill", "done"), 125, "error: cannot kill container 'done': it is stopped\n")
+    fails(scope.nucleus("kill", "-s", "TERM", "done"), 125,
           "error: cannot kill container 'done': it is stopped\n")
-    fails(scope.nucleus("stop", "done"), 1, "error: cannot stop container 'done': it is stopped\n")
-    fails(scope.nucleus("attach", "done", "--", "true"), 1,
+    fails(scope.nucleus("stop", "done"), 125, "error: cannot stop container 'done': it is stopped\n")
+    fails(scope.nucleus("attach", "done", "--", "true"), 125,
           "error: cannot attach to container 'done': it is stopped\n")
     logs = scope.nucleus("logs", "done")
     assert (logs.returncode, logs.stdout, logs.stderr) == (0, "bye\n", ""), describe(logs)
     result = scope.nucleus("rm", "done")
     assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", ""), describe(result)
-    fails(scope.nucleus("rm", "done"), 2, f"error: no container 'done'\n{NOT_FOUND_HINT}")
+    fails(scope.nucleus("rm", "done"), 125, f"error: no container 'done'\n{NOT_FOUND_HINT}")
     scope.assert_clean()
 
 
@@ -246,7 +246,7 @@ def test_logs_of_a_foreground_container(scope):
         assert wait_for(lambda: any(r.get("status") == "running" for r in scope.records().values()),
                         timeout=20), "the foreground container never ran"
         for args in (["logs", "fg"], ["logs", "-f", "fg"], ["logs", "-n", "1", "fg"]):
-            fails(scope.nucleus(*args), 1,
+            fails(scope.nucleus(*args), 125,
                   "error: container 'fg' has no log: it runs in the foreground\n"
                   "hint: its output goes to the terminal that started it\n")
         stopped = scope.nucleus("stop", "fg")
@@ -265,10 +265,10 @@ def test_commands_on_a_lost_container(scope):
     supervisor = scope.record(cid)["supervisor_pid"]
     os.kill(supervisor, 9)
     assert wait_for(lambda: (p := read_proc(supervisor)) is None or not p.alive)
-    fails(scope.nucleus("kill", "web"), 1, "error: cannot kill container 'web': it is lost\n")
-    fails(scope.nucleus("stop", "web"), 1, "error: cannot stop container 'web': it is lost\n")
+    fails(scope.nucleus("kill", "web"), 125, "error: cannot kill container 'web': it is lost\n")
+    fails(scope.nucleus("stop", "web"), 125, "error: cannot stop container 'web': it is lost\n")
     refused = scope.nucleus("rm", "web")
-    assert refused.returncode == 1 and refused.stdout == "", describe(refused)
+    assert refused.returncode == 125 and refused.stdout == "", describe(refused)
     error, hint = refused.stderr.splitlines()
     assert error == "error: cannot remove container 'web': it is lost"
     # The way out is rm --force: `nucleus stop` cannot act on a lost container.
@@ -286,7 +286,7 @@ def test_commands_on_a_lost_container(scope):
 def test_name_taken(scope, detach):
     cid = started(scope, "web")
     options = ["-d"] if detach else []
-    fails(scope.nucleus(*scope.run_args(*options, "--name", "web"), "--", "true"), 2,
+    fails(scope.nucleus(*scope.run_args(*options, "--name", "web"), "--", "true"), 125,
           f"error: --name 'web': a container with this name exists ({cid[:12]}, running)\n"
           "hint: pick another name, or remove it first: nucleus rm --force web\n")
     assert list(scope.records()) == [cid]
@@ -362,6 +362,6 @@ def test_bad_resource_flags(scope, flags, stderr, detach):
     args = ["run", *(["-d"] if detach else []), *flags]
     if "--cgroup-parent" not in flags:
         args += ["--cgroup-parent", scope.cgroup_parent]
-    fails(scope.nucleus(*args, "--", "true"), 2, stderr)
+    fails(scope.nucleus(*args, "--", "true"), 125, stderr)
     # Refused before anything was done.
     assert os.listdir(scope.state_dir) == [] and scope.cgroup_dirs() == []

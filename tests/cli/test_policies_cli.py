@@ -1,5 +1,5 @@
 """Malformed security policy files through the command line: each is refused before anything
-runs (exit 2) with one error naming the file, the field and the value, and a hint where the fix
+runs (exit 125) with one error naming the file, the field and the value, and a hint where the fix
 is known; never a traceback."""
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def test_malformed_policy_file(tmp_path, flag, name, content, error, hint):
     else:
         path.write_text(content)
     result = run_nucleus(["run", flag, str(path), "--", "/bin/echo", "ran"])
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert "Traceback" not in result.stderr, describe(result)
     lines = result.stderr.splitlines()
     if error.endswith(".."):  # a range whose upper end is the kernel's latest ABI
@@ -143,7 +143,7 @@ def test_unknown_key_in_a_capability_table_suggests_keep(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[bounding]\nkeeep = ["CHOWN"]\n')
     result = run_nucleus(["run", "--caps-policy", str(path), "--", "/bin/echo", "ran"])
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr == (f"error: {path}: bounding.keeep: unknown key\n"
                              "hint: did you mean 'keep'? the keys of [bounding] are: keep\n")
 
@@ -152,13 +152,13 @@ def test_unknown_key_in_a_capability_table_suggests_keep(tmp_path):
 def test_missing_policy_file(tmp_path, flag):
     path = tmp_path / "absent"
     result = run_nucleus(["run", flag, str(path), "--", "/bin/echo", "ran"])
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr == f"error: {flag} {str(path)!r}: No such file or directory\n"
 
 
 def test_directory_as_policy_file(tmp_path):
     result = run_nucleus(["run", "--landlock-policy", str(tmp_path), "--", "/bin/echo", "ran"])
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr == f"error: --landlock-policy {str(tmp_path)!r}: Is a directory\n"
 
 
@@ -171,7 +171,7 @@ def test_non_hex_pin(tmp_path, flag, name, content, pin):
     path = tmp_path / name
     path.write_text(content)
     result = run_nucleus(["run", flag, str(path), f"{flag}-sha256", pin, "--", "/bin/echo", "ran"])
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr == (f"error: {flag}-sha256 {pin!r}: not a sha256 (64 hexadecimal "
                              f"characters)\nhint: compute it with: sha256sum {path}\n")
 
@@ -183,7 +183,7 @@ def test_pin_is_checked_before_the_file_is_parsed(tmp_path):
     actual = hashlib.sha256(path.read_bytes()).hexdigest()
     result = run_nucleus(["run", "--seccomp-profile", str(path), "--seccomp-profile-sha256",
                           "a" * 64, "--", "/bin/echo", "ran"])
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr.splitlines()[0] == (
         f"error: --seccomp-profile-sha256: {str(path)!r} has sha256 {actual}, expected {'a' * 64}")
 
@@ -192,7 +192,7 @@ def test_seccomp_generate_names_the_trace_and_line(tmp_path):
     trace = tmp_path / "t.ndjson"
     trace.write_text('{"syscall": "read", "nr": 0, "pid": 1, "arch": "x86_64"}\nnot json\n')
     result = run_nucleus(["seccomp", "generate", str(trace), "-o", str(tmp_path / "p.json")])
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {trace}:2: not valid JSON: Expecting value (column 1)"], describe(result)
     assert not (tmp_path / "p.json").exists()

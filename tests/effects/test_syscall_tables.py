@@ -94,7 +94,7 @@ def test_an_unknown_architecture_is_refused_with_its_name(monkeypatch):
     with pytest.raises(abi.UnsupportedArchitecture) as info:
         abi.architecture("riscv64")
     err = info.value
-    assert isinstance(err, HostUnsupported) and err.exit_code == 3
+    assert isinstance(err, HostUnsupported) and err.exit_code == 125
     assert err.message == REFUSAL
     assert err.hint == "run nucleus on an aarch64 or x86_64 machine"
     assert err.render() == f"error: {REFUSAL}\nhint: run nucleus on an aarch64 or x86_64 machine"

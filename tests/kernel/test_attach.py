@@ -104,7 +104,7 @@ def test_attach_to_a_stopped_container_is_refused_by_its_lifecycle(scope):
     cid = scope.detach(scope.sh("echo ready"), "--name", "web")
     scope.wait_finished(cid)
     refused = scope.nucleus("attach", "web", "--", "true")
-    assert (refused.returncode, refused.stdout) == (1, ""), describe(refused)
+    assert (refused.returncode, refused.stdout) == (125, ""), describe(refused)
     assert refused.stderr == "error: cannot attach to container 'web': it is stopped\n", describe(refused)
     assert scope.nucleus("rm", "web").returncode == 0
     scope.assert_clean()

@@ -88,7 +88,7 @@ def test_a_profile_that_denies_what_setup_needs_is_named(scope, tmp_path, denied
     options = ["-d"] if detach else []
     result = scope.nucleus(*scope.run_args(*options, "--seccomp-profile", str(path)), "--", "true")
     assert (result.returncode, result.stdout, result.stderr) == (
-        1, "", f"error: setup failed at {at}: {SIGSYS_MESSAGE.format(step)}\n"), describe(result)
+        125, "", f"error: setup failed at {at}: {SIGSYS_MESSAGE.format(step)}\n"), describe(result)
     scope.assert_clean()
 
 
@@ -99,7 +99,7 @@ def test_a_context_copy_ended_by_the_oom_killer_says_so(scope, tmp_path):
         for _ in range(64):
             f.write(b"\xa5" * (1 << 20))
     result = scope.nucleus(*scope.run_args("--memory", "16M", "--context", str(context)), "--", "true")
-    assert (result.returncode, result.stdout) == (1, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     error, = result.stderr.splitlines()
     assert error.startswith("error: setup failed at fs.mount: the setup process was killed by SIGKILL "
                             "during "), describe(result)

@@ -139,7 +139,7 @@ def test_system_trees_are_refused_in_every_mode(scope, path):
     for options in (["--context-mode", "bind", "--trust-level", "untrusted", "--service-mode", "strict-agent"],
                     ["--context-mode", "bind"], []):
         result = scope.nucleus(*scope.run_args("--context", path, *options), "--", "ls", "/context")
-        assert (result.returncode, result.stdout) == (2, ""), describe(result)
+        assert (result.returncode, result.stdout) == (125, ""), describe(result)
         assert result.stderr.startswith(f"error: --context {path!r}: "), describe(result)
         assert "never a context" in result.stderr, describe(result)
     scope.assert_clean()
@@ -153,7 +153,7 @@ def test_another_users_home_is_refused_as_a_context(scope):
         result = scope.nucleus(*scope.run_args("--context", str(home), "--context-mode", "bind"), "--", "true")
     finally:
         home.rmdir()
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr == (
         f"error: --context '{home}': {home} is the home of uid 4242, not the caller's (uid 0); "
         "another user's home is never a context\nhint: name the project directory inside it\n")
@@ -169,6 +169,6 @@ def test_a_bind_mount_of_the_root_elsewhere_is_refused_as_the_root(scope):
             subprocess.run(["umount", str(alias)], check=False)
     finally:
         alias.rmdir()
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr.startswith(f"error: --context '{alias}': it is / under another name (a bind "
                                     "mount), which holds the host's whole file system"), describe(result)

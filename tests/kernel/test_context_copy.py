@@ -101,7 +101,7 @@ def test_a_users_symlink_to_a_root_only_tree_is_refused(scope, base, root_only):
     os.symlink(root_only, link)
     os.lchown(link, ALICE, ALICE)
     result = scope.nucleus(*scope.run_args("--context", str(link)), "--", "ls", "/context")
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr == (
         f"error: --context '{link}': '{link}' is a symlink of uid {ALICE}: a context's path "
         "follows only symlinks that the caller (uid 0) or root owns, in directories they own\n"
@@ -169,7 +169,7 @@ def test_root_reads_another_users_tree_as_that_user(scope, base):
     (project / "src" / "root-only").write_text("root's secret\n")
     os.chmod(project / "src" / "root-only", 0o600)
     refused = listing(scope, project)
-    assert (refused.returncode, refused.stdout) == (2, ""), describe(refused)
+    assert (refused.returncode, refused.stdout) == (125, ""), describe(refused)
     assert refused.stderr == (
         f"error: --context '{project}': cannot read 'src/root-only': Permission denied (read as "
         f"uid {ALICE}, the owner of its directory)\n"
@@ -184,7 +184,7 @@ def test_a_root_only_file_planted_during_the_copy_is_not_read(scope, base, root_
     project = users_tree(base) / "project"
     code, out, err = paused_at_copy(
         scope, project, lambda: os.link(root_only / "shadow", project / "src" / "planted"))
-    assert (code, out) == (1, ""), err
+    assert (code, out) == (125, ""), err
     assert err == (
         "paused CopyTree\n"
         f"error: setup failed at fs.mount: copying the context '{project}': 'src/planted': "
@@ -195,7 +195,7 @@ def test_a_root_only_file_planted_during_the_copy_is_not_read(scope, base, root_
 def test_a_rootless_run_as_root_refuses_another_users_tree(scope, base):
     project = users_tree(base) / "project"
     result = scope.nucleus(*scope.run_args("--rootless", "--context", str(project)), "--", "true")
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr.startswith(f"error: --context '{project}': holds directories of uid {ALICE}, "
                                     "which a copy by root reads as their owner; a --rootless run "
                                     "as root copies in a user namespace that maps only root"), describe(result)
@@ -229,12 +229,12 @@ def test_an_ordinary_caller_copies_with_its_own_identity(base, root_only, nobody
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     # (Before the pause, a warning: the user cannot make a cgroup here.)
     code, out, err = paused(proc, "CopyTree", lambda: os.link(root_only / "shadow", linked))
-    assert (code, out) == (1, b""), err
+    assert (code, out) == (125, b""), err
     assert err.decode().endswith(f"error: setup failed at fs.mount: copying the context '{project}': "
                                  "'src/linked': Permission denied (EACCES)\n"), err
     # And one there from the start is refused before the run.
     refused = as_nobody("true")
-    assert refused.returncode == 2, describe(refused)
+    assert refused.returncode == 125, describe(refused)
     assert refused.stderr == (f"error: --context '{project}': cannot read 'src/linked': "
                               "Permission denied\nhint: leave it out in .nucleusignore, or make it readable\n")
 
@@ -338,7 +338,7 @@ def test_a_copy_over_the_limit_is_refused_before_the_run(scope, base):
     (root / "medium.bin").write_bytes(os.urandom(1 << 20))
     (root / "small.txt").write_text("x")
     result = scope.nucleus(*scope.run_args("--context", str(root), "--context-size", "2M"), "--", "true")
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr == (
         f"error: --context '{root}': its copy takes 4.0 MiB (3 files), more than the 2 MiB of "
         "--context-size; the largest: 'data/big.bin' (3 MiB), 'medium.bin' (1 MiB), "
@@ -358,7 +358,7 @@ def test_a_file_that_grows_past_the_limit_fails_the_copy_naming_it(scope, base):
     (root / "grows.bin").write_bytes(b"x")
     code, out, err = paused_at_copy(scope, root, lambda: (root / "grows.bin").write_bytes(os.urandom(2 << 20)),
                                     "--context-size", "1M")
-    assert (code, out) == (1, ""), err
+    assert (code, out) == (125, ""), err
     assert err == (
         "paused CopyTree\n"
         f"error: setup failed at fs.mount: copying the context '{root}': 'grows.bin': No space left "

@@ -195,7 +195,7 @@ def write(directory: str, cid: str, content: object, mode: int = 0o600) -> str:
 def clear(result: subprocess.CompletedProcess) -> None:
     """A clear outcome: success, or an error a user can read; never a traceback."""
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr, describe(result)
-    assert result.returncode in (0, 1, 2), describe(result)
+    assert result.returncode in (0, 125), describe(result)
     said = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
     if result.returncode:
         assert said and said[0].startswith("error: "), describe(result)
@@ -225,7 +225,7 @@ def test_another_users_directory_is_refused_by_every_verb(host):
         for verb in VERBS:
             result = subprocess.run([NUCLEUS, "--root", state, *verb], capture_output=True, text=True,
                                     stdin=subprocess.DEVNULL, timeout=60)
-            assert (result.returncode, result.stdout, result.stderr) == (1, "", refusal), describe(result)
+            assert (result.returncode, result.stdout, result.stderr) == (125, "", refusal), describe(result)
             host.untouched(" ".join(verb))
         assert sorted(os.listdir(state)) == ["containers"]
         assert os.listdir(containers) == [f"{cid}.json"]
@@ -255,7 +255,7 @@ def test_a_record_naming_host_processes_cgroups_and_files(scope, host, detached)
         outcomes[" ".join(verb)] = (result.returncode, result.stdout, result.stderr)
     if detached:
         lost = "error: cannot {} container 'forged': it is lost\n"
-        refused = {verb: (1, "", lost.format(action)) for verb, action in (
+        refused = {verb: (125, "", lost.format(action)) for verb, action in (
             ("kill forged", "kill"), ("kill -s TERM forged", "kill"), ("stop -t 1 forged", "stop"),
             ("attach forged -- /bin/true", "attach to"))}
         # The log is the one named after the id (there is none): never the record's log_path.
@@ -266,14 +266,14 @@ def test_a_record_naming_host_processes_cgroups_and_files(scope, host, detached)
             "supervisor {pid}) are not the container's; nothing was done to them\nhint: nucleus rm "
             "--force forged removes the record and the container's own cgroup, and signals no process "
             "the record names\n")
-        refused = {verb: (1, "", not_its.format(action, pid=host.pid)) for verb, action in (
+        refused = {verb: (125, "", not_its.format(action, pid=host.pid)) for verb, action in (
             ("kill forged", "kill"), ("kill -s TERM forged", "kill"), ("stop -t 1 forged", "stop"),
             ("attach forged -- /bin/true", "attach to"))}
         no_log = ("error: container 'forged' has no log: it runs in the foreground\n"
                   "hint: its output goes to the terminal that started it\n")
-        refused["logs forged"] = refused["logs -f forged"] = (1, "", no_log)
+        refused["logs forged"] = refused["logs -f forged"] = (125, "", no_log)
     assert {verb: outcomes[verb] for verb in refused} == refused
-    assert outcomes["rm forged"][0] == 1
+    assert outcomes["rm forged"][0] == 125
     assert outcomes["rm forged"][2].startswith("error: cannot remove container 'forged': it is ")
     assert outcomes["rm --force forged"] == (0, "forged\n", "")
     # No figures: the derived cgroup does not exist, and the record's directories are not read.
@@ -305,7 +305,7 @@ def test_a_real_containers_record_naming_a_stand_in(scope, host, stand_in_for):
     for verb in (["kill", "web"], ["stop", "-t", "1", "web"], ["attach", "web", "--", "/bin/true"]):
         result = scope.nucleus(*verb)
         clear(result)
-        assert result.returncode == 1 and "are not the container's; nothing was done" in result.stderr, \
+        assert result.returncode == 125 and "are not the container's; nothing was done" in result.stderr, \
             describe(result)
         host.untouched(" ".join(verb))
     assert scope.log(cid) == "ready\n"  # the real container got nothing either
@@ -331,7 +331,7 @@ def test_a_creating_record_with_a_stand_in_supervisor(scope, host):
                  ["rm", NAME], ["rm", "--force", NAME]):
         result = scope.nucleus(*verb, timeout=60)
         clear(result)
-        assert result.returncode == 1, describe(result)
+        assert result.returncode == 125, describe(result)
         host.untouched(" ".join(verb))
     assert list(scope.records()) == [cid]
     os.unlink(scope.record_path(cid))
@@ -405,7 +405,7 @@ def test_records_of_the_wrong_shape_are_passed_over_by_every_verb(scope, host, t
             result = scope.nucleus(*args)
             clear(result)
             if "ps" not in verb:
-                assert result.returncode == 2 and f"error: no container {ref!r}\n" in result.stderr, \
+                assert result.returncode == 125 and f"error: no container {ref!r}\n" in result.stderr, \
                     describe(result)
             host.untouched(" ".join(args))
     assert not os.path.exists(f"{ESCAPE}.json") and not os.path.exists(f"{ESCAPE}.log")
@@ -432,7 +432,7 @@ def test_attach_holds_a_rewritten_join_policy_against_the_running_container(scop
     cid = started(scope, TRAPS)
     rewrite(scope, cid, lambda r: change(r["plan"]["join"]))
     result = scope.nucleus("attach", "web", "--", "/bin/sh", "-c", "echo joined")
-    assert (result.returncode, result.stdout) == (1, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr == (f"error: cannot attach to container 'web': {message}\nhint: its record does "
                              "not match the running container; nothing was joined\n")
     assert scope.record(cid)["status"] == "running" and scope.log(cid) == "ready\n"

@@ -1,6 +1,6 @@
 """Limits the host cannot honour, through `nucleus run` on the real kernel (issue 9).
 
-Before anything starts, a value the host cannot take is refused as bad input (exit 2), naming
+Before anything starts, a value the host cannot take is refused as bad input (exit 125), naming
 the flag, the value and what the host offers: a block device it does not have, more CPUs than
 it has, a quota beyond what the kernel keeps. A limit the kernel still refuses at run time (here:
 a CFS quota above its cgroup v1 parent's) drops only itself in agent mode, with a warning naming
@@ -63,7 +63,7 @@ def test_values_the_host_cannot_honour_are_refused_before_anything_starts(scope,
     for options, stderr in cases:
         result = scope.nucleus(*scope.run_args("--service-mode", mode, *options), "--",
                                *scope.sh("echo ran"))
-        assert (result.returncode, result.stdout, result.stderr) == (2, "", stderr), describe(result)
+        assert (result.returncode, result.stdout, result.stderr) == (125, "", stderr), describe(result)
     scope.assert_clean()
 
 
@@ -111,7 +111,7 @@ def test_a_limit_refused_at_run_time_fails_a_strict_agent_run(scope):
     try:
         result = scope.nucleus(*scope.run_args("--service-mode", "strict-agent", "--memory", "32M",
                                                "--cpus", "1"), "--", *scope.sh("echo ran"))
-        assert (result.returncode, result.stdout) == (1, ""), describe(result)  # it never ran
+        assert (result.returncode, result.stdout) == (125, ""), describe(result)  # it never ran
         assert re.fullmatch(
             rf"error: setup failed at res\.limits: write '100000' to {parent}/[0-9a-f]{{32}}/"
             r"cpu\.cfs_quota_us: EINVAL \(Invalid argument\)\n", result.stderr), describe(result)

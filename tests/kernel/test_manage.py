@@ -218,7 +218,7 @@ def test_stop_of_a_workload_that_exits_on_term(scope):
 
 def test_rm_refuses_a_running_container_and_rm_force_removes_everything(scope):
     cid = started(scope)
-    fails(scope.nucleus("rm", "web"), 1,
+    fails(scope.nucleus("rm", "web"), 125,
           "error: cannot remove container 'web': it is running\n"
           "hint: stop it first (nucleus stop web), or use nucleus rm --force web\n")
     assert scope.record(cid)["status"] == "running" and find_processes(scope.sh(TRAPS))
@@ -249,7 +249,7 @@ def test_lookup_by_id_name_and_unique_prefix(scope):
     for ref in (cid[:2], "nope", cid + "0", "WEB"):
         for command in (["stats"], ["logs"], ["kill"], ["stop"], ["rm"], ["rm", "--force"],
                         ["attach"]):
-            fails(scope.nucleus(*command, ref), 2, f"error: no container {ref!r}\n{NOT_FOUND_HINT}")
+            fails(scope.nucleus(*command, ref), 125, f"error: no container {ref!r}\n{NOT_FOUND_HINT}")
     assert scope.record(cid)["status"] == "running"
     ok(scope.nucleus("rm", "--force", cid[:5]), "web\n")
     scope.assert_clean()
@@ -270,7 +270,7 @@ def test_ambiguous_prefix(scope):
     ids = ", ".join(sorted([cid[:12], twin_id[:12]]))
     for prefix in (cid[:3], cid[:4]):
         for command in (["stats"], ["logs"], ["rm"], ["kill"], ["stop"]):
-            fails(scope.nucleus(*command, prefix), 2,
+            fails(scope.nucleus(*command, prefix), 125,
                   f"error: container {prefix!r} is ambiguous: it prefixes {ids}\n"
                   "hint: type more of the id, or use the name\n")
     ok(scope.nucleus("rm", cid[:5]), "first\n")  # unique again
@@ -308,7 +308,7 @@ def test_another_users_state_directory_is_never_used(scope, nobody_pythonpath, s
     for args in (["ps", "--all"], ["stop", "--timeout", "1", "web"], ["kill", "web"],
                  ["kill", "-s", "TERM", "web"], ["rm", "web"], ["rm", "--force", "web"],
                  ["logs", "web"], ["stats", "web"], ["attach", "web", "--", "true"]):
-        fails(as_nobody(scope, nobody_pythonpath, *args), 1, refusal)
+        fails(as_nobody(scope, nobody_pythonpath, *args), 125, refusal)
     assert scope.record(cid)["status"] == "running"
     assert scope.log(cid) == "ready\n"  # no signal reached it
     ok(scope.nucleus("rm", "--force", "web"), "web\n")

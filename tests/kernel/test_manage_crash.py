@@ -85,7 +85,7 @@ def test_detached_supervisor_killed_at_any_step_then_rm_force_leaves_nothing(sco
         assert (cli.returncode, out) == (0, f"{cid}\n"), (cli.returncode, out, err)
     else:
         assert (cli.returncode, out, err) == (
-            1, "", "error: the supervisor exited before the container started\n"
+            125, "", "error: the supervisor exited before the container started\n"
             f"hint: nucleus rm --force {scope.record(cid)['name']} reclaims what it left\n")
         row, = ps_json(scope, "--all")
         assert (row["status"], row["reason"]) == (
@@ -102,8 +102,8 @@ def test_supervisor_of_a_running_container_killed_then_rm_force_leaves_nothing(s
     assert (row["id"], row["status"], row["reason"]) == (
         cid, "lost", "the supervisor is gone; nucleus rm --force cleans up")
     refused = scope.nucleus("rm", "web")
-    assert refused.returncode == 1, describe(refused)
+    assert refused.returncode == 125, describe(refused)
     assert refused.stderr.splitlines()[0] == "error: cannot remove container 'web': it is lost"
-    fails(scope.nucleus("kill", "web"), 1, "error: cannot kill container 'web': it is lost\n")
+    fails(scope.nucleus("kill", "web"), 125, "error: cannot kill container 'web': it is lost\n")
     ok(scope.nucleus("rm", "--force", "web"), "web\n")
     scope.assert_clean()

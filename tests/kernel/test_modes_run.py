@@ -109,7 +109,7 @@ CPUS_ROW = ('--cpus is required in production mode (row "CPU limit": production 
 
 def test_production_without_rootfs_memory_and_cpus_names_the_rows(scope):
     result = scope.nucleus(*scope.run_args("--service-mode", "production"), "--", "/bin/echo", "ran")
-    refused(result, 2, f"error: {ROOTFS_ROW}\nalso: {MEMORY_ROW}\nalso: {CPUS_ROW}\n"
+    refused(result, 125, f"error: {ROOTFS_ROW}\nalso: {MEMORY_ROW}\nalso: {CPUS_ROW}\n"
                        "hint: build a closure and pass --rootfs /nix/store/<hash>-<name>\n")
     scope.assert_clean()
 
@@ -123,14 +123,14 @@ def test_production_requires_each_limit(scope, closure, missing):
                           *(word for pair in limits.items() for word in pair))
     message, hint = ((MEMORY_ROW, "give a limit, e.g. --memory 1G") if missing == "--memory"
                      else (CPUS_ROW, "give a limit, e.g. --cpus 2"))
-    refused(scope.nucleus(*args, "--", "/bin/sh", "-c", "echo ran"), 2,
+    refused(scope.nucleus(*args, "--", "/bin/sh", "-c", "echo ran"), 125,
             f"error: {message}\nhint: {hint}\n")
 
 
 def test_production_refuses_a_rootfs_outside_the_store(scope, tmp_path):
     result = scope.nucleus(*scope.run_args("--service-mode", "production", "--rootfs", str(tmp_path),
                                            *LIMITS), "--", "/bin/sh", "-c", "echo ran")
-    refused(result, 2,
+    refused(result, 125,
             f"error: --rootfs {str(tmp_path)!r} is refused in production mode: not under /nix/store "
             '(row "Rootfs": production needs a path under /nix/store)\n'
             "hint: pass the closure's store path, e.g. --rootfs /nix/store/<hash>-<name>\n")
@@ -144,7 +144,7 @@ def test_production_refuses_a_store_link_that_leads_out_of_the_store(scope, clos
         result = scope.nucleus(*production(scope, str(link)), "--", "/bin/sh", "-c", "echo ran")
     finally:
         link.unlink()
-    refused(result, 3,
+    refused(result, 125,
             f"error: --rootfs {str(link)!r} resolves to {str(tmp_path)!r}: not under /nix/store "
             '(row "Rootfs": production needs a path under /nix/store)\n'
             "hint: pass the store path itself, not a link that leads out of the store\n")
@@ -191,7 +191,7 @@ def test_production_with_a_closure_hides_other_processes(scope, closure):
 def test_production_requires_the_cgroup(scope, closure):
     fault = {"NUCLEUS_FAIL_AT": "SetCgroupLimits"}
     result = scope.nucleus(*production(scope, closure), "--", *scope.sh("echo ran"), extra_env=fault)
-    refused(result, 1, "error: setup failed at res.limits: injected failure of SetCgroupLimits #1\n")
+    refused(result, 125, "error: setup failed at res.limits: injected failure of SetCgroupLimits #1\n")
     scope.assert_clean()
 
     # Agent mode runs without limits and says so.
@@ -238,7 +238,7 @@ def test_production_runs_in_a_limited_cgroup(scope, closure):
 def test_production_refuses_degraded_security(scope, closure):
     result = scope.nucleus(*production(scope, closure, "--allow-degraded-security"), "--",
                            "/bin/sh", "-c", "echo ran")
-    refused(result, 2,
+    refused(result, 125,
             "error: --allow-degraded-security is forbidden in production mode (row \"Degraded "
             "security\": production forbids it)\n"
             "hint: drop --allow-degraded-security: in production mode a control that cannot be "
@@ -252,7 +252,7 @@ def test_production_needs_pinned_policies_without_dangerous_capabilities(scope, 
     pin = hashlib.sha256(policy.read_bytes()).hexdigest()
     unpinned = scope.nucleus(*production(scope, closure, "--caps-policy", str(policy)), "--",
                              *scope.sh("echo ran"))
-    refused(unpinned, 2,
+    refused(unpinned, 125,
             f"error: --caps-policy {str(policy)!r} is not pinned: production mode requires "
             '--caps-policy-sha256 (row "Security policies": production needs every policy file '
             "pinned by sha256)\n"
@@ -268,7 +268,7 @@ def test_production_needs_pinned_policies_without_dangerous_capabilities(scope, 
                                        "--caps-policy-sha256",
                                        hashlib.sha256(admin.read_bytes()).hexdigest()),
                            "--", *scope.sh("echo ran"))
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr.splitlines()[0] == (
         f"error: --caps-policy {str(admin)!r} keeps CAP_SYS_ADMIN: refused in production mode "
         '(row "Capabilities": production refuses dangerous capabilities)'), describe(result)
@@ -301,7 +301,7 @@ def test_strict_agent_refuses_weakening(scope, case):
     options, message, hint = STRICT_REFUSALS[case]
     result = scope.nucleus(*scope.run_args("--service-mode", "strict-agent", *options), "--",
                            "/bin/echo", "ran")
-    refused(result, 2, f"error: {message}\nhint: {hint}\n")
+    refused(result, 125, f"error: {message}\nhint: {hint}\n")
     scope.assert_clean()
 
 
@@ -314,19 +314,19 @@ def test_strict_agent_runs_without_weakening(scope):
 
 VOUCH = "pass --trust-level trusted if you vouch for the workload"
 UNTRUSTED_REFUSALS = {
-    "degraded": (["--allow-degraded-security"], 2,
+    "degraded": (["--allow-degraded-security"], 125,
                  "--allow-degraded-security is forbidden with --trust-level untrusted: an "
                  "untrusted workload never runs with a security control missing",
                  f"drop --allow-degraded-security, or {VOUCH}"),
-    "chroot": (["--allow-chroot-fallback"], 2,
+    "chroot": (["--allow-chroot-fallback"], 125,
                "--allow-chroot-fallback is forbidden with --trust-level untrusted: a chroot can "
                "be escaped where pivot_root cannot",
                f"drop --allow-chroot-fallback, or {VOUCH}"),
-    "trace": (["--seccomp-mode", "trace", "--seccomp-log", "/nonexistent/trace.ndjson"], 2,
+    "trace": (["--seccomp-mode", "trace", "--seccomp-log", "/nonexistent/trace.ndjson"], 125,
               "--seccomp-mode 'trace' is forbidden with --trust-level untrusted: trace mode runs "
               "the workload with no syscall filter",
               f"trace only programs you trust: {VOUCH}"),
-    "rootless": (["--rootless"], 3,
+    "rootless": (["--rootless"], 125,
                  "--rootless run as root would map container root to host root: refused with "
                  "--trust-level untrusted",
                  "drop --rootless: run as root, nucleus maps container root to an unprivileged "
@@ -349,7 +349,7 @@ def test_untrusted_refuses_dangerous_capabilities(scope, tmp_path):
     policy.write_text('[bounding]\nkeep = ["SYS_ADMIN", "CHOWN"]\n')
     result = scope.nucleus(*scope.run_args("--trust-level", "untrusted", "--caps-policy", str(policy)),
                            "--", "/bin/echo", "ran")
-    refused(result, 2, f"error: --caps-policy {str(policy)!r} keeps CAP_SYS_ADMIN: refused with "
+    refused(result, 125, f"error: --caps-policy {str(policy)!r} keeps CAP_SYS_ADMIN: refused with "
                        f"--trust-level untrusted\nhint: keep none of CAP_SYS_ADMIN, or {VOUCH}\n")
 
 
@@ -386,7 +386,7 @@ def test_require_kernel_lockdown(scope):
                      *scope.sh("echo ran")), "ran\n")
     result = scope.nucleus(*scope.run_args("--require-kernel-lockdown", "confidentiality"), "--",
                            *scope.sh("echo ran"))
-    refused(result, 3, "error: --require-kernel-lockdown 'confidentiality': the kernel's lockdown "
+    refused(result, 125, "error: --require-kernel-lockdown 'confidentiality': the kernel's lockdown "
                        "mode is 'integrity'\nhint: boot with lockdown=confidentiality (kernel "
                        "command line), or require less\n")
     scope.assert_clean()
@@ -489,11 +489,11 @@ def test_verified_context_runs(scope, context):
 
 def test_verify_context_integrity_needs_a_copied_context(scope, context):
     result = scope.nucleus(*scope.run_args("--verify-context-integrity"), "--", "/bin/echo", "ran")
-    refused(result, 2, "error: --verify-context-integrity needs --context\n"
+    refused(result, 125, "error: --verify-context-integrity needs --context\n"
                        "hint: give the directory to copy in: --context DIR\n")
     result = scope.nucleus(*scope.run_args("--verify-context-integrity", "--context", str(context),
                                            "--context-mode", "bind"), "--", "/bin/echo", "ran")
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr.startswith("error: --verify-context-integrity needs --context-mode copy, "
                                     "not 'bind'"), describe(result)
 
@@ -535,7 +535,7 @@ TAMPERING = {
 def test_context_changed_between_hash_and_copy_is_refused(scope, context, case):
     changes, found = TAMPERING[case]
     code, out, err = run_paused_at_copy(scope, context, lambda: [c(context) for c in changes])
-    assert (code, out) == (1, ""), err
+    assert (code, out) == (125, ""), err
     assert err == (f"{NOTE}\npaused CopyTree\n"
                    "error: setup failed at fs.mount: /context does not match the context it was "
                    f"copied from: {found} (EBADMSG)\n")

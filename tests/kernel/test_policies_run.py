@@ -5,7 +5,7 @@ container both what the policy allows and what it denies:
   Docker denies (EPERM, its default action);
 - a profile recorded with `--seccomp-mode trace` and made by `nucleus seccomp generate` runs the
   traced program and kills it (SIGSYS, exit 159) on a syscall it never made;
-- sha256 pins: the right pin runs, a wrong, malformed or orphaned one refuses to start (exit 2);
+- sha256 pins: the right pin runs, a wrong, malformed or orphaned one refuses to start (exit 125);
 - a capability policy keeping CAP_CHOWN alone;
 - a Landlock policy allowing one directory of the context and denying its sibling.
 
@@ -347,7 +347,7 @@ def test_wrong_pin_refuses_and_prints_both_hashes(scope, policy_files, kind):
     wrong = hashlib.sha256(b"not the policy").hexdigest()
     result = scope.nucleus(*scope.run_args(FLAGS[kind], str(path), f"{FLAGS[kind]}-sha256", wrong),
                            "--", "/bin/echo", "ran")
-    assert result.returncode == 2, describe(result)
+    assert result.returncode == 125, describe(result)
     assert result.stdout == ""
     assert result.stderr == (
         f"error: {FLAGS[kind]}-sha256: {str(path)!r} has sha256 {actual}, expected {wrong}\n"
@@ -362,7 +362,7 @@ def test_pin_that_is_not_a_sha256_is_refused(scope, policy_files, pin):
     path = policy_files["caps"]
     result = scope.nucleus(*scope.run_args("--caps-policy", str(path), "--caps-policy-sha256", pin),
                            "--", "/bin/echo", "ran")
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr == (
         f"error: --caps-policy-sha256 {pin!r}: not a sha256 (64 hexadecimal characters)\n"
         f"hint: compute it with: sha256sum {path}\n"
@@ -373,7 +373,7 @@ def test_pin_that_is_not_a_sha256_is_refused(scope, policy_files, pin):
 def test_pin_without_its_file_is_refused(scope, policy_files, kind):
     result = scope.nucleus(*scope.run_args(f"{FLAGS[kind]}-sha256", sha256(policy_files[kind])),
                            "--", "/bin/echo", "ran")
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr == f"error: {FLAGS[kind]}-sha256 given without {FLAGS[kind]}\n"
 
 
@@ -447,7 +447,7 @@ def test_landlock_policy_needing_a_newer_abi_is_refused(scope, tmp_path):
     policy = tmp_path / "future.landlock.toml"
     policy.write_text(LANDLOCK_SIBLINGS.replace("min_abi = 1", f"min_abi = {LATEST_ABI + 1}"))
     result = scope.nucleus(*scope.run_args("--landlock-policy", str(policy)), "--", "/bin/echo", "ran")
-    assert (result.returncode, result.stdout) == (2, ""), describe(result)
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
     first = result.stderr.splitlines()[0]
     assert first == (f"error: {policy}: min_abi: {LATEST_ABI + 1} is not a Landlock ABI version "
                      f"1..{LATEST_ABI}"), describe(result)

@@ -394,7 +394,7 @@ def test_degraded_security_is_a_warning_when_allowed(intent):
 def test_capabilities_are_never_degraded():
     result = run_nucleus(["run", "--allow-degraded-security", "--", "echo", "ran"],
                          extra_env={"NUCLEUS_FAIL_AT": "DropCapabilities"})
-    assert result.returncode == 1, describe(result)
+    assert result.returncode == 125, describe(result)
     assert result.stdout == ""
     assert result.stderr == "error: setup failed at sec.caps: injected failure of DropCapabilities #1\n"
 
@@ -460,7 +460,7 @@ def test_setup_failure_leaves_nothing_behind(fault, context, tmp_path):
     before = snapshot()
     result = run_nucleus(["run", "--context", str(context), "--trace", str(trace), "--",
                           "echo", "ran"], extra_env={"NUCLEUS_FAIL_AT": fault})
-    assert result.returncode == 1, describe(result)
+    assert result.returncode == 125, describe(result)
     assert result.stdout == ""
     assert result.stderr == CONTEXT_NOTE + (
         f"error: setup failed at {SETUP_INTENTS[fault]}: injected failure of {intent} #{nth or 1}\n"

@@ -27,7 +27,7 @@ def production(**fields) -> ModeRequest:
 def refusal(req: ModeRequest, labels=None) -> InvalidInput:
     with pytest.raises(InvalidInput) as e:
         mv.validate_mode(req, labels)
-    assert e.value.exit_code == 2
+    assert e.value.exit_code == 125
     return e.value
 
 
@@ -398,7 +398,7 @@ GOOD_HOST = HostFacts(landlock_abi=7, cgroups=CgroupLayout("v1"), lockdown="none
 def host_refusal(req: ModeRequest, host: HostFacts) -> HostUnsupported:
     with pytest.raises(HostUnsupported) as e:
         mh.validate_host(req, host)
-    assert e.value.exit_code == 3
+    assert e.value.exit_code == 125
     return e.value
 
 

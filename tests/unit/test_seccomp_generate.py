@@ -114,7 +114,7 @@ def test_malformed_lines_name_the_file_and_line(line, message):
     text = event("read") + "\n" + line + "\n" + event("write") + "\n"
     err = error([text], ["a.ndjson"])
     assert err.message == message
-    assert err.exit_code == 2
+    assert err.exit_code == 125
 
 
 def test_the_error_names_the_right_trace_when_merging():
