@@ -135,8 +135,8 @@ class Writer:
             os.ftruncate(self.fd, 0)
             self.size = 0
             return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(rotated(path, keep - 1))
+        # Each rename replaces the file it lands on at once (the oldest first): no moment
+        # without a kept file of each number.
         for n in range(keep - 2, -1, -1):
             with contextlib.suppress(FileNotFoundError):
                 os.rename(rotated(path, n), rotated(path, n + 1))

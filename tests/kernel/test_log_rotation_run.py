@@ -26,8 +26,14 @@ def scope():
 
 
 def log_files(scope: Scope, cid: str) -> dict[str, int]:
-    return {name: os.path.getsize(os.path.join(scope.containers_dir, name))
-            for name in os.listdir(scope.containers_dir) if name.startswith(f"{cid}.log")}
+    """The container's log files and their sizes (one renamed between the listing and its
+    size, as a rotation under way does, is read again)."""
+    while True:
+        try:
+            return {name: os.path.getsize(os.path.join(scope.containers_dir, name))
+                    for name in os.listdir(scope.containers_dir) if name.startswith(f"{cid}.log")}
+        except FileNotFoundError:
+            continue
 
 
 def test_a_flood_is_capped_at_20_mib_by_default(scope):
