@@ -81,6 +81,11 @@ class HostFacts:
     # target) with "" for a directory; and the closure's /nix/store paths.
     system: tuple[tuple[str, str], ...] = ()
     store_paths: tuple[str, ...] = ()
+    # The host's /etc entries of nucleus.config.host_etc's allowlist: (path relative to /etc,
+    # symlink target or "" for a directory or file to bind); and the entries inside those
+    # trees that its secret rules mask.
+    etc: tuple[tuple[str, str], ...] = ()
+    etc_masked: tuple[str, ...] = ()
     cgroups: CgroupLayout | None = None
     landlock_abi: int | None = None
     lockdown: str | None = None  # the text of /sys/kernel/security/lockdown
@@ -88,6 +93,9 @@ class HostFacts:
     seccomp_filter: bool | None = None  # the kernel accepts seccomp filters
     max_user_namespaces: int | None = None
     rootfs_realpath: str | None = None  # --rootfs with every symlink resolved
+    # A --rootfs closure with an /etc of its own: its etc/passwd and etc/group as text, and why
+    # they could not be read ("" when they were); None without one (the files are generated).
+    rootfs_accounts: tuple[str, str, str] | None = None
     # What a limit's value is checked against (probed when the run asks for the limit): the
     # CPUs this process may run on (its affinity, which its cpuset bounds), and the block
     # devices as (MAJ:MIN, MAJ:MIN of its whole disk: itself for a disk, the disk of a

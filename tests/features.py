@@ -86,6 +86,19 @@ def _binary(name: str) -> tuple[bool, str]:
     return path is not None, path or f"{name} not on PATH"
 
 
+# TLC, the TLA+ model checker (Java): optional, not in EXPECTED (CI has no Java); where it is
+# installed, the built-in checker's verdicts are compared with its own.
+TLA2TOOLS = Path(os.environ.get("TLA2TOOLS") or "/opt/tla/tla2tools.jar")
+
+
+def _tlc() -> tuple[bool, str]:
+    if not TLA2TOOLS.is_file():
+        return False, f"no {TLA2TOOLS} (set TLA2TOOLS to a tla2tools.jar)"
+    if shutil.which("java") is None:
+        return False, "no java on PATH"
+    return True, str(TLA2TOOLS)
+
+
 def _shared(feature: str) -> tuple[bool, str]:
     path = shared_file(feature)
     if path.is_file():
@@ -100,6 +113,7 @@ _PROBES = {
     "landlock": _landlock,
     "netns": _netns,
     "pyseccomp": _pyseccomp,
+    "tlc": _tlc,
 }
 
 

@@ -55,6 +55,11 @@ def record(out: Path) -> list[Path]:
             time.sleep(0.5)
             nucleus("attach", "--trace", str(joined), "recorded", "--", "true", env=env)
             written.append(joined)
+            # exec as another user, elsewhere, with a terminal: the switch the caps step makes.
+            executed = out / "exec.itf.json"
+            nucleus("exec", "--trace", str(executed), "-t", "-u", "nobody", "-w", "/tmp", "-e", "MODE=exec",
+                    "recorded", "--", "true", env=env)
+            written.append(executed)
         finally:
             nucleus("rm", "--force", "recorded", env=env)
     return written

@@ -34,7 +34,7 @@ STOP_WAIT = 10.0  # seconds a stop or a forced removal waits for the supervisor 
 # What `ps --format json` shows of a record (besides the log's size).
 SHOWN = ("id", "name", "status", "argv", "created_at", "started_at", "finished_at", "exit_code",
          "reason", "creator_uid", "supervisor_pid", "init_pid", "detached", "hostname", "rootless",
-         "limits", "cgroup_parent", "security", "log", "id_map")
+         "limits", "cgroup_parent", "security", "log", "id_map", "volumes")
 
 
 def _store() -> Store:
@@ -135,6 +135,19 @@ def _init(record: dict[str, Any], state: system.SystemState) -> tuple[int | None
     if _identity(record, state)(pid):
         return pid, False
     return None, True
+
+
+def running_init(record: dict[str, Any], action: str) -> tuple[int, int] | None:
+    """The container's init and its start time when it runs and the kernel confirms it is the
+    container's (see `_init`); None when it is not running. A record that names another
+    process is refused."""
+    if not supervisor_alive(record) or record.get("status") != "running":
+        return None
+    init, forged = _init(record, records.restore(record, probe.cgroup_layout()))
+    if forged:
+        raise _not_its_init(record, action)
+    start = record.get("init_start")
+    return (init, start) if init is not None and isinstance(start, int) else None
 
 
 def _not_its_init(record: dict[str, Any], action: str) -> RuntimeFailure:

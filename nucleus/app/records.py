@@ -32,6 +32,7 @@ from nucleus.machines import filesystem, isolation, lifecycle, resources, securi
 from nucleus.plain import from_plain, to_plain
 from nucleus.plan import cgroups
 from nucleus.plan.run import JoinPolicy, RunPlan
+from nucleus.vocab import MountVolume
 
 ACTIVE = lifecycle.ACTIVE
 
@@ -59,6 +60,8 @@ def register(store: Store, config: ContainerConfig, cid: str, plan: RunPlan, *, 
     if plan.cgroup.delegated is not None:
         group, controllers = plan.cgroup.delegated
         record["cgroup_delegated"] = {"group": group, "controllers": list(controllers)}
+    if config.volumes:
+        record["volumes"] = volumes(plan)
     if config.detach:
         record["log"] = {"max_size": config.log_max_size, "max_files": config.log_max_files}
     with store.locked():
@@ -70,6 +73,14 @@ def register(store: Store, config: ContainerConfig, cid: str, plan: RunPlan, *, 
                 )
         store.write(record)
     return record
+
+
+def volumes(plan: RunPlan) -> list[dict[str, Any]]:
+    """The volumes as the plan binds them: the host path, the path inside, ro or rw."""
+    root = plan.rootfs_dir.rstrip("/")
+    return [{"host": op.source, "container": op.target[len(root):],
+             "mode": "ro" if "rdonly" in op.flags else "rw", "idmapped": op.userns >= 0}
+            for op in plan.state.fs.plan if isinstance(op, MountVolume)]
 
 
 def adopt(record: dict[str, Any], supervisor: int) -> None:
@@ -147,6 +158,7 @@ _SHAPE: dict[str, tuple[type, ...]] = {
     "init_start": _OPTIONAL_INT, "detached": (bool,), "rootless": (bool,), "cgroup_parent": (str,),
     "exit_code": _OPTIONAL_INT, "reason": (str, type(None)), "security": (str,), "plan": (dict,),
     "hostname": (str, type(None)), "limits": (dict,), "log": (dict,), "cgroup_delegated": (dict,),
+    "volumes": (list,),
 }
 _REQUIRED = ("name", "status", "machines")
 

@@ -17,7 +17,8 @@ from dataclasses import replace
 from typing import Any
 
 from nucleus import vocab as v
-from nucleus.app import records
+from nucleus.app import outputs, records
+from nucleus.app import violations as app_violations
 from nucleus.app.policyfiles import Policies
 from nucleus.config import context as context_rules
 from nucleus.config import mode_host, modes
@@ -45,7 +46,8 @@ def modes_need_host(config: ContainerConfig) -> bool:
 
 
 def prepare_artifacts(config: ContainerConfig, context: tuple[Resolved, int] | None = None,
-                      caller: int | None = None) -> tuple[run_plan.Artifacts, dict[str, bytes]]:
+                      caller: int | None = None, snapshot: prepare.Manifest | None = None
+                      ) -> tuple[run_plan.Artifacts, dict[str, bytes]]:
     """Compile (or take from the cache) the seccomp program, derive what the policy files
     choose, and open and measure the context (`context`: what the probe resolved, and its
     descriptor) for the caller's uid: everything here may refuse the run."""
@@ -59,7 +61,9 @@ def prepare_artifacts(config: ContainerConfig, context: tuple[Resolved, int] | N
         sha, program = prepare.program(pol.seccomp, "--seccomp-profile", pol.seccomp_path)
         programs[sha] = program
     elif config.seccomp_mode == "enforce":
-        sha, program = prepare.program(default_profile(networked=False, arch=token))
+        action = modes.seccomp_default_action(config.service_mode, config.seccomp_default_action)
+        sha, program = prepare.program(default_profile(networked=False, arch=token, default_action=action,
+                                                       jit=modes.seccomp_jit(config.service_mode)))
         programs[sha] = program
     log_denied = config.seccomp_log_denied
     if pol.seccomp is not None:
@@ -73,7 +77,8 @@ def prepare_artifacts(config: ContainerConfig, context: tuple[Resolved, int] | N
         min_abi = pol.landlock.min_abi
     manifest = source = None
     if context is not None:
-        source, manifest = _prepare_context(config, *context, probe.own_uid() if caller is None else caller)
+        source, manifest = _prepare_context(config, *context, probe.own_uid() if caller is None else caller,
+                                            snapshot)
     artifacts = run_plan.Artifacts(
         seccomp_sha256=sha, seccomp_log_denied=log_denied,
         caps_keep=tuple(pol.caps.names("bounding")) if pol.caps is not None else (),
@@ -84,7 +89,8 @@ def prepare_artifacts(config: ContainerConfig, context: tuple[Resolved, int] | N
 CONTEXT_HINT = "pass an existing directory to populate /context from"
 
 
-def _prepare_context(config: ContainerConfig, resolved: Resolved, path_fd: int, caller: int
+def _prepare_context(config: ContainerConfig, resolved: Resolved, path_fd: int, caller: int,
+                     snapshot: prepare.Manifest | None = None
                      ) -> tuple[ContextSource, tuple[tuple[str, str], ...] | None]:
     """Refuse what is no context (nucleus.config.context); a bound one keeps the descriptor the
     probe opened. A copied one is opened for reading as the user it is read as, walked as the
@@ -103,7 +109,7 @@ def _prepare_context(config: ContainerConfig, resolved: Resolved, path_fd: int, 
                if config.context_include else ())
     matcher = context_rules.Matcher(context_rules.exclusion_list(), ignore, include)
     measured, manifest = prepare.measure_context(resolved.given, fd, matcher, read_as,
-                                                 config.verify_context_integrity)
+                                                 config.verify_context_integrity, snapshot)
     rootless_root = caller == 0 and config.rootless
     for problem in (context_rules.size_refusal(resolved.given, measured,
                                                config.context_size or context_rules.DEFAULT_CONTEXT_SIZE),
@@ -132,14 +138,21 @@ def run(config: ContainerConfig, trace_path: str | None = None,
     if modes_need_host(config):
         mode_host.validate_host(modes.from_container_spec(config), facts)
     config = run_plan.with_context(config, None if context is None else context[0].path)
-    artifacts, programs = prepare_artifacts(config, context, facts.euid)
+    let_out = outputs.before_run(config, facts)
+    artifacts, programs = prepare_artifacts(config, context, facts.euid, let_out.before)
+    artifacts = replace(artifacts, volumes=let_out.volumes)
     cid = records.new_id()
     planned = run_plan.plan(config, facts, artifacts, cid)
 
+    copy = app_violations.open_copy(config)  # --violations FILE: refused before any change
     store = Store(facts.state_root)
-    store.ensure()
-    record = records.register(store, config, cid, planned, rootless=planned.join.rootless,
-                              creator=probe.own_uid(), supervisor=probe.own_pid())
+    try:
+        store.ensure()
+        record = records.register(store, config, cid, planned, rootless=planned.join.rootless,
+                                  creator=probe.own_uid(), supervisor=probe.own_pid())
+    except BaseException:
+        copy.discard()
+        raise
     trace = None
     if trace_path is not None:
         inputs = run_plan.RunInputs(replace(config, loaded_policies=None), facts, artifacts, cid)
@@ -147,8 +160,11 @@ def run(config: ContainerConfig, trace_path: str | None = None,
                          to_plain(inputs))
     faults = (parse_fault(environ.get("NUCLEUS_FAIL_AT")), parse_fault(environ.get("NUCLEUS_PAUSE_AT")))
 
+    monitor = app_violations.monitor_setup(config, record, planned, copy)
+
     def supervise(report: Report | None) -> int:
-        return _supervise(config, planned, store, record, programs, trace, faults, report)
+        return _supervise(config, planned, store, record, programs, trace, faults, report,
+                          (let_out, artifacts.context), monitor=monitor)
 
     if not config.detach:
         return supervise(None)
@@ -181,8 +197,14 @@ def run(config: ContainerConfig, trace_path: str | None = None,
 
 def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store, record: dict[str, Any],
                programs: dict[str, bytes], trace: Recorder | None,
-               faults: tuple[tuple[str, int] | None, tuple[str, int] | None], report: Report | None) -> int:
-    executor = Executor(programs, fault=faults[0], pause=faults[1])
+               faults: tuple[tuple[str, int] | None, tuple[str, int] | None], report: Report | None,
+               let_out: tuple[outputs.Outputs, ContextSource | None] | None = None,
+               monitor: Any = None) -> int:
+    out, context = let_out or (outputs.Outputs(), None)
+    executor = Executor(programs, fault=faults[0], pause=faults[1],
+                        keeps_trees=run_plan.keeps_context(config, planned.join.rootless), monitor=monitor)
+    tree: int | None = None
+    trouble: NucleusError | None = None
     recorder = records.StateRecorder(store, record, lambda: executor.init_pid, trace)
     driver = Driver(system, planned.state, executor, recorder)
     try:
@@ -192,12 +214,17 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
             if driver.state.lc.status != "created":
                 driver.require(v.Remove())
                 raise RuntimeFailure(setup_failure(driver.history, driver.state.res.oom_killed))
+            tree = executor.take_tree()
             driver.require(v.Start())
             never_ran = _never_ran(driver)
             if never_ran is None:
                 if report is not None:
                     report({"ok": record["id"]})
                 code = executor.wait()
+                app_violations.explain_death(store, record["id"], code)
+                trouble = outputs.after_workload(config, out, tree, context, store, record["id"],
+                                                 planned.join.rootless)
+                tree = None
                 driver.require(v.Exit(code))
             else:
                 code = never_ran.code
@@ -206,19 +233,24 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
                 # No id was printed: the run failed, and the container goes with it.
                 driver.require(v.Remove())
                 raise _not_started(never_ran)
-            if never_ran is not None and never_ran.code not in (126, 127):
-                # Its init died before the workload ran (the workload says its own exec failure).
+            if never_ran is not None and (never_ran.code not in (126, 127) or config.tty):
+                # Its init died before the workload ran (the workload says its own exec failure,
+                # but with -t it says it on a terminal nobody reads yet).
                 sys.stderr.write(f"nucleus: {never_ran.reason}\n")
             if not config.detach:
                 oom = oom_message(driver.state.res, config.limits.memory, code)
                 if oom is not None:  # a detached container's `ps --all` says "oom-killed"
                     sys.stderr.write(oom + "\n")
                 driver.require(v.Remove())
+                if trouble is not None:
+                    raise trouble
             return code
     except BaseException:
         _lost(driver)
         raise
     finally:
+        if tree is not None:
+            prepare.close_context(tree)
         if trace is not None:
             trace.write()
 

@@ -187,11 +187,55 @@ def rm(containers: tuple[str, ...], force: bool) -> None:
 def attach(ctx: click.Context, container: str, command: tuple[str, ...], trace: str | None) -> None:
     """Run COMMAND (default /bin/sh) inside a running container, with its restrictions."""
     from nucleus.app.attach import attach as join
+    from nucleus.config.exec_options import ATTACH
 
     argv = list(command)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    ctx.exit(join(container, argv, trace))
+    ctx.exit(join(container, argv, trace, ATTACH))
+
+
+@cli.command("exec", context_settings={**CONTEXT_SETTINGS, "allow_interspersed_args": False})
+@click.option("-t", "--tty", is_flag=True, help="Give the command a terminal of its own.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open to the command (else /dev/null).")
+@click.option("-u", "--user", metavar="USER", help="UID[:GID] or NAME[:GROUP] of the container's "
+              "/etc/passwd [default: the container's user].")
+@click.option("-w", "--workdir", metavar="DIR", help="Working directory [default: the container's].")
+@click.option("-e", "--env", "env", metavar="KEY=VALUE", multiple=True, help="Set an environment variable.")
+@click.option("--env-file", "env_file", metavar="FILE", multiple=True,
+              help="Read variables from a file of KEY=VALUE lines (repeatable; -e wins).")
+@click.option("--trace", "trace", metavar="FILE", help="Record the join's state transitions as an ITF trace.")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx: click.Context, container: str, command: tuple[str, ...], tty: bool, interactive: bool,
+          user: str | None, workdir: str | None, env: tuple[str, ...], env_file: tuple[str, ...],
+          trace: str | None) -> None:
+    """Run COMMAND inside a running container, with its restrictions, as Docker's exec does."""
+    from nucleus.app import envfiles
+    from nucleus.app.attach import attach as join
+    from nucleus.config.container import parse_env
+    from nucleus.config.exec_options import ExecOptions, validate
+
+    argv = list(command)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise InvalidInput("no command given", hint="put the command after --, e.g. nucleus exec web -- sh")
+    options = validate(ExecOptions(user=user, workdir=workdir, tty=tty, interactive=interactive,
+                                   env=envfiles.load(env_file, os.environ) + parse_env(env)))
+    ctx.exit(join(container, argv, trace, options, verb="exec"))
+
+
+@cli.command("cp")
+@click.option("--max-size", "max_size", metavar="SIZE", help="The most data to copy [default: 1G].")
+@click.argument("src")
+@click.argument("dest")
+def cp(src: str, dest: str, max_size: str | None) -> None:
+    """Copy between a container and the host: CONTAINER:PATH HOSTDEST, or HOSTSRC CONTAINER:PATH."""
+    from nucleus.app.copy import copy, parse_max_size
+
+    copy(src, dest, parse_max_size(max_size))
 
 
 @cli.command()
@@ -209,6 +253,33 @@ def logs(container: str, follow: bool, lines: int | None) -> None:
         manage.follow(log, sys.stdout)
     else:
         log.close()
+
+
+@cli.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the container stops.")
+@FORMAT
+@click.argument("container")
+def violations(container: str, follow: bool, fmt: str) -> None:
+    """Print what the sandbox refused a container (seccomp and Landlock), with the rule and a hint."""
+    from nucleus.app import violations as stream
+    from nucleus.config.violations import TABLE_COLUMNS, line, table_row
+
+    def emit(found: list[dict[str, Any]], header: bool) -> None:
+        if fmt == "json":
+            for record in found:
+                click.echo(line(record).decode(), nl=False)
+        elif found or header:
+            text = _table([table_row(r) for r in found], list(TABLE_COLUMNS))
+            click.echo(text if header else text.split("\n", 1)[1])
+
+    reading = stream.reading(container)
+    try:
+        emit(reading.snapshot(), header=True)
+        while follow and (found := reading.more()) is not None:
+            if found:
+                emit(found, header=False)
+    finally:
+        reading.close()
 
 
 @cli.command()

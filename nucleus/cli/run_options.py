@@ -37,6 +37,12 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("-e", "--env"), "Set an environment variable.", metavar="KEY=VALUE", multiple=True),
     Flag(("--workdir",), "Working directory inside [default: /context with --context, else home].",
          metavar="PATH"),
+    Flag(("--env-file",), "Read variables from a file of KEY=VALUE lines (repeatable; -e wins).",
+         metavar="FILE", multiple=True),
+    Flag(("-u", "--user"), "Run as this user of the container's /etc/passwd: UID[:GID] or NAME[:GROUP].",
+         metavar="USER"),
+    Flag(("-t", "--tty"), "Give the workload a terminal of its own (a pseudo-terminal inside).", switch=True),
+    Flag(("-i", "--interactive"), "Keep stdin open to the workload (else it reads /dev/null).", switch=True),
     Flag(("--rootless",), "Map container root to the caller instead of an unprivileged range.", switch=True),
     Flag(("--id-range",), "First host id of the container's 65536 ids [default: the first range "
          "from 100000 that /etc/subuid and /etc/subgid leave free].", metavar="START"),
@@ -70,6 +76,11 @@ RUN_FLAGS: tuple[Flag, ...] = (
          "seccomp generate.", default="enforce", choices=("enforce", "trace")),
     Flag(("--seccomp-log",), "Where trace mode writes its NDJSON record.", metavar="FILE"),
     Flag(("--seccomp-log-denied",), "Ask the kernel to log denied syscalls.", switch=True),
+    Flag(("--seccomp-default-action",), "What the default profile does with a call it does not "
+         "allow: errno (EPERM), kill (SIGSYS) or log (allow and record) [default: errno].",
+         choices=("errno", "kill", "log")),
+    Flag(("--violations",), "Also append every refused operation (one JSON line each) to FILE.",
+         metavar="FILE"),
     Flag(("--rootfs",), "Take /bin /usr /lib /etc /nix from this closure, read-only.", metavar="DIR"),
     Flag(("--seccomp-profile",), "OCI seccomp profile (JSON) instead of the default.", metavar="FILE"),
     Flag(("--seccomp-profile-sha256",), "Refuse to start unless the profile has this sha256.", metavar="HEX"),
@@ -85,10 +96,17 @@ RUN_FLAGS: tuple[Flag, ...] = (
          ".gitignore-style pattern (repeatable).", metavar="PATTERN", multiple=True),
     Flag(("--show-excluded",), "List every entry a copied context leaves out, with its rule.",
          switch=True),
+    Flag(("-v", "--volume"), "Bind a host directory or file of yours: HOST:CONTAINER[:ro|rw] "
+         "(repeatable; default rw).", metavar="HOST:CONTAINER[:MODE]", multiple=True),
+    Flag(("--changes",), "When the workload ends, write what it changed in a copied /context to OUT "
+         "(a directory, or a patch if OUT ends in .patch or .diff).", metavar="OUT"),
+    Flag(("--changes-max-size",), "Largest file --changes brings back [default: 16M].", metavar="SIZE"),
     Flag(("--log-max-size",), "With --detach: start a new log file past this size [default: 10M].",
          metavar="SIZE"),
     Flag(("--log-max-files",), "With --detach: log files kept, the current one included [default: 2].",
          metavar="N"),
+    Flag(("--allow-exec",), "Let the workload execute files in this writable place or a directory "
+         "below one: /context, home, /tmp (repeatable).", metavar="PATH", multiple=True),
 )
 
 
@@ -115,10 +133,14 @@ _POLICY_FLAGS = ("seccomp_profile", "seccomp_profile_sha256", "caps_policy", "ca
                  "landlock_policy", "landlock_policy_sha256")
 
 
-def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str) -> Any:
-    """The validated ContainerConfig of `nucleus run`'s parsed options (policy files read and
-    checked, the service mode's rules applied): a refusal raises InvalidInput naming the flag."""
-    from nucleus.app import policyfiles
+def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
+              environ: Mapping[str, str] | None = None) -> Any:
+    """The validated ContainerConfig of `nucleus run`'s parsed options (policy and environment
+    files read and checked, the service mode's rules applied): a refusal raises InvalidInput
+    naming the flag. `environ`: the caller's environment (a bare KEY of an --env-file)."""
+    import os
+
+    from nucleus.app import envfiles, policyfiles
     from nucleus.config import mode_validation, modes
     from nucleus.config.container import (
         ContainerConfig,
@@ -128,11 +150,15 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str) -> A
         validate,
     )
     from nucleus.config.resources import parse_size, validate_limits
+    from nucleus.config.volumes import parse as parse_volume
+    from nucleus.config.workspace import parse_allow_exec
 
     log_size, log_files = parse_log_limits(opts["log_max_size"], opts["log_max_files"], opts["detach"])
     config = validate(ContainerConfig(
         argv=tuple(command), name=opts["name"], hostname=opts["hostname"], context=opts["context"],
-        context_mode=opts["context_mode"], env=parse_env(opts["env"]), workdir=opts["workdir"],
+        context_mode=opts["context_mode"], workdir=opts["workdir"],
+        env=envfiles.load(opts["env_file"], os.environ if environ is None else environ) + parse_env(opts["env"]),
+        user=opts["user"], tty=opts["tty"], interactive=opts["interactive"],
         rootless=opts["rootless"], id_range=parse_id_range(opts["id_range"]),
         time_namespace=opts["time_namespace"],
         allow_degraded_security=opts["allow_degraded_security"],
@@ -150,8 +176,13 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str) -> A
         context_include=tuple(opts["context_include"]), show_excluded=opts["show_excluded"],
         seccomp_mode=opts["seccomp_mode"],
         seccomp_log=opts["seccomp_log"], seccomp_log_denied=opts["seccomp_log_denied"],
+        seccomp_default_action=opts["seccomp_default_action"], violations=opts["violations"],
         rootfs=opts["rootfs"],
+        volumes=tuple(parse_volume(text) for text in opts["volume"]), changes=opts["changes"],
+        changes_max_size=None if opts["changes_max_size"] is None else parse_size(
+            opts["changes_max_size"], "--changes-max-size"),
     ))
+    config = replace(config, allow_exec=parse_allow_exec(tuple(opts["allow_exec"]), config))
     if any(opts[name] for name in _POLICY_FLAGS):
         loaded = policyfiles.load(*(opts[name] for name in _POLICY_FLAGS))
         config = replace(config, loaded_policies=loaded)

@@ -10,9 +10,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from nucleus.config import changes as changes_rules
 from nucleus.config import context as context_rules
+from nucleus.config import users
+from nucleus.config import volumes as volume_rules
 from nucleus.config.modes import SERVICE_MODES, TRUST_LEVELS
 from nucleus.config.resources import Limits, parse_size
+from nucleus.config.volumes import Volume
 from nucleus.errors import InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -57,6 +61,9 @@ class ContainerConfig:
     home: str = DEFAULT_HOME
     rootfs_size: int = DEFAULT_ROOTFS_SIZE
     term: str = "xterm"
+    user: str | None = None  # -u: a user (and group) of the container's /etc/passwd (nucleus.config.users)
+    tty: bool = False  # -t: the workload's stdin, stdout and stderr are a pseudo-terminal of its own
+    interactive: bool = False  # -i: the workload reads the caller's stdin (else /dev/null)
     limits: Limits = field(default_factory=Limits)
     cgroup_namespace: bool = True
     detach: bool = False
@@ -71,8 +78,15 @@ class ContainerConfig:
     seccomp_mode: str = "enforce"
     seccomp_log: str | None = None
     seccomp_log_denied: bool = False
+    # --seccomp-default-action (None: the service mode's, nucleus.config.modes) and --violations FILE
+    seccomp_default_action: str | None = None
+    violations: str | None = None
     rootfs: str | None = None
     id_range: int | None = None  # the first host id of a privileged container's range (--id-range)
+    allow_exec: tuple[str, ...] = ()  # --allow-exec: more trees to execute in (nucleus.config.workspace)
+    volumes: tuple[Volume, ...] = ()  # -v/--volume (nucleus.config.volumes)
+    changes: str | None = None  # --changes OUT (nucleus.config.changes)
+    changes_max_size: int | None = None  # --changes-max-size (None: the default)
     loaded_policies: Any = None  # nucleus.policyfiles.Policies, loaded from the policy files
 
     @property
@@ -88,6 +102,16 @@ class ContainerConfig:
         return env
 
 
+ENV_NAME_HINT = "names start with a letter or underscore and hold letters, digits and underscores"
+LOADER_HINT = "bake libraries into the context or rootfs instead"
+
+
+def env_key_refused(key: str) -> bool:
+    """Whether a variable name is one a run refuses: not a name, or one of the loader's (the
+    rules -e, --env-file and a record's environment share)."""
+    return not ENV_KEY_RE.fullmatch(key) or key in REFUSED_ENV or key.startswith("LD_")
+
+
 def parse_env(values: tuple[str, ...] | list[str], flag: str = "--env") -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     for raw in values:
@@ -96,15 +120,12 @@ def parse_env(values: tuple[str, ...] | list[str], flag: str = "--env") -> tuple
             raise InvalidInput(
                 f"{flag} {raw!r}: expected KEY=VALUE", hint=f"write {flag} {raw}=value"
             )
-        if not ENV_KEY_RE.match(key):
-            raise InvalidInput(
-                f"{flag} {raw!r}: {key!r} is not a valid variable name",
-                hint="names start with a letter or underscore and hold letters, digits and underscores",
-            )
-        if key in REFUSED_ENV or key.startswith("LD_"):
+        if not ENV_KEY_RE.fullmatch(key):
+            raise InvalidInput(f"{flag} {raw!r}: {key!r} is not a valid variable name", hint=ENV_NAME_HINT)
+        if env_key_refused(key):
             raise InvalidInput(
                 f"{flag} {raw!r}: {key} is refused: it changes how the dynamic loader loads code",
-                hint="bake libraries into the context or rootfs instead",
+                hint=LOADER_HINT,
             )
         if "\0" in value:
             raise InvalidInput(f"{flag} {raw!r}: the value holds a NUL byte")
@@ -140,6 +161,26 @@ def parse_log_limits(max_size: str | None, max_files: str | None, detach: bool) 
             raise InvalidInput(f"--log-max-files {max_files!r}: must be between 1 and {MAX_LOG_FILES}",
                                hint="1 keeps one file, emptied when it is full")
     return size, files
+
+
+def _validate_violations(spec: ContainerConfig) -> None:
+    """--seccomp-default-action and --violations (nucleus.config.violations)."""
+    from nucleus.config.seccomp_default import DEFAULT_ACTIONS
+
+    action = spec.seccomp_default_action
+    if action is not None and action not in DEFAULT_ACTIONS:
+        raise InvalidInput(f"--seccomp-default-action {action!r}: expected one of {', '.join(DEFAULT_ACTIONS)}")
+    if action is not None and spec.seccomp_mode == "trace":
+        raise InvalidInput(f"--seccomp-default-action {action!r}: not with --seccomp-mode trace, which "
+                           "allows every call", hint="drop one of the two")
+    if spec.violations is None:
+        return
+    if not spec.violations or "\0" in spec.violations:
+        raise InvalidInput(f"--violations {spec.violations!r}: not a usable path")
+    if spec.seccomp_mode == "trace":
+        raise InvalidInput(f"--violations {spec.violations!r}: not with --seccomp-mode trace, which "
+                           "refuses no call", hint="record the trace first, then run with the profile "
+                           "it makes and --violations")
 
 
 def validate(spec: ContainerConfig) -> ContainerConfig:
@@ -194,9 +235,15 @@ def validate(spec: ContainerConfig) -> ContainerConfig:
                            hint="nucleus run --seccomp-mode trace --seccomp-log trace.ndjson -- CMD")
     if spec.seccomp_log and spec.seccomp_mode != "trace":
         raise InvalidInput(f"--seccomp-log {spec.seccomp_log!r}: only with --seccomp-mode trace")
+    _validate_violations(spec)
     for key, _ in spec.env:
-        if key in REFUSED_ENV or key.startswith("LD_") or not ENV_KEY_RE.match(key):
+        if env_key_refused(key):
             raise InvalidInput(f"--env {key!r}: refused")
+    if spec.user is not None:
+        users.parse(spec.user)
+    volume_rules.validate(spec.volumes, spec.home, CONTEXT_MOUNT if spec.context else None,
+                          spec.rootfs is not None)
+    changes_rules.validate(spec.changes, spec.context, spec.context_mode, spec.changes_max_size)
     if spec.id_range is not None and spec.rootless:
         raise InvalidInput(f"--id-range {spec.id_range}: a --rootless container maps its root to the caller",
                            hint="drop one of --id-range and --rootless")

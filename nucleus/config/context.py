@@ -347,35 +347,42 @@ def refusal(resolved: Resolved, caller: int) -> InvalidInput | None:
                 f"symlinks that the caller (uid {caller}) or root owns, in directories they own",
                 hint=f"if {path!r} is the directory you mean, name it: {FLAG} {path}")
     shown = f"{head}" if given == path else f"{head} (that is {path!r})"
+    return place_refusal(shown, path, resolved.chain, resolved.aliases, caller)
+
+
+def place_refusal(shown: str, path: str, chain: tuple[PathDir, ...], aliases: tuple[str, ...],
+                  caller: int, what: str = "context") -> InvalidInput | None:
+    """Why the host path `path` (real, resolved through `chain`, the very directory of the
+    trees in `aliases`) is never a `what` for uid `caller`: the rules of "Which directories" but
+    the symlinks' (a context and a volume share them). `shown` opens the message."""
     for tree, holds in SYSTEM_TREES.items():
         if _under(path, tree):
-            return InvalidInput(f"{shown}: {tree} holds {holds}; system trees are never a context",
+            return InvalidInput(f"{shown}: {tree} holds {holds}; system trees are never a {what}",
                                 hint="copy what the workload needs into a directory of its own")
     if path in SHARED_ROOTS:
-        return InvalidInput(f"{shown}: {path} holds {SHARED_ROOTS[path]}; it is never a context",
+        return InvalidInput(f"{shown}: {path} holds {SHARED_ROOTS[path]}; it is never a {what}",
                             hint="name the project directory inside it")
-    for alias in resolved.aliases:
+    for alias in aliases:
         holds = SYSTEM_TREES.get(alias) or SHARED_ROOTS.get(alias, "")
         return InvalidInput(f"{shown}: it is {alias} under another name (a bind mount), which "
-                            f"holds {holds}; it is never a context",
+                            f"holds {holds}; it is never a {what}",
                             hint="copy what the workload needs into a directory of its own")
     parts = [p for p in path.split("/") if p]
     for part in parts:
         if part.casefold() in SECRET_DIRS:
-            return InvalidInput(f"{shown}: {part!r} holds credentials; it is never a context, "
+            return InvalidInput(f"{shown}: {part!r} holds credentials; it is never a {what}, "
                                 "nor anything inside it",
                                 hint="copy what the workload needs into a directory of its own")
-    home = next((d for d in resolved.chain
-                 if posixpath.dirname(d.path) in HOME_ROOTS and d.path == path), None)
+    home = next((d for d in chain if posixpath.dirname(d.path) in HOME_ROOTS and d.path == path), None)
     if home is not None and home.uid != caller:
         return InvalidInput(f"{shown}: {home.path} is the home of uid {home.uid}, not the "
-                            f"caller's (uid {caller}); another user's home is never a context",
+                            f"caller's (uid {caller}); another user's home is never a {what}",
                             hint="name the project directory inside it")
-    for d in resolved.chain[:-1]:
+    for d in chain[:-1]:
         if d.mode & 0o002 and not d.mode & 0o1000:
             return InvalidInput(f"{shown}: {d.path} is writable by anyone (mode "
                                 f"{d.mode & 0o7777:04o}, no sticky bit), so anyone could swap the "
-                                "context while it is read",
+                                f"{what} while it is read",
                                 hint=f"chmod o-w {d.path}, or use a directory elsewhere")
     return None
 

@@ -130,14 +130,17 @@ DEVICE_PATHS = (
 )
 
 
-def default_rules(home: str, writable_context: bool = False) -> list[tuple[str, frozenset[str]]]:
+def default_rules(home: str, writable_context: bool = False, executable: Iterable[str] = (),
+                  volumes: Iterable[tuple[str, bool]] = ()) -> list[tuple[str, frozenset[str]]]:
     """The default Landlock rules for a workload whose home directory is ``home``.
 
     ``/`` may only be listed — and since a rule covers everything beneath its path, every
     directory can be listed, while no file outside the rules can be opened; system directories are readable and executable; /etc and
-    /context are readable but nothing there runs; /tmp, the home directory and /dev/shm are
-    scratch space (read, write, create, remove; no execute); the listed devices can be read,
-    written and (ABI 5) driven with ioctl; /proc is readable. Everything else is denied.
+    /context are readable; /tmp, the home directory and /dev/shm are scratch space (read,
+    write, create, remove); the listed devices can be read, written and (ABI 5) driven with
+    ioctl; /proc is readable. Nothing outside the system directories runs but in the
+    ``executable`` trees (nucleus.config.workspace). A volume, ``(path, writable)``, is read
+    (ro) or scratch space (rw), executable only below a tree that is. Everything else is denied.
     """
     rules: list[tuple[str, frozenset[str]]] = [("/", frozenset({"readdir"}))]
     rules += [(p, _READ_EXEC) for p in SYSTEM_EXEC_PATHS]
@@ -146,4 +149,20 @@ def default_rules(home: str, writable_context: bool = False) -> list[tuple[str, 
     rules += [(p, _SCRATCH) for p in dict.fromkeys(scratch)]
     rules += [(p, _DEVICE) for p in DEVICE_PATHS]
     rules.append(("/proc", _READ))
-    return rules
+    rules += [(path, _SCRATCH if writable else _READ) for path, writable in volumes]
+    return with_execute(rules, executable)
+
+
+def with_execute(rules: Iterable[tuple[str, frozenset[str]]],
+                 paths: Iterable[str]) -> list[tuple[str, frozenset[str]]]:
+    """``rules`` with execute granted beneath each of ``paths``: added to the rule on that very
+    path, or as a rule of its own (rights add up down a tree: /tmp/bin with execute under /tmp
+    with write is a directory whose files may be written and run)."""
+    out = [(path, frozenset(access)) for path, access in rules]
+    for path in dict.fromkeys(paths):
+        at = next((i for i, (p, _) in enumerate(out) if p == path), None)
+        if at is None:
+            out.append((path, frozenset({"execute"})))
+        else:
+            out[at] = (path, out[at][1] | {"execute"})
+    return out

@@ -169,6 +169,17 @@ def problems(req: ModeRequest, labels: Mapping[str, str] | None = None) -> list[
                "trace is a development tool: record the trace in agent mode, generate a profile "
                f"with nucleus seccomp generate, then pass {name['seccomp_profile']}",
                "Seccomp trace mode")
+    if strict and req.seccomp_default_action == "log":
+        refuse("seccomp_log",
+               f"{name['seccomp_default_action']} 'log' is forbidden in {mode} mode "
+               f"{_row(mode, 'Seccomp default action', 'forbids log: it allows what the profile refuses')}",
+               f"use {name['seccomp_default_action']} errno (or kill); try a workload under log in "
+               "agent mode", "Seccomp default action")
+    if req.seccomp_default_action is not None and any(p.kind == "seccomp" for p in req.policies):
+        out.append(Problem(
+            f"{name['seccomp_default_action']} {req.seccomp_default_action!r} applies to the default "
+            f"profile: {_policy_label(req, name, 'seccomp')} keeps its own defaultAction",
+            f"drop {name['seccomp_default_action']}, or set defaultAction in the profile"))
 
     if mode == PRODUCTION:
         for p in req.policies:
@@ -226,10 +237,21 @@ def problems(req: ModeRequest, labels: Mapping[str, str] | None = None) -> list[
                 f"{name['seccomp_mode']} 'trace' is forbidden {untrusted}: trace mode runs the "
                 f"workload with no syscall filter",
                 f"trace only programs you trust: {vouch}"))
+        if req.seccomp_default_action == "log" and "seccomp_log" not in reported:
+            out.append(Problem(
+                f"{name['seccomp_default_action']} 'log' is forbidden {untrusted}: it allows every "
+                f"call the profile does not name", f"use errno or kill, or {vouch}"))
         if dangerous and "caps" not in reported:
             out.append(Problem(
                 f"{_policy_label(req, name, 'caps')} keeps {', '.join(dangerous)}: refused "
                 f"{untrusted}", f"keep none of {', '.join(dangerous)}, or {vouch}"))
+        if req.allow_exec and strict:
+            out.append(Problem(
+                f"{name['allow_exec']} {req.allow_exec[0]!r} is forbidden {untrusted} in {mode} "
+                f"mode: an untrusted workload runs nothing from a place it can write "
+                f"(row \"Executable workspace\")",
+                f"drop {name['allow_exec']}, use --service-mode agent (/context and home are "
+                f"executable there), or {vouch}"))
     return out
 
 

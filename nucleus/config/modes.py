@@ -10,11 +10,13 @@ Service modes (``--service-mode``):
 
 - ``agent`` (default): ephemeral sandboxes. Controls that cannot be applied may be skipped with
   ``--allow-degraded-security``; ``--allow-chroot-fallback`` and ``--allow-host-network`` are
-  honoured; cgroup limits are best-effort.
+  honoured; cgroup limits are best-effort. /context and home are executable (nosuid, nodev;
+  Landlock grants execute there), /tmp is not unless ``--allow-exec /tmp``.
 - ``strict-agent``: agent workloads with nothing weakened: degraded security, chroot fallback, host
   networking and seccomp trace mode are refused, bridge DNS must be explicit, a run as root
   never maps container root to host root, and cgroups are required (a cgroup or a limit that
-  cannot be applied fails the run; a rootless run needs a cgroup delegated to its user).
+  cannot be applied fails the run; a rootless run needs a cgroup delegated to its user), and
+  every writable place (/context, home, /tmp) is noexec unless ``--allow-exec PATH`` names it.
 - ``production``: long-running services. Everything strict-agent refuses, plus: ``--memory`` and
   ``--cpus`` required, a pre-built Nix closure as root filesystem (``--rootfs /nix/store/...``),
   every policy file pinned by sha256, no dangerous capability in a caps policy, Landlock ABI 3 or
@@ -28,7 +30,10 @@ Trust levels (``--trust-level``) say whether the operator vouches for the worklo
 - ``untrusted``: the workload may be hostile. Every option that weakens isolation is refused in
   every mode: ``--allow-degraded-security``, ``--allow-chroot-fallback``, host networking,
   ``--seccomp-mode trace`` (it runs the workload with no syscall filter), dangerous capabilities
-  in a caps policy, and ``--rootless`` run by root (container root would be host root).
+  in a caps policy, ``--rootless`` run by root (container root would be host root), and in
+  strict-agent and production ``--allow-exec`` (their writable places stay noexec). In agent
+  mode an untrusted workload still runs what it builds in /context and home, and
+  ``--allow-exec`` is honoured: it adds a place to run from, not a way out of the sandbox.
   nucleus does not switch runtimes on the trust level (gVisor is not integrated): untrusted runs
   natively with every control fail-closed.
 
@@ -101,6 +106,7 @@ FLAGS = {
     "allow_host_network": "--allow-host-network",
     "dns": "--dns",
     "seccomp_mode": "--seccomp-mode",
+    "seccomp_default_action": "--seccomp-default-action",
     "rootfs": "--rootfs",
     "seccomp_profile": "--seccomp-profile",
     "seccomp_profile_sha256": "--seccomp-profile-sha256",
@@ -113,6 +119,7 @@ FLAGS = {
     "context_mode": "--context-mode",
     "require_kernel_lockdown": "--require-kernel-lockdown",
     "rootless": "--rootless",
+    "allow_exec": "--allow-exec",
 }
 
 
@@ -167,6 +174,12 @@ TABLE: tuple[Row, ...] = (
         "hidepid=2 (hides other users' processes)", "runtime"),
     Row("Mount audit", "skipped", "skipped", "post-setup flag verification (fatal)", "runtime"),
     Row("Seccomp trace mode", "allowed", "forbidden", "forbidden", "validation"),
+    Row("Seccomp default action", "errno (EPERM); kill or log with --seccomp-default-action",
+        "errno; kill allowed, log forbidden", "errno; kill allowed, log forbidden", "validation",
+        "reference"),
+    Row("Writable and executable memory", "allowed (JIT compilers: node, java)",
+        "refused (mprotect W+X fails with EPERM)", "refused (mprotect W+X fails with EPERM)",
+        "always", "reference"),
     Row("Landlock ABI", "best-effort (required unless --allow-degraded-security)", "ABI 1 minimum",
         "ABI 3 minimum", "host"),
     Row("Health checks", "optional", "optional", "optional", "none"),
@@ -180,6 +193,9 @@ TABLE: tuple[Row, ...] = (
         "reference"),
     Row("Rootfs attestation", "optional", "optional", "required (--verify-rootfs-attestation)",
         "not yet", "reference"),
+    Row("Executable workspace", "/context and home (nosuid, nodev); /tmp noexec unless "
+        "--allow-exec", "every writable place noexec unless --allow-exec",
+        "every writable place noexec unless --allow-exec (audited)", "runtime", "reference"),
 )
 ROWS = {row.name: row for row in TABLE}
 
@@ -238,6 +254,7 @@ class ModeRequest:
     allow_host_network: bool = False
     dns: tuple[str, ...] = ()
     seccomp_mode: str = "enforce"
+    seccomp_default_action: str | None = None  # None: the mode's (seccomp_default_action())
     rootfs: str | None = None
     policies: tuple[PolicyFile, ...] = ()
     caps_kept: tuple[str, ...] = ()
@@ -246,6 +263,7 @@ class ModeRequest:
     context_mode: str = "copy"
     require_kernel_lockdown: str | None = None
     rootless: bool = False
+    allow_exec: tuple[str, ...] = ()  # --allow-exec paths
 
 
 def from_container_spec(spec: object, **fields: object) -> ModeRequest:
@@ -261,7 +279,7 @@ def from_container_spec(spec: object, **fields: object) -> ModeRequest:
         values["memory_set"] = getattr(limits, "memory", None) is not None
         values["cpus_set"] = getattr(limits, "cpus", None) is not None
     values.update(fields)
-    for name in ("dns", "policies", "caps_kept"):
+    for name in ("dns", "policies", "caps_kept", "allow_exec"):
         if name in values:
             values[name] = tuple(values[name])  # type: ignore[arg-type]
     return ModeRequest(**values)  # type: ignore[arg-type]
@@ -306,6 +324,24 @@ def min_landlock_abi(mode: str, allow_degraded_security: bool = False) -> int:
     return 1
 
 
+def seccomp_default_action(mode: str, requested: str | None = None) -> str:
+    """What the default seccomp profile does with a call it does not allow (row "Seccomp default
+    action"): ``requested`` (validation refuses "log" in the strict modes), else errno in every
+    mode. errno rather than kill everywhere: a refused probe (capget, pkey_alloc, a netlink
+    socket) fails the way a program expects, where a kill ends a service for a call it could
+    do without; the violation stream records each refusal either way."""
+    _mode(mode)
+    return requested or "errno"
+
+
+def seccomp_jit(mode: str) -> bool:
+    """Whether the default seccomp profile lets memory be made writable and executable at once
+    (row "Writable and executable memory"): in agent mode, where node and java run (their JIT
+    compilers flip code pages to W+X with mprotect and abort when refused); never in the strict
+    modes, where node runs with --jitless."""
+    return _mode(mode) == AGENT
+
+
 def cgroups_required(mode: str) -> bool:
     """Whether a cgroup that cannot be created or limited, or a limit the kernel refuses,
     stops the run (row "Cgroup limits"): in strict-agent and production. Otherwise the limits
@@ -319,10 +355,20 @@ def proc_hidepid(mode: str) -> int:
     return 2 if _mode(mode) == PRODUCTION else 0
 
 
-def mount_audit(mode: str) -> tuple[MountRule, ...]:
+def mount_audit(mode: str, noexec: tuple[str, ...] = ()) -> tuple[MountRule, ...]:
     """The mounts to verify after setup, before the workload runs (row "Mount audit"); a
-    mismatch is fatal. Empty: no audit in this mode."""
-    return _MOUNT_AUDIT if _mode(mode) == PRODUCTION else ()
+    mismatch is fatal. Empty: no audit in this mode. `noexec`: the writable places mounted
+    noexec (row "Executable workspace": those --allow-exec does not name)."""
+    if _mode(mode) != PRODUCTION:
+        return ()
+    return _MOUNT_AUDIT + tuple(MountRule(p, ("nosuid", "nodev", "noexec")) for p in noexec)
+
+
+def workspace_executable(mode: str) -> bool:
+    """Whether /context and home are executable without --allow-exec (row "Executable
+    workspace"): in agent mode, where the workload builds and runs code; the strict modes keep
+    every writable place noexec unless --allow-exec names it."""
+    return _mode(mode) == AGENT
 
 
 def dns_servers(req: ModeRequest) -> tuple[str, ...]:

@@ -66,7 +66,10 @@ ARCHITECTURES: dict[str, Arch] = {
             "capset": 126,
             "pivot_root": 155,
             "seccomp": 317,
+            "open_tree": 428,
+            "move_mount": 429,
             "close_range": 436,
+            "openat2": 437,
             "mount_setattr": 442,
             "landlock_create_ruleset": 444,
             "landlock_add_rule": 445,
@@ -84,7 +87,10 @@ ARCHITECTURES: dict[str, Arch] = {
             "capset": 91,
             "sendmsg": 211,
             "seccomp": 277,
+            "open_tree": 428,
+            "move_mount": 429,
             "close_range": 436,
+            "openat2": 437,
             "mount_setattr": 442,
             "landlock_create_ruleset": 444,
             "landlock_add_rule": 445,
@@ -179,8 +185,22 @@ MOUNT_ATTR_NOEXEC = 0x8
 MOUNT_ATTR_NOATIME = 0x10
 MOUNT_ATTR_STRICTATIME = 0x20
 MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_IDMAP = 0x100000
 MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 MOUNT_ATTR_SIZE_VER0 = 32  # sizeof(struct mount_attr): four __u64
+
+# open_tree(2) and move_mount(2): a detached copy of a mount tree, and attaching one
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+# openat2(2): struct open_how's resolve flags
+RESOLVE_NO_XDEV = 0x1
+RESOLVE_NO_MAGICLINKS = 0x2
+RESOLVE_NO_SYMLINKS = 0x4
+RESOLVE_BENEATH = 0x8
+RESOLVE_IN_ROOT = 0x10
+OPEN_HOW_SIZE_VER0 = 24  # sizeof(struct open_how): three __u64
 
 # --- capget/capset ------------------------------------------------------------------------------
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -266,7 +286,22 @@ _MOUNT_ATTR_NAMES = (
     ("MOUNT_ATTR_NOATIME", MOUNT_ATTR_NOATIME),
     ("MOUNT_ATTR_STRICTATIME", MOUNT_ATTR_STRICTATIME),
     ("MOUNT_ATTR_NODIRATIME", MOUNT_ATTR_NODIRATIME),
+    ("MOUNT_ATTR_IDMAP", MOUNT_ATTR_IDMAP),
     ("MOUNT_ATTR_NOSYMFOLLOW", MOUNT_ATTR_NOSYMFOLLOW),
+)
+
+_OPEN_TREE_NAMES = (
+    ("OPEN_TREE_CLONE", OPEN_TREE_CLONE),
+    ("OPEN_TREE_CLOEXEC", OPEN_TREE_CLOEXEC),
+    *_AT_NAMES,
+)
+
+_RESOLVE_NAMES = (
+    ("RESOLVE_NO_XDEV", RESOLVE_NO_XDEV),
+    ("RESOLVE_NO_MAGICLINKS", RESOLVE_NO_MAGICLINKS),
+    ("RESOLVE_NO_SYMLINKS", RESOLVE_NO_SYMLINKS),
+    ("RESOLVE_BENEATH", RESOLVE_BENEATH),
+    ("RESOLVE_IN_ROOT", RESOLVE_IN_ROOT),
 )
 
 _MNT_NAMES = (
@@ -327,6 +362,16 @@ def dirfd_name(fd: int) -> str:
 def mount_attr_names(attrs: int) -> str:
     """Render MOUNT_ATTR_* bits for a message: ``MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID``."""
     return _flag_names(attrs, _MOUNT_ATTR_NAMES)
+
+
+def open_tree_flag_names(flags: int) -> str:
+    """Render open_tree(2) flags for a message: ``OPEN_TREE_CLONE|AT_RECURSIVE``."""
+    return _flag_names(flags, _OPEN_TREE_NAMES)
+
+
+def resolve_flag_names(flags: int) -> str:
+    """Render openat2(2) resolve flags for a message: ``RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS``."""
+    return _flag_names(flags, _RESOLVE_NAMES)
 
 
 def clone_flag_names(flags: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import signal
 
 from nucleus import linux
 from nucleus.effects import abi, libc
@@ -22,13 +23,18 @@ def cap_last_cap() -> int:
         raise abi.SyscallError("open", (repr(CAP_LAST_CAP_PATH),), e.errno or errno.EIO) from e
 
 
-def drop_capabilities(keep: frozenset[int] = frozenset()) -> None:
-    """Drop every capability not in ``keep`` from all five sets of the calling thread.
+def drop_capabilities(keep: frozenset[int] = frozenset(),
+                      user: tuple[int, int, tuple[int, ...]] | None = None) -> None:
+    """Drop every capability not in ``keep`` from all five sets of the calling thread; with
+    ``user`` = (uid, gid, groups), become that user on the way.
 
     Order matters: the bounding set is cut first (PR_CAPBSET_DROP needs CAP_SETPCAP in the
-    effective set), then the ambient set is cleared, then capset leaves inheritable empty and
-    permitted = effective = ``keep``. A capability already absent from the bounding set is not
-    dropped again, so a caller without CAP_SETPCAP succeeds when there is nothing left to drop.
+    effective set), then the ambient set is cleared, then the user is taken (setgroups,
+    setresgid, setresuid need CAP_SETGID and CAP_SETUID; PR_SET_KEEPCAPS keeps the permitted
+    set across the change of uid), then capset leaves inheritable empty and permitted =
+    effective = ``keep`` (a user other than root loses them at exec, having no ambient set). A
+    capability already absent from the bounding set is not dropped again, so a caller without
+    CAP_SETPCAP succeeds when there is nothing left to drop.
     """
     last = cap_last_cap()
     for cap in range(last + 1):
@@ -37,10 +43,26 @@ def drop_capabilities(keep: frozenset[int] = frozenset()) -> None:
         if libc.prctl(linux.PR_CAPBSET_READ, cap):
             libc.prctl(linux.PR_CAPBSET_DROP, cap)
     libc.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    if user is not None:
+        uid, gid, groups = user
+        libc.prctl(linux.PR_SET_KEEPCAPS, 1)
+        libc.setgroups(groups)
+        libc.setresgid(gid, gid, gid)
+        libc.setresuid(uid, uid, uid)
+        libc.prctl(linux.PR_SET_KEEPCAPS, 0)
+        after_identity_change()
     mask = 0
     for cap in keep:
         mask |= 1 << cap
     libc.capset(effective=mask, permitted=mask, inheritable=0)
+
+
+def after_identity_change() -> None:
+    """A change of credentials clears the parent-death signal and resets dumpability (to the
+    host's suid_dumpable): restore both (die with the parent; nothing of this process is
+    readable or traceable by the container's users)."""
+    libc.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    set_dumpable(False)
 
 
 def set_no_new_privs() -> None:

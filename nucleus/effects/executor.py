@@ -4,24 +4,30 @@ events, stopping at the first failure. Every failure comes back as the intent's 
 machine decides what happens next, and nothing here undoes work on its own.
 
 The executor holds only process handles: the process serving the pipe, the container's init (or
-the joined command), the tracer of seccomp trace mode. Management commands build one with the
+the joined command), the tracer of seccomp trace mode, and with -t the master of the workload's
+terminal, which `wait` relays (nucleus.effects.terminal). Management commands build one with the
 init's pid from the container's record.
 """
 
 from __future__ import annotations
 
+import array
 import errno as _errno
 import os
 import signal
 import socket
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from nucleus import linux
 from nucleus import vocab as v
 from nucleus.effects import channel, libc, process
 from nucleus.effects.handlers import handler_for
 from nucleus.effects.setup import SetupProcess, serve
+
+if TYPE_CHECKING:
+    from nucleus.effects.terminal import Relay
 
 # Intents after which the spawned process answers nothing: it became the command.
 _UNANSWERED = (v.ExecCommand,)
@@ -44,9 +50,14 @@ class Executor:
     def __init__(self, programs: dict[str, bytes] | None = None, *,
                  fault: tuple[str, int] | None = None, pause: tuple[str, int] | None = None,
                  warn: Callable[[str], None] | None = None, init_pid: int | None = None,
-                 init_start: int | None = None, init_identity: Callable[[int], bool] | None = None) -> None:
+                 init_start: int | None = None, init_identity: Callable[[int], bool] | None = None,
+                 keeps_trees: bool = False, monitor: Any = None) -> None:
         # What the spawned process holds besides the intents: the compiled seccomp programs.
         self.setup = SetupProcess(programs=dict(programs or {}))
+        # What the violation monitor is given (nucleus.config.violations.Setup), and its pid.
+        self.monitor_setup = monitor
+        self.monitor: int | None = None
+        self.stream: str | None = None  # the violation stream the monitor writes
         self.fault = fault
         self.pause = pause
         self.warn = warn or _stderr
@@ -61,6 +72,14 @@ class Executor:
         self.req_w: int | None = None
         self.resp_r: int | None = None
         self.tracer: tuple[int, str] | None = None  # (pid, log path) in seccomp trace mode
+        # With `keeps_trees` (the plan has a KeepTree), a socket on which the setup process hands
+        # over trees; those received wait in `trees` until the caller takes them.
+        self.keeps_trees = keeps_trees
+        self.handover: socket.socket | None = None
+        self.trees: list[int] = []
+        # With -t: the socket the workload's terminal comes back on, then the relay to it.
+        self.terminal_sock: socket.socket | None = None
+        self.terminal: Relay | None = None
 
     # -- dispatch ---------------------------------------------------------------------------------
     def perform(self, intents: tuple[v.Intent, ...]) -> list[v.Event]:
@@ -120,9 +139,11 @@ class Executor:
             return self._broken(intents[0], _errno.ESRCH, "no setup process")
         try:
             channel.send_intents(self.req_w, intents)
+            self._take_terminal(intents[-1])
             if isinstance(intents[-1], _UNANSWERED):
                 return []
             events = channel.receive_events(self.resp_r)
+            self._receive_trees()
         except (channel.ChannelClosedError, OSError) as e:
             message, status = self._went_away(intents, e)
             if status is not None and isinstance(intents[-1], v.ExecWorkload):
@@ -140,6 +161,42 @@ class Executor:
                 process.reap(intermediate)
         return events
 
+    def _receive_trees(self) -> None:
+        """Take every tree the setup process sent before it answered (KeepTree)."""
+        space = socket.CMSG_LEN(4 * array.array("i").itemsize)
+        while self.handover is not None:
+            try:  # not socket.recv_fds: it drops its flags (CPython 3.11)
+                _, ancillary, _, _ = self.handover.recvmsg(1, space, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+            except BlockingIOError:
+                return
+            fds = array.array("i")
+            for level, kind, data in ancillary:
+                if (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS):
+                    fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+            if not fds:
+                return
+            self.trees.extend(fds)
+
+    def _take_terminal(self, last: v.Intent) -> None:
+        """With ExecWorkload or ExecCommand asking for a terminal: take its master from the
+        process about to become the command (which waits for it), set its window size, and
+        keep it for the relay (`wait`). A process that ended without handing one over fails
+        its own way (its exit, or PID 1's answer)."""
+        if not isinstance(last, (v.ExecWorkload, v.ExecCommand)) or not last.terminal \
+                or self.terminal_sock is None:
+            return
+        from nucleus.effects import terminal
+
+        master = terminal.receive(self.terminal_sock)
+        self.terminal_sock.close()
+        self.terminal_sock = None
+        if master is not None:
+            self.terminal = terminal.Relay(master, last.stdin)
+
+    def take_tree(self) -> int | None:
+        """The tree the setup process handed over (the caller closes it), or None."""
+        return self.trees.pop(0) if self.trees else None
+
     def _went_away(self, intents: tuple[v.Intent, ...], error: Exception) -> tuple[str, int | None]:
         """What became of the serving process, once its end of the pipe closed: reaped (it is
         this process's child) and its death described; and its wait status."""
@@ -150,8 +207,26 @@ class Executor:
             return f"the setup process went away during {steps}: {error}", None
         if self.init_pid == self.pid:
             self.init_pid = None
-        self.pid = None
-        return describe_death(status, steps), status
+        dead, self.pid = self.pid, None
+        return describe_death(status, steps) + self._refused_to(dead), status
+
+    def _refused_to(self, pid: int | None) -> str:
+        """What the violation stream says the seccomp profile refused the setup process (a
+        profile that refuses a call nucleus makes after loading it), as a clause; "" for none."""
+        if self.stream is None or pid is None:
+            return ""
+        from nucleus.config import violations
+
+        try:
+            with open(self.stream, "rb") as f:
+                records = violations.parse(f.read(violations.MAX_STREAM_SIZE))
+        except OSError:
+            return ""
+        calls = dict.fromkeys(violations.call(r) for r in records if r.get("pid") == pid and r.get("layer") == "seccomp")
+        if not calls:
+            return ""
+        return (f": the seccomp profile refused it {', '.join(calls)}, which nucleus calls after loading "
+                "the profile")
 
     # -- host effects -----------------------------------------------------------------------------
     def served_pid(self) -> int:
@@ -163,19 +238,40 @@ class Executor:
         """Fork the process that serves the child-side intents (a subreaper first, so that the
         process it forks later is reparented here). In trace mode the tracer comes first."""
         libc.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        if self.keeps_trees:
+            self.handover, self.setup.handover = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        terminal_end = None
+        if op.terminal:
+            from nucleus.effects import terminal  # noqa: F401 - the process inside uses it after pivot_root
+
+            self.terminal_sock, terminal_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.setup.terminal_fd = terminal_end.fileno()
         traced_end = None
         if op.trace_log:
             traced_end = self._start_tracer(op.trace_log)
-            self.setup.trace_fd = traced_end
+        elif op.violations:
+            traced_end = self._start_monitor(op.violations)
+            self.stream = op.violations
+        self.setup.trace_fd = traced_end
         try:
             self.pid, self.req_w, self.resp_r = process.serve_in_child(self._serve)
         finally:
             if traced_end is not None:  # only the container keeps its end
                 os.close(traced_end)
                 self.setup.trace_fd = None
+            if self.setup.handover is not None:
+                self.setup.handover.close()
+                self.setup.handover = None
+            if terminal_end is not None:  # only the container keeps its end
+                terminal_end.close()
+                self.setup.terminal_fd = None
 
     def _serve(self, req_fd: int, resp_fd: int) -> None:
         self.setup.req_fd, self.setup.resp_fd = req_fd, resp_fd
+        if self.handover is not None:  # the supervisor's end
+            self.handover.close()
+        if self.terminal_sock is not None:
+            self.terminal_sock.close()
         serve(self.setup)
 
     def _start_tracer(self, log: str) -> int:
@@ -190,6 +286,44 @@ class Executor:
         finally:
             tracer_end.close()
         return traced_end.detach()
+
+    def _start_monitor(self, stream: str) -> int:
+        """Fork the violation monitor (nucleus.effects.monitor); the container's end of its
+        handoff socket is returned. The user's copy of the stream is the monitor's alone."""
+        from nucleus.effects import monitor  # also what PID 1 uses after pivot_root
+
+        setup = self.monitor_setup
+        if setup is None:
+            raise OSError(_errno.EINVAL, "no description of the container for its violation monitor")
+        try:
+            self.monitor, theirs = monitor.spawn(setup, stream, self.setup.programs)
+        finally:
+            if setup.copy_fd is not None:
+                os.close(setup.copy_fd)
+                setup.copy_fd = None
+        return theirs
+
+    def _finish_monitor(self) -> None:
+        """The monitor ends once the container's last process is gone; it is reaped here (and
+        killed if it has not ended within REAP_WAIT). Waiting for the init reaps every child
+        that has ended, the monitor among them: one reaped already is left alone, never
+        signalled (its pid may be another process's by now)."""
+        if self.monitor is None:
+            return
+        pid, self.monitor = self.monitor, None
+        if process.poll_exit(pid, gone=0) is not None:
+            return  # ended (reaped now), or reaped already
+        # Still our unreaped child, so its pid cannot have been reused: pin it and wait.
+        import select
+
+        pinned = os.pidfd_open(pid)
+        try:
+            ended = select.select([pinned], [], [], REAP_WAIT)[0]
+        finally:
+            os.close(pinned)
+        if not ended:
+            process.kill(pid)
+        process.reap(pid)
 
     def send_signal(self, name: str) -> None:
         if self.init_pid is not None:  # gone meanwhile: its supervisor records the exit
@@ -210,6 +344,26 @@ class Executor:
                 os.close(fd)
         self.req_w = self.resp_r = None
         self._finish_tracer(quiet=True)
+        self._finish_monitor()
+        self.close_trees()
+        self._close_terminal()
+
+    def _close_terminal(self) -> None:
+        if self.terminal_sock is not None:
+            self.terminal_sock.close()
+            self.terminal_sock = None
+        if self.terminal is not None:
+            self.terminal.close()
+            self.terminal = None
+
+    def close_trees(self) -> None:
+        """Let go of every tree received and the socket they came on."""
+        for tree in self.trees:
+            os.close(tree)
+        self.trees.clear()
+        if self.handover is not None:
+            self.handover.close()
+            self.handover = None
 
     def wait(self) -> int:
         """Wait for the container's init (or the joined command) while forwarding signals;
@@ -217,11 +371,18 @@ class Executor:
         if self.init_pid is None:
             raise OSError(_errno.ESRCH, "nothing was started")
         target = self.init_pid
-        code = process.wait_forwarding(target)
+        if self.terminal is not None:  # relaying its terminal meanwhile (-t)
+            try:
+                code = self.terminal.run(target)
+            finally:
+                self._close_terminal()
+        else:
+            code = process.wait_forwarding(target)
         self.init_pid = None
         if self.pid == target:
             self.pid = None
         self._finish_tracer()
+        self._finish_monitor()
         return code
 
     def _finish_tracer(self, quiet: bool = False) -> None:

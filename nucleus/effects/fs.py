@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import re
+import socket
 import stat
 from collections.abc import Callable
 from typing import Any
@@ -43,9 +45,9 @@ def mount_fs(op: v.MountFs) -> None:
     libc.mount(op.fstype, op.target, op.fstype, flags_of(op.flags), op.data or None)
 
 
-def _make_target(source: str, target: str) -> None:
+def _make_target(is_dir: bool, target: str) -> None:
     """Create the mount point to match the source: a directory, or an empty file."""
-    if os.path.isdir(source):
+    if is_dir:
         os.makedirs(target, exist_ok=True)
         return
     os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -58,15 +60,17 @@ def bind_mount(op: v.BindMount) -> None:
     or with `op.recursive` to every mount of the bound tree in one mount_setattr(AT_RECURSIVE)
     call, checked afterwards in /proc/self/mountinfo. With `op.opened` (the descriptor the
     supervisor opened the source from before any host change) the source path is opened again
-    without following any symlink and bound only if it is still that directory."""
+    without following any symlink and bound only if it is still that directory; with
+    `op.beneath`, it is opened from that directory without following any symlink."""
     if op.optional and not os.path.exists(op.source):
         return
-    reopened = _reopen(op.source, op.opened) if op.opened >= 0 else None
+    if op.beneath:
+        reopened: int | None = open_beneath(op.beneath, op.source)
+    else:
+        reopened = _reopen(op.source, op.opened) if op.opened >= 0 else None
     try:
-        if reopened is not None:
-            os.makedirs(op.target, exist_ok=True)
-        else:
-            _make_target(op.source, op.target)
+        is_dir = os.path.isdir(op.source) if reopened is None else stat.S_ISDIR(os.fstat(reopened).st_mode)
+        _make_target(is_dir, op.target)
         source = op.source if reopened is None else f"/proc/self/fd/{reopened}"
         libc.mount(source, op.target, None, abi.MS_BIND | (abi.MS_REC if op.recursive else 0))
     finally:
@@ -82,25 +86,55 @@ def bind_mount(op: v.BindMount) -> None:
     libc.mount(None, op.target, None, abi.MS_BIND | abi.MS_REMOUNT | flags)
 
 
-def _reopen(path: str, opened: int) -> int:
-    """`path` (a real path: no symlink on it) opened O_PATH in this mount namespace, one
-    component at a time without following symlinks, and checked to be the directory open at
-    `opened` (which the supervisor opened in the host's: a bind from a descriptor of another
-    mount namespace is refused by the kernel)."""
-    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+def open_beneath(top: str, path: str) -> int:
+    """`path`, below the directory `top`, opened O_PATH one component at a time from `top`
+    without following a symlink: a symlink anywhere below `top` is refused (ELOOP), naming it."""
+    rel = posixpath.relpath(path, top)
+    if rel == "." or rel == ".." or rel.startswith("../"):
+        raise OSError(errno.EINVAL, f"{path!r} is not below {top!r}")
+    fd = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    walked = top.rstrip("/")
     try:
-        for part in (p for p in path.split("/") if p):
-            sub = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        for part in rel.split("/"):
+            walked = f"{walked}/{part}"
+            try:
+                sub = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except FileNotFoundError:
+                raise OSError(errno.ENOENT, f"{walked!r} does not exist") from None
             os.close(fd)
             fd = sub
-        now, then = os.fstat(fd), os.fstat(opened)
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, f"{walked!r} is a symlink, which is not followed here")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _reopen(path: str, opened: int) -> int:
+    """`path` (a real path: no symlink on it) opened O_PATH in this mount namespace, one
+    component at a time without following symlinks, and checked to be the directory (or file)
+    open at `opened` (which the supervisor opened in the host's: a bind from a descriptor of
+    another mount namespace is refused by the kernel)."""
+    then = os.fstat(opened)
+    what = "directory" if stat.S_ISDIR(then.st_mode) else "file"
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    parts = [p for p in path.split("/") if p]
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1 and what == "file"
+            flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC | (0 if last else os.O_DIRECTORY)
+            sub = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        now = os.fstat(fd)
     except OSError as e:
         os.close(fd)
-        raise OSError(errno.ESTALE, f"{path!r} is not the directory opened before the run any "
+        raise OSError(errno.ESTALE, f"{path!r} is not the {what} opened before the run any "
                                     f"more ({e.strerror})") from None
     if (now.st_dev, now.st_ino) != (then.st_dev, then.st_ino):
         os.close(fd)
-        raise OSError(errno.ESTALE, f"{path!r} is not the directory opened before the run any more")
+        raise OSError(errno.ESTALE, f"{path!r} is not the {what} opened before the run any more")
     return fd
 
 
@@ -114,11 +148,8 @@ def set_recursively(target: str, flags: tuple[str, ...]) -> None:
     below it, then check every one of them in mountinfo. Where the kernel lacks mount_setattr
     (before 5.12) each mount is remounted by its path instead (one hidden under another cannot
     be, and then fails the check)."""
-    attrs = 0
-    for name in flags:
-        attrs |= _MOUNT_ATTRS.get(name, 0)
     try:
-        libc.mount_setattr(abi.AT_FDCWD, target, abi.AT_RECURSIVE, attrs)
+        libc.mount_setattr(abi.AT_FDCWD, target, abi.AT_RECURSIVE, _attrs(flags))
     except abi.SyscallError as e:
         if e.errno != errno.ENOSYS:
             raise
@@ -128,18 +159,57 @@ def set_recursively(target: str, flags: tuple[str, ...]) -> None:
     check_recursively(target, flags)
 
 
+def mount_volume(op: v.MountVolume) -> None:
+    """Bind a volume (see the intent): the host object opened before the run, found again by
+    its path without following a symlink; a detached copy of its mount tree with the flags (and
+    the id mapping) set on every mount of it before anything is attached, then attached and
+    checked in mountinfo."""
+    reopened = _reopen(op.source, op.opened)
+    try:
+        _make_target(stat.S_ISDIR(os.fstat(reopened).st_mode), op.target)
+        tree = libc.open_tree(reopened, "", abi.OPEN_TREE_CLONE | abi.OPEN_TREE_CLOEXEC
+                              | abi.AT_EMPTY_PATH | abi.AT_RECURSIVE)
+    finally:
+        os.close(reopened)
+    try:
+        attrs = _attrs(op.flags) | (abi.MOUNT_ATTR_IDMAP if op.userns >= 0 else 0)
+        libc.mount_setattr(tree, "", abi.AT_EMPTY_PATH | abi.AT_RECURSIVE, attrs,
+                           userns_fd=max(op.userns, 0))
+        libc.move_mount(tree, "", abi.AT_FDCWD, op.target, abi.MOVE_MOUNT_F_EMPTY_PATH)
+    finally:
+        libc.close(tree)
+    check_recursively(op.target, op.flags)
+
+
+_KEPT = abi.MOUNT_ATTR_RDONLY | abi.MOUNT_ATTR_NOSUID | abi.MOUNT_ATTR_NODEV | abi.MOUNT_ATTR_NOEXEC
+
+
+def keep_tree(op: v.KeepTree, sock: socket.socket | None) -> None:
+    """Send the supervisor, over `sock`, a detached copy of the mount at `op.target` (the same
+    file system, so it shows what the workload does there), read-only, nosuid, nodev, noexec."""
+    if sock is None:
+        raise OSError(errno.EBADF, f"keeping {op.target}: no socket to the supervisor")
+    tree = libc.open_tree(abi.AT_FDCWD, op.target, abi.OPEN_TREE_CLONE | abi.OPEN_TREE_CLOEXEC)
+    try:
+        libc.mount_setattr(tree, "", abi.AT_EMPTY_PATH, _KEPT)
+        socket.send_fds(sock, [b"T"], [tree])
+    finally:
+        libc.close(tree)
+
+
+def _attrs(flags: tuple[str, ...]) -> int:
+    out = 0
+    for name in flags:
+        out |= _MOUNT_ATTRS.get(name, 0)
+    return out
+
+
 def _mounts_below(target: str) -> list[tuple[str, set[str]]]:
     """(mount point, per-mount options) of every mount at or below `target`, from mountinfo."""
     real = os.path.realpath(target)
     under = real.rstrip("/") + "/"
-    out = []
-    with open(MOUNTINFO) as f:
-        for line in f:
-            fields = line.split()
-            point = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
-            if point == real or point.startswith(under):
-                out.append((point, set(fields[5].split(","))))
-    return out
+    return [(point, options) for point, options in mount_table()
+            if point == real or point.startswith(under)]
 
 
 def check_recursively(target: str, flags: tuple[str, ...]) -> None:
@@ -362,9 +432,8 @@ def detach_old_root(op: v.DetachOldRoot) -> None:
     libc.chdir("/")
 
 
-def audit_mounts(op: v.AuditMounts) -> None:
-    """Check each rule against /proc/self/mountinfo: the mount holding the path (after resolving
-    symlinks) must carry the rule's flags. Every problem is reported at once."""
+def mount_table() -> list[tuple[str, set[str]]]:
+    """(mount point, per-mount options) of every mount this process sees, in mountinfo's order."""
     mounts = []
     with open(MOUNTINFO) as f:
         for line in f:
@@ -372,15 +441,27 @@ def audit_mounts(op: v.AuditMounts) -> None:
             # Octal escapes (\040 for a space); no codec lookup: this runs after pivot_root.
             point = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4])
             mounts.append((point, set(fields[5].split(","))))
+    return mounts
+
+
+def holder_of(real: str, mounts: list[tuple[str, set[str]]]) -> tuple[str, set[str]] | None:
+    """The mount that holds the path `real` (no symlink on it): the deepest mount point above
+    it, the last mounted there."""
+    above = [m for m in mounts if real == m[0] or real.startswith(m[0].rstrip("/") + "/")]
+    return max(reversed(above), key=lambda m: len(m[0]), default=None)
+
+
+def audit_mounts(op: v.AuditMounts) -> None:
+    """Check each rule against /proc/self/mountinfo: the mount holding the path (after resolving
+    symlinks) must carry the rule's flags. Every problem is reported at once."""
+    mounts = mount_table()
     problems = []
     for path, flags, required in op.rules:
         if not os.path.lexists(path):
             if required:
                 problems.append(f"{path}: missing")
             continue
-        real = os.path.realpath(path)
-        holder = max((m for m in mounts if real == m[0] or real.startswith(m[0].rstrip("/") + "/")),
-                     key=lambda m: len(m[0]), default=None)
+        holder = holder_of(os.path.realpath(path), mounts)
         if holder is None:
             problems.append(f"{path}: on no mount")
             continue
@@ -412,6 +493,7 @@ EFFECTS: dict[type[v.Intent], Callable[[Any], None]] = {
     v.WriteFile: write_file,
     v.CopyTree: copy_tree,
     v.VerifyTree: verify_tree,
+    v.MountVolume: mount_volume,
     v.MaskPaths: mask_paths,
     v.PivotRoot: pivot_root,
     v.DetachOldRoot: detach_old_root,

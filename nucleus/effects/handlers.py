@@ -23,7 +23,7 @@ Handler = Callable[[Any, Any], "str | None"]
 
 
 def _drop_capabilities(_: Any, op: v.DropCapabilities) -> None:
-    caps.drop_capabilities(frozenset(capability_number(name) for name in op.keep))
+    caps.drop_capabilities(frozenset(capability_number(name) for name in op.keep), op.user)
     caps.set_no_new_privs()
 
 
@@ -42,16 +42,29 @@ def _load_seccomp(setup: Any, op: v.LoadSeccomp) -> None:
     program = setup.programs.get(op.program_sha256)
     if program is None:
         raise OSError(_errno.ENOENT, f"no compiled seccomp program {op.program_sha256[:12]}")
+    if op.mode == "notify":
+        if setup.trace_fd is None:
+            raise OSError(_errno.EBADF, "seccomp: no socket to the violation monitor")
+        # The calls the program refuses wait for the monitor, which answers them as the program
+        # says and records them; the rest run as under the plain program.
+        from nucleus.effects import seccomp_handoff
+
+        seccomp_handoff.start_notifying(setup.trace_fd, program, op.program_sha256.encode(), op.log_denied)
+        os.close(setup.trace_fd)
+        setup.trace_fd = None
+        return
     caps.set_no_new_privs()
     libc.seccomp_set_mode_filter(program, abi.SECCOMP_FILTER_FLAG_LOG if op.log_denied else 0)
 
 
-def _apply_landlock(_: Any, op: v.ApplyLandlock) -> None:
+def _apply_landlock(setup: Any, op: v.ApplyLandlock) -> None:
     abi_version = landlock.abi_version()
     need = max(op.min_abi, 1)
     if abi_version < need:
         raise OSError(_errno.EOPNOTSUPP, f"Landlock ABI {abi_version} is below the required {need}")
-    landlock.restrict([(path, frozenset(access)) for path, access in op.rules], abi=abi_version)
+    landlock.restrict([(path, frozenset(access)) for path, access in op.rules], abi=abi_version,
+                      log_new_exec=op.log_new_exec)
+    setup.landlock = op.rules  # what a refused exec is checked against (nucleus.effects.setup)
 
 
 def _remove_cgroup(_: Any, op: v.RemoveCgroup) -> str | None:
@@ -88,6 +101,7 @@ HANDLERS: dict[type[v.Intent], Handler] = {
     v.BecomeRoot: _on(namespaces.become_root),
     v.EnterNamespaces: _on(namespaces.enter_namespaces),
     **{cls: _on(effect) for cls, effect in fs.EFFECTS.items()},
+    v.KeepTree: lambda setup, op: fs.keep_tree(op, setup.handover),
     v.DropCapabilities: _drop_capabilities,
     v.LoadSeccomp: _load_seccomp,
     v.ApplyLandlock: _apply_landlock,

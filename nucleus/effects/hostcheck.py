@@ -67,6 +67,8 @@ if TYPE_CHECKING:  # the shapes of probe()'s JSON-ready answer; plain dicts at r
     class LandlockFacts(TypedDict, total=False):
         abi: int | None
         error: str | None
+        audit: int | None  # the kernel's audit_enabled (Landlock logs its denials only when on)
+        audit_error: str | None
 
     class LockdownFacts(TypedDict, total=False):
         line: str | None
@@ -280,12 +282,41 @@ def seccomp() -> SeccompFacts:
 
 
 def landlock() -> LandlockFacts:
+    from nucleus.effects import audit
     from nucleus.effects import landlock as ll
 
+    facts: LandlockFacts
     try:
-        return {"abi": ll.abi_version(), "error": None}
+        facts = {"abi": ll.abi_version(), "error": None}
     except OSError as e:
-        return {"abi": None, "error": _error(e)}
+        facts = {"abi": None, "error": _error(e)}
+    try:
+        facts["audit"], facts["audit_error"] = audit.status().enabled, None
+    except OSError as e:
+        facts["audit"], facts["audit_error"] = None, _error(e)
+    return facts
+
+
+def violations_line(sc: SeccompFacts, ll: LandlockFacts) -> str:
+    """What the violation stream (nucleus violations) records on this host."""
+    notify = (sc.get("actions") or {}).get("user_notif")
+    parts = ["seccomp refusals (user notification)" if notify else
+             "no seccomp refusals (the kernel lacks user notification)"]
+    if ll.get("audit"):
+        parts.append(f"Landlock denials (audit is on: {'; '.join(_landlock_audit_needs(ll))})")
+    elif ll.get("audit") == 0:
+        parts.append("no Landlock denials: the kernel's audit is off (auditctl -e 1, or audit=1 on "
+                     "the kernel command line, turns it on; nucleus never does)")
+    else:
+        parts.append(f"no Landlock denials: audit cannot be read ({ll.get('audit_error')})")
+    return "records " + "; ".join(parts)
+
+
+def _landlock_audit_needs(ll: LandlockFacts) -> list[str]:
+    needs = ["read as root (CAP_AUDIT_READ)"]
+    if (ll.get("abi") or 0) < 7:
+        needs.append("ABI 7 logs the workload's denials; this kernel logs those of nucleus's init only")
+    return needs
 
 
 def _lockdown_private(path: str) -> str:
@@ -540,6 +571,7 @@ def report(facts: Facts, modes_: tuple[str, ...] = MODES) -> str:
     add("seccomp log flag", _yes(sc.get("filter_flag_log")))
     ll: LandlockFacts = facts.get("landlock") or {}
     add("landlock ABI", ll.get("abi") if ll.get("abi") is not None else f"unknown ({ll.get('error')})")
+    add("violations", violations_line(sc, ll))
     lock: LockdownFacts = facts.get("lockdown") or {}
     if lock.get("line") is not None:
         text = f"{lock.get('mode') or 'unknown'} ({lock['line']})"

@@ -17,6 +17,7 @@ from nucleus.config import landlock_default as _ll
 from nucleus.effects import libc
 from nucleus.effects.abi import (  # by name: ``abi`` here is a Landlock ABI version
     LANDLOCK_CREATE_RULESET_VERSION,
+    LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON,
     LANDLOCK_RULE_PATH_BENEATH,
     SyscallError,
 )
@@ -71,7 +72,7 @@ def _rights(access: int | Iterable[str]) -> int:
 
 def restrict(
     rules: Iterable[tuple[str, int | Iterable[str]]], *, handled: int | None = None,
-    scope_signals: bool = True, abi: int | None = None,
+    scope_signals: bool = True, abi: int | None = None, log_new_exec: bool = False,
 ) -> Restricted:
     """Enforce ``rules`` — (path, rights) pairs, rights a mask or a set of group names of
     ``nucleus.config.landlock_default`` — on the calling thread and its future children.
@@ -87,6 +88,9 @@ def restrict(
       no longer signal processes outside its domain; both work inside the domain.
     - no_new_privs is set first (idempotent): the kernel requires it from a process without
       CAP_SYS_ADMIN, and nucleus wants it in every case.
+    - ``log_new_exec`` (ABI >= 7): the kernel audits the denials of the programs this process
+      execs from now on, which it does not by default (LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON;
+      nucleus restricts its own init and then execs the workload).
 
     Returns a ``Restricted``; raises SyscallError naming the failed call.
     """
@@ -125,7 +129,8 @@ def restrict(
             finally:
                 os.close(fd)
         libc.prctl(PR_SET_NO_NEW_PRIVS, 1)
-        libc.landlock_restrict_self(ruleset, 0)
+        flags = LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON if log_new_exec and abi >= 7 else 0
+        libc.landlock_restrict_self(ruleset, flags)
     finally:
         libc.close(ruleset)  # the ruleset fd came from the seam: it goes back through it
     return Restricted(abi, handled, scoped, applied, skipped)

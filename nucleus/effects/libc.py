@@ -1,6 +1,7 @@
 """Raw Linux calls: the one ctypes module of nucleus, and the seam every effect calls through.
 
-Every call CPython 3.11 lacks (unshare, setns, mount, mount_setattr, pivot_root, setfsuid,
+Every call CPython 3.11 lacks (unshare, setns, mount, mount_setattr, open_tree, move_mount,
+openat2, pivot_root, setfsuid,
 capabilities, seccomp, Landlock, close_range, signalfd), the few calls into libseccomp and the prepared calls of seccomp trace mode
 are here; so are the calls an effect would otherwise make through ``os`` that need privileges or
 change the calling process (chown, chroot, chdir, the descriptors of setns, rlimits, ...). A test
@@ -146,6 +147,37 @@ def mount_setattr(dirfd: int, path: str | bytes | os.PathLike[str] | os.PathLike
     _check(ret, "mount_setattr", abi.dirfd_name(dirfd), abi.quoted(path), abi.at_flag_names(flags),
            f"{{attr_set={abi.mount_attr_names(attr_set)}, attr_clr={abi.mount_attr_names(attr_clr)}, "
            f"propagation={abi.mount_flag_names(propagation)}, userns_fd={userns_fd}}}")
+
+
+def open_tree(dirfd: int, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], flags: int) -> int:
+    """open_tree(2), by syscall number: with OPEN_TREE_CLONE, a detached copy of the mount at
+    ``path`` (relative to ``dirfd``; with AT_RECURSIVE, of every mount below it too); returns
+    its descriptor."""
+    ret = _raw("open_tree", dirfd, _path(path), flags)
+    return _check(ret, "open_tree", abi.dirfd_name(dirfd), abi.quoted(path), abi.open_tree_flag_names(flags))
+
+
+def move_mount(from_dirfd: int, from_path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+               to_dirfd: int, to_path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+               flags: int) -> None:
+    """move_mount(2), by syscall number: attach the (detached) mount at ``from_path`` onto
+    ``to_path``."""
+    ret = _raw("move_mount", from_dirfd, _path(from_path), to_dirfd, _path(to_path), flags)
+    _check(ret, "move_mount", abi.dirfd_name(from_dirfd), abi.quoted(from_path),
+           abi.dirfd_name(to_dirfd), abi.quoted(to_path), hex(flags))
+
+
+def openat2(dirfd: int, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], flags: int,
+            resolve: int, mode: int = 0) -> int:
+    """openat2(2), by syscall number: open ``path`` relative to ``dirfd`` with ``flags`` (O_*),
+    resolving it as ``resolve`` (RESOLVE_*) says; returns the descriptor."""
+    import ctypes
+    import struct
+    how = ctypes.create_string_buffer(struct.pack("=3Q", flags, mode, resolve), abi.OPEN_HOW_SIZE_VER0)
+    ret = _raw("openat2", dirfd, _path(path), how, abi.OPEN_HOW_SIZE_VER0)
+    return _check(ret, "openat2", abi.dirfd_name(dirfd), abi.quoted(path),
+                  f"{{flags={abi.open_flag_names(flags)}, mode={mode:#o}, "
+                  f"resolve={abi.resolve_flag_names(resolve)}}}")
 
 
 # --- UTS ----------------------------------------------------------------------------------------
@@ -358,12 +390,13 @@ def prepare_seccomp_filter(bpf: bytes, flags: int = 0) -> tuple[PreparedSyscall,
 
 
 class PreparedSendFd:
-    """``sendmsg(sock_fd, msg, MSG_NOSIGNAL)`` passing one fd (SCM_RIGHTS) with a one-byte
-    message, prepared (see PreparedSyscall). ``address`` is where the msghdr lives, fixed for the
-    object's life, so that a seccomp filter can exempt exactly this call by its first two
-    arguments; :meth:`send` fills in the fd (a store into the buffer, no syscall) and makes it."""
+    """``sendmsg(sock_fd, msg, MSG_NOSIGNAL)`` passing one fd (SCM_RIGHTS) with a short message
+    (``payload``, one byte by default), prepared (see PreparedSyscall). ``address`` is where the
+    msghdr lives, fixed for the object's life, so that a seccomp filter can exempt exactly this
+    call by its first two arguments; :meth:`send` fills in the fd (a store into the buffer, no
+    syscall) and makes it."""
 
-    def __init__(self, sock_fd: int) -> None:
+    def __init__(self, sock_fd: int, payload: bytes = b"L") -> None:
         import ctypes
         import socket
 
@@ -391,8 +424,8 @@ class PreparedSendFd:
             ]
 
         self.sock_fd = sock_fd
-        self._byte = ctypes.create_string_buffer(b"L", 1)
-        self._iov = Iovec(ctypes.addressof(self._byte), 1)
+        self._byte = ctypes.create_string_buffer(payload, len(payload))
+        self._iov = Iovec(ctypes.addressof(self._byte), len(payload))
         self._cmsg = Cmsg(16 + 4, socket.SOL_SOCKET, socket.SCM_RIGHTS, -1, 0)
         self._msg = Msghdr(
             None, 0, ctypes.addressof(self._iov), 1,

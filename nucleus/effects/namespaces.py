@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import socket
 import struct
 
@@ -48,9 +47,7 @@ def enter_user_namespace(_: v.EnterUserNamespace) -> None:
 def become_root(_: v.BecomeRoot) -> None:
     libc.setresgid(0, 0, 0)
     libc.setresuid(0, 0, 0)
-    # A credential change clears the parent-death signal and resets dumpability: restore both.
-    libc.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-    caps.set_dumpable(False)
+    caps.after_identity_change()
 
 
 def enter_namespaces(op: v.EnterNamespaces) -> None:
@@ -83,10 +80,10 @@ def enter_namespaces(op: v.EnterNamespaces) -> None:
 
 
 def write_id_maps(op: v.WriteIdMaps, pid: int) -> None:
-    """Host side: setgroups=deny (where the kernel has it), then the uid and gid maps of `pid`."""
+    """Host side: setgroups (where the kernel has it), then the uid and gid maps of `pid`."""
     base = f"/proc/{pid}"
     try:
-        write(f"{base}/setgroups", "deny")
+        write(f"{base}/setgroups", op.setgroups)
     except FileNotFoundError:
         pass
     write(f"{base}/uid_map", "".join(f"{a} {b} {c}\n" for a, b, c in op.uid_map))

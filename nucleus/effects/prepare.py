@@ -36,6 +36,100 @@ def read_file(flag: str, path: str) -> bytes:
         raise InvalidInput(f"{flag} {path!r}: {e.strerror}") from e
 
 
+def read_small_file(flag: str, path: str, limit: int) -> bytes:
+    """The bytes of a regular file the caller names (an --env-file): opened as the caller
+    would (its own file, symlinks followed), but never a FIFO, device or directory (it could
+    block, or never end), and never more than `limit` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as e:
+        raise InvalidInput(f"{flag} {path!r}: {e.strerror}") from e
+    try:
+        data = read_regular(fd, limit)
+    except OSError as e:
+        raise InvalidInput(f"{flag} {path!r}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    if data is None:
+        raise InvalidInput(f"{flag} {path!r}: not a regular file (a pipe, device or directory is refused)")
+    if len(data) > limit:
+        raise InvalidInput(f"{flag} {path!r}: larger than {limit >> 10} KiB")
+    return data
+
+
+def read_regular(fd: int, limit: int) -> bytes | None:
+    """What an open file holds, up to `limit` + 1 bytes (more than `limit`: too large); None
+    when it is not a regular file."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _open_append(flag: str, path: str) -> tuple[int, bool]:
+    """A file the run appends to (--violations), opened once, now, before anything changes:
+    created 0600 if missing, never through a symlink (O_NOFOLLOW), never a FIFO, device or
+    directory, never a file of another user's or one with other names (a hard link planted to
+    a file the caller may write), so that what the caller names is what is written. Returns
+    the descriptor and whether the file was made now. Refused as bad input naming the flag, the
+    file and why."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    created = False
+    try:
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+            created = True
+        except FileExistsError:
+            fd = os.open(path, flags)
+    except OSError as e:
+        why = {errno.ELOOP: "is a symbolic link", errno.ENXIO: "is not a regular file (a FIFO or a socket)"
+               }.get(e.errno or 0, e.strerror)
+        raise InvalidInput(f"{flag} {path!r}: cannot be opened for appending: {why}",
+                           hint="name a regular file of your own in a directory you may write") from None
+    st = os.fstat(fd)
+    why = None
+    if not stat.S_ISREG(st.st_mode):
+        why = "is not a regular file"
+    elif st.st_uid != os.geteuid():
+        why = f"belongs to uid {st.st_uid}, not to the caller (uid {os.geteuid()})"
+    elif st.st_nlink != 1:
+        why = f"has {st.st_nlink} names (hard links)"
+    if why is not None:
+        os.close(fd)
+        raise InvalidInput(f"{flag} {path!r}: {why}", hint="name a regular file of your own")
+    os.set_blocking(fd, True)
+    return fd, created
+
+
+class AppendFile:
+    """A file a run appends to (--violations), opened as :func:`_open_append` opens it; a run
+    refused after that removes the file if it made it and nothing was written."""
+
+    def __init__(self, flag: str, path: str | None) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.created = False
+        if path is not None:
+            self.fd, self.created = _open_append(flag, path)
+
+    def discard(self) -> None:
+        if self.fd is None:
+            return
+        made = os.fstat(self.fd) if self.created else None
+        os.close(self.fd)
+        self.fd = None
+        if made is None or self.path is None:
+            return
+        with contextlib.suppress(OSError):
+            now = os.lstat(self.path)
+            if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino) and now.st_size == 0:
+                os.unlink(self.path)
+
+
 def architecture() -> tuple[str, str]:
     """This machine's architecture (uname -m) and libseccomp's token for it; refuses a machine
     nucleus has no syscall table for."""
@@ -72,6 +166,7 @@ def program_by_sha256(sha: str) -> bytes | None:
 
 # --- the context ----------------------------------------------------------------------------------
 
+Manifest = integrity.Manifest  # what a walk before the copy fills (a --changes snapshot is one)
 NOGROUP = 65534  # the gid a copy reads with for a uid the user database does not know
 IGNORE_FILE_MAX = 1 << 20
 
@@ -188,12 +283,14 @@ class _Measure(tree.Visitor):
             self.manifest.link(rel, st, target)
 
 
-def measure_context(given: str, fd: int, matcher: Matcher, read_as: int, manifest: bool
+def measure_context(given: str, fd: int, matcher: Matcher, read_as: int, manifest: bool,
+                    snapshot: Manifest | None = None
                     ) -> tuple[Measured, tuple[tuple[str, str], ...] | None]:
     """Walk the context open at `fd` as a copy would (the same walk and rules, reading as
     `read_as` says), without copying: what it holds and leaves out, whose identities it reads
-    with, and the manifest if asked. A failure names the entry (InvalidInput)."""
-    visitor = _Measure(integrity.Manifest() if manifest else None)
+    with, and the manifest if asked. `snapshot`, a manifest of its own, is filled by the walk
+    too (--changes). A failure names the entry (InvalidInput)."""
+    visitor = _Measure(snapshot if snapshot is not None else integrity.Manifest() if manifest else None)
     reader = tree.Reader(read_as, identity_of)
     try:
         tree.walk(fd, matcher, visitor, reader)
@@ -206,7 +303,7 @@ def measure_context(given: str, fd: int, matcher: Matcher, read_as: int, manifes
         files=visitor.files, bytes=visitor.bytes,
         largest=tuple((rel, size) for size, rel in sorted(visitor.largest, reverse=True)),
         left_out=tuple(visitor.left), identities=tuple(sorted(reader.used.values())))
-    entries = None if visitor.manifest is None else tuple(sorted(visitor.manifest.entries.items()))
+    entries = None if visitor.manifest is None or not manifest else tuple(sorted(visitor.manifest.entries.items()))
     return measured, entries
 
 
@@ -214,3 +311,31 @@ def close_context(fd: int) -> None:
     """The supervisor's descriptor of the context, once nothing will be forked from it."""
     with contextlib.suppress(OSError):
         os.close(fd)
+
+
+def close_all(fds: list[int]) -> None:
+    """Descriptors opened while preparing (volumes, destinations, a kept tree), once nothing
+    needs them any more; the list is emptied."""
+    for fd in fds:
+        close_context(fd)
+    fds.clear()
+
+
+def volume_idmap(opened: int, uid: tuple[int, int], gid: tuple[int, int]) -> int | None:
+    """A user namespace mapping host uid `uid[0]` to `uid[1]` (and `gid` so) through which the
+    volume open at `opened` can be id-mapped (nucleus.effects.idmap), or None where its file
+    system cannot be."""
+    from nucleus.effects import idmap
+
+    ns = idmap.userns(((uid[0], uid[1], 1),), ((gid[0], gid[1], 1),))
+    if idmap.supported(opened, ns):
+        return ns
+    os.close(ns)
+    return None
+
+
+def changes_snapshot() -> Manifest:
+    """What the walk before the copy fills for --changes (nucleus.effects.changes.Snapshot)."""
+    from nucleus.effects.changes import Snapshot
+
+    return Snapshot(copied=True)

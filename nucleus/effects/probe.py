@@ -5,6 +5,7 @@ modes) and plans as a `nucleus.facts.HostFacts`.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
@@ -13,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from nucleus.config import context as context_rules
+from nucleus.config import host_etc as etc_rules
 from nucleus.config.container import ContainerConfig
 from nucleus.config.context import FollowedLink, PathDir, Resolved
+from nucleus.config.hostpaths import HostPath
 from nucleus.errors import InvalidInput
 from nucleus.facts import UNIFIED, CgroupLayout, HostFacts, SubordinateRange
 
@@ -78,8 +81,11 @@ def for_run(config: ContainerConfig, *, modes_need: bool) -> HostFacts:
     rootfs = os.path.realpath(config.rootfs) if config.rootfs else None
     system = system_dirs(rootfs)
     store = store_paths(rootfs) if rootfs else ()
+    etc, etc_masked = host_etc() if rootfs is None else ((), ())
     facts = replace(facts, system=system, store_paths=store, cgroups=cgroup_layout(),
-                    rootfs_realpath=rootfs)
+                    rootfs_realpath=rootfs, etc=etc, etc_masked=etc_masked)
+    if rootfs is not None and ("/etc", "") in system:
+        facts = replace(facts, rootfs_accounts=closure_accounts(rootfs))
     facts = limit_facts(facts, config)
     if facts.euid == 0 and not config.rootless:
         facts = replace(facts, subordinate_ids=subordinate_ids())
@@ -113,16 +119,150 @@ def system_dirs(rootfs: str | None = None) -> tuple[tuple[str, str], ...]:
     target), with "" for a directory."""
     found = []
     for path in ROOTFS_DIRS if rootfs else SYSTEM_DIRS:
-        where = f"{rootfs}{path}" if rootfs else path
-        try:
-            st = os.lstat(where)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            found.append((path, os.readlink(where)))
-        elif stat.S_ISDIR(st.st_mode):
-            found.append((path, ""))
+        entry = _entry(f"{rootfs}{path}" if rootfs else path)
+        if entry is not None and (entry[1] or stat.S_ISDIR(entry[0])):
+            found.append((path, entry[1]))
     return tuple(found)
+
+
+def _entry(path: str) -> tuple[int, str] | None:
+    """The mode of the entry at `path`, not followed, and its target if it is a symlink ("" if
+    not); None when nothing is there."""
+    try:
+        st = os.lstat(path)
+        return st.st_mode, os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+    except FileNotFoundError:
+        return None
+
+
+def host_etc(root: str = etc_rules.ETC) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The entries of the host's /etc that nucleus.config.host_etc allows, each reached without
+    following a symlink: (path relative to /etc, symlink target or "" for a directory or file);
+    and the entries inside the chosen directories that its secret rules mask, sorted."""
+    entries: list[tuple[str, str]] = []
+    masked: list[str] = []
+    for pattern, _ in etc_rules.ALLOWLIST:
+        *parents, last = pattern.split("/")
+        where = os.path.join(root, *parents)
+        if not all(_is_dir(os.path.join(root, *parents[:i + 1])) for i in range(len(parents))):
+            continue  # a parent missing, or a symlink: never followed
+        try:
+            names = os.listdir(where) if etc_rules.is_glob(last) else [last]
+        except OSError:
+            continue
+        for name in etc_rules.chosen(names, last):
+            rel = posixpath.join(*parents, name)
+            entry = _entry(os.path.join(where, name))
+            if entry is None or not (entry[1] or stat.S_ISDIR(entry[0]) or stat.S_ISREG(entry[0])):
+                continue
+            entries.append((rel, entry[1]))
+            if not entry[1] and stat.S_ISDIR(entry[0]):
+                masked.extend(_masked_below(os.path.join(where, name), rel))
+    return tuple(entries), tuple(sorted(masked))
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _masked_below(top: str, rel: str) -> list[str]:
+    """The entries below the directory `top` (at `rel` in /etc) that a secret rule masks, by
+    name or (a regular file) by its first bytes. Symlinks are passed over: inside the container
+    they reach only what is bound. What this process cannot read is passed over too: the
+    container's users can read no more of it."""
+    out: list[str] = []
+    stack = [(top, rel)]
+    while stack:
+        where, at = stack.pop()
+        try:
+            with os.scandir(where) as listing:
+                found = list(listing)
+        except OSError:
+            continue
+        for entry in found:
+            sub = f"{at}/{entry.name}"
+            if entry.is_symlink():
+                continue
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if etc_rules.secret(sub, entry.name, is_dir):
+                out.append(sub)
+            elif is_dir:
+                stack.append((entry.path, sub))
+            elif entry.is_file(follow_symlinks=False) and _key_inside(entry, sub):
+                out.append(sub)
+    return out
+
+
+def _key_inside(entry: os.DirEntry[str], rel: str) -> bool:
+    try:
+        size = etc_rules.content_bytes(rel, entry.name, entry.stat(follow_symlinks=False).st_size)
+        if not size:
+            return False
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        # Still a regular file (never read a device or FIFO swapped in since the listing).
+        return stat.S_ISREG(os.fstat(fd).st_mode) and etc_rules.secret_content(os.pread(fd, size, 0)) is not None
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+ACCOUNT_FILES = ("passwd", "group")
+MAX_ACCOUNT_BYTES = 1 << 20
+
+
+def closure_accounts(rootfs: str) -> tuple[str, str, str]:
+    """A closure's etc/passwd and etc/group as text (-u's names are looked up there), read by
+    descriptor: etc opened in the closure and each file in etc, never through a symlink (one
+    could lead out of the closure), each a regular file of at most 1 MiB. A file that cannot
+    be read so is left empty, and the third item says why."""
+    texts: list[str] = []
+    problems: list[str] = []
+    try:
+        top = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        return "", "", f"{rootfs}: {e.strerror}"
+    try:
+        etc = os.open("etc", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+    except OSError as e:
+        return "", "", f"{rootfs}/etc: {e.strerror}"
+    finally:
+        os.close(top)
+    try:
+        for name in ACCOUNT_FILES:
+            texts.append(_account_file(etc, name, f"{rootfs}/etc/{name}", problems))
+    finally:
+        os.close(etc)
+    return texts[0], texts[1], "; ".join(problems)
+
+
+def _account_file(etc: int, name: str, shown: str, problems: list[str]) -> str:
+    from nucleus.effects.prepare import read_regular
+
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                     dir_fd=etc)
+    except OSError as e:
+        problems.append(f"{shown} is a symbolic link, which is never followed" if e.errno == errno.ELOOP
+                        else f"{shown}: {e.strerror}")
+        return ""
+    try:
+        data = read_regular(fd, MAX_ACCOUNT_BYTES)
+    except OSError as e:
+        problems.append(f"{shown}: {e.strerror}")
+        return ""
+    finally:
+        os.close(fd)
+    if data is None or len(data) > MAX_ACCOUNT_BYTES:
+        problems.append(f"{shown} is not a regular file of at most 1 MiB")
+        return ""
+    return data.decode(errors="replace")
 
 
 def store_paths(rootfs: str) -> tuple[str, ...]:
@@ -224,20 +364,103 @@ def context(value: str, hint: str) -> tuple[Resolved, int]:
     except BaseException:
         os.close(fd)
         raise
-    here = os.fstat(fd)
+    aliases = _aliases(os.fstat(fd), chain[-1].path)
+    return Resolved(value, chain[-1].path, tuple(chain), tuple(links), aliases), fd
+
+
+def _aliases(here: os.stat_result, path: str) -> tuple[str, ...]:
+    """The trees a context may never be that are this very object under another name."""
     aliases = []
     for tree in context_rules.ALIASED:
         try:
             st = os.stat(tree)
         except OSError:
             continue
-        if (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino) and tree != chain[-1].path:
+        if (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino) and tree != path:
             aliases.append(tree)
-    return Resolved(value, chain[-1].path, tuple(chain), tuple(links), tuple(aliases)), fd
+    return tuple(aliases)
 
 
 def _path_dir(path: str, st: os.stat_result) -> PathDir:
     return PathDir(path, st.st_uid, st.st_mode)
+
+
+def host_path(shown: str, value: str, what: str) -> tuple[HostPath, int]:
+    """A host path (a volume's, a copy's source, the directory a destination goes in) walked
+    one component at a time from "/" without following any symlink: each component opened
+    O_PATH|O_NOFOLLOW relative to the one before and checked to be what was listed. A symlink
+    anywhere is refused, naming it and where it points; so is what is neither a directory nor
+    a regular file. Returns the facts the pure checks need (nucleus.config.hostpaths) and an
+    O_PATH descriptor of the object, which is the one used from then on."""
+    path = posixpath.normpath(value if value.startswith("/") else os.path.join(os.getcwd(), value))
+    path = "/" + path.lstrip("/")
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    chain: list[PathDir] = []
+    walked = ""
+    try:
+        st = os.fstat(fd)
+        for name in (p for p in path.split("/") if p):
+            chain.append(_path_dir(walked or "/", st))
+            walked = f"{walked}/{name}"
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise InvalidInput(f"{shown}: {walked!r} does not exist") from None
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(name, dir_fd=fd)
+                raise InvalidInput(f"{shown}: {walked!r} is a symlink (to {target!r}); a {what}'s "
+                                   "path may hold none",
+                                   hint=f"name the real path: {os.path.realpath(value)}")
+            if not stat.S_ISDIR(st.st_mode) and walked != path:
+                raise InvalidInput(f"{shown}: {walked!r} is not a directory")
+            sub = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            now = os.fstat(sub)
+            os.close(fd)
+            fd = sub
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                raise InvalidInput(f"{shown}: {walked!r} changed while it was resolved", hint="try again")
+    except OSError as e:
+        os.close(fd)
+        raise InvalidInput(f"{shown}: {e.strerror}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        os.close(fd)
+        raise InvalidInput(f"{shown}: {path!r} is neither a directory nor a regular file")
+    found = HostPath(value, path, tuple(chain), st.st_uid, st.st_gid, st.st_mode,
+                     stat.S_ISDIR(st.st_mode), _aliases(st, path))
+    return found, fd
+
+
+def destination(shown: str, value: str, what: str, into: str | None = None) -> tuple[HostPath, int, str, bool]:
+    """Where something new is to be created on the host: `value` itself, in its directory; or,
+    with `into` and `value` an existing directory (not a symlink), `into` in it. Returns the
+    directory (walked as `host_path` walks), its O_PATH descriptor, the name to create, and
+    whether something has that name there now."""
+    absolute = "/" + posixpath.normpath(value if value.startswith("/") else os.path.join(os.getcwd(), value)).lstrip("/")
+    if into is not None and os.path.isdir(absolute) and not os.path.islink(absolute):
+        where, name = absolute, into
+    else:
+        where, name = posixpath.dirname(absolute), posixpath.basename(absolute)
+    if not name:
+        raise InvalidInput(f"{shown}: names no file or directory to create")
+    parent, fd = host_path(shown, where, what)
+    if not parent.is_dir:
+        os.close(fd)
+        raise InvalidInput(f"{shown}: {parent.path!r} is not a directory")
+    try:
+        os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return parent, fd, name, False
+    return parent, fd, name, True
+
+
+def sudo_uid(environ: Mapping[str, str] = os.environ) -> int | None:
+    """The user sudo runs root's nucleus for (SUDO_UID), for root only (others cannot be
+    trusted to say): see nucleus.config.hostpaths."""
+    value = environ.get("SUDO_UID", "")
+    return int(value) if os.geteuid() == 0 and value.isdigit() else None
 
 
 def writable_file(flag: str, path: str | None) -> None:

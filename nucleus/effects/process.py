@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import signal
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -84,15 +85,42 @@ def wait_forwarding(target: int, gone: int = 125) -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(target, info.si_signo)
             continue
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return gone
-            if pid == 0:
-                break
-            if pid == target:
-                return exit_status(status)
+        status = reap_children(target, gone)
+        if status is not None:
+            return status
+
+
+def reap_children(target: int, gone: int = 125) -> int | None:
+    """Reap every child that has ended (as PID 1 and a subreaper must); the exit status of
+    `target` once it is among them, `gone` when no child is left, else None."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return gone
+        if pid == 0:
+            return None
+        if pid == target:
+            return exit_status(status)
+
+
+_SIGINFO = struct.Struct("=IiiI")  # signalfd_siginfo: ssi_signo, ssi_errno, ssi_code, ssi_pid, ...
+_SIGINFO_SIZE = 128
+
+
+def read_signals(fd: int) -> list[tuple[int, int]]:
+    """Every pending (signo, si_code) on a non-blocking signalfd."""
+    out: list[tuple[int, int]] = []
+    while True:
+        try:
+            data = os.read(fd, _SIGINFO_SIZE * 16)
+        except (BlockingIOError, InterruptedError):
+            return out
+        if not data:
+            return out
+        for off in range(0, len(data) - _SIGINFO_SIZE + 1, _SIGINFO_SIZE):
+            signo, _, code, _ = _SIGINFO.unpack_from(data, off)
+            out.append((signo, code))
 
 
 def kill(pid: int, sig: int = signal.SIGKILL, start: int | None = None,
@@ -141,6 +169,19 @@ def process_start(pid: int) -> int | None:
     if rest[0] == b"Z":
         return None
     return int(rest[19])
+
+
+def pin(pid: int, start: int) -> int | None:
+    """A pidfd of `pid` while it is still the process that started at `start` (never one that
+    reused its pid), or None."""
+    try:
+        pinned = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if process_start(pid) != start:
+        os.close(pinned)
+        return None
+    return pinned
 
 
 def alive(pid: object, start: object) -> bool:

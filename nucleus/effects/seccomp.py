@@ -12,7 +12,9 @@ filter kills the process), and ``syscalls`` entries of ``names``, ``action``, ``
 combination becomes a rule of its own, see ``nucleus.config.policies.expand_conditions``). A rule
 whose action equals the default action is redundant and skipped. A syscall name libseccomp does not
 know (too new for it, or no syscall at all) is skipped with a warning on stderr, so it gets the
-default action.
+default action. The default profile instead answers every syscall newer than libseccomp's table
+with ENOSYS (its ``newerSyscallsErrno``; a stub before the program, as runc adds one), so such a
+name is skipped quietly.
 
 Profiles from files go through ``nucleus.config.policies.parse_seccomp_profile`` first, which
 validates them completely and applies Docker's includes/excludes; this module compiles what it
@@ -79,6 +81,7 @@ _EPERM = 1
 _BPF_RET = 0x06  # BPF_RET class of an instruction's code
 _U64 = (1 << 64) - 1
 _MAX_RULES_PER_ENTRY = 256
+_SYSCALL_SCAN = 1024  # native syscall numbers are below this on x86_64 and aarch64
 COMPILE_TIMEOUT = 10.0  # seconds; a large profile compiles in well under one
 
 
@@ -227,13 +230,36 @@ def _compile(profile: dict[str, object], warnings: list[str]) -> bytes:
                     "another rule for the same syscall that has a different action and shares "
                     "argument conditions)"
                 ) from e
-    if unknown:
+    # nucleus's own key: the default profile has it, a profile file may
+    from nucleus.config.seccomp_default import NEWER_SYSCALLS_ERRNO
+
+    newer = profile.get(NEWER_SYSCALLS_ERRNO)
+    if unknown and newer is None:
         names = ", ".join(repr(n) for n in dict.fromkeys(unknown))
         warnings.append(
             f"seccomp profile: syscalls unknown to libseccomp {version} (newer than the library, "
             f"or no syscall at all) skipped, so they get the default action: {names}"
         )
-    return _export(filt)
+    program = _export(filt)
+    if newer is None:
+        return program
+    if not isinstance(newer, int) or not 0 < newer <= 0xFFFF:
+        raise ValueError(f"{NEWER_SYSCALLS_ERRNO}: {newer!r} is not an errno 1..65535")
+    from nucleus.effects.seccomp_bpf import newer_syscalls_stub
+
+    return newer_syscalls_stub(_highest_known(ps), newer) + program
+
+
+def _highest_known(ps: ModuleType) -> int:
+    """The highest native syscall number libseccomp's table names."""
+    highest = 0
+    for number in range(_SYSCALL_SCAN):
+        try:
+            ps.resolve_syscall(ps.Arch.NATIVE, number)
+        except ValueError:
+            continue
+        highest = number
+    return highest
 
 
 def _describe(conditions: tuple[Condition, ...]) -> str:

@@ -1,5 +1,7 @@
-"""Seccomp trace mode, the traced process's side: install the trace filter and hand its listener
-to the supervisor; and both ends of that handoff (:func:`send_fd`, :func:`recv_fd`).
+"""Seccomp with a listener, the container's side: install the trace filter (trace mode) or the
+notify form of the enforced program (a container whose refusals are recorded), and hand its
+listener to the supervisor's tracer or violation monitor; and both ends of that handoff
+(:func:`send_fd`, :func:`recv_fd`).
 
 The traced process calls :func:`start_tracing` with its end of a unix socket right before
 execve: no_new_privs, the filter (``nucleus.effects.seccomp_bpf``), the listener fd handed over
@@ -35,10 +37,15 @@ import gc
 import os
 import signal
 import socket
+import struct
+from typing import TYPE_CHECKING
 
 from nucleus import linux
 from nucleus.effects import abi, libc
-from nucleus.effects.seccomp_bpf import trace_filter
+from nucleus.effects.seccomp_bpf import notify_filter, trace_filter
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _installed: list[libc.PreparedSyscall] = []
 
@@ -51,9 +58,13 @@ def install_trace_filter(exempt: tuple[int, int] | None = None) -> int:
     until someone serves the listener: hand it over with no syscall in between, as
     :func:`start_tracing` does.
     """
+    return _install(trace_filter(exempt), 0)
+
+
+def _install(code: bytes, extra_flags: int) -> int:
     libc.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    flags = abi.SECCOMP_FILTER_FLAG_NEW_LISTENER
-    call, count = libc.prepare_seccomp_filter(trace_filter(exempt), flags)
+    flags = abi.SECCOMP_FILTER_FLAG_NEW_LISTENER | extra_flags
+    call, count = libc.prepare_seccomp_filter(code, flags)
     # Kept alive, and stored before the call: freeing or growing memory after it could make a
     # syscall (munmap, brk) that the filter holds before the listener is served.
     _installed.append(call)
@@ -78,14 +89,29 @@ def start_tracing(sock: socket.socket | int) -> None:
     make no further syscall that returns: it stays blocked until killed, as a process whose
     supervisor died is (nucleus arms PR_SET_PDEATHSIG for that).
     """
+    _hand_over(sock, trace_filter, b"L", 0)
+
+
+def start_notifying(sock: socket.socket | int, program: bytes, payload: bytes, log_denied: bool = False) -> None:
+    """Like :func:`start_tracing`, for an enforced ``program``: install its notify form
+    (``seccomp_bpf.notify_filter``: the calls it refuses wait for the violation monitor, the rest
+    run as before) and hand the listener over with ``payload`` (the program's sha256, so the
+    monitor knows which program to consult). ``log_denied`` adds SECCOMP_FILTER_FLAG_LOG."""
+    flags = abi.SECCOMP_FILTER_FLAG_LOG if log_denied else 0
+    _hand_over(sock, lambda exempt: notify_filter(program, exempt), payload, flags)
+
+
+def _hand_over(sock: socket.socket | int, build: Callable[[tuple[int, int]], bytes], payload: bytes,
+               flags: int) -> None:
     sock_fd = sock if isinstance(sock, int) else sock.fileno()
-    handoff = libc.PreparedSendFd(sock_fd)
+    handoff = libc.PreparedSendFd(sock_fd, payload)
+    code = build((sock_fd, handoff.address))
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     # A collection in the window could run a finalizer that closes a file: a syscall.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        listener = install_trace_filter((sock_fd, handoff.address))
+        listener = _install(code, flags)
     except BaseException:
         if collecting:
             gc.enable()
@@ -140,7 +166,10 @@ def recv_fd(
             "the traced process closed its socket before handing over a seccomp listener"
             if not msg else "a message without a seccomp listener arrived on the handoff socket",
         )
-    fd = fds[0]
+    return _checked(fds[0], expect)
+
+
+def _checked(fd: int, expect: str | None) -> int:
     if expect is not None:
         try:
             what = os.readlink(f"/proc/self/fd/{fd}")
@@ -150,3 +179,30 @@ def recv_fd(
             os.close(fd)
             raise ConnectionError(_errno.EPROTO, f"the fd received is {what!r}, not {expect!r}")
     return fd
+
+
+_UCRED = struct.Struct("=iII")  # struct ucred: pid, uid, gid
+PAYLOAD_MAX = 64
+
+
+def recv_listener(sock: socket.socket) -> tuple[int, bytes, int] | None:
+    """Receive the listener :func:`start_notifying` sends: (the listener, close-on-exec here;
+    the payload; the sender's pid in this process's PID namespace, which the kernel attaches
+    because ``sock`` has SO_PASSCRED set, or 0). None when the peer closed its end without
+    sending. Raises ConnectionError for a message that holds no seccomp listener."""
+    space = socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_UCRED.size)
+    msg, ancillary, flags, _ = sock.recvmsg(PAYLOAD_MAX, space, socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    pid = 0
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += struct.unpack(f"={len(data) // 4}i", data[: len(data) // 4 * 4])
+        elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = _UCRED.unpack_from(data)[0]
+    for extra in fds[1:]:
+        os.close(extra)
+    if not fds:
+        if not msg and not flags & socket.MSG_CTRUNC:
+            return None
+        raise ConnectionError(_errno.EPROTO, "a message without a seccomp listener arrived on the handoff socket")
+    return _checked(fds[0], SECCOMP_LISTENER), msg, pid

@@ -65,14 +65,11 @@ if TYPE_CHECKING:
 # --- user notification ioctls (linux/seccomp.h; the same on x86_64 and aarch64) ---------------
 SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100  # _IOWR('!', 0, struct seccomp_notif)  (80 bytes)
 SECCOMP_IOCTL_NOTIF_SEND = 0xC0182101  # _IOWR('!', 1, struct seccomp_notif_resp)  (24 bytes)
+SECCOMP_IOCTL_NOTIF_ID_VALID = 0x40082102  # _IOW('!', 2, __u64)
 SECCOMP_USER_NOTIF_FLAG_CONTINUE = 1
 _NOTIF = struct.Struct("=QIIiIQ6Q")  # id, pid, flags, data.nr, data.arch, data.ip, data.args
 _RESP = struct.Struct("=QqiI")  # id, val, error, flags
 _ZERO_NOTIF = bytes(_NOTIF.size)
-
-# --- signalfd ------------------------------------------------------------------------------------
-_SIGINFO = struct.Struct("=IiiI")  # ssi_signo, ssi_errno, ssi_code, ssi_pid (of 128 bytes)
-_SIGINFO_SIZE = 128
 
 # Longest wait in the serving loops: a safety net for a SIGCHLD that never shows up, and the
 # longest a quiet trace file stays unflushed.
@@ -86,10 +83,10 @@ class Notification:
     """One received notification: its cookie, the task's pid (in the receiver's pid namespace),
     the syscall number, arch and first arguments."""
 
-    __slots__ = ("id", "pid", "nr", "arch", "args")
+    __slots__ = ("id", "pid", "nr", "arch", "args", "ip")
 
-    def __init__(self, id: int, pid: int, nr: int, arch: int, args: tuple[int, ...]) -> None:
-        self.id, self.pid, self.nr, self.arch, self.args = id, pid, nr, arch, args
+    def __init__(self, id: int, pid: int, nr: int, arch: int, args: tuple[int, ...], ip: int = 0) -> None:
+        self.id, self.pid, self.nr, self.arch, self.args, self.ip = id, pid, nr, arch, args, ip
 
     def __repr__(self) -> str:
         return f"Notification(pid={self.pid}, nr={self.nr}, name={syscall_name(self.nr)!r})"
@@ -117,15 +114,25 @@ def receive(listener_fd: int) -> Notification | None:
             return None
         call = (str(listener_fd), "SECCOMP_IOCTL_NOTIF_RECV")
         raise abi.SyscallError("ioctl", call, e.errno or _errno.EIO) from e
-    id_, pid, _, nr, arch, _, *args = _NOTIF.unpack(buf)
-    return Notification(id_, pid, nr, arch, tuple(args))
+    id_, pid, _, nr, arch, ip, *args = _NOTIF.unpack(buf)
+    return Notification(id_, pid, nr, arch, tuple(args), ip)
 
 
 def allow(listener_fd: int, notification_id: int) -> bool:
     """SECCOMP_IOCTL_NOTIF_SEND with SECCOMP_USER_NOTIF_FLAG_CONTINUE: the syscall runs as if
     never stopped. False when the task is gone (ENOENT: killed, or interrupted by a signal, in
     which case the kernel restarts the call and it is notified again)."""
-    buf = bytearray(_RESP.pack(notification_id, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE))
+    return _send(listener_fd, notification_id, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+
+
+def refuse(listener_fd: int, notification_id: int, errno: int) -> bool:
+    """SECCOMP_IOCTL_NOTIF_SEND with an error: the syscall does not run and fails with
+    ``errno``. False when the task is gone (as for :func:`allow`)."""
+    return _send(listener_fd, notification_id, -errno, 0)
+
+
+def _send(listener_fd: int, notification_id: int, error: int, flags: int) -> bool:
+    buf = bytearray(_RESP.pack(notification_id, 0, error, flags))
     try:
         _ioctl(listener_fd, SECCOMP_IOCTL_NOTIF_SEND, buf)
     except OSError as e:
@@ -133,6 +140,18 @@ def allow(listener_fd: int, notification_id: int) -> bool:
             return False
         call = (str(listener_fd), "SECCOMP_IOCTL_NOTIF_SEND")
         raise abi.SyscallError("ioctl", call, e.errno or _errno.EIO) from e
+    return True
+
+
+def pending(listener_fd: int, notification_id: int) -> bool:
+    """SECCOMP_IOCTL_NOTIF_ID_VALID: whether the task is still waiting for this answer."""
+    buf = bytearray(struct.pack("=Q", notification_id))
+    try:
+        _ioctl(listener_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, buf)
+    except OSError as e:
+        if e.errno == _errno.ENOENT:
+            return False
+        raise abi.SyscallError("ioctl", (str(listener_fd), "SECCOMP_IOCTL_NOTIF_ID_VALID"), e.errno or _errno.EIO) from e
     return True
 
 
@@ -181,21 +200,6 @@ class Tracer:
     def flush(self) -> None:
         if self.out is not None:
             self.out.flush()
-
-
-def _read_signals(fd: int) -> list[tuple[int, int]]:
-    """Every pending (signo, si_code) on a non-blocking signalfd."""
-    out: list[tuple[int, int]] = []
-    while True:
-        try:
-            data = os.read(fd, _SIGINFO_SIZE * 16)
-        except (BlockingIOError, InterruptedError):
-            return out
-        if not data:
-            return out
-        for off in range(0, len(data) - _SIGINFO_SIZE + 1, _SIGINFO_SIZE):
-            signo, _, code, _ = _SIGINFO.unpack_from(data, off)
-            out.append((signo, code))
 
 
 def run_until_exit(
@@ -257,7 +261,7 @@ def run_until_exit(
                     elif ev & select.POLLNVAL:
                         raise abi.SyscallError("poll", (str(listener_fd), "POLLIN"), _errno.EBADF)
                     continue
-                for signo, code in _read_signals(sfd):
+                for signo, code in process.read_signals(sfd):
                     if signo == signal.SIGCHLD:
                         if status is None:
                             status = process.poll_exit(child_pid)
@@ -343,7 +347,7 @@ def spawn_tracer(sock: socket.socket, log_path: str) -> int:
             os._exit(1)
         for sig in TRACER_IGNORES:
             signal.signal(sig, signal.SIG_IGN)
-        _close_all_but({0, 1, 2, sock.fileno(), log_fd})
+        close_all_but({0, 1, 2, sock.fileno(), log_fd})
         listener = recv_fd(sock)
         sock.close()
         with os.fdopen(log_fd, "w", encoding="ascii") as out:
@@ -358,7 +362,7 @@ def spawn_tracer(sock: socket.socket, log_path: str) -> int:
         os._exit(code)
 
 
-def _close_all_but(keep: set[int]) -> None:
+def close_all_but(keep: set[int]) -> None:
     first = 0
     for fd in sorted(keep):
         if fd > first:

@@ -12,7 +12,9 @@ exits with the workload's status. PID 1 shows nothing of the host: its command l
 the supervisor's, with the interpreter's and the state directory's paths) is overwritten with
 "init" as soon as it exists. For `attach`, the joining process enters the container's
 namespaces, forks into its PID namespace (JoinFork), and the forked process applies the
-restrictions and execs the command in place (ExecCommand).
+restrictions and execs the command in place (ExecCommand). Either command gets its stdin,
+stdout and stderr last: a terminal of its own with -t (nucleus.effects.terminal), stdin
+/dev/null without -i.
 """
 
 from __future__ import annotations
@@ -21,21 +23,29 @@ import contextlib
 import errno as _errno
 import os
 import signal
+import socket
+import stat
 import sys
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, cast
 
 from nucleus import linux
 from nucleus import vocab as v
-from nucleus.effects import abi, channel, libc, process, rlimits
+from nucleus.config import exec_refusal
+from nucleus.config.workspace import place_of
+from nucleus.effects import abi, channel, fs, libc, process, rlimits
 from nucleus.effects.handlers import child_handler
+from nucleus.errors import EXIT_FAILURE
+
+LandlockRules = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 @dataclass
 class SetupProcess:
     """What the spawned process holds besides the intents: the pipe ends, the compiled seccomp
     programs (by sha256, read before the fork: after pivot_root the host's files are out of
-    reach), and in seccomp trace mode the socket to hand the filter's listener over."""
+    reach), and in seccomp trace mode (or with a violation monitor) the socket to hand the filter's
+    listener over."""
 
     req_fd: int = -1
     resp_fd: int = -1
@@ -45,6 +55,13 @@ class SetupProcess:
     # failed; made when PID 1 starts, so that no new kind of system call is needed once the
     # container's seccomp filter is loaded.
     exec_report: tuple[int, int] | None = None
+    # The socket on which KeepTree hands the supervisor a tree (made only when the plan keeps one).
+    handover: socket.socket | None = None
+    # With -t: the socket on which the workload hands the supervisor its terminal's master.
+    terminal_fd: int | None = None
+    # The Landlock rules this process applied (ApplyLandlock), None before: what a refused exec
+    # is checked against.
+    landlock: LandlockRules | None = None
 
 
 def serve(setup: SetupProcess) -> None:
@@ -77,7 +94,7 @@ def serve(setup: SetupProcess) -> None:
                 if isinstance(intent, v.ExecWorkload):
                     _exec_workload(setup, intent, events)  # never returns
                 if isinstance(intent, v.ExecCommand):
-                    exec_command(intent)  # never returns
+                    exec_command(intent, landlock=setup.landlock, terminal_fd=setup.terminal_fd)  # never returns
                 try:
                     detail = child_handler(intent)(setup, intent)
                 except OSError as e:
@@ -155,19 +172,45 @@ def _exec_workload(setup: SetupProcess, intent: v.ExecWorkload, events: list[dic
         _exit_answer(setup, events, 126, f"cannot start the workload: {e.strerror}")
     if pid == 0:
         os.close(failed_r)
-        exec_command(v.ExecCommand(intent.argv, intent.env, intent.cwd, intent.rlimits),
-                     fallback_cwd=False, report_fd=failed_w)
+        exec_command(v.ExecCommand(intent.argv, intent.env, intent.cwd, intent.rlimits, intent.places,
+                                   terminal=intent.terminal, stdin=intent.stdin),
+                     fallback_cwd=False, report_fd=failed_w, landlock=setup.landlock,
+                     terminal_fd=setup.terminal_fd)
     os.close(failed_w)
+    if setup.terminal_fd is not None:  # the workload's now: its end closes when it is gone
+        os.close(setup.terminal_fd)
+        setup.terminal_fd = None
     report = _read_report(failed_r)
     os.close(failed_r)
     if report:
-        code, _, reason = report.decode(errors="replace").partition(" ")
+        # The last line: the workload writes its reason before looking for the cause, and again
+        # once it has found one.
+        code, _, reason = report.decode(errors="replace").splitlines()[-1].partition(" ")
         status = process.reap(pid)
-        _exit_answer(setup, events, status if status is not None else int(code), reason)
+        if status is not None and status != int(code):
+            # It died looking (at a call its seccomp filter kills): the reason is told here.
+            os.write(2, f"nucleus: {reason}\n".encode())
+        _exit_answer(setup, events, int(code), reason)
     channel.send(setup.resp_fd, events)
     libc.close_range(3)
     sys.stdout.flush()
     os._exit(process.wait_forwarding(pid, gone=0))
+
+
+def _stdio(op: v.ExecCommand, terminal_fd: int | None) -> None:
+    """Descriptors 0, 1 and 2 as the command gets them: a terminal of its own (-t), or
+    /dev/null as its stdin (without -i); else as they were inherited."""
+    if op.terminal:
+        if terminal_fd is None:
+            raise OSError(_errno.EBADF, "no socket to hand the terminal over")
+        from nucleus.effects import terminal  # imported by the supervisor before it forked
+
+        terminal.become_controlled(terminal_fd)
+    elif not op.stdin:
+        null = os.open("/dev/null", os.O_RDONLY)
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
 
 
 def _read_report(fd: int) -> bytes:
@@ -189,19 +232,35 @@ def _exit_answer(setup: SetupProcess, events: list[dict[str, Any]], code: int, r
     os._exit(code)
 
 
-def exec_command(op: v.ExecCommand, fallback_cwd: bool = True, report_fd: int | None = None) -> NoReturn:
+def exec_command(op: v.ExecCommand, fallback_cwd: bool = True, report_fd: int | None = None,
+                 landlock: LandlockRules | None = None, terminal_fd: int | None = None) -> NoReturn:
     """In the process that becomes the command: rlimits, working directory, no descriptor
     beyond 0-2, default signals, exec. Exits 126 when the command cannot be invoked, 127 when
-    it is not found, after writing "<status> <reason>" to `report_fd` (close-on-exec: it closes
-    without a word when the exec succeeds). Never returns."""
+    it is not found, after writing "<status> <reason>" lines to `report_fd` (close-on-exec: it
+    closes without a word when the exec succeeds). A refused exec's reason names its cause,
+    found by looking at what was executed (`refused_exec`; `landlock`: the rules applied).
+    Never returns."""
 
-    def fail(code: int, reason: str) -> NoReturn:
-        os.write(2, f"nucleus: {reason}\n".encode())
+    def report(code: int, reason: str) -> None:
         if report_fd is not None:
             with contextlib.suppress(OSError):
-                os.write(report_fd, f"{code} {reason}".encode())
+                os.write(report_fd, f"{code} {reason}\n".encode())
+
+    def fail(code: int, reason: str) -> NoReturn:
+        report(code, reason)
+        os.write(2, f"nucleus: {reason}\n".encode())
         os._exit(code)
 
+    try:
+        _stdio(op, terminal_fd)
+    except OSError as e:  # nucleus's own failure, which the supervisor reports for a run
+        reason = f"cannot give {op.argv[0]!r} {'a terminal' if op.terminal else 'its stdin'}: {e}"
+        report(EXIT_FAILURE, reason)
+        if report_fd is None:
+            os.write(2, f"nucleus: {reason}\n".encode())
+        os._exit(EXIT_FAILURE)
+    if op.cwd_required:
+        fallback_cwd = False
     try:
         if report_fd is None:
             libc.close_range(3)
@@ -221,7 +280,76 @@ def exec_command(op: v.ExecCommand, fallback_cwd: bool = True, report_fd: int | 
         os.chdir("/")
     try:
         os.execvpe(op.argv[0], list(op.argv), dict(op.env))
-    except (OSError, ValueError) as e:
-        code = 127 if isinstance(e, OSError) and e.errno in (_errno.ENOENT, _errno.ENOTDIR) else 126
-        fail(code, f"cannot run {op.argv[0]!r}: {e.strerror if isinstance(e, OSError) else e}")
+    except ValueError as e:
+        fail(126, f"cannot run {op.argv[0]!r}: {e}")
+    except OSError as e:
+        code = 127 if e.errno in (_errno.ENOENT, _errno.ENOTDIR) else 126
+        report(code, f"cannot run {op.argv[0]!r}: {e.strerror}")  # should looking be cut short
+        fail(code, refused_exec(op, e, landlock))
     os._exit(126)  # execvpe returns only by raising
+
+
+def refused_exec(op: v.ExecCommand, e: OSError, landlock: LandlockRules | None) -> str:
+    """The reason a failed exec gives (nucleus.config.exec_refusal), from looking, in the
+    process that tried, at the file it named (or found on PATH) and at its #! interpreter, at
+    the writable places, and at the Landlock rules applied, their paths resolved."""
+    command, places = op.argv[0], op.places
+    plain = f"cannot run {command!r}: {e.strerror}"
+    failure = (exec_refusal.NOT_FOUND if e.errno in (_errno.ENOENT, _errno.ENOTDIR) else
+               exec_refusal.DENIED if e.errno in (_errno.EACCES, _errno.EPERM) else "")
+    if not failure:
+        return plain
+    try:
+        named = _executed(command, dict(op.env), e)
+        looked = [_look(named)] if named else []
+        if looked and looked[0].interpreter:
+            looked.append(_look(looked[0].interpreter))
+        rules = None if landlock is None else tuple(
+            (os.path.realpath(path), access) for path, access in landlock)
+        candidates = places + tuple(p for p, access in rules or () if "execute" in access
+                                    and p not in places and place_of(p, places))
+        writable = tuple((p, _noexec(p)) for p in candidates if os.path.isdir(p))
+        return exec_refusal.reason(command, failure, e.strerror or str(e), tuple(looked),
+                                   exec_refusal.Caller(os.geteuid(), os.getegid(), tuple(os.getgroups())),
+                                   rules, writable, places)
+    except OSError:
+        return plain
+
+
+def _executed(command: str, env: dict[str, str], e: OSError) -> str:
+    """The file the exec tried: the command's own path, the one the exec named in its error,
+    or the first of that name on PATH that exists ("" for none)."""
+    if "/" in command:
+        return command
+    if e.errno not in (_errno.ENOENT, _errno.ENOTDIR) and e.filename:
+        return str(e.filename)
+    for where in env.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(where or ".", command)
+        if os.path.lexists(path):
+            return path
+    return ""
+
+
+def _look(path: str) -> exec_refusal.Looked:
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return exec_refusal.Looked(real)
+    kind = "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
+    holder = fs.holder_of(real, fs.mount_table())
+    head = b""
+    if kind == "file":
+        with contextlib.suppress(OSError):
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                head = os.read(fd, exec_refusal.INTERPRETER_LINE)
+            finally:
+                os.close(fd)
+    return exec_refusal.Looked(real, kind, stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid),
+                               holder[0] if holder else "/", _noexec(real),
+                               exec_refusal.interpreter_of(head))
+
+
+def _noexec(path: str) -> bool:
+    return bool(libc.statvfs(path).f_flag & os.ST_NOEXEC)

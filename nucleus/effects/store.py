@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from nucleus.effects import logs
+from nucleus.effects import abi, libc, logs
 
 ROOTFS = "rootfs"  # the mount point under the state directory (see nucleus.plan.run)
 CONTAINER_ID = re.compile(r"[0-9a-f]{32}")
@@ -127,6 +127,18 @@ class Store:
             raise ValueError(f"not a container id: {cid!r}")
         return os.path.join(self.dir, f"{cid}.log")
 
+    def violations_path(self, cid: str) -> str:
+        """The current file of a container's violation stream (nucleus.config.violations; the
+        one before carries .1)."""
+        from nucleus.config.violations import stream_path
+
+        if not CONTAINER_ID.fullmatch(cid):
+            raise ValueError(f"not a container id: {cid!r}")
+        return stream_path(self.root, cid)
+
+    def violations_reader(self, cid: str) -> logs.Reader:
+        return logs.Reader(self.violations_path(cid))
+
     def log_sink(self, cid: str, max_size: int, max_files: int) -> logs.Sink:
         return logs.Sink(self.log_path(cid), max_size, max_files, self.path(cid))
 
@@ -136,6 +148,49 @@ class Store:
 
     def log_reader(self, cid: str) -> logs.Reader:
         return logs.Reader(self.log_path(cid))
+
+    def context_path(self, cid: str) -> str:
+        """Where a stopped detached container's copied /context is kept (a mount point)."""
+        if not CONTAINER_ID.fullmatch(cid):
+            raise ValueError(f"not a container id: {cid!r}")
+        return os.path.join(self.dir, f"{cid}.context")
+
+    def keep_context(self, cid: str, tree: int) -> None:
+        """Attach the detached mount `tree` (the container's /context, read-only, nosuid, nodev,
+        noexec) at `context_path`, a directory made 0700 in the records' directory: its memory
+        stays the tmpfs's own until `delete` lets it go."""
+        path = self.context_path(cid)
+        os.mkdir(path, 0o700)
+        try:
+            libc.move_mount(tree, "", abi.AT_FDCWD, path, abi.MOVE_MOUNT_F_EMPTY_PATH)
+        except OSError:
+            os.rmdir(path)
+            raise
+
+    def kept_context(self, cid: str) -> int | None:
+        """The kept /context of a container, opened (O_PATH, never through a symlink), or None
+        when it has none (the directory is there but nothing is mounted on it counts as none)."""
+        try:
+            fd = os.open(self.context_path(cid), os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if os.fstat(fd).st_dev == os.stat(self.dir).st_dev:
+            os.close(fd)
+            return None
+        return fd
+
+    def release_context(self, cid: str) -> None:
+        """Unmount and remove a kept /context, if there is one."""
+        path = self.context_path(cid)
+        if not os.path.lexists(path):
+            return
+        try:
+            libc.umount2(path, abi.MNT_DETACH | abi.UMOUNT_NOFOLLOW)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(path)
 
     def write(self, record: dict[str, Any]) -> None:
         self.ensure()
@@ -216,12 +271,14 @@ class Store:
 
     def delete(self, cid: str) -> None:
         """The record first, then the log (a logger still draining sees the record gone and
-        starts no new file)."""
+        starts no new file), then a kept /context."""
         try:
             os.unlink(self.path(cid))
         except FileNotFoundError:
             pass
         logs.remove(self.log_path(cid))
+        logs.remove(self.violations_path(cid))
+        self.release_context(cid)
 
 
 def _warn(message: str) -> None:

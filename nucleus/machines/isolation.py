@@ -39,6 +39,8 @@ class IsolationState:
     uid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),)
     gid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),)
     trace_log: str = ""  # seccomp trace mode: where the tracer started with the setup process writes
+    terminal: bool = False  # -t: the setup process gets the socket its workload's terminal comes back on
+    violations: str = ""  # the violation stream the monitor started with the setup process writes
 
     @property
     def plan(self) -> tuple[str, ...]:
@@ -56,16 +58,19 @@ def initial(
     uid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),),
     gid_map: tuple[tuple[int, int, int], ...] = ((0, 100000, 65536),),
     trace_log: str = "",
+    terminal: bool = False,
+    violations: str = "",
 ) -> IsolationState:
     return IsolationState(
         rootless=rootless, namespaces=tuple(n for n in namespaces if n != "user"),
-        hostname=hostname, uid_map=uid_map, gid_map=gid_map, trace_log=trace_log,
+        hostname=hostname, uid_map=uid_map, gid_map=gid_map, trace_log=trace_log, terminal=terminal,
+        violations=violations,
     )
 
 
 def _intent(state: IsolationState, step_name: str) -> v.Intent:
     if step_name == "spawn":
-        return v.SpawnChild(state.trace_log)
+        return v.SpawnChild(state.trace_log, state.terminal, violations=state.violations)
     if step_name == "unshare":
         extra = ("user",) if state.rootless else ()
         return v.Unshare(extra + state.namespaces)
@@ -78,7 +83,9 @@ def _intent(state: IsolationState, step_name: str) -> v.Intent:
     if step_name == "enter_user":
         return v.EnterUserNamespace()
     if step_name == "map_ids":
-        return v.WriteIdMaps(state.uid_map, state.gid_map)
+        # An unprivileged writer must deny setgroups; host root's maps allow it, so that a user
+        # of -u (or exec -u) gets its supplementary groups (the container's own gids only).
+        return v.WriteIdMaps(state.uid_map, state.gid_map, "deny" if state.rootless else "allow")
     if step_name == "become_root":
         return v.BecomeRoot()
     raise ValueError(f"unknown isolation step {step_name!r}")

@@ -28,11 +28,14 @@ class SecurityState:
     degraded: frozenset[str] = frozenset()
     # Parameters of the intents (not part of the spec's abstraction).
     keep_caps: tuple[str, ...] = ()
+    user: tuple[int, int, tuple[int, ...]] | None = None  # -u: who the caps step switches to
     program_sha256: str = ""
     log_denied: bool = False
     seccomp_mode: str = "enforce"  # "trace": the user-notification filter of seccomp trace mode
+    # ("notify": the enforced program's notify form, refusals answered by the violation monitor)
     landlock_rules: tuple[tuple[str, tuple[str, ...]], ...] = ()
     landlock_min_abi: int = 0
+    landlock_log: bool = False  # log the workload's Landlock denials (the violation stream reads them)
 
     @property
     def level(self) -> str:
@@ -45,10 +48,10 @@ def initial(allow_degraded: bool = False, strict: bool = False, **params: object
 
 def _intent(state: SecurityState, control: str) -> v.Intent:
     if control == "caps":
-        return v.DropCapabilities(state.keep_caps)
+        return v.DropCapabilities(state.keep_caps, state.user)
     if control == "seccomp":
         return v.LoadSeccomp(state.program_sha256, state.log_denied, state.seccomp_mode)
-    return v.ApplyLandlock(state.landlock_rules, state.landlock_min_abi)
+    return v.ApplyLandlock(state.landlock_rules, state.landlock_min_abi, log_new_exec=state.landlock_log)
 
 
 def _after(state: SecurityState, control: str, intents: tuple[v.Intent, ...] = ()) -> Step:

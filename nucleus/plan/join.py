@@ -1,15 +1,18 @@
 """Joining a running container as a plan: from what the container recorded when it started (its
-JoinPolicy) and what is true of it now (its init's pid, its controls that run degraded, whether
-its cgroup exists), every step of the Join machine with the data its intent carries. Pure.
+JoinPolicy), what is true of it now (its init's pid, its controls that run degraded, whether
+its cgroup exists) and what `exec` asks (ExecOptions), every step of the Join machine with the
+data its intent carries. Pure.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nucleus import vocab as v
+from nucleus.config.exec_options import PLAIN, ExecOptions
 from nucleus.errors import InvalidInput
 from nucleus.machines import join
+from nucleus.plan import users
 from nucleus.plan.run import JOIN_ORDER, JoinPolicy
 
 DEFAULT_COMMAND = ("/bin/sh",)
@@ -25,26 +28,56 @@ def namespaces(init_pid: int, policy: JoinPolicy) -> tuple[tuple[str, str], ...]
 
 
 def plan(policy: JoinPolicy, init_pid: int, init_start: int, argv: tuple[str, ...],
-         degraded: frozenset[str], in_cgroup: bool, name: str = "") -> join.JoinState:
-    """Raises InvalidInput when the container cannot be joined with its own restrictions."""
+         degraded: frozenset[str], in_cgroup: bool, name: str = "",
+         options: ExecOptions = PLAIN) -> join.JoinState:
+    """Raises InvalidInput when the container cannot be joined with its own restrictions, or
+    as `options` ask (a user it does not know)."""
     if policy.seccomp_mode == "trace":
         raise InvalidInput(
             f"cannot attach to container {name!r}: it runs in seccomp trace mode, whose filter "
             "reports to the container's own tracer", hint="attach to a container started with "
             "--seccomp-mode enforce")
+    user, env = _user(policy, options)
     steps: tuple[v.Intent, ...] = (
-        v.JoinSpawn(),
+        v.JoinSpawn(terminal=options.tty),
         v.JoinCgroup(policy.cgroup_procs if in_cgroup else ()),
         v.EnterNamespaces(namespaces(init_pid, policy), clear_groups=not policy.rootless,
                           pid=init_pid, start=init_start),
         v.JoinIdentity(),
         v.JoinFork(),
-        v.JoinDropCapabilities(policy.caps_keep),
+        v.JoinDropCapabilities(policy.caps_keep, user),
         v.JoinLoadSeccomp(policy.seccomp_sha256, policy.seccomp_log_denied),
         v.JoinApplyLandlock(policy.landlock_rules, policy.landlock_min_abi),
     )
-    command = v.ExecCommand(argv or DEFAULT_COMMAND, policy.env, policy.cwd, policy.rlimits)
+    command = v.ExecCommand(argv or DEFAULT_COMMAND, env, options.workdir or policy.cwd, policy.rlimits,
+                            policy.places, terminal=options.tty, stdin=options.interactive,
+                            cwd_required=options.workdir is not None)
     return join.initial(steps, command, degradable=degraded)
+
+
+def _user(policy: JoinPolicy, options: ExecOptions) -> tuple[users.Switch | None, tuple[tuple[str, str], ...]]:
+    """Who the command runs as (the container's workload's user unless -u names another: its
+    home becomes HOME, / when it has none there, as Docker's), and its environment: the
+    container's, then the options'."""
+    env = dict(policy.env)
+    user = policy.user
+    if options.user is not None:
+        passwd, group, problem = policy.accounts
+        maps = policy.id_maps if policy.id_maps != ((), ()) else _maps_of(policy.rootless)
+        account = users.resolve(options.user, passwd, group, *maps, where="the container's /etc/passwd "
+                                "and /etc/group", problem=problem, unnamed_home="/", no_home="/")
+        if account.uid != (policy.user or (0,))[0]:  # the workload's own user keeps its HOME
+            env["HOME"] = account.home
+        user = account.switch
+    env.update(options.env)
+    return user, tuple(env.items())
+
+
+def _maps_of(rootless: bool) -> tuple[v.IdMap, v.IdMap]:
+    """The container side of a record's id maps when it does not keep them: container root
+    alone (rootless), or the 65536 ids of a run as root."""
+    count = 1 if rootless else 65536
+    return ((0, 0, count),), ((0, 0, count),)
 
 
 @dataclass(frozen=True)
@@ -58,7 +91,8 @@ class JoinInputs:
     degraded: frozenset[str]
     in_cgroup: bool
     name: str = ""
+    options: ExecOptions = field(default_factory=ExecOptions)
 
     def plan(self) -> join.JoinState:
         return plan(self.policy, self.init_pid, self.init_start, self.argv, self.degraded,
-                    self.in_cgroup, self.name)
+                    self.in_cgroup, self.name, self.options)

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from nucleus import vocab as v
 from nucleus.config.container import CONTEXT_MOUNT, ContainerConfig
 from nucleus.config.context import DEFAULT_CONTEXT_SIZE, ContextSource, exclusion_list
+from nucleus.config.host_etc import ETC
+from nucleus.config.volumes import VolumeSource
+from nucleus.config.workspace import TMP, noexec, opened_below
+from nucleus.plan import users
 
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/lib64", "/nix")
 # From a --rootfs closure: its own /etc replaces the generated one.
@@ -41,22 +45,24 @@ class HostLayout:
     store_paths: tuple[str, ...] = ()  # the closure's /nix/store paths, bound one by one
     context_manifest: tuple[tuple[str, str], ...] | None = None  # --verify-context-integrity
     context: ContextSource | None = None  # the context as opened and measured before the run
+    etc: tuple[tuple[str, str], ...] = ()  # the host's /etc entries to bind (HostFacts.etc)
+    # The workload's uid and gid inside (-u): its home and a copied context are its own.
+    user: tuple[int, int] = (0, 0)
+    # The generated /etc/passwd and /etc/group (nucleus.plan.users; None: root and nobody).
+    accounts: tuple[str, str] | None = None
+    etc_masked: tuple[str, ...] = ()  # ... and the secrets inside them to mask
+    volumes: tuple[VolumeSource, ...] = ()  # -v, as opened before the run
+    keep_context: bool = False  # hand the supervisor the copied context (--changes, a detached run)
 
 
 def _hosts(hostname: str) -> str:
     return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
 
 
-def _passwd(home: str) -> str:
-    return (
-        f"root:x:0:0:root:{home}:/bin/sh\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-    )
-
-
 def plan(spec: ContainerConfig, layout: HostLayout, hostname: str) -> tuple[v.Intent, ...]:
     r = layout.rootfs_dir.rstrip("/")
-    uid, gid = layout.owner
+    # The workload's ids as the mounting process names them (container root's plus its own).
+    uid, gid = layout.owner[0] + layout.user[0], layout.owner[1] + layout.user[1]
     home = spec.home
     ops: list[v.Intent] = [
         v.SetPropagation("/", "private", True),
@@ -90,20 +96,61 @@ def plan(spec: ContainerConfig, layout: HostLayout, hostname: str) -> tuple[v.In
     # Configuration the workload expects to find (read-only with the root), unless the rootfs
     # brings its own /etc.
     if not own_etc:
-        ops.extend(_etc(r, hostname, home))
+        ops.extend(_etc(r, hostname, layout.accounts or users.generated(home)))
+        ops.extend(_host_etc(r, layout))
     _rest(ops, spec, layout, r, uid, gid, home)
     return tuple(ops)
 
 
-def _etc(r: str, hostname: str, home: str) -> list[v.Intent]:
+def _etc(r: str, hostname: str, accounts: tuple[str, str]) -> list[v.Intent]:
     return [
         v.WriteFile(f"{r}/etc/hostname", hostname + "\n"),
         v.WriteFile(f"{r}/etc/hosts", _hosts(hostname)),
-        v.WriteFile(f"{r}/etc/passwd", _passwd(home)),
-        v.WriteFile(f"{r}/etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+        v.WriteFile(f"{r}/etc/passwd", accounts[0]),
+        v.WriteFile(f"{r}/etc/group", accounts[1]),
         v.WriteFile(f"{r}/etc/resolv.conf", ""),
         v.WriteFile(f"{r}/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n"),
     ]
+
+
+def _host_etc(r: str, layout: HostLayout) -> list[v.Intent]:
+    """The host's /etc entries the allowlist chose (nucleus.config.host_etc): symlinks made
+    again as themselves, the rest bound read-only from the host, never through a symlink; then
+    the secrets inside them masked."""
+    etc = f"{r}{ETC}"
+    links = tuple((rel, target) for rel, target in layout.etc if target)
+    ops: list[v.Intent] = [v.MakeSymlinks(etc, links)] if links else []
+    ops.extend(v.BindMount(f"{ETC}/{rel}", f"{etc}/{rel}", RO, recursive=True, beneath=ETC)
+               for rel, target in layout.etc if not target)
+    if layout.etc_masked:
+        ops.append(v.MaskPaths(etc, layout.etc_masked))
+    return ops
+
+
+SCRATCH = ("nosuid", "nodev")
+
+
+def _scratch(spec: ContainerConfig, r: str, place: str, data: str, owner: tuple[int, int],
+             fill: tuple[v.Intent, ...] = ()) -> list[v.Intent]:
+    """A writable place: its tmpfs (`data`), filled by `fill`, noexec unless the workspace rules
+    make it executable (nucleus.config.workspace). A directory below it that --allow-exec
+    names keeps exec on a mount of its own: bound onto itself (made first, owned by the
+    container's root, unless `fill` brought it) before the place is remounted noexec."""
+    target = f"{r}{place}"
+    closed = place in noexec(spec)
+    below = opened_below(spec, place) if closed else ()
+    flags = SCRATCH + (("noexec",) if closed and not below else ())
+    ops: list[v.Intent] = [v.MountFs("tmpfs", target, flags, data), *fill]
+    for path in below:
+        rel = path[len(place):].strip("/")
+        if not fill:  # a fresh tmpfs: nothing there can be a symlink yet
+            parts = rel.split("/")
+            ops.append(v.MakeDirs(target, tuple("/".join(parts[:i + 1]) for i in range(len(parts))),
+                                  0o755, owner))
+        ops.append(v.BindMount(f"{target}/{rel}", f"{target}/{rel}", SCRATCH, beneath=target))
+    if below:
+        ops.append(v.RemountFs(target, SCRATCH + ("noexec",), bind=True))
+    return ops
 
 
 def _rest(ops: list[v.Intent], spec: ContainerConfig, layout: HostLayout, r: str, uid: int, gid: int,
@@ -120,14 +167,16 @@ def _rest(ops: list[v.Intent], spec: ContainerConfig, layout: HostLayout, r: str
             ops.append(v.BindMount(spec.context, ctx, RO, recursive=True, opened=opened))
         else:
             size = spec.context_size or DEFAULT_CONTEXT_SIZE
-            ops.append(v.MountFs("tmpfs", ctx, ("nosuid", "nodev"),
-                                 f"size={size},mode=0755,uid={uid},gid={gid}"))
-            ops.append(v.CopyTree(
+            fill: list[v.Intent] = [v.CopyTree(
                 spec.context, ctx, exclusion_list(), (uid, gid), opened=opened,
                 ignore=src.ignore if src else (), include=src.include if src else (),
-                read_as=src.read_as if src else -1, identities=src.identities if src else ()))
+                read_as=src.read_as if src else -1, identities=src.identities if src else ())]
             if layout.context_manifest is not None:
-                ops.append(v.VerifyTree(ctx, layout.context_manifest))
+                fill.append(v.VerifyTree(ctx, layout.context_manifest))
+            ops.extend(_scratch(spec, r, CONTEXT_MOUNT, f"size={size},mode=0755,uid={uid},gid={gid}",
+                                (uid, gid), tuple(fill)))
+            if layout.keep_context:
+                ops.append(v.KeepTree(ctx))
 
     # A minimal /dev: the usual character devices bound from the host, a private devpts, shm.
     dev = f"{r}/dev"
@@ -151,9 +200,11 @@ def _rest(ops: list[v.Intent], spec: ContainerConfig, layout: HostLayout, r: str
     ops.append(v.MaskPaths(proc, PROC_MASKED, PROC_READONLY))
     ops.append(v.RemountFs(proc, ("rdonly", "nosuid", "nodev", "noexec"), bind=True))
 
-    # Writable scratch space, never executable.
-    ops.append(v.MountFs("tmpfs", f"{r}/tmp", ("nosuid", "nodev", "noexec"), "size=536870912,mode=1777"))
-    ops.append(v.MountFs("tmpfs", f"{r}{home}", ("nosuid", "nodev", "noexec"),
-                         f"size=268435456,mode=0700,uid={uid},gid={gid}"))
+    # Writable scratch space: /tmp, and the home directory (executable in agent mode).
+    ops.extend(_scratch(spec, r, TMP, "size=536870912,mode=1777", (uid, gid)))
+    ops.extend(_scratch(spec, r, home, f"size=268435456,mode=0700,uid={uid},gid={gid}", (uid, gid)))
+    # Volumes, last: their mount points are made in what nucleus mounted (nucleus.config.volumes).
+    ops.extend(v.MountVolume(src.path, f"{r}{src.target}", src.flags, src.fd, src.userns, src.idmap)
+               for src in layout.volumes)
     # The root itself is read-only: everything writable is a mount of its own.
     ops.append(v.RemountFs(r, ("rdonly", "nosuid", "nodev")))

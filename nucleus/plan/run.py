@@ -9,12 +9,14 @@ import posixpath
 from dataclasses import dataclass, replace
 
 from nucleus import vocab as v
-from nucleus.config import landlock_default, modes
+from nucleus.config import landlock_default, modes, violations, workspace
+from nucleus.config import volumes as volume_rules
 from nucleus.config.container import ContainerConfig
 from nucleus.config.context import ContextSource
+from nucleus.config.volumes import VolumeSource
 from nucleus.facts import HostFacts
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
-from nucleus.plan import cgroups, ids, mounts
+from nucleus.plan import cgroups, ids, mounts, users
 
 JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "pid", "time", "mnt")  # "user" first or last
 PROC_NAME = {"mount": "mnt"}  # /proc/<pid>/ns/ names the mount namespace "mnt"
@@ -35,6 +37,7 @@ class Artifacts:
     landlock_min_abi: int = 0  # what the Landlock policy requires beyond the mode's minimum
     context_manifest: tuple[tuple[str, str], ...] | None = None
     context: ContextSource | None = None  # the context, opened and measured
+    volumes: tuple[VolumeSource, ...] = ()  # -v, opened (nucleus.config.volumes)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,13 @@ class JoinPolicy:
     cwd: str
     rlimits: tuple[int, int, int]
     cgroup_procs: tuple[str, ...]
+    places: tuple[str, ...] = ()  # the writable places --allow-exec may name (ExecCommand's)
+    # The workload's user (-u; None: container root), what `exec -u` looks names up in (the
+    # container's /etc/passwd and /etc/group, and why they could not be read) and the id maps
+    # its ids must be in.
+    user: users.Switch | None = None
+    accounts: tuple[str, str, str] = ("", "", "")
+    id_maps: tuple[v.IdMap, v.IdMap] = ((), ())
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,9 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
     """Raises InvalidInput for what this host cannot do as asked (see nucleus.plan.cgroups)."""
     rootless, uid_map, gid_map = id_maps(config, facts)
     owner = (0, 0) if rootless else (uid_map[0][1], gid_map[0][1])
+    accounts, account = workload_user(config, facts, uid_map, gid_map)
+    if account is not None:  # its home is the home: HOME, the writable directory, Landlock's rule
+        config = replace(config, home=account.home)
     namespaces = ("pid", "mount", "net", "uts", "ipc") + (("cgroup",) if config.cgroup_namespace else ()) + (
         ("time",) if config.time_namespace else ())
     hostname = config.hostname or config.name or "nucleus"
@@ -86,33 +99,48 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         hidepid=modes.proc_hidepid(config.service_mode),
         rootfs=facts.rootfs_realpath if config.rootfs else None,
         store_paths=facts.store_paths, context_manifest=artifacts.context_manifest,
-        context=artifacts.context)
+        context=artifacts.context, etc=facts.etc, etc_masked=facts.etc_masked,
+        volumes=artifacts.volumes, keep_context=keeps_context(config, rootless),
+        user=(account.uid, account.gid) if account else (0, 0),
+        accounts=accounts[:2])
     writable_context = config.context is not None and config.context_mode == "copy"
     min_abi = modes.min_landlock_abi(config.service_mode, config.allow_degraded_security)
+    # A policy's rules replace the defaults; --allow-exec's paths gain execute in either.
     if artifacts.landlock_rules is not None:
-        rules = artifacts.landlock_rules
+        granted = landlock_default.with_execute(
+            ((path, frozenset(access)) for path, access in artifacts.landlock_rules), config.allow_exec)
         min_abi = max(min_abi, artifacts.landlock_min_abi)
     else:
-        rules = tuple((path, tuple(sorted(access))) for path, access in
-                      landlock_default.default_rules(config.home, writable_context=writable_context))
+        granted = landlock_default.default_rules(config.home, writable_context=writable_context,
+                                                 executable=workspace.executable(config),
+                                                 volumes=volume_rules.landlock_rules(config.volumes))
+    rules = tuple((path, tuple(sorted(access))) for path, access in granted)
     trace = config.seccomp_mode == "trace"
+    # An enforced run records what it refuses: seccomp's refusals answered by the violation
+    # monitor (the program's notify form), Landlock's logged for the workload it execs.
+    stream = "" if trace else violations.stream_path(facts.state_root, cid)
     cgroup = cgroups.plan_run(facts, config.limits, cid, strict=modes.cgroups_required(config.service_mode))
     limits = config.limits
     env = tuple(config.environment().items())
     rlimits = (limits.nofile, limits.nproc, limits.memlock)
-    workload = v.ExecWorkload(config.argv, env, config.effective_workdir, rlimits)
+    places = workspace.places(config)
+    workload = v.ExecWorkload(config.argv, env, config.effective_workdir, rlimits, places,
+                              terminal=config.tty, stdin=config.interactive and not config.detach)
     state = system.initial(
         isolation.initial(rootless=rootless, namespaces=namespaces, hostname=hostname,
                           uid_map=uid_map, gid_map=gid_map,
-                          trace_log=(config.seccomp_log or "") if trace else ""),
+                          trace_log=(config.seccomp_log or "") if trace else "", terminal=config.tty,
+                          violations=stream),
         filesystem.initial(mounts.plan(config, layout, hostname), rootfs_dir, config.allow_chroot_fallback,
                            audit=tuple((r.path, tuple(r.flags), r.required)
-                                       for r in modes.mount_audit(config.service_mode))),
+                                       for r in modes.mount_audit(config.service_mode,
+                                                                  workspace.noexec(config)))),
         security.initial(config.allow_degraded_security, strict=config.service_mode != "agent",
-                         keep_caps=artifacts.caps_keep,
+                         keep_caps=artifacts.caps_keep, user=account.switch if account else None,
                          program_sha256="" if trace else artifacts.seccomp_sha256,
                          log_denied=artifacts.seccomp_log_denied, landlock_rules=rules,
-                         landlock_min_abi=min_abi, seccomp_mode=config.seccomp_mode),
+                         landlock_min_abi=min_abi, seccomp_mode="notify" if stream else config.seccomp_mode,
+                         landlock_log=bool(stream)),
         resources.initial(required=modes.cgroups_required(config.service_mode), create=cgroup.create,
                           limits=cgroup.limits, attach=cgroup.attach, remove=cgroup.remove),
         lifecycle.initial(workload),
@@ -123,8 +151,34 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         seccomp_sha256=artifacts.seccomp_sha256,
         seccomp_log_denied=artifacts.seccomp_log_denied, seccomp_mode=config.seccomp_mode,
         caps_keep=artifacts.caps_keep, landlock_rules=rules, landlock_min_abi=min_abi, env=env,
-        cwd=config.effective_workdir, rlimits=rlimits, cgroup_procs=cgroup.attach.procs)
+        cwd=config.effective_workdir, rlimits=rlimits, cgroup_procs=cgroup.attach.procs, places=places,
+        user=account.switch if account else None, accounts=accounts, id_maps=(uid_map, gid_map))
     return RunPlan(state, rootfs_dir, cgroup, join)
+
+
+def workload_user(config: ContainerConfig, facts: HostFacts, uid_map: v.IdMap, gid_map: v.IdMap
+                  ) -> tuple[tuple[str, str, str], users.Account | None]:
+    """The container's /etc/passwd and /etc/group (a --rootfs closure's own, else the generated
+    ones with what -u adds) and why they could not be read; and the account -u names (None
+    without -u)."""
+    closure = facts.rootfs_accounts if config.rootfs else None
+    if config.user is None:
+        return closure or (*users.generated(config.home), ""), None
+    if closure is not None:
+        where = f"--rootfs {config.rootfs!r}: etc/passwd and etc/group"
+        return closure, users.resolve(config.user, closure[0], closure[1], uid_map, gid_map,
+                                      where=where, problem=closure[2])
+    passwd, group = users.generated(config.home)
+    account = users.resolve(config.user, passwd, group, uid_map, gid_map)
+    return (*users.generated(config.home, account), ""), account
+
+
+def keeps_context(config: ContainerConfig, rootless: bool) -> bool:
+    """Whether the supervisor is handed the copied context: to write --changes once the
+    workload has ended, and (a detached container run as root) to keep it for `nucleus cp`
+    until the container is removed."""
+    copied = config.context is not None and config.context_mode == "copy"
+    return copied and (config.changes is not None or (config.detach and not rootless))
 
 
 def with_context(config: ContainerConfig, resolved: str | None) -> ContainerConfig:

@@ -71,10 +71,16 @@ class Intent(Record):
 @record
 class SpawnChild(Intent):
     """Fork the setup process and connect the sync pipe. With `trace_log`, first start the
-    tracer that serves the container's seccomp notifications, writing NDJSON there."""
+    tracer that serves the container's seccomp notifications, writing NDJSON there. With
+    `terminal`, also a unix socket over which the process that becomes the workload hands the
+    master of its pseudo-terminal to the supervisor (ExecWorkload.terminal)."""
 
     reports: ClassVar[tuple[str, str] | None] = ("iso", "spawn")
     trace_log: str = ""
+    terminal: bool = False
+    # The container's violation stream: with a path, first start the violation monitor that
+    # answers what seccomp refuses and writes every refusal there (LoadSeccomp mode "notify").
+    violations: str = ""
 
 
 @record
@@ -116,11 +122,14 @@ class EnterUserNamespace(Intent):
 
 @record
 class WriteIdMaps(Intent):
-    """Host side: write setgroups=deny, uid_map and gid_map of the setup process."""
+    """Host side: write `setgroups` ("deny": the kernel requires it of an unprivileged writer;
+    "allow": a -u user's supplementary groups can be set), uid_map and gid_map of the setup
+    process."""
 
     reports: ClassVar[tuple[str, str] | None] = ("iso", "map_ids")
     uid_map: IdMap = ()
     gid_map: IdMap = ()
+    setgroups: str = "deny"
 
 
 @record
@@ -162,7 +171,10 @@ class BindMount(FsOp):
     """Bind source onto target (created as a file or directory to match), then apply flags
     (with `recursive`, to every mount of the bound tree, checked afterwards). With `opened` (a
     descriptor the supervisor opened from `source` before any host change, inherited by the
-    setup process) the source is bound only if it still is that directory."""
+    setup process) the source is bound only if it still is that directory. With `beneath` (a
+    directory above the source) the source is opened from there one component at a time, and
+    a symlink on the way stops the step: a host file chosen by name, or a directory of the
+    context, is bound as itself, never as what a link leads to."""
 
     source: str = ""
     target: str = ""
@@ -170,6 +182,7 @@ class BindMount(FsOp):
     recursive: bool = False
     optional: bool = False
     opened: int = -1
+    beneath: str = ""
 
 
 @record
@@ -225,6 +238,33 @@ class VerifyTree(FsOp):
 
 
 @record
+class MountVolume(FsOp):
+    """Bind the host object `source` (a directory or file the supervisor opened as `opened`
+    before any host change, inherited: bound only if its path, walked again without following a
+    symlink, still leads to it) onto `target`, made to match: a detached copy of it and every
+    mount below it (open_tree), `flags` set on all of them in one mount_setattr(AT_RECURSIVE),
+    its ids mapped through the user namespace `userns` when it is not -1 (`idmap`: host uid and
+    gid, and container root's host uid and gid they become), then attached (move_mount) and
+    its flags checked in mountinfo."""
+
+    source: str = ""
+    target: str = ""
+    flags: tuple[str, ...] = ()
+    opened: int = -1
+    userns: int = -1
+    idmap: tuple[tuple[int, int], ...] = ()
+
+
+@record
+class KeepTree(FsOp):
+    """Hand the supervisor a detached copy of the mount at `target` (open_tree), read-only,
+    nosuid, nodev and noexec, over the setup process's handover socket: what the supervisor
+    reads once the workload has ended, after the container's mount namespace is gone."""
+
+    target: str = ""
+
+
+@record
 class MaskPaths(FsOp):
     """Hide files (bind /dev/null, read-only) and directories (empty read-only tmpfs)."""
 
@@ -273,18 +313,24 @@ class AuditMounts(Intent):
 @record
 class DropCapabilities(Intent):
     """Keep only `keep` (bounding, permitted and effective sets), clear the others; set
-    no_new_privs."""
+    no_new_privs. With `user` = (uid, gid, supplementary groups), become that user once the
+    bounding set is cut and before the other sets are: setgroups, setresgid, setresuid (the
+    last calls that need root inside the container; the seccomp filter loaded next refuses
+    them)."""
 
     where: ClassVar[str] = "child"
     reports: ClassVar[tuple[str, str] | None] = ("sec", "caps")
     keep: tuple[str, ...] = ()
+    user: tuple[int, int, tuple[int, ...]] | None = None
 
 
 @record
 class LoadSeccomp(Intent):
     """mode "enforce": install the compiled program whose sha256 is given (with the kernel's
     log flag when `log_denied`). mode "trace": install the user-notification filter whose
-    listener goes to the tracer (every syscall is reported and allowed)."""
+    listener goes to the tracer (every syscall is reported and allowed). mode "notify": install
+    the program's notify form, whose listener goes to the violation monitor (the calls the
+    program refuses are answered and recorded there; the rest run as under "enforce")."""
 
     where: ClassVar[str] = "child"
     reports: ClassVar[tuple[str, str] | None] = ("sec", "seccomp")
@@ -295,10 +341,14 @@ class LoadSeccomp(Intent):
 
 @record
 class ApplyLandlock(Intent):
+    """Restrict to `rules`; with `log_new_exec`, ask the kernel (ABI 7 and later) to log the
+    denials of the programs exec'd from now on (LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON)."""
+
     where: ClassVar[str] = "child"
     reports: ClassVar[tuple[str, str] | None] = ("sec", "landlock")
     rules: tuple[tuple[str, tuple[str, ...]], ...] = ()
     min_abi: int = 0
+    log_new_exec: bool = False
 
 
 @record
@@ -376,13 +426,20 @@ class RemoveCgroup(Intent):
 @record
 class ExecWorkload(Intent):
     """Inside: PID 1 forks the workload, which sets its rlimits (nofile, nproc, memlock), enters
-    `cwd` and execs `argv` with exactly `env`; PID 1 stays as its minimal init."""
+    `cwd` and execs `argv` with exactly `env`; PID 1 stays as its minimal init. `places`: the
+    writable places --allow-exec may name, for the reason a refused exec gives."""
 
     where: ClassVar[str] = "child"
     argv: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     cwd: str = "/"
     rlimits: tuple[int, int, int] = (1024, 512, 65536)
+    places: tuple[str, ...] = ()
+    # With `terminal`, its stdin, stdout and stderr are a new pseudo-terminal of the
+    # container's devpts (nucleus.effects.terminal), the caller's stdin relayed to it with
+    # `stdin`; without, stdin is inherited with `stdin`, else /dev/null (Docker's -i).
+    terminal: bool = False
+    stdin: bool = False
 
 
 @record
@@ -454,14 +511,19 @@ class JoinApplyLandlock(ApplyLandlock):
 
 @record
 class ExecCommand(Intent):
-    """Inside: set the rlimits, enter `cwd` (or "/" when it is gone) and exec `argv` with
-    exactly `env`, in place."""
+    """Inside: set the rlimits, enter `cwd` (or "/" when it is gone, unless `cwd_required`)
+    and exec `argv` with exactly `env`, in place. `places`, `terminal` and `stdin`: as
+    ExecWorkload's."""
 
     where: ClassVar[str] = "child"
     argv: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     cwd: str = "/"
     rlimits: tuple[int, int, int] = (1024, 512, 65536)
+    places: tuple[str, ...] = ()
+    terminal: bool = False
+    stdin: bool = False
+    cwd_required: bool = False
 
 
 INTENTS: dict[str, type[Intent]] = {
@@ -469,7 +531,7 @@ INTENTS: dict[str, type[Intent]] = {
     for cls in (
         SpawnChild, Unshare, ForkInit, SetHostname, LoopbackUp, EnterUserNamespace, WriteIdMaps,
         BecomeRoot, SetPropagation, MountFs, BindMount, RemountFs, MakeDirs, MakeSymlinks,
-        CopyTree, VerifyTree, MaskPaths, WriteFile, PivotRoot, Chroot, DetachOldRoot, AuditMounts,
+        CopyTree, VerifyTree, MountVolume, KeepTree, MaskPaths, WriteFile, PivotRoot, Chroot, DetachOldRoot, AuditMounts,
         DropCapabilities, LoadSeccomp, ApplyLandlock, Warn, CreateCgroup, SetCgroupLimits,
         AttachCgroup, RemoveCgroup, ExecWorkload, SendSignal, Cleanup, JoinSpawn, JoinCgroup,
         EnterNamespaces, JoinIdentity, JoinFork, JoinDropCapabilities, JoinLoadSeccomp,

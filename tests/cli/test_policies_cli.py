@@ -31,7 +31,8 @@ CASES = [
      '{"defaultAction": "SCMP_ACT_ERRNO", "syscals": []}',
      "syscals: unknown key",
      "hint: did you mean 'syscalls'? the keys of a seccomp profile are: defaultAction, "
-     "defaultErrnoRet, architectures, archMap, flags, listenerPath, listenerMetadata, syscalls"),
+     "defaultErrnoRet, architectures, archMap, flags, listenerPath, listenerMetadata, syscalls, "
+     "newerSyscallsErrno"),
     ("seccomp-unknown-entry-key", "--seccomp-profile", "p.json",
      '{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], '
      '"action": "SCMP_ACT_ALLOW", "arg": []}]}',

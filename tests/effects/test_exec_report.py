@@ -23,7 +23,8 @@ ENV = (("PATH", "/usr/bin:/bin"),)
 @pytest.mark.parametrize("argv,cwd,code,reason", [
     (("nucleus-no-such-command",), "/", 127, "cannot run 'nucleus-no-such-command': No such file or directory"),
     (("/nonexistent/x",), "/", 127, "cannot run '/nonexistent/x': No such file or directory"),
-    (("/etc/passwd",), "/", 126, "cannot run '/etc/passwd': Permission denied"),
+    (("/etc/passwd",), "/", 126, "cannot run '/etc/passwd': /etc/passwd is not executable (mode 0644, "
+                                 "owner 0); make it executable (chmod +x) or run it through its interpreter"),
     (("true",), "/nonexistent", 126, "cannot enter working directory '/nonexistent': No such file or directory"),
 ], ids=["not-found", "no-directory", "not-executable", "no-workdir"])
 def test_an_exec_that_fails_is_answered_with_exit(argv, cwd, code, reason):

@@ -53,7 +53,7 @@ def _nothing(*_: Any) -> None:
 
 
 # prctl options that set something (their answer is 0) and the ambient operations that do.
-_PRCTL_SETS = frozenset({linux.PR_SET_PDEATHSIG, linux.PR_SET_DUMPABLE, linux.PR_SET_NAME,
+_PRCTL_SETS = frozenset({linux.PR_SET_PDEATHSIG, linux.PR_SET_DUMPABLE, linux.PR_SET_KEEPCAPS, linux.PR_SET_NAME,
                          linux.PR_CAPBSET_DROP, linux.PR_SET_SECUREBITS, linux.PR_SET_CHILD_SUBREAPER,
                          linux.PR_SET_NO_NEW_PRIVS})
 _AMBIENT_SETS = frozenset({linux.PR_CAP_AMBIENT_RAISE, linux.PR_CAP_AMBIENT_LOWER,
@@ -69,7 +69,7 @@ def _prctl_default(option: int, arg2: int, *_: int) -> object:
 
 DEFAULTS: dict[str, Callable[..., Any]] = {
     **{name: _nothing for name in (
-        "unshare", "setns", "mount", "mount_setattr", "umount2", "pivot_root", "sethostname", "setdomainname",
+        "unshare", "setns", "mount", "mount_setattr", "move_mount", "umount2", "pivot_root", "sethostname", "setdomainname",
         "capset", "setresuid", "setresgid", "setgroups", "landlock_add_rule",
         "landlock_restrict_self", "chown", "lchown", "chroot", "chdir", "close", "setrlimit",
         "set_process_title", "set_process_name",

@@ -1,8 +1,9 @@
 """The default seccomp profile loaded for real.
 
-A denied syscall kills the whole process with SIGSYS, so every test forks, loads the filter in
-the child, tries the call there and reports over a pipe; the parent asserts on what came back
-and on how the child ended.
+A denied syscall fails with EPERM (or the errno of its rule), or under the kill default kills
+the whole process with SIGSYS, so every test forks, loads the filter in the child, tries the
+call there and reports over a pipe; the parent asserts on what came back and on how the child
+ended.
 """
 
 from __future__ import annotations
@@ -56,12 +57,14 @@ def programs():
     return {
         False: seccomp.compile_profile(sd.default_profile(networked=False)),
         True: seccomp.compile_profile(sd.default_profile(networked=True)),
+        "kill": seccomp.compile_profile(sd.default_profile(networked=False, default_action="kill")),
+        "jit": seccomp.compile_profile(sd.default_profile(networked=False, jit=True)),
     }
 
 
-def filtered(programs, body, *, networked=False, before=None) -> Child:
+def filtered(programs, body, *, networked=False, before=None, program=None) -> Child:
     def run(prepared=None):
-        seccomp.load_program(programs[networked])
+        seccomp.load_program(programs[networked if program is None else program])
         return body(prepared)
 
     return in_child(run, before=before)
@@ -173,7 +176,7 @@ def test_log_denied_flag_is_accepted(programs):
     assert assert_survived(in_child(body)) is True
 
 
-# --- denials: the process is killed ------------------------------------------------------------
+# --- denials: the call fails (under kill, the process is killed) -----------------------------------
 
 
 def _private_mounts():
@@ -208,9 +211,8 @@ DENIED = {
     "bpf": (lambda _: syscall(NR["bpf"], 5, 0, 0), None),
     "keyctl": (lambda _: syscall(NR["keyctl"], 0, 2**64 - 3, 0), None),
     "io_uring_setup": (lambda _: syscall(NR["io_uring_setup"], 1, 0), None),
-    "socket_inet": (lambda _: socket.socket(socket.AF_INET, socket.SOCK_STREAM).fileno(), None),
-    "socket_inet6": (lambda _: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).fileno(), None),
     "socket_packet": (lambda _: socket.socket(socket.AF_PACKET, socket.SOCK_RAW).fileno(), None),
+    "socket_netlink_audit": (lambda _: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 9).fileno(), None),
     "ioctl_tiocsti": (
         lambda fds: syscall(NR["ioctl"], fds[1], sd.TIOCSTI, ctypes.addressof(ctypes.c_char(b"x"))),
         os.openpty,
@@ -245,24 +247,56 @@ DENIED = {
 }
 
 
+# The errno each refusal gets under the errno default (EPERM, but for a refused socket family).
+REFUSED_WITH = {"socket_packet": errno.EAFNOSUPPORT, "socket_netlink_audit": errno.EAFNOSUPPORT}
+
+
+def _errno_of(body):
+    def call(prepared):
+        try:
+            got = body(prepared)
+        except OSError as e:
+            return e.errno
+        if isinstance(got, tuple) and got[0] == -1:  # a raw syscall's (result, errno)
+            return got[1]
+        return 0
+
+    return call
+
+
+def _before(name, tmp_path):
+    before = DENIED[name][1]
+    return (lambda: str(tmp_path)) if before is _tmpdir else before
+
+
 @pytest.mark.parametrize("name", sorted(DENIED))
-def test_denied_call_kills(programs, name, tmp_path):
-    body, before = DENIED[name]
-    if before is _tmpdir:
-        before = lambda: str(tmp_path)  # noqa: E731
-    assert_killed(filtered(programs, body, before=before))
+def test_denied_call_fails_and_the_process_lives_on(programs, name, tmp_path):
+    outcome = filtered(programs, _errno_of(DENIED[name][0]), before=_before(name, tmp_path))
+    assert assert_survived(outcome) == REFUSED_WITH.get(name, errno.EPERM)
 
 
-def test_inet_socket_allowed_when_networked(programs):
+@pytest.mark.parametrize("name", sorted(DENIED))
+def test_denied_call_kills_under_the_kill_default(programs, name, tmp_path):
+    assert_killed(filtered(programs, DENIED[name][0], before=_before(name, tmp_path), program="kill"))
+
+
+@pytest.mark.parametrize("networked", [False, True])
+def test_loopback_servers_and_clients_work(programs, networked):
+    # The network namespace is the boundary, not seccomp: TCP and UDP on loopback work.
     def body(_):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        s.close()
-        return True
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        client.sendall(b"ping")
+        got = peer.recv(4)
+        six = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        six.close()
+        return got.decode()
 
-    assert assert_survived(filtered(programs, body, networked=True)) is True
-    assert_killed(filtered(programs, body, networked=False))
+    assert assert_survived(filtered(programs, body, networked=networked)) == "ping"
 
 
 def test_netlink_route_fails_softly_without_network(programs):
@@ -274,7 +308,31 @@ def test_netlink_route_fails_softly_without_network(programs):
         return 0
 
     assert assert_survived(filtered(programs, body)) == errno.EAFNOSUPPORT
+    # glibc's getaddrinfo probe: an error even under kill, which ends every other family.
+    assert assert_survived(filtered(programs, body, program="kill")) == errno.EAFNOSUPPORT
     assert assert_survived(filtered(programs, body, networked=True)) == 0
+
+
+def test_a_call_newer_than_libseccomp_answers_enosys(programs):
+    """glibc and the runtimes fall back to the older call on ENOSYS: a syscall this kernel has
+    but libseccomp's table does not name gets it, not the default EPERM."""
+    import pyseccomp
+
+    def known(nr):
+        try:
+            pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, nr)
+        except ValueError:
+            return False
+        return True
+
+    highest = max(nr for nr in range(1024) if known(nr))
+    probe = in_child(lambda: [syscall(nr, 0, 0, 0, 0)[1] for nr in range(highest + 1, highest + 16)])
+    newer = [nr for nr, err in zip(range(highest + 1, highest + 16), assert_survived(probe), strict=True)
+             if err != errno.ENOSYS]
+    if not newer:
+        pytest.skip(f"this kernel has no syscall above libseccomp's last ({highest})")
+    under = filtered(programs, lambda _: [syscall(nr, 0, 0, 0, 0)[1] for nr in newer])
+    assert assert_survived(under) == [errno.ENOSYS] * len(newer)
 
 
 def test_unix_sockets_work_without_network(programs):
@@ -331,7 +389,8 @@ def test_ioctl_request_compared_on_32_bits(programs):
             NR["ioctl"], fds[1], garbage | sd.TIOCSTI, ctypes.addressof(ctypes.c_char(b"x"))
         )
 
-    assert_killed(filtered(programs, tiocsti, before=os.openpty))
+    assert assert_survived(filtered(programs, tiocsti, before=os.openpty)) == [-1, errno.EPERM]
+    assert_killed(filtered(programs, tiocsti, before=os.openpty, program="kill"))
 
 
 def test_pty_allocation_works(programs):
@@ -350,6 +409,15 @@ def test_mprotect_without_wx_allowed(programs):
         return [rw, rx]
 
     assert assert_survived(filtered(programs, body, before=_mmap_page)) == [[0, 0], [0, 0]]
+
+
+def test_jit_lets_memory_be_writable_and_executable(programs):
+    # Agent mode's profile: V8 (node) flips its code pages to W+X.
+    def body(page):
+        return syscall(NR["mprotect"], page[1], mmap.PAGESIZE, 0x7)
+
+    assert assert_survived(filtered(programs, body, before=_mmap_page, program="jit")) == [0, 0]
+    assert assert_survived(filtered(programs, body, before=_mmap_page)) == [-1, errno.EPERM]
 
 
 def test_allowed_prctl_options(programs):
@@ -392,7 +460,9 @@ def test_i386_syscall_is_killed(programs):
         pytest.skip(f"int 0x80 does not work on this host without a filter: {control}")
     got, pid = control.result["value"]
     assert got == pid
-    assert_killed(filtered(programs, lambda prepared: prepared[0](), before=_int80_getpid))
+    # Killed whatever the default action: errno (the default) and kill alike.
+    for program in (False, "kill"):
+        assert_killed(filtered(programs, lambda prepared: prepared[0](), before=_int80_getpid, program=program))
 
 
 def test_narrow_forms_allowed(programs, tmp_path):

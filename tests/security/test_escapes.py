@@ -1,9 +1,12 @@
 """Escape attempts from inside a real `nucleus run` sandbox.
 
-Every attempt must fail in a specific way: the seccomp filter kills the process (exit status
-128 + SIGSYS), or the call fails with the errno of the control that stops it. Probes run with
-Debian's /usr/bin/python3 inside the sandbox and make raw system calls through ctypes; a probe
-prints a marker right before the attempt, so a kill is known to come from the attempt itself.
+Every attempt must fail in a specific way: the seccomp filter refuses the call with the errno
+of its rule (EPERM by default; recorded in the violation stream, which proves seccomp and not
+a missing capability refused it), kills the process under --seccomp-default-action kill (exit
+status 128 + SIGSYS), or the call fails with the errno of the control that stops it. Probes run
+with Debian's /usr/bin/python3 inside the sandbox and make raw system calls through ctypes; a
+probe prints a marker right before the attempt, so a kill is known to come from the attempt
+itself.
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ def assert_killed(result: subprocess.CompletedProcess) -> None:
     assert result.stdout.splitlines()[-1:] == ["reached"], describe(result)
 
 
-# --- system calls the filter kills ---------------------------------------------------------------
+KILL = ("--seccomp-default-action", "kill")
+
+# --- system calls the filter refuses ----------------------------------------------------------------
 
 MAP_PRIVATE_ANON = 0x02 | 0x20
 
@@ -104,34 +109,56 @@ KILLED = {
     "iopl": ("", "sc(172, 3)"),
     "prctl(PR_SET_DUMPABLE, 1)": ("", "sc(157, 4, 1, 0, 0, 0)"),
     "ioctl(TIOCSTI)": ("", "sc(16, 0, 0x5412, b'x')"),
-    "mprotect(RWX)": (
-        f"addr = sc(9, 0, 4096, 3, {MAP_PRIVATE_ANON}, -1, 0)[0]\nassert addr > 0",
-        "sc(10, addr, 4096, 7)",
-    ),
-    # sockets: only AF_UNIX exists without a network
-    "socket(AF_PACKET, SOCK_RAW)": ("", "socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)"),
-    "socket(AF_INET, SOCK_RAW)": ("", "socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)"),
-    "socket(AF_INET, SOCK_STREAM)": ("", "socket.socket(socket.AF_INET, socket.SOCK_STREAM)"),
-    "socket(AF_INET, SOCK_DGRAM)": ("", "socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"),
-    "socket(AF_INET6, SOCK_STREAM)": ("", "socket.socket(socket.AF_INET6, socket.SOCK_STREAM)"),
+    # sockets: AF_UNIX, AF_INET and AF_INET6 only (the network namespace holds only loopback)
+    "socket(AF_PACKET, SOCK_RAW)": ("", "sc(41, 17, 3, 0)"),
     "socket(AF_VSOCK)": ("", "sc(41, 40, 1, 0)"),
     "socket(AF_NETLINK, NETLINK_KOBJECT_UEVENT)": ("", "sc(41, 16, 3, 15)"),
 }
+# The syscall each attempt makes, as the violation stream names it, and the errno it gets.
+SOCKET_REFUSAL = "EAFNOSUPPORT"
+
+
+def _syscall_of(name: str) -> str:
+    return name.split("(")[0].split(" ")[0]
+
+
+def test_forbidden_syscalls_fail_with_the_errno_of_their_rule(tmp_path):
+    """One sandbox tries every call in turn (the default action answers with an error, so the
+    probe lives on); each fails with EPERM (a refused socket family with EAFNOSUPPORT), and the
+    violation stream names every one, so seccomp, not a missing capability, refused it."""
+    calls = "\n".join(f"{setup}\nr[{name!r}] = {call}[1]" for name, (setup, call) in KILLED.items())
+    stream = tmp_path / "violations.ndjson"
+    out = run_json(PRELUDE + "r = {}\n" + calls + "\nprint(json.dumps(r))\n",
+                   options=["--violations", str(stream)])
+    assert out == {name: SOCKET_REFUSAL if name.startswith("socket") else "EPERM" for name in KILLED}
+    records = [json.loads(line) for line in stream.read_text().splitlines()]
+    refused = {r["operation"] for r in records if r["layer"] == "seccomp"}
+    assert {_syscall_of(name) for name in KILLED} - {"seccomp (a second filter)"} <= refused | {"seccomp"}
+    assert {"seccomp"} <= refused
 
 
 @pytest.mark.parametrize("setup,call", KILLED.values(), ids=list(KILLED))
-def test_forbidden_syscall_kills_the_workload(setup, call):
-    assert_killed(run_python(_attempt(setup, call)))
+def test_forbidden_syscall_kills_the_workload_under_kill(setup, call):
+    assert_killed(run_python(_attempt(setup, call), options=KILL))
+
+
+def test_writable_and_executable_memory_is_refused_in_strict_agent():
+    # Agent mode lets JIT compilers (node, java) flip pages to W+X; strict-agent does not.
+    setup = f"addr = sc(9, 0, 4096, 3, {MAP_PRIVATE_ANON}, -1, 0)[0]\nassert addr > 0\n"
+    code = PRELUDE + setup + "print(json.dumps([sc(10, addr, 4096, 7)[1], sc(10, addr, 4096, 5)[1]]))"
+    assert run_json(code, options=["--service-mode", "strict-agent"]) == ["EPERM", "0"]
+    assert run_json(code) == ["0", "0"]
 
 
 NAMESPACES = ("user", "mnt", "net", "pid", "uts", "ipc", "cgroup", "time")
 
 
 @pytest.mark.parametrize("ns", NAMESPACES)
-def test_setns_kills_the_workload(ns):
+def test_setns_is_refused(ns):
     # The namespace file opens (it is the container's own); joining anything is refused.
-    code = _attempt(f"fd = os.open('/proc/self/ns/{ns}', os.O_RDONLY)", "sc(308, fd, 0)")
-    assert_killed(run_python(code))
+    setup = f"fd = os.open('/proc/self/ns/{ns}', os.O_RDONLY)"
+    assert run_json(PRELUDE + setup + "\nprint(json.dumps(sc(308, fd, 0)[1]))") == "EPERM"
+    assert_killed(run_python(_attempt(setup, "sc(308, fd, 0)"), options=KILL))
 
 
 @pytest.mark.parametrize("argv", [
@@ -141,13 +168,36 @@ def test_setns_kills_the_workload(ns):
     ["mknod", "/tmp/x", "c", "1", "3"],
     ["chroot", "/", "true"],
 ], ids=" ".join)
-def test_privileged_tools_are_killed(argv):
-    result = run_nucleus(["run", "--", *argv])
-    assert result.returncode == SIGSYS_EXIT, describe(result)
+def test_privileged_tools_fail_or_are_killed(argv, tmp_path):
+    stream = tmp_path / "violations.ndjson"
+    result = run_nucleus(["run", "--violations", str(stream), "--", *argv])
+    assert result.returncode not in (0, SIGSYS_EXIT), describe(result)
+    refused = {json.loads(line)["operation"] for line in stream.read_text().splitlines()}
+    assert refused & {"mount", "unshare", "mknod", "mknodat", "chroot"}, (refused, describe(result))
+    killed = run_nucleus(["run", *KILL, "--", *argv])
+    assert killed.returncode == SIGSYS_EXIT, describe(killed)
+    assert "blocked: " in killed.stderr and "is not allowed by the seccomp policy" in killed.stderr, describe(killed)
+
+
+def test_loopback_tcp_and_raw_sockets():
+    # AF_INET is allowed: a loopback server and client talk; a raw socket still needs
+    # CAP_NET_RAW, which the sandbox does not hold.
+    out = run_json(PRELUDE + textwrap.dedent("""\
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM); s.bind(("127.0.0.1", 0)); s.listen()
+        c = socket.create_connection(s.getsockname()); p, _ = s.accept(); c.sendall(b"ping")
+        r = {"tcp": p.recv(4).decode()}
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            r["raw"] = "0"
+        except OSError as e:
+            r["raw"] = errno.errorcode[e.errno]
+        print(json.dumps(r))
+    """))
+    assert out == {"tcp": "ping", "raw": "EPERM"}
 
 
 def test_clone3_answers_enosys_and_unix_sockets_work():
-    # clone3 is refused softly (glibc falls back to clone); AF_UNIX sockets are the only kind.
+    # clone3 is refused softly (glibc falls back to clone); netlink fails with EAFNOSUPPORT.
     out = run_json(PRELUDE + textwrap.dedent("""\
         r = {"clone3": sc(435, 0, 0)[1]}
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -318,12 +368,15 @@ def test_host_files_are_not_visible(tmp_path):
         "bin", "sbin", "usr", "lib", "lib32", "lib64", "nix", "context", "dev", "etc", "home",
         "proc", "run", "tmp",
     }, out["root"]
-    assert out["etc"] == sorted(["group", "hostname", "hosts", "nsswitch.conf", "passwd", "resolv.conf"])
+    # The generated files, and the host's pieces the allowlist names (tests/kernel/test_host_etc_visible.py
+    # holds the exact set); never its shadow file.
+    assert {"group", "hostname", "hosts", "nsswitch.conf", "passwd", "resolv.conf"} <= set(out["etc"])
+    assert not {"shadow", "gshadow", "sudoers", "ssh"} & set(out["etc"])
     assert out["tmp"] == []
     assert out["absent"] == {p: False for p in out["absent"]}
     assert "root:x:0:0:root:/home/agent:/bin/sh" in out["passwd"]
     allowed = ("/", "/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/nix", "/context", "/dev",
-               "/proc", "/tmp", "/home/agent")
+               "/proc", "/tmp", "/home/agent", "/etc")
     strays = [m for m in out["mounts"]
               if not any(m == a or m.startswith(a.rstrip("/") + "/") for a in allowed)]
     assert strays == []
@@ -523,17 +576,21 @@ EXEC_PROBE = textwrap.dedent("""\
 """)
 
 
+@pytest.mark.parametrize("service_mode", ["agent", "strict-agent"])
 @pytest.mark.parametrize("mode", ["copy", "bind"])
-def test_nothing_written_or_brought_in_can_be_executed(tmp_path, mode):
+def test_only_the_workspace_runs_what_was_written_or_brought_in(tmp_path, mode, service_mode):
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     shutil.copy("/usr/bin/true", ctx / "nucleus-true")
     os.chmod(ctx / "nucleus-true", 0o755)
     out = run_json(EXEC_PROBE, "/tmp", "/home/agent", "/dev/shm", "/context",
-                   options=["--context", str(ctx), "--context-mode", mode])
+                   options=["--context", str(ctx), "--context-mode", mode, "--service-mode", service_mode])
     loader = out.pop("loader")
+    # Agent mode runs what the workload builds in /context and home (nosuid, nodev, and only
+    # there); /tmp and /dev/shm never; strict-agent nothing outside the system directories.
+    workspace = "ran, status 0" if service_mode == "agent" else "EACCES"
     assert out == {
-        "/tmp": "EACCES", "/home/agent": "EACCES", "/dev/shm": "EACCES", "/context": "EACCES",
+        "/tmp": "EACCES", "/home/agent": workspace, "/dev/shm": "EACCES", "/context": workspace,
         "/usr/bin/true": "ran, status 0",
     }
     # Running it through the dynamic loader maps it executable, which noexec refuses.

@@ -39,6 +39,8 @@ PLAN = (
     v.MakeSymlinks("/new", (("bin", "usr/bin"),)),
     v.CopyTree("/ctx", "/new/app", (".git",)),
     v.VerifyTree("/new/app", (("main.py", "ab" * 32),)),
+    v.KeepTree("/new/app"),
+    v.MountVolume("/srv/out", "/new/out", ("nosuid", "nodev"), 5, 6, ((0, 100000), (0, 100000))),
     v.MaskPaths("/new/proc", ("kcore",), ("sys",)),
     v.WriteFile("/new/etc/hosts", "127.0.0.1\tlocalhost\n"),
 )

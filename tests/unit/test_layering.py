@@ -55,7 +55,8 @@ FORBIDDEN_EVERYWHERE = ("pyroute2", "asyncio")
 # What the application layer may use of the effects layer, and the kernel-facing standard
 # modules it may not import at all.
 APP_ENTRY_POINTS = ("nucleus.effects.executor", "nucleus.effects.process", "nucleus.effects.probe",
-                    "nucleus.effects.prepare", "nucleus.effects.store")
+                    "nucleus.effects.prepare", "nucleus.effects.store", "nucleus.effects.transfer",
+                    "nucleus.effects.changes")
 KERNEL_MODULES = ("os", "signal", "ctypes", "fcntl", "socket", "subprocess", "select", "resource",
                   "mmap", "pty", "termios", "tty", "shutil", "tempfile")
 LIBC = "nucleus.effects.libc"

@@ -106,7 +106,8 @@ def test_isolation_privileged_plan_pauses_before_enter_user_until_resume():
     r = ok(isolation.step(waiting, v.IsoResume()))
     assert (r.state.phase, r.intents) == ("running", (v.EnterUserNamespace(),))
     r = ok(isolation.step(r.state, v.IsoDone("enter_user")))
-    assert r.intents == (v.WriteIdMaps(((0, 100000, 65536),), ((0, 100000, 65536),)),)
+    # Host root's maps allow setgroups (a -u user's groups); an unprivileged writer must deny it.
+    assert r.intents == (v.WriteIdMaps(((0, 100000, 65536),), ((0, 100000, 65536),), "allow"),)
     r = ok(isolation.step(r.state, v.IsoDone("map_ids")))
     assert r.intents == (v.BecomeRoot(),)
     r = ok(isolation.step(r.state, v.IsoDone("become_root")))
@@ -200,7 +201,7 @@ def test_isolation_from_tla_takes_the_parameters_from_the_base():
     assert rebuilt == s
     end, intents, _ = iso_drive(base)
     assert intents[0] == v.SpawnChild("/tmp/t.ndjson") and v.SetHostname("web") in intents
-    assert v.WriteIdMaps(((0, 200000, 65536),), ((0, 300000, 65536),)) in intents
+    assert v.WriteIdMaps(((0, 200000, 65536),), ((0, 300000, 65536),), "allow") in intents
     plain = isolation.from_tla(values)
     assert (plain.hostname, plain.trace_log, plain.uid_map) == ("nucleus", "", ((0, 100000, 65536),))
     assert isolation.to_tla(isolation.from_tla(isolation.to_tla(end), base)) == isolation.to_tla(end)

@@ -32,6 +32,8 @@ V2 = CgroupLayout("v2", ((UNIFIED, "/sys/fs/cgroup"),), ("cpu", "memory", "pids"
                   None, "/sys/fs/cgroup")
 SHA = "ab" * 32
 RULES = (("/usr", ("execute", "read")), ("/data", ("read", "write")))
+ROOT_AND_NOBODY = ("root:x:0:0:root:/home/agent:/bin/sh\n"
+                   "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
 
 
 def facts(euid: int = 1000, egid: int = 100, **changes) -> HostFacts:
@@ -87,6 +89,7 @@ def test_the_workload_is_planned_into_exec_workload():
          ("TERM", "dumb"), ("A", "1")),
         "/home/agent",
         (4096, 64, 1 << 20),
+        ("/home/agent", "/tmp"),  # the places --allow-exec may name, for a refused exec's reason
     )
     assert p.state.lc.workload == workload
     assert plan(config(workdir="/srv"), facts(), Artifacts(), "c1").state.lc.workload.cwd == "/srv"
@@ -110,10 +113,11 @@ def test_security_parameters_come_from_the_artifacts():
     art = Artifacts(seccomp_sha256=SHA, seccomp_log_denied=True, caps_keep=("CAP_NET_BIND_SERVICE",),
                     landlock_rules=RULES, landlock_min_abi=2)
     p = plan(config(), facts(), art, "c1")
+    # An enforced run's refusals are recorded: the program's notify form, Landlock logging on.
     assert security_intents(p.state.sec) == [
         v.DropCapabilities(("CAP_NET_BIND_SERVICE",)),
-        v.LoadSeccomp(SHA, True, "enforce"),
-        v.ApplyLandlock(RULES, 2),  # the policy's minimum beats the mode's (1)
+        v.LoadSeccomp(SHA, True, "notify"),
+        v.ApplyLandlock(RULES, 2, log_new_exec=True),  # the policy's minimum beats the mode's (1)
     ]
     low = plan(config(), facts(), dataclasses.replace(art, landlock_min_abi=0), "c1")
     assert low.state.sec.landlock_min_abi == modes.min_landlock_abi("agent") == 1
@@ -121,13 +125,16 @@ def test_security_parameters_come_from_the_artifacts():
 
 def test_the_default_landlock_rules_follow_home_and_context():
     p = plan(config(home="/home/me"), facts(), Artifacts(seccomp_sha256=SHA), "c1")
-    expected = tuple((path, tuple(sorted(access))) for path, access in landlock_default.default_rules("/home/me"))
+    expected = tuple((path, tuple(sorted(access))) for path, access in
+                     landlock_default.default_rules("/home/me", executable=("/home/me",)))
     assert p.state.sec.landlock_rules == expected
-    assert ("/home/me", ("create", "read", "remove", "write")) in expected
+    # Agent mode: home and /context are executable, /tmp is not.
+    assert ("/home/me", ("create", "execute", "read", "remove", "write")) in expected
+    assert ("/tmp", ("create", "read", "remove", "write")) in expected
     copy = plan(config(context="/src"), facts(), Artifacts(), "c1").state.sec.landlock_rules
     bind = plan(config(context="/src", context_mode="bind"), facts(), Artifacts(), "c1").state.sec.landlock_rules
-    assert ("/context", ("create", "read", "remove", "write")) in copy  # a private writable copy
-    assert ("/context", ("read",)) in bind  # the host's tree, read-only
+    assert ("/context", ("create", "execute", "read", "remove", "write")) in copy  # a private writable copy
+    assert ("/context", ("execute", "read")) in bind  # the host's tree, read-only
 
 
 def test_trace_mode_loads_the_notification_filter_and_spawns_the_tracer():
@@ -145,8 +152,13 @@ def test_trace_mode_loads_the_notification_filter_and_spawns_the_tracer():
     d.require(v.Create())
     d.settle()
     assert [i for i in ex.performed if isinstance(i, v.SpawnChild)] == [v.SpawnChild("/tmp/trace.ndjson")]
+    assert p.state.iso.violations == "" and not p.state.sec.landlock_log  # no monitor in trace mode
     enforce = plan(config(), facts(), Artifacts(seccomp_sha256=SHA), "c1")
-    assert (enforce.state.iso.trace_log, enforce.state.sec.seccomp_mode) == ("", "enforce")
+    assert (enforce.state.iso.trace_log, enforce.state.sec.seccomp_mode) == ("", "notify")
+    # The monitor starts with the setup process, writing next to the container's record; a
+    # later `attach` loads the plain program (its refusals are not recorded).
+    assert enforce.state.iso.violations == "/run/user/1000/nucleus/containers/c1.violations"
+    assert enforce.join.seccomp_mode == "enforce"
 
 
 def test_the_join_policy_records_what_joining_takes():
@@ -158,6 +170,10 @@ def test_the_join_policy_records_what_joining_takes():
         rootless=True, namespaces=("user", "cgroup", "ipc", "uts", "net", "pid", "mnt"), seccomp_sha256=SHA, seccomp_log_denied=True, seccomp_mode="enforce",
         caps_keep=("CAP_CHOWN",), landlock_rules=RULES, landlock_min_abi=2, env=p.state.lc.workload.env,
         cwd="/context", rlimits=(1024, 32, 65536), cgroup_procs=("/sys/fs/cgroup/nucleus/c1/cgroup.procs",),
+        places=("/context", "/home/agent", "/tmp"),
+        # exec -u looks names up in the container's generated files, and holds ids to its maps.
+        accounts=(ROOT_AND_NOBODY, "root:x:0:\nnogroup:x:65534:\n", ""),
+        id_maps=(((0, 1000, 1),), ((0, 100, 1),)),
     )
     assert p.join.cgroup_procs == p.cgroup.attach.procs
 
@@ -170,7 +186,8 @@ def test_the_service_mode_sets_the_machines_configuration(mode, strict, required
     assert (p.state.sec.strict, p.state.res.required, p.state.sec.landlock_min_abi) == (strict, required, min_abi)
     # A limit the kernel refuses fails the run exactly where cgroups are required.
     assert p.state.res.limits.strict == required
-    assert p.state.fs.audit == tuple((r.path, tuple(r.flags), r.required) for r in modes.mount_audit(mode))
+    audit = modes.mount_audit(mode, () if mode == "agent" else ("/home/agent", "/tmp"))
+    assert p.state.fs.audit == tuple((r.path, tuple(r.flags), r.required) for r in audit)
     assert bool(p.state.fs.audit) == (mode == "production")
     proc = [op for op in p.state.fs.plan if isinstance(op, v.MountFs) and op.fstype == "proc"]
     assert [op.data for op in proc] == [hidepid]

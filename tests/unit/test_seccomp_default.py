@@ -34,11 +34,14 @@ def profile(request):
 def test_reference_counts():
     assert len(sd.BASE_SYSCALLS) == len(set(sd.BASE_SYSCALLS)) == 173
     assert len(sd.NETWORK_SYSCALLS) == len(set(sd.NETWORK_SYSCALLS)) == 10
-    assert len(sd.ARGUMENT_FILTERED_SYSCALLS) == 13  # the reference's 9 + setres[ug]id, mknod[at]
+    # the reference's 9 + setres[ug]id, mknod[at], pkey_mprotect
+    assert len(sd.ARGUMENT_FILTERED_SYSCALLS) == 14
 
 
 def test_top_level_shape(profile):
-    assert profile["defaultAction"] == "SCMP_ACT_KILL_PROCESS"
+    # A refused call fails with EPERM; syscalls newer than libseccomp's table with ENOSYS.
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO" and profile["defaultErrnoRet"] == 1
+    assert profile[sd.NEWER_SYSCALLS_ERRNO] == 38
     assert profile["architectures"] == ["SCMP_ARCH_X86_64"]
     for rule in profile["syscalls"]:
         assert set(rule) <= {"names", "action", "args", "errnoRet"}
@@ -113,22 +116,37 @@ def _single_arg_values(profile, name, index, op):
     return out
 
 
-@pytest.mark.parametrize(
-    "networked, domains",
-    [(False, {sd.AF_UNIX}), (True, {sd.AF_UNIX, sd.AF_INET, sd.AF_INET6})],
-)
-def test_socket_domains(networked, domains):
+@pytest.mark.parametrize("networked", [False, True])
+def test_socket_domains(networked):
+    # The network namespace is the boundary: AF_INET and AF_INET6 with or without a network.
     profile = sd.default_profile(networked)
     values = _single_arg_values(profile, "socket", 0, "SCMP_CMP_EQ")
-    assert {v for v, _ in values} == domains
+    assert {v for v, _ in values} == {sd.AF_UNIX, sd.AF_INET, sd.AF_INET6}
     netlink = [r for r in rules_for(profile, "socket") if len(r.get("args", ())) == 2]
-    assert len(netlink) == 1
-    assert netlink[0]["args"][0] == {"index": 0, "value": 16, "valueTwo": 0, "op": "SCMP_CMP_EQ"}
-    assert netlink[0]["args"][1] == {"index": 2, "value": 0, "valueTwo": 0, "op": "SCMP_CMP_EQ"}
+    assert len(netlink) == (1 if networked else 0)
     if networked:
         assert netlink[0]["action"] == sd.ALLOW
-    else:
-        assert netlink[0]["action"] == sd.ERRNO and netlink[0]["errnoRet"] == sd.EAFNOSUPPORT
+        assert netlink[0]["args"][0] == {"index": 0, "value": 16, "valueTwo": 0, "op": "SCMP_CMP_EQ"}
+        assert netlink[0]["args"][1] == {"index": 2, "value": 0, "valueTwo": 0, "op": "SCMP_CMP_EQ"}
+    # Every other family Linux knows fails with EAFNOSUPPORT (AF_NETLINK too, without a network).
+    (refused,) = [r for r in rules_for(profile, "socket") if r["action"] == sd.ERRNO]
+    assert refused["errnoRet"] == sd.EAFNOSUPPORT
+    families = {a["value"] for a in refused["args"]}
+    assert {sd.AF_UNIX, sd.AF_INET, sd.AF_INET6}.isdisjoint(families)
+    assert 17 in families  # AF_PACKET
+    assert (16 in families) is not networked  # AF_NETLINK
+    assert families | {1, 2, 10} | ({16} if networked else set()) == set(range(sd.AF_MAX))
+
+
+def test_kill_keeps_the_netlink_route_probe_an_error():
+    # glibc's getaddrinfo opens AF_NETLINK/NETLINK_ROUTE: under kill that one still fails
+    # softly with EAFNOSUPPORT, every other refused family kills.
+    profile = sd.default_profile(False, default_action="kill")
+    assert profile["defaultAction"] == sd.KILL_PROCESS and "defaultErrnoRet" not in profile
+    errors = [r for r in rules_for(profile, "socket") if r["action"] == sd.ERRNO]
+    assert [[(a["index"], a["value"]) for a in r["args"]] for r in errors] == [[(0, 16), (2, 0)]]
+    (refused,) = [r for r in rules_for(profile, "socket") if r["action"] == sd.KILL_PROCESS]
+    assert 17 in {a["value"] for a in refused["args"]}
 
 
 def test_ioctl_requests_compared_on_32_bits(profile):
@@ -150,7 +168,7 @@ def test_prctl_options(profile):
     pairs = {
         (r["args"][0]["value"], r["args"][1]["value"])
         for r in rules_for(profile, "prctl")
-        if len(r["args"]) == 2
+        if len(r["args"]) == 2 and r["action"] == sd.ALLOW
     }
     assert pairs == {(47, 1), (4, 0)}
 
@@ -159,7 +177,7 @@ def _single_arg_values_any(profile, name):
     return {
         (r["args"][0]["value"], r["args"][0]["valueTwo"])
         for r in rules_for(profile, name)
-        if len(r["args"]) == 1
+        if len(r["args"]) == 1 and r["action"] == sd.ALLOW
     }
 
 
@@ -213,3 +231,51 @@ def test_narrow_forms_of_id_and_node_calls(profile):
         ]
     assert _single_arg_values(profile, "mknod", 1, "SCMP_CMP_MASKED_EQ") == {(0o170000, 0o010000)}
     assert _single_arg_values(profile, "mknodat", 2, "SCMP_CMP_MASKED_EQ") == {(0o170000, 0o010000)}
+
+
+@pytest.mark.parametrize("name, action", [("errno", "SCMP_ACT_ERRNO"), ("kill", "SCMP_ACT_KILL_PROCESS"),
+                                          ("log", "SCMP_ACT_LOG")])
+def test_the_default_action_is_chosen(name, action):
+    assert sd.default_profile(False, default_action=name)["defaultAction"] == action
+
+
+def test_log_still_refuses_the_dangerous_classes():
+    # Under log the default allows, so every dangerous form is refused by a rule of its own.
+    profile = sd.default_profile(False, default_action="log")
+    (never,) = [r for r in profile["syscalls"] if "unshare" in r["names"]]
+    assert set(never["names"]) == sd.NEVER_ALLOWED - {"clone3"}
+    assert (never["action"], never["errnoRet"]) == (sd.ERRNO, sd.EPERM)
+
+    def refused(name):
+        return [[(a["index"], a["value"], a["valueTwo"]) for a in r["args"]]
+                for r in rules_for(profile, name) if r["action"] == sd.ERRNO]
+
+    assert refused("clone") == [[(0, bit, bit) for bit in sd.NAMESPACE_FLAGS.values()]]
+    assert refused("mprotect") == [[(2, 6, 6)]] and refused("pkey_mprotect") == [[(2, 6, 6)]]
+    (ioctl,) = refused("ioctl")
+    assert (1, sd.IOCTL_REQUEST_MASK, sd.TIOCSTI) in ioctl
+    assert any((0, linux.PR_SET_MM, 0) in rule for rule in refused("prctl"))
+    assert refused("execveat") == [[(4, 0x1000, 0x1000)]]
+
+
+def test_the_deny_rules_repeat_the_default_under_errno_and_kill():
+    # They compile to nothing there (nucleus.effects.seccomp skips a rule with the default
+    # action): a refusal under kill still kills.
+    for name, action in (("errno", sd.ERRNO), ("kill", sd.KILL_PROCESS)):
+        profile = sd.default_profile(False, default_action=name)
+        (never,) = [r for r in profile["syscalls"] if "unshare" in r["names"]]
+        assert never["action"] == action
+
+
+def test_jit_lets_mprotect_make_memory_writable_and_executable():
+    # Agent mode (nucleus.config.modes.seccomp_jit): V8 and HotSpot flip code pages to W+X.
+    jit = sd.default_profile(False, jit=True)
+    for name in ("mprotect", "pkey_mprotect"):
+        assert rules_for(jit, name) == [{"names": [name], "action": sd.ALLOW}]
+    strict = sd.default_profile(False)
+    assert _single_arg_values(strict, "pkey_mprotect", 2, "SCMP_CMP_MASKED_EQ") == {(6, 0), (6, 2), (6, 4)}
+
+
+def test_what_node_and_v8_probe_at_start_is_allowed(profile):
+    assert {"capget", "pkey_alloc", "pkey_free"} <= allowed_names(profile, unconditional_only=True)
+    assert "capset" in sd.NEVER_ALLOWED

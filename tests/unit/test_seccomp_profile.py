@@ -71,7 +71,7 @@ def test_a_key_given_twice_is_refused():
 
 TOP_KEYS = (
     "the keys of a seccomp profile are: defaultAction, defaultErrnoRet, architectures, archMap, "
-    "flags, listenerPath, listenerMetadata, syscalls"
+    "flags, listenerPath, listenerMetadata, syscalls, newerSyscallsErrno"
 )
 ENTRY_KEYS = (
     "the keys of a syscalls entry are: names, name, action, errnoRet, args, comment, includes, "

@@ -108,6 +108,9 @@ _TOP_KEYS = (
     "listenerPath",
     "listenerMetadata",
     "syscalls",
+    # nucleus's own: the errno of every syscall newer than libseccomp's table (the default
+    # profile's ENOSYS, so that a profile written from it keeps it; nucleus.effects.seccomp)
+    "newerSyscallsErrno",
 )
 _SYSCALL_KEYS = ("names", "name", "action", "errnoRet", "args", "comment", "includes", "excludes")
 _SYSCALL_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -311,6 +314,12 @@ def parse_seccomp_profile(
     if flags:
         out["flags"] = flags
     out["syscalls"] = rules
+    if profile.get("newerSyscallsErrno") is not None:
+        newer = profile["newerSyscallsErrno"]
+        if isinstance(newer, bool) or not isinstance(newer, int) or not 1 <= newer <= MAX_ERRNO:
+            raise _fail(path, "newerSyscallsErrno", f"{_show(newer)} is not an errno 1..{MAX_ERRNO}",
+                        hint="38 (ENOSYS) makes programs fall back to the older call")
+        out["newerSyscallsErrno"] = newer
     return out
 
 

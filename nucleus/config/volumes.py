@@ -1,0 +1,134 @@
+"""Volumes (`-v/--volume HOST:CONTAINER[:ro|rw]`): host directories or files of the caller's,
+bound into the container. Pure data and decisions: walking and opening the host path is the
+probe's (nucleus.effects.probe.host_path), which host paths may be one is
+nucleus.config.hostpaths', binding is an effect (nucleus.effects.fs.mount_volume).
+
+The rules, as README.md's "Volumes" states them:
+
+* **Where inside.** An absolute path without `..`, never `/`, nor on or below what nucleus
+  mounts itself (`/proc`, `/dev`, `/sys`, the system directories, `/context` with a context),
+  nor `/etc` or a file nucleus writes there (any path under `/etc` with `--rootfs`, whose `/etc`
+  is bound), nor `/tmp` or the home directory themselves (a path below them is fine); no two
+  volumes at one path or one inside another (its mount point would be made in the host's tree).
+* **How.** A recursive bind of the host object opened before the run; read-only volumes are
+  `rdonly,nosuid,nodev` and read-write ones `nosuid,nodev`, on every mount below them too (set
+  on the detached tree in one mount_setattr(AT_RECURSIVE) before it is attached, then checked in
+  mountinfo). Landlock grants read (ro) or read, write, create and remove (rw); execute only
+  where the workspace rules give it (below an executable tree, or --allow-exec:
+  nucleus.config.workspace).
+* **Whose ids.** A rootless container's root is the caller, so the caller's files are its own.
+  A container run as root maps its root to an unprivileged host uid, which could not write root's
+  files: its volumes are id-mapped (MOUNT_ATTR_IDMAP through a user namespace mapping the
+  volume's owner and group to container root's host ids), so inside they belong to container
+  root and what it creates there belongs on the host to the volume's owner. Where the file
+  system cannot be id-mapped, a read-write volume is refused before the run and a read-only one
+  is bound as it is (readable as its modes allow others).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import NamedTuple
+
+from nucleus.config.landlock_default import SYSTEM_EXEC_PATHS
+from nucleus.errors import InvalidInput
+
+FLAG = "-v/--volume"
+MODES = {"ro": False, "rw": True}
+RO_FLAGS = ("rdonly", "nosuid", "nodev")
+RW_FLAGS = ("nosuid", "nodev")
+# What nucleus mounts or writes itself: no volume on or below these.
+OWN_TREES = ("/proc", "/dev", "/sys", *SYSTEM_EXEC_PATHS)
+ETC_FILES = ("hostname", "hosts", "passwd", "group", "resolv.conf", "nsswitch.conf")
+# nucleus's own mounts that a volume may go below but not replace.
+OWN_MOUNTS = ("/", "/tmp", "/etc", "/run")
+
+
+class Volume(NamedTuple):
+    """A volume as asked for."""
+
+    host: str  # as given
+    target: str  # the path inside, normalized
+    writable: bool
+
+    @property
+    def given(self) -> str:
+        return f"{self.host}:{self.target}:{'rw' if self.writable else 'ro'}"
+
+
+class VolumeSource(NamedTuple):
+    """A volume as opened before any host change: what the plan takes."""
+
+    path: str  # the host path it was opened from (no symlink on it)
+    target: str
+    writable: bool
+    fd: int  # O_PATH, held by the supervisor, inherited by the setup process
+    userns: int = -1  # a user namespace to map its ids through (MOUNT_ATTR_IDMAP); -1: none
+    idmap: tuple[tuple[int, int], ...] = ()  # (host uid, container root's), (host gid, container root's)
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return RW_FLAGS if self.writable else RO_FLAGS
+
+
+def parse(text: str) -> Volume:
+    """HOST:CONTAINER[:ro|rw] (default rw)."""
+    parts = text.split(":")
+    mode = "rw"
+    if len(parts) == 3:
+        mode = parts.pop()
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise InvalidInput(f"{FLAG} {text!r}: expected HOST:CONTAINER[:ro|rw]",
+                           hint="for example -v ./out:/out or -v ./data:/data:ro (a path may hold no ':')")
+    if mode not in MODES:
+        raise InvalidInput(f"{FLAG} {text!r}: the mode {mode!r} is neither ro nor rw")
+    host, target = parts
+    if "\0" in text:
+        raise InvalidInput(f"{FLAG} {text!r}: holds a NUL byte")
+    if not target.startswith("/"):
+        raise InvalidInput(f"{FLAG} {text!r}: the container path {target!r} is not absolute",
+                           hint=f"for example {host}:/{target.lstrip('./')}")
+    if ".." in target.split("/"):
+        raise InvalidInput(f"{FLAG} {text!r}: the container path {target!r} holds '..'",
+                           hint="name the path inside the container as it is, without '..'")
+    return Volume(host, "/" + posixpath.normpath(target).lstrip("/"), MODES[mode])
+
+
+def _under(path: str, tree: str) -> bool:
+    return path == tree or path.startswith(tree.rstrip("/") + "/")
+
+
+def target_refusal(volume: Volume, home: str, context: str | None, rootfs: bool) -> InvalidInput | None:
+    """Why `volume`'s container path may not be used (see the module's rules), or None.
+    `context`: where the context is mounted, if there is one."""
+    path = volume.target
+    head = f"{FLAG} {volume.given!r}: {path}"
+    own = [*OWN_TREES, *((context,) if context else ()), *(("/etc",) if rootfs else ())]
+    for tree in own:
+        if _under(path, tree):
+            return InvalidInput(f"{head} is {'on' if path == tree else 'below'} {tree}, which "
+                                "nucleus mounts itself", hint="choose a path of its own, such as /out")
+    if path in (*OWN_MOUNTS, home) or path in (f"/etc/{name}" for name in ETC_FILES):
+        return InvalidInput(f"{head} would replace what nucleus makes there",
+                            hint=f"choose a path below it or of its own, such as {path.rstrip('/')}/out")
+    return None
+
+
+def validate(volumes: tuple[Volume, ...], home: str, context: str | None, rootfs: bool) -> None:
+    """Every volume's container path, and no two at one path or one inside another."""
+    for volume in volumes:
+        problem = target_refusal(volume, home, context, rootfs)
+        if problem is not None:
+            raise problem
+    for i, volume in enumerate(volumes):
+        for other in volumes[:i]:
+            if _under(volume.target, other.target) or _under(other.target, volume.target):
+                raise InvalidInput(f"{FLAG} {volume.given!r}: {volume.target} is "
+                                   f"{'the path' if volume.target == other.target else 'inside or above the path'}"
+                                   f" of {FLAG} {other.given!r}",
+                                   hint="give each volume a path of its own, side by side")
+
+
+def landlock_rules(volumes: tuple[Volume, ...]) -> tuple[tuple[str, bool], ...]:
+    """(path, writable) for the default Landlock rules."""
+    return tuple((volume.target, volume.writable) for volume in volumes)

@@ -1,0 +1,286 @@
+"""What the violation monitor (nucleus.effects.monitor) does, in its own process: answer each call
+the container's seccomp filter hands over as the enforced program says, turn it and each Landlock
+denial the audit records show into a line of the stream (nucleus.config.violations), and serve
+until the container is gone. Imported only in the monitor, after its fork: nothing here is on
+the supervisor's path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import os
+import select
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from nucleus.config import violations
+from nucleus.effects import logs, seccomp_bpf, seccomp_tracer
+from nucleus.effects.seccomp_handoff import recv_listener
+from nucleus.effects.seccomp_names import syscall_name
+
+if TYPE_CHECKING:
+    from nucleus.effects.audit import Record
+
+IDLE = 0.2  # seconds between sweeps: unattributed audit events, kills that did not take
+QUIET = 0.05  # seconds without an audit record before a finished container's monitor ends
+QUIET_MAX = 1.0  # ... and at most this long after the container is gone
+_SIGSYS_BIT = 1 << (signal.SIGSYS - 1)
+
+
+class Sinks:
+    """Where records go: the container's stream in the state directory (rotated, capped) and the
+    user's copy (appended)."""
+
+    def __init__(self, stream: logs.Writer | None, copy_fd: int | None) -> None:
+        self.stream, self.copy_fd = stream, copy_fd
+
+    def write(self, record: dict[str, object]) -> None:
+        data = violations.line(record)
+        if self.stream is not None:
+            self.stream.write(data)
+        if self.copy_fd is not None:
+            with contextlib.suppress(OSError):  # a full disk drops the line, never the container
+                os.write(self.copy_fd, data)
+
+
+@dataclass
+class _Event:
+    """The audit records of one event, by serial."""
+
+    records: list[Record] = field(default_factory=list)
+    seen: float = 0.0
+
+
+class Monitor:
+    """The monitor's state: the listener once handed over, the program it consults, the
+    container's init and PID namespace, the Landlock domains that are the container's."""
+
+    def __init__(self, ctx: violations.Context, programs: dict[str, bytes], sinks: Sinks) -> None:
+        self.ctx, self.programs, self.sinks = ctx, programs, sinks
+        self.listener: int | None = None
+        self.program = b""
+        self.init_pid = 0
+        self.pidns: int | None = None
+        self.domains: dict[str, bool] = {}
+        self.events: dict[int, _Event] = {}
+        self.condemned: dict[int, int] = {}  # notification id -> tgid, a kill not yet seen through
+
+    # -- seccomp ----------------------------------------------------------------------------------
+    def take(self, fd: int, payload: bytes, pid: int) -> int:
+        """The listener the container handed over, with the sha256 of its program and the
+        init's pid; returns the listener."""
+        program = self.programs.get(payload.decode("ascii", "replace"))
+        if program is None:
+            os.close(fd)
+            raise ConnectionError(_errno.EPROTO, f"no program {payload[:12]!r} to consult")
+        self.listener, self.program, self.init_pid = fd, program, pid
+        self.pidns = _pidns(pid)
+        return fd
+
+    def answer(self) -> None:
+        assert self.listener is not None
+        n = seccomp_tracer.receive(self.listener)
+        if n is None:
+            return
+        ret = seccomp_bpf.evaluate(self.program, seccomp_bpf.seccomp_data(n.nr, n.arch, n.ip, n.args))
+        action = ret & seccomp_bpf.SECCOMP_RET_ACTION_FULL
+        exe = _executable(n.pid)
+        name = syscall_name(n.nr) or f"syscall {n.nr}"
+
+        def record(kind: str, errno: int = 0) -> None:
+            self.sinks.write(violations.seccomp_violation(
+                self.ctx, when=timestamp(time.time()), pid=n.pid, executable=exe, syscall=name, args=n.args,
+                ret_action=kind, errno=errno))
+
+        # Each record is written before the answer: whatever the process does once refused (exit,
+        # say why), its record is in the stream by then.
+        if action == seccomp_bpf.SECCOMP_RET_ERRNO:
+            errno = ret & seccomp_bpf.SECCOMP_RET_DATA
+            record("errno", errno)
+            seccomp_tracer.refuse(self.listener, n.id, errno)
+        elif action in (seccomp_bpf.SECCOMP_RET_LOG, seccomp_bpf.SECCOMP_RET_ALLOW):
+            if action == seccomp_bpf.SECCOMP_RET_LOG:
+                record("logged")
+            seccomp_tracer.allow(self.listener, n.id)
+        else:  # a kill (the notify form hands over nothing else)
+            tgid = _tgid(n.pid)
+            again = tgid in self.condemned.values()  # it survived a SIGSYS already
+            if not again:
+                record("kill")  # before the kill: the supervisor reads it once the workload died
+            self.condemned[n.id] = tgid
+            self._kill(n.id, tgid, hard=again or _catches_sigsys(n.pid))
+
+    def _kill(self, notification: int, tgid: int, hard: bool) -> None:
+        """SIGSYS (SIGKILL when ``hard``) to the process, pinned by a pidfd while its call is
+        still waiting: never to a process that reused the pid."""
+        assert self.listener is not None
+        try:
+            pinned = os.pidfd_open(tgid)
+        except OSError:
+            self.condemned.pop(notification, None)
+            return
+        try:
+            if seccomp_tracer.pending(self.listener, notification):
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pinned, signal.SIGKILL if hard else signal.SIGSYS)
+            else:
+                self.condemned.pop(notification, None)
+        finally:
+            os.close(pinned)
+
+    def sweep(self) -> None:
+        """A kill that did not take (SIGSYS ignored meanwhile) becomes SIGKILL; audit events
+        left without their end are written."""
+        for notification, tgid in list(self.condemned.items()):
+            self._kill(notification, tgid, True)
+        stale = time.monotonic() - IDLE
+        for serial in [s for s, e in self.events.items() if e.seen < stale]:
+            self._event(self.events.pop(serial).records)
+
+    # -- Landlock ---------------------------------------------------------------------------------
+    def audit(self, records: list[Record]) -> None:
+        from nucleus.effects import audit
+
+        for record in records:
+            if record.type not in (audit.AUDIT_LANDLOCK_ACCESS, audit.AUDIT_LANDLOCK_DOMAIN,
+                                   audit.AUDIT_SYSCALL, audit.AUDIT_EOE):
+                continue
+            event = self.events.setdefault(record.serial, _Event())
+            event.seen = time.monotonic()
+            if record.type == audit.AUDIT_EOE:
+                self._event(self.events.pop(record.serial).records)
+            else:
+                event.records.append(record)
+
+    def _event(self, records: list[Record]) -> None:
+        from nucleus.effects import audit
+
+        syscall = next((r.fields for r in records if r.type == audit.AUDIT_SYSCALL), {})
+        for r in records:
+            if r.type == audit.AUDIT_LANDLOCK_DOMAIN:
+                domain = r.fields.get("domain", "")
+                if r.fields.get("status") == "allocated":
+                    self.domains[domain] = self._ours(_int(r.fields.get("pid")))
+                elif r.fields.get("status") == "deallocated":
+                    self.domains.pop(domain, None)
+        for r in records:
+            if r.type != audit.AUDIT_LANDLOCK_ACCESS or not self.domains.get(r.fields.get("domain", "")):
+                continue
+            blockers = tuple(b for b in r.fields.get("blockers", "").split(",") if b)
+            target = r.fields.get("path") or (f"pid {r.fields['opid']}" if "opid" in r.fields else "")
+            self.sinks.write(violations.landlock_violation(
+                self.ctx, when=timestamp(r.time), pid=_int(syscall.get("pid")), executable=syscall.get("exe", ""),
+                blockers=blockers, path=target))
+
+    def _ours(self, pid: int) -> bool:
+        if pid and pid == self.init_pid:
+            return True
+        return self.pidns is not None and pid > 0 and _pidns(pid) == self.pidns
+
+
+def timestamp(seconds: float) -> str:
+    """RFC 3339 in UTC with milliseconds: 2025-06-01T12:00:00.125Z."""
+    whole, millis = divmod(round(seconds * 1000), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+def _int(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 0
+
+
+def _pidns(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _executable(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            return dict(line.rstrip("\n").partition(":\t")[::2] for line in f)
+    except OSError:
+        return {}
+
+
+def _tgid(pid: int) -> int:
+    return _int(_status(pid).get("Tgid", "").strip()) or pid
+
+
+def _catches_sigsys(pid: int) -> bool:
+    """Whether SIGSYS would not end the task: blocked by it, ignored or caught by its process."""
+    status = _status(pid)
+    for key in ("SigBlk", "SigIgn", "SigCgt"):
+        try:
+            if int(status.get(key, "0"), 16) & _SIGSYS_BIT:
+                return True
+        except ValueError:
+            return True
+    return False
+
+
+def serve(handoff: socket.socket, audit_sock: socket.socket | None, monitor: Monitor) -> None:
+    """Serve until the container is gone (see the module's docstring)."""
+    poller = select.poll()
+    poller.register(handoff, select.POLLIN)
+    if audit_sock is not None:
+        poller.register(audit_sock, select.POLLIN)
+    done_at: float | None = None
+    last_audit = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if done_at is not None and (audit_sock is None or now - last_audit >= QUIET or now - done_at >= QUIET_MAX):
+            return
+        ready = dict(poller.poll(int((QUIET if done_at is not None else IDLE) * 1000)))
+        if not ready:
+            monitor.sweep()
+            continue
+        if handoff.fileno() in ready:  # first: a Landlock record may name the init it carries
+            got = recv_listener(handoff)
+            poller.unregister(handoff)
+            if got is None:
+                if monitor.listener is None:
+                    done_at = time.monotonic()
+            else:
+                listener = monitor.take(*got)
+                poller.register(listener, select.POLLIN)
+        if monitor.listener is not None and monitor.listener in ready:
+            events = ready[monitor.listener]
+            if events & select.POLLIN:
+                monitor.answer()
+            elif events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                poller.unregister(monitor.listener)
+                done_at = time.monotonic()
+        if audit_sock is not None and audit_sock.fileno() in ready:
+            from nucleus.effects import audit
+
+            records, _ = audit.read(audit_sock)
+            last_audit = time.monotonic()
+            monitor.audit(records)
+
+
+def run(setup: violations.Setup, stream: str, programs: dict[str, bytes], handoff: socket.socket,
+        audit_sock: socket.socket | None) -> None:
+    """The monitor's life once forked: ignore the terminal's signals (it must outlive every
+    process of the container to answer its last calls), keep only fds 0-2, its sockets and the
+    stream's files, and serve."""
+    for sig in seccomp_tracer.TRACER_IGNORES:
+        signal.signal(sig, signal.SIG_IGN)
+    # Rotated only while the stream is there: `nucleus rm` removes it with the container.
+    writer = logs.Writer(logs.Sink(stream, violations.MAX_STREAM_SIZE, violations.STREAM_FILES, stream))
+    keep = {0, 1, 2, handoff.fileno()} | ({audit_sock.fileno()} if audit_sock else set())
+    keep |= {writer.fd} if writer.fd is not None else set()
+    keep |= {setup.copy_fd} if setup.copy_fd is not None else set()
+    seccomp_tracer.close_all_but(keep)
+    serve(handoff, audit_sock, Monitor(setup.context, programs, Sinks(writer, setup.copy_fd)))
