@@ -22,14 +22,14 @@ from nucleus.app import violations as app_violations
 from nucleus.app.policyfiles import Policies
 from nucleus.config import context as context_rules
 from nucleus.config import mode_host, modes
-from nucleus.config.container import ContainerConfig
+from nucleus.config.container import CONTEXT_MOUNT, ContainerConfig
 from nucleus.config.context import ContextSource, Resolved
 from nucleus.driver import Driver
 from nucleus.effects import prepare, probe
 from nucleus.effects.executor import Executor, parse_fault
 from nucleus.effects.process import blocked, detach
 from nucleus.effects.store import Store
-from nucleus.errors import NucleusError, RuntimeFailure, error_from_data
+from nucleus.errors import InvalidInput, NucleusError, RuntimeFailure, error_from_data
 from nucleus.machines import lifecycle, resources, system
 from nucleus.plain import to_plain
 from nucleus.plan import run as run_plan
@@ -117,6 +117,12 @@ def _prepare_context(config: ContainerConfig, resolved: Resolved, path_fd: int, 
         if problem is not None:
             prepare.close_context(fd)
             raise problem
+    for path in config.allow_exec:
+        rel = path[len(CONTEXT_MOUNT):].strip("/")
+        if path.startswith(CONTEXT_MOUNT + "/") and (why := prepare.directory_below(fd, rel)) is not None:
+            prepare.close_context(fd)
+            raise InvalidInput(f"--allow-exec {path!r}: in the context {resolved.given!r}, {why}",
+                               hint="name a directory the context has, or /context itself")
     notes = context_rules.left_out_lines(measured) if config.show_excluded else [
         note for note in (context_rules.left_out_note(measured),) if note is not None]
     for note in notes:

@@ -218,6 +218,30 @@ def compile_patterns(lines: list[str], where: str) -> tuple[Pattern, ...]:
     return tuple(out)
 
 
+def directory_below(fd: int, rel: str) -> str | None:
+    """Why `rel` is not a directory below the directory open at `fd`, walked one component at a
+    time without following a symlink (None when it is one)."""
+    current = os.dup(fd)
+    walked = ""
+    try:
+        for part in rel.split("/"):
+            walked = f"{walked}/{part}".lstrip("/")
+            try:
+                sub = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=current)
+            except OSError as e:
+                return f"{walked!r} cannot be opened ({e.strerror})"
+            os.close(current)
+            current = sub
+            mode = os.fstat(current).st_mode
+            if stat.S_ISLNK(mode):
+                return f"{walked!r} is a symlink"
+            if not stat.S_ISDIR(mode):
+                return f"{walked!r} is not a directory"
+        return None
+    finally:
+        os.close(current)
+
+
 def ignore_patterns(given: str, fd: int, read_as: int) -> tuple[Pattern, ...]:
     """The patterns of the context's .nucleusignore (none without one), read by descriptor as
     the user `read_as` names."""

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from tests.helpers import SANDBOX, Scope, describe, run_nucleus
+from tests.helpers import SANDBOX, Scope, assert_host_unchanged, describe, run_nucleus, snapshot
 
 pytestmark = SANDBOX
 
@@ -183,6 +183,22 @@ def test_allow_exec_outside_the_writable_places_is_refused_before_anything_runs(
     assert (result.returncode, result.stdout) == (125, ""), describe(result)
     assert result.stderr.startswith("error: --allow-exec '/etc': not one of the container's writable "
                                     "places nor below one\nhint: name a writable place")
+
+
+@pytest.mark.parametrize(("below", "why"), [
+    ("missing", "'missing' cannot be opened (No such file or directory)"),
+    ("run.sh", "'run.sh' is not a directory"),
+    ("link", "'link' is a symlink"),
+], ids=["missing", "file", "symlink"])
+def test_allow_exec_of_what_the_context_lacks_is_refused_before_anything_runs(project, below, why):
+    (project / "link").symlink_to("/tmp")
+    before = snapshot()
+    result = run_nucleus(["run", "--service-mode", "strict-agent", "--context", str(project),
+                          "--allow-exec", f"/context/{below}", "--", "true"])
+    assert (result.returncode, result.stdout) == (125, ""), describe(result)
+    assert result.stderr == (f"error: --allow-exec '/context/{below}': in the context {str(project)!r}, "
+                             f"{why}\nhint: name a directory the context has, or /context itself\n")
+    assert_host_unchanged(before)
 
 
 def test_a_read_write_volume_runs_programs_only_when_allowed(tmp_path):
