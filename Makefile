@@ -31,7 +31,7 @@ test: ## run the whole test suite (kernel tests need root)
 test-fast: ## only the pure tests (no kernel)
 	$(BIN)/python -m pytest -q tests/unit tests/model tests/replay
 
-verify: ## model-check every spec with Apalache (apalache-mc on PATH) or TLC (TLA2TOOLS=path/to/tla2tools.jar)
+verify: ## model-check every spec with the built-in checker (no Java), and Apalache (apalache-mc on PATH) or TLC (TLA2TOOLS=path/to/tla2tools.jar) where present
 	@$(BIN)/python -m tools.tla verify --tla2tools "$(TLA2TOOLS)"
 
 traces: ## regenerate traces/ from the specs with the model checker (TRACES_PER_SPEC=N)

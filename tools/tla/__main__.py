@@ -1,13 +1,24 @@
 """tla-py: run the TLA+ model checkers on formal/ and keep traces/ in step with the specs.
 
-    python -m tools.tla verify   [--tla2tools JAR] [--apalache PATH] [--checker auto|apalache|tlc]
+    python -m tools.tla verify   [--tla2tools JAR] [--apalache PATH] [--checker auto|builtin|apalache|tlc]
+    python -m tools.tla check    [--spec S] [--formal DIR] [--define NAME=VALUE]
+    python -m tools.tla conform  [DIR] [--formal DIR]
     python -m tools.tla traces   --tla2tools JAR --count N [--depth D] [--seed S] [--out DIR]
     python -m tools.tla coverage [DIR] [--tla2tools JAR]
 
-verify    model-checks every spec (formal/<Spec>.tla with formal/<Spec>.cfg). Apalache runs when
-          apalache-mc is on PATH or given with --apalache; otherwise TLC, when a tla2tools.jar is
-          given with --tla2tools or $TLA2TOOLS. It says which checker ran, with its version, and
-          exits non-zero on a violation, or with a message when no checker is available.
+verify    model-checks every spec (formal/<Spec>.tla with formal/<Spec>.cfg) with the built-in
+          checker (tools/tla/checker, no Java), and with Apalache when apalache-mc is on PATH or
+          given with --apalache, otherwise TLC when a tla2tools.jar is given with --tla2tools or
+          $TLA2TOOLS; with TLC, the two must find the same number of distinct states. Then every
+          model-checker trace in traces/ must still be a behaviour of its spec (see conform). It
+          says which checkers ran, with their versions, and exits non-zero on a violation.
+check     the built-in checker alone: every reachable state breadth-first, the invariants and
+          action properties of the .cfg, a shortest counterexample on a violation. --formal reads
+          the specs from another directory (a copy with a planted bug); --define overrides a
+          definition with a value (smaller bounds: --define MaxMounts=1).
+conform   whether each trace in DIR (default traces/, but for traces/recorded/) is a behaviour of
+          its spec: its first state satisfies Init and each step Next (with the primed variables
+          bound to the next state), so a spec change the traces no longer follow fails.
 traces    simulates random behaviours of every spec with TLC (formal/<Spec>Export.tla, which writes
           one ITF JSON file per behaviour), with deterministic seeds: a uniform random run first;
           while some step the model can reach is still missing, steered runs (no step fails, or
@@ -25,7 +36,7 @@ coverage  lists which (machine, action, argument, outcome, parameters) steps the
           taken and, with a tla2tools.jar, when a step the model can reach (TLC's exhaustive
           state dump) is never taken.
 
-Only the standard library; the checkers run as subprocesses. TLC needs `java` on PATH and
+Only the standard library; TLC and Apalache run as subprocesses. TLC needs `java` on PATH and
 tla2tools.jar; formal/ITF.tla uses only modules that ship in tla2tools.jar (TLC, TLCExt, Json),
 so CommunityModules are not needed.
 """
@@ -36,6 +47,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tools.tla.check import cmd_check, cmd_conform
 from tools.tla.coverage import cmd_coverage
 from tools.tla.specs import ROOT
 from tools.tla.traces import DEFAULT_DEPTH, DEPTHS, SEED_STRIDE, cmd_traces
@@ -53,10 +65,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("verify", help="model-check every spec")
     common(p)
     p.add_argument("--apalache", metavar="PATH", help="apalache-mc (default: apalache-mc on PATH)")
-    p.add_argument("--checker", choices=("auto", "apalache", "tlc"), default="auto",
-                   help="auto: Apalache if available, else TLC")
+    p.add_argument("--checker", choices=("auto", "builtin", "apalache", "tlc"), default="auto",
+                   help="auto: the built-in checker, and Apalache if available, else TLC if available")
     p.add_argument("--workers", type=int, default=2, help="TLC worker threads (default 2)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("check", help="model-check every spec with the built-in checker alone")
+    p.add_argument("--spec", action="append", metavar="SPEC", help="only this spec (repeatable)")
+    p.add_argument("--formal", default=str(ROOT / "formal"), metavar="DIR",
+                   help="the directory of the specs (default: formal/)")
+    p.add_argument("--define", action="append", metavar="NAME=VALUE",
+                   help="override a definition with a value, in every module (repeatable)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("conform", help="whether every trace is a behaviour of its spec")
+    p.add_argument("dir", nargs="?", default=str(ROOT / "traces"), help="trace directory (default: traces/)")
+    p.add_argument("--spec", action="append", metavar="SPEC", help="only this spec's traces (repeatable)")
+    p.add_argument("--formal", default=str(ROOT / "formal"), metavar="DIR",
+                   help="the directory of the specs (default: formal/)")
+    p.add_argument("--verbose", action="store_true", help="a line for every trace")
+    p.set_defaults(func=cmd_conform)
 
     p = sub.add_parser("traces", help="simulate ITF traces into traces/, check coverage, replay them")
     common(p)

@@ -23,12 +23,13 @@ class Tlc:
         defines = [f"-D{k}={v}" for k, v in (props or {}).items()]
         return [self.java, "-XX:+UseParallelGC", *defines, "-cp", str(self.jar), "tlc2.TLC", *args]
 
-    def run(self, *args: str, props: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """Run TLC in formal/ with its metadata (states/) in a temporary directory."""
+    def run(self, *args: str, props: dict[str, str] | None = None,
+            directory: Path = FORMAL) -> subprocess.CompletedProcess[str]:
+        """Run TLC in formal/ (or a copy of it) with its metadata (states/) in a temporary directory."""
         with tempfile.TemporaryDirectory(prefix="nucleus-tlc-") as meta:
             return subprocess.run(
                 self.command(*args, "-metadir", meta, "-noGenerateSpecTE", props=props),
-                cwd=FORMAL, capture_output=True, text=True, check=False,
+                cwd=directory, capture_output=True, text=True, check=False,
             )
 
     def version(self) -> str:

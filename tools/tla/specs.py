@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tools.tla.checker.config import read_config
 from tools.tla.errors import ToolError, die
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,28 +18,9 @@ FORMAL = ROOT / "formal"
 # picked up after these.
 KNOWN_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "System", "Join")
 
-CFG_KEYWORDS = {
-    "CONSTANT", "CONSTANTS", "INIT", "NEXT", "SPECIFICATION", "INVARIANT", "INVARIANTS",
-    "PROPERTY", "PROPERTIES", "CONSTRAINT", "CONSTRAINTS", "ACTION_CONSTRAINT",
-    "ACTION_CONSTRAINTS", "SYMMETRY", "VIEW", "ALIAS", "POSTCONDITION", "CHECK_DEADLOCK",
-}
-
-
-def cfg_entries(spec: str) -> dict[str, list[str]]:
-    """The names listed under each keyword of formal/<spec>.cfg (INVARIANTS folded into INVARIANT)."""
-    text = (FORMAL / f"{spec}.cfg").read_text()
-    text = re.sub(r"\(\*.*?\*\)", " ", text, flags=re.DOTALL)
-    text = re.sub(r"\\\*[^\n]*", " ", text)
-    entries: dict[str, list[str]] = {}
-    current = ""
-    for token in text.split():
-        if token in CFG_KEYWORDS:
-            current = token.rstrip("S") if token.endswith(("INVARIANTS", "CONSTRAINTS")) else token
-            current = "PROPERTY" if current == "PROPERTIES" else current
-            entries.setdefault(current, [])
-        elif current:
-            entries[current].append(token)
-    return entries
+def cfg_entries(spec: str, directory: Path = FORMAL) -> dict[str, list[str]]:
+    """The names listed under each keyword of <spec>.cfg (INVARIANTS folded into INVARIANT)."""
+    return read_config(directory / f"{spec}.cfg").entries()
 
 
 @functools.cache
@@ -55,20 +37,20 @@ def next_actions(spec: str) -> frozenset[tuple[str, str]]:
     return frozenset((m.group(1), name) for name in re.findall(r'\bEv\("(\w+)"', body))
 
 
-def all_specs() -> list[str]:
+def all_specs(directory: Path = FORMAL) -> list[str]:
     """Every formal/<Spec>.tla with a <Spec>.cfg (not the TLC-only wrappers)."""
     found = {
-        p.stem for p in FORMAL.glob("*.tla")
-        if (FORMAL / f"{p.stem}.cfg").is_file() and not p.stem.endswith("Export") and p.stem != "ITF"
+        p.stem for p in directory.glob("*.tla")
+        if (directory / f"{p.stem}.cfg").is_file() and not p.stem.endswith("Export") and p.stem != "ITF"
     }
     return [s for s in KNOWN_SPECS if s in found] + sorted(found - set(KNOWN_SPECS))
 
 
-def chosen_specs(names: Sequence[str] | None) -> list[str]:
-    specs = all_specs()
+def chosen_specs(names: Sequence[str] | None, directory: Path = FORMAL) -> list[str]:
+    specs = all_specs(directory)
     for name in names or ():
         if name not in specs:
-            die(f"no spec {name} in {FORMAL} (specs: {', '.join(specs)})")
+            die(f"no spec {name} in {directory} (specs: {', '.join(specs)})")
     return list(names) if names else specs
 
 

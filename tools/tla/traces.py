@@ -1,10 +1,12 @@
 """traces: simulate behaviours of every spec with TLC, keep those that together take every step,
-check their coverage and replay them through the machines."""
+write them without TLC's version (so that the same command gives the same bytes), check their
+coverage and replay them through the machines."""
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import re
 import shutil
@@ -105,6 +107,16 @@ def select(pool: Sequence[Behaviour], count: int) -> list[Behaviour]:
     return [pool[j] for j in sorted(chosen)]
 
 
+def reproducible(data: bytes) -> bytes:
+    """A trace as TLC wrote it, but for its `#meta` description, which names TLC's version
+    ("Created by TLC <version> rev <tag>"): the same command and seeds then give byte-identical
+    files whatever TLC built them (the version is in traces/README.md). TLC writes compact JSON,
+    which is written back the same way."""
+    doc = json.loads(data)
+    doc.get("#meta", {}).pop("description", None)
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def cmd_traces(args: argparse.Namespace) -> int:
     tlc = find_tlc(args.tla2tools, required=True)
     assert tlc is not None
@@ -153,8 +165,9 @@ def cmd_traces(args: argparse.Namespace) -> int:
                 old.unlink()
             for n, b in enumerate(chosen, start=1):
                 path = target / f"trace_w0_{n}.itf.json"
-                path.write_bytes(b.data)
-                written.append(Behaviour(spec, path, b.data, b.states, b.keys))
+                data = reproducible(b.data)
+                path.write_bytes(data)
+                written.append(Behaviour(spec, path, data, b.states, b.keys))
             covered = set().union(*(b.keys for b in chosen)) if chosen else set()
             size = sum(len(b.data) for b in chosen)
             print(

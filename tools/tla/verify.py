@@ -1,4 +1,6 @@
-"""verify: model-check every spec with Apalache or TLC, and say which ran."""
+"""verify: model-check every spec with the built-in checker, and with Apalache or TLC where
+present (their distinct-state counts compared with the built-in checker's); check that the
+model-checker traces in traces/ are still behaviours of the specs; say which checkers ran."""
 
 from __future__ import annotations
 
@@ -7,10 +9,12 @@ import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+from tools.tla.check import BUILTIN, checked_names, conform, report_conformance, run_builtin
 from tools.tla.checkers import Tlc, apalache_version, error_part, find_apalache, find_tlc
 from tools.tla.errors import ToolError, die
-from tools.tla.specs import FORMAL, cfg_entries, chosen_specs
+from tools.tla.specs import FORMAL, ROOT, chosen_specs
 
 # Apalache's bound per spec: above the diameter of the reachable state graph
 # (TLC: 6, 12, 8, 5, 6, 35, 12).
@@ -27,10 +31,13 @@ class Verdict:
     ok: bool
     summary: str
     detail: str = ""
+    distinct: int | None = None
+    violated: str | None = None  # TLC: the invariant or property violated
+    trace: int = 0  # TLC: the states of its counterexample
 
 
-def tlc_check(tlc: Tlc, spec: str, workers: int) -> Verdict:
-    proc = tlc.run("-config", f"{spec}.cfg", f"{spec}.tla", "-workers", str(workers))
+def tlc_check(tlc: Tlc, spec: str, workers: int, directory: Path = FORMAL) -> Verdict:
+    proc = tlc.run("-config", f"{spec}.cfg", f"{spec}.tla", "-workers", str(workers), directory=directory)
     out = proc.stdout + proc.stderr
     counts = re.search(r"([\d,]+) states generated, ([\d,]+) distinct states found", out)
     depth = re.search(r"depth of the complete state graph search is (\d+)", out)
@@ -40,9 +47,12 @@ def tlc_check(tlc: Tlc, spec: str, workers: int) -> Verdict:
         summary = f"{counts.group(2)} distinct states ({counts.group(1)} generated)"
         if depth:
             summary += f", depth {depth.group(1)}"
+    distinct = int(counts.group(2).replace(",", "")) if counts else None
     if ok:
-        return Verdict(spec, True, summary)
-    return Verdict(spec, False, summary or f"TLC exit code {proc.returncode}", error_part(out))
+        return Verdict(spec, True, summary, distinct=distinct)
+    violated = re.search(r"^Error: (?:Invariant|Action property) (\w+) is violated", out, re.MULTILINE)
+    return Verdict(spec, False, summary or f"TLC exit code {proc.returncode}", error_part(out), distinct,
+                   violated.group(1) if violated else None, len(re.findall(r"^State \d+:", out, re.MULTILINE)))
 
 
 
@@ -62,43 +72,73 @@ def apalache_check(apalache: str, spec: str) -> Verdict:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     specs = chosen_specs(args.spec)
-    apalache = None if args.checker == "tlc" else find_apalache(args.apalache)
+    builtin = args.checker in ("auto", "builtin")
+    apalache = find_apalache(args.apalache) if args.checker in ("auto", "apalache") else None
+    if args.checker == "apalache" and apalache is None:
+        die("Apalache is not available: put apalache-mc on PATH or pass --apalache PATH")
     tlc = None
-    if apalache is None:
-        if args.checker == "apalache":
-            die("Apalache is not available: put apalache-mc on PATH or pass --apalache PATH")
-        tlc = find_tlc(args.tla2tools)
-    if apalache is None and tlc is None:
-        die(
-            "no model checker available: put apalache-mc on PATH (or pass --apalache PATH), "
-            "or pass --tla2tools path/to/tla2tools.jar (or set TLA2TOOLS)"
-        )
+    if apalache is None and args.checker in ("auto", "tlc"):
+        tlc = find_tlc(args.tla2tools, required=args.checker == "tlc")
+    failed: set[str] = set()
+    traces_ok = True
     try:
-        if apalache is not None:
-            print(f"checker: Apalache {apalache_version(apalache)} ({apalache})")
-        else:
-            assert tlc is not None
-            print(f"checker: TLC, {tlc.version()} ({tlc.jar})")
-        print()
-        failed = 0
-        for spec in specs:
-            entries = cfg_entries(spec)
-            checked = ", ".join(entries.get("INVARIANT", []) + entries.get("PROPERTY", []))
-            if apalache is not None:
-                verdict = apalache_check(apalache, spec)
-            else:
-                assert tlc is not None
-                verdict = tlc_check(tlc, spec, args.workers)
-            status = "ok" if verdict.ok else "FAILED"
-            print(f"  {spec:<11} {status:<7} {verdict.summary}   [{checked}]")
-            if not verdict.ok:
-                failed += 1
-                print("\n" + verdict.detail.rstrip() + "\n")
+        counts: dict[str, int] = {}
+        if builtin:
+            print(f"checker: {BUILTIN}\n")
+            results = run_builtin(specs, FORMAL, {})
+            failed |= {spec for spec, r in results.items() if not r.ok}
+            counts = {spec: r.distinct for spec, r in results.items() if r.ok}
+            print()
+        if apalache is not None or tlc is not None:
+            external = external_checks(specs, apalache, tlc, args.workers)
+            failed |= {v.spec for v in external if not v.ok}
+            if builtin and tlc is not None:
+                failed |= compare_counts(counts, external)
+            print()
+        elif builtin:
+            print("(neither Apalache nor TLC: the built-in checker alone; give --tla2tools "
+                  "path/to/tla2tools.jar or put apalache-mc on PATH to cross-check)\n")
+        if builtin:
+            traces = ROOT / "traces"
+            traces_ok = report_conformance(conform(traces, FORMAL, specs), traces)
+            print()
     except ToolError as e:
         die(str(e))
-    print()
     if failed:
-        print(f"{failed} of {len(specs)} specs FAILED")
+        print(f"{len(failed)} of {len(specs)} specs FAILED: {', '.join(s for s in specs if s in failed)}")
         return 1
     print(f"{len(specs)} of {len(specs)} specs hold")
-    return 0
+    return 0 if traces_ok else 1
+
+
+def external_checks(specs: list[str], apalache: str | None, tlc: Tlc | None, workers: int) -> list[Verdict]:
+    if apalache is not None:
+        print(f"checker: Apalache {apalache_version(apalache)} ({apalache})")
+    else:
+        assert tlc is not None
+        print(f"checker: TLC, {tlc.version()} ({tlc.jar})")
+    print()
+    verdicts = []
+    for spec in specs:
+        if apalache is not None:
+            verdict = apalache_check(apalache, spec)
+        else:
+            assert tlc is not None
+            verdict = tlc_check(tlc, spec, workers)
+        verdicts.append(verdict)
+        print(f"  {spec:<11} {'ok' if verdict.ok else 'FAILED':<7} {verdict.summary}   [{checked_names(spec)}]",
+              flush=True)
+        if not verdict.ok:
+            print("\n" + verdict.detail.rstrip() + "\n")
+    return verdicts
+
+
+def compare_counts(counts: dict[str, int], verdicts: list[Verdict]) -> set[str]:
+    """The specs on which TLC and the built-in checker found different numbers of states."""
+    differ = {v.spec for v in verdicts if v.ok and v.spec in counts and v.distinct != counts[v.spec]}
+    for v in verdicts:
+        if v.spec in differ:
+            print(f"  {v.spec}: TLC found {v.distinct} distinct states, the built-in checker {counts[v.spec]}")
+    if not differ:
+        print("\nTLC and the built-in checker find the same number of distinct states wherever both hold")
+    return differ

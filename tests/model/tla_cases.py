@@ -1,0 +1,136 @@
+"""What the tests of the built-in TLA+ checker (tools/tla/checker) expect, all of it TLC's
+figures (formal/README.md says how they were made):
+
+* STATES: every spec's distinct states, states generated and depth, at the bounds the test suite
+  checks (`DEFINES`: System with MaxMounts = 1 rather than the spec's 3, which `make verify`
+  checks: 244,480 states, about a minute for the built-in checker);
+* PLANTS: bugs planted in a copy of formal/, each a textual change of one module, and for every
+  spec the change reaches, the invariant or property violated and the length in states of the
+  shortest counterexample, or None where the spec's checks still hold. Plants are checked with
+  System at MaxMounts = 0 (`PLANT_DEFINES`): the shortest counterexamples have no mounts, so
+  their lengths are the same as at the spec's bounds (TLC gives the same at both).
+
+The built-in checker's runs are cached: the live comparison with TLC reuses them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.tla.checker.explore import Result, check
+from tools.tla.checker.model import Model
+
+FORMAL = Path(__file__).resolve().parents[2] / "formal"
+
+TLC_VERSION = "TLC2 Version 2026.12.02.133825 (rev: cc6b616)"
+# spec -> (distinct states, states generated, depth of the breadth-first search)
+STATES = {
+    "Lifecycle": (30, 77, 6),
+    "Isolation": (37, 37, 12),
+    "Filesystem": (184, 184, 8),
+    "Security": (34, 34, 5),
+    "Resources": (38, 60, 6),
+    "System": (116_736, 316_880, 33),
+    "Join": (94, 94, 12),
+}
+DEFINES: dict[str, dict[str, str]] = {"System": {"MaxMounts": "1"}}
+PLANT_DEFINES: dict[str, dict[str, str]] = {"System": {"MaxMounts": "0"}}
+
+
+@functools.cache
+def run(spec: str, directory: Path = FORMAL, defines: tuple[tuple[str, str], ...] = ()) -> tuple[Model, Result]:
+    """The built-in checker on one spec (once per spec, directory and definitions)."""
+    model = Model(spec, directory, dict(defines))
+    return model, check(model)
+
+
+def defines_for(spec: str, table: dict[str, dict[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(table.get(spec, {}).items()))
+
+
+def with_definitions(directory: Path, spec: str, table: dict[str, dict[str, str]]) -> None:
+    """Write `table`'s definitions for `spec` into the copy of formal/ in `directory`, for TLC
+    (the built-in checker takes them as overrides)."""
+    for name, value in table.get(spec, {}).items():
+        for path in directory.glob("*.tla"):
+            text = path.read_text()
+            line = f"\n{name} == "
+            if line in text:
+                start = text.index(line) + len(line)
+                end = text.index("\n", start)
+                path.write_text(text[:start] + value + text[end:])
+
+
+@dataclass(frozen=True)
+class Plant:
+    name: str
+    module: str
+    old: str
+    new: str
+    # spec -> (what is violated, counterexample length in states), or None: no violation
+    expected: dict[str, tuple[str, int] | None]
+
+    def apply(self, directory: Path) -> Path:
+        """A copy of formal/ in `directory` with the bug planted (formal/ itself is untouched)."""
+        copy = directory / f"formal-{self.name}"
+        if copy.exists():
+            return copy
+        shutil.copytree(FORMAL, copy)
+        path = copy / f"{self.module}.tla"
+        text = path.read_text()
+        assert text.count(self.old) == 1, f"{self.name}: formal/{self.module}.tla no longer has {self.old!r}"
+        path.write_text(text.replace(self.old, self.new))
+        return copy
+
+
+PLANTS = (
+    # System: Prepared no longer waits for security to be locked.
+    Plant(
+        "prepared-without-security", "System",
+        '\\/ /\\ sec_phase = "locked" /\\ Contained\n',
+        '\\/ /\\ Contained\n',
+        {"System": ("Inv", 5)},
+    ),
+    # Security: a strict mode degrades a failed seccomp or Landlock like any other mode.
+    Plant(
+        "strict-mode-degrades", "Security",
+        "IF c \\in Degradable /\\ sec_allowDegraded /\\ ~sec_strict",
+        "IF c \\in Degradable /\\ sec_allowDegraded",
+        {"Security": ("Inv", 4), "System": ("Inv", 19)},
+    ),
+    # Isolation: unshare is no longer a gate, so System's isolation unshares before the setup
+    # process is in its cgroup. Isolation alone still holds.
+    Plant(
+        "unshare-without-cgroup", "Isolation",
+        'IsGate(s) == s = "unshare" \\/ (s = "enter_user" /\\ ~iso_rootless)',
+        'IsGate(s) == s = "enter_user" /\\ ~iso_rootless',
+        {"Isolation": None, "System": ("Inv", 8)},
+    ),
+    # Lifecycle: a step that brings a removed container back. System does not take it.
+    Plant(
+        "removed-comes-back", "Lifecycle",
+        '    \\/ Remove /\\ Ev("Remove", "")\n',
+        '    \\/ Remove /\\ Ev("Remove", "")\n'
+        '    \\/ /\\ lc_status = "removed" /\\ lc_status\' = "stopped" /\\ lc_removed\' = FALSE\n'
+        '       /\\ UNCHANGED <<lc_security, lc_cleaned>> /\\ Ev("Revive", "")\n',
+        {"Lifecycle": ("NeverBackFromRemoved", 6), "System": None},
+    ),
+)
+
+BY_NAME = {p.name: p for p in PLANTS}
+
+
+@functools.cache
+def planted(name: str) -> Path:
+    """The copy of formal/ with plant `name` (made once per test run, removed at its end)."""
+    tmp = Path(tempfile.mkdtemp(prefix="nucleus-plant-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    return BY_NAME[name].apply(tmp)
+
+
+PLANT_CASES = [(p.name, spec) for p in PLANTS for spec in p.expected]
