@@ -20,7 +20,7 @@ setup: $(BIN)/python ## install system packages (as root, Debian) and a virtuale
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    libseccomp2 iproute2 python3-venv python3 gcc libc6-dev util-linux \
-	    runc crun bubblewrap runsc >/dev/null; fi
+	    runc crun bubblewrap runsc nftables iptables >/dev/null; fi
 	@$(INSTALL)
 	@$(BIN)/python -m compileall -q nucleus >/dev/null  # bytecode, even where PYTHONDONTWRITEBYTECODE is set
 	@echo "setup done: $(BIN)/nucleus"

@@ -22,7 +22,8 @@ from benches import breakdown, cold, host, memory, report, runtimes, schema, thr
 from benches.session import Session
 
 SECTIONS = ("cold", "breakdown", "memory", "workload", "throughput")
-COLD_RUNTIMES = ("nucleus", "runc", "crun", "bwrap", "runsc", "unshare", "python")
+COLD_RUNTIMES = ("nucleus", "nucleus-none", "nucleus-bridge", "runc", "crun", "bwrap", "runsc", "unshare",
+                 "python")
 MEMORY_RUNTIMES = ("nucleus", "runc", "runc-detached", "crun", "bwrap", "runsc")
 WORKLOAD_TARGETS = ("host", "nucleus", "bwrap", "bwrap-noseccomp")
 THROUGHPUT_RUNTIMES = ("nucleus", "runc", "crun", "bwrap")
@@ -144,8 +145,8 @@ def run(args) -> int:
                                  "rss": cold.stats.summary([]), "pss": cold.stats.summary([])}
 
         section("cold", f"cold start: {cfg['cold_reps']} rounds",
-                lambda: _with_unavailable(cold.measure(pick(COLD_RUNTIMES), cfg["cold_reps"], _log),
-                                          status, COLD_RUNTIMES, na))
+                lambda: cold.with_network_ratio(_with_unavailable(
+                    cold.measure(pick(COLD_RUNTIMES), cfg["cold_reps"], _log), status, COLD_RUNTIMES, na)))
         if "nucleus" in by_name:
             section("breakdown", "nucleus breakdown",
                     lambda: breakdown.measure(ctx.limit_flags, ctx.workdir, cfg["breakdown_reps"], _log))

@@ -110,6 +110,9 @@ def _cold(section: dict) -> list[str]:
         else:
             out.append(f"| {e['label']} | {_f(e['median'])} | {_f(e['min'])} | {_f(e['max'])} | "
                        f"{_ratio(e.get('ratio_to_baseline'))} |")
+    if section.get("network_ratio") is not None:
+        out += ["", f"`--network bridge` costs {_ratio(section['network_ratio'])} the cold start of "
+                "`--network none` (both in a network namespace of their own)."]
     return out + [""]
 
 

@@ -140,6 +140,37 @@ class Nucleus(Runtime):
             raise UnavailableError(first_line(r.stderr) or f"exit {r.returncode}")
 
 
+class NucleusNetwork(Nucleus):
+    """nucleus in a network namespace of the bench's own (`unshare --net`), so that a bridge,
+    its rules and its forwarding settings never touch the machine's network: with
+    `--network bridge`, and with `--network none` under the same wrapper, for the ratio."""
+
+    name = "nucleus-none"
+    label = "nucleus run --network none (in its own netns)"
+    network = "none"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.command = " ".join(["unshare", "--net", "nucleus", "run", *ctx.limit_flags, "--network",
+                                 self.network, "--", "CMD"])
+
+    def argv(self, args: list[str], cid: str) -> list[str]:
+        name = ["--name", cid] if cid else []
+        return ["unshare", "--net", *self.cmd, "run", *name, *self.ctx.limit_flags, "--network", self.network,
+                "--", *args]
+
+    def check(self) -> None:
+        if shutil.which("unshare") is None:
+            raise UnavailableError("unshare not installed")
+        super().check()
+
+
+class NucleusBridge(NucleusNetwork):
+    name = "nucleus-bridge"
+    label = "nucleus run --network bridge (in its own netns)"
+    network = "bridge"
+
+
 class Host(Runtime):
     """No sandbox: the command itself."""
 
@@ -362,8 +393,8 @@ class Runsc(Oci):
             self.tool("delete", "-force", cid)
 
 
-ALL = {cls.name: cls for cls in (Host, Nucleus, Runc, RuncDetached, Crun, Bwrap, BwrapNoSeccomp, Runsc,
-                                   Unshare, Python)}
+ALL = {cls.name: cls for cls in (Host, Nucleus, NucleusNetwork, NucleusBridge, Runc, RuncDetached, Crun, Bwrap,
+                                   BwrapNoSeccomp, Runsc, Unshare, Python)}
 
 
 def wait_ready(rt: Runtime, proc: subprocess.Popen, cid: str, timeout: float = 30) -> None:

@@ -1,10 +1,11 @@
 ------------------------------- MODULE System -------------------------------
 (***************************************************************************)
-(* One container: the lifecycle, isolation, filesystem, security and      *)
-(* resources machines composed, mirrored by nucleus/machines/system.py.   *)
-(* Each step is one machine's step; the coupling lives in the guards      *)
-(* below. One step touches two machines: the supervisor Lost while a      *)
-(* cgroup step was under way abandons that step (it will never report).   *)
+(* One container: the lifecycle, isolation, filesystem, security,        *)
+(* resources and network machines composed, mirrored by                  *)
+(* nucleus/machines/system.py. Each step is one machine's step; the       *)
+(* coupling lives in the guards below. One step touches more machines:    *)
+(* the supervisor Lost while a cgroup or network step was under way       *)
+(* abandons that step (it will never report).                             *)
 (***************************************************************************)
 EXTENDS Naturals, Sequences
 
@@ -55,6 +56,16 @@ VARIABLES
     res_held,
     \* @type: Bool;
     res_limited,
+    \* @type: Bool;
+    net_bridged,
+    \* @type: Bool;
+    net_egress,
+    \* @type: Str;
+    net_phase,
+    \* @type: Int;
+    net_done,
+    \* @type: Set(Str);
+    net_held,
     \* @type: { m: Str, name: Str, arg: Str };
     event
 
@@ -63,29 +74,31 @@ ISO == INSTANCE Isolation
 FS == INSTANCE Filesystem
 SEC == INSTANCE Security
 RES == INSTANCE Resources
+NET == INSTANCE Network
 
 lc_vars == <<lc_status, lc_security, lc_cleaned, lc_removed>>
 iso_vars == <<iso_rootless, iso_phase, iso_done>>
 fs_vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited>>
 sec_vars == <<sec_allowDegraded, sec_strict, sec_phase, sec_applied, sec_degraded>>
 res_vars == <<res_required, res_phase, res_held, res_limited>>
-vars == <<lc_vars, iso_vars, fs_vars, sec_vars, res_vars, event>>
+net_vars == <<net_bridged, net_egress, net_phase, net_done, net_held>>
+vars == <<lc_vars, iso_vars, fs_vars, sec_vars, res_vars, net_vars, event>>
 
 Ev(m, name, arg) == event' = [m |-> m, name |-> name, arg |-> arg]
 
-AnyFailed == "failed" \in {iso_phase, fs_phase, sec_phase, res_phase}
+AnyFailed == "failed" \in {iso_phase, fs_phase, sec_phase, res_phase, net_phase}
 \* The container's processes may run: in their cgroup, or knowingly without one.
 Contained == res_phase \in {"ready", "degraded"}
 \* The step isolation waits for at its gate.
 IsoNext == IF iso_done < Len(ISO!Plan) THEN ISO!Plan[iso_done + 1] ELSE "none"
 
 Init ==
-    /\ LC!LcInit /\ ISO!IsoInit /\ FS!FsInit /\ SEC!SecInit /\ RES!ResInit
+    /\ LC!LcInit /\ ISO!IsoInit /\ FS!FsInit /\ SEC!SecInit /\ RES!ResInit /\ NET!NetInit
     /\ event = [m |-> "", name |-> "", arg |-> ""]
 
 (* Lifecycle steps, with the composition's guards. *)
 LcStep ==
-    /\ UNCHANGED <<iso_vars, fs_vars, sec_vars, res_vars>>
+    /\ UNCHANGED <<iso_vars, fs_vars, sec_vars, res_vars, net_vars>>
     /\ \/ LC!Create /\ Ev("lc", "Create", "")
        \/ /\ sec_phase = "locked" /\ Contained
           /\ LC!Prepared(SEC!Level) /\ Ev("lc", "Prepared", SEC!Level)
@@ -95,19 +108,20 @@ LcStep ==
        \/ LC!Exit /\ Ev("lc", "Exit", "")
        \/ \E sig \in LC!ModelSignals : LC!Kill(sig) /\ Ev("lc", "Kill", sig)
        \/ LC!Attach /\ Ev("lc", "Attach", "")
-       \* Cleanup is done once the cgroup (and with it every process) is gone.
-       \/ res_phase = "released" /\ LC!CleanupDone /\ Ev("lc", "CleanupDone", "")
+       \* Cleanup is done once the cgroup (and with it every process) and the network are gone.
+       \/ res_phase = "released" /\ net_phase = "released" /\ LC!CleanupDone /\ Ev("lc", "CleanupDone", "")
        \/ LC!Remove /\ Ev("lc", "Remove", "")
 
-\* The supervisor is gone: the lifecycle's Lost and, when it was carrying out a cgroup step,
-\* the cgroup's Abandon in the same step (the step will never report).
+\* The supervisor is gone: the lifecycle's Lost and, when it was carrying out a cgroup or a
+\* network step, that machine's Abandon in the same step (the step will never report).
 LostStep ==
     /\ UNCHANGED <<iso_vars, fs_vars, sec_vars>>
     /\ LC!Lost /\ Ev("lc", "Lost", "")
     /\ IF RES!UnderWay # "none" THEN RES!Abandon ELSE UNCHANGED res_vars
+    /\ IF NET!UnderWay # "none" THEN NET!Abandon ELSE UNCHANGED net_vars
 
 IsoStep ==
-    /\ UNCHANGED <<lc_vars, fs_vars, sec_vars, res_vars>>
+    /\ UNCHANGED <<lc_vars, fs_vars, sec_vars, res_vars, net_vars>>
     /\ \/ /\ lc_status = "creating" /\ res_phase \in {"waiting", "degraded"}
           /\ ISO!Begin /\ Ev("iso", "Begin", "")
        \/ \E s \in ISO!StepNames : ISO!Done(s) /\ Ev("iso", "Done", s)
@@ -115,27 +129,38 @@ IsoStep ==
        \/ /\ IF IsoNext = "unshare" THEN Contained ELSE fs_phase = "sealed"
           /\ ISO!Resume /\ Ev("iso", "Resume", "")
 
+\* The root is built once the network is in place: the container side of a bridge is set up
+\* by the setup process while it still holds the capabilities the host granted it.
 FsStep ==
-    /\ UNCHANGED <<lc_vars, iso_vars, sec_vars, res_vars>>
-    /\ \/ ISO!HasDone("loopback") /\ FS!Begin /\ Ev("fs", "Begin", "")
+    /\ UNCHANGED <<lc_vars, iso_vars, sec_vars, res_vars, net_vars>>
+    /\ \/ ISO!HasDone("loopback") /\ net_phase = "ready" /\ FS!Begin /\ Ev("fs", "Begin", "")
        \/ \E s \in FS!StepNames : FS!Done(s) /\ Ev("fs", "Done", s)
        \/ \E s \in FS!StepNames : FS!Fail(s) /\ Ev("fs", "Fail", s)
 
 SecStep ==
-    /\ UNCHANGED <<lc_vars, iso_vars, fs_vars, res_vars>>
+    /\ UNCHANGED <<lc_vars, iso_vars, fs_vars, res_vars, net_vars>>
     /\ \/ iso_phase = "ready" /\ fs_phase = "sealed" /\ SEC!Begin /\ Ev("sec", "Begin", "")
        \/ \E c \in SEC!Controls : SEC!Done(c) /\ Ev("sec", "Done", c)
        \/ \E c \in SEC!Controls : SEC!Fail(c) /\ Ev("sec", "Fail", c)
 
 ResStep ==
-    /\ UNCHANGED <<lc_vars, iso_vars, fs_vars, sec_vars>>
+    /\ UNCHANGED <<lc_vars, iso_vars, fs_vars, sec_vars, net_vars>>
     /\ \/ lc_status = "creating" /\ RES!Begin /\ Ev("res", "Begin", "")
        \/ ISO!HasDone("spawn") /\ RES!Attach /\ Ev("res", "Attach", "")
        \/ lc_status \in {"stopped", "failed"} /\ RES!Release /\ Ev("res", "Release", "")
        \/ \E s \in RES!StepNames : RES!Done(s) /\ Ev("res", "Done", s)
        \/ \E s \in RES!StepNames : RES!Fail(s) /\ Ev("res", "Fail", s)
 
-Next == LcStep \/ LostStep \/ IsoStep \/ FsStep \/ SecStep \/ ResStep
+\* The network is set up inside the new namespaces (after loopback is up), and torn down once
+\* the container's cgroup, and with it every process of the container, is gone.
+NetStep ==
+    /\ UNCHANGED <<lc_vars, iso_vars, fs_vars, sec_vars, res_vars>>
+    /\ \/ lc_status = "creating" /\ ISO!HasDone("loopback") /\ NET!Begin /\ Ev("net", "Begin", "")
+       \/ \E s \in NET!StepNames : NET!Done(s) /\ Ev("net", "Done", s)
+       \/ \E s \in NET!StepNames : NET!Fail(s) /\ Ev("net", "Fail", s)
+       \/ lc_status \in {"stopped", "failed"} /\ res_phase = "released" /\ NET!Release /\ Ev("net", "Release", "")
+
+Next == LcStep \/ LostStep \/ IsoStep \/ FsStep \/ SecStep \/ ResStep \/ NetStep
 
 Spec == Init /\ [][Next]_vars
 
@@ -152,11 +177,18 @@ RunningRequiresContainment == lc_status \in {"created", "running"} => Contained
 NamespacesInsideCgroup ==
     ISO!HasDone("unshare") => res_phase \notin {"idle", "creating", "limiting", "waiting", "attaching"}
 CleanedMeansReleased ==
-    (lc_status \in {"stopped", "failed", "removed"} /\ lc_cleaned) => res_phase = "released"
+    (lc_status \in {"stopped", "failed", "removed"} /\ lc_cleaned) =>
+        (res_phase = "released" /\ net_phase = "released")
+RunningRequiresNetwork == lc_status \in {"created", "running"} => net_phase = "ready"
+\* A veth reaches only a namespace the container made, and the network is torn down only once
+\* no process of the container is left.
+NetworkInsideNamespaces == NET!HasDone("veth") => ISO!HasDone("unshare")
+NetworkOutlivesProcesses == net_phase \in {"releasing", "released"} => res_phase = "released"
 
 Inv ==
-    /\ LC!Inv /\ ISO!Inv /\ FS!Inv /\ SEC!Inv /\ RES!Inv
+    /\ LC!Inv /\ ISO!Inv /\ FS!Inv /\ SEC!Inv /\ RES!Inv /\ NET!Inv
     /\ RunningRequiresIsolation /\ RunningRequiresSecurity /\ LevelMatchesControls
     /\ UserNamespaceAfterSeal /\ FailureNeverRuns /\ SecurityOnlyInside
     /\ RunningRequiresContainment /\ NamespacesInsideCgroup /\ CleanedMeansReleased
+    /\ RunningRequiresNetwork /\ NetworkInsideNamespaces /\ NetworkOutlivesProcesses
 =============================================================================

@@ -103,6 +103,10 @@ class HostFacts:
     cpus: int | None = None
     block_devices: tuple[tuple[str, str], ...] | None = None
     subordinate_ids: tuple[SubordinateRange, ...] = ()  # /etc/subuid and /etc/subgid entries
+    # For --network bridge (probed only then): the host's routes as (destination network, link),
+    # and the NAT tool --nat-backend chose ("nft" or "iptables"; "" when none is installed).
+    routes: tuple[tuple[str, str], ...] | None = None
+    nat_backend: str = ""
 
     @property
     def lockdown_probed(self) -> bool:

@@ -366,6 +366,23 @@ def wait_for_line(stream, want: str, timeout: float = 20.0) -> list[str]:
 
 
 
+def kill_paused(proc: subprocess.Popen, step: str, name: str | None = None) -> None:
+    """A run started with NUCLEUS_PAUSE_AT=<step> (``Popen(..., text=False, bufsize=0)``, its pid
+    the supervisor's): wait until it says it paused at `name` (the step without its "#n") and
+    has stopped itself, then SIGKILL it, as a crash would end it."""
+    name = name or step.partition("#")[0]
+    try:
+        lines = wait_for_line(proc.stderr, f"paused {name}")
+        assert lines[-1:] == [f"paused {name}"], f"never paused at {step}: {lines}"
+        assert wait_for(lambda: (p := read_proc(proc.pid)) is not None and p.state == "T"), \
+            f"the supervisor did not stop at {step}"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
 def paused(proc: subprocess.Popen, step: str, during, timeout: float = 60) -> tuple[int, bytes, bytes]:
     """Drive a run started with NUCLEUS_PAUSE_AT=<step> (``Popen(..., text=False, bufsize=0)``):
     wait until it says so and its supervisor has stopped itself, call ``during()``, let it go

@@ -45,6 +45,16 @@ def record(out: Path) -> list[Path]:
         nucleus("run", "--trace", str(failure), "--", "true",
                 env={**env, "NUCLEUS_FAIL_AT": "LoadSeccomp"}, check=False)
         written.append(failure)
+        # A bridged run, with a published port and a resolver: the network's steps and rules.
+        # In a network namespace of its own, which takes whatever it made with it.
+        bridged = out / "run-bridge.itf.json"
+        done = subprocess.run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *NUCLEUS,
+                               "run", "--network", "bridge", "-p", "8080:80", "--dns", "192.0.2.53", "--trace",
+                               str(bridged), "--", "true"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env}, cwd=ROOT, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"the bridged run failed ({done.returncode}):\n{done.stderr}")
+        written.append(bridged)
         # A join: attach to a detached container with a caps policy.
         caps = Path(state) / "chown.caps.toml"
         caps.write_text('[bounding]\nkeep = ["CHOWN"]\n')

@@ -5,6 +5,11 @@ then the Join machine, planned from what the container recorded when it started,
 through the same executor as a run: the joining process enters the cgroup and namespaces, takes
 the container's identity, and gets its capability sets, its seccomp program (the very program,
 by hash, from this host's cache) and its Landlock rules before the command is exec'd.
+
+What the command is refused goes to the container's violation stream, as its workload's does:
+the joining side starts a violation monitor of its own, which answers and records the
+command's refused calls for as long as the command runs (nucleus.plan.join), and says, as a run
+does, which refusal killed the command.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import replace
 
 from nucleus import vocab as v
 from nucleus.app import manage, records
+from nucleus.app import violations as app_violations
 from nucleus.config.capabilities import capability_number
 from nucleus.config.container import env_key_refused
 from nucleus.config.exec_options import ATTACH, ExecOptions
@@ -20,6 +26,7 @@ from nucleus.driver import Driver
 from nucleus.effects import prepare, probe
 from nucleus.effects.executor import Executor
 from nucleus.effects.process import alive, blocked, namespaces_apart, restrictions
+from nucleus.effects.store import Store
 from nucleus.errors import RuntimeFailure
 from nucleus.machines import join, system
 from nucleus.machines.base import Refused
@@ -59,8 +66,10 @@ def attach(ref: str, argv: list[str], trace_path: str | None = None,
             "cannot be opened by their own user)",
             hint="run the container as root (its root is then an unprivileged uid) to attach to it")
     machines = record["machines"]
+    store = Store(probe.identity().state_root)
     inputs = JoinInputs(policy, init, start, tuple(argv), frozenset(machines.get("sec_degraded") or ()),
-                        machines.get("res_phase") == "ready", name, options)
+                        machines.get("res_phase") == "ready", name, options,
+                        stream=store.violations_path(record["id"]))
     state = inputs.plan()
     programs: dict[str, bytes] = {}
     if policy.seccomp_sha256:
@@ -76,15 +85,18 @@ def attach(ref: str, argv: list[str], trace_path: str | None = None,
     if trace_path is not None:
         trace = Recorder(join, "Join", trace_path, f"nucleus {verb} {name} {' '.join(argv)}".rstrip(),
                          to_plain(inputs))
-    executor = Executor(programs)
+    executor = Executor(programs, monitor=app_violations.join_setup(record, policy))
     driver = Driver(join, state, executor, trace)
     try:
         with blocked():
             driver.require(v.JoinBegin())
             if driver.state.phase != "ready":
                 raise RuntimeFailure(f"cannot {doing} container {name!r}: {_failure(driver.history)}")
-            driver.require(v.JoinStart())
-            code = executor.wait()
+            with app_violations.Since(store, record["id"]) as since:
+                pid = executor.init_pid
+                driver.require(v.JoinStart())
+                code = executor.wait()
+                since.explain_death(code, pid)
             driver.require(v.JoinExit(code))
             return code
     finally:

@@ -34,7 +34,7 @@ STOP_WAIT = 10.0  # seconds a stop or a forced removal waits for the supervisor 
 # What `ps --format json` shows of a record (besides the log's size).
 SHOWN = ("id", "name", "status", "argv", "created_at", "started_at", "finished_at", "exit_code",
          "reason", "creator_uid", "supervisor_pid", "init_pid", "detached", "hostname", "rootless",
-         "limits", "cgroup_parent", "security", "log", "id_map", "volumes")
+         "limits", "cgroup_parent", "security", "log", "id_map", "volumes", "network")
 
 
 def _store() -> Store:
@@ -92,6 +92,11 @@ def listing(all_: bool) -> list[dict[str, Any]]:
     if not all_:
         records_ = [r for r in records_ if r.get("status") in ACTIVE or lost(r)]
     return sorted((view(r, store) for r in records_), key=lambda r: r.get("created_at", 0))
+
+
+def inspect(ref: str) -> dict[str, Any]:
+    """One container as `ps --format json` shows it (its network's addresses and ports too)."""
+    return view(find(ref), _store())
 
 
 def stats(refs: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -254,9 +259,14 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
         # A removal that failed before (here or in the supervisor) is tried again.
         driver.require(v.ResRelease())
         driver.settle()
+    if driver.state.net.phase == "leaked" and driver.state.res.phase == "released":
+        driver.require(v.NetRelease())  # so is a network teardown
+        driver.settle()
     if isinstance(driver.feed(v.Remove()), Refused):
+        what = "network could not be torn down" if driver.state.res.phase == "released" else \
+            "cgroup could not be released"
         raise RuntimeFailure(
-            f"cannot remove container {record['name']!r}: its cgroup could not be released",
+            f"cannot remove container {record['name']!r}: its {what}",
             hint="run nucleus rm --force again; nucleus --debug shows the error",
         )
     store.delete(record["id"])  # the record went with Remove; the log goes too

@@ -28,9 +28,10 @@ from nucleus.effects.process import process_start
 from nucleus.effects.store import Store
 from nucleus.errors import InvalidInput
 from nucleus.facts import CgroupLayout
-from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
+from nucleus.machines import filesystem, isolation, lifecycle, network, resources, security, system
 from nucleus.plain import from_plain, to_plain
 from nucleus.plan import cgroups
+from nucleus.plan import network as network_plan
 from nucleus.plan.run import JoinPolicy, RunPlan
 from nucleus.vocab import MountVolume
 
@@ -62,6 +63,8 @@ def register(store: Store, config: ContainerConfig, cid: str, plan: RunPlan, *, 
         record["cgroup_delegated"] = {"group": group, "controllers": list(controllers)}
     if config.volumes:
         record["volumes"] = volumes(plan)
+    if plan.network.mode != "none":
+        record["network"] = network_plan.to_record(plan.network)
     if config.detach:
         record["log"] = {"max_size": config.log_max_size, "max_files": config.log_max_files}
     with store.locked():
@@ -97,13 +100,16 @@ class StateRecorder:
 
     def __init__(self, store: Store, record: dict[str, Any], init_pid: Any, inner: Any = None) -> None:
         self.store, self.doc, self.init_pid, self.inner = store, record, init_pid, inner
-        self.key: tuple[str, bool, bool] | None = None
+        self.key: tuple[str, bool, bool, tuple[str, int, frozenset[str]] | None] | None = None
 
     def record(self, event: Any, state: system.SystemState, intents: tuple[Any, ...] = ()) -> None:
         if self.inner is not None:
             self.inner.record(event, state, intents)
         may_hold = state.res.held or state.res.phase == "creating"
-        key = (state.lc.status, may_hold, state.lc.cleaned)
+        # A bridge's progress too: a supervisor lost in the middle of a network step leaves a
+        # record that names what the teardown must remove.
+        net = (state.net.phase, state.net.done, state.net.held) if state.net.bridged else None
+        key = (state.lc.status, may_hold, state.lc.cleaned, net)
         if key == self.key:
             return
         self.key = key
@@ -120,6 +126,8 @@ class StateRecorder:
         if pid is not None and pid != self.doc.get("init_pid"):
             fields["init_pid"] = pid
             fields["init_start"] = process_start(pid)
+        if state.net.addresses and isinstance(self.doc.get("network"), dict):
+            fields["network"] = {**self.doc["network"], "addresses": list(state.net.addresses)}
         if state.lc.status == "running" and "started_at" not in self.doc:
             fields["started_at"] = time.time()
         if state.lc.status in ("stopped", "failed"):
@@ -158,7 +166,7 @@ _SHAPE: dict[str, tuple[type, ...]] = {
     "init_start": _OPTIONAL_INT, "detached": (bool,), "rootless": (bool,), "cgroup_parent": (str,),
     "exit_code": _OPTIONAL_INT, "reason": (str, type(None)), "security": (str,), "plan": (dict,),
     "hostname": (str, type(None)), "limits": (dict,), "log": (dict,), "cgroup_delegated": (dict,),
-    "volumes": (list,),
+    "volumes": (list,), "violations": (dict,), "network": (dict,),
 }
 _REQUIRED = ("name", "status", "machines")
 
@@ -185,11 +193,12 @@ def problem(record: dict[str, Any]) -> str | None:
     except InvalidInput as e:
         return e.message
     try:
-        state = system.from_tla(record["machines"], _BASE)
+        state = system.from_tla(machines(record), _BASE)
         join_policy(record)
+        network_plan.from_record(record.get("network"))
     except Exception as e:  # noqa: BLE001 - anything that does not rebuild is not a record
         return f"its machines do not rebuild ({type(e).__name__}: {e})"
-    if not (lifecycle.TypeOK(state.lc) and resources.TypeOK(state.res)):
+    if not (lifecycle.TypeOK(state.lc) and resources.TypeOK(state.res) and network.TypeOK(state.net)):
         return "its machines' variables are out of range"
     status = record["status"]
     if status != state.lc.status and not (status == "creating" and state.lc.status == "none"):
@@ -202,6 +211,16 @@ def problem(record: dict[str, Any]) -> str | None:
 _BASE = system.initial(isolation.IsolationState(), filesystem.FilesystemState(), security.SecurityState())
 
 
+def machines(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's machine variables; a record written before containers had a network machine
+    holds none of its variables: it had no bridge, set up or torn down as its cleanup says."""
+    values = dict(record["machines"])
+    if "net_phase" not in values:
+        values.update(net_bridged=False, net_egress=False, net_done=0, net_held=[],
+                      net_phase="released" if values.get("lc_cleaned") else "ready")
+    return values
+
+
 def restore(record: dict[str, Any], layout: CgroupLayout) -> system.SystemState:
     """The System machine as the record describes it. The cgroup intents are planned again from
     this host's layout, the container's parent and its id (never taken from the file); the
@@ -209,9 +228,12 @@ def restore(record: dict[str, Any], layout: CgroupLayout) -> system.SystemState:
     planned = _replan(record, layout)
     required = bool((record.get("plan") or {}).get("required"))
     res = resources.initial(required, planned.create, planned.limits, planned.attach, planned.remove)
+    # The network's teardown likewise: its names from the id, the bridge as the flags allow it.
+    net = network.NetworkState(teardown=network_plan.teardown(
+        network_plan.from_record(record.get("network")), record["id"], probe.identity().state_root))
     base = system.initial(isolation.IsolationState(), filesystem.FilesystemState(),
-                          security.SecurityState(), res)
-    return system.from_tla(record["machines"], base)
+                          security.SecurityState(), res, net=net)
+    return system.from_tla(machines(record), base)
 
 
 def cgroup_dirs(record: dict[str, Any], layout: CgroupLayout) -> tuple[str, tuple[tuple[str, str], ...]]:

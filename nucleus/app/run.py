@@ -62,7 +62,10 @@ def prepare_artifacts(config: ContainerConfig, context: tuple[Resolved, int] | N
         programs[sha] = program
     elif config.seccomp_mode == "enforce":
         action = modes.seccomp_default_action(config.service_mode, config.seccomp_default_action)
-        sha, program = prepare.program(default_profile(networked=False, arch=token, default_action=action,
+        # With a network (a bridge, the host's) the workload may read its links and routes
+        # (NETLINK_ROUTE; changing them needs a capability it does not hold).
+        sha, program = prepare.program(default_profile(networked=config.network != "none", arch=token,
+                                                       default_action=action,
                                                        jit=modes.seccomp_jit(config.service_mode)))
         programs[sha] = program
     log_denied = config.seccomp_log_denied
@@ -208,7 +211,8 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
                monitor: Any = None) -> int:
     out, context = let_out or (outputs.Outputs(), None)
     executor = Executor(programs, fault=faults[0], pause=faults[1],
-                        keeps_trees=run_plan.keeps_context(config, planned.join.rootless), monitor=monitor)
+                        keeps_trees=run_plan.keeps_context(config, planned.join.rootless), monitor=monitor,
+                        netlink=planned.network.mode == "bridge")
     tree: int | None = None
     trouble: NucleusError | None = None
     recorder = records.StateRecorder(store, record, lambda: executor.init_pid, trace)

@@ -1,5 +1,6 @@
-"""The violation stream in the shell: what a run gives its monitor, the line a run prints when a
-refusal explains how its workload died, and `nucleus violations CONTAINER`.
+"""The violation stream in the shell: what a run gives its monitor (and a command joined into the
+container, its own), the line a run or `nucleus exec` prints when a refusal explains how its
+command died, and `nucleus violations CONTAINER`.
 
 The stream's records and their meaning are ``nucleus.config.violations``'s; the monitor that
 writes them is ``nucleus.effects.monitor``.
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from nucleus.config.container import ContainerConfig
     from nucleus.effects.prepare import AppendFile
     from nucleus.effects.store import Store
-    from nucleus.plan.run import RunPlan
+    from nucleus.plan.run import JoinPolicy, RunPlan
 
 FLAG = "--violations"
 
@@ -31,11 +32,17 @@ def open_copy(config: ContainerConfig) -> AppendFile:
     return AppendFile(FLAG, config.violations)
 
 
+# The record's key for what the stream's records are described with, beyond the container's id,
+# name and Landlock rules (which the record holds already): read back by `nucleus exec`.
+DESCRIBED = "violations"
+
+
 def monitor_setup(config: ContainerConfig, record: dict[str, Any], planned: RunPlan,
                   copy: AppendFile) -> stream.Setup | None:
     """What the violation monitor of this run describes its records with (it takes the copy);
     None when the run has no monitor (seccomp trace mode, which validation keeps from
-    --violations)."""
+    --violations). The description goes into the record too (written with it at the first
+    change of state, before the container runs and can be joined)."""
     if not planned.state.iso.violations:
         copy.discard()
         return None
@@ -45,7 +52,28 @@ def monitor_setup(config: ContainerConfig, record: dict[str, Any], planned: RunP
         record["id"], record["name"], seccomp_profile=files.get("seccomp"),
         seccomp_default_action=modes.seccomp_default_action(config.service_mode, config.seccomp_default_action),
         landlock_rules=planned.join.landlock_rules, landlock_policy=files.get("landlock"))
+    record[DESCRIBED] = {"seccomp_profile": context.seccomp_profile, "landlock_policy": context.landlock_policy,
+                         "seccomp_default_action": context.seccomp_default_action}
     return stream.Setup(context, copy.fd)
+
+
+def join_setup(record: dict[str, Any], policy: JoinPolicy) -> stream.Setup:
+    """What the monitor of a command joined into the container describes its records with: the
+    container's own description, from its record (a record without one, or with a value that
+    is no text, describes them against the default profile), and that they are a joined
+    command's (a run's `blocked:` line never names them)."""
+    described = record.get(DESCRIBED)
+    given = described if isinstance(described, dict) else {}
+
+    def text(key: str) -> str | None:
+        value = given.get(key)
+        return value if isinstance(value, str) else None
+
+    context = stream.Context(record["id"], record["name"], seccomp_profile=text("seccomp_profile"),
+                             seccomp_default_action=text("seccomp_default_action") or stream.Context.seccomp_default_action,
+                             landlock_rules=policy.landlock_rules, landlock_policy=text("landlock_policy"),
+                             joined=True)
+    return stream.Setup(context)
 
 
 def kept(store: Store, cid: str) -> list[dict[str, object]]:
@@ -57,17 +85,52 @@ def kept(store: Store, cid: str) -> list[dict[str, object]]:
         reader.close()
 
 
+DEATHS = (128 + stream.SIGSYS, 128 + stream.SIGKILL)
+
+
 def explain_death(store: Store, cid: str, status: int) -> None:
     """When the workload died of SIGSYS (or of SIGKILL, which a seccomp kill becomes for a
     process that catches, blocks or ignores SIGSYS), say which refusal killed it (the monitor
     wrote the record before the kill), in one line on stderr."""
-    if status not in (128 + stream.SIGSYS, 128 + stream.SIGKILL):
-        return
-    kills = [r for r in kept(store, cid) if r.get("layer") == "seccomp" and r.get("action") == "kill"]
+    if status in DEATHS:
+        _explain(_kills(kept(store, cid), joined=False), status, "workload")
+
+
+class Since:
+    """What a container's stream gains from now on: the records of a command joined into it,
+    read once the command has ended to say, as a run does, which refusal killed it (its
+    monitor wrote the record before the kill)."""
+
+    def __init__(self, store: Store, cid: str) -> None:
+        self.reader = store.violations_reader(cid)
+        self.reader.skip()
+
+    def __enter__(self) -> Since:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.reader.close()
+
+    def explain_death(self, status: int, pid: int | None) -> None:
+        """As `explain_death`, from the joined commands' kills written meanwhile: the command's
+        own process's (`pid`) first, as another command may have been joined meanwhile."""
+        if status in DEATHS:
+            kills = _kills(stream.parse(self.reader.more()), joined=True)
+            _explain([r for r in kills if r.get("pid") == pid] or kills, status, "command")
+
+
+def _kills(records: list[dict[str, object]], joined: bool) -> list[dict[str, object]]:
+    """The seccomp kills among `records`: those of joined commands, or those of the container's
+    own processes."""
+    return [r for r in records if r.get("layer") == "seccomp" and r.get("action") == "kill"
+            and bool(r.get("joined")) == joined]
+
+
+def _explain(kills: list[dict[str, object]], status: int, what: str) -> None:
     if kills:
         sys.stderr.write(stream.blocked(kills[-1]) + "\n")
     elif status == 128 + stream.SIGSYS:
-        sys.stderr.write("nucleus: the workload died of SIGSYS, a seccomp kill no record names (the "
+        sys.stderr.write(f"nucleus: the {what} died of SIGSYS, a seccomp kill no record names (the "
                          "kernel kills a call of another architecture, such as i386's int 0x80, "
                          "itself)\n")
 

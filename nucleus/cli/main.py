@@ -109,7 +109,24 @@ def ps(all_: bool, fmt: str) -> None:
     columns = [("id", "ID"), ("name", "NAME"), ("status", "STATUS"), ("created", "CREATED")]
     if all_:  # the size of each detached container's log (every file it keeps)
         columns.append(("log", "LOG"))
+    if any((r.get("network") or {}).get("ports") for r in rows):  # published ports, Docker's way
+        from nucleus.config.network import publish_text
+
+        for r in rows:
+            r["ports"] = [publish_text((p[0], p[1], p[2], p[3])) for p in (r.get("network") or {}).get("ports", [])] or None
+        columns.append(("ports", "PORTS"))
     click.echo(_table(rows, columns + [("command", "COMMAND")]))
+
+
+@cli.command()
+@click.argument("container")
+def inspect(container: str) -> None:
+    """One container, as ps --format json shows it: status, processes, limits, network."""
+    import json
+
+    from nucleus.app import manage
+
+    click.echo(json.dumps(manage.inspect(container), indent=1, sort_keys=True))
 
 
 def _size(n: float | None) -> str | None:

@@ -107,6 +107,30 @@ RUN_FLAGS: tuple[Flag, ...] = (
          metavar="N"),
     Flag(("--allow-exec",), "Let the workload execute files in this writable place or a directory "
          "below one: /context, home, /tmp (repeatable).", metavar="PATH", multiple=True),
+    # The network (nucleus.config.network).
+    Flag(("--network",), "none: only lo; bridge: a veth to the host's bridge, with NAT; host: the "
+         "host's network (agent mode, with --allow-host-network) [default: none; bridge in "
+         "production with -p or egress].", choices=("none", "bridge", "host")),
+    Flag(("--allow-host-network",), "Allow --network host (agent mode only).", switch=True),
+    Flag(("--bridge-name",), "The host's bridge for --network bridge [default: nucleus0].", metavar="NAME"),
+    Flag(("--subnet",), "The bridge's IPv4 or IPv6 network, one of each at most [default: "
+         "10.88.0.0/16 and fd00:6e75::/64].", metavar="CIDR", multiple=True),
+    Flag(("--nat-backend",), "Make NAT and forwarding rules with nft or iptables [default: auto, nft "
+         "where present].", choices=("auto", "nft", "iptables")),
+    Flag(("-p", "--publish"), "Forward a host port to the container: [IP:]HOST:CONTAINER[/tcp|udp] "
+         "(repeatable; with --network bridge).", metavar="[IP:]HOST:CONTAINER", multiple=True),
+    Flag(("--dns",), "A resolver for /etc/resolv.conf inside (repeatable, at most 3) [default: none].",
+         metavar="ADDR", multiple=True),
+    # Egress (nucleus.config.egress): deny by default once any is given; with --network bridge.
+    Flag(("--egress-allow",), "Allow egress to this IPv4 or IPv6 network; any IPv6 one allows IPv6 "
+         "(repeatable; needs --network bridge).", metavar="CIDR", multiple=True),
+    Flag(("--egress-tcp-port",), "Open only these TCP ports of allowed destinations, a port or "
+         "FIRST-LAST (repeatable; needs --network bridge).", metavar="PORT", multiple=True),
+    Flag(("--egress-udp-port",), "Open only these UDP ports of allowed networks (repeatable; needs "
+         "--network bridge).", metavar="PORT", multiple=True),
+    Flag(("--egress-domain",), "Allow this host name through the proxy; *.example.org: every name "
+         "below example.org, not itself (repeatable; needs --network bridge).", metavar="NAME",
+         multiple=True),
 )
 
 
@@ -141,7 +165,7 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
     import os
 
     from nucleus.app import envfiles, policyfiles
-    from nucleus.config import mode_validation, modes
+    from nucleus.config import egress, mode_validation, modes, network
     from nucleus.config.container import (
         ContainerConfig,
         parse_env,
@@ -181,8 +205,16 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
         volumes=tuple(parse_volume(text) for text in opts["volume"]), changes=opts["changes"],
         changes_max_size=None if opts["changes_max_size"] is None else parse_size(
             opts["changes_max_size"], "--changes-max-size"),
+        egress=egress.parse(tuple(opts["egress_allow"]), tuple(opts["egress_tcp_port"]),
+                            tuple(opts["egress_udp_port"]), tuple(opts["egress_domain"])),
     ))
     config = replace(config, allow_exec=parse_allow_exec(tuple(opts["allow_exec"]), config))
+    mode, bridge, dns = network.parse(
+        opts["network"], network.Bridge(opts["bridge_name"], tuple(opts["subnet"]), opts["nat_backend"],
+                                        tuple(opts["publish"])),
+        tuple(opts["dns"]), opts["service_mode"], config.egress)
+    config = replace(config, network=mode, allow_host_network=opts["allow_host_network"], dns=dns,
+                     bridge=bridge)
     if any(opts[name] for name in _POLICY_FLAGS):
         loaded = policyfiles.load(*(opts[name] for name in _POLICY_FLAGS))
         config = replace(config, loaded_policies=loaded)

@@ -12,9 +12,12 @@ from typing import Any
 
 from nucleus.config import changes as changes_rules
 from nucleus.config import context as context_rules
+from nucleus.config import network as network_rules
 from nucleus.config import users
 from nucleus.config import volumes as volume_rules
+from nucleus.config.egress import EgressPolicy
 from nucleus.config.modes import SERVICE_MODES, TRUST_LEVELS
+from nucleus.config.network import Bridge
 from nucleus.config.resources import Limits, parse_size
 from nucleus.config.volumes import Volume
 from nucleus.errors import InvalidInput
@@ -87,6 +90,13 @@ class ContainerConfig:
     volumes: tuple[Volume, ...] = ()  # -v/--volume (nucleus.config.volumes)
     changes: str | None = None  # --changes OUT (nucleus.config.changes)
     changes_max_size: int | None = None  # --changes-max-size (None: the default)
+    # --network, --allow-host-network, --dns, and the bridge's flags (nucleus.config.network)
+    network: str = network_rules.NONE
+    allow_host_network: bool = False
+    dns: tuple[str, ...] = ()
+    bridge: Bridge = field(default_factory=Bridge)
+    # --egress-allow/-tcp-port/-udp-port/-domain (nucleus.config.egress); None: no flag given
+    egress: EgressPolicy | None = None
     loaded_policies: Any = None  # nucleus.policyfiles.Policies, loaded from the policy files
 
     @property
@@ -244,6 +254,7 @@ def validate(spec: ContainerConfig) -> ContainerConfig:
     volume_rules.validate(spec.volumes, spec.home, CONTEXT_MOUNT if spec.context else None,
                           spec.rootfs is not None)
     changes_rules.validate(spec.changes, spec.context, spec.context_mode, spec.changes_max_size)
+    network_rules.validate(spec.network, spec.bridge, spec.dns)
     if spec.id_range is not None and spec.rootless:
         raise InvalidInput(f"--id-range {spec.id_range}: a --rootless container maps its root to the caller",
                            hint="drop one of --id-range and --rootless")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from nucleus.config import egress
 from nucleus.config.capabilities import CAPABILITY_NAMES
 from nucleus.config.modes import (
     CONTEXT_MODES,
@@ -135,6 +136,9 @@ def problems(req: ModeRequest, labels: Mapping[str, str] | None = None) -> list[
                f"{_row(mode, 'Bridge DNS', 'needs resolvers configured explicitly')}",
                f"name your resolvers, e.g. {name['dns']} 10.0.0.1 ({mode} mode never falls "
                f"back to public resolvers)", "Bridge DNS")
+    egress_problem = egress.network_problem(req.egress, req.network)
+    if egress_problem is not None:
+        out.append(Problem(*egress_problem))
 
     if mode == PRODUCTION:
         if req.rootfs is None:

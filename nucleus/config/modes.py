@@ -48,7 +48,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from nucleus.config.egress import EgressPolicy
 
 AGENT = "agent"
 STRICT_AGENT = "strict-agent"
@@ -62,15 +65,12 @@ UNTRUSTED = "untrusted"
 TRUST_LEVELS = (TRUSTED, UNTRUSTED)
 DEFAULT_TRUST_LEVEL = TRUSTED
 
-NETWORK_MODES = ("none", "host", "bridge")  # the modes the rules know; only "none" runs today
+NETWORK_MODES = ("none", "host", "bridge")  # nucleus.config.network
 SECCOMP_MODES = ("enforce", "trace")
 CONTEXT_MODES = ("copy", "bind")
 LOCKDOWN_LEVELS = ("none", "integrity", "confidentiality")  # weakest first
 REQUIRABLE_LOCKDOWN = ("integrity", "confidentiality")
 LOCKDOWN_PATH = "/sys/kernel/security/lockdown"
-
-# Public resolvers an agent-mode bridge uses when --dns is not given; strict modes never do.
-AGENT_DEFAULT_DNS = ("8.8.8.8", "8.8.4.4")
 
 NIX_STORE = "/nix/store"
 # A store entry: 32 characters of Nix's base32 (no e, o, u, t), '-', then the name.
@@ -157,8 +157,8 @@ TABLE: tuple[Row, ...] = (
         "validation"),
     Row("Cgroup limits", "best-effort (a limit the kernel refuses is dropped with a warning)",
         "required (fatal on failure)", "required (fatal on failure)", "host"),
-    Row("Bridge DNS", "defaults to 8.8.8.8, 8.8.4.4", "must be configured explicitly",
-        "must be configured explicitly", "validation"),
+    Row("Bridge DNS", "--dns, else none (resolv.conf empty: no resolver is chosen for you)",
+        "must be configured explicitly (--dns)", "must be configured explicitly (--dns)", "validation"),
     Row("Rootfs", "host bind mounts (/bin, /usr, /lib, /nix)", "host bind mounts",
         "pre-built Nix closure (--rootfs /nix/store/...)", "validation"),
     Row("Egress policy", "optional", "optional", "deny-all default (fatal on apply failure)",
@@ -211,8 +211,9 @@ class Pending(NamedTuple):
 NOT_ENFORCED_YET: tuple[Pending, ...] = (
     Pending("Egress policy", "production: deny-all egress by default, fatal if the rules cannot "
             "be applied",
-            "only --network none exists: a container has no egress at all, so the row holds "
-            "trivially; --egress-allow and its enforcement arrive with bridge networking"),
+            "--network bridge reaches what the host's NAT reaches: the egress rules and proxy "
+            "are not part of a run yet, so an --egress-* flag is refused at run time rather "
+            "than ignored; --network none has no egress at all"),
     Pending("Secrets", "production: secrets on an in-memory tmpfs at /run/secrets, source "
             "buffers zeroed",
             "there is no --secret option yet; without it no secret enters a container"),
@@ -264,6 +265,7 @@ class ModeRequest:
     require_kernel_lockdown: str | None = None
     rootless: bool = False
     allow_exec: tuple[str, ...] = ()  # --allow-exec paths
+    egress: EgressPolicy | None = None  # the --egress-* flags (nucleus.config.egress), if any
 
 
 def from_container_spec(spec: object, **fields: object) -> ModeRequest:
@@ -372,11 +374,10 @@ def workspace_executable(mode: str) -> bool:
 
 
 def dns_servers(req: ModeRequest) -> tuple[str, ...]:
-    """The resolvers a bridged container gets (row "Bridge DNS"): --dns, or in agent mode the
-    public defaults. Strict modes never reach the default: validation refuses them first."""
-    if req.dns:
-        return tuple(req.dns)
-    return AGENT_DEFAULT_DNS if req.service_mode == AGENT else ()
+    """The resolvers a container's resolv.conf names (row "Bridge DNS"): --dns, and nothing
+    else in any mode: no resolver is ever chosen for the user (strict modes refuse a bridge
+    without --dns before it runs)."""
+    return tuple(req.dns)
 
 
 def parse_lockdown(line: str) -> str:

@@ -10,8 +10,9 @@ A line holds::
      "rule": "socket: only AF_UNIX, AF_INET and AF_INET6 sockets are allowed",
      "hint": "..."}
 
-- ``layer``: "seccomp" (a system call the filter refused) or "landlock" (a file access or a
-  scope Landlock denied).
+- ``layer``: "seccomp" (a system call the filter refused), "landlock" (a file access or a
+  scope Landlock denied) or "egress" (a connection or a name lookup the egress policy refused:
+  ``nucleus.config.egress``; its ``pid`` is 0 and ``client`` the sandbox's address and port).
 - ``operation`` and ``object``: the system call and its salient argument (the address family,
   the namespace flags, the protection, the ioctl request, the prctl option); for Landlock the
   access right (``write_file``, ``execute``, ``make_reg``, ...) and the path.
@@ -19,6 +20,8 @@ A line holds::
   recorded, under ``--seccomp-default-action log``).
 - ``pid``: the process's pid on the host (0 when unknown); ``executable``: its program;
   ``time``: when it was refused, RFC 3339 in UTC with milliseconds.
+- ``joined``: true on a record of a command joined into the container (`nucleus exec`,
+  `attach`), which its own monitor wrote; absent otherwise.
 
 This module is pure: the records come in as values (a time, a pid, a syscall's number and name,
 an audit record's fields) from ``nucleus.effects.monitor``; it decides only what a denial means.
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from nucleus.config import seccomp_default as sd
 from nucleus.linux import CLONE_NEW_ALL
 
-LAYERS = ("seccomp", "landlock")
+LAYERS = ("seccomp", "landlock", "egress")
 SIGSYS = 31  # the signal of a seccomp kill (these numbers are the same on x86_64 and aarch64)
 SIGKILL = 9  # ... for a process that would survive SIGSYS
 MAX_STREAM_SIZE = 1 << 20  # bytes a container keeps, in each of two files (the newest, the one before)
@@ -67,6 +70,8 @@ class Context:
     seccomp_default_action: str = sd.DEFAULT_ACTION_NAME
     landlock_rules: tuple[tuple[str, tuple[str, ...]], ...] = ()
     landlock_policy: str | None = None
+    # The monitor of a command joined into the container (nucleus exec): its records say so.
+    joined: bool = False
 
 
 @dataclass
@@ -233,6 +238,18 @@ def landlock_violation(ctx: Context, *, when: str, pid: int, executable: str,
     return _record(ctx, when, pid, executable, "landlock", operation, path, _action("errno", errno), rule, hint)
 
 
+# --- egress ---------------------------------------------------------------------------------------
+
+
+def egress_violation(ctx: Context, *, when: str, operation: str, obj: str, action: str, rule: str,
+                     hint: str, client: str) -> dict[str, object]:
+    """The record of one refused connection or lookup: ``operation`` "connect" (CONNECT, SOCKS5),
+    "http" (a plain HTTP request) or "lookup" (DNS), ``obj`` what was asked ("other.test:443",
+    "other.test A"), ``action`` what the client got ("403", "REFUSED", "SOCKS5 reply 2"), the
+    rule and hint of the policy's verdict; the requester is known by its ``client`` address."""
+    return _record(ctx, when, 0, "", "egress", operation, obj, action, rule, hint, client=client)
+
+
 def _record(ctx: Context, when: str, pid: int, executable: str, layer: str, operation: str,
             obj: str, action: str, rule: str, hint: str, **extra: object) -> dict[str, object]:
     record: dict[str, object] = {
@@ -240,6 +257,8 @@ def _record(ctx: Context, when: str, pid: int, executable: str, layer: str, oper
         "pid": pid, "executable": executable, "layer": layer, "operation": operation, "object": obj,
     }
     record.update(extra)
+    if ctx.joined:
+        record["joined"] = True
     record.update({"action": action, "rule": rule, "hint": hint})
     return record
 

@@ -51,7 +51,7 @@ class Executor:
                  fault: tuple[str, int] | None = None, pause: tuple[str, int] | None = None,
                  warn: Callable[[str], None] | None = None, init_pid: int | None = None,
                  init_start: int | None = None, init_identity: Callable[[int], bool] | None = None,
-                 keeps_trees: bool = False, monitor: Any = None) -> None:
+                 keeps_trees: bool = False, monitor: Any = None, netlink: bool = False) -> None:
         # What the spawned process holds besides the intents: the compiled seccomp programs.
         self.setup = SetupProcess(programs=dict(programs or {}))
         # What the violation monitor is given (nucleus.config.violations.Setup), and its pid.
@@ -80,6 +80,9 @@ class Executor:
         # With -t: the socket the workload's terminal comes back on, then the relay to it.
         self.terminal_sock: socket.socket | None = None
         self.terminal: Relay | None = None
+        # With a bridge: rtnetlink's library, loaded once before the setup process is forked
+        # (both use it: nucleus.effects.network).
+        self.netlink = netlink
 
     # -- dispatch ---------------------------------------------------------------------------------
     def perform(self, intents: tuple[v.Intent, ...]) -> list[v.Event]:
@@ -238,6 +241,8 @@ class Executor:
         """Fork the process that serves the child-side intents (a subreaper first, so that the
         process it forks later is reparented here). In trace mode the tracer comes first."""
         libc.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+        if self.netlink:
+            from nucleus.effects import network  # noqa: F401 - loaded for the setup process too
         if self.keeps_trees:
             self.handover, self.setup.handover = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         terminal_end = None
@@ -307,9 +312,15 @@ class Executor:
         """The monitor ends once the container's last process is gone; it is reaped here (and
         killed if it has not ended within REAP_WAIT). Waiting for the init reaps every child
         that has ended, the monitor among them: one reaped already is left alone, never
-        signalled (its pid may be another process's by now)."""
+        signalled (its pid may be another process's by now).
+
+        A joined command's monitor ends as the command's last process does; when the command
+        leaves processes behind in the container, it is ended after HANGUP_WAIT instead (what
+        they are refused from then on fails with ENOSYS, as after a monitor's death: still
+        refused, no longer recorded)."""
         if self.monitor is None:
             return
+        wait = HANGUP_WAIT if self.monitor_setup.context.joined else REAP_WAIT
         pid, self.monitor = self.monitor, None
         if process.poll_exit(pid, gone=0) is not None:
             return  # ended (reaped now), or reaped already
@@ -318,7 +329,7 @@ class Executor:
 
         pinned = os.pidfd_open(pid)
         try:
-            ended = select.select([pinned], [], [], REAP_WAIT)[0]
+            ended = select.select([pinned], [], [], wait)[0]
         finally:
             os.close(pinned)
         if not ended:
@@ -410,6 +421,7 @@ def _failed(events: list[v.Event]) -> bool:
 
 
 REAP_WAIT = 2.0  # seconds: a process whose pipe closed is about to be a zombie, if it is not yet
+HANGUP_WAIT = 0.5  # seconds a joined command's monitor is given to end: the hang-up, the last audit records
 
 
 def _reap_soon(pid: int) -> int | None:

@@ -75,6 +75,19 @@ def _set_cgroup_limits(_: Any, op: v.SetCgroupLimits) -> str:
     return cgroups.write_limits(op)  # the writes it skipped, for the machine to warn of
 
 
+def _network(name: str, with_pid: bool = False) -> Handler:
+    """A handler of nucleus.effects.network, imported at its first use: only a bridge loads
+    rtnetlink's library (the executor loads it before it spawns the setup process, which uses
+    it too)."""
+    def handler(ex: Any, op: Any) -> str | None:
+        from nucleus.effects import network
+
+        fn = getattr(network, name)
+        result = fn(op, ex.served_pid()) if with_pid else fn(op)
+        return result if isinstance(result, str) else None
+    return handler
+
+
 def _on(fn: Callable[[Any], object]) -> Handler:
     """A handler for an effect that needs only the intent."""
     def handler(_: Any, op: Any) -> None:
@@ -93,6 +106,12 @@ HANDLERS: dict[type[v.Intent], Handler] = {
     v.SetCgroupLimits: _set_cgroup_limits,
     v.AttachCgroup: lambda ex, op: cgroups.attach(op, ex.served_pid()),
     v.RemoveCgroup: _remove_cgroup,
+    v.NetBridge: _network("bridge"),
+    v.NetVeth: _network("veth", with_pid=True),
+    v.NetNat: _network("rules"),
+    v.NetEgress: _network("not_yet"),
+    v.NetProxy: _network("not_yet"),
+    v.NetTeardown: _network("teardown"),
     # inside (the setup process, or the joining process)
     v.Unshare: _on(namespaces.unshare),
     v.SetHostname: _on(namespaces.set_hostname),
@@ -105,6 +124,9 @@ HANDLERS: dict[type[v.Intent], Handler] = {
     v.DropCapabilities: _drop_capabilities,
     v.LoadSeccomp: _load_seccomp,
     v.ApplyLandlock: _apply_landlock,
+    v.NetAddress: _network("addresses"),
+    v.NetLinkUp: _network("link_up"),
+    v.NetRoute: _network("routes"),
 }
 # Carried out by the serving loop itself: they change which process serves.
 SERVING_LOOP: tuple[type[v.Intent], ...] = (v.ForkInit, v.ExecWorkload, v.ExecCommand)

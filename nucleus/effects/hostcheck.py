@@ -98,6 +98,12 @@ if TYPE_CHECKING:  # the shapes of probe()'s JSON-ready answer; plain dicts at r
         check: CriuCheck | None
         error: str | None
 
+    class NetworkFacts(TypedDict, total=False):
+        nft: str | None  # the path of each NAT tool --nat-backend may use, None when missing
+        iptables: str | None
+        backend: str  # what --nat-backend auto chooses ("" for none)
+        pyroute2: str | None  # its version, None when it is not installed
+
     class Facts(TypedDict, total=False):
         kernel: KernelFacts
         euid: int
@@ -108,6 +114,7 @@ if TYPE_CHECKING:  # the shapes of probe()'s JSON-ready answer; plain dicts at r
         lockdown: LockdownFacts
         runsc: RunscFacts
         criu: CriuFacts
+        network: NetworkFacts
         pid_max: int | None
 
     class FindingData(TypedDict):
@@ -451,6 +458,20 @@ def criu() -> CriuFacts:
     }
 
 
+def network() -> NetworkFacts:
+    """What --network bridge needs: a NAT tool, and pyroute2 (looked for, not imported)."""
+    from importlib import metadata
+
+    from nucleus.effects import nat
+
+    try:
+        version: str | None = metadata.version("pyroute2")
+    except metadata.PackageNotFoundError:
+        version = None
+    return {"nft": nat.tool("nft"), "iptables": nat.tool("iptables"), "backend": nat.chosen(None),
+            "pyroute2": version}
+
+
 def probe() -> Facts:
     """Every host fact ``nucleus check`` reports. Changes nothing on the host."""
     return {
@@ -463,6 +484,7 @@ def probe() -> Facts:
         "lockdown": read_lockdown(),
         "runsc": runsc(),
         "criu": criu(),
+        "network": network(),
         "pid_max": _int(PID_MAX),
     }
 
@@ -600,6 +622,12 @@ def report(facts: Facts, modes_: tuple[str, ...] = MODES) -> str:
         add("criu", text)
     else:
         add("criu", "not found")
+    net: NetworkFacts = facts.get("network") or {}
+    tools = [f"{name} {path}" for name, path in (("nft", net.get("nft")), ("iptables", net.get("iptables")))
+             if path]
+    add("bridge", (f"--network bridge makes its NAT rules with {net.get('backend')} (--nat-backend auto); "
+                   if net.get("backend") else "no nft or iptables: --network bridge is refused; ")
+        + (", ".join(tools) or "no NAT tool") + "; pyroute2 " + (net.get("pyroute2") or "missing"))
 
     for mode, result in data["modes"].items():
         refused = result["refuses"]

@@ -93,16 +93,25 @@ def _cut(chunk: bytes, room: int, empty: bool) -> int:
 
 class Writer:
     """Appends to the log, rotating at `sink.max_size`; write errors (a full disk) drop the
-    data rather than stop the container."""
+    data rather than stop the container.
 
-    def __init__(self, sink: Sink) -> None:
+    With `shared`, other processes append to the same files (a container's violation stream
+    has a monitor for the container and one for each command joined into it): each write goes
+    to the current file, whoever started it, counting what that file holds; and a rotation is
+    made under a lock on the file it rotates, once: a writer that waited for the lock finds the
+    file rotated already and writes to the new one."""
+
+    def __init__(self, sink: Sink, shared: bool = False) -> None:
         if sink.max_size < 1 or sink.max_files < 1:
             raise ValueError(f"a log of at most {sink.max_files} files of {sink.max_size} bytes")
         self.sink = sink
+        self.shared = shared
         self.fd: int | None = _open(sink.path)
         self.size = os.fstat(self.fd).st_size
 
     def write(self, chunk: bytes) -> None:
+        if self.shared:
+            self._follow()
         while chunk and self.fd is not None:
             n = _cut(chunk, self.sink.max_size - self.size, self.size == 0)
             if n == 0:
@@ -123,8 +132,45 @@ class Writer:
             except OSError:
                 return  # dropped: the size still counts, so the next rotation comes as planned
 
+    def _follow(self) -> bool:
+        """Take the current file when another writer started a new one (True then), and count
+        what it holds. A log removed meanwhile is not made again: the writes go where they went."""
+        assert self.fd is not None
+        try:
+            current = os.stat(self.sink.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self.fd)
+        moved = (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino)
+        if moved:
+            try:
+                fd = os.open(self.sink.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                return False
+            os.close(self.fd)
+            self.fd = fd
+        self.size = os.fstat(self.fd).st_size
+        return moved
+
     def rotate(self) -> None:
         """Start a new current file, keeping `max_files` in all."""
+        assert self.fd is not None
+        if not self.shared:
+            self._rotate()
+            return
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            before = self.size
+            if self._follow() or self.size < before:
+                return  # another writer rotated it meanwhile: the caller looks at the room again
+            self._rotate()
+        finally:
+            if self.fd is not None:  # (a file rotated away was unlocked as it was closed)
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def _rotate(self) -> None:
         assert self.fd is not None
         if not os.path.exists(self.sink.record):
             os.close(self.fd)  # the container was removed with its log: drop the rest
@@ -204,6 +250,12 @@ class Reader:
         except FileNotFoundError:
             self.fd = None
         self.offset = 0
+
+    def skip(self) -> None:
+        """Start at the end: `more` returns only what is appended from now on."""
+        self._open_current()
+        if self.fd is not None:
+            self.offset = os.fstat(self.fd).st_size
 
     def snapshot(self) -> bytes:
         """Everything the log holds now, oldest first."""

@@ -35,6 +35,15 @@ carries in its credentials) or by a process in the container's PID namespace.
 The monitor ends once every process of the container is gone (the listener hangs up), after the
 audit records still on their way have arrived (a short quiet spell), or when the handoff socket
 closes without a listener (the container never got that far). It dies with the supervisor.
+
+A command joined into the container (`nucleus exec`) loads the notify form of the same program
+and hands its listener to a monitor of its own, forked by the exec command the same way and
+writing to the same stream, its records marked ``joined``. A Landlock domain the command's
+process makes is that monitor's (by its pid, which the handoff carries), not the container's
+monitor's, though the process is in the container's PID namespace: the two never record one
+denial twice, and the command's are recorded even when it has exited by the time they are read.
+The joined command's monitor ends as the command's last process does, and dies with the exec
+command.
 """
 
 from __future__ import annotations

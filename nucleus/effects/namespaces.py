@@ -32,9 +32,12 @@ def set_hostname(op: v.SetHostname) -> None:
 
 
 def loopback_up(_: v.LoopbackUp) -> None:
+    """lo up in the process's network namespace; left alone when it is up already (the host's,
+    with --network host: nothing of it is changed, and a rootless run could not)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         flags = _IFREQ.unpack(libc.ioctl(s.fileno(), abi.SIOCGIFFLAGS, _IFREQ.pack(b"lo", 0)))[1]
-        libc.ioctl(s.fileno(), abi.SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | abi.IFF_UP))
+        if not flags & abi.IFF_UP:
+            libc.ioctl(s.fileno(), abi.SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | abi.IFF_UP))
 
 
 def enter_user_namespace(_: v.EnterUserNamespace) -> None:

@@ -91,7 +91,34 @@ def for_run(config: ContainerConfig, *, modes_need: bool) -> HostFacts:
         facts = replace(facts, subordinate_ids=subordinate_ids())
     if modes_need:
         facts = hostcheck.mode_facts(facts, lockdown=config.require_kernel_lockdown is not None)
+    if config.network == "bridge":
+        from nucleus.effects import nat
+
+        facts = replace(facts, routes=routes(), nat_backend=nat.chosen(config.bridge.nat_backend))
     return facts
+
+
+def routes() -> tuple[tuple[str, str], ...]:
+    """The routes of this network namespace's main table, IPv4 and IPv6: (destination
+    network, link)."""
+    import contextlib
+    import ipaddress
+    import socket
+
+    found: list[tuple[str, str]] = []
+    with contextlib.suppress(OSError), open("/proc/net/route") as f:
+        for line in f.read().splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 8:
+                dest, mask = (socket.inet_ntoa(int(x, 16).to_bytes(4, "little")) for x in (parts[1], parts[7]))
+                found.append((str(ipaddress.ip_network(f"{dest}/{mask}", strict=False)), parts[0]))
+    with contextlib.suppress(OSError), open("/proc/net/ipv6_route") as f:
+        for line in f.read().splitlines():
+            parts = line.split()
+            if len(parts) >= 10 and parts[9] != "lo":
+                dest6 = ipaddress.IPv6Address(bytes.fromhex(parts[0]))
+                found.append((str(ipaddress.ip_network(f"{dest6}/{int(parts[1], 16)}", strict=False)), parts[9]))
+    return tuple(found)
 
 
 SUBORDINATE_FILES = ("/etc/subuid", "/etc/subgid")

@@ -177,9 +177,17 @@ class Monitor:
                 blockers=blockers, path=target))
 
     def _ours(self, pid: int) -> bool:
+        """Whether a Landlock domain made by `pid` is this monitor's: made by the process that
+        handed the listener over (the container's init, or a joined command's process); for the
+        container's monitor, also by another process of its PID namespace, but for a command
+        joined into it (whose parent is outside that namespace): that command's own monitor
+        records it, by its pid, even once it has exited."""
         if pid and pid == self.init_pid:
             return True
-        return self.pidns is not None and pid > 0 and _pidns(pid) == self.pidns
+        if self.ctx.joined or self.pidns is None or pid <= 0 or _pidns(pid) != self.pidns:
+            return False
+        parent = _int(_status(pid).get("PPid", "").strip())  # 0: gone meanwhile, nothing to tell
+        return parent > 0 and _pidns(parent) == self.pidns
 
 
 def timestamp(seconds: float) -> str:
@@ -277,8 +285,10 @@ def run(setup: violations.Setup, stream: str, programs: dict[str, bytes], handof
     stream's files, and serve."""
     for sig in seccomp_tracer.TRACER_IGNORES:
         signal.signal(sig, signal.SIG_IGN)
-    # Rotated only while the stream is there: `nucleus rm` removes it with the container.
-    writer = logs.Writer(logs.Sink(stream, violations.MAX_STREAM_SIZE, violations.STREAM_FILES, stream))
+    # Rotated only while the stream is there: `nucleus rm` removes it with the container. Shared
+    # with the monitors of the commands joined into the container (nucleus exec).
+    writer = logs.Writer(logs.Sink(stream, violations.MAX_STREAM_SIZE, violations.STREAM_FILES, stream),
+                         shared=True)
     keep = {0, 1, 2, handoff.fileno()} | ({audit_sock.fileno()} if audit_sock else set())
     keep |= {writer.fd} if writer.fd is not None else set()
     keep |= {setup.copy_fd} if setup.copy_fd is not None else set()

@@ -342,12 +342,7 @@ def spawn_tracer(sock: socket.socket, log_path: str) -> int:
         return pid
     code = 1
     try:
-        libc.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-        for sig in TRACER_IGNORES:
-            signal.signal(sig, signal.SIG_IGN)
-        close_all_but({0, 1, 2, sock.fileno(), log_fd})
+        helper_child(parent, TRACER_IGNORES, {0, 1, 2, sock.fileno(), log_fd})
         listener = recv_fd(sock)
         sock.close()
         with os.fdopen(log_fd, "w", encoding="ascii") as out:
@@ -360,6 +355,17 @@ def spawn_tracer(sock: socket.socket, log_path: str) -> int:
             pass
     finally:
         os._exit(code)
+
+
+def helper_child(parent: int, ignores: tuple[signal.Signals, ...], keep: set[int]) -> None:
+    """In a helper process just forked from ``parent``: die with it (PR_SET_PDEATHSIG, and at
+    once when it is gone already), ignore the signals ``ignores``, keep only the fds ``keep``."""
+    libc.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+    for sig in ignores:
+        signal.signal(sig, signal.SIG_IGN)
+    close_all_but(keep)
 
 
 def close_all_but(keep: set[int]) -> None:

@@ -194,16 +194,7 @@ class Store:
 
     def write(self, record: dict[str, Any]) -> None:
         self.ensure()
-        final = self.path(record["id"])
-        tmp = f"{final}.tmp{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        try:
-            # No fsync: the records describe live processes and belong on a tmpfs (/run); the
-            # rename alone keeps every reader's view whole.
-            os.write(fd, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n")
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
+        write_document(self.path(record["id"]), record)
 
     def update(self, cid: str, **fields: Any) -> dict[str, Any] | None:
         with self.locked():
@@ -279,6 +270,18 @@ class Store:
         logs.remove(self.log_path(cid))
         logs.remove(self.violations_path(cid))
         self.release_context(cid)
+
+
+def write_document(final: str, doc: dict[str, Any]) -> None:
+    """`doc` as the JSON file `final` (0600), replaced at once: a reader sees the old or the new
+    one whole. No fsync: the state describes live processes and belongs on a tmpfs (/run)."""
+    tmp = f"{final}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n")
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
 
 
 def _warn(message: str) -> None:

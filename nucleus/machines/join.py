@@ -4,6 +4,9 @@ The join is a plan of steps carried out in order by a process the machine spawns
 it into the container's cgroup, enter the container's namespaces, take the container's identity,
 fork into its PID namespace, then drop capabilities, load the container's seccomp program and
 apply its Landlock rules, exactly as its workload had them. Only then is the command started.
+(What the command is refused is recorded in the container's violation stream: the spawn step
+starts a violation monitor for it and the seccomp step loads the program's notify form, see
+nucleus.plan.join; the steps are the same.)
 
 A failure is fatal, except for a control that the container itself runs without (its security
 was degraded there): a joined command never has fewer restrictions than the container's

@@ -1,5 +1,5 @@
-"""One container's setup and life: formal/System.tla composes the five machines (lifecycle,
-isolation, filesystem, security, resources).
+"""One container's setup and life: formal/System.tla composes the six machines (lifecycle,
+isolation, filesystem, security, resources, network).
 
 Each step is one machine's step; the coupling between machines lives in guards (which must hold
 before a machine's event is accepted) and in `advance`, which names the next internal event the
@@ -12,11 +12,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nucleus import vocab as v
-from nucleus.machines import filesystem, isolation, lifecycle, resources, security
+from nucleus.machines import filesystem, isolation, lifecycle, network, resources, security
 from nucleus.machines.base import Refused, Step
 
 MACHINES: dict[str, Any] = {
     "lc": lifecycle, "iso": isolation, "fs": filesystem, "sec": security, "res": resources,
+    "net": network,
 }
 SETTLING = ("creating", "limiting", "waiting", "attaching")
 
@@ -28,9 +29,10 @@ class SystemState:
     fs: filesystem.FilesystemState
     sec: security.SecurityState
     res: resources.ResourcesState
+    net: network.NetworkState = network.NetworkState()
 
     def failed(self) -> bool:
-        return "failed" in (self.iso.phase, self.fs.phase, self.sec.phase, self.res.phase)
+        return "failed" in (self.iso.phase, self.fs.phase, self.sec.phase, self.res.phase, self.net.phase)
 
     def contained(self) -> bool:
         """The container's processes may run: in their cgroup, or knowingly without one."""
@@ -40,8 +42,10 @@ class SystemState:
 def initial(
     iso: isolation.IsolationState, fs: filesystem.FilesystemState, sec: security.SecurityState,
     res: resources.ResourcesState | None = None, lc: lifecycle.LifecycleState | None = None,
+    net: network.NetworkState | None = None,
 ) -> SystemState:
-    return SystemState(lc or lifecycle.initial(), iso, fs, sec, res or resources.initial())
+    return SystemState(lc or lifecycle.initial(), iso, fs, sec, res or resources.initial(),
+                       net or network.initial())
 
 
 def _guard(s: SystemState, event: v.Event) -> str | None:
@@ -61,6 +65,8 @@ def _guard(s: SystemState, event: v.Event) -> str | None:
         case v.CleanupDone():
             if s.res.phase != "released":
                 return "cleanup is done only once the cgroup is released"
+            if s.net.phase != "released":
+                return "cleanup is done only once the network is torn down"
         case v.IsoBegin():
             if s.lc.status != "creating":
                 return "isolation begins only while the container is creating"
@@ -69,6 +75,20 @@ def _guard(s: SystemState, event: v.Event) -> str | None:
         case v.FsBegin():
             if not s.iso.has_done("loopback"):
                 return "the filesystem is built only inside the new namespaces (after loopback is up)"
+            if s.net.phase != "ready":
+                return "the filesystem is built once the network is in place"
+        case v.NetBegin():
+            if s.lc.status != "creating":
+                return "the network is set up only while the container is creating"
+            if not s.iso.has_done("loopback"):
+                return "the network is set up only inside the new namespaces (after loopback is up)"
+        case v.NetRelease():
+            if s.lc.status not in ("stopped", "failed"):
+                return "the network is torn down only once the container has stopped or failed"
+            if s.res.phase != "released":
+                return "the network is torn down only once the cgroup, with every process, is gone"
+        case v.NetAbandon():
+            return "a network step is abandoned only when the supervisor is lost (Lost)"
         case v.IsoResume():
             if isolation.next_step(s.iso) == "unshare":
                 if not s.contained():
@@ -97,29 +117,39 @@ def step(s: SystemState, event: v.Event) -> Step | Refused:
         return Refused(
             f"cannot {v.action_name(event)} ({event.machine}): {why} (the container is "
             f"{s.lc.status}; isolation {s.iso.phase}, filesystem {s.fs.phase}, security {s.sec.phase}, "
-            f"cgroup {s.res.phase})"
+            f"cgroup {s.res.phase}" + (f", network {s.net.phase})" if s.net.bridged else ")")
         )
     module = MACHINES[event.machine]
     result = module.step(getattr(s, event.machine), event)
     if isinstance(result, Refused):
         return result
     after = replace(s, **{event.machine: result.state})
-    if isinstance(event, v.Lost) and s.res.phase in resources.UNDER_WAY:
-        # The lost supervisor was carrying out a cgroup step: it will never report.
-        abandoned = resources.step(s.res, v.ResAbandon())
-        assert isinstance(abandoned, Step)
-        return Step(replace(after, res=abandoned.state), result.intents + abandoned.intents)
-    return Step(after, result.intents)
+    intents = result.intents
+    if isinstance(event, v.Lost):
+        # The lost supervisor was carrying out a cgroup or a network step: it will never report.
+        if s.res.phase in resources.UNDER_WAY:
+            abandoned = resources.step(s.res, v.ResAbandon())
+            assert isinstance(abandoned, Step)
+            after, intents = replace(after, res=abandoned.state), intents + abandoned.intents
+        if network.under_way(s.net) is not None:
+            dropped = network.step(s.net, v.NetAbandon())
+            assert isinstance(dropped, Step)
+            after, intents = replace(after, net=dropped.state), intents + dropped.intents
+    return Step(after, intents)
 
 
 def advance(s: SystemState) -> v.Event | None:
     """The next internal event the driver takes, if any (setup and cleanup proceed on their own)."""
     if s.lc.status in ("stopped", "failed") and not s.lc.cleaned:
-        if s.res.phase == "released":
-            return v.CleanupDone()
         if s.res.phase in ("idle", "degraded", "failed", "waiting", "ready"):
             return v.ResRelease()
-        return None  # a step under way, or the cgroup leaked: a later rm --force retries
+        if s.res.phase != "released":
+            return None  # a step under way, or the cgroup leaked: a later rm --force retries
+        if s.net.phase in ("idle", "ready", "failed"):
+            return v.NetRelease()
+        if s.net.phase == "released":
+            return v.CleanupDone()
+        return None  # a step under way, or the network leaked: a later rm --force retries
     if s.lc.status != "creating":
         return None
     if s.failed():
@@ -132,7 +162,9 @@ def advance(s: SystemState) -> v.Event | None:
         return v.ResAttach()
     if s.iso.phase == "waiting" and isolation.next_step(s.iso) == "unshare" and s.contained():
         return v.IsoResume()
-    if s.fs.phase == "idle" and s.iso.has_done("loopback"):
+    if s.net.phase == "idle" and s.iso.has_done("loopback"):
+        return v.NetBegin()
+    if s.fs.phase == "idle" and s.iso.has_done("loopback") and s.net.phase == "ready":
         return v.FsBegin()
     if s.iso.phase == "waiting" and isolation.next_step(s.iso) == "enter_user" and s.fs.phase == "sealed":
         return v.IsoResume()
@@ -195,14 +227,27 @@ def NamespacesInsideCgroup(s: SystemState) -> bool:  # noqa: N802
 
 def CleanedMeansReleased(s: SystemState) -> bool:  # noqa: N802
     return not (s.lc.status in ("stopped", "failed", "removed") and s.lc.cleaned) or (
-        s.res.phase == "released"
+        s.res.phase == "released" and s.net.phase == "released"
     )
+
+
+def RunningRequiresNetwork(s: SystemState) -> bool:  # noqa: N802
+    return s.lc.status not in ("created", "running") or s.net.phase == "ready"
+
+
+def NetworkInsideNamespaces(s: SystemState) -> bool:  # noqa: N802
+    return not s.net.has_done("veth") or s.iso.has_done("unshare")
+
+
+def NetworkOutlivesProcesses(s: SystemState) -> bool:  # noqa: N802
+    """The network is torn down only once no process of the container is left."""
+    return s.net.phase not in ("releasing", "released") or s.res.phase == "released"
 
 
 INVARIANTS = (
     RunningRequiresIsolation, RunningRequiresSecurity, LevelMatchesControls, UserNamespaceAfterSeal,
     FailureNeverRuns, SecurityOnlyInside, RunningRequiresContainment, NamespacesInsideCgroup,
-    CleanedMeansReleased,
+    CleanedMeansReleased, RunningRequiresNetwork, NetworkInsideNamespaces, NetworkOutlivesProcesses,
 )
 
 

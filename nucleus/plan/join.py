@@ -29,25 +29,32 @@ def namespaces(init_pid: int, policy: JoinPolicy) -> tuple[tuple[str, str], ...]
 
 def plan(policy: JoinPolicy, init_pid: int, init_start: int, argv: tuple[str, ...],
          degraded: frozenset[str], in_cgroup: bool, name: str = "",
-         options: ExecOptions = PLAIN) -> join.JoinState:
+         options: ExecOptions = PLAIN, stream: str = "") -> join.JoinState:
     """Raises InvalidInput when the container cannot be joined with its own restrictions, or
-    as `options` ask (a user it does not know)."""
+    as `options` ask (a user it does not know).
+
+    `stream`: the container's violation stream. The command's refusals are recorded there as
+    the container's workload's are: it loads the notify form of the container's program, whose
+    listener goes to a violation monitor of its own that the joining side starts with it
+    (JoinSpawn) and that writes to that stream; and Landlock logs the denials of the program it
+    execs, which that monitor records too. (A record that names no program: no monitor.)"""
     if policy.seccomp_mode == "trace":
         raise InvalidInput(
             f"cannot attach to container {name!r}: it runs in seccomp trace mode, whose filter "
             "reports to the container's own tracer", hint="attach to a container started with "
             "--seccomp-mode enforce")
     user, env = _user(policy, options)
+    notify = bool(stream and policy.seccomp_sha256)
     steps: tuple[v.Intent, ...] = (
-        v.JoinSpawn(terminal=options.tty),
+        v.JoinSpawn(terminal=options.tty, violations=stream if notify else ""),
         v.JoinCgroup(policy.cgroup_procs if in_cgroup else ()),
         v.EnterNamespaces(namespaces(init_pid, policy), clear_groups=not policy.rootless,
                           pid=init_pid, start=init_start),
         v.JoinIdentity(),
         v.JoinFork(),
         v.JoinDropCapabilities(policy.caps_keep, user),
-        v.JoinLoadSeccomp(policy.seccomp_sha256, policy.seccomp_log_denied),
-        v.JoinApplyLandlock(policy.landlock_rules, policy.landlock_min_abi),
+        v.JoinLoadSeccomp(policy.seccomp_sha256, policy.seccomp_log_denied, "notify" if notify else "enforce"),
+        v.JoinApplyLandlock(policy.landlock_rules, policy.landlock_min_abi, log_new_exec=notify),
     )
     command = v.ExecCommand(argv or DEFAULT_COMMAND, env, options.workdir or policy.cwd, policy.rlimits,
                             policy.places, terminal=options.tty, stdin=options.interactive,
@@ -92,7 +99,8 @@ class JoinInputs:
     in_cgroup: bool
     name: str = ""
     options: ExecOptions = field(default_factory=ExecOptions)
+    stream: str = ""
 
     def plan(self) -> join.JoinState:
         return plan(self.policy, self.init_pid, self.init_start, self.argv, self.degraded,
-                    self.in_cgroup, self.name, self.options)
+                    self.in_cgroup, self.name, self.options, self.stream)

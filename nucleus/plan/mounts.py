@@ -53,6 +53,7 @@ class HostLayout:
     etc_masked: tuple[str, ...] = ()  # ... and the secrets inside them to mask
     volumes: tuple[VolumeSource, ...] = ()  # -v, as opened before the run
     keep_context: bool = False  # hand the supervisor the copied context (--changes, a detached run)
+    dns: tuple[str, ...] = ()  # --dns: the resolvers /etc/resolv.conf names (none: an empty file)
 
 
 def _hosts(hostname: str) -> str:
@@ -96,19 +97,19 @@ def plan(spec: ContainerConfig, layout: HostLayout, hostname: str) -> tuple[v.In
     # Configuration the workload expects to find (read-only with the root), unless the rootfs
     # brings its own /etc.
     if not own_etc:
-        ops.extend(_etc(r, hostname, layout.accounts or users.generated(home)))
+        ops.extend(_etc(r, hostname, layout.accounts or users.generated(home), layout.dns))
         ops.extend(_host_etc(r, layout))
     _rest(ops, spec, layout, r, uid, gid, home)
     return tuple(ops)
 
 
-def _etc(r: str, hostname: str, accounts: tuple[str, str]) -> list[v.Intent]:
+def _etc(r: str, hostname: str, accounts: tuple[str, str], dns: tuple[str, ...] = ()) -> list[v.Intent]:
     return [
         v.WriteFile(f"{r}/etc/hostname", hostname + "\n"),
         v.WriteFile(f"{r}/etc/hosts", _hosts(hostname)),
         v.WriteFile(f"{r}/etc/passwd", accounts[0]),
         v.WriteFile(f"{r}/etc/group", accounts[1]),
-        v.WriteFile(f"{r}/etc/resolv.conf", ""),
+        v.WriteFile(f"{r}/etc/resolv.conf", "".join(f"nameserver {a}\n" for a in dns)),
         v.WriteFile(f"{r}/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n"),
     ]
 

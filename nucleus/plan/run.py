@@ -17,6 +17,7 @@ from nucleus.config.volumes import VolumeSource
 from nucleus.facts import HostFacts
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.plan import cgroups, ids, mounts, users
+from nucleus.plan import network as network_plan
 
 JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "pid", "time", "mnt")  # "user" first or last
 PROC_NAME = {"mount": "mnt"}  # /proc/<pid>/ns/ names the mount namespace "mnt"
@@ -71,6 +72,7 @@ class RunPlan:
     rootfs_dir: str  # where the new root is assembled (a mount point kept in the state directory)
     cgroup: cgroups.CgroupPlan
     join: JoinPolicy
+    network: network_plan.NetworkPlan = network_plan.NetworkPlan()
 
 
 def id_maps(config: ContainerConfig, facts: HostFacts) -> tuple[bool, v.IdMap, v.IdMap]:
@@ -90,8 +92,9 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
     accounts, account = workload_user(config, facts, uid_map, gid_map)
     if account is not None:  # its home is the home: HOME, the writable directory, Landlock's rule
         config = replace(config, home=account.home)
-    namespaces = ("pid", "mount", "net", "uts", "ipc") + (("cgroup",) if config.cgroup_namespace else ()) + (
-        ("time",) if config.time_namespace else ())
+    net = network_plan.plan(config, facts)
+    namespaces = ("pid", "mount") + (() if net.mode == "host" else ("net",)) + ("uts", "ipc") + (
+        ("cgroup",) if config.cgroup_namespace else ()) + (("time",) if config.time_namespace else ())
     hostname = config.hostname or config.name or "nucleus"
     rootfs_dir = posixpath.join(facts.state_root, "rootfs")
     layout = mounts.HostLayout(
@@ -100,7 +103,7 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         rootfs=facts.rootfs_realpath if config.rootfs else None,
         store_paths=facts.store_paths, context_manifest=artifacts.context_manifest,
         context=artifacts.context, etc=facts.etc, etc_masked=facts.etc_masked,
-        volumes=artifacts.volumes, keep_context=keeps_context(config, rootless),
+        volumes=artifacts.volumes, keep_context=keeps_context(config, rootless), dns=config.dns,
         user=(account.uid, account.gid) if account else (0, 0),
         accounts=accounts[:2])
     writable_context = config.context is not None and config.context_mode == "copy"
@@ -144,6 +147,7 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         resources.initial(required=modes.cgroups_required(config.service_mode), create=cgroup.create,
                           limits=cgroup.limits, attach=cgroup.attach, remove=cgroup.remove),
         lifecycle.initial(workload),
+        network_plan.machine(net, cid, facts.state_root),
     )
     made = ("user",) + tuple(PROC_NAME.get(kind, kind) for kind in namespaces)
     join = JoinPolicy(
@@ -153,7 +157,7 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         caps_keep=artifacts.caps_keep, landlock_rules=rules, landlock_min_abi=min_abi, env=env,
         cwd=config.effective_workdir, rlimits=rlimits, cgroup_procs=cgroup.attach.procs, places=places,
         user=account.switch if account else None, accounts=accounts, id_maps=(uid_map, gid_map))
-    return RunPlan(state, rootfs_dir, cgroup, join)
+    return RunPlan(state, rootfs_dir, cgroup, join, net)
 
 
 def workload_user(config: ContainerConfig, facts: HostFacts, uid_map: v.IdMap, gid_map: v.IdMap

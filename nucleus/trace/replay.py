@@ -15,14 +15,23 @@ from typing import Any
 
 from nucleus import vocab as v
 from nucleus.driver import Driver
-from nucleus.machines import filesystem, isolation, join, lifecycle, resources, security, system
+from nucleus.machines import (
+    filesystem,
+    isolation,
+    join,
+    lifecycle,
+    network,
+    resources,
+    security,
+    system,
+)
 from nucleus.machines.base import Refused
 from nucleus.plain import from_plain
 from nucleus.trace import itf
 
 MODULES: dict[str, Any] = {
     "Lifecycle": lifecycle, "Isolation": isolation, "Filesystem": filesystem,
-    "Security": security, "Resources": resources, "System": system, "Join": join,
+    "Security": security, "Resources": resources, "Network": network, "System": system, "Join": join,
 }
 # Which module a trace belongs to, from a variable only it (or its composition) has.
 _SIGNATURES = (
@@ -32,6 +41,7 @@ _SIGNATURES = (
     ("Filesystem", {"fs_phase"}),
     ("Security", {"sec_phase"}),
     ("Resources", {"res_phase"}),
+    ("Network", {"net_phase"}),
     ("Join", {"join_phase"}),
 )
 

@@ -216,6 +216,37 @@ class ResFailed(StepFailed):
     machine: ClassVar[str] = "res"
 
 
+# Network (the container's bridge, when it has one) ---------------------------------------------
+@record
+class NetBegin(Begin):
+    machine: ClassVar[str] = "net"
+
+
+@record
+class NetDone(StepDone):
+    """A step finished: "bridge" (its detail: the addresses leased, "10.88.0.2/16 fd00:6e75::2/64"),
+    "veth", "nat", "egress", "proxy", "address", "up", "route" or "teardown"."""
+
+    machine: ClassVar[str] = "net"
+
+
+@record
+class NetFailed(StepFailed):
+    machine: ClassVar[str] = "net"
+
+
+@record
+class NetRelease(Event):
+    machine: ClassVar[str] = "net"
+
+
+@record
+class NetAbandon(Event):
+    """The process carrying out a network step is gone: the step will never report."""
+
+    machine: ClassVar[str] = "net"
+
+
 # Join (a command entering a running container: attach, exec) -----------------------------------
 @record
 class JoinBegin(Begin):
@@ -253,6 +284,7 @@ EVENTS: dict[str, type[Event]] = {
         FsBegin, FsDone, FsFailed,
         SecBegin, SecDone, SecFailed,
         ResBegin, ResAttach, ResRelease, ResAbandon, ResDone, ResFailed,
+        NetBegin, NetDone, NetFailed, NetRelease, NetAbandon,
         JoinBegin, JoinDone, JoinFailed, JoinStart, JoinExit,
     )
 }
@@ -265,6 +297,8 @@ TLA_ACTION: dict[str, str] = {
     "SecBegin": "Begin", "SecDone": "Done", "SecFailed": "Fail",
     "ResBegin": "Begin", "ResAttach": "Attach", "ResRelease": "Release", "ResAbandon": "Abandon",
     "ResDone": "Done", "ResFailed": "Fail",
+    "NetBegin": "Begin", "NetDone": "Done", "NetFailed": "Fail", "NetRelease": "Release",
+    "NetAbandon": "Abandon",
     "JoinBegin": "Begin", "JoinDone": "Done", "JoinFailed": "Fail", "JoinStart": "Start",
     "JoinExit": "Exit",
 }
@@ -272,9 +306,9 @@ TLA_ACTION: dict[str, str] = {
 _INTEGER_ARGUMENT = ("code",)
 
 DONE: dict[str, type[StepDone]] = {"iso": IsoDone, "fs": FsDone, "sec": SecDone, "res": ResDone,
-                                   "join": JoinDone}
+                                   "net": NetDone, "join": JoinDone}
 FAILED: dict[str, type[StepFailed]] = {"iso": IsoFailed, "fs": FsFailed, "sec": SecFailed,
-                                       "res": ResFailed, "join": JoinFailed}
+                                       "res": ResFailed, "net": NetFailed, "join": JoinFailed}
 
 
 def action_name(event: Event) -> str:

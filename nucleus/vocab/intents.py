@@ -422,6 +422,120 @@ class RemoveCgroup(Intent):
     peak: str = ""
 
 
+# Network: the container's bridge (nucleus.effects.network) ---------------------------------------
+# A published port: (protocol "tcp" | "udp", host address ("" for every address), host port,
+# container port).
+Port = tuple[str, str, int, int]
+
+
+@record
+class NetBridge(Intent):
+    """Under the state directory's lock: make `bridge` where it is missing (up, with
+    the first host address of each of `subnets`, forwarding on), and lease container `owner` the
+    lowest free address of each subnet, recorded in the state directory. Done's detail lists
+    the addresses leased ("10.88.0.2/16 fd00:6e75::2/64")."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("net", "bridge")
+    bridge: str = ""
+    subnets: tuple[str, ...] = ()
+    state: str = ""
+    owner: str = ""
+
+
+@record
+class NetVeth(Intent):
+    """Make the veth pair `host` and `peer`, attach `host` to `bridge` and bring it up, and move
+    `peer` into the network namespace of the process the machine spawned, renamed `inside`."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("net", "veth")
+    bridge: str = ""
+    host: str = ""
+    peer: str = ""
+    inside: str = "eth0"
+
+
+@record
+class NetNat(Intent):
+    """With `backend` ("nft" or "iptables"), under the state directory's lock: the bridge's own
+    rules where they are missing (masquerade what leaves `subnets` for another link, forward to
+    and from `bridge` whatever the host's forward policy), then the container's: each port of
+    `ports` forwarded to its address among `addresses` (DNAT, for traffic from outside and from
+    the host itself), marked as container `owner`'s."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("net", "nat")
+    backend: str = ""
+    bridge: str = ""
+    subnets: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = ()
+    ports: tuple[Port, ...] = ()
+    owner: str = ""
+    state: str = ""
+
+
+@record
+class NetEgress(Intent):
+    """The egress policy's rules: the container's traffic reaches only its proxy."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("net", "egress")
+    policy: str = ""
+
+
+@record
+class NetProxy(Intent):
+    """Start the egress policy's proxy and resolver for the container."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("net", "proxy")
+    policy: str = ""
+
+
+@record
+class NetAddress(Intent):
+    """Inside: give `link` each of `addresses` (with their prefix lengths)."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("net", "address")
+    link: str = "eth0"
+    addresses: tuple[str, ...] = ()
+
+
+@record
+class NetLinkUp(Intent):
+    """Inside: write each (file, value) of `sysctls` (the container's own network namespace's
+    settings), then bring `link` up."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("net", "up")
+    link: str = "eth0"
+    sysctls: tuple[tuple[str, str], ...] = ()
+
+
+@record
+class NetRoute(Intent):
+    """Inside: the default route of each address family through its gateway on `link`."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("net", "route")
+    link: str = "eth0"
+    gateways: tuple[str, ...] = ()
+
+
+@record
+class NetTeardown(Intent):
+    """Remove what the steps of `held` made: the veth `host` (its peer goes with it), the
+    container's rules (its `ports`, marked as `owner`'s, with `backend`), its lease; the
+    bridge's last lease takes the bridge and the bridge's own rules with it. What is already
+    gone is fine."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("net", "teardown")
+    held: tuple[str, ...] = ()
+    bridge: str = ""
+    host: str = ""
+    backend: str = ""
+    ports: tuple[Port, ...] = ()
+    owner: str = ""
+    state: str = ""
+
+
 # Lifecycle ------------------------------------------------------------------------------------
 @record
 class ExecWorkload(Intent):
@@ -533,7 +647,8 @@ INTENTS: dict[str, type[Intent]] = {
         BecomeRoot, SetPropagation, MountFs, BindMount, RemountFs, MakeDirs, MakeSymlinks,
         CopyTree, VerifyTree, MountVolume, KeepTree, MaskPaths, WriteFile, PivotRoot, Chroot, DetachOldRoot, AuditMounts,
         DropCapabilities, LoadSeccomp, ApplyLandlock, Warn, CreateCgroup, SetCgroupLimits,
-        AttachCgroup, RemoveCgroup, ExecWorkload, SendSignal, Cleanup, JoinSpawn, JoinCgroup,
+        AttachCgroup, RemoveCgroup, NetBridge, NetVeth, NetNat, NetEgress, NetProxy, NetAddress,
+        NetLinkUp, NetRoute, NetTeardown, ExecWorkload, SendSignal, Cleanup, JoinSpawn, JoinCgroup,
         EnterNamespaces, JoinIdentity, JoinFork, JoinDropCapabilities, JoinLoadSeccomp,
         JoinApplyLandlock, ExecCommand,
     )

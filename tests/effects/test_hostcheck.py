@@ -17,7 +17,7 @@ from nucleus.effects import landlock as ll
 from nucleus.facts import CgroupLayout, HostFacts
 
 KEYS = {"kernel", "euid", "namespaces", "cgroups", "seccomp", "landlock", "lockdown", "runsc",
-        "criu", "pid_max"}
+        "criu", "network", "pid_max"}
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,14 @@ def test_loopback_up_reads_the_flags_then_adds_up(fake_libc):
     assert IFREQ.unpack(told) == (b"lo".ljust(16, b"\0"), iff_loopback_running | abi.IFF_UP)
 
 
+def test_loopback_already_up_is_left_alone(fake_libc):
+    """The host's lo (--network host): read, never written."""
+    fake_libc.answer("ioctl", lambda fd, request, arg: IFREQ.pack(b"lo", 0x8 | 0x40 | abi.IFF_UP))
+    run(v.LoopbackUp())
+    ((_, get, _),) = fake_libc.of("ioctl")
+    assert get == abi.SIOCGIFFLAGS
+
+
 # --- EnterUserNamespace, BecomeRoot ---------------------------------------------------------------
 
 

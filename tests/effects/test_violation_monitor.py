@@ -56,9 +56,10 @@ class Collected:
         return [json.loads(line) for line in self.path.read_text().splitlines()]
 
 
-def make_monitor(tmp_path, init_pid):
+def make_monitor(tmp_path, init_pid, joined=False):
+    tmp_path.mkdir(exist_ok=True)
     out = Collected(tmp_path)
-    ctx = vi.Context(CID, "web", landlock_rules=(("/tmp", ("read",)),))
+    ctx = vi.Context(CID, "web", landlock_rules=(("/tmp", ("read",)),), joined=joined)
     m = refusals.Monitor(ctx, {}, refusals.Sinks(None, out.fd))
     m.init_pid, m.pidns = init_pid, refusals._pidns(os.getpid())
     return m, out
@@ -115,3 +116,29 @@ def test_a_deallocated_domain_is_forgotten(tmp_path, monkeypatch):
     m.sweep()
     assert m.domains == {}
     assert len(out.records()) == 1
+
+
+def namespaces(monkeypatch, ns: dict[int, str], parents: dict[int, int]):
+    """A made-up process table: each pid's PID namespace and parent."""
+    monkeypatch.setattr(refusals, "_pidns", ns.get)
+    monkeypatch.setattr(refusals, "_status", lambda pid: {"PPid": f"\t{parents[pid]}"} if pid in parents else {})
+
+
+def test_a_domain_a_joined_command_made_is_its_own_monitor_s_not_the_container_s(tmp_path, monkeypatch):
+    """The command's process is in the container's PID namespace, its parent (the exec command)
+    outside it: the container's monitor leaves its domain to the command's monitor, which knows
+    it by pid (alive or not), marks its record and claims no other process's domain."""
+    # 500: the joined command, child of the exec command (700); 600: a child of the init (400).
+    namespaces(monkeypatch, {400: "container", 500: "container", 600: "container", 700: "host"},
+               {500: 700, 600: 400})
+    container, container_out = make_monitor(tmp_path / "c", init_pid=400)
+    joined, joined_out = make_monitor(tmp_path / "j", init_pid=500, joined=True)
+    for m in (container, joined):
+        m.pidns = "container"
+        feed(m, (1423, ACCESS), (1424, DOMAIN.format(pid=500)), (1320, EOE))
+        feed(m, (1423, ACCESS.replace("16d50d678", "77").replace(":214)", ":215)")),
+                 (1424, DOMAIN.replace("16d50d678", "77").replace(":214)", ":215)").format(pid=600)),
+                 (1320, EOE.replace(":214)", ":215)")))
+    assert [(r["object"], r.get("joined")) for r in joined_out.records()] == [("/tmp/x", True)]
+    assert container.domains == {"16d50d678": False, "77": True}  # 600 is the workload's
+    assert [r.get("joined") for r in container_out.records()] == [None]

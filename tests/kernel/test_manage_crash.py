@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from tests.helpers import SANDBOX_WITH_PYTHON, Scope, describe, wait_for, wait_for_line
+from tests.helpers import SANDBOX_WITH_PYTHON, Scope, describe, kill_paused, wait_for
 from tests.kernel.manage_support import fails, gone, ok, ps_json, started, stopped_state
 
 pytestmark = SANDBOX_WITH_PYTHON
@@ -49,18 +49,9 @@ def _reclaim(scope: Scope, step: str) -> None:
 
 @pytest.mark.parametrize("step", SETUP_STEPS + TEARDOWN_STEPS)
 def test_supervisor_killed_at_any_step_then_rm_force_leaves_nothing(scope, step):
-    name = step.partition("#")[0]
     proc = scope.popen(*scope.run_args("--memory", "64M"), "--", *_crash_workload(scope, step),
                        extra_env={"NUCLEUS_PAUSE_AT": step}, text=False, bufsize=0)
-    try:
-        lines = wait_for_line(proc.stderr, f"paused {name}")
-        assert lines[-1:] == [f"paused {name}"], f"never paused at {step}: {lines}"
-        assert wait_for(lambda: stopped_state(proc.pid)), f"the supervisor did not stop at {step}"
-        proc.send_signal(signal.SIGKILL)
-        assert proc.wait(timeout=10) == -signal.SIGKILL
-    finally:
-        proc.kill()
-        proc.communicate()
+    kill_paused(proc, step)
     _reclaim(scope, step)
 
 

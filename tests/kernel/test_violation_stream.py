@@ -4,50 +4,22 @@ allow writing) becomes one JSON line, in --violations FILE and in `nucleus viola
 the rule that refused it; under --seccomp-default-action kill the run says which call killed its
 workload.
 
-Landlock logs its denials only while the kernel's audit is enabled. nucleus never changes that
-setting; where a host has it off, the test that needs it turns it on for its own duration and
-restores it (``audit_on``), as an administrator would with ``auditctl -e 1``.
+Landlock logs its denials only while the kernel's audit is enabled: the test that needs it turns
+it on for its own duration (``audit_on``, tests/kernel/audit_support.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import struct
 import textwrap
 
 import pytest
 
-from nucleus.effects import audit
 from tests.helpers import SANDBOX_WITH_PYTHON, SIGSYS_EXIT, Scope, describe, run_nucleus, wait_for
+from tests.kernel.audit_support import POLICY, audit_on  # noqa: F401 - a fixture
 
 pytestmark = SANDBOX_WITH_PYTHON
-
-AUDIT_SET = 1001
-AUDIT_STATUS_ENABLED = 1
-
-
-def _set_audit(enabled: int) -> None:
-    """AUDIT_SET with only the enabled flag (what `auditctl -e` sends)."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, audit.NETLINK_AUDIT) as s:
-        body = struct.pack("=11I", AUDIT_STATUS_ENABLED, enabled, *([0] * 9))
-        s.send(struct.pack("=IHHII", 16 + len(body), AUDIT_SET, 1 | 4, 1, 0) + body)
-        code = struct.unpack_from("=i", s.recv(4096), 16)[0]
-        assert code == 0, f"AUDIT_SET enabled={enabled}: {os.strerror(-code)}"
-
-
-@pytest.fixture
-def audit_on():
-    before = audit.status().enabled
-    if before == 0:
-        _set_audit(1)
-    try:
-        yield
-    finally:
-        if before == 0:
-            _set_audit(0)
-    assert audit.status().enabled == before
 
 
 @pytest.fixture
@@ -56,12 +28,6 @@ def scope():
         yield s
 
 
-# /tmp's files read-only for Landlock (they may be made, not written; its mode bits, 1777, let
-# anyone write); and what a shell and Python need.
-RULES = [("/", ["readdir"]), *((p, ["read", "execute"]) for p in ("/usr", "/lib", "/lib64", "/bin")),
-         ("/etc", ["read"]), ("/proc", ["read"]), ("/dev/null", ["read", "write", "ioctl_dev"]),
-         ("/tmp", ["read", "create"])]
-POLICY = "".join(f'[[rules]]\npath = "{path}"\naccess = {json.dumps(access)}\n' for path, access in RULES)
 
 WORKLOAD = textwrap.dedent("""\
     unshare -U true 2>/dev/null; echo "unshare $?"
@@ -78,7 +44,8 @@ def _by_operation(records: list[dict]) -> dict[str, dict]:
     return {r["operation"]: r for r in records}
 
 
-def test_each_layer_s_refusal_is_one_line_with_its_rule(scope, audit_on, tmp_path):
+@pytest.mark.usefixtures("audit_on")
+def test_each_layer_s_refusal_is_one_line_with_its_rule(scope, tmp_path):
     policy = tmp_path / "landlock.toml"
     policy.write_text(POLICY)
     copy = tmp_path / "violations.ndjson"

@@ -69,6 +69,11 @@ CONTROLS = ("caps", "seccomp", "landlock")  # the order of NextPhase in formal/S
 DEGRADABLE = spec_strings("Security", "Degradable")
 RES_STEPS = spec_strings("Resources", "StepNames")
 RES_SETTLED = spec_strings("Resources", "Settled")
+NET_BRIDGE_PLAN = spec_strings("Network", "BridgePlan")
+NET_EGRESS_PLAN = spec_strings("Network", "EgressPlan")
+NET_STEPS = spec_strings("Network", "StepNames")
+NET_HOST_STEPS = spec_strings("Network", "HostSteps")
+NET_SETTLED = spec_strings("Network", "Settled")
 JOIN_PLAN = spec_strings("Join", "Plan")
 JOIN_STEPS = spec_strings("Join", "StepNames")
 JOIN_DEGRADABLE = spec_strings("Join", "Degradable")
@@ -90,6 +95,7 @@ PARAMETERS = {
     "fs": spec_parameters("Filesystem"),
     "sec": spec_parameters("Security"),
     "res": spec_parameters("Resources"),
+    "net": spec_parameters("Network"),
     "join": spec_parameters("Join"),
 }
 BOOLS = (False, True)
@@ -285,6 +291,56 @@ def spec_resources(s: Vars) -> list[tuple[Label, Vars]]:
     return out
 
 
+def net_plan(s: Vars) -> tuple[str, ...]:
+    # Plan == IF ~net_bridged THEN <<>> ELSE IF net_egress THEN EgressPlan ELSE BridgePlan
+    if not s["net_bridged"]:
+        return ()
+    return NET_EGRESS_PLAN if s["net_egress"] else NET_BRIDGE_PLAN
+
+
+def net_has_done(s: Vars, name: str) -> bool:
+    return name in net_plan(s)[: s["net_done"]]
+
+
+def net_under_way(s: Vars) -> str:
+    if s["net_phase"] == "running":
+        return net_plan(s)[s["net_done"]]
+    return "teardown" if s["net_phase"] == "releasing" else "none"
+
+
+def net_unfinished(s: Vars, step: str) -> Vars:
+    """Unfinished(s): IF s = "teardown" THEN "leaked" ELSE "failed", with Made(s) held."""
+    if step == "teardown":
+        return {"net_phase": "leaked"}
+    made = s["net_held"] | {step} if step in NET_HOST_STEPS else s["net_held"]
+    return {"net_phase": "failed", "net_held": made}
+
+
+def spec_network(s: Vars) -> list[tuple[Label, Vars]]:
+    out: list[tuple[Label, Vars]] = []
+    phase, done, plan = s["net_phase"], s["net_done"], net_plan(s)
+
+    def to(label: Label, **changes: Any) -> None:
+        out.append((label, {**s, **changes}))
+
+    def after(d: int) -> str:  # PhaseAfter(d)
+        return "ready" if d == len(plan) else "running"
+
+    if phase == "idle":
+        to(("Begin", ""), net_phase=after(0))
+    under_way = net_under_way(s)
+    if under_way == "teardown":
+        to(("Done", "teardown"), net_phase="released", net_held=frozenset())
+    elif under_way != "none":
+        made = s["net_held"] | {under_way} if under_way in NET_HOST_STEPS else s["net_held"]
+        to(("Done", under_way), net_done=done + 1, net_phase=after(done + 1), net_held=made)
+    if under_way != "none":  # (Abandon: only System's LostStep takes it, see spec_system)
+        to(("Fail", under_way), **net_unfinished(s, under_way))
+    if phase in NET_SETTLED:
+        to(("Release", ""), net_phase="released" if not s["net_held"] else "releasing")
+    return out
+
+
 def _join_phase_after(d: int) -> str:
     # PhaseAfter(d) == IF d = Len(Plan) THEN "ready" ELSE "running"
     return "ready" if d == len(JOIN_PLAN) else "running"
@@ -316,8 +372,8 @@ def spec_join(s: Vars) -> list[tuple[Label, Vars]]:
 
 
 def _any_failed(s: Vars) -> bool:
-    # AnyFailed == "failed" \in {iso_phase, fs_phase, sec_phase, res_phase}
-    return "failed" in (s["iso_phase"], s["fs_phase"], s["sec_phase"], s["res_phase"])
+    # AnyFailed == "failed" \in {iso_phase, fs_phase, sec_phase, res_phase, net_phase}
+    return "failed" in (s["iso_phase"], s["fs_phase"], s["sec_phase"], s["res_phase"], s["net_phase"])
 
 
 def contained(s: Vars) -> bool:
@@ -335,12 +391,15 @@ def spec_system(s: Vars) -> list[tuple[Label, Vars]]:
         # AnyFailed /\ LC!SetupFailed
         if label[0] == "SetupFailed" and not _any_failed(s):
             continue
-        # res_phase = "released" /\ LC!CleanupDone
-        if label[0] == "CleanupDone" and s["res_phase"] != "released":
+        # res_phase = "released" /\ net_phase = "released" /\ LC!CleanupDone
+        if label[0] == "CleanupDone" and (s["res_phase"] != "released" or s["net_phase"] != "released"):
             continue
         # LostStep: LC!Lost /\ IF RES!UnderWay # "none" THEN RES!Abandon ELSE UNCHANGED res_vars
+        #                    /\ IF NET!UnderWay # "none" THEN NET!Abandon ELSE UNCHANGED net_vars
         if label[0] == "Lost" and res_under_way(s) != "none":
             t = {**t, **res_unfinished(s, res_under_way(s))}
+        if label[0] == "Lost" and net_under_way(s) != "none":
+            t = {**t, **net_unfinished(s, net_under_way(s))}
         out.append((("lc", *label), t))
     for label, t in spec_isolation(s):
         # lc_status = "creating" /\ res_phase \in {"waiting", "degraded"} /\ ISO!Begin
@@ -351,7 +410,8 @@ def spec_system(s: Vars) -> list[tuple[Label, Vars]]:
             continue
         out.append((("iso", *label), t))
     for label, t in spec_filesystem(s):
-        if label[0] == "Begin" and not iso_has_done(s, "loopback"):
+        # ISO!HasDone("loopback") /\ net_phase = "ready" /\ FS!Begin
+        if label[0] == "Begin" and not (iso_has_done(s, "loopback") and s["net_phase"] == "ready"):
             continue
         out.append((("fs", *label), t))
     for label, t in spec_security(s):
@@ -372,6 +432,14 @@ def spec_system(s: Vars) -> list[tuple[Label, Vars]]:
         if label[0] == "Abandon":
             continue
         out.append((("res", *label), t))
+    for label, t in spec_network(s):
+        # lc_status = "creating" /\ ISO!HasDone("loopback") /\ NET!Begin
+        if label[0] == "Begin" and not (s["lc_status"] == "creating" and iso_has_done(s, "loopback")):
+            continue
+        # lc_status \in {"stopped", "failed"} /\ res_phase = "released" /\ NET!Release
+        if label[0] == "Release" and not (s["lc_status"] in ("stopped", "failed") and s["res_phase"] == "released"):
+            continue
+        out.append((("net", *label), t))
     return out
 
 
@@ -407,6 +475,12 @@ def spec_init_resources() -> list[Vars]:
     return [{"res_required": r, "res_phase": "idle", "res_held": False, "res_limited": False} for r in BOOLS]
 
 
+def spec_init_network() -> list[Vars]:
+    # net_egress => net_bridged
+    return [{"net_bridged": b, "net_egress": e, "net_phase": "idle", "net_done": 0, "net_held": frozenset()}
+            for b in BOOLS for e in BOOLS if b or not e]
+
+
 def spec_init_join() -> list[Vars]:
     return [
         {"join_degradable": d, "join_phase": "idle", "join_done": 0, "join_degraded": frozenset()}
@@ -416,10 +490,11 @@ def spec_init_join() -> list[Vars]:
 
 def spec_init_system(max_total: int) -> list[Vars]:
     return [
-        {**lc, **iso, **fs, **sec, **res}
+        {**lc, **iso, **fs, **sec, **res, **net}
         for lc in spec_init_lifecycle()
         for iso in spec_init_isolation()
         for fs in spec_init_filesystem(max_total)
         for sec in spec_init_security()
         for res in spec_init_resources()
+        for net in spec_init_network()
     ]

@@ -5,12 +5,26 @@ from __future__ import annotations
 import re
 
 from nucleus import vocab as v
-from nucleus.machines import filesystem, isolation, join, lifecycle, resources, security, system
+from nucleus.machines import (
+    filesystem,
+    isolation,
+    join,
+    lifecycle,
+    network,
+    resources,
+    security,
+    system,
+)
 from nucleus.machines.base import Step
 from tests.model.spec_model import (
     CONTROLS,
     DEGRADABLE,
     ISO_STEPS,
+    NET_BRIDGE_PLAN,
+    NET_EGRESS_PLAN,
+    NET_HOST_STEPS,
+    NET_SETTLED,
+    NET_STEPS,
     PARAMETERS,
     PRIVILEGED_PLAN,
     RES_SETTLED,
@@ -45,6 +59,10 @@ def test_spec_constants_match_the_code():
         if isinstance(resources.step(resources.ResourcesState(phase=p), v.ResRelease()), Step)
     }
     assert releasable == set(RES_SETTLED)
+    assert network.BRIDGE_PLAN == NET_BRIDGE_PLAN and network.EGRESS_PLAN == NET_EGRESS_PLAN
+    assert set(network.STEPS) == set(NET_STEPS) and set(network.HOST_STEPS) == set(NET_HOST_STEPS)
+    assert set(network.PHASES) == set(spec_strings("Network", "Phases"))
+    assert set(network.SETTLED) == set(NET_SETTLED)
     assert set(lifecycle.ACTIVE) == {"creating", "created", "running"}
     lost = spec_text("Lifecycle").split("\nLost ==", 1)[1].split("\n\n", 1)[0]
     assert set(re.findall(r'"(\w+)"', lost.split("\\/")[1])) == set(lifecycle.ACTIVE) | {"failed"}
@@ -57,6 +75,7 @@ def test_spec_parameters_are_the_machines_configuration():
         "fs": ("fs_allowChroot", "fs_audit"),
         "sec": ("sec_allowDegraded", "sec_strict"),
         "res": ("res_required",),
+        "net": ("net_bridged", "net_egress"),
         "join": ("join_degradable",),
     }
     s = system.initial(
@@ -78,10 +97,10 @@ def test_spec_parameters_are_the_machines_configuration():
 def test_every_invariant_of_each_spec_has_a_function_of_the_same_name():
     for module, machine in (
         ("Lifecycle", lifecycle), ("Isolation", isolation), ("Filesystem", filesystem), ("Security", security),
-        ("Resources", resources), ("System", system), ("Join", join),
+        ("Resources", resources), ("Network", network), ("System", system), ("Join", join),
     ):
         inv = spec_text(module).split("\nInv ==", 1)[1].split("\n\n", 1)[0]
         names = {n for n in re.findall(r"\b([A-Z]\w+)\b", inv) if "!" not in n}
-        names -= {"LC", "ISO", "FS", "SEC", "RES", "Inv"}
+        names -= {"LC", "ISO", "FS", "SEC", "RES", "NET", "Inv"}
         coded = {f.__name__ for f in machine.INVARIANTS}
         assert names == coded, f"{module}: spec Inv names {sorted(names)}, code has {sorted(coded)}"

@@ -1,11 +1,13 @@
 """The System's reachable states, walked at a small filesystem bound and compared with
 formal/System.tla (see tests/model/walking.py for what every walk checks).
 
-Each combination of the parameters (six Booleans and fs_total) adds some 500 spec states, so the
-walk does not start from all 192: every combination of the Booleans with a one-operation plan,
-and plans of none and two operations with the security machine's defaults (degraded security
-neither allowed nor strict). test_system_covers_every_step checks that the sample still takes
-every step the whole model can take, with each machine's every parameter value.
+Each combination of the parameters (six Booleans, fs_total and the network's two) adds some 500
+spec states, so the walk does not start from all 576: without a bridge, every combination of
+the Booleans with a one-operation plan, and plans of none and two operations with the security
+machine's defaults (degraded security neither allowed nor strict); with a bridge (and with an
+egress policy), a one-operation plan with the security defaults. test_system_covers_every_step
+checks that the sample still takes every step the whole model can take, with each machine's
+every parameter value.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import itertools
 import pytest
 
 from nucleus import vocab as v
-from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
+from nucleus.machines import filesystem, isolation, lifecycle, network, resources, security, system
 from nucleus.machines.base import Refused, Step
 from tests.model.spec_model import (
     BOOLS,
@@ -24,6 +26,7 @@ from tests.model.spec_model import (
     FS_STEPS,
     ISO_STEPS,
     LEVELS,
+    NET_STEPS,
     PARAMETERS,
     RES_STEPS,
     RES_UNDER_WAY,
@@ -35,6 +38,8 @@ from tests.model.spec_model import (
     system_next_actions,
 )
 from tests.model.walking import (
+    NET_EGRESS,
+    NET_PLANNED,
     OTHER_AUDIT,
     Walk,
     check_abstraction,
@@ -61,7 +66,10 @@ PLANNED = {
 
 def system_sample(values: Vars) -> bool:
     """Whether the walk starts from this initial spec state."""
-    return values["fs_total"] == 1 or not (values["sec_allowDegraded"] or values["sec_strict"])
+    defaults = not (values["sec_allowDegraded"] or values["sec_strict"])
+    if values["net_bridged"]:
+        return values["fs_total"] == 1 and defaults
+    return values["fs_total"] == 1 or defaults
 
 
 def spec_init_system_sample() -> list[Vars]:
@@ -73,15 +81,17 @@ def system_inits() -> list[system.SystemState]:
     that differs only outside the spec (mount plan, audit rules, hostname, the controls'
     arguments, the planned cgroup intents, the workload), so the abstraction is checked across
     the composition."""
+    nets = (network.initial(), network.initial(**NET_PLANNED), network.initial(**NET_PLANNED, **NET_EGRESS))
     out = [
         system.initial(isolation.initial(rootless=r), fs, security.initial(allow_degraded=a, strict=strict),
-                       resources.initial(required=q))
+                       resources.initial(required=q), net=net)
         for r in BOOLS
         for fs in fs_inits(SYSTEM_MAX_MOUNTS)
         if fs.new_root == "/new" and fs.plan == fs_plans(fs.total)[0] and fs.audit != OTHER_AUDIT
         for a in BOOLS
         for strict in BOOLS
         for q in BOOLS
+        for net in nets
     ]
     for r in BOOLS:
         for n, a, strict in ((1, True, r), (SYSTEM_MAX_MOUNTS, False, False)):
@@ -163,7 +173,8 @@ def test_system_sample_takes_every_parameter_value():
     assert len(booleans) == 6
     assert {tuple(s[p] for p in booleans) for s in inits} == set(itertools.product(BOOLS, repeat=6))
     assert {s["fs_total"] for s in inits} == set(range(SYSTEM_MAX_MOUNTS + 1))
-    assert len(inits) == 96 < len(spec_init_system(SYSTEM_MAX_MOUNTS)) == 192
+    assert {(s["net_bridged"], s["net_egress"]) for s in inits} == {(False, False), (True, False), (True, True)}
+    assert len(inits) == 96 + 2 * 16 < len(spec_init_system(SYSTEM_MAX_MOUNTS)) == 576
 
 
 def test_system_covers_every_action(sys_walk):
@@ -175,6 +186,8 @@ def test_system_covers_every_action(sys_walk):
     expected |= {("sec", "Begin", "")} | {("sec", a, c) for a in ("Done", "Fail") for c in CONTROLS}
     expected |= {("res", a, "") for a in ("Begin", "Attach", "Release")}
     expected |= {("res", a, s) for a in ("Done", "Fail") for s in RES_STEPS}
+    expected |= {("net", a, "") for a in ("Begin", "Release")}
+    expected |= {("net", a, s) for a in ("Done", "Fail") for s in NET_STEPS}
     assert {(m, a) for m, a, _ in expected} == system_next_actions()
     missing = expected - sys_walk.taken(with_machine=True)
     assert not missing, f"actions never taken: {sorted(missing)}"
@@ -247,7 +260,7 @@ def test_system_cleanup_removes_whatever_creation_may_have_left(sys_walk):
     """Once creation was tried, cleanup is done only after a removal completed."""
     for s, e, r in sys_walk.steps():
         if isinstance(e, v.CleanupDone):
-            assert s.res.phase == "released"
+            assert s.res.phase == "released" and s.net.phase == "released" and not s.net.held
         if isinstance(e, v.ResRelease) and s.res.phase != "idle":
             assert r.intents == (s.res.remove,)
 
@@ -324,6 +337,7 @@ def _awaiting_an_observation(s: system.SystemState) -> bool:
         or s.fs.phase in ("mounting", "pivoting", "chrooting", "detaching", "auditing")
         or s.sec.phase in CONTROLS
         or s.res.phase in RES_UNDER_WAY
+        or network.under_way(s.net) is not None
     )
 
 
@@ -339,7 +353,7 @@ def test_system_advance_never_stalls(sys_walk):
         if lc.status == "creating":
             raise AssertionError(f"setup stalls in [{show(system.to_tla(s))}]")
         if lc.status in ("stopped", "failed") and not lc.cleaned:
-            assert s.res.phase == "leaked", f"cleanup stalls in [{show(system.to_tla(s))}]"
+            assert "leaked" in (s.res.phase, s.net.phase), f"cleanup stalls in [{show(system.to_tla(s))}]"
         stops.add((lc.status, lc.cleaned))
     assert stops == {
         ("none", True), ("created", False), ("running", False), ("removed", True),
@@ -351,3 +365,26 @@ def test_system_advance_never_stalls(sys_walk):
             after = system.step(s, v.Lost()).state
             assert after.res.phase not in RES_UNDER_WAY
             assert system.advance(after) is not None or after.res.phase == "leaked"
+
+
+def test_system_lost_abandons_the_network_step_under_way(sys_walk):
+    """Lost in the same step abandons a network step under way: a setup step ends failed,
+    holding what it may have made (so the teardown removes it); a teardown ends leaked. The
+    network is torn down only once the cgroup, with every process of the container, is gone,
+    and a container runs only with its network in place."""
+    outcomes = set()
+    for s, e, r in sys_walk.steps():
+        if isinstance(e, v.Lost) and network.under_way(s.net) is not None:
+            step = network.under_way(s.net)
+            outcomes.add((step, r.state.net.phase))
+            if step in network.HOST_STEPS:
+                assert step in r.state.net.held
+        if isinstance(e, v.NetRelease):
+            assert s.res.phase == "released" and s.lc.status in ("stopped", "failed")
+            if s.net.held:
+                assert r.intents == (s.net.teardown.replace(held=tuple(
+                    n for n in network.HOST_STEPS if n in s.net.held)),)
+    assert outcomes == {(step, "leaked" if step == "teardown" else "failed") for step in NET_STEPS}
+    for s in sys_walk.states:
+        if s.lc.status in ("created", "running"):
+            assert s.net.phase == "ready"

@@ -282,6 +282,18 @@ AUDIT_RULES = tuple((r.path, tuple(r.flags), r.required) for r in modes.mount_au
 OTHER_AUDIT = (("/", ("nosuid",), True),)
 
 
+# A bridge's planned intents (nucleus.plan.network), and an egress policy's steps.
+NET_PLANNED: dict[str, Any] = {
+    "bridge": v.NetBridge("nucleus0", ("10.88.0.0/16",), "/run/nucleus", "c" * 32),
+    "veth": v.NetVeth("nucleus0", "ncccc", "npccc"),
+    "nat": v.NetNat("nft", "nucleus0", ("10.88.0.0/16",), (), (("tcp", "", 8080, 80),), "c" * 32, "/run/nucleus"),
+    "gateways": ("10.88.0.1",),
+    "up": v.NetLinkUp("eth0", (("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"),)),
+    "teardown": v.NetTeardown((), "nucleus0", "ncccc", "nft", (), "c" * 32, "/run/nucleus"),
+}
+NET_EGRESS: dict[str, Any] = {"rules": v.NetEgress("{}"), "proxy": v.NetProxy("{}")}
+
+
 def fs_plans(n: int) -> list[tuple[v.Intent, ...]]:
     """Two plans of length n that differ in content (the spec sees only their length)."""
     a = tuple(v.MakeDirs("/new", (f"d{i}",)) for i in range(n))

@@ -37,6 +37,11 @@ def test_the_recorded_exec_replays_and_shows_what_it_asked(trace):
     command = recorded(trace, "ExecCommand")
     assert (command["cwd"], command["cwd_required"], command["terminal"], command["stdin"]) == ("/tmp", True, True, False)
     assert dict(command["env"])["MODE"] == "exec" and dict(command["env"])["HOME"] == "/"
+    # The command's refusals go to the container's stream: a monitor of its own, the notify form.
+    stream = trace.meta["plan"]["stream"]
+    assert stream.endswith(".violations") and recorded(trace, "JoinSpawn")["violations"] == stream
+    assert recorded(trace, "JoinLoadSeccomp")["mode"] == "notify"
+    assert recorded(trace, "JoinApplyLandlock")["log_new_exec"] is True
 
 
 def test_a_different_user_planted_in_the_plan_is_caught(trace, monkeypatch):
@@ -48,3 +53,14 @@ def test_a_different_user_planted_in_the_plan_is_caught(trace, monkeypatch):
     monkeypatch.setattr(join_plan.users, "resolve", root_instead)
     divergence = replay(trace)
     assert divergence is not None and "(JoinDropCapabilities) differs in user" in str(divergence), divergence
+
+
+def test_a_join_planned_without_the_stream_is_caught(trace, monkeypatch):
+    real = join_plan.plan
+
+    def unrecorded(*args):
+        return real(*args[:8])  # all but the container's stream
+
+    monkeypatch.setattr(join_plan, "plan", unrecorded)
+    divergence = replay(trace)
+    assert divergence is not None and "(JoinSpawn) differs in violations" in str(divergence), divergence

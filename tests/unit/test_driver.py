@@ -153,8 +153,10 @@ def test_clean_run_carries_out_every_step_once(rootless, allow_degraded, allow_c
 def test_every_intent_that_reports_is_failed_somewhere():
     failed = {k.split("#")[0] for c in ALL_CONFIGS for k in failable_intents(c)}
     failed |= {k.split("#")[0] for c in ALL_CONFIGS if c[2] for k in failable_intents(c, PIVOT_FAILS)}
-    # Every intent the System's machines issue that reports (the join's are the Join machine's).
-    assert failed == {name for name in v.REPORTING if v.INTENTS[name].reports[0] in system.MACHINES}
+    # Every intent the System's machines issue that reports (the join's are the Join machine's;
+    # the network's, issued only with a bridge, are failed in test_driver_network.py).
+    assert failed == {name for name in v.REPORTING
+                      if v.INTENTS[name].reports[0] in set(system.MACHINES) - {"net"}}
 
 
 def check_a_failure(config: tuple, key: str, fail: dict[str, tuple[int, str]] | None = None) -> None:
@@ -224,7 +226,7 @@ def check_a_failure(config: tuple, key: str, fail: dict[str, tuple[int, str]] | 
     events = [e for e, _, _ in rec.steps]
     setup_failed = events.index(v.SetupFailed())
     assert [type(e).__name__ for e in events[setup_failed:]] == [
-        "SetupFailed", "ResRelease", "ResDone", "CleanupDone",
+        "SetupFailed", "ResRelease", "ResDone", "NetRelease", "CleanupDone",
     ], key
     assert (lc.cleaned, d.state.res.phase, d.state.res.held) == (True, "released", False)
     assert system.advance(d.state) is None
@@ -298,7 +300,7 @@ def test_full_run_after_setup(rootless, allow_degraded, allow_chroot, required, 
     assert ex.performed[-1] == REMOVE
     d.feed(v.Remove())
     assert d.state.lc.removed
-    assert [type(e).__name__ for e, _ in d.history[-9:]] == [
+    assert [type(e).__name__ for e, _ in d.history[-10:]] == [
         "Prepared",
         "Start",
         "Attach",
@@ -306,6 +308,7 @@ def test_full_run_after_setup(rootless, allow_degraded, allow_chroot, required, 
         "Exit",
         "ResRelease",
         "ResDone",
+        "NetRelease",
         "CleanupDone",
         "Remove",
     ]
@@ -506,7 +509,8 @@ def test_rm_force_after_the_supervisor_died_during_a_cgroup_step(required, name)
     assert [i.name for i in ex.performed if i.name != "Warn"] == ["Cleanup", "RemoveCgroup"]
     # An abandoned step warns of nothing: no workload runs on without limits.
     assert [i.name for i in ex.performed].count("Warn") == 0
-    assert [type(e).__name__ for e, _ in d.history[-4:]] == ["Lost", "ResRelease", "ResDone", "CleanupDone"]
+    assert [type(e).__name__ for e, _ in d.history[-5:]] == [
+        "Lost", "ResRelease", "ResDone", "NetRelease", "CleanupDone"]
     assert isinstance(d.feed(v.Remove()), Step) and d.state.lc.removed
 
 

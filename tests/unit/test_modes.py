@@ -133,9 +133,9 @@ def test_row_bridge_dns(mode):
                       f"to public resolvers)")
 
 
-def test_bridge_dns_defaults_only_in_agent_mode():
+def test_bridge_dns_is_never_chosen_for_the_user():
     assert mv.check_mode(ModeRequest(network="bridge")) == []
-    assert m.dns_servers(ModeRequest(network="bridge")) == ("8.8.8.8", "8.8.4.4")
+    assert m.dns_servers(ModeRequest(network="bridge")) == ()
     assert m.dns_servers(ModeRequest(network="bridge", dns=("10.0.0.1",))) == ("10.0.0.1",)
     assert m.dns_servers(production(network="bridge")) == ()
 

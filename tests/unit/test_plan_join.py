@@ -108,3 +108,30 @@ def test_join_inputs_plan_again_and_drive_the_join():
     assert (d.state.phase, d.state.degraded) == ("ready", {"landlock"})
     d.require(v.JoinStart())
     assert ex.performed[-1] == v.ExecCommand(("/bin/true",), policy().env, "/context", (2048, 64, 65536))
+
+
+STREAM = "/run/nucleus/containers/c1.violations"
+
+
+def test_a_recorded_container_s_stream_gets_the_joined_command_s_refusals_too():
+    """With the container's stream: the spawn step starts a violation monitor writing there, the
+    seccomp step loads the program's notify form (its listener goes to that monitor), and
+    Landlock logs the denials of the program the command execs; the steps stay the Join
+    machine's."""
+    s = plan(policy(False), 42, 1000, ("/bin/true",), frozenset(), True, stream=STREAM)
+    assert s.steps[0] == v.JoinSpawn(violations=STREAM)
+    assert s.steps[6] == v.JoinLoadSeccomp("ab" * 32, True, "notify")
+    assert s.steps[7] == v.JoinApplyLandlock(RULES, 3, log_new_exec=True)
+    assert tuple(intent.reports for intent in s.steps) == tuple(("join", step) for step in join.PLAN)
+    again = JoinInputs(policy(False), 42, 1000, ("/bin/true",), frozenset(), True, stream=STREAM)
+    assert again.plan() == s
+
+
+def test_without_a_program_no_monitor_is_started():
+    """A record that names no seccomp program (its init runs without a filter, which the join
+    checks against the kernel): nothing to notify, no monitor, and no Landlock denial logged
+    that nothing would record."""
+    s = plan(replace(policy(False), seccomp_sha256=""), 42, 1000, (), frozenset(), True, stream=STREAM)
+    assert s.steps[0] == v.JoinSpawn() and s.steps[6] == v.JoinLoadSeccomp("", True, "enforce")
+    assert s.steps[7] == v.JoinApplyLandlock(RULES, 3)
+

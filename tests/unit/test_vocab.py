@@ -14,7 +14,7 @@ from nucleus import vocab as v
 from nucleus.vocab.record import Record, field_names, record
 
 FORMAL = Path(__file__).resolve().parents[2] / "formal"
-SINGLE_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "Join")
+SINGLE_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "Network", "Join")
 # The shapes other classes derive from: never fed, never issued, not registered.
 BASES = {v.Event, v.Intent, v.FsOp, v.Begin, v.StepDone, v.StepFailed}
 
@@ -43,7 +43,7 @@ def _spec_actions(module: str) -> set[str]:
 
 STEP_NAMES = {
     "iso": ("Isolation", "StepNames"), "fs": ("Filesystem", "StepNames"), "sec": ("Security", "Controls"),
-    "res": ("Resources", "StepNames"), "join": ("Join", "StepNames"),
+    "res": ("Resources", "StepNames"), "net": ("Network", "StepNames"), "join": ("Join", "StepNames"),
 }
 
 
@@ -70,13 +70,15 @@ def spec_pairs() -> list[tuple[str, str, str]]:
         for action in _spec_actions(module)
         for arg in _arguments(_spec_machine(module), action)
     }
-    # System records every action of its five machines but the cgroup's Abandon, which it takes
-    # inside the lifecycle's Lost (LostStep), in the same step.
+    # System records every action of its six machines but the cgroup's and the network's
+    # Abandon, which it takes inside the lifecycle's Lost (LostStep), in the same step.
     system = set(re.findall(r'Ev\("(\w+)", "(\w+)"', _spec_text("System")))
     components = {(m, a) for m, a, _ in pairs if m != "join"}
-    assert system == components - {("res", "Abandon")}, "System records other actions than its components"
+    assert system == components - {("res", "Abandon"), ("net", "Abandon")}, \
+        "System records other actions than its components"
     assert "LC!Lost /\\ Ev(\"lc\", \"Lost\", \"\")" in _spec_text("System")
-    assert "RES!Abandon" in _spec_text("System").split("LostStep ==", 1)[1].split("\n\n", 1)[0]
+    lost = _spec_text("System").split("LostStep ==", 1)[1].split("\n\n", 1)[0]
+    assert "RES!Abandon" in lost and "NET!Abandon" in lost
     return sorted(pairs)
 
 
@@ -289,6 +291,9 @@ def test_event_from_tla_for_every_spec_action(machine, action, arg):
 
 def test_every_event_class_is_an_action_of_its_spec():
     actions = {(_spec_machine(m), a) for m in SINGLE_SPECS for a in _spec_actions(m)}
+    # The network's Abandon is System's alone (inside Lost): an operator of formal/Network.tla.
+    assert "\nAbandon ==" in _spec_text("Network") and ("net", "Abandon") not in actions
+    actions.add(("net", "Abandon"))
     for name, cls in v.EVENTS.items():
         assert (cls.machine, v.action_name(cls())) in actions, f"{name} is no action of any spec"
 
@@ -308,7 +313,7 @@ def test_event_from_tla_unknown_action():
     with pytest.raises(KeyError, match=r"no event for action lc\.Reboot"):
         v.event_from_tla("lc", "Reboot", "")
     with pytest.raises(KeyError):
-        v.event_from_tla("net", "Begin", "")
+        v.event_from_tla("gpu", "Begin", "")
     with pytest.raises(KeyError, match=r"no event for action join\.Abandon"):
         v.event_from_tla("join", "Abandon", "")
 
@@ -356,6 +361,8 @@ def test_where_each_intent_is_carried_out():
     assert host == {
         "SpawnChild", "WriteIdMaps", "Warn", "CreateCgroup", "SetCgroupLimits", "AttachCgroup",
         "RemoveCgroup", "SendSignal", "Cleanup", "JoinSpawn", "JoinCgroup",
+        # a bridge's host side: in the host's network namespace
+        "NetBridge", "NetVeth", "NetNat", "NetEgress", "NetProxy", "NetTeardown",
     }
     assert {cls.where for cls in v.INTENTS.values()} == {"host", "child"}
 
@@ -420,7 +427,7 @@ def test_done_and_failed(name):
 
 def test_is_failure_is_true_of_the_step_failures_only():
     assert {name for name, cls in v.EVENTS.items() if v.is_failure(cls())} == {
-        "IsoFailed", "FsFailed", "SecFailed", "ResFailed", "JoinFailed",
+        "IsoFailed", "FsFailed", "SecFailed", "ResFailed", "NetFailed", "JoinFailed",
     }
     assert not v.is_failure(v.SetupFailed()) and not v.is_failure(v.ResAbandon())
 

@@ -1,0 +1,207 @@
+"""The network machine's intents (nucleus.machines.network): the host side in the supervisor,
+in the host's network namespace; the container side in the setup process, inside the
+container's network namespace (before it enters its user namespace, so it still holds the
+capabilities the host's user namespace grants over that network namespace).
+
+A bridge is shared by the containers on it: what they hold of it is written in the state
+directory, one file per bridge (`network/<bridge>.json`), read and written only under the state
+directory's lock: each container's lease (its addresses and published ports), and what was made
+for the bridge (the bridge itself when nucleus made it, its NAT rules and their backend, the
+forwarding settings it changed and their values before). Each step writes what it is about to
+make before it makes it, so that a supervisor killed in the middle leaves a file that names it;
+the teardown of the last container on a bridge takes the bridge, its rules and those settings
+with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import json
+import os
+import stat
+from typing import Any
+
+from nucleus import vocab as v
+from nucleus.config.network import allocate
+from nucleus.effects import nat, netlink
+from nucleus.effects.nat import NetError
+from nucleus.effects.store import Store, write_document
+
+MAX_FILE = 4 << 20
+FORWARDING = {4: "/proc/sys/net/ipv4/ip_forward", 6: "/proc/sys/net/ipv6/conf/all/forwarding"}
+
+
+def _path(state: str, bridge: str) -> str:
+    return os.path.join(state, "network", f"{bridge}.json")
+
+
+def _read(path: str) -> dict[str, Any]:
+    """The bridge's file (a new one when there is none); a file that is not a regular file of
+    the caller's, or not a document, is refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return {"leases": {}, "made": {}}
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise NetError(errno.EPERM, f"{path} is not a file of the caller's that only it may write")
+        try:
+            doc = json.loads(f.read(MAX_FILE))
+        except ValueError as e:
+            raise NetError(errno.EINVAL, f"{path} is damaged: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("leases"), dict) or not isinstance(doc.get("made"), dict):
+        raise NetError(errno.EINVAL, f"{path} is not a bridge's leases")
+    return doc
+
+
+def _write(path: str, doc: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    write_document(path, doc)
+
+
+def _sysctl(path: str, value: str | None = None) -> str:
+    """The setting's value; with `value`, written first."""
+    if value is not None:
+        with open(path, "w") as f:
+            f.write(value)
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _gateways(subnets: tuple[str, ...]) -> tuple[str, ...]:
+    """The bridge's own addresses: the first host address of each subnet, with its prefix."""
+    nets = [ipaddress.ip_network(s) for s in subnets]
+    return tuple(f"{n.network_address + 1}/{n.prefixlen}" for n in nets)
+
+
+# --- host side ---------------------------------------------------------------------------------
+
+def bridge(op: v.NetBridge) -> str:
+    """The bridge where it is missing, forwarding on, and the container's lease; the addresses
+    leased, as Done's detail."""
+    path = _path(op.state, op.bridge)
+    with Store(op.state).locked():
+        doc = _read(path)
+        leases: dict[str, Any] = doc["leases"]
+        if leases and doc.get("subnets") != list(op.subnets):
+            raise NetError(errno.EEXIST, f"the bridge {op.bridge} carries {', '.join(doc.get('subnets') or [])} "
+                                        f"for its containers, not {', '.join(op.subnets)}")
+        taken = {str(a).split("/")[0] for lease in leases.values() for a in lease.get("addresses", [])}
+        taken |= {g.split("/")[0] for g in _gateways(op.subnets)}
+        try:
+            addresses = allocate(op.subnets, taken)
+        except ValueError as e:
+            raise NetError(errno.ENOSPC, str(e)) from None
+        first = not leases
+        kind = netlink.kind(op.bridge)
+        if kind not in (None, "bridge"):
+            raise NetError(errno.EEXIST, f"{op.bridge} exists and is not a bridge (it is a {kind or 'device'})")
+        doc["subnets"] = list(op.subnets)
+        leases[op.owner] = {"addresses": list(addresses), "ports": []}
+        made = doc["made"]
+        if kind is None:
+            made["bridge"] = True
+        if first:
+            for version in sorted({_family(s) for s in op.subnets}):
+                made.setdefault("forwarding", {}).setdefault(FORWARDING[version], _sysctl(FORWARDING[version]))
+        _write(path, doc)  # what is about to be made, first
+        if kind is None:
+            netlink.make_bridge(op.bridge, _gateways(op.subnets))
+        else:
+            netlink.ensure_addresses(op.bridge, _gateways(op.subnets))
+        # Published ports are reached from the host's loopback too (nucleus.effects.nat).
+        _sysctl(f"/proc/sys/net/ipv4/conf/{op.bridge}/route_localnet", "1")
+        for setting in made.get("forwarding", {}):
+            _sysctl(setting, "1")
+    return " ".join(addresses)
+
+
+def _family(subnet: str) -> int:
+    return ipaddress.ip_network(subnet).version
+
+
+def veth(op: v.NetVeth, pid: int) -> None:
+    netlink.make_veth(op.host, op.peer, op.bridge, pid, op.inside)
+
+
+def rules(op: v.NetNat) -> None:
+    """The bridge's NAT rules where they are missing, then the container's published ports (a
+    host port another container of this state directory publishes is refused)."""
+    path = _path(op.state, op.bridge)
+    with Store(op.state).locked():
+        doc = _read(path)
+        made = doc["made"]
+        if made.get("nat") not in (None, op.backend):
+            raise NetError(errno.EEXIST, f"the bridge {op.bridge}'s rules are {made['nat']}'s, not {op.backend}'s: "
+                                        f"--nat-backend {made['nat']} is what runs on it")
+        for other, lease in doc["leases"].items():
+            if other == op.owner:
+                continue
+            for port in lease.get("ports", []):
+                for mine in op.ports:
+                    if _clash(tuple(port), mine):
+                        raise NetError(errno.EADDRINUSE, f"host port {mine[2]}/{mine[0]} is published by "
+                                                        f"container {other[:12]}")
+        doc["leases"].setdefault(op.owner, {"addresses": list(op.addresses)})["ports"] = [list(p) for p in op.ports]
+        made["nat"] = op.backend
+        _write(path, doc)
+        nat.add(op.backend, op.bridge, op.subnets, op.owner, op.ports, op.addresses)
+
+
+def _clash(theirs: tuple[Any, ...], mine: tuple[str, str, int, int]) -> bool:
+    return theirs[0] == mine[0] and theirs[2] == mine[2] and (not theirs[1] or not mine[1] or theirs[1] == mine[1])
+
+
+def not_yet(op: v.NetEgress | v.NetProxy) -> None:
+    """The egress policy's steps: no run plans them yet (nucleus.plan.network refuses the
+    flags); one that arrives fails, closed."""
+    raise NetError(errno.EOPNOTSUPP, f"{op.name}: egress policies are not enforced by a run yet")
+
+
+def teardown(op: v.NetTeardown) -> None:
+    """Remove what `op.held` says was made; the bridge's last container takes the bridge, its
+    rules and the forwarding settings nucleus changed with it. What is gone already is fine."""
+    path = _path(op.state, op.bridge)
+    with Store(op.state).locked():
+        doc = _read(path)
+        lease = doc["leases"].get(op.owner) or {}
+        if "veth" in op.held:
+            netlink.delete_link(op.host)
+        if "nat" in op.held and doc["made"].get("nat"):
+            ports = tuple(tuple(p) for p in lease.get("ports", [])) or op.ports
+            nat.remove_ports(doc["made"]["nat"], op.bridge, op.owner, ports, tuple(lease.get("addresses", [])))
+        doc["leases"].pop(op.owner, None)
+        if doc["leases"]:
+            _write(path, doc)
+            return
+        made = doc["made"]
+        if made.get("nat"):
+            nat.remove_bridge(made["nat"], op.bridge)
+        if made.get("bridge"):
+            netlink.delete_link(op.bridge)
+        for setting, before in made.get("forwarding", {}).items():
+            if before != "1":
+                _sysctl(setting, before)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        with contextlib.suppress(OSError):  # the directory too, once no bridge has a file there
+            os.rmdir(os.path.dirname(path))
+
+
+# --- container side: the setup process, inside the container's network namespace ---------------
+
+def addresses(op: v.NetAddress) -> None:
+    netlink.add_addresses(op.link, op.addresses)
+
+
+def link_up(op: v.NetLinkUp) -> None:
+    for setting, value in op.sysctls:  # this process's network namespace's own
+        _sysctl(setting, value)
+    netlink.link_up(op.link)
+
+
+def routes(op: v.NetRoute) -> None:
+    netlink.default_routes(op.link, op.gateways)

@@ -1,0 +1,212 @@
+"""The container's network: formal/Network.tla.
+
+Without a bridge (--network none: a network namespace of its own with only lo, which isolation
+brings up; --network host: the host's) the plan is empty. With a bridge, the host side comes
+first, carried out by the supervisor in the host's network namespace: the bridge and the
+container's leased addresses, the veth pair (one end moved into the container's namespace), NAT
+and forwarding, and with an egress policy its rules and its proxy. Then the container side,
+carried out by the setup process inside the container's namespace while it still holds the
+capabilities the host granted it: the address, the link up, the default route. So with an
+egress policy no interface of the container is up before the policy is in force.
+
+What a host-side step makes stays on the host until the teardown removes it (`held`). A step
+that fails, or is abandoned with its supervisor, may have left part of what it makes, so it
+counts as held too: the teardown after a failure removes what came before. A teardown that
+fails leaves the network "leaked" until a later Release (nucleus rm --force).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from nucleus import vocab as v
+from nucleus.machines.base import Refused, Step, spec_set
+
+BRIDGE_PLAN = ("bridge", "veth", "nat", "address", "up", "route")
+EGRESS_PLAN = ("bridge", "veth", "nat", "egress", "proxy", "address", "up", "route")
+STEPS = ("bridge", "veth", "nat", "egress", "proxy", "address", "up", "route", "teardown")
+HOST_STEPS = ("bridge", "veth", "nat", "egress", "proxy")
+PHASES = ("idle", "running", "ready", "failed", "releasing", "released", "leaked")
+SETTLED = ("idle", "ready", "failed", "leaked")
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    bridged: bool = False
+    egress: bool = False
+    phase: str = "idle"
+    done: int = 0  # how many plan steps have completed
+    held: frozenset[str] = frozenset()  # the host-side steps whose making the teardown undoes
+    # Not part of the spec's abstraction: the planned intents, and the addresses the bridge
+    # step leased (the container side and the NAT rules are about them).
+    bridge: v.NetBridge = field(default_factory=v.NetBridge)
+    veth: v.NetVeth = field(default_factory=v.NetVeth)
+    nat: v.NetNat = field(default_factory=v.NetNat)
+    rules: v.NetEgress = field(default_factory=v.NetEgress)
+    proxy: v.NetProxy = field(default_factory=v.NetProxy)
+    gateways: tuple[str, ...] = ()
+    up: v.NetLinkUp = field(default_factory=v.NetLinkUp)
+    teardown: v.NetTeardown = field(default_factory=v.NetTeardown)
+    addresses: tuple[str, ...] = ()
+
+    @property
+    def plan(self) -> tuple[str, ...]:
+        if not self.bridged:
+            return ()
+        return EGRESS_PLAN if self.egress else BRIDGE_PLAN
+
+    def has_done(self, step_name: str) -> bool:
+        plan = self.plan
+        return step_name in plan and plan.index(step_name) < self.done
+
+
+def initial(bridge: v.NetBridge | None = None, veth: v.NetVeth | None = None,
+            nat: v.NetNat | None = None, gateways: tuple[str, ...] = (),
+            teardown: v.NetTeardown | None = None, rules: v.NetEgress | None = None,
+            proxy: v.NetProxy | None = None, up: v.NetLinkUp | None = None) -> NetworkState:
+    """No bridge without a bridge step planned; an egress policy with its rules and proxy."""
+    return NetworkState(
+        bridged=bridge is not None, egress=bridge is not None and rules is not None,
+        bridge=bridge or v.NetBridge(), veth=veth or v.NetVeth(), nat=nat or v.NetNat(),
+        rules=rules or v.NetEgress(), proxy=proxy or v.NetProxy(), gateways=gateways,
+        up=up or v.NetLinkUp((veth or v.NetVeth()).inside), teardown=teardown or v.NetTeardown(),
+    )
+
+
+def under_way(state: NetworkState) -> str | None:
+    """The step whose outcome is awaited (the spec's UnderWay), or None."""
+    if state.phase == "running":
+        return state.plan[state.done]
+    return "teardown" if state.phase == "releasing" else None
+
+
+def _intent(state: NetworkState, step_name: str) -> v.Intent:
+    link = state.veth.inside
+    intents: dict[str, v.Intent] = {
+        "bridge": state.bridge, "veth": state.veth, "nat": state.nat.replace(addresses=state.addresses),
+        "egress": state.rules, "proxy": state.proxy,
+        "address": v.NetAddress(link, state.addresses), "up": state.up,
+        "route": v.NetRoute(link, state.gateways),
+        "teardown": state.teardown.replace(held=tuple(s for s in HOST_STEPS if s in state.held)),
+    }
+    return intents[step_name]
+
+
+def _made(state: NetworkState, step_name: str) -> frozenset[str]:
+    return state.held | {step_name} if step_name in HOST_STEPS else state.held
+
+
+def _advance(state: NetworkState) -> Step:
+    """After a step completed (or at Begin): finish, or ask for the next step."""
+    if state.done == len(state.plan):
+        return Step(replace(state, phase="ready"))
+    return Step(replace(state, phase="running"), (_intent(state, state.plan[state.done]),))
+
+
+def _unfinished(state: NetworkState, step_name: str) -> Step:
+    if step_name == "teardown":
+        return Step(replace(state, phase="leaked"))
+    return Step(replace(state, phase="failed", held=_made(state, step_name)))
+
+
+def step(state: NetworkState, event: v.Event) -> Step | Refused:
+    p = state.phase
+    match event:
+        case v.NetBegin():
+            if p != "idle":
+                return Refused(f"cannot Begin the network: it is {p} (Begin is allowed only from idle)")
+            return _advance(state)
+        case v.NetRelease():
+            if p not in SETTLED:
+                return Refused(f"cannot Release the network: it is {p} (Release is allowed only when no "
+                               "step is under way)")
+            if not state.held:
+                return Step(replace(state, phase="released"))
+            return Step(replace(state, phase="releasing"), (_intent(state, "teardown"),))
+        case v.NetAbandon():
+            name = under_way(state)
+            if name is None:
+                return Refused(f"cannot Abandon the network: it is {p} (Abandon is allowed only while a "
+                               "step is under way)")
+            return _unfinished(state, name)
+        case v.NetDone(step=name) | v.NetFailed(step=name):
+            expected = under_way(state)
+            if name != expected:
+                return Refused(
+                    f"cannot {v.action_name(event)} network step {name!r}: it is {p}"
+                    + (f" (the step under way is {expected!r})" if expected else "")
+                )
+            if isinstance(event, v.NetFailed):
+                return _unfinished(state, name)
+            if name == "teardown":
+                return Step(replace(state, phase="released", held=frozenset()))
+            after = replace(state, done=state.done + 1, held=_made(state, name))
+            if name == "bridge":
+                after = replace(after, addresses=tuple(event.detail.split()))
+            return _advance(after)
+    return Refused(f"the network has no action {event.name}")
+
+
+def is_initial(state: NetworkState) -> bool:
+    return state.phase == "idle" and state.done == 0 and not state.held
+
+
+def to_tla(state: NetworkState) -> dict[str, object]:
+    return {"net_bridged": state.bridged, "net_egress": state.egress, "net_phase": state.phase,
+            "net_done": state.done, "net_held": state.held}
+
+
+def from_tla(values: dict[str, object], base: NetworkState | None = None) -> NetworkState:
+    """The state the spec's variables describe; the planned intents from `base`."""
+    done = values["net_done"]
+    assert isinstance(done, int)
+    return replace(
+        base or NetworkState(), bridged=bool(values["net_bridged"]), egress=bool(values["net_egress"]),
+        phase=str(values["net_phase"]), done=done, held=spec_set(values["net_held"]),
+    )
+
+
+# Invariants: the same names as in formal/Network.tla.
+def TypeOK(s: NetworkState) -> bool:  # noqa: N802
+    return s.phase in PHASES and 0 <= s.done <= len(s.plan) and s.held <= frozenset(HOST_STEPS)
+
+
+def EgressNeedsBridge(s: NetworkState) -> bool:  # noqa: N802
+    return not s.egress or s.bridged
+
+
+def ReadyMeansComplete(s: NetworkState) -> bool:  # noqa: N802
+    return s.phase != "ready" or s.done == len(s.plan)
+
+
+def NoInterfaceUpWithoutPolicy(s: NetworkState) -> bool:  # noqa: N802
+    """With an egress policy, an interface is up only while the policy's rules and proxy hold."""
+    return not (s.egress and s.has_done("up") and s.phase != "released") or {"egress", "proxy"} <= s.held
+
+
+def InsideAfterVeth(s: NetworkState) -> bool:  # noqa: N802
+    return not s.has_done("address") or s.has_done("veth")
+
+
+def RouteAfterUp(s: NetworkState) -> bool:  # noqa: N802
+    return not s.has_done("route") or (s.has_done("up") and s.has_done("address"))
+
+
+def NothingMadeIsForgotten(s: NetworkState) -> bool:  # noqa: N802
+    return s.phase == "released" or all(name in s.held for name in HOST_STEPS if s.has_done(name))
+
+
+def ReleasedHoldsNothing(s: NetworkState) -> bool:  # noqa: N802
+    """The teardown removes every rule and link the network made."""
+    return s.phase != "released" or not s.held
+
+
+INVARIANTS = (
+    TypeOK, EgressNeedsBridge, ReadyMeansComplete, NoInterfaceUpWithoutPolicy, InsideAfterVeth,
+    RouteAfterUp, NothingMadeIsForgotten, ReleasedHoldsNothing,
+)
+
+
+def candidate_events(state: NetworkState) -> list[v.Event]:
+    return [v.NetBegin(), v.NetRelease(), v.NetAbandon()] + [
+        v.NetDone(n) for n in STEPS] + [v.NetFailed(n) for n in STEPS]
