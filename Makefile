@@ -4,11 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TLA2TOOLS ?= $(wildcard /opt/tla/tla2tools.jar)
 TRACES_PER_SPEC ?= 200
-# nucleus itself (editable) with what its tests and linters need, as pyproject pins them.
-INSTALL = $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,lint]'
+# nucleus itself (editable) with what its tests and linters need, as pyproject pins them; then
+# the `nucleus` command as a launcher that starts `python -IS` (tools/launcher.py).
+INSTALL = $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,lint]' \
+	&& $(BIN)/python -m tools.launcher >/dev/null
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast verify traces record lint bench clean
+.PHONY: help setup init test test-fast verify traces record lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -20,10 +22,21 @@ setup: $(BIN)/python ## install system packages (as root, Debian) and a virtuale
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    libseccomp2 iproute2 python3-venv python3 gcc libc6-dev util-linux \
-	    runc crun bubblewrap runsc nftables iptables >/dev/null; fi
+	    runc crun bubblewrap runsc nftables iptables passt slirp4netns nix-bin >/dev/null; fi
+	@$(MAKE) --no-print-directory init
 	@$(INSTALL)
 	@$(BIN)/python -m compileall -q nucleus >/dev/null  # bytecode, even where PYTHONDONTWRITEBYTECODE is set
 	@echo "setup done: $(BIN)/nucleus"
+
+INIT := nucleus/init/nucleus-init
+# The container's init: freestanding (no libc, static, no relocation), a few KiB.
+INIT_CFLAGS = -Os -Wall -Wextra -Werror -ffreestanding -fno-builtin -fno-stack-protector -fno-pie \
+  -fno-asynchronous-unwind-tables -nostdlib -static -no-pie -s -Wl,--build-id=none -Wl,-z,noexecstack
+
+init: $(INIT) ## build the container's compiled init (gcc)
+
+$(INIT): nucleus/init/init.c
+	$(CC) $(INIT_CFLAGS) $(if $(filter x86_64,$(shell uname -m)),-fcf-protection=none) -o $@ $<
 
 test: ## run the whole test suite (kernel tests need root)
 	$(BIN)/python -m pytest -q -ra

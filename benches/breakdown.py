@@ -24,8 +24,8 @@ SEC = {"DropCapabilities", "LoadSeccomp", "ApplyLandlock"}
 
 # Phase names, in order, as the report prints them.
 PHASES = (
-    ("interpreter", "interpreter start, site and the virtualenv's import hooks (spawn to first line)"),
-    ("import_cli", "import nucleus.cli.main (click)"),
+    ("interpreter", "interpreter start (python -IS as the launcher starts it; with pip's script, site and the editable finder too): spawn to first line"),
+    ("import_cli", "import the CLI entry point (nucleus.cli.entry and run's flag table; click where run still parses with it)"),
     ("import_run", "import the run path (vocab, machines, plan, effects, config)"),
     ("cli", "CLI: parse arguments, validate the configuration"),
     ("plan", "host facts (probe), seccomp program (cache read), the plan"),
@@ -93,12 +93,32 @@ def _phases_of(raw: dict, t_spawn: int, t_exit: int) -> dict[str, float]:
     return {k: v / 1e6 for k, v in out.items()}
 
 
+def _launcher_path() -> list[str] | None:
+    """The sys.path entries the virtualenv's `nucleus` launcher (tools/launcher.py) puts first,
+    or None when the command is pip's script (started with site)."""
+    try:
+        with open(host.nucleus_command()[0]) as f:
+            text = f.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r"^sys\.path\[:0\] = (\[.*\])$", text, re.M)
+    if not text.startswith("#!") or " -IS\n" not in text.split("\n", 1)[0] + "\n" or not m:
+        return None
+    import ast
+
+    return [str(p) for p in ast.literal_eval(m.group(1))]
+
+
 def run_phases(limit_flags: list[str], workdir: str, preload: str | None = None
                ) -> tuple[dict[str, float], dict]:
     """One run of phases.py; `preload` names a file listing the modules to import first."""
     out = os.path.join(workdir, "phases.json")
+    env = {**os.environ, **({"BENCH_PRELOAD": preload} if preload else {})}
     argv = [sys.executable, PHASES_SCRIPT, out, "run", *limit_flags, "--", *COMMAND]
-    env = {**os.environ, "BENCH_PRELOAD": preload} if preload else None
+    paths = _launcher_path()
+    if paths:  # started as the `nucleus` launcher starts it: python -IS, the path named
+        argv[1:1] = ["-IS"]
+        env["BENCH_SYS_PATH"] = os.pathsep.join(paths)
     t0 = time.monotonic_ns()
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, preexec_fn=lambda: None, env=env)

@@ -22,11 +22,11 @@ from benches import breakdown, cold, host, memory, report, runtimes, schema, thr
 from benches.session import Session
 
 SECTIONS = ("cold", "breakdown", "memory", "workload", "throughput")
-COLD_RUNTIMES = ("nucleus", "nucleus-none", "nucleus-bridge", "runc", "crun", "bwrap", "runsc", "unshare",
+COLD_RUNTIMES = ("nucleus", "nucleus-warm", "nucleus-none", "nucleus-bridge", "nucleus-egress", "runc", "crun", "bwrap", "runsc", "unshare",
                  "python")
 MEMORY_RUNTIMES = ("nucleus", "runc", "runc-detached", "crun", "bwrap", "runsc")
 WORKLOAD_TARGETS = ("host", "nucleus", "bwrap", "bwrap-noseccomp")
-THROUGHPUT_RUNTIMES = ("nucleus", "runc", "crun", "bwrap")
+THROUGHPUT_RUNTIMES = ("nucleus", "nucleus-warm", "runc", "crun", "bwrap")
 
 DOC_TEMPLATE = """# Benchmarks
 
@@ -177,6 +177,7 @@ def run(args) -> int:
         for name, st in status.items():
             if st["status"] == "n/a":
                 notes.append(f"{runtimes.ALL[name].label}: n/a: {st['error']}")
+    runtimes.stop_servers()
     result["leftovers"] = session.leftovers()
     result["duration_s"] = round(time.monotonic() - started, 1)
     result["targets"] = report.targets(result)

@@ -63,14 +63,17 @@ def measure(runtimes: list[Runtime], reps: int, log=print, baseline: str = "runc
             "results": results}
 
 
-def with_network_ratio(section: dict, bridge: str = "nucleus-bridge", none: str = "nucleus-none") -> dict:
+def with_network_ratio(section: dict, bridge: str = "nucleus-bridge", none: str = "nucleus-none",
+                       egress: str = "nucleus-egress") -> dict:
     """The section with what a bridge costs: the median cold start with --network bridge over
-    the one with --network none, both in a network namespace of their own (None when either
-    could not run)."""
+    the one with --network none, both in a network namespace of their own, and the same for a
+    bridge with an egress policy (None when either could not run)."""
     results = section.get("results", {})
-    bridged, plain = (results.get(n, {}) for n in (bridge, none))
-    ok = bridged.get("status") == plain.get("status") == "ok"
-    section["network_ratio"] = stats.ratio(bridged.get("median"), plain.get("median")) if ok else None
+    plain = results.get(none, {})
+    for key, name in (("network_ratio", bridge), ("egress_ratio", egress)):
+        other = results.get(name, {})
+        ok = other.get("status") == plain.get("status") == "ok"
+        section[key] = stats.ratio(other.get("median"), plain.get("median")) if ok else None
     return section
 
 

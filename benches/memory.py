@@ -1,7 +1,8 @@
 """Memory kept per sleeping container: Rss and Pss summed over every process a runtime keeps
 alive while its container runs `sleep`, the `sleep` itself left out.
 
-For nucleus: the supervisor and the container's init (a forked Python); runc and crun in the
+For nucleus: the supervisor, the violation monitor and the container's init (the
+compiled init, or a forked Python without it); runc and crun in the
 foreground: the runtime process (its init became the workload); runc -d: nothing; bwrap: its
 monitor and the namespace's init; runsc: the run process, the gofer and the sandbox with its
 ptrace stubs (the workload lives inside the sandbox, so it is counted there)."""

@@ -26,7 +26,14 @@ def mark(name: str) -> None:
     MARKS.append((name, time.monotonic_ns()))
 
 
-import nucleus.cli.main as cli_main  # noqa: E402
+# Started like the `nucleus` launcher (python -IS): the launcher's sys.path, given by the caller.
+if os.environ.get("BENCH_SYS_PATH"):
+    sys.path[:0] = os.environ["BENCH_SYS_PATH"].split(os.pathsep)
+
+try:  # the entry point that parses `run` without click, where nucleus has one
+    import nucleus.cli.entry as cli_entry
+except ImportError:
+    cli_entry = None
 
 mark("import cli")
 
@@ -198,7 +205,11 @@ def main() -> int:
     mark("main")
     code = 0
     try:
-        code = cli_main.run_cli()
+        code = cli_entry.fast_run(sys.argv[1:]) if cli_entry is not None else None
+        if code is None:
+            import nucleus.cli.main as cli_main
+
+            code = cli_main.run_cli()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     mark("main returned")

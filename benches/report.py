@@ -113,6 +113,9 @@ def _cold(section: dict) -> list[str]:
     if section.get("network_ratio") is not None:
         out += ["", f"`--network bridge` costs {_ratio(section['network_ratio'])} the cold start of "
                 "`--network none` (both in a network namespace of their own)."]
+    if section.get("egress_ratio") is not None:
+        out += ["", f"`--network bridge` with an egress policy (its rules, proxy and resolver) costs "
+                f"{_ratio(section['egress_ratio'])} the cold start of `--network none`."]
     return out + [""]
 
 

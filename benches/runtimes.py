@@ -8,6 +8,7 @@ does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -140,6 +141,57 @@ class Nucleus(Runtime):
             raise UnavailableError(first_line(r.stderr) or f"exit {r.returncode}")
 
 
+SERVERS: list[NucleusWarm] = []  # the running `nucleus serve`s: not leftovers until the bench ends
+
+
+def stop_servers() -> None:
+    """End every `nucleus serve` the bench started (before it looks for leftovers)."""
+    for warm in SERVERS:
+        warm.shutdown()
+    SERVERS.clear()
+
+
+class NucleusWarm(Nucleus):
+    """`nucleus run --server SOCK`: the same run forked by a `nucleus serve` of the bench's own,
+    started at the check and ended (SIGTERM) when the bench exits."""
+
+    name = "nucleus-warm"
+    label = "nucleus run --server (warm)"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.command = " ".join(["nucleus", "run", "--server", "SOCK", *ctx.limit_flags, "--", "CMD"])
+        self.socket = ""
+        self.server: subprocess.Popen | None = None
+
+    def argv(self, args: list[str], cid: str) -> list[str]:
+        name = ["--name", cid] if cid else []
+        return [*self.cmd, "run", "--server", self.socket, *name, *self.ctx.limit_flags, "--", *args]
+
+    def check(self) -> None:
+        if self.server is None:
+            import atexit
+            import tempfile
+
+            self.socket = os.path.join(tempfile.mkdtemp(prefix="nucleus-bench-serve-"), "serve.sock")
+            self.server = subprocess.Popen([*self.cmd, "serve", "--socket", self.socket],
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            line = self.server.stdout.readline() if self.server.stdout else ""
+            if not line.startswith("nucleus serve: listening"):
+                raise UnavailableError(first_line(self.server.communicate()[1]) or "nucleus serve did not start")
+            SERVERS.append(self)
+            atexit.register(self.shutdown)
+        super().check()
+
+    def shutdown(self) -> None:
+        if self.server is not None:
+            _terminate(self.server)
+            self.server.communicate()
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(self.socket))
+            self.server = None
+
+
 class NucleusNetwork(Nucleus):
     """nucleus in a network namespace of the bench's own (`unshare --net`), so that a bridge,
     its rules and its forwarding settings never touch the machine's network: with
@@ -148,16 +200,17 @@ class NucleusNetwork(Nucleus):
     name = "nucleus-none"
     label = "nucleus run --network none (in its own netns)"
     network = "none"
+    options: tuple[str, ...] = ()  # beyond --network
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.command = " ".join(["unshare", "--net", "nucleus", "run", *ctx.limit_flags, "--network",
-                                 self.network, "--", "CMD"])
+                                 self.network, *self.options, "--", "CMD"])
 
     def argv(self, args: list[str], cid: str) -> list[str]:
         name = ["--name", cid] if cid else []
         return ["unshare", "--net", *self.cmd, "run", *name, *self.ctx.limit_flags, "--network", self.network,
-                "--", *args]
+                *self.options, "--", *args]
 
     def check(self) -> None:
         if shutil.which("unshare") is None:
@@ -169,6 +222,16 @@ class NucleusBridge(NucleusNetwork):
     name = "nucleus-bridge"
     label = "nucleus run --network bridge (in its own netns)"
     network = "bridge"
+
+
+class NucleusEgress(NucleusNetwork):
+    """A bridge with an egress policy: its rules, and its proxy and resolver started (and
+    ended) with each run."""
+
+    name = "nucleus-egress"
+    label = "nucleus run --network bridge --egress-domain (in its own netns)"
+    network = "bridge"
+    options = ("--egress-domain", "pkgs.example.org", "--dns", "192.0.2.53")
 
 
 class Host(Runtime):
@@ -393,7 +456,7 @@ class Runsc(Oci):
             self.tool("delete", "-force", cid)
 
 
-ALL = {cls.name: cls for cls in (Host, Nucleus, NucleusNetwork, NucleusBridge, Runc, RuncDetached, Crun, Bwrap,
+ALL = {cls.name: cls for cls in (Host, Nucleus, NucleusWarm, NucleusNetwork, NucleusBridge, NucleusEgress, Runc, RuncDetached, Crun, Bwrap,
                                    BwrapNoSeccomp, Runsc, Unshare, Python)}
 
 
@@ -412,9 +475,9 @@ def reap_orphans(ctx: Context | None = None, timeout: float = 10) -> list[str]:
     """Wait for every remaining descendant of this process (orphans re-parented to us as the
     child subreaper) to end, reaping them; returns those still alive after the timeout. The
     mount namespace's holder (and its own children, if any) is not waited for."""
-    keep = set()
+    keep = {warm.server.pid for warm in SERVERS if warm.server is not None}
     if ctx is not None and ctx.mntns is not None and ctx.mntns.proc is not None:
-        keep = set(procs.descendants(ctx.mntns.proc.pid))
+        keep |= set(procs.descendants(ctx.mntns.proc.pid))
     deadline = time.monotonic() + timeout
     while True:
         while True:

@@ -23,7 +23,8 @@ VARIABLES
 
 Statuses == {"none", "creating", "created", "running", "stopped", "failed", "removed"}
 Levels == {"none", "enforced", "degraded"}
-ModelSignals == {"TERM", "KILL"}
+\* The signals `nucleus kill` sends (nucleus/config/signals.py, SENDABLE).
+Signals == {"TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH", "KILL"}
 
 lc_vars == <<lc_status, lc_security, lc_cleaned, lc_removed>>
 vars == <<lc_status, lc_security, lc_cleaned, lc_removed, event>>
@@ -70,7 +71,7 @@ Exit ==
 \* Kill forwards a signal; the status changes only when the workload exits (Exit).
 Kill(sig) ==
     /\ lc_status = "running"
-    /\ sig \in ModelSignals
+    /\ sig \in Signals
     /\ UNCHANGED lc_vars
 
 \* The supervisor is gone (killed) before its container was cleaned up: what is left is
@@ -113,7 +114,7 @@ Next ==
     \/ Start /\ Ev("Start", "")
     \/ Abort /\ Ev("Abort", "")
     \/ Exit /\ Ev("Exit", "")
-    \/ \E sig \in ModelSignals : Kill(sig) /\ Ev("Kill", sig)
+    \/ \E sig \in Signals : Kill(sig) /\ Ev("Kill", sig)
     \/ Lost /\ Ev("Lost", "")
     \/ Attach /\ Ev("Attach", "")
     \/ CleanupDone /\ Ev("CleanupDone", "")

@@ -1,22 +1,29 @@
 ------------------------------- MODULE Network -------------------------------
 (***************************************************************************)
 (* The container's network, mirrored by nucleus/machines/network.py.      *)
-(* Without a bridge (--network none: the container's own namespace with   *)
-(* only lo; --network host: the host's) the plan is empty. With a bridge: *)
-(* the host side first (the bridge and the container's addresses, the     *)
-(* veth pair, NAT and forwarding, and with an egress policy its rules and *)
-(* its proxy), then the container side (the address, the link up, the    *)
-(* default route). What a host-side step makes stays on the host until    *)
-(* the teardown removes it: net_held. A step that fails, or is abandoned  *)
-(* with its supervisor, may have left part of what it makes, so it counts *)
-(* as held too; the teardown after a failure removes what came before.    *)
-(* A failed teardown leaves the network "leaked" until a later Release.   *)
+(* Without a link of its own (--network none: the container's own         *)
+(* namespace with only lo; --network host: the host's) the plan is empty. *)
+(* With a bridge: the host side first (the bridge and the container's     *)
+(* addresses, the veth pair, NAT and forwarding, and with an egress       *)
+(* policy its rules and its proxy), then the container side (the address, *)
+(* the link up, the default route). A user-mode network (--network user:  *)
+(* pasta or slirp4netns, for runs without root) has no bridge: its host   *)
+(* side is the user-mode stack's process (usernet); with an egress policy *)
+(* the proxy comes first and the policy's rules are made inside the       *)
+(* container's namespace (filter) before the stack's interface exists.    *)
+(* What a host-side step makes stays on the host until the teardown       *)
+(* removes it: net_held. A step that fails, or is abandoned with its      *)
+(* supervisor, may have left part of what it makes, so it counts as held  *)
+(* too; the teardown after a failure removes what came before. A failed   *)
+(* teardown leaves the network "leaked" until a later Release.            *)
 (***************************************************************************)
 EXTENDS Naturals, Sequences
 
 VARIABLES
     \* @type: Bool;
     net_bridged,
+    \* @type: Bool;
+    net_user,
     \* @type: Bool;
     net_egress,
     \* @type: Str;
@@ -32,19 +39,29 @@ VARIABLES
 BridgePlan == <<"bridge", "veth", "nat", "address", "up", "route">>
 \* @type: Seq(Str);
 EgressPlan == <<"bridge", "veth", "nat", "egress", "proxy", "address", "up", "route">>
-\* The longer plan's length: a constant bound for quantifiers over plan positions.
+\* @type: Seq(Str);
+UserPlan == <<"usernet", "address", "up", "route">>
+\* @type: Seq(Str);
+UserEgressPlan == <<"proxy", "filter", "usernet", "address", "up", "route">>
+\* The longest plan's length: a constant bound for quantifiers over plan positions.
 MaxSteps == 8
-StepNames == {"bridge", "veth", "nat", "egress", "proxy", "address", "up", "route", "teardown"}
+StepNames == {"bridge", "veth", "nat", "egress", "proxy", "usernet", "filter", "address", "up", "route",
+              "teardown"}
 \* The steps that leave something on the host (the others act inside the container's network
 \* namespace, which ends with the container).
-HostSteps == {"bridge", "veth", "nat", "egress", "proxy"}
+HostSteps == {"bridge", "veth", "nat", "egress", "proxy", "usernet"}
+\* The steps that put an egress policy in force.
+PolicySteps == {"egress", "filter", "proxy"}
 Phases == {"idle", "running", "ready", "failed", "releasing", "released", "leaked"}
 Settled == {"idle", "ready", "failed", "leaked"}
 
 \* @type: Seq(Str);
-Plan == IF ~net_bridged THEN <<>> ELSE IF net_egress THEN EgressPlan ELSE BridgePlan
+Plan ==
+    IF net_user THEN (IF net_egress THEN UserEgressPlan ELSE UserPlan)
+    ELSE IF ~net_bridged THEN <<>> ELSE IF net_egress THEN EgressPlan ELSE BridgePlan
 
 HasDone(s) == \E i \in 1..MaxSteps : i <= net_done /\ Plan[i] = s
+InPlan(s) == \E i \in 1..MaxSteps : i <= Len(Plan) /\ Plan[i] = s
 
 \* The step whose outcome is awaited, or "none".
 UnderWay ==
@@ -55,13 +72,15 @@ UnderWay ==
 \* What is held once step s has been tried.
 Made(s) == IF s \in HostSteps THEN net_held \cup {s} ELSE net_held
 
-net_vars == <<net_bridged, net_egress, net_phase, net_done, net_held>>
-vars == <<net_bridged, net_egress, net_phase, net_done, net_held, event>>
+net_vars == <<net_bridged, net_user, net_egress, net_phase, net_done, net_held>>
+vars == <<net_bridged, net_user, net_egress, net_phase, net_done, net_held, event>>
 
 NetInit ==
     /\ net_bridged \in BOOLEAN
+    /\ net_user \in BOOLEAN
     /\ net_egress \in BOOLEAN
-    /\ net_egress => net_bridged
+    /\ ~(net_bridged /\ net_user)
+    /\ net_egress => (net_bridged \/ net_user)
     /\ net_phase = "idle"
     /\ net_done = 0
     /\ net_held = {}
@@ -71,7 +90,7 @@ PhaseAfter(d) == IF d = Len(Plan) THEN "ready" ELSE "running"
 Begin ==
     /\ net_phase = "idle"
     /\ net_phase' = PhaseAfter(0)
-    /\ UNCHANGED <<net_bridged, net_egress, net_done, net_held>>
+    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_done, net_held>>
 
 Done(s) ==
     /\ UnderWay = s
@@ -80,7 +99,7 @@ Done(s) ==
        ELSE /\ net_done' = net_done + 1
             /\ net_phase' = PhaseAfter(net_done + 1)
             /\ net_held' = Made(s)
-    /\ UNCHANGED <<net_bridged, net_egress>>
+    /\ UNCHANGED <<net_bridged, net_user, net_egress>>
 
 \* Step s did not complete (it failed, or the process carrying it out is gone). An unfinished
 \* teardown leaves the network leaked; any other step fails the network, and whatever it may
@@ -93,7 +112,7 @@ Unfinished(s) ==
 Fail(s) ==
     /\ UnderWay = s
     /\ Unfinished(s)
-    /\ UNCHANGED <<net_bridged, net_egress, net_done>>
+    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_done>>
 
 \* The step under way will never report: the supervisor carrying it out is Lost. Only System
 \* takes it, in the lifecycle's Lost step; alone it would be one more way to fail each step,
@@ -101,12 +120,12 @@ Fail(s) ==
 Abandon ==
     /\ UnderWay # "none"
     /\ Unfinished(UnderWay)
-    /\ UNCHANGED <<net_bridged, net_egress, net_done>>
+    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_done>>
 
 Release ==
     /\ net_phase \in Settled
     /\ net_phase' = IF net_held = {} THEN "released" ELSE "releasing"
-    /\ UNCHANGED <<net_bridged, net_egress, net_done, net_held>>
+    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_done, net_held>>
 
 Ev(name, arg) == event' = [m |-> "net", name |-> name, arg |-> arg]
 
@@ -123,19 +142,26 @@ Spec == Init /\ [][Next]_vars
 (* Invariants: the same names as in the machine. *)
 TypeOK ==
     /\ net_bridged \in BOOLEAN
+    /\ net_user \in BOOLEAN
     /\ net_egress \in BOOLEAN
     /\ net_phase \in Phases
     /\ net_done \in 0..Len(Plan)
     /\ net_held \subseteq HostSteps
 
-EgressNeedsBridge == net_egress => net_bridged
+\* An egress policy needs a link of the container's own (a bridge's veth or a user-mode stack).
+EgressNeedsLink == net_egress => (net_bridged \/ net_user)
+OneLink == ~(net_bridged /\ net_user)
 ReadyMeansComplete == net_phase = "ready" => net_done = Len(Plan)
 \* A container whose mode has an egress policy never has an interface up unless the policy's
-\* rules and proxy are in force (made, and not yet torn down).
+\* rules and proxy are in force (made, and, on the host, not yet torn down).
 NoInterfaceUpWithoutPolicy ==
-    (net_egress /\ HasDone("up") /\ net_phase # "released") => {"egress", "proxy"} \subseteq net_held
-\* The container side needs the link moved into its namespace, and the route an address.
-InsideAfterVeth == HasDone("address") => HasDone("veth")
+    (net_egress /\ HasDone("up") /\ net_phase # "released") =>
+        \A s \in PolicySteps : InPlan(s) => (HasDone(s) /\ (s \in HostSteps => s \in net_held))
+\* The container side needs its link (the veth moved into its namespace, or the user-mode
+\* stack's interface there), and the route an address; a user-mode stack is attached only once
+\* the policy's rules are in force inside.
+InsideAfterLink == HasDone("address") => (HasDone("veth") \/ HasDone("usernet"))
+StackAfterFilter == (net_egress /\ HasDone("usernet")) => HasDone("filter")
 RouteAfterUp == HasDone("route") => (HasDone("up") /\ HasDone("address"))
 \* Everything a host-side step made is held until the teardown completes.
 NothingMadeIsForgotten == net_phase # "released" => \A s \in HostSteps : HasDone(s) => s \in net_held
@@ -143,8 +169,8 @@ NothingMadeIsForgotten == net_phase # "released" => \A s \in HostSteps : HasDone
 ReleasedHoldsNothing == net_phase = "released" => net_held = {}
 
 Inv ==
-    /\ TypeOK /\ EgressNeedsBridge /\ ReadyMeansComplete /\ NoInterfaceUpWithoutPolicy
-    /\ InsideAfterVeth /\ RouteAfterUp /\ NothingMadeIsForgotten /\ ReleasedHoldsNothing
+    /\ TypeOK /\ EgressNeedsLink /\ OneLink /\ ReadyMeansComplete /\ NoInterfaceUpWithoutPolicy
+    /\ InsideAfterLink /\ StackAfterFilter /\ RouteAfterUp /\ NothingMadeIsForgotten /\ ReleasedHoldsNothing
 
 (* Temporal: steps are never undone, and once released nothing is held again. *)
 Monotone == [][net_done' >= net_done]_vars

@@ -59,6 +59,8 @@ VARIABLES
     \* @type: Bool;
     net_bridged,
     \* @type: Bool;
+    net_user,
+    \* @type: Bool;
     net_egress,
     \* @type: Str;
     net_phase,
@@ -81,7 +83,7 @@ iso_vars == <<iso_rootless, iso_phase, iso_done>>
 fs_vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited>>
 sec_vars == <<sec_allowDegraded, sec_strict, sec_phase, sec_applied, sec_degraded>>
 res_vars == <<res_required, res_phase, res_held, res_limited>>
-net_vars == <<net_bridged, net_egress, net_phase, net_done, net_held>>
+net_vars == <<net_bridged, net_user, net_egress, net_phase, net_done, net_held>>
 vars == <<lc_vars, iso_vars, fs_vars, sec_vars, res_vars, net_vars, event>>
 
 Ev(m, name, arg) == event' = [m |-> m, name |-> name, arg |-> arg]
@@ -106,7 +108,7 @@ LcStep ==
        \/ LC!Start /\ Ev("lc", "Start", "")
        \/ LC!Abort /\ Ev("lc", "Abort", "")
        \/ LC!Exit /\ Ev("lc", "Exit", "")
-       \/ \E sig \in LC!ModelSignals : LC!Kill(sig) /\ Ev("lc", "Kill", sig)
+       \/ \E sig \in LC!Signals : LC!Kill(sig) /\ Ev("lc", "Kill", sig)
        \/ LC!Attach /\ Ev("lc", "Attach", "")
        \* Cleanup is done once the cgroup (and with it every process) and the network are gone.
        \/ res_phase = "released" /\ net_phase = "released" /\ LC!CleanupDone /\ Ev("lc", "CleanupDone", "")
@@ -180,9 +182,9 @@ CleanedMeansReleased ==
     (lc_status \in {"stopped", "failed", "removed"} /\ lc_cleaned) =>
         (res_phase = "released" /\ net_phase = "released")
 RunningRequiresNetwork == lc_status \in {"created", "running"} => net_phase = "ready"
-\* A veth reaches only a namespace the container made, and the network is torn down only once
-\* no process of the container is left.
-NetworkInsideNamespaces == NET!HasDone("veth") => ISO!HasDone("unshare")
+\* A veth or a user-mode stack reaches only a namespace the container made, and the network is
+\* torn down only once no process of the container is left.
+NetworkInsideNamespaces == (NET!HasDone("veth") \/ NET!HasDone("usernet")) => ISO!HasDone("unshare")
 NetworkOutlivesProcesses == net_phase \in {"releasing", "released"} => res_phase = "released"
 
 Inv ==

@@ -1,3 +1,3 @@
-from nucleus.cli.main import main
+from nucleus.cli.entry import main
 
 main()

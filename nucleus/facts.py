@@ -107,6 +107,10 @@ class HostFacts:
     # and the NAT tool --nat-backend chose ("nft" or "iptables"; "" when none is installed).
     routes: tuple[tuple[str, str], ...] | None = None
     nat_backend: str = ""
+    # For --network user (probed only then): the user-mode stacks installed, (name, program),
+    # pasta first; and the nftables program its egress rules are made with ("" for none).
+    user_stacks: tuple[tuple[str, str], ...] = ()
+    nft: str = ""
 
     @property
     def lockdown_probed(self) -> bool:

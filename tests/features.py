@@ -17,7 +17,7 @@ from pathlib import Path
 EXPECTED = frozenset({
     "root", "userns", "seccomp", "landlock", "netns", "pyseccomp",
     # installed by `make setup`, so a CI run that lacks them is broken, not skippable
-    "bin:gcc", "bin:runc", "bin:bwrap", "bin:unshare", "bin:runuser",
+    "bin:gcc", "bin:runc", "bin:bwrap", "bin:unshare", "bin:runuser", "mini-init",
     # the CI checkout has ../shared beside it
     "shared:reference/docker-default-seccomp.json",
 })
@@ -86,6 +86,12 @@ def _binary(name: str) -> tuple[bool, str]:
     return path is not None, path or f"{name} not on PATH"
 
 
+def _mini_init() -> tuple[bool, str]:
+    """The container's compiled init, built by `make setup` (`make init`)."""
+    path = Path(__file__).resolve().parents[1] / "nucleus" / "init" / "nucleus-init"
+    return path.is_file(), str(path) if path.is_file() else f"{path} not built (make init)"
+
+
 # TLC, the TLA+ model checker (Java): optional, not in EXPECTED (CI has no Java); where it is
 # installed, the built-in checker's verdicts are compared with its own.
 TLA2TOOLS = Path(os.environ.get("TLA2TOOLS") or "/opt/tla/tla2tools.jar")
@@ -114,6 +120,7 @@ _PROBES = {
     "netns": _netns,
     "pyseccomp": _pyseccomp,
     "tlc": _tlc,
+    "mini-init": _mini_init,
 }
 
 

@@ -58,7 +58,7 @@ DOCKER_PROFILE = features.shared_file(DOCKER_PROFILE_FEATURE)
 NEEDS_DOCKER_PROFILE = pytest.mark.requires(DOCKER_PROFILE_FEATURE)
 
 # Variables that steer a run; tests set them explicitly when they mean to.
-_STEERING = ("NUCLEUS_FAIL_AT", "NUCLEUS_STATE_DIR", "NUCLEUS_TESTS_STRICT")
+_STEERING = ("NUCLEUS_FAIL_AT", "NUCLEUS_STATE_DIR", "NUCLEUS_TESTS_STRICT", "NUCLEUS_INIT")
 
 
 def nucleus_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -410,7 +410,9 @@ def readable_nucleus():
     """A copy of nucleus and the packages it imports that any user can read and import (for
     runs as an ordinary user, to whom root's virtualenv may be closed); yields its directory."""
     import click
+    import dns
     import pathspec
+    import pyroute2
     import pyseccomp
 
     import nucleus
@@ -418,7 +420,8 @@ def readable_nucleus():
     top = _tempfile.mkdtemp(prefix="nucleus-test-readable-")
     try:
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        for module in (nucleus, click, pathspec):
+        # pyroute2 and dnspython: a network's links and an egress process's resolver.
+        for module in (nucleus, click, pathspec, pyroute2, dns):
             shutil.copytree(os.path.dirname(module.__file__), os.path.join(top, module.__name__), ignore=ignore)
         shutil.copy(pyseccomp.__file__, os.path.join(top, "pyseccomp.py"))
         for root, _dirs, files in os.walk(top):
@@ -617,3 +620,30 @@ class Scope:
                     pass
         if not _mount_points_under(self.state_dir):  # never delete through a leaked mount
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+NIX_STORE = "/nix/store"
+NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz"  # Nix's base32: no e, o, t, u
+
+
+def store_name(name: str) -> str:
+    """A path under /nix/store named as Nix names one: <32 base32 characters>-<name>."""
+    return f"{NIX_STORE}/{''.join(_secrets.choice(NIX_BASE32) for _ in range(32))}-{name}"
+
+
+@contextlib.contextmanager
+def store_paths():
+    """A list to put the store paths a test makes in: each removed afterwards, with /nix/store
+    (and /nix) too where this made them."""
+    made = [p for p in ("/nix", NIX_STORE) if not os.path.exists(p)]
+    for p in made:
+        os.mkdir(p, 0o755)
+    paths: list[str] = []
+    try:
+        yield paths
+    finally:
+        for p in paths:
+            shutil.rmtree(p, ignore_errors=True)
+        for p in reversed(made):
+            with contextlib.suppress(OSError):
+                os.rmdir(p)

@@ -66,9 +66,23 @@ def view(record: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
     if lost(record):
         out["status"] = "lost"
         out["reason"] = "the supervisor is gone; nucleus rm --force cleans up"
+    service = record.get("service")
+    if isinstance(service, dict):
+        out["health"] = service.get("health") if service.get("health") != "none" else None
+        out["restarts"] = service.get("restarts", 0)
+        out["service"] = service
+        if restarting(record):
+            out["status"] = "restarting"
     if store is not None:
         out["log_size"] = store.log_size(record["id"]) if record.get("detached") else None
     return out
+
+
+def restarting(record: dict[str, Any]) -> bool:
+    """Between two runs of a service: its supervisor waits to set it up again."""
+    service = record.get("service")
+    return (isinstance(service, dict) and service.get("phase") == "waiting"
+            and record.get("status") not in ACTIVE and supervisor_alive(record))
 
 
 def find(ref: str) -> dict[str, Any]:
@@ -90,7 +104,7 @@ def listing(all_: bool) -> list[dict[str, Any]]:
     store = _store()
     records_ = store.all()
     if not all_:
-        records_ = [r for r in records_ if r.get("status") in ACTIVE or lost(r)]
+        records_ = [r for r in records_ if r.get("status") in ACTIVE or lost(r) or restarting(r)]
     return sorted((view(r, store) for r in records_), key=lambda r: r.get("created_at", 0))
 
 
@@ -189,6 +203,10 @@ def kill(ref: str, sig: str, action: str = "kill") -> dict[str, Any]:
     authorize(record, action)
     if not supervisor_alive(record):
         raise RuntimeFailure(f"cannot {action} container {record['name']!r}: it is {view(record)['status']}")
+    if "service" in record:  # a service that is stopped or killed is not started again
+        _store().mark_stop(record["id"])
+        if restarting(record):
+            return record
     result = container_driver(record, action=action).feed(v.Kill(sig))
     if isinstance(result, Refused):
         raise _refused(result, record)
@@ -234,6 +252,8 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
         )
     believed = not _names_another_process(record)
     if believed and supervisor_alive(record):
+        if "service" in record:
+            store.mark_stop(record["id"])
         if record.get("status") in ACTIVE:
             try:
                 kill(record["id"], "KILL", action="remove")
@@ -321,3 +341,35 @@ def follow(log: Log, out: TextIO) -> None:
         follow_log(log.reader, log.pending, lambda: not _finished(store.read(log.record["id"])), write)
     finally:
         log.close()
+
+
+def follow_many(logs: list[tuple[str, Log]], out: TextIO, interval: float = 0.1) -> None:
+    """Print what several containers write, each complete line after its prefix, interleaved
+    as it comes, until every one's supervisor has finished."""
+    import time
+
+    store = _store()
+    pending = {i: log.pending for i, (_, log) in enumerate(logs)}
+    try:
+        while True:
+            quiet = True
+            for i, (prefix, log) in enumerate(logs):
+                chunk = log.reader.more()
+                if not chunk:
+                    continue
+                quiet = False
+                lines = (pending[i] + chunk).split(b"\n")
+                pending[i] = lines.pop()
+                for line in lines:
+                    out.write(prefix + line.decode(errors="replace") + "\n")
+                out.flush()
+            if quiet:
+                if all(_finished(store.read(log.record["id"])) for _, log in logs):
+                    for i, (prefix, _) in enumerate(logs):
+                        if pending[i]:
+                            out.write(prefix + pending[i].decode(errors="replace") + "\n")
+                    return
+                time.sleep(interval)
+    finally:
+        for _, log in logs:
+            log.close()

@@ -16,14 +16,13 @@ nucleus.app.manage).
 from __future__ import annotations
 
 import posixpath
-import secrets
 import time
 from dataclasses import replace
 from typing import Any
 
 from nucleus.config.container import NAME_RE, ContainerConfig
 from nucleus.config.resources import DEFAULT_CGROUP_PARENT, Limits, parse_cgroup_parent
-from nucleus.effects import probe
+from nucleus.effects import probe, store
 from nucleus.effects.process import process_start
 from nucleus.effects.store import Store
 from nucleus.errors import InvalidInput
@@ -39,7 +38,7 @@ ACTIVE = lifecycle.ACTIVE
 
 
 def new_id() -> str:
-    return secrets.token_hex(16)
+    return store.random_id()
 
 
 def register(store: Store, config: ContainerConfig, cid: str, plan: RunPlan, *, rootless: bool,
@@ -63,6 +62,8 @@ def register(store: Store, config: ContainerConfig, cid: str, plan: RunPlan, *, 
         record["cgroup_delegated"] = {"group": group, "controllers": list(controllers)}
     if config.volumes:
         record["volumes"] = volumes(plan)
+    if config.labels:
+        record["labels"] = dict(config.labels)
     if plan.network.mode != "none":
         record["network"] = network_plan.to_record(plan.network)
     if config.detach:
@@ -108,7 +109,7 @@ class StateRecorder:
         may_hold = state.res.held or state.res.phase == "creating"
         # A bridge's progress too: a supervisor lost in the middle of a network step leaves a
         # record that names what the teardown must remove.
-        net = (state.net.phase, state.net.done, state.net.held) if state.net.bridged else None
+        net = (state.net.phase, state.net.done, state.net.held) if state.net.plan else None
         key = (state.lc.status, may_hold, state.lc.cleaned, net)
         if key == self.key:
             return
@@ -166,7 +167,7 @@ _SHAPE: dict[str, tuple[type, ...]] = {
     "init_start": _OPTIONAL_INT, "detached": (bool,), "rootless": (bool,), "cgroup_parent": (str,),
     "exit_code": _OPTIONAL_INT, "reason": (str, type(None)), "security": (str,), "plan": (dict,),
     "hostname": (str, type(None)), "limits": (dict,), "log": (dict,), "cgroup_delegated": (dict,),
-    "volumes": (list,), "violations": (dict,), "network": (dict,),
+    "volumes": (list,), "violations": (dict,), "network": (dict,), "service": (dict,),
 }
 _REQUIRED = ("name", "status", "machines")
 
@@ -216,7 +217,7 @@ def machines(record: dict[str, Any]) -> dict[str, Any]:
     holds none of its variables: it had no bridge, set up or torn down as its cleanup says."""
     values = dict(record["machines"])
     if "net_phase" not in values:
-        values.update(net_bridged=False, net_egress=False, net_done=0, net_held=[],
+        values.update(net_bridged=False, net_user=False, net_egress=False, net_done=0, net_held=[],
                       net_phase="released" if values.get("lc_cleaned") else "ready")
     return values
 

@@ -12,11 +12,13 @@ machine; an interruption or a bug feeds Lost, and the machine decides the cleanu
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from nucleus import vocab as v
+from nucleus.app import audit as app_audit
 from nucleus.app import outputs, records
 from nucleus.app import violations as app_violations
 from nucleus.app.policyfiles import Policies
@@ -24,6 +26,7 @@ from nucleus.config import context as context_rules
 from nucleus.config import mode_host, modes
 from nucleus.config.container import CONTEXT_MOUNT, ContainerConfig
 from nucleus.config.context import ContextSource, Resolved
+from nucleus.config.volumes import VolumeSource
 from nucleus.driver import Driver
 from nucleus.effects import prepare, probe
 from nucleus.effects.executor import Executor, parse_fault
@@ -34,6 +37,10 @@ from nucleus.machines import lifecycle, resources, system
 from nucleus.plain import to_plain
 from nucleus.plan import run as run_plan
 from nucleus.trace.record import Recorder
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from nucleus.effects.service import Relay
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -139,6 +146,8 @@ def run(config: ContainerConfig, trace_path: str | None = None,
     """Run in the foreground (or, with config.detach, hand the container to a background
     supervisor once it has started, print its id and return 0)."""
     environ = environ or {}
+    if config.service is not None and config.service.readiness.workload:
+        config = notify_socket_inside(config, environ)
     context = None if config.context is None else probe.context(config.context, CONTEXT_HINT)
     probe.writable_file("--trace", trace_path)
     probe.directory("--rootfs", config.rootfs,
@@ -146,22 +155,37 @@ def run(config: ContainerConfig, trace_path: str | None = None,
     facts = probe.for_run(config, modes_need=modes_need_host(config))
     if modes_need_host(config):
         mode_host.validate_host(modes.from_container_spec(config), facts)
+    if config.verify_rootfs_attestation and facts.rootfs_realpath is not None:
+        prepare.rootfs_attested(facts.rootfs_realpath, facts.store_paths)
     config = run_plan.with_context(config, None if context is None else context[0].path)
     let_out = outputs.before_run(config, facts)
     artifacts, programs = prepare_artifacts(config, context, facts.euid, let_out.before)
     artifacts = replace(artifacts, volumes=let_out.volumes)
+    init_image = prepare.compiled_init(modes.compiled_init_required(config.service_mode), environ)
+    secrets = prepare.secret_sources(config.secrets, probe.own_uid())
     cid = records.new_id()
-    planned = run_plan.plan(config, facts, artifacts, cid)
+    otlp_url = app_audit.check(config, environ)
 
     copy = app_violations.open_copy(config)  # --violations FILE: refused before any change
+    audit_log = app_audit.open_log(config)  # --audit-log FILE, likewise
     store = Store(facts.state_root)
+    relay = None
     try:
         store.ensure()
+        relay = open_relay(config, store, cid)
+        if relay is not None:
+            artifacts = replace(artifacts, volumes=(*artifacts.volumes, relay_volume(relay)))
+        planned = run_plan.plan(config, facts, artifacts, cid)
         record = records.register(store, config, cid, planned, rootless=planned.join.rootless,
                                   creator=probe.own_uid(), supervisor=probe.own_pid())
     except BaseException:
         copy.discard()
+        if audit_log is not None:
+            audit_log.discard()
+        if relay is not None:
+            relay.close()
         raise
+    auditor = app_audit.recorder(config, record, otlp_url, environ, audit_log)
     trace = None
     if trace_path is not None:
         inputs = run_plan.RunInputs(replace(config, loaded_policies=None), facts, artifacts, cid)
@@ -171,9 +195,47 @@ def run(config: ContainerConfig, trace_path: str | None = None,
 
     monitor = app_violations.monitor_setup(config, record, planned, copy)
 
+    def audited(inner: Any) -> Any:
+        """The run's recorder: the audit log's in front of `inner` (the trace's, or none)."""
+        return inner if auditor is None else auditor.over(inner)
+
     def supervise(report: Report | None) -> int:
-        return _supervise(config, planned, store, record, programs, trace, faults, report,
-                          (let_out, artifacts.context), monitor=monitor)
+        try:
+            return supervise_runs(report)
+        finally:
+            if auditor is not None:
+                auditor.close()
+            if relay is not None:
+                relay.close()
+
+    def supervise_runs(report: Report | None) -> int:
+        if config.service is None or not config.service.supervised:
+            return _supervise(config, planned, store, record, programs, audited(trace), faults, report,
+                              (let_out, artifacts.context), monitor=monitor, init_image=init_image,
+                              secrets=secrets)
+        from nucleus.app.service import Supervisor
+
+        service = Supervisor(config.service, store, record, environ, relay)
+        image, recorder, sources = init_image, trace, secrets
+        counts: dict[str, int] = {}  # NUCLEUS_FAIL_AT=Intent#n counts across the restarts
+        while True:
+            try:
+                code = _supervise(config, planned, store, record, programs, audited(recorder), faults, report,
+                                  (let_out, artifacts.context), monitor=monitor, init_image=image,
+                                  service=service, secrets=sources, counts=counts)
+            except NucleusError as e:
+                if service.state.restarts:
+                    e.message = f"restart {service.state.restarts} of the service: {e.message}"
+                    if config.detach:  # its log says it: nobody waits for its report any more
+                        sys.stderr.write(f"nucleus: {e.message}\n")
+                raise
+            if not service.again or not service.backoff():
+                return code
+            service.fresh_record()
+            # A fresh setup: the compiled init again (each run's init takes its own copy); the
+            # trace records the first run only.
+            image, recorder = prepare.compiled_init(modes.compiled_init_required(config.service_mode), environ), None
+            sources = prepare.secret_sources(config.secrets, probe.own_uid())  # read again for it
 
     if not config.detach:
         return supervise(None)
@@ -192,6 +254,9 @@ def run(config: ContainerConfig, trace_path: str | None = None,
             return 1
 
     answer = detach(store.log_sink(cid, config.log_max_size, config.log_max_files), background)
+    prepare.close_secrets(secrets)  # the background supervisor has its own descriptors
+    if relay is not None:
+        relay.close(remove=False)  # ... and the relay, whose file it removes
     if answer is not None and "ok" in answer:
         print(answer["ok"])
         return 0
@@ -205,14 +270,17 @@ def run(config: ContainerConfig, trace_path: str | None = None,
 
 
 def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store, record: dict[str, Any],
-               programs: dict[str, bytes], trace: Recorder | None,
+               programs: dict[str, bytes], trace: Any,
                faults: tuple[tuple[str, int] | None, tuple[str, int] | None], report: Report | None,
                let_out: tuple[outputs.Outputs, ContextSource | None] | None = None,
-               monitor: Any = None) -> int:
+               monitor: Any = None, init_image: int | None = None, service: Any = None,
+               secrets: list[prepare.SecretSource] | None = None, counts: dict[str, int] | None = None) -> int:
     out, context = let_out or (outputs.Outputs(), None)
     executor = Executor(programs, fault=faults[0], pause=faults[1],
                         keeps_trees=run_plan.keeps_context(config, planned.join.rootless), monitor=monitor,
-                        netlink=planned.network.mode == "bridge")
+                        netlink=planned.network.mode in ("bridge", "user"), init_image=init_image, secrets=secrets)
+    if counts is not None:
+        executor.counts = counts
     tree: int | None = None
     trouble: NucleusError | None = None
     recorder = records.StateRecorder(store, record, lambda: executor.init_pid, trace)
@@ -230,7 +298,9 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
             if never_ran is None:
                 if report is not None:
                     report({"ok": record["id"]})
-                code = executor.wait()
+                started = time.monotonic()
+                code = executor.wait(None if service is None else lambda pid: service.wait(executor, pid))
+                ran_for = time.monotonic() - started
                 app_violations.explain_death(store, record["id"], code)
                 trouble = outputs.after_workload(config, out, tree, context, store, record["id"],
                                                  planned.join.rootless)
@@ -239,6 +309,8 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
             else:
                 code = never_ran.code
             driver.settle()  # release the cgroup, then CleanupDone
+            if service is not None and service.ended(code, 0.0 if never_ran is not None else ran_for):
+                return code  # set up again, with the same record
             if never_ran is not None and config.detach:
                 # No id was printed: the run failed, and the container goes with it.
                 driver.require(v.Remove())
@@ -261,8 +333,48 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
     finally:
         if tree is not None:
             prepare.close_context(tree)
+        if secrets:  # read and closed once the setup process was forked; else closed here
+            prepare.close_secrets(secrets)
         if trace is not None:
             trace.write()
+
+
+def notify_socket_inside(config: ContainerConfig, environ: dict[str, str]) -> ContainerConfig:
+    """--readiness-sd-notify: NOTIFY_SOCKET (where the supervisor passes the workload's READY=1
+    on to) checked, and the workload's NOTIFY_SOCKET set to the relay's socket inside."""
+    from nucleus.config import notify as notify_rules
+    from nucleus.effects import service as host
+
+    value = environ.get("NOTIFY_SOCKET", "")
+    if not host.notify_socket_valid(value):
+        raise InvalidInput(f"--readiness-sd-notify: NOTIFY_SOCKET is {value!r}, neither a socket's path nor '@name'",
+                           hint="run under systemd (Type=notify), which sets it")
+    problem = notify_rules.place_refusal(config.volumes, config.secrets)
+    if problem is not None:
+        raise problem
+    return replace(config, env=(*config.env, ("NOTIFY_SOCKET", notify_rules.SOCKET_INSIDE)))
+
+
+def open_relay(config: ContainerConfig, store: Store, cid: str) -> Relay | None:
+    """--readiness-sd-notify: the socket the workload's notifications come to (a
+    nucleus.effects.notify.Relay in the state directory), or None without it."""
+    if config.service is None or not config.service.readiness.workload:
+        return None
+    from nucleus.effects import service as host
+
+    path = store.notify_path(cid)
+    try:
+        return host.Relay(path)
+    except OSError as e:
+        raise RuntimeFailure(f"--readiness-sd-notify: cannot make the socket {path!r}: {e.strerror or e}") from None
+
+
+def relay_volume(relay: Relay) -> VolumeSource:
+    """The relay's socket as the plan binds it: read-only (a datagram is sent all the same),
+    at nucleus.config.notify.SOCKET_INSIDE, never id-mapped (its mode lets anyone send)."""
+    from nucleus.config.notify import SOCKET_INSIDE
+
+    return VolumeSource(relay.path, SOCKET_INSIDE, False, relay.opened)
 
 
 def _lost(driver: Driver) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from nucleus import __version__
-from nucleus.cli import run_options
+from nucleus.cli import entry, run_options
 from nucleus.errors import EXIT_FAILURE, InvalidInput, NucleusError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -50,10 +50,7 @@ def run(ctx: click.Context, /, command: tuple[str, ...], **opts: Any) -> None:
     if opts["debug"]:
         ctx.obj["debug"] = True
     _set_debug(opts["debug"])
-    config = run_options.to_config(command, opts, os.environ.get("TERM") or "xterm")
-    from nucleus.app.run import run as run_container
-
-    ctx.exit(run_container(config, trace_path=opts["trace"], environ=dict(os.environ)))
+    ctx.exit(run_options.start(command, opts))
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
@@ -104,8 +101,12 @@ def ps(all_: bool, fmt: str) -> None:
         r["created"] = _ago(r.get("created_at"))
         r["command"] = " ".join(r.get("argv", []))[:40]
         r["log"] = _size(r.get("log_size"))
-        if r.get("exit_code") is not None:
-            r["status"] = f"{r['status']} ({r['exit_code']}" + (f", {r['reason']}" if r.get("reason") else "") + ")"
+        # stopped (3, restarts 2); a service's health too: running (healthy, restarts 1)
+        shown = [str(r["exit_code"])] + ([r["reason"]] if r.get("reason") else []) \
+            if r.get("exit_code") is not None else [r["health"]] if r.get("health") else []
+        shown += [f"restarts {r['restarts']}"] if r.get("restarts") else []
+        if shown:
+            r["status"] = f"{r['status']} ({', '.join(shown)})"
     columns = [("id", "ID"), ("name", "NAME"), ("status", "STATUS"), ("created", "CREATED")]
     if all_:  # the size of each detached container's log (every file it keeps)
         columns.append(("log", "LOG"))
@@ -183,6 +184,21 @@ def kill(container: str, sig: str, signal_arg: str | None) -> None:
     from nucleus.config.signals import parse_signal
 
     click.echo(manage.kill(container, parse_signal(signal_arg or sig))["name"])
+
+
+@cli.command()
+@click.option("--socket", "socket_path", metavar="PATH",
+              help="Where to listen [default: serve.sock in the state directory].")
+@click.option("--group", metavar="GROUP", help="Also serve this group's members (root only): the "
+              "socket 0660 and the group's; each sandbox is made as its caller.")
+@click.option("--grace", default=10.0, show_default=True, type=float,
+              help="Seconds a shutdown waits for the running sandboxes.")
+@click.pass_context
+def serve(ctx: click.Context, socket_path: str | None, group: str | None, grace: float) -> None:
+    """Serve `nucleus run --server SOCK` from one process that imported the run path once."""
+    from nucleus.cli import serve as serve_cli
+
+    ctx.exit(serve_cli.serve(socket_path, group, grace))
 
 
 @cli.command()
@@ -314,6 +330,21 @@ def check(fmt: str) -> None:
         click.echo(hostcheck.report(facts))
 
 
+@cli.command()
+@click.option("--store-path", "store_paths", metavar="PATH", multiple=True,
+              help="A /nix/store path the closure needs (repeatable) [default: the closure's "
+                   ".nucleus-rootfs-store-paths, else the store paths its symlinks reach].")
+@click.argument("directory", metavar="DIR")
+def attest(directory: str, store_paths: tuple[str, ...]) -> None:
+    """Write DIR's .nucleus-rootfs-sha256 manifest (and .nucleus-rootfs-store-paths), which
+    --verify-rootfs-attestation checks before a run mounts the closure."""
+    from nucleus.effects import attestation
+
+    count, stores = attestation.attest(directory, store_paths or None)
+    click.echo(f"{directory}: {count} entr{'y' if count == 1 else 'ies'} attested"
+               + (f" across {len(stores)} store paths" if stores else ""))
+
+
 @cli.group()
 def seccomp() -> None:
     """Seccomp profiles."""
@@ -382,6 +413,41 @@ def trace_replay(files: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
+@trace.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--formal", metavar="DIR", help="The specifications (default: formal/ beside the package, or $NUCLEUS_FORMAL).")
+def trace_check(files: tuple[str, ...], formal: str | None) -> None:
+    """Check that FILES are behaviours of their spec: Init holds first, and each step is a Next step."""
+    from nucleus.trace import check
+
+    directory = check.formal_directory(formal)
+    if not directory.is_dir():
+        raise InvalidInput(f"--formal {str(directory)!r}: no such directory",
+                           hint="give the directory of the TLA+ specifications (formal/ in the source tree)")
+    refused, unreadable = 0, []
+    for path in files:
+        try:
+            verdict = check.check_file(path, directory)
+        except check.Unreadable as e:
+            unreadable.append(f"trace {path!r}: {e}")
+            continue
+        if verdict.ok:
+            click.echo(str(verdict))
+        else:
+            refused += 1
+            click.echo(f"REFUSED {verdict}", err=True)
+    if unreadable:
+        raise InvalidInput("; ".join(unreadable))
+    click.echo(f"{len(files) - refused} of {len(files)} traces are behaviours of their spec")
+    if refused:
+        sys.exit(1)
+
+
+from nucleus.cli.compose import compose  # noqa: E402 - the group it joins is defined above
+
+cli.add_command(compose)
+
+
 def run_cli() -> int:
     """The CLI: returns the exit status (errors leave through SystemExit with theirs)."""
     try:
@@ -389,8 +455,7 @@ def run_cli() -> int:
     except NucleusError as e:
         if _debug:
             raise
-        click.echo(e.render(), err=True)
-        sys.exit(e.exit_code)
+        sys.exit(entry.report(e))
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:
@@ -402,19 +467,14 @@ def run_cli() -> int:
     except Exception as e:  # a bug: say so plainly, the traceback is one flag away
         if _debug:
             raise
-        click.echo(f"error: internal error: {type(e).__name__}: {e}\nhint: run again with --debug "
-                   "for the traceback, and report it", err=True)
-        sys.exit(EXIT_FAILURE)
+        sys.exit(entry.report(e))
     return rv if isinstance(rv, int) else 0
 
 
 def main() -> None:
-    code = run_cli()
-    # Leave without the interpreter's teardown (a tenth of a short run): nothing is pending but
-    # the standard streams, which are flushed here.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """Every command through click (the console script's `nucleus.cli.entry.main` takes a plain
+    run past click)."""
+    entry.leave(run_cli())
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-import click
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -81,7 +79,13 @@ RUN_FLAGS: tuple[Flag, ...] = (
          choices=("errno", "kill", "log")),
     Flag(("--violations",), "Also append every refused operation (one JSON line each) to FILE.",
          metavar="FILE"),
+    Flag(("--audit-log",), "Append one JSON line per lifecycle and security step to FILE ('-': "
+         "stderr, with the priority journald reads).", metavar="FILE"),
+    Flag(("--otlp-endpoint",), "Export the run's spans over OTLP/HTTP to this collector "
+         "[default: $OTEL_EXPORTER_OTLP_ENDPOINT].", metavar="URL"),
     Flag(("--rootfs",), "Take /bin /usr /lib /etc /nix from this closure, read-only.", metavar="DIR"),
+    Flag(("--verify-rootfs-attestation",), "Check the --rootfs closure against its "
+         ".nucleus-rootfs-sha256 manifest (nucleus attest) before it is mounted.", switch=True),
     Flag(("--seccomp-profile",), "OCI seccomp profile (JSON) instead of the default.", metavar="FILE"),
     Flag(("--seccomp-profile-sha256",), "Refuse to start unless the profile has this sha256.", metavar="HEX"),
     Flag(("--caps-policy",), "Capability policy (TOML) instead of dropping all.", metavar="FILE"),
@@ -98,6 +102,9 @@ RUN_FLAGS: tuple[Flag, ...] = (
          switch=True),
     Flag(("-v", "--volume"), "Bind a host directory or file of yours: HOST:CONTAINER[:ro|rw] "
          "(repeatable; default rw).", metavar="HOST:CONTAINER[:MODE]", multiple=True),
+    Flag(("--secret",), "Give the workload this host file at DEST, on an in-memory tmpfs at "
+         "/run/secrets (0400, its user's; a DEST elsewhere is bound from there) (repeatable).",
+         metavar="SRC:DEST", multiple=True),
     Flag(("--changes",), "When the workload ends, write what it changed in a copied /context to OUT "
          "(a directory, or a patch if OUT ends in .patch or .diff).", metavar="OUT"),
     Flag(("--changes-max-size",), "Largest file --changes brings back [default: 16M].", metavar="SIZE"),
@@ -108,9 +115,12 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("--allow-exec",), "Let the workload execute files in this writable place or a directory "
          "below one: /context, home, /tmp (repeatable).", metavar="PATH", multiple=True),
     # The network (nucleus.config.network).
-    Flag(("--network",), "none: only lo; bridge: a veth to the host's bridge, with NAT; host: the "
-         "host's network (agent mode, with --allow-host-network) [default: none; bridge in "
-         "production with -p or egress].", choices=("none", "bridge", "host")),
+    Flag(("--network",), "none: only lo; bridge: a veth to the host's bridge, with NAT; user: a "
+         "user-mode stack, without root (pasta or slirp4netns); host: the host's network (agent "
+         "mode, with --allow-host-network) [default: none; bridge in production with -p or "
+         "egress].", choices=("none", "bridge", "user", "host")),
+    Flag(("--user-net",), "The user-mode stack of --network user [default: auto, pasta where "
+         "installed, else slirp4netns].", choices=("auto", "pasta", "slirp4netns")),
     Flag(("--allow-host-network",), "Allow --network host (agent mode only).", switch=True),
     Flag(("--bridge-name",), "The host's bridge for --network bridge [default: nucleus0].", metavar="NAME"),
     Flag(("--subnet",), "The bridge's IPv4 or IPv6 network, one of each at most [default: "
@@ -118,7 +128,7 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("--nat-backend",), "Make NAT and forwarding rules with nft or iptables [default: auto, nft "
          "where present].", choices=("auto", "nft", "iptables")),
     Flag(("-p", "--publish"), "Forward a host port to the container: [IP:]HOST:CONTAINER[/tcp|udp] "
-         "(repeatable; with --network bridge).", metavar="[IP:]HOST:CONTAINER", multiple=True),
+         "(repeatable; with --network bridge or user).", metavar="[IP:]HOST:CONTAINER", multiple=True),
     Flag(("--dns",), "A resolver for /etc/resolv.conf inside (repeatable, at most 3) [default: none].",
          metavar="ADDR", multiple=True),
     # Egress (nucleus.config.egress): deny by default once any is given; with --network bridge.
@@ -131,11 +141,46 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("--egress-domain",), "Allow this host name through the proxy; *.example.org: every name "
          "below example.org, not itself (repeatable; needs --network bridge).", metavar="NAME",
          multiple=True),
+    # Names and labels (nucleus.config.hosts).
+    Flag(("--add-host",), "Add NAME with ADDR to the container's /etc/hosts (repeatable).",
+         metavar="NAME:ADDR", multiple=True),
+    Flag(("--label",), "Keep KEY=VALUE in the container's record; inspect shows it (repeatable).",
+         metavar="KEY=VALUE", multiple=True),
+    # A long-running service (nucleus.config.service): durations in seconds, or 500ms, 30s, 1m.
+    Flag(("--health-cmd",), "Check the service's health with this command, run by /bin/sh -c "
+         "inside the container as the workload's user, with its restrictions.", metavar="CMD"),
+    Flag(("--health-interval",), "Time between checks [default: 30].", metavar="DURATION"),
+    Flag(("--health-timeout",), "A check running longer fails and is killed [default: 5].",
+         metavar="DURATION"),
+    Flag(("--health-retries",), "Failed checks in a row that make it unhealthy [default: 3].",
+         metavar="N"),
+    Flag(("--health-start-period",), "Failures this soon after the start do not count [default: 5].",
+         metavar="DURATION"),
+    Flag(("--health-on-unhealthy",), "What an unhealthy service gets: restart (as --restart allows), "
+         "stop, or none [default: restart with a --restart policy, else stop].",
+         choices=("restart", "stop", "none")),
+    Flag(("--restart",), "Set the container up again when it ends: no, on-failure[:N] (a status "
+         "other than 0, at most N times) or always; stop, kill and rm end it [default: no].",
+         metavar="POLICY"),
+    Flag(("--readiness-exec",), "The service is ready once this command succeeds inside.", metavar="CMD"),
+    Flag(("--readiness-tcp",), "The service is ready once this port accepts a connection inside.",
+         metavar="PORT"),
+    Flag(("--sd-notify",), "Send READY=1 to $NOTIFY_SOCKET (systemd Type=notify) once the service "
+         "is ready (or has started, without a readiness flag).", switch=True),
+    # The warm path (nucleus.app.serve_client).
+    Flag(("--server",), "Have the `nucleus serve` listening on this socket run it: the same "
+         "flags, stdio, environment and working directory, a fork instead of a cold start.",
+         metavar="SOCK"),
+    Flag(("--readiness-sd-notify",), "Bind $NOTIFY_SOCKET into the container (at "
+         "/run/nucleus/notify.sock, as NOTIFY_SOCKET) for the workload to send READY=1 itself.",
+         switch=True),
 )
 
 
 def click_options(command: F) -> F:
     """Decorate a click command with every run flag, in the table's order."""
+    import click  # not at the top: `nucleus run` parses the table without click (run_args)
+
     for flag in reversed(RUN_FLAGS):
         kwargs: dict[str, Any] = {"help": flag.help}
         if flag.switch:
@@ -153,6 +198,24 @@ def click_options(command: F) -> F:
     return command
 
 
+def start(command: tuple[str, ...], opts: Mapping[str, Any]) -> int:
+    """`nucleus run` with its parsed options: the workload's exit status."""
+    import os
+
+    if opts.get("server"):
+        import sys
+
+        from nucleus.cli.run_args import without
+        from nucleus.effects import serve_client
+
+        args = sys.argv[sys.argv.index("run") + 1:] if "run" in sys.argv else []
+        return serve_client.run(opts["server"], without(args, "--server"))
+    from nucleus.app.run import run
+
+    config = to_config(command, opts, os.environ.get("TERM") or "xterm")
+    return run(config, trace_path=opts["trace"], environ=dict(os.environ))
+
+
 _POLICY_FLAGS = ("seccomp_profile", "seccomp_profile_sha256", "caps_policy", "caps_policy_sha256",
                  "landlock_policy", "landlock_policy_sha256")
 
@@ -165,7 +228,8 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
     import os
 
     from nucleus.app import envfiles, policyfiles
-    from nucleus.config import egress, mode_validation, modes, network
+    from nucleus.config import egress, mode_validation, modes, network, service
+    from nucleus.config import secrets as secret_rules
     from nucleus.config.container import (
         ContainerConfig,
         parse_env,
@@ -173,6 +237,7 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
         parse_log_limits,
         validate,
     )
+    from nucleus.config.hosts import parse_add_hosts, parse_labels
     from nucleus.config.resources import parse_size, validate_limits
     from nucleus.config.volumes import parse as parse_volume
     from nucleus.config.workspace import parse_allow_exec
@@ -201,20 +266,31 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
         seccomp_mode=opts["seccomp_mode"],
         seccomp_log=opts["seccomp_log"], seccomp_log_denied=opts["seccomp_log_denied"],
         seccomp_default_action=opts["seccomp_default_action"], violations=opts["violations"],
-        rootfs=opts["rootfs"],
+        audit_log=opts["audit_log"], otlp_endpoint=opts["otlp_endpoint"],
+        rootfs=opts["rootfs"], verify_rootfs_attestation=opts["verify_rootfs_attestation"],
         volumes=tuple(parse_volume(text) for text in opts["volume"]), changes=opts["changes"],
+        secrets=secret_rules.parse(tuple(opts["secret"])),
         changes_max_size=None if opts["changes_max_size"] is None else parse_size(
             opts["changes_max_size"], "--changes-max-size"),
         egress=egress.parse(tuple(opts["egress_allow"]), tuple(opts["egress_tcp_port"]),
                             tuple(opts["egress_udp_port"]), tuple(opts["egress_domain"])),
+        extra_hosts=parse_add_hosts(tuple(opts["add_host"])), labels=parse_labels(tuple(opts["label"])),
     ))
     config = replace(config, allow_exec=parse_allow_exec(tuple(opts["allow_exec"]), config))
+    given = tuple(("-e", key) for key, _ in parse_env(opts["env"]))
+    secret_rules.refuse_secret_environment(
+        config.service_mode == modes.PRODUCTION,
+        given + tuple(("--env-file", key) for key, _ in config.env if ("-e", key) not in given))
     mode, bridge, dns = network.parse(
         opts["network"], network.Bridge(opts["bridge_name"], tuple(opts["subnet"]), opts["nat_backend"],
-                                        tuple(opts["publish"])),
+                                        tuple(opts["publish"]), opts["user_net"]),
         tuple(opts["dns"]), opts["service_mode"], config.egress)
     config = replace(config, network=mode, allow_host_network=opts["allow_host_network"], dns=dns,
                      bridge=bridge)
+    config = replace(config, service=service.parse(
+        opts["health_cmd"], opts["health_interval"], opts["health_timeout"], opts["health_retries"],
+        opts["health_start_period"], opts["health_on_unhealthy"], opts["restart"], opts["readiness_exec"],
+        opts["readiness_tcp"], opts["sd_notify"], opts["readiness_sd_notify"], tty=opts["tty"]))
     if any(opts[name] for name in _POLICY_FLAGS):
         loaded = policyfiles.load(*(opts[name] for name in _POLICY_FLAGS))
         config = replace(config, loaded_policies=loaded)

@@ -13,12 +13,15 @@ from typing import Any
 from nucleus.config import changes as changes_rules
 from nucleus.config import context as context_rules
 from nucleus.config import network as network_rules
+from nucleus.config import secrets as secret_rules
 from nucleus.config import users
 from nucleus.config import volumes as volume_rules
 from nucleus.config.egress import EgressPolicy
 from nucleus.config.modes import SERVICE_MODES, TRUST_LEVELS
 from nucleus.config.network import Bridge
 from nucleus.config.resources import Limits, parse_size
+from nucleus.config.secrets import Secret
+from nucleus.config.service import ServiceOptions
 from nucleus.config.volumes import Volume
 from nucleus.errors import InvalidInput
 
@@ -84,10 +87,14 @@ class ContainerConfig:
     # --seccomp-default-action (None: the service mode's, nucleus.config.modes) and --violations FILE
     seccomp_default_action: str | None = None
     violations: str | None = None
+    audit_log: str | None = None  # --audit-log FILE, or "-" for stderr (nucleus.config.audit)
+    otlp_endpoint: str | None = None  # --otlp-endpoint URL (nucleus.config.telemetry)
     rootfs: str | None = None
+    verify_rootfs_attestation: bool = False  # the closure checked against its manifest first
     id_range: int | None = None  # the first host id of a privileged container's range (--id-range)
     allow_exec: tuple[str, ...] = ()  # --allow-exec: more trees to execute in (nucleus.config.workspace)
     volumes: tuple[Volume, ...] = ()  # -v/--volume (nucleus.config.volumes)
+    secrets: tuple[Secret, ...] = ()  # --secret (nucleus.config.secrets)
     changes: str | None = None  # --changes OUT (nucleus.config.changes)
     changes_max_size: int | None = None  # --changes-max-size (None: the default)
     # --network, --allow-host-network, --dns, and the bridge's flags (nucleus.config.network)
@@ -97,7 +104,11 @@ class ContainerConfig:
     bridge: Bridge = field(default_factory=Bridge)
     # --egress-allow/-tcp-port/-udp-port/-domain (nucleus.config.egress); None: no flag given
     egress: EgressPolicy | None = None
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # --add-host: (name, address) lines of /etc/hosts
+    labels: tuple[tuple[str, str], ...] = ()  # --label: kept in the record (nucleus compose's)
     loaded_policies: Any = None  # nucleus.policyfiles.Policies, loaded from the policy files
+    # --health-*, --restart, --readiness-*, --sd-notify (nucleus.config.service); None: none given
+    service: ServiceOptions | None = None
 
     @property
     def effective_workdir(self) -> str:
@@ -253,6 +264,9 @@ def validate(spec: ContainerConfig) -> ContainerConfig:
         users.parse(spec.user)
     volume_rules.validate(spec.volumes, spec.home, CONTEXT_MOUNT if spec.context else None,
                           spec.rootfs is not None)
+    secret_place = secret_rules.place_refusal(spec.secrets, spec.volumes, CONTEXT_MOUNT if spec.context else None)
+    if secret_place is not None:
+        raise secret_place
     changes_rules.validate(spec.changes, spec.context, spec.context_mode, spec.changes_max_size)
     network_rules.validate(spec.network, spec.bridge, spec.dns)
     if spec.id_range is not None and spec.rootless:

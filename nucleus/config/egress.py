@@ -53,7 +53,8 @@ UDP_PORT_FLAG = "--egress-udp-port"
 DOMAIN_FLAG = "--egress-domain"
 FLAGS = (ALLOW_FLAG, TCP_PORT_FLAG, UDP_PORT_FLAG, DOMAIN_FLAG)
 PROTOCOLS = ("tcp", "udp")
-NETWORK_MODE = "bridge"  # the network mode the flags take effect with
+NETWORK_MODE = "bridge"  # the network mode the flags take effect with (and a user-mode network's)
+NETWORK_MODES = (NETWORK_MODE, "user")
 
 MAX_NAME = 253
 _LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -267,16 +268,40 @@ def parse(allow: tuple[str, ...] = (), tcp_ports: tuple[str, ...] = (), udp_port
 
 
 def network_problem(policy: EgressPolicy | None, network: str) -> tuple[str, str] | None:
-    """(message, hint) when egress flags are given to a run whose network mode is not the
-    bridge (they would do nothing: with ``none`` there is no egress at all, with ``host`` no
+    """(message, hint) when egress flags are given to a run whose network mode is neither the
+    bridge nor a user-mode network (they would do nothing: with ``none`` there is no egress at all, with ``host`` no
     proxy stands between the workload and the host's network); None when they may be."""
     given = policy.given() if policy is not None else None
-    if given is None or network == NETWORK_MODE:
+    if given is None or network in NETWORK_MODES:
         return None
     flag, value = given
-    return (f"{flag} {value!r}: egress rules take effect only with --network {NETWORK_MODE} (this run "
+    return (f"{flag} {value!r}: egress rules take effect only with --network {NETWORK_MODE} or user (this run "
             f"has --network {network})",
-            f"add --network {NETWORK_MODE}, or drop the --egress-* flags")
+            f"add --network {NETWORK_MODE} (--network user without root), or drop the --egress-* flags")
+
+
+# Capabilities that would let a user-mode network's workload get around the egress rules of its
+# own network namespace: NET_ADMIN changes or removes them; NET_RAW sends packet-socket frames,
+# which no nftables hook sees.
+BYPASSING_CAPABILITIES = ("CAP_NET_ADMIN", "CAP_NET_RAW")
+
+
+def caps_problem(policy: EgressPolicy | None, network: str, kept: tuple[str, ...], caps: str,
+                 rootless: bool = False) -> tuple[str, str] | None:
+    """(message, hint) when a user-mode network's egress rules, which live in the workload's
+    own network namespace, would be the workload's to undo: the capability policy (``caps``,
+    its flag and file) keeps one of BYPASSING_CAPABILITIES (``kept``: normal names,
+    ``CAP_NET_ADMIN``). ``policy``: the policy in force (``in_force``)."""
+    bypass = [c for c in BYPASSING_CAPABILITIES if c in kept]
+    if policy is None or network != "user" or not bypass:
+        return None
+    given = policy.given()
+    egress = f"{given[0]} {given[1]!r}" if given is not None else "production's deny-all egress"
+    where = "--rootless --network user" if rootless else "--network user"
+    return (f"{caps} keeps {', '.join(bypass)}, with which the workload could undo {egress}: with {where} "
+            "the egress rules live in the workload's own network namespace",
+            f"drop {', '.join(bypass)} from {caps}, or use --network {NETWORK_MODE} (as root), whose rules "
+            "are the host's")
 
 
 def in_force(policy: EgressPolicy | None, production: bool) -> EgressPolicy | None:
@@ -370,6 +395,19 @@ def decide_address(policy: EgressPolicy, address: Address, port: int, protocol: 
         return Verdict(True, f"{ALLOW_FLAG} {covering[0]}")
     return Verdict(False, f"{address} is in no {ALLOW_FLAG} network ({_listed(policy.networks)})",
                    f"add {ALLOW_FLAG} {exact}, or reach the host by name with {DOMAIN_FLAG}")
+
+
+def decide_dropped(policy: EgressPolicy, address: Address, port: int, protocol: str,
+                   host_addresses: frozenset[Address] = frozenset()) -> Verdict:
+    """The rule by which the firewall dropped a packet the sandbox sent to ``address`` on
+    ``port`` over ``protocol`` (the container's egress rules follow ``decide_address``; what
+    they drop beyond it is the host's, which the sandbox reaches only at its proxy and
+    resolver)."""
+    verdict = decide_address(policy, address, port, protocol, host_addresses)
+    if not verdict.allowed:
+        return verdict
+    return Verdict(False, f"{plain(address)} is reached from the sandbox only at its proxy and resolver",
+                   f"reach it through the proxy (HTTP_PROXY) with {DOMAIN_FLAG} or {ALLOW_FLAG}")
 
 
 def decide_name(policy: EgressPolicy, name: str) -> Verdict:

@@ -130,15 +130,20 @@ def problems(req: ModeRequest, labels: Mapping[str, str] | None = None) -> list[
                f"add {name['allow_host_network']} to share the host's network namespace, or "
                f"use {name['network']} none", "Host networking")
 
-    if strict and req.network == "bridge" and not req.dns:
+    if strict and req.network in ("bridge", "user") and not req.dns:
         refuse("dns",
-               f"{name['network']} 'bridge' needs {name['dns']} in {mode} mode "
+               f"{name['network']} {req.network!r} needs {name['dns']} in {mode} mode "
                f"{_row(mode, 'Bridge DNS', 'needs resolvers configured explicitly')}",
                f"name your resolvers, e.g. {name['dns']} 10.0.0.1 ({mode} mode never falls "
                f"back to public resolvers)", "Bridge DNS")
     egress_problem = egress.network_problem(req.egress, req.network)
     if egress_problem is not None:
         out.append(Problem(*egress_problem))
+    caps_problem = egress.caps_problem(egress.in_force(req.egress, mode == PRODUCTION), req.network,
+                                       tuple(c for c in map(_cap_name, req.caps_kept) if c is not None),
+                                       _policy_label(req, name, "caps"), req.rootless)
+    if caps_problem is not None:
+        out.append(Problem(*caps_problem))
 
     if mode == PRODUCTION:
         if req.rootfs is None:
@@ -155,6 +160,12 @@ def problems(req: ModeRequest, labels: Mapping[str, str] | None = None) -> list[
                        f"{_row(mode, 'Rootfs', f'needs a path under {NIX_STORE}')}",
                        f"pass the closure's store path, e.g. {name['rootfs']} "
                        f"{NIX_STORE}/<hash>-<name>", "Rootfs")
+        if req.rootfs is not None and not req.verify_rootfs_attestation:
+            refuse("rootfs_attestation",
+                   f"{name['verify_rootfs_attestation']} is required in production mode "
+                   f"{_row(mode, 'Rootfs attestation', 'runs a closure only as it was attested')}",
+                   f"attest the closure when it is built (nucleus attest DIR) and add "
+                   f"{name['verify_rootfs_attestation']}", "Rootfs attestation")
         if not req.memory_set:
             refuse("memory",
                    f"{name['memory']} is required in production mode "
@@ -205,6 +216,10 @@ def problems(req: ModeRequest, labels: Mapping[str, str] | None = None) -> list[
                "keep only what the service needs (e.g. CAP_NET_BIND_SERVICE); production never "
                f"keeps any of: {', '.join(sorted(DANGEROUS_CAPABILITIES))}", "Capabilities")
 
+    if req.verify_rootfs_attestation and req.rootfs is None and "rootfs" not in reported:
+        out.append(Problem(
+            f"{name['verify_rootfs_attestation']} needs {name['rootfs']}: without a closure there "
+            "is nothing to verify", f"give the closure: {name['rootfs']} DIR"))
     if req.verify_context_integrity:
         if req.context is None:
             out.append(Problem(

@@ -65,7 +65,7 @@ UNTRUSTED = "untrusted"
 TRUST_LEVELS = (TRUSTED, UNTRUSTED)
 DEFAULT_TRUST_LEVEL = TRUSTED
 
-NETWORK_MODES = ("none", "host", "bridge")  # nucleus.config.network
+NETWORK_MODES = ("none", "host", "bridge", "user")  # nucleus.config.network
 SECCOMP_MODES = ("enforce", "trace")
 CONTEXT_MODES = ("copy", "bind")
 LOCKDOWN_LEVELS = ("none", "integrity", "confidentiality")  # weakest first
@@ -108,6 +108,7 @@ FLAGS = {
     "seccomp_mode": "--seccomp-mode",
     "seccomp_default_action": "--seccomp-default-action",
     "rootfs": "--rootfs",
+    "verify_rootfs_attestation": "--verify-rootfs-attestation",
     "seccomp_profile": "--seccomp-profile",
     "seccomp_profile_sha256": "--seccomp-profile-sha256",
     "caps_policy": "--caps-policy",
@@ -161,15 +162,17 @@ TABLE: tuple[Row, ...] = (
         "must be configured explicitly (--dns)", "must be configured explicitly (--dns)", "validation"),
     Row("Rootfs", "host bind mounts (/bin, /usr, /lib, /nix)", "host bind mounts",
         "pre-built Nix closure (--rootfs /nix/store/...)", "validation"),
-    Row("Egress policy", "optional", "optional", "deny-all default (fatal on apply failure)",
-        "not yet"),
+    Row("Egress policy", "optional (--egress-*: deny by default once one is given)", "optional",
+        "deny-all default on the bridge (fatal on apply failure)", "runtime"),
     Row("Memory limit", "optional", "optional", "required", "validation"),
     Row("CPU limit", "optional", "optional", "required", "validation", "reference"),
-    Row("PID 1 init", "mini-init (reaps zombies, forwards signals)",
-        "mini-init (reaps zombies, forwards signals)",
-        "mini-init (reaps zombies, forwards signals)", "always"),
-    Row("Secrets", "not supported yet", "not supported yet",
-        "in-memory tmpfs with volatile zeroing", "not yet"),
+    Row("PID 1 init", "compiled mini-init (reaps zombies, forwards signals); the interpreter's "
+        "init, with a warning, when the binary is absent",
+        "compiled mini-init; the interpreter's init, with a warning, when the binary is absent",
+        "compiled mini-init required", "host"),
+    Row("Secrets", "--secret: in-memory tmpfs at /run/secrets (0500, files 0400), source buffers "
+        "zeroed", "the same", "the same; -e and --env-file names that look like secrets refused",
+        "runtime"),
     Row("/proc", "mounted normally (read-only)", "mounted normally (read-only)",
         "hidepid=2 (hides other users' processes)", "runtime"),
     Row("Mount audit", "skipped", "skipped", "post-setup flag verification (fatal)", "runtime"),
@@ -182,8 +185,10 @@ TABLE: tuple[Row, ...] = (
         "always", "reference"),
     Row("Landlock ABI", "best-effort (required unless --allow-degraded-security)", "ABI 1 minimum",
         "ABI 3 minimum", "host"),
-    Row("Health checks", "optional", "optional", "optional", "none"),
-    Row("sd_notify", "optional", "optional", "optional", "none"),
+    Row("Health checks", "optional (--health-cmd, joined into the container with its restrictions; "
+        "unhealthy: stop, or restart with --restart)", "optional", "optional", "none"),
+    Row("sd_notify", "optional (--sd-notify: READY=1 from the supervisor once ready, or from the "
+        "workload with --readiness-sd-notify)", "optional", "optional", "none"),
     Row("Security policies", "optional", "optional", "optional, each pinned by sha256",
         "validation"),
     Row("Capabilities", "any, with a caps policy", "any, with a caps policy",
@@ -192,7 +197,7 @@ TABLE: tuple[Row, ...] = (
         "container root always unprivileged", "container root always unprivileged", "host",
         "reference"),
     Row("Rootfs attestation", "optional", "optional", "required (--verify-rootfs-attestation)",
-        "not yet", "reference"),
+        "validation", "reference"),
     Row("Executable workspace", "/context and home (nosuid, nodev); /tmp noexec unless "
         "--allow-exec", "every writable place noexec unless --allow-exec",
         "every writable place noexec unless --allow-exec (audited)", "runtime", "reference"),
@@ -208,20 +213,7 @@ class Pending(NamedTuple):
     reason: str
 
 
-NOT_ENFORCED_YET: tuple[Pending, ...] = (
-    Pending("Egress policy", "production: deny-all egress by default, fatal if the rules cannot "
-            "be applied",
-            "--network bridge reaches what the host's NAT reaches: the egress rules and proxy "
-            "are not part of a run yet, so an --egress-* flag is refused at run time rather "
-            "than ignored; --network none has no egress at all"),
-    Pending("Secrets", "production: secrets on an in-memory tmpfs at /run/secrets, source "
-            "buffers zeroed",
-            "there is no --secret option yet; without it no secret enters a container"),
-    Pending("Rootfs attestation", "production: a .nucleus-rootfs-sha256 manifest verified "
-            "against the mounted rootfs (--verify-rootfs-attestation)",
-            "manifest verification is not implemented; requiring it would refuse every "
-            "production run"),
-)
+NOT_ENFORCED_YET: tuple[Pending, ...] = ()
 
 
 # --- the request --------------------------------------------------------------------------------
@@ -257,6 +249,7 @@ class ModeRequest:
     seccomp_mode: str = "enforce"
     seccomp_default_action: str | None = None  # None: the mode's (seccomp_default_action())
     rootfs: str | None = None
+    verify_rootfs_attestation: bool = False
     policies: tuple[PolicyFile, ...] = ()
     caps_kept: tuple[str, ...] = ()
     verify_context_integrity: bool = False
@@ -350,6 +343,13 @@ def cgroups_required(mode: str) -> bool:
     are best-effort: without a cgroup the runtime warns and runs without limits, and a limit
     the kernel refuses is dropped alone, with a warning naming it."""
     return _mode(mode) in STRICT_MODES
+
+
+def compiled_init_required(mode: str) -> bool:
+    """Whether a run refuses to start without the compiled init (row "PID 1 init"): in
+    production. Otherwise PID 1 stays the interpreter that set the container up (the same
+    duties, ~10 MiB more), with a warning."""
+    return _mode(mode) == PRODUCTION
 
 
 def proc_hidepid(mode: str) -> int:

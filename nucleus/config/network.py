@@ -8,6 +8,12 @@ routes are checked against the subnets by nucleus.config.network_host, before an
   ``nucleus0``), an address of each of its subnets (``--subnet``, an IPv4 and an IPv6 network;
   default 10.88.0.0/16 and fd00:6e75::/64), NAT to the host's other links, and the ports
   ``-p/--publish`` forwards. The default in production once ports or egress are asked for.
+- ``--network user``: a user-mode network stack (``--user-net pasta`` or ``slirp4netns``; by
+  default pasta where it is installed, else slirp4netns) for a run without root (an ordinary
+  user's, or ``--rootless``): an interface ``eth0`` with 10.0.2.100/24 behind the gateway
+  10.0.2.2, outbound TCP and UDP through the stack's own sockets on the host (IPv4 only), the
+  ports ``-p`` forwards, and the stack's DNS forwarder 10.0.2.3 (the host's resolvers) unless
+  ``--dns`` names others. The host's own loopback is out of the container's reach.
 - ``--network host``: the host's network namespace (agent mode only, with
   ``--allow-host-network``; refused in the strict modes and with ``--trust-level untrusted``, by
   nucleus.config.mode_validation).
@@ -24,8 +30,16 @@ from dataclasses import dataclass
 
 from nucleus.errors import InvalidInput
 
-NONE, BRIDGE, HOST = "none", "bridge", "host"
-MODES = (NONE, BRIDGE, HOST)
+NONE, BRIDGE, HOST, USER = "none", "bridge", "host", "user"
+MODES = (NONE, BRIDGE, HOST, USER)
+PASTA, SLIRP = "pasta", "slirp4netns"
+USER_STACKS = ("auto", PASTA, SLIRP)
+# A user-mode network's fixed addresses (slirp4netns's defaults; pasta is told the same): the
+# container's, the gateway (the host, through the stack), the stack's DNS forwarder.
+USER_SUBNET = "10.0.2.0/24"
+USER_ADDRESS = "10.0.2.100/24"
+USER_GATEWAY = "10.0.2.2"
+USER_DNS = "10.0.2.3"
 DEFAULT_BRIDGE = "nucleus0"
 # Private ranges little used elsewhere (an overlap with a route of the host is refused).
 DEFAULT_SUBNETS = ("10.88.0.0/16", "fd00:6e75::/64")
@@ -52,6 +66,7 @@ class Bridge:
     subnets: tuple[str, ...] = ()
     nat_backend: str | None = None
     publish: tuple[Port, ...] = ()
+    user_net: str | None = None  # --user-net, for --network user
 
     @property
     def name(self) -> str:
@@ -140,7 +155,7 @@ def parse(mode: str | None, bridge: Bridge, dns: tuple[str, ...], service_mode: 
     ports = tuple(parse_publish(str(p)) for p in bridge.publish)
     chosen = mode or default_mode(service_mode, ports, egress)
     resolvers = tuple(dict.fromkeys(parse_dns(d) for d in dns))
-    parsed = Bridge(bridge.bridge_name, tuple(bridge.subnets), bridge.nat_backend, ports)
+    parsed = Bridge(bridge.bridge_name, tuple(bridge.subnets), bridge.nat_backend, ports, bridge.user_net)
     validate(chosen, parsed, resolvers)
     return chosen, parsed, resolvers
 
@@ -151,10 +166,21 @@ def validate(mode: str, spec: Bridge, dns: tuple[str, ...]) -> None:
     if mode != BRIDGE:
         for flag, value in (("--bridge-name", spec.bridge_name),
                             ("--subnet", spec.subnets[0] if spec.subnets else None),
-                            ("--nat-backend", spec.nat_backend), ("--publish", _shown(spec.publish))):
+                            ("--nat-backend", spec.nat_backend),
+                            ("--publish", None if mode == USER else _shown(spec.publish))):
             if value is not None:
                 raise InvalidInput(f"{flag} {value!r}: only with --network bridge (this run has --network "
                                    f"{mode})", hint="add --network bridge")
+    if spec.user_net is not None and mode != USER:
+        raise InvalidInput(f"--user-net {spec.user_net!r}: only with --network user (this run has --network "
+                           f"{mode})", hint="add --network user")
+    if spec.user_net is not None and spec.user_net not in USER_STACKS:
+        raise InvalidInput(f"--user-net {spec.user_net!r}: expected one of {', '.join(USER_STACKS)}")
+    if mode == USER:
+        for port in spec.publish:
+            if port[1] and ipaddress.ip_address(port[1]).version != 4:
+                raise InvalidInput(f"--publish {publish_text(port)!r}: --network user forwards IPv4 only",
+                                   hint="name an IPv4 address of the host, or leave the address out")
     if dns and mode == NONE:
         raise InvalidInput(f"--dns {dns[0]!r}: the container has no network (--network none)",
                            hint="add --network bridge, or drop --dns")

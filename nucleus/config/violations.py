@@ -242,12 +242,15 @@ def landlock_violation(ctx: Context, *, when: str, pid: int, executable: str,
 
 
 def egress_violation(ctx: Context, *, when: str, operation: str, obj: str, action: str, rule: str,
-                     hint: str, client: str) -> dict[str, object]:
-    """The record of one refused connection or lookup: ``operation`` "connect" (CONNECT, SOCKS5),
-    "http" (a plain HTTP request) or "lookup" (DNS), ``obj`` what was asked ("other.test:443",
-    "other.test A"), ``action`` what the client got ("403", "REFUSED", "SOCKS5 reply 2"), the
-    rule and hint of the policy's verdict; the requester is known by its ``client`` address."""
-    return _record(ctx, when, 0, "", "egress", operation, obj, action, rule, hint, client=client)
+                     hint: str, client: str, note: str = "") -> dict[str, object]:
+    """The record of one refused connection or lookup: ``operation`` "connect" (CONNECT, SOCKS5,
+    or a TCP connection the firewall dropped), "http" (a plain HTTP request), "lookup" (DNS) or
+    "send" (a UDP datagram the firewall dropped), ``obj`` what was asked ("other.test:443",
+    "other.test A", "192.0.2.7:5433/tcp"), ``action`` what the client got ("403", "REFUSED",
+    "SOCKS5 reply 2", "dropped"), the rule and hint of the policy's verdict, and a ``note`` on
+    how the record was made where one is due; the requester is known by its ``client`` address."""
+    extra = {"client": client, **({"note": note} if note else {})}
+    return _record(ctx, when, 0, "", "egress", operation, obj, action, rule, hint, **extra)
 
 
 def _record(ctx: Context, when: str, pid: int, executable: str, layer: str, operation: str,

@@ -94,7 +94,8 @@ def parse(text: str) -> Volume:
     return Volume(host, "/" + posixpath.normpath(target).lstrip("/"), MODES[mode])
 
 
-def _under(path: str, tree: str) -> bool:
+def under(path: str, tree: str) -> bool:
+    """Whether `path` is `tree` or below it."""
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
@@ -105,7 +106,7 @@ def target_refusal(volume: Volume, home: str, context: str | None, rootfs: bool)
     head = f"{FLAG} {volume.given!r}: {path}"
     own = [*OWN_TREES, *((context,) if context else ()), *(("/etc",) if rootfs else ())]
     for tree in own:
-        if _under(path, tree):
+        if under(path, tree):
             return InvalidInput(f"{head} is {'on' if path == tree else 'below'} {tree}, which "
                                 "nucleus mounts itself", hint="choose a path of its own, such as /out")
     if path in (*OWN_MOUNTS, home) or path in (f"/etc/{name}" for name in ETC_FILES):
@@ -122,7 +123,7 @@ def validate(volumes: tuple[Volume, ...], home: str, context: str | None, rootfs
             raise problem
     for i, volume in enumerate(volumes):
         for other in volumes[:i]:
-            if _under(volume.target, other.target) or _under(other.target, volume.target):
+            if under(volume.target, other.target) or under(other.target, volume.target):
                 raise InvalidInput(f"{FLAG} {volume.given!r}: {volume.target} is "
                                    f"{'the path' if volume.target == other.target else 'inside or above the path'}"
                                    f" of {FLAG} {other.given!r}",

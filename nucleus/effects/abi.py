@@ -21,6 +21,10 @@ from collections.abc import Mapping
 from nucleus import linux
 from nucleus.errors import HostUnsupported
 
+# libseccomp, by soname; a distribution that has no library path to search (NixOS) patches in
+# its store path.
+LIBSECCOMP = "libseccomp.so.2"
+
 # --- architectures ------------------------------------------------------------------------------
 
 

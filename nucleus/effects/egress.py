@@ -12,12 +12,17 @@ in use fails the run before the container starts, and handed over. The process d
 supervisor (PR_SET_PDEATHSIG), ignores the terminal's signals (a ^C goes to the workload, which
 may still need the network as it ends), and stops on SIGTERM. Every refused connection or
 lookup is a line of the container's violation stream, written as the violation monitor writes
-(a shared, rotated writer) and to the --violations copy.
+(a shared, rotated writer) and to the --violations copy; so is every flow whose packets the
+container's egress rules dropped, as the kernel logs them to the container's NFLOG group
+(nucleus.effects.nflog): one line per flow (its repeats, such as a connect's SYNs sent again,
+are folded for FLOW_MEMORY seconds), with the rule ``decide_dropped`` names and a note that the
+firewall logs a limited rate.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -34,10 +39,13 @@ if TYPE_CHECKING:
     import asyncio
 
     from nucleus.config.egress import Address, EgressPolicy, Verdict
+    from nucleus.effects.nflog import Flow
 
 # The signals a terminal or a process group sends, which must not end the egress process before
 # the workload: the tracer's, but SIGTERM, which stops it.
 IGNORED = tuple(sig for sig in TRACER_IGNORES if sig != signal.SIGTERM)
+FLOW_MEMORY = 60.0  # seconds a dropped flow's repeats are folded into its one line
+FLOWS_KEPT = 1024
 
 
 @dataclass
@@ -57,12 +65,65 @@ class Guard:
     def check_resolved(self, name: str, address: Address, port: int) -> Verdict:
         return rules.decide_address(self.policy, address, port, "tcp", self.host_addresses, name=name)
 
-    def refuse(self, verdict: Verdict, *, operation: str, obj: str, action: str, client: str) -> None:
+    def refuse(self, verdict: Verdict, *, operation: str, obj: str, action: str, client: str,
+               note: str = "") -> None:
         from nucleus.effects.refusals import timestamp
 
         self.write(violations.egress_violation(
             self.context, when=timestamp(time.time()), operation=operation, obj=obj, action=action,
-            rule=verdict.rule, hint=verdict.hint, client=client))
+            rule=verdict.rule, hint=verdict.hint, client=client, note=note))
+
+
+def _endpoint(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+@dataclass
+class Drops:
+    """The flows the firewall dropped, as the egress process writes them: once each, while its
+    packets keep coming (``seen``: a flow and when it was last written)."""
+
+    guard: Guard
+    seen: dict[Flow, float] = field(default_factory=dict)
+
+    def note(self, flow: Flow, now: float) -> None:
+        import ipaddress
+
+        from nucleus.effects.egress_rules import LOG_BURST, LOG_RATE
+
+        last = self.seen.get(flow)
+        if last is not None and now - last < FLOW_MEMORY:
+            return
+        if len(self.seen) >= FLOWS_KEPT:
+            self.seen = {f: t for f, t in self.seen.items() if now - t < FLOW_MEMORY}
+            while len(self.seen) >= FLOWS_KEPT:
+                del self.seen[next(iter(self.seen))]
+        self.seen[flow] = now
+        verdict = rules.decide_dropped(self.guard.policy, ipaddress.ip_address(flow.destination), flow.dport,
+                                       flow.protocol, self.guard.host_addresses)
+        self.guard.refuse(verdict, operation="connect" if flow.protocol == "tcp" else "send",
+                          obj=f"{_endpoint(flow.destination, flow.dport)}/{flow.protocol}", action="dropped",
+                          client=_endpoint(flow.source, flow.sport),
+                          note=f"the firewall records at most {LOG_RATE} dropped packets a second a rule (a burst "
+                               f"of {LOG_BURST}); beyond, they are dropped and counted only")
+
+    def read(self, sock: socket.socket) -> None:
+        """Every message waiting on the NFLOG socket (an overrun, ENOBUFS, loses those packets'
+        lines, not the socket)."""
+        from nucleus.effects import nflog
+
+        while True:
+            try:
+                data = sock.recv(nflog.BUFFER)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    continue
+                raise
+            now = time.monotonic()
+            for flow in nflog.flows(data):
+                self.note(flow, now)
 
 
 @dataclass
@@ -78,10 +139,11 @@ class Setup:
     proxy: list[socket.socket] = field(default_factory=list)
     dns_udp: list[socket.socket] = field(default_factory=list)
     dns_tcp: list[socket.socket] = field(default_factory=list)
+    drops: socket.socket | None = None
     copy_fd: int | None = None  # the --violations FILE, appended to
 
     def sockets(self) -> list[socket.socket]:
-        return self.proxy + self.dns_udp + self.dns_tcp
+        return self.proxy + self.dns_udp + self.dns_tcp + ([self.drops] if self.drops is not None else [])
 
 
 def listen(address: str, port: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> socket.socket:
@@ -105,6 +167,8 @@ def listen(address: str, port: int, kind: socket.SocketKind = socket.SOCK_STREAM
 
 async def serve(setup: Setup, write: Callable[[dict[str, object]], None], stop: asyncio.Event) -> None:
     """Serve every socket of ``setup`` until ``stop`` is set."""
+    import asyncio
+
     from nucleus.effects.egress_dns import Resolver, Upstream
     from nucleus.effects.egress_proxy import Proxy
 
@@ -113,9 +177,14 @@ async def serve(setup: Setup, write: Callable[[dict[str, object]], None], stop: 
     proxy, resolver = Proxy(guard, upstream.addresses), Resolver(guard, upstream)
     servers = [await proxy.serve(s) for s in setup.proxy] + [await resolver.serve_tcp(s) for s in setup.dns_tcp]
     endpoints = [await resolver.serve_udp(s) for s in setup.dns_udp]
+    drops = setup.drops
+    if drops is not None:
+        asyncio.get_running_loop().add_reader(drops.fileno(), Drops(guard).read, drops)
     try:
         await stop.wait()
     finally:  # the connections still open are cancelled as the loop ends
+        if drops is not None:
+            asyncio.get_running_loop().remove_reader(drops.fileno())
         for server in servers:
             server.close()
         for endpoint in endpoints:

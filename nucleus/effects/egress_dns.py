@@ -77,6 +77,9 @@ class Upstream:
     async def addresses(self, name: str, ipv6: bool) -> list[Address]:
         """The addresses of ``name``: IPv4 first, then IPv6 when ``ipv6``; ResolveFailed when
         there is none."""
+        if not self.address:
+            raise ResolveFailed(f"cannot resolve {name!r}: no resolver to ask (the host's /etc/resolv.conf "
+                                "names no nameserver, and no --dns was given)")
         types = (dns.rdatatype.A, dns.rdatatype.AAAA) if ipv6 else (dns.rdatatype.A,)
         results = await asyncio.gather(*(self.query(name, t) for t in types), return_exceptions=True)
         found: list[Address] = []

@@ -51,9 +51,16 @@ class Executor:
                  fault: tuple[str, int] | None = None, pause: tuple[str, int] | None = None,
                  warn: Callable[[str], None] | None = None, init_pid: int | None = None,
                  init_start: int | None = None, init_identity: Callable[[int], bool] | None = None,
-                 keeps_trees: bool = False, monitor: Any = None, netlink: bool = False) -> None:
+                 keeps_trees: bool = False, monitor: Any = None, netlink: bool = False,
+                 init_image: int | None = None, secrets: list[Any] | None = None) -> None:
         # What the spawned process holds besides the intents: the compiled seccomp programs.
         self.setup = SetupProcess(programs=dict(programs or {}))
+        # The compiled init's memory file (nucleus.effects.init_image), handed to the setup
+        # process and closed here once it holds it; None: PID 1 stays the interpreter.
+        self.init_image = init_image
+        # The opened --secret sources (nucleus.effects.secrets.Source): read just before the
+        # setup process is forked, the supervisor's copies overwritten right after.
+        self.secret_sources = secrets or []
         # What the violation monitor is given (nucleus.config.violations.Setup), and its pid.
         self.monitor_setup = monitor
         self.monitor: int | None = None
@@ -83,6 +90,8 @@ class Executor:
         # With a bridge: rtnetlink's library, loaded once before the setup process is forked
         # (both use it: nucleus.effects.network).
         self.netlink = netlink
+        # With a bridge, the egress process's own copy of the user's --violations FILE.
+        self.egress_copy: int | None = None
 
     # -- dispatch ---------------------------------------------------------------------------------
     def perform(self, intents: tuple[v.Intent, ...]) -> list[v.Event]:
@@ -232,6 +241,11 @@ class Executor:
                 "the profile")
 
     # -- host effects -----------------------------------------------------------------------------
+    def take_egress_copy(self) -> int | None:
+        """The --violations FILE's descriptor for the egress process, handed over once."""
+        fd, self.egress_copy = self.egress_copy, None
+        return fd
+
     def served_pid(self) -> int:
         if self.pid is None:
             raise OSError(_errno.ESRCH, "no process has been spawned")
@@ -258,9 +272,20 @@ class Executor:
             traced_end = self._start_monitor(op.violations)
             self.stream = op.violations
         self.setup.trace_fd = traced_end
+        self.setup.init_image = self.init_image
+        if self.secret_sources:
+            from nucleus.effects import secrets
+
+            self.setup.secrets = secrets.read_all(self.secret_sources)
         try:
             self.pid, self.req_w, self.resp_r = process.serve_in_child(self._serve)
         finally:
+            if self.secret_sources:
+                secrets.close(self.secret_sources)
+                self.setup.secrets = []
+            if self.init_image is not None:  # only the container keeps it
+                os.close(self.init_image)
+                self.init_image = self.setup.init_image = None
             if traced_end is not None:  # only the container keeps its end
                 os.close(traced_end)
                 self.setup.trace_fd = None
@@ -300,6 +325,8 @@ class Executor:
         setup = self.monitor_setup
         if setup is None:
             raise OSError(_errno.EINVAL, "no description of the container for its violation monitor")
+        if self.netlink and setup.copy_fd is not None and self.egress_copy is None:
+            self.egress_copy = os.dup(setup.copy_fd)
         try:
             self.monitor, theirs = monitor.spawn(setup, stream, self.setup.programs)
         finally:
@@ -376,9 +403,10 @@ class Executor:
             self.handover.close()
             self.handover = None
 
-    def wait(self) -> int:
+    def wait(self, waiter: Callable[[int], int] | None = None) -> int:
         """Wait for the container's init (or the joined command) while forwarding signals;
-        return its exit status (the caller blocked process.WAITED)."""
+        return its exit status (the caller blocked process.WAITED). `waiter`: what waits
+        instead of process.wait_forwarding (a service's supervisor, nucleus.app.service)."""
         if self.init_pid is None:
             raise OSError(_errno.ESRCH, "nothing was started")
         target = self.init_pid
@@ -388,7 +416,7 @@ class Executor:
             finally:
                 self._close_terminal()
         else:
-            code = process.wait_forwarding(target)
+            code = (waiter or process.wait_forwarding)(target)
         self.init_pid = None
         if self.pid == target:
             self.pid = None

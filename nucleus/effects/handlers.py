@@ -17,13 +17,14 @@ from typing import Any
 
 from nucleus import vocab as v
 from nucleus.config.capabilities import capability_number
-from nucleus.effects import abi, caps, cgroups, fs, landlock, libc, namespaces
+from nucleus.effects import abi, caps, cgroups, fs, landlock, libc, namespaces, secrets
 
 Handler = Callable[[Any, Any], "str | None"]
 
 
 def _drop_capabilities(_: Any, op: v.DropCapabilities) -> None:
     caps.drop_capabilities(frozenset(capability_number(name) for name in op.keep), op.user)
+    caps.set_dumpable(False)  # again: a rootless run's was dumpable for its network (become_root)
     caps.set_no_new_privs()
 
 
@@ -88,6 +89,13 @@ def _network(name: str, with_pid: bool = False) -> Handler:
     return handler
 
 
+def _proxy(ex: Any, op: v.NetProxy) -> str | None:
+    """The egress process, given the executor's copy of the --violations FILE (if any)."""
+    from nucleus.effects import network
+
+    return network.proxy(op, ex.take_egress_copy())
+
+
 def _on(fn: Callable[[Any], object]) -> Handler:
     """A handler for an effect that needs only the intent."""
     def handler(_: Any, op: Any) -> None:
@@ -109,8 +117,9 @@ HANDLERS: dict[type[v.Intent], Handler] = {
     v.NetBridge: _network("bridge"),
     v.NetVeth: _network("veth", with_pid=True),
     v.NetNat: _network("rules"),
-    v.NetEgress: _network("not_yet"),
-    v.NetProxy: _network("not_yet"),
+    v.NetEgress: _network("egress"),
+    v.NetProxy: _proxy,
+    v.NetUser: _network("usernet", with_pid=True),
     v.NetTeardown: _network("teardown"),
     # inside (the setup process, or the joining process)
     v.Unshare: _on(namespaces.unshare),
@@ -118,12 +127,16 @@ HANDLERS: dict[type[v.Intent], Handler] = {
     v.LoopbackUp: _on(namespaces.loopback_up),
     v.EnterUserNamespace: _on(namespaces.enter_user_namespace),
     v.BecomeRoot: _on(namespaces.become_root),
+    v.JoinIdentity: _on(namespaces.join_identity),
     v.EnterNamespaces: _on(namespaces.enter_namespaces),
     **{cls: _on(effect) for cls, effect in fs.EFFECTS.items()},
     v.KeepTree: lambda setup, op: fs.keep_tree(op, setup.handover),
+    v.WriteSecret: lambda setup, op: secrets.write_secret(op, setup.secrets),
+    v.BindSecret: _on(secrets.bind_secret),
     v.DropCapabilities: _drop_capabilities,
     v.LoadSeccomp: _load_seccomp,
     v.ApplyLandlock: _apply_landlock,
+    v.NetFilter: _network("filter_rules"),
     v.NetAddress: _network("addresses"),
     v.NetLinkUp: _network("link_up"),
     v.NetRoute: _network("routes"),

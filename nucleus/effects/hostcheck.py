@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import platform
-import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -202,7 +200,7 @@ def _run(argv: list[str], timeout: float) -> RunResult:
 
 
 def kernel() -> KernelFacts:
-    u = platform.uname()
+    u = os.uname()
     return {"release": u.release, "version": u.version, "machine": u.machine}
 
 
@@ -403,6 +401,8 @@ def read_lockdown(path: str = LOCKDOWN_PATH, private_mount: bool = True) -> Lock
 
 def runsc() -> RunscFacts:
     """gVisor's runsc: its path, version and the platforms it was built with."""
+    import shutil  # not at the top: a run checks neither runsc nor criu
+
     path = shutil.which("runsc")
     if path is None:
         return {"present": False, "path": None, "version": None, "spec": None, "platforms": [],
@@ -433,6 +433,8 @@ def _first_line(text: str) -> str | None:
 
 def criu() -> CriuFacts:
     """CRIU: its path, version, and whether ``criu check`` passes (with its first error line)."""
+    import shutil
+
     path = shutil.which("criu")
     if path is None:
         return {"present": False, "path": None, "version": None, "check": None,

@@ -20,11 +20,10 @@ symlink while it is read fails instead of being followed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from nucleus.config.context import Matcher
-from nucleus.effects import tree
+from nucleus.effects import digest, tree
 
 DIR = "dir"
 SYMLINK_PREFIX = "symlink:"
@@ -33,12 +32,12 @@ CHUNK = 1 << 20
 
 def hash_file(fd: int) -> str:
     """The sha256 (hex) of the file open at `fd`, read from its start."""
-    digest = hashlib.sha256()
+    sha = digest.sha256(b"")
     offset = 0
     while chunk := os.pread(fd, CHUNK, offset):
-        digest.update(chunk)
+        sha.update(chunk)
         offset += len(chunk)
-    return digest.hexdigest()
+    return sha.hexdigest()
 
 
 class Manifest(tree.Visitor):

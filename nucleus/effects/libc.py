@@ -467,7 +467,7 @@ def signalfd(signals: Iterable[int]) -> int:
 
 # --- libseccomp (loaded on first use; pyseccomp is needed only to compile) ------------------------
 
-_seccomp_lib: ctypes.CDLL | Literal[False] | None = None  # libseccomp.so.2; False: cannot load
+_seccomp_lib: ctypes.CDLL | Literal[False] | None = None  # abi.LIBSECCOMP; False: cannot load
 _seccomp_version: str | None = None
 # seccomp_syscall_resolve_num_arch (restype c_void_p: an address or None); False when unavailable
 _resolve_num: Callable[[int, int], int | None] | Literal[False] | None = None
@@ -479,7 +479,7 @@ def _libseccomp() -> ctypes.CDLL | None:
         import ctypes
 
         try:
-            _seccomp_lib = ctypes.CDLL("libseccomp.so.2")
+            _seccomp_lib = ctypes.CDLL(abi.LIBSECCOMP)
         except OSError:
             _seccomp_lib = False
     return _seccomp_lib or None

@@ -48,6 +48,20 @@ def enter_user_namespace(_: v.EnterUserNamespace) -> None:
 
 
 def become_root(_: v.BecomeRoot) -> None:
+    """Root of the new user namespace. The process stays dumpable until its capabilities are
+    dropped (nucleus.effects.handlers): a user-mode network's stack, run as the caller, joins
+    its namespaces through /proc/<pid>/ns, which the kernel opens only for a dumpable process
+    (its memory still belongs to the host's user namespace). Nothing of the container runs
+    before then."""
+    libc.setresgid(0, 0, 0)
+    libc.setresuid(0, 0, 0)
+    caps.after_identity_change()
+    caps.set_dumpable(True)
+
+
+def join_identity(_: v.JoinIdentity) -> None:
+    """Root of the container's user namespace for a joined command: non-dumpable throughout
+    (no network stack joins it), dying with its parent."""
     libc.setresgid(0, 0, 0)
     libc.setresuid(0, 0, 0)
     caps.after_identity_change()

@@ -127,3 +127,11 @@ def default_routes(link: str, gateways: tuple[str, ...]) -> None:
             family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
             ipr.route("add", dst="0.0.0.0/0" if ip.version == 4 else "::/0", gateway=gateway,
                       oif=index, family=family)
+
+
+def host_addresses() -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every address of this network namespace's links (the host's own, which an egress
+    policy refuses unless it names them)."""
+    with _route("list the addresses") as ipr:
+        found = [msg.get_attr("IFA_ADDRESS") for msg in ipr.get_addr()]
+    return frozenset(ipaddress.ip_address(str(a).split("%")[0]) for a in found if a)

@@ -5,12 +5,15 @@ capabilities the host's user namespace grants over that network namespace).
 
 A bridge is shared by the containers on it: what they hold of it is written in the state
 directory, one file per bridge (`network/<bridge>.json`), read and written only under the state
-directory's lock: each container's lease (its addresses and published ports), and what was made
+directory's lock: each container's lease (its addresses and published ports; with an egress
+policy its proxy's and resolver's ports and the egress process's pid and start time), and what was made
 for the bridge (the bridge itself when nucleus made it, its NAT rules and their backend, the
 forwarding settings it changed and their values before). Each step writes what it is about to
 make before it makes it, so that a supervisor killed in the middle leaves a file that names it;
 the teardown of the last container on a bridge takes the bridge, its rules and those settings
-with it.
+with it. A user-mode network (nucleus.effects.usernet) has a file of the same shape of its own,
+`network/user-<id[:12]>.json`, whose one lease names the stack's process and the egress
+process.
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ import errno
 import ipaddress
 import json
 import os
+import signal
+import socket
 import stat
 from typing import Any
 
 from nucleus import vocab as v
+from nucleus.config import egress as rules_of_egress
 from nucleus.config.network import allocate
-from nucleus.effects import nat, netlink
+from nucleus.effects import egress_host, egress_rules, nat, netlink, nflog
 from nucleus.effects.nat import NetError
+from nucleus.effects.process import kill, process_start
 from nucleus.effects.store import Store, write_document
 
 MAX_FILE = 4 << 20
@@ -155,10 +162,93 @@ def _clash(theirs: tuple[Any, ...], mine: tuple[str, str, int, int]) -> bool:
     return theirs[0] == mine[0] and theirs[2] == mine[2] and (not theirs[1] or not mine[1] or theirs[1] == mine[1])
 
 
-def not_yet(op: v.NetEgress | v.NetProxy) -> None:
-    """The egress policy's steps: no run plans them yet (nucleus.plan.network refuses the
-    flags); one that arrives fails, closed."""
-    raise NetError(errno.EOPNOTSUPP, f"{op.name}: egress policies are not enforced by a run yet")
+def egress(op: v.NetEgress) -> str:
+    """Lease the container's proxy and resolver ports and its NFLOG group (written first), then
+    its egress rules (nucleus.effects.egress_rules); the ports leased, as Done's detail ("PROXY
+    DNS"). A kernel without NFLOG leases no group: drops are then counted only."""
+    path = _path(op.state, op.bridge)
+    gateway = sorted(op.gateways, key=lambda g: ":" in g)[0]  # the IPv4 one where there is one
+    with Store(op.state).locked():
+        doc = _read(path)
+        held = [lease.get("egress") or {} for lease in doc["leases"].values()]
+        ports = egress_host.free_pair(gateway, {port for egress in held for port in egress.get("ports", [])})
+        group = nflog.free_group({egress["group"] for egress in held if isinstance(egress.get("group"), int)})
+        doc["leases"].setdefault(op.owner, {"addresses": list(op.addresses), "ports": []})["egress"] = {
+            "ports": list(ports), **({"group": group} if group is not None else {})}
+        _write(path, doc)
+    egress_rules.add(op, *ports, group)
+    return f"{ports[0]} {ports[1]}"
+
+
+def _drops(path: str, owner: str, state: str, container: str) -> socket.socket | None:
+    """A socket bound to the NFLOG group the container's lease names (None: no group)."""
+    with Store(state).locked():
+        group = ((_read(path)["leases"].get(owner) or {}).get("egress") or {}).get("group")
+    if not isinstance(group, int):
+        return None
+    try:
+        return nflog.bind(group)
+    except OSError as e:
+        raise NetError(e.errno or errno.EIO, f"the egress process of {container}: {e.strerror or e}") from None
+
+
+def proxy(op: v.NetProxy, copy_fd: int | None = None) -> str | None:
+    """Bind the proxy's and the resolver's sockets on the gateway, fork the egress process
+    (nucleus.effects.egress; it takes `copy_fd`, the --violations FILE) and record its pid and
+    start time in the container's lease. Ports 0: two the kernel has free, recorded there too
+    and given as Done's detail ("PROXY DNS")."""
+    from nucleus.config import violations
+    from nucleus.effects import egress as process
+
+    upstream = op.upstream if op.upstream[0] else (egress_host.host_resolver(), op.upstream[1])
+    sockets: list[Any] = []
+    chosen = (op.port, op.dns_port) if op.port else egress_host.free_pair(op.gateway, set())
+    path = _path(op.state, op.bridge)
+    try:
+        sockets.append(process.listen(op.gateway, chosen[0]))
+        sockets.append(process.listen(op.gateway, chosen[1], kind=socket.SOCK_DGRAM))
+        sockets.append(process.listen(op.gateway, chosen[1]))
+        drops = _drops(path, op.owner, op.state, op.container)
+    except (OSError, NetError) as e:
+        for sock in sockets:
+            sock.close()
+        if copy_fd is not None:
+            os.close(copy_fd)
+        if isinstance(e, NetError):
+            raise
+        raise NetError(e.errno or errno.EIO, f"the egress proxy of {op.container}: {e.strerror or e}") from None
+    setup = process.Setup(_policy(op), violations.Context(op.owner, op.container), upstream,
+                          netlink.host_addresses(), proxy=sockets[:1], dns_udp=sockets[1:2], dns_tcp=sockets[2:],
+                          drops=drops, copy_fd=copy_fd)
+    pid = process.spawn(setup, op.stream or None)
+    with Store(op.state).locked():
+        doc = _read(path)
+        lease = doc["leases"].setdefault(op.owner, {"addresses": [], "ports": []})
+        lease.setdefault("egress", {})["process"] = [pid, process_start(pid)]
+        if not op.port:
+            lease["egress"]["ports"] = list(chosen)
+        _write(path, doc)
+    return None if op.port else f"{chosen[0]} {chosen[1]}"
+
+
+def _policy(op: v.NetProxy) -> rules_of_egress.EgressPolicy:
+    """The policy the proxy's intent carries, as the egress process consults it."""
+    return rules_of_egress.EgressPolicy(
+        op.networks, tuple(rules_of_egress.parse_domain(d) for d in op.domains),
+        tuple(rules_of_egress.Ports(*p) for p in op.tcp_ports),
+        tuple(rules_of_egress.Ports(*p) for p in op.udp_ports), op.any_port)
+
+
+def _end(lease: dict[str, Any], what: str) -> None:
+    """End the container's egress process or user-mode stack (`what`: "egress", "stack"), if
+    its lease names one still alive (and reap it when it is this process's child)."""
+    found = (lease.get(what) or {}).get("process")
+    if not (isinstance(found, list) and len(found) == 2 and all(isinstance(x, int) for x in found)):
+        return
+    pid, start = found
+    kill(pid, signal.SIGKILL, start)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def teardown(op: v.NetTeardown) -> None:
@@ -173,6 +263,15 @@ def teardown(op: v.NetTeardown) -> None:
         if "nat" in op.held and doc["made"].get("nat"):
             ports = tuple(tuple(p) for p in lease.get("ports", [])) or op.ports
             nat.remove_ports(doc["made"]["nat"], op.bridge, op.owner, ports, tuple(lease.get("addresses", [])))
+        if "proxy" in op.held:
+            _end(lease, "egress")
+        if "usernet" in op.held:
+            _end(lease, "stack")
+            for leftover in (path[:-len(".json")] + ".sock", path[:-len(".json")] + ".pid"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+        if "egress" in op.held:
+            egress_rules.remove(op.backend, op.owner)
         doc["leases"].pop(op.owner, None)
         if doc["leases"]:
             _write(path, doc)
@@ -191,7 +290,36 @@ def teardown(op: v.NetTeardown) -> None:
             os.rmdir(os.path.dirname(path))
 
 
+def usernet(op: v.NetUser, pid: int) -> None:
+    """Start the user-mode stack (nucleus.effects.usernet) for `pid`'s namespaces, and record its
+    pid and start time in the container's lease (the lease first: what is about to be made)."""
+    from nucleus.effects import usernet as stacks
+
+    path = _path(op.state, op.record)
+    with Store(op.state).locked():
+        doc = _read(path)
+        doc["leases"].setdefault(op.owner, {"addresses": [op.address], "ports": []})["stack"] = {"name": op.stack}
+        _write(path, doc)
+    base = path[:-len(".json")]
+    if op.stack == "pasta":
+        stack = stacks.pasta(op, pid, base + ".pid")
+    else:
+        stack = stacks.slirp(op, pid, base + ".sock")
+    with Store(op.state).locked():
+        doc = _read(path)
+        lease = doc["leases"].setdefault(op.owner, {"addresses": [op.address], "ports": []})
+        lease["stack"] = {"name": op.stack, "process": [stack, process_start(stack)]}
+        lease["ports"] = [list(p) for p in op.ports]
+        _write(path, doc)
+
+
 # --- container side: the setup process, inside the container's network namespace ---------------
+
+def filter_rules(op: v.NetFilter) -> None:
+    from nucleus.effects import usernet as stacks
+
+    stacks.add_filter(op)
+
 
 def addresses(op: v.NetAddress) -> None:
     netlink.add_addresses(op.link, op.addresses)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import heapq
 import os
 import stat
+import sys
 
 from nucleus.config.context import (
     FLAG,
@@ -24,7 +24,9 @@ from nucleus.config.context import (
     Pattern,
     footprint,
 )
-from nucleus.effects import abi, integrity, seccomp, tree
+from nucleus.config.secrets import Secret
+from nucleus.effects import abi, digest, init_image, integrity, seccomp, tree
+from nucleus.effects import secrets as secret_files
 from nucleus.errors import HostUnsupported, InvalidInput, RuntimeFailure
 
 
@@ -130,11 +132,49 @@ class AppendFile:
                 os.unlink(self.path)
 
 
+def rootfs_attested(root: str, stores: tuple[str, ...]) -> None:
+    """--verify-rootfs-attestation: the closure is what its manifest says, or the run is refused
+    (nucleus.effects.attestation)."""
+    from nucleus.effects import attestation
+
+    attestation.verify(root, stores)
+
+
 def architecture() -> tuple[str, str]:
     """This machine's architecture (uname -m) and libseccomp's token for it; refuses a machine
     nucleus has no syscall table for."""
     arch = abi.check_architecture()
     return arch.machine, arch.seccomp_arch
+
+
+def compiled_init(required: bool, environ: dict[str, str]) -> int | None:
+    """The container's compiled init, loaded (nucleus.effects.init_image): the descriptor the
+    setup process keeps for PID 1. Without it, refused when `required` (production), else None
+    after a warning: PID 1 then stays the interpreter."""
+    binary = init_image.path(environ)
+    try:
+        return init_image.load(binary)
+    except OSError as e:
+        why = f"the container's init {binary!r}: {e.strerror}"
+        hint = f"build it with `make setup` (gcc), or name it with {init_image.ENVIRONMENT}=PATH"
+        if required:
+            raise HostUnsupported(f"production mode requires the compiled init (row \"PID 1 init\"): {why}",
+                                  hint=hint) from e
+        sys.stderr.write(f"warning: {why}; PID 1 stays the interpreter (about 10 MiB more)\nhint: {hint}\n")
+        return None
+
+
+SecretSource = secret_files.Source
+
+
+def secret_sources(secrets: tuple[Secret, ...], caller: int) -> list[SecretSource]:
+    """The --secret sources, opened and checked (nucleus.effects.secrets); read later, by the
+    executor, just before the setup process is forked."""
+    return secret_files.open_sources(secrets, caller)
+
+
+def close_secrets(sources: list[SecretSource]) -> None:
+    secret_files.close(sources)
 
 
 def kernel_release() -> str:
@@ -154,7 +194,7 @@ def program(profile: dict[str, object], flag: str | None = None, path: str | Non
         if flag is None:
             raise RuntimeFailure(f"internal: the default seccomp profile does not compile: {e}") from e
         raise InvalidInput(f"{flag} {path!r}: {e}") from e
-    sha = hashlib.sha256(compiled).hexdigest()
+    sha = digest.sha256(compiled).hexdigest()
     seccomp.keep_by_sha256(sha, compiled)
     return sha, compiled
 

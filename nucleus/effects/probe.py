@@ -95,6 +95,12 @@ def for_run(config: ContainerConfig, *, modes_need: bool) -> HostFacts:
         from nucleus.effects import nat
 
         facts = replace(facts, routes=routes(), nat_backend=nat.chosen(config.bridge.nat_backend))
+    if config.network == "user":
+        from nucleus.effects import nat
+
+        found = ((name, nat.tool(name)) for name in ("pasta", "slirp4netns"))
+        facts = replace(facts, user_stacks=tuple((name, path) for name, path in found if path),
+                        nft=nat.tool("nft") or "")
     return facts
 
 
@@ -293,15 +299,13 @@ def _account_file(etc: int, name: str, shown: str, problems: list[str]) -> str:
 
 
 def store_paths(rootfs: str) -> tuple[str, ...]:
-    """The /nix/store paths a closure names in its STORE_PATHS_FILE (none without one); each
-    must be a directory under /nix/store."""
-    try:
-        with open(os.path.join(rootfs, STORE_PATHS_FILE)) as f:
-            paths = tuple(sorted({line.strip() for line in f if line.strip()}))
-    except FileNotFoundError:
-        return ()
+    """The /nix/store paths a closure names in its STORE_PATHS_FILE (none without one), read
+    without following a symlink; each must be a directory under /nix/store."""
+    from nucleus.effects import attestation
+
+    paths = attestation.store_paths(rootfs) or ()
     for path in paths:
-        if not path.startswith("/nix/store/") or ".." in path.split("/") or not os.path.isdir(path):
+        if not os.path.isdir(path) or os.path.islink(path):
             raise InvalidInput(f"--rootfs {rootfs!r}: {STORE_PATHS_FILE} names {path!r}, "
                                "which is not a directory under /nix/store")
     return paths

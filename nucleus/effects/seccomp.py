@@ -28,10 +28,10 @@ import sys
 from typing import TYPE_CHECKING, cast
 
 from nucleus import linux
-from nucleus.effects import abi, libc
+from nucleus.effects import abi, digest, libc
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
     from types import ModuleType
     from typing import IO, Protocol
 
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
         def exist_arch(self, arch: int) -> bool: ...
         def add_rule(self, action: int, syscall: int | str, *args: object) -> None: ...
         def export_bpf(self, file: IO[bytes]) -> None: ...
-
-    class _Digest(Protocol):
-        def hexdigest(self) -> str: ...
 
 # Bump when compile_profile would produce a different program for the same profile, so old
 # cache entries stop matching.
@@ -367,21 +364,7 @@ def cache_key(profile: dict[str, object]) -> str:
         (canonical, f"libseccomp {libc.libseccomp_version()}", abi.architecture().machine,
          COMPILER_REVISION)
     )
-    return _sha256()(material.encode()).hexdigest()
-
-
-def _sha256() -> Callable[[bytes], _Digest]:
-    # On the hot path: CPython's own small sha256 module loads in ~0.2 ms where hashlib, which
-    # loads OpenSSL, takes ~2.5 ms. The digest is the same.
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found]  # CPython >= 3.12
-        except ImportError:
-            from hashlib import sha256
-    # The private modules have no stubs; their sha256 is hashlib.sha256's twin.
-    return cast("Callable[[bytes], _Digest]", sha256)
+    return digest.sha256(material.encode()).hexdigest()
 
 
 def default_cache_dir() -> str:
@@ -530,7 +513,7 @@ def read_by_sha256(sha: str, cache_dir: str | None = None) -> bytes | None:
     or None."""
     _, path = _by_sha256(sha, cache_dir)
     data = read_cached(path)
-    if data is None or _sha256()(data).hexdigest() != sha:
+    if data is None or digest.sha256(data).hexdigest() != sha:
         return None
     return data
 

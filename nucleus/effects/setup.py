@@ -6,9 +6,10 @@ For `run`, the setup process unshares the namespaces and forks PID 1 of the new 
 (ForkInit), reports that pid and exits; PID 1 then serves the rest of the setup. On
 ExecWorkload, PID 1 forks the workload and learns through a close-on-exec pipe whether its exec
 succeeded: if it did not, PID 1 answers with the lifecycle's Exit (127 or 126, with the reason)
-and exits with that status; if it did, PID 1 answers nothing, closes everything it holds and
-stays as the container's minimal init: it forwards signals to the workload, reaps orphans and
-exits with the workload's status. PID 1 shows nothing of the host: its command line (which was
+and exits with that status; if it did, PID 1 answers nothing and becomes the container's
+minimal init: it executes the compiled init (nucleus.effects.init_image, nucleus/init/init.c)
+when the supervisor loaded one, else closes everything it holds and stays as it is; either
+forwards signals to the workload, reaps orphans and exits with the workload's status. PID 1 shows nothing of the host: its command line (which was
 the supervisor's, with the interpreter's and the state directory's paths) is overwritten with
 "init" as soon as it exists. For `attach`, the joining process enters the container's
 namespaces, forks into its PID namespace (JoinFork), and the forked process applies the
@@ -33,7 +34,7 @@ from nucleus import linux
 from nucleus import vocab as v
 from nucleus.config import exec_refusal
 from nucleus.config.workspace import place_of
-from nucleus.effects import abi, channel, fs, libc, process, rlimits
+from nucleus.effects import abi, channel, fs, init_image, libc, process, rlimits, secrets
 from nucleus.effects.handlers import child_handler
 from nucleus.errors import EXIT_FAILURE
 
@@ -62,6 +63,12 @@ class SetupProcess:
     # The Landlock rules this process applied (ApplyLandlock), None before: what a refused exec
     # is checked against.
     landlock: LandlockRules | None = None
+    # The compiled init's memory file, which PID 1 executes once the workload runs
+    # (nucleus.effects.init_image); None: PID 1 stays as it is.
+    init_image: int | None = None
+    # The --secret sources' bytes, read by the supervisor just before it forked this process
+    # (WriteSecret overwrites each once written).
+    secrets: list[bytearray] = field(default_factory=list)
 
 
 def serve(setup: SetupProcess) -> None:
@@ -141,6 +148,7 @@ def _fork(setup: SetupProcess, intent: v.ForkInit, events: list[dict[str, Any]])
         # Its next message comes after the supervisor has read the answer below and reaped the
         # intermediate process.
         return True
+    secrets.wipe(setup.secrets)  # PID 1 has its copy
     done = v.done(intent, str(pid))
     assert done is not None
     events.append(v.to_wire(done))
@@ -192,8 +200,12 @@ def _exec_workload(setup: SetupProcess, intent: v.ExecWorkload, events: list[dic
             os.write(2, f"nucleus: {reason}\n".encode())
         _exit_answer(setup, events, int(code), reason)
     channel.send(setup.resp_fd, events)
-    libc.close_range(3)
     sys.stdout.flush()
+    if setup.init_image is not None:
+        failed = init_image.become(setup.init_image, pid)
+        os.write(2, f"nucleus: warning: the container's init stays the interpreter: cannot execute "
+                    f"the compiled init: {failed.strerror}\n".encode())
+    libc.close_range(3)
     os._exit(process.wait_forwarding(pid, gone=0))
 
 

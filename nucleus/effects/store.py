@@ -34,6 +34,12 @@ LogReader = logs.Reader  # for the management commands, which reach the effects 
 follow_log = logs.follow
 
 
+def random_id() -> str:
+    """128 random bits in hex: secrets.token_hex(16)'s bytes, without importing hmac and random
+    on the run path."""
+    return os.urandom(16).hex()
+
+
 def _refused(path: str, why: str) -> Exception:
     from nucleus.errors import RuntimeFailure
 
@@ -135,6 +141,26 @@ class Store:
         if not CONTAINER_ID.fullmatch(cid):
             raise ValueError(f"not a container id: {cid!r}")
         return stream_path(self.root, cid)
+
+    def stop_path(self, cid: str) -> str:
+        """The mark stop, kill and rm leave before they signal a service: its supervisor starts
+        it no more (nucleus.app.service)."""
+        if not CONTAINER_ID.fullmatch(cid):
+            raise ValueError(f"not a container id: {cid!r}")
+        return os.path.join(self.dir, f"{cid}.stop")
+
+    def notify_path(self, cid: str) -> str:
+        """The socket a --readiness-sd-notify workload's notifications come to
+        (nucleus.effects.notify.Relay), bound into its container."""
+        if not CONTAINER_ID.fullmatch(cid):
+            raise ValueError(f"not a container id: {cid!r}")
+        return os.path.join(self.dir, f"{cid}.notify")
+
+    def mark_stop(self, cid: str) -> None:
+        os.close(os.open(self.stop_path(cid), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+
+    def stop_marked(self, cid: str) -> bool:
+        return os.path.lexists(self.stop_path(cid))
 
     def violations_reader(self, cid: str) -> logs.Reader:
         return logs.Reader(self.violations_path(cid))
@@ -269,7 +295,39 @@ class Store:
             pass
         logs.remove(self.log_path(cid))
         logs.remove(self.violations_path(cid))
+        for path in (self.stop_path(cid), self.notify_path(cid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         self.release_context(cid)
+
+
+    # --- a topology's persistent volumes (nucleus compose) ----------------------------------------
+
+    def volumes_dir(self, topology: str) -> str:
+        return os.path.join(self.root, "topologies", topology, "volumes")
+
+    def volume(self, topology: str, name: str) -> str:
+        """The directory of a topology's persistent volume, made (0755) if missing."""
+        path = os.path.join(self.volumes_dir(topology), name)
+        try:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        except OSError as e:
+            from nucleus.errors import RuntimeFailure
+
+            raise RuntimeFailure(f"cannot create the volume directory {path!r}: {e.strerror}") from None
+        return path
+
+    def remove_volumes(self, topology: str) -> list[str]:
+        """Remove a topology's persistent volumes (and its directory): the volumes removed."""
+        import shutil
+
+        top = os.path.dirname(self.volumes_dir(topology))
+        try:
+            names = sorted(os.listdir(self.volumes_dir(topology)))
+        except FileNotFoundError:
+            names = []
+        shutil.rmtree(top, ignore_errors=True)
+        return names
 
 
 def write_document(final: str, doc: dict[str, Any]) -> None:

@@ -149,6 +149,6 @@ def candidate_events(state: LifecycleState) -> list[v.Event]:
     """Every event the spec's actions range over (for exhaustive walks and model tests)."""
     return [
         v.Create(), v.Prepared("enforced"), v.Prepared("degraded"), v.SetupFailed(), v.Start(),
-        v.Abort(), v.Exit(0), v.Kill("TERM"), v.Kill("KILL"), v.Lost(), v.Attach(), v.CleanupDone(),
+        v.Abort(), v.Exit(0), *(v.Kill(sig) for sig in SIGNALS), v.Lost(), v.Attach(), v.CleanupDone(),
         v.Remove(),
     ]

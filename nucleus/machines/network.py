@@ -9,6 +9,13 @@ carried out by the setup process inside the container's namespace while it still
 capabilities the host granted it: the address, the link up, the default route. So with an
 egress policy no interface of the container is up before the policy is in force.
 
+A user-mode network (--network user: pasta or slirp4netns, for runs without root) has no
+bridge: its host side is the user-mode stack's process (`usernet`), which the supervisor starts
+once the container's namespace exists and which attaches its interface there. With an egress
+policy the proxy comes first, then the policy's rules are made inside the container's namespace
+by the setup process (`filter`: it holds CAP_NET_ADMIN over that namespace, which the workload
+never gets back), and only then is the stack attached.
+
 What a host-side step makes stays on the host until the teardown removes it (`held`). A step
 that fails, or is abandoned with its supervisor, may have left part of what it makes, so it
 counts as held too: the teardown after a failure removes what came before. A teardown that
@@ -24,8 +31,12 @@ from nucleus.machines.base import Refused, Step, spec_set
 
 BRIDGE_PLAN = ("bridge", "veth", "nat", "address", "up", "route")
 EGRESS_PLAN = ("bridge", "veth", "nat", "egress", "proxy", "address", "up", "route")
-STEPS = ("bridge", "veth", "nat", "egress", "proxy", "address", "up", "route", "teardown")
-HOST_STEPS = ("bridge", "veth", "nat", "egress", "proxy")
+USER_PLAN = ("usernet", "address", "up", "route")
+USER_EGRESS_PLAN = ("proxy", "filter", "usernet", "address", "up", "route")
+STEPS = ("bridge", "veth", "nat", "egress", "proxy", "usernet", "filter", "address", "up", "route",
+         "teardown")
+HOST_STEPS = ("bridge", "veth", "nat", "egress", "proxy", "usernet")
+POLICY_STEPS = ("egress", "filter", "proxy")
 PHASES = ("idle", "running", "ready", "failed", "releasing", "released", "leaked")
 SETTLED = ("idle", "ready", "failed", "leaked")
 
@@ -33,12 +44,14 @@ SETTLED = ("idle", "ready", "failed", "leaked")
 @dataclass(frozen=True)
 class NetworkState:
     bridged: bool = False
+    user: bool = False
     egress: bool = False
     phase: str = "idle"
     done: int = 0  # how many plan steps have completed
     held: frozenset[str] = frozenset()  # the host-side steps whose making the teardown undoes
     # Not part of the spec's abstraction: the planned intents, and the addresses the bridge
-    # step leased (the container side and the NAT rules are about them).
+    # step leased (the container side and the NAT and egress rules are about them); the proxy's
+    # intent takes the ports the egress step leased.
     bridge: v.NetBridge = field(default_factory=v.NetBridge)
     veth: v.NetVeth = field(default_factory=v.NetVeth)
     nat: v.NetNat = field(default_factory=v.NetNat)
@@ -48,9 +61,13 @@ class NetworkState:
     up: v.NetLinkUp = field(default_factory=v.NetLinkUp)
     teardown: v.NetTeardown = field(default_factory=v.NetTeardown)
     addresses: tuple[str, ...] = ()
+    usernet: v.NetUser = field(default_factory=v.NetUser)
+    filter: v.NetFilter = field(default_factory=v.NetFilter)
 
     @property
     def plan(self) -> tuple[str, ...]:
+        if self.user:
+            return USER_EGRESS_PLAN if self.egress else USER_PLAN
         if not self.bridged:
             return ()
         return EGRESS_PLAN if self.egress else BRIDGE_PLAN
@@ -63,8 +80,18 @@ class NetworkState:
 def initial(bridge: v.NetBridge | None = None, veth: v.NetVeth | None = None,
             nat: v.NetNat | None = None, gateways: tuple[str, ...] = (),
             teardown: v.NetTeardown | None = None, rules: v.NetEgress | None = None,
-            proxy: v.NetProxy | None = None, up: v.NetLinkUp | None = None) -> NetworkState:
-    """No bridge without a bridge step planned; an egress policy with its rules and proxy."""
+            proxy: v.NetProxy | None = None, up: v.NetLinkUp | None = None,
+            usernet: v.NetUser | None = None, addresses: tuple[str, ...] = (),
+            filter_: v.NetFilter | None = None) -> NetworkState:
+    """No bridge without a bridge step planned; an egress policy with its rules and proxy. A
+    user-mode stack (`usernet`) with the container's fixed `addresses`, and with a policy its
+    proxy and the rules inside (`filter_`)."""
+    if usernet is not None:
+        return NetworkState(
+            user=True, egress=proxy is not None, usernet=usernet, addresses=addresses,
+            proxy=proxy or v.NetProxy(), filter=filter_ or v.NetFilter(), gateways=gateways,
+            up=up or v.NetLinkUp(usernet.inside), teardown=teardown or v.NetTeardown(),
+        )
     return NetworkState(
         bridged=bridge is not None, egress=bridge is not None and rules is not None,
         bridge=bridge or v.NetBridge(), veth=veth or v.NetVeth(), nat=nat or v.NetNat(),
@@ -81,15 +108,22 @@ def under_way(state: NetworkState) -> str | None:
 
 
 def _intent(state: NetworkState, step_name: str) -> v.Intent:
-    link = state.veth.inside
+    link = state.usernet.inside if state.user else state.veth.inside
     intents: dict[str, v.Intent] = {
         "bridge": state.bridge, "veth": state.veth, "nat": state.nat.replace(addresses=state.addresses),
-        "egress": state.rules, "proxy": state.proxy,
+        "egress": state.rules.replace(addresses=state.addresses), "proxy": state.proxy,
+        "usernet": state.usernet, "filter": state.filter.replace(proxy=state.proxy.port, dns=state.proxy.dns_port),
         "address": v.NetAddress(link, state.addresses), "up": state.up,
         "route": v.NetRoute(link, state.gateways),
         "teardown": state.teardown.replace(held=tuple(s for s in HOST_STEPS if s in state.held)),
     }
     return intents[step_name]
+
+
+def _leased(proxy: v.NetProxy, detail: str) -> v.NetProxy:
+    """The proxy's intent with the ports the egress step leased ("PROXY DNS")."""
+    ports = [int(p) for p in detail.split() if p.isdigit()]
+    return proxy.replace(port=ports[0], dns_port=ports[1]) if len(ports) == 2 else proxy
 
 
 def _made(state: NetworkState, step_name: str) -> frozenset[str]:
@@ -143,6 +177,8 @@ def step(state: NetworkState, event: v.Event) -> Step | Refused:
             after = replace(state, done=state.done + 1, held=_made(state, name))
             if name == "bridge":
                 after = replace(after, addresses=tuple(event.detail.split()))
+            if name == "egress" or (name == "proxy" and state.user):
+                after = replace(after, proxy=_leased(state.proxy, event.detail))
             return _advance(after)
     return Refused(f"the network has no action {event.name}")
 
@@ -152,7 +188,8 @@ def is_initial(state: NetworkState) -> bool:
 
 
 def to_tla(state: NetworkState) -> dict[str, object]:
-    return {"net_bridged": state.bridged, "net_egress": state.egress, "net_phase": state.phase,
+    return {"net_bridged": state.bridged, "net_user": state.user, "net_egress": state.egress,
+            "net_phase": state.phase,
             "net_done": state.done, "net_held": state.held}
 
 
@@ -161,7 +198,8 @@ def from_tla(values: dict[str, object], base: NetworkState | None = None) -> Net
     done = values["net_done"]
     assert isinstance(done, int)
     return replace(
-        base or NetworkState(), bridged=bool(values["net_bridged"]), egress=bool(values["net_egress"]),
+        base or NetworkState(), bridged=bool(values["net_bridged"]), user=bool(values.get("net_user", False)),
+        egress=bool(values["net_egress"]),
         phase=str(values["net_phase"]), done=done, held=spec_set(values["net_held"]),
     )
 
@@ -171,8 +209,13 @@ def TypeOK(s: NetworkState) -> bool:  # noqa: N802
     return s.phase in PHASES and 0 <= s.done <= len(s.plan) and s.held <= frozenset(HOST_STEPS)
 
 
-def EgressNeedsBridge(s: NetworkState) -> bool:  # noqa: N802
-    return not s.egress or s.bridged
+def EgressNeedsLink(s: NetworkState) -> bool:  # noqa: N802
+    """An egress policy needs a link of the container's own (a bridge's veth or a user-mode stack)."""
+    return not s.egress or s.bridged or s.user
+
+
+def OneLink(s: NetworkState) -> bool:  # noqa: N802
+    return not (s.bridged and s.user)
 
 
 def ReadyMeansComplete(s: NetworkState) -> bool:  # noqa: N802
@@ -181,11 +224,17 @@ def ReadyMeansComplete(s: NetworkState) -> bool:  # noqa: N802
 
 def NoInterfaceUpWithoutPolicy(s: NetworkState) -> bool:  # noqa: N802
     """With an egress policy, an interface is up only while the policy's rules and proxy hold."""
-    return not (s.egress and s.has_done("up") and s.phase != "released") or {"egress", "proxy"} <= s.held
+    return not (s.egress and s.has_done("up") and s.phase != "released") or all(
+        s.has_done(n) and (n not in HOST_STEPS or n in s.held) for n in POLICY_STEPS if n in s.plan)
 
 
-def InsideAfterVeth(s: NetworkState) -> bool:  # noqa: N802
-    return not s.has_done("address") or s.has_done("veth")
+def InsideAfterLink(s: NetworkState) -> bool:  # noqa: N802
+    return not s.has_done("address") or s.has_done("veth") or s.has_done("usernet")
+
+
+def StackAfterFilter(s: NetworkState) -> bool:  # noqa: N802
+    """A user-mode stack is attached only once the policy's rules are in force inside."""
+    return not (s.egress and s.has_done("usernet")) or s.has_done("filter")
 
 
 def RouteAfterUp(s: NetworkState) -> bool:  # noqa: N802
@@ -202,8 +251,8 @@ def ReleasedHoldsNothing(s: NetworkState) -> bool:  # noqa: N802
 
 
 INVARIANTS = (
-    TypeOK, EgressNeedsBridge, ReadyMeansComplete, NoInterfaceUpWithoutPolicy, InsideAfterVeth,
-    RouteAfterUp, NothingMadeIsForgotten, ReleasedHoldsNothing,
+    TypeOK, EgressNeedsLink, OneLink, ReadyMeansComplete, NoInterfaceUpWithoutPolicy, InsideAfterLink,
+    StackAfterFilter, RouteAfterUp, NothingMadeIsForgotten, ReleasedHoldsNothing,
 )
 
 

@@ -117,7 +117,7 @@ def step(s: SystemState, event: v.Event) -> Step | Refused:
         return Refused(
             f"cannot {v.action_name(event)} ({event.machine}): {why} (the container is "
             f"{s.lc.status}; isolation {s.iso.phase}, filesystem {s.fs.phase}, security {s.sec.phase}, "
-            f"cgroup {s.res.phase}" + (f", network {s.net.phase})" if s.net.bridged else ")")
+            f"cgroup {s.res.phase}" + (f", network {s.net.phase})" if s.net.plan else ")")
         )
     module = MACHINES[event.machine]
     result = module.step(getattr(s, event.machine), event)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nucleus import vocab as v
+from nucleus.config import secrets as secret_rules
 from nucleus.config.container import CONTEXT_MOUNT, ContainerConfig
 from nucleus.config.context import DEFAULT_CONTEXT_SIZE, ContextSource, exclusion_list
 from nucleus.config.host_etc import ETC
@@ -56,8 +57,9 @@ class HostLayout:
     dns: tuple[str, ...] = ()  # --dns: the resolvers /etc/resolv.conf names (none: an empty file)
 
 
-def _hosts(hostname: str) -> str:
-    return f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+def _hosts(hostname: str, extra: tuple[tuple[str, str], ...] = ()) -> str:
+    return (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+            + "".join(f"{address}\t{name}\n" for name, address in extra))
 
 
 def plan(spec: ContainerConfig, layout: HostLayout, hostname: str) -> tuple[v.Intent, ...]:
@@ -97,16 +99,17 @@ def plan(spec: ContainerConfig, layout: HostLayout, hostname: str) -> tuple[v.In
     # Configuration the workload expects to find (read-only with the root), unless the rootfs
     # brings its own /etc.
     if not own_etc:
-        ops.extend(_etc(r, hostname, layout.accounts or users.generated(home), layout.dns))
+        ops.extend(_etc(r, hostname, layout.accounts or users.generated(home), layout.dns, spec.extra_hosts))
         ops.extend(_host_etc(r, layout))
     _rest(ops, spec, layout, r, uid, gid, home)
     return tuple(ops)
 
 
-def _etc(r: str, hostname: str, accounts: tuple[str, str], dns: tuple[str, ...] = ()) -> list[v.Intent]:
+def _etc(r: str, hostname: str, accounts: tuple[str, str], dns: tuple[str, ...] = (),
+         extra_hosts: tuple[tuple[str, str], ...] = ()) -> list[v.Intent]:
     return [
         v.WriteFile(f"{r}/etc/hostname", hostname + "\n"),
-        v.WriteFile(f"{r}/etc/hosts", _hosts(hostname)),
+        v.WriteFile(f"{r}/etc/hosts", _hosts(hostname, extra_hosts)),
         v.WriteFile(f"{r}/etc/passwd", accounts[0]),
         v.WriteFile(f"{r}/etc/group", accounts[1]),
         v.WriteFile(f"{r}/etc/resolv.conf", "".join(f"nameserver {a}\n" for a in dns)),
@@ -207,5 +210,27 @@ def _rest(ops: list[v.Intent], spec: ContainerConfig, layout: HostLayout, r: str
     # Volumes, last: their mount points are made in what nucleus mounted (nucleus.config.volumes).
     ops.extend(v.MountVolume(src.path, f"{r}{src.target}", src.flags, src.fd, src.userns, src.idmap)
                for src in layout.volumes)
+    ops.extend(_secrets(spec.secrets, r, uid, gid))
     # The root itself is read-only: everything writable is a mount of its own.
     ops.append(v.RemountFs(r, ("rdonly", "nosuid", "nodev")))
+
+
+SECRET_FLAGS = ("nosuid", "nodev", "noexec")
+
+
+def _secrets(secrets: tuple[secret_rules.Secret, ...], r: str, uid: int, gid: int) -> list[v.Intent]:
+    """--secret: a tmpfs at /run/secrets (0500, the workload's), a file 0400 of its own for
+    each (written from what the supervisor read, never from an intent), read-only once
+    filled; a DEST elsewhere is that file bound there read-only."""
+    if not secrets:
+        return []
+    where = f"{r}{secret_rules.SECRETS_DIR}"
+    ops: list[v.Intent] = [
+        v.MakeDirs(r, (secret_rules.SECRETS_DIR.lstrip("/"),), 0o755),
+        v.MountFs("tmpfs", where, SECRET_FLAGS, f"size={secret_rules.TMPFS_SIZE},mode=0500,uid={uid},gid={gid}"),
+    ]
+    ops.extend(v.WriteSecret(f"{where}/{s.name}", i, 0o400, (uid, gid)) for i, s in enumerate(secrets))
+    ops.append(v.RemountFs(where, ("rdonly", *SECRET_FLAGS)))
+    ops.extend(v.BindSecret(f"{where}/{s.name}", r, s.dest, ("rdonly", *SECRET_FLAGS))
+               for s in secrets if s.bound)
+    return ops

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 from nucleus import vocab as v
 from nucleus.config import landlock_default, modes, violations, workspace
+from nucleus.config import secrets as secret_rules
 from nucleus.config import volumes as volume_rules
 from nucleus.config.container import ContainerConfig
 from nucleus.config.context import ContextSource
@@ -103,7 +104,8 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         rootfs=facts.rootfs_realpath if config.rootfs else None,
         store_paths=facts.store_paths, context_manifest=artifacts.context_manifest,
         context=artifacts.context, etc=facts.etc, etc_masked=facts.etc_masked,
-        volumes=artifacts.volumes, keep_context=keeps_context(config, rootless), dns=config.dns,
+        volumes=artifacts.volumes, keep_context=keeps_context(config, rootless),
+        dns=net.resolvers(config.dns),
         user=(account.uid, account.gid) if account else (0, 0),
         accounts=accounts[:2])
     writable_context = config.context is not None and config.context_mode == "copy"
@@ -116,7 +118,8 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
     else:
         granted = landlock_default.default_rules(config.home, writable_context=writable_context,
                                                  executable=workspace.executable(config),
-                                                 volumes=volume_rules.landlock_rules(config.volumes))
+                                                 volumes=volume_rules.landlock_rules(config.volumes)
+                                                 + secret_rules.landlock_rules(config.secrets))
     rules = tuple((path, tuple(sorted(access))) for path, access in granted)
     trace = config.seccomp_mode == "trace"
     # An enforced run records what it refuses: seccomp's refusals answered by the violation
@@ -124,7 +127,8 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
     stream = "" if trace else violations.stream_path(facts.state_root, cid)
     cgroup = cgroups.plan_run(facts, config.limits, cid, strict=modes.cgroups_required(config.service_mode))
     limits = config.limits
-    env = tuple(config.environment().items())
+    # An egress policy's proxy variables, unless the user's -e sets them.
+    env = tuple({**net.environment(), **config.environment()}.items())
     rlimits = (limits.nofile, limits.nproc, limits.memlock)
     places = workspace.places(config)
     workload = v.ExecWorkload(config.argv, env, config.effective_workdir, rlimits, places,
@@ -147,7 +151,7 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         resources.initial(required=modes.cgroups_required(config.service_mode), create=cgroup.create,
                           limits=cgroup.limits, attach=cgroup.attach, remove=cgroup.remove),
         lifecycle.initial(workload),
-        network_plan.machine(net, cid, facts.state_root),
+        network_plan.machine(net, cid, facts.state_root, config.name or cid[:12]),
     )
     made = ("user",) + tuple(PROC_NAME.get(kind, kind) for kind in namespaces)
     join = JoinPolicy(

@@ -23,15 +23,22 @@ from nucleus.machines import (
     network,
     resources,
     security,
+    server,
+    service,
     system,
+    topology,
 )
 from nucleus.machines.base import Refused
 from nucleus.plain import from_plain
 from nucleus.trace import itf
+from nucleus.vocab import server as server_vocab
+from nucleus.vocab import service as service_vocab
+from nucleus.vocab import topology as topology_vocab
 
 MODULES: dict[str, Any] = {
     "Lifecycle": lifecycle, "Isolation": isolation, "Filesystem": filesystem,
     "Security": security, "Resources": resources, "Network": network, "System": system, "Join": join,
+    "Topology": topology, "Service": service, "Server": server,
 }
 # Which module a trace belongs to, from a variable only it (or its composition) has.
 _SIGNATURES = (
@@ -43,6 +50,9 @@ _SIGNATURES = (
     ("Resources", {"res_phase"}),
     ("Network", {"net_phase"}),
     ("Join", {"join_phase"}),
+    ("Topology", {"topo_phase"}),
+    ("Service", {"svc_phase"}),
+    ("Server", {"srv_phase"}),
 )
 
 
@@ -143,7 +153,11 @@ def _event(meta: dict[str, Any], m: str, name: str, arg: str) -> v.Event:
     """The event as it was fed (a recorded run), checked against the step's `event` variable;
     else the one the variable names."""
     if "event" not in meta:
-        return v.event_from_tla(m, name, arg)
+        if m == "svc":
+            return service_vocab.event_from_tla(name, arg)  # type: ignore[return-value]
+        if m == "srv":
+            return server_vocab.event_from_tla(name, arg)
+        return topology_vocab.event_from_tla(name, arg) if m == "topo" else v.event_from_tla(m, name, arg)
     event = v.from_wire(meta["event"])
     if not isinstance(event, v.Event):
         raise ValueError(f"{meta['event'].get('t')!r} is not an event")

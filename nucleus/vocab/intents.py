@@ -281,6 +281,30 @@ class WriteFile(FsOp):
 
 
 @record
+class WriteSecret(FsOp):
+    """Write the secret the supervisor read (the `index`th --secret: its bytes never travel
+    in an intent, a trace or a record) to `path` on the secrets tmpfs, with `mode` and
+    `owner`, then overwrite this process's copy."""
+
+    path: str = ""
+    index: int = 0
+    mode: int = 0o400
+    owner: tuple[int, int] = (0, 0)
+
+
+@record
+class BindSecret(FsOp):
+    """Bind the secret file `source` onto `dest` below `root` (a --secret outside
+    /run/secrets), read-only: the mount point and its missing directories are made below
+    `root` without following a symlink (a link there stops the step)."""
+
+    source: str = ""
+    root: str = ""
+    dest: str = ""
+    flags: tuple[str, ...] = ()
+
+
+@record
 class PivotRoot(Intent):
     where: ClassVar[str] = "child"
     reports: ClassVar[tuple[str, str] | None] = ("fs", "pivot")
@@ -474,18 +498,99 @@ class NetNat(Intent):
 
 @record
 class NetEgress(Intent):
-    """The egress policy's rules: the container's traffic reaches only its proxy."""
+    """Under the state directory's lock: lease container `owner` two free ports of the bridge's
+    gateway (its proxy's and its resolver's), recorded in the bridge's file, then, with
+    `backend`, the container's own rules (named after `owner`): its `addresses` reach the host
+    only at those ports of `gateways` (their DNS port 53 and the proxy's `proxy_port` DNATed
+    there), and are forwarded only to `networks` on the ports of `tcp_ports` and `udp_ports`
+    ((first, last) each; every port with `any_port`); everything else they send is dropped, and
+    no other address reaches the leased ports. Done's detail: the ports leased ("PROXY DNS")."""
 
     reports: ClassVar[tuple[str, str] | None] = ("net", "egress")
-    policy: str = ""
+    backend: str = ""
+    bridge: str = ""
+    owner: str = ""
+    state: str = ""
+    addresses: tuple[str, ...] = ()
+    gateways: tuple[str, ...] = ()
+    proxy_port: int = 3128
+    networks: tuple[str, ...] = ()
+    tcp_ports: tuple[tuple[int, int], ...] = ()
+    udp_ports: tuple[tuple[int, int], ...] = ()
+    any_port: bool = True
 
 
 @record
 class NetProxy(Intent):
-    """Start the egress policy's proxy and resolver for the container."""
+    """Bind the proxy (TCP `port`) and the resolver (UDP and TCP `dns_port`) on `gateway`, and
+    fork the egress process serving them: the policy (`networks`, `domains`, `tcp_ports`,
+    `udp_ports`, `any_port`), names resolved by `upstream` (address, port; "" for the first
+    nameserver of the host's /etc/resolv.conf), refusals written to the violation stream
+    `stream` as container `owner`'s (named `container`). Its pid and start time are recorded in the
+    bridge's file under `owner`'s lease, in `state`, so that the teardown ends that process."""
 
     reports: ClassVar[tuple[str, str] | None] = ("net", "proxy")
-    policy: str = ""
+    bridge: str = ""
+    owner: str = ""
+    container: str = ""
+    state: str = ""
+    gateway: str = ""
+    port: int = 0
+    dns_port: int = 0
+    networks: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    tcp_ports: tuple[tuple[int, int], ...] = ()
+    udp_ports: tuple[tuple[int, int], ...] = ()
+    any_port: bool = True
+    upstream: tuple[str, int] = ("", 53)
+    stream: str = ""
+
+
+@record
+class NetUser(Intent):
+    """Start the user-mode stack `stack` ("pasta" or "slirp4netns", the program `program`) for
+    the network namespace of the process the machine spawned: its interface `inside` there
+    (left down), for the container's `address` behind the gateway `gateway`, the stack's DNS
+    forwarder at `dns`, each port of `ports` forwarded from the host; the host's loopback is
+    reached at the gateway only with `loopback` (the egress process's way in). Its pid and start
+    time are recorded in the file `record` names in `state`, as container `owner`'s, so that
+    the teardown ends that process."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("net", "usernet")
+    stack: str = ""
+    program: str = ""
+    inside: str = "eth0"
+    address: str = ""
+    gateway: str = ""
+    dns: str = ""
+    ports: tuple[Port, ...] = ()
+    loopback: bool = False
+    owner: str = ""
+    record: str = ""
+    state: str = ""
+
+
+@record
+class NetFilter(Intent):
+    """Inside, with the nftables program `nft`: the egress rules of the container's own network
+    namespace. What it sends to `gateway`'s port 53 and `proxy_port` goes to the ports `dns`
+    and `proxy` there (its egress process's, on the host's loopback, which the user-mode stack
+    reaches at the gateway) and is accepted; what it sends to `networks` on the ports of
+    `tcp_ports` and `udp_ports` ((first, last) each; every port with `any_port`) is accepted,
+    but never to the stack's own network `local`; everything else it sends is dropped."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("net", "filter")
+    nft: str = ""
+    gateway: str = ""
+    local: str = ""
+    proxy_port: int = 3128
+    proxy: int = 0
+    dns: int = 0
+    networks: tuple[str, ...] = ()
+    tcp_ports: tuple[tuple[int, int], ...] = ()
+    udp_ports: tuple[tuple[int, int], ...] = ()
+    any_port: bool = True
 
 
 @record
@@ -522,7 +627,8 @@ class NetRoute(Intent):
 @record
 class NetTeardown(Intent):
     """Remove what the steps of `held` made: the veth `host` (its peer goes with it), the
-    container's rules (its `ports`, marked as `owner`'s, with `backend`), its lease; the
+    container's rules (its `ports`, marked as `owner`'s, with `backend`; its egress rules), its
+    egress process (the pid its lease records, if it is still that process), its lease; the
     bridge's last lease takes the bridge and the bridge's own rules with it. What is already
     gone is fine."""
 
@@ -645,10 +751,10 @@ INTENTS: dict[str, type[Intent]] = {
     for cls in (
         SpawnChild, Unshare, ForkInit, SetHostname, LoopbackUp, EnterUserNamespace, WriteIdMaps,
         BecomeRoot, SetPropagation, MountFs, BindMount, RemountFs, MakeDirs, MakeSymlinks,
-        CopyTree, VerifyTree, MountVolume, KeepTree, MaskPaths, WriteFile, PivotRoot, Chroot, DetachOldRoot, AuditMounts,
+        CopyTree, VerifyTree, MountVolume, KeepTree, MaskPaths, WriteFile, WriteSecret, BindSecret, PivotRoot, Chroot, DetachOldRoot, AuditMounts,
         DropCapabilities, LoadSeccomp, ApplyLandlock, Warn, CreateCgroup, SetCgroupLimits,
-        AttachCgroup, RemoveCgroup, NetBridge, NetVeth, NetNat, NetEgress, NetProxy, NetAddress,
-        NetLinkUp, NetRoute, NetTeardown, ExecWorkload, SendSignal, Cleanup, JoinSpawn, JoinCgroup,
+        AttachCgroup, RemoveCgroup, NetBridge, NetVeth, NetNat, NetEgress, NetProxy, NetUser, NetFilter,
+        NetAddress, NetLinkUp, NetRoute, NetTeardown, ExecWorkload, SendSignal, Cleanup, JoinSpawn, JoinCgroup,
         EnterNamespaces, JoinIdentity, JoinFork, JoinDropCapabilities, JoinLoadSeccomp,
         JoinApplyLandlock, ExecCommand,
     )

@@ -10,8 +10,8 @@ import pytest
 from nucleus.errors import EXIT_FAILURE
 from tests.helpers import describe, run_nucleus
 
-BRIDGE = ("error: --egress-domain 'pkgs.test': egress rules take effect only with --network bridge (this run "
-          "has --network none)\nhint: add --network bridge, or drop the --egress-* flags\n")
+BRIDGE = ("error: --egress-domain 'pkgs.test': egress rules take effect only with --network bridge or user (this run "
+          "has --network none)\nhint: add --network bridge (--network user without root), or drop the --egress-* flags\n")
 
 
 @pytest.mark.parametrize(("args", "stderr"), [

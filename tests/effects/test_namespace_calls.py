@@ -89,19 +89,23 @@ def test_enter_user_namespace_stops_when_the_groups_cannot_be_cleared(fake_libc)
     assert fake_libc.names() == ["setgroups"]
 
 
-BECOME_ROOT = [
+JOIN_IDENTITY = [
     ("setresgid", (0, 0, 0)),
     ("setresuid", (0, 0, 0)),
     # a credential change clears both: restored at once
     ("prctl", (linux.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)),
     ("prctl", (linux.PR_SET_DUMPABLE, 0, 0, 0, 0)),
 ]
+# A run's setup process is dumpable from here until its capabilities are dropped, so that a
+# user-mode network's stack, run as the caller, can join its namespaces.
+BECOME_ROOT = [*JOIN_IDENTITY, ("prctl", (linux.PR_SET_DUMPABLE, 1, 0, 0, 0))]
 
 
-@pytest.mark.parametrize("intent", [v.BecomeRoot(), v.JoinIdentity()], ids=["run", "attach"])
-def test_become_root_sets_gid_then_uid_then_restores_deathsig_and_non_dumpable(fake_libc, intent):
+@pytest.mark.parametrize(("intent", "calls"), [(v.BecomeRoot(), BECOME_ROOT), (v.JoinIdentity(), JOIN_IDENTITY)],
+                         ids=["run", "attach"])
+def test_become_root_sets_gid_then_uid_then_restores_deathsig_and_non_dumpable(fake_libc, intent, calls):
     run(intent)
-    assert fake_libc.calls == BECOME_ROOT
+    assert fake_libc.calls == calls
 
 
 # --- EnterNamespaces ------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ def test_the_switch_comes_between_the_bounding_set_and_capset(kernel):
         # What a change of credentials clears: die with the supervisor, stay unreadable.
         prctl_call(linux.PR_SET_PDEATHSIG, signal.SIGKILL), prctl_call(linux.PR_SET_DUMPABLE, 0),
         ("capset", (1, 1, 0)),
+        prctl_call(linux.PR_SET_DUMPABLE, 0),  # a run's setup process was dumpable since become_root
         prctl_call(linux.PR_SET_NO_NEW_PRIVS, 1),
     ]
 

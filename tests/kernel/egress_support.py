@@ -51,10 +51,11 @@ class Lab:
 
 
 @contextlib.contextmanager
-def lab(folder: Path, config: dict, netns: bool = False) -> Iterator[Lab]:
+def lab(folder: Path, config: dict, netns: bool = False, within: tuple[str, ...] = ()) -> Iterator[Lab]:
     """Start the lab with ``config`` (see its module; the log, request log and violation stream
     are placed in ``folder``), wait until it listens, and stop it afterwards: its stdin closed,
-    or SIGKILL if it does not end. With ``netns`` it runs in a network namespace of its own."""
+    or SIGKILL if it does not end. With ``netns`` it runs in a network namespace of its own;
+    ``within``: the argv prefix that runs it elsewhere (in a namespace the test made)."""
     config = {"log": str(folder / "queries.txt"), "http_log": str(folder / "requests.jsonl"), **config}
     if "egress" in config:
         config["egress"] = {"stream": str(folder / "violations.jsonl"), **config["egress"]}
@@ -62,6 +63,7 @@ def lab(folder: Path, config: dict, netns: bool = False) -> Iterator[Lab]:
     argv = [sys.executable, "-m", "tests.kernel.egress_lab"]
     if netns:
         argv = ["unshare", "--net", "--", *argv, "--netns"]
+    argv = [*within, *argv]
     proc = subprocess.Popen([*argv, str(folder / "lab.json")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True, cwd=ROOT)
     try:

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-# (threading is imported by click but no thread is ever started: the fork stays safe.)
+# click: `run` parses its flags without it (nucleus.cli.run_args); hashlib loads OpenSSL where the
+# built-in sha256 does; secrets, shutil and platform bring hmac, random, bz2 and lzma.
 HEAVY = ("pyroute2", "asyncio", "opentelemetry", "pydantic", "ctypes.util", "multiprocessing",
-         "concurrent", "subprocess", "pyseccomp")
+         "concurrent", "subprocess", "pyseccomp", "click", "hashlib", "secrets", "shutil", "platform")
 
 
 def imported_by_run() -> set[str]:

@@ -20,19 +20,17 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Scope, describe, paused, run_nucleus
+from nucleus.effects import attestation
+from tests.helpers import Scope, describe, paused, run_nucleus, store_name, store_paths
 
 SANDBOX = pytest.mark.requires("root", "userns", "seccomp", "landlock")
 
-NIX_STORE = Path("/nix/store")
-NIX_BASE32 = "0123456789abcdfghijklmnpqrsvwxyz"  # Nix's base32: no e, o, t, u
 LIMITS = ("--memory", "64M", "--cpus", "1")
 
 
@@ -67,13 +65,10 @@ def _libraries(binary: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def closure():
-    """/nix/store/<hash>-test-nucleus-modes: dash as bin/sh, its libraries and ld-linux."""
-    name = "".join(secrets.choice(NIX_BASE32) for _ in range(32)) + "-test-nucleus-modes"
-    root = NIX_STORE / name
-    made = [p for p in (NIX_STORE.parent, NIX_STORE) if not p.exists()]  # removed afterwards
-    try:
-        for directory in made:
-            directory.mkdir(mode=0o755)
+    """/nix/store/<hash>-test-nucleus-modes: dash as bin/sh, its libraries and ld-linux; attested."""
+    with store_paths() as made:
+        root = Path(store_name("test-nucleus-modes"))
+        made.append(str(root))
         root.mkdir(mode=0o755)
         (root / "bin").mkdir(mode=0o755)
         shutil.copy("/bin/dash", root / "bin" / "sh")
@@ -83,18 +78,13 @@ def closure():
             shutil.copy(lib, target)  # the file a symlink leads to, under the link's name
         for directory, _dirs, _files in os.walk(root):
             os.chmod(directory, 0o755)
+        attestation.attest(str(root))
         yield str(root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-        for directory in reversed(made):
-            try:
-                directory.rmdir()
-            except OSError:
-                pass
 
 
 def production(scope: Scope, closure: str, *options: str) -> list[str]:
-    return scope.run_args("--service-mode", "production", "--rootfs", closure, *LIMITS, *options)
+    return scope.run_args("--service-mode", "production", "--rootfs", closure,
+                          "--verify-rootfs-attestation", *LIMITS, *options)
 
 
 # --- production ---------------------------------------------------------------------------------
@@ -119,7 +109,7 @@ def test_production_without_rootfs_memory_and_cpus_names_the_rows(scope):
 def test_production_requires_each_limit(scope, closure, missing):
     limits = dict(zip(LIMITS[::2], LIMITS[1::2], strict=True))
     del limits[missing]
-    args = scope.run_args("--service-mode", "production", "--rootfs", closure,
+    args = scope.run_args("--service-mode", "production", "--rootfs", closure, "--verify-rootfs-attestation",
                           *(word for pair in limits.items() for word in pair))
     message, hint = ((MEMORY_ROW, "give a limit, e.g. --memory 1G") if missing == "--memory"
                      else (CPUS_ROW, "give a limit, e.g. --cpus 2"))
@@ -129,7 +119,7 @@ def test_production_requires_each_limit(scope, closure, missing):
 
 def test_production_refuses_a_rootfs_outside_the_store(scope, tmp_path):
     result = scope.nucleus(*scope.run_args("--service-mode", "production", "--rootfs", str(tmp_path),
-                                           *LIMITS), "--", "/bin/sh", "-c", "echo ran")
+                                           "--verify-rootfs-attestation", *LIMITS), "--", "/bin/sh", "-c", "echo ran")
     refused(result, 125,
             f"error: --rootfs {str(tmp_path)!r} is refused in production mode: not under /nix/store "
             '(row "Rootfs": production needs a path under /nix/store)\n'
@@ -138,7 +128,7 @@ def test_production_refuses_a_rootfs_outside_the_store(scope, tmp_path):
 
 @pytest.mark.requires("root")
 def test_production_refuses_a_store_link_that_leads_out_of_the_store(scope, closure, tmp_path):
-    link = NIX_STORE / ("".join(secrets.choice(NIX_BASE32) for _ in range(32)) + "-test-link")
+    link = Path(store_name("test-link"))
     os.symlink(tmp_path, link)
     try:
         result = scope.nucleus(*production(scope, str(link)), "--", "/bin/sh", "-c", "echo ran")
@@ -148,6 +138,46 @@ def test_production_refuses_a_store_link_that_leads_out_of_the_store(scope, clos
             f"error: --rootfs {str(link)!r} resolves to {str(tmp_path)!r}: not under /nix/store "
             '(row "Rootfs": production needs a path under /nix/store)\n'
             "hint: pass the store path itself, not a link that leads out of the store\n")
+    scope.assert_clean()
+
+
+ATTESTATION_ROW = ('--verify-rootfs-attestation is required in production mode (row "Rootfs attestation": '
+                   'production runs a closure only as it was attested)')
+
+
+@pytest.mark.requires("root")
+def test_production_requires_the_attestation(scope, closure):
+    args = scope.run_args("--service-mode", "production", "--rootfs", closure, *LIMITS)
+    refused(scope.nucleus(*args, "--", "/bin/sh", "-c", "echo ran"), 125,
+            f"error: {ATTESTATION_ROW}\nhint: attest the closure when it is built (nucleus attest DIR) and "
+            "add --verify-rootfs-attestation\n")
+    scope.assert_clean()
+
+
+@SANDBOX
+def test_a_closure_changed_after_its_attestation_is_refused_before_start(scope, closure):
+    ok(scope.nucleus(*production(scope, closure), "--", "/bin/sh", "-c", "echo ran"), "ran\n")
+    library = next(p for p in Path(closure).rglob("libc.so*") if p.is_file() and not p.is_symlink())
+    rel = str(library.relative_to(closure))
+    original = library.read_bytes()
+    try:
+        changed = bytearray(original)
+        changed[len(changed) // 2] ^= 1  # one bit of one byte
+        library.write_bytes(bytes(changed))
+        result = scope.nucleus(*production(scope, closure), "--", "/bin/sh", "-c", "echo ran")
+        refused(result, 125, f"error: --verify-rootfs-attestation: the closure {closure!r} is not what "
+                             f".nucleus-rootfs-sha256 says: 1 changed ({rel!r})\n"
+                             "hint: rebuild the closure; a closure changed after it was attested is not run\n")
+        scope.assert_clean()
+    finally:
+        library.write_bytes(original)
+    extra = Path(closure) / "bin" / "planted"
+    extra.write_text("#!/bin/sh\n")
+    try:
+        result = scope.nucleus(*production(scope, closure), "--", "/bin/sh", "-c", "echo ran")
+        assert result.returncode == 125 and "1 not in the manifest ('bin/planted')" in result.stderr, describe(result)
+    finally:
+        extra.unlink()
     scope.assert_clean()
 
 
@@ -212,7 +242,7 @@ def test_production_runs_in_a_limited_cgroup(scope, closure):
     assert (result.returncode, result.stdout, result.stderr) == (7, "ran\n", ""), describe(result)
 
     cid = scope.detach(scope.sh("trap 'exit 0' TERM; while :; do :; done"), "--service-mode",
-                       "production", "--rootfs", closure, *LIMITS)
+                       "production", "--rootfs", closure, "--verify-rootfs-attestation", *LIMITS)
     try:
         dirs = scope.container_cgroups(cid)
         assert dirs, f"no cgroup for {cid}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from nucleus.tla.explore import format_violation
 from tests.model.tla_cases import (
     BY_NAME,
     FORMAL,
@@ -16,7 +17,6 @@ from tests.model.tla_cases import (
     run,
 )
 from tools.tla.__main__ import main
-from tools.tla.checker.explore import format_violation
 
 # The conjunct of the invariant each plant makes false first, as the checker explains it.
 WHY = {

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.tla.checker.errors import SpecError
-from tools.tla.checker.explore import Result, check, format_violation
-from tools.tla.checker.model import Model
+from nucleus.tla.errors import SpecError
+from nucleus.tla.explore import Result, check, format_violation
+from nucleus.tla.model import Model
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "tla"
 

@@ -1,4 +1,4 @@
-"""The parser of the built-in TLA+ checker (tools/tla/checker/parser.py): every module in formal/
+"""The parser of the built-in TLA+ checker (nucleus/tla/parser.py): every module in formal/
 reads, bullet lists follow TLA+'s column rule, and what it cannot read is named by file, line and
 column."""
 
@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from nucleus.tla import syntax as s
+from nucleus.tla.errors import SpecError
+from nucleus.tla.lexer import tokenize
+from nucleus.tla.parser import parse_module
 from tests.model.tla_cases import FORMAL
-from tools.tla.checker import syntax as s
-from tools.tla.checker.errors import SpecError
-from tools.tla.checker.lexer import tokenize
-from tools.tla.checker.parser import parse_module
 
 
 def shape(e: s.Expr) -> str:

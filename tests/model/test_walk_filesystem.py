@@ -10,13 +10,15 @@ import pytest
 
 from nucleus import vocab as v
 from nucleus.machines import filesystem
-from tests.model.spec_model import (
+from tests.model.spec_constants import (
     BOOLS,
     FS_STEPS,
     MAX_MOUNTS,
+    spec_strings,
+)
+from tests.model.spec_steps import (
     spec_filesystem,
     spec_init_filesystem,
-    spec_strings,
 )
 from tests.model.walking import Walk, WalkedMachine, fs_inits
 

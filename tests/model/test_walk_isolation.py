@@ -8,14 +8,16 @@ import pytest
 from nucleus import vocab as v
 from nucleus.machines import isolation
 from nucleus.machines.base import Step
-from tests.model.spec_model import (
+from tests.model.spec_constants import (
     BOOLS,
     ISO_STEPS,
     PRIVILEGED_PLAN,
     ROOTLESS_PLAN,
+    spec_strings,
+)
+from tests.model.spec_steps import (
     spec_init_isolation,
     spec_isolation,
-    spec_strings,
 )
 from tests.model.walking import Walk, WalkedMachine
 

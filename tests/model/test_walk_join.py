@@ -8,16 +8,18 @@ import pytest
 
 from nucleus import vocab as v
 from nucleus.machines import join
-from tests.model.spec_model import (
+from tests.model.spec_constants import (
     JOIN_DEGRADABLE,
     JOIN_PLAN,
     JOIN_STEPS,
     PARAMETERS,
-    spec_init_join,
     spec_int,
-    spec_join,
     spec_strings,
     subsets,
+)
+from tests.model.spec_steps import (
+    spec_init_join,
+    spec_join,
 )
 from tests.model.walking import Walk, WalkedMachine
 

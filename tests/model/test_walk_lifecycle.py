@@ -8,13 +8,15 @@ import pytest
 from nucleus import vocab as v
 from nucleus.machines import lifecycle
 from nucleus.machines.base import Step
-from tests.model.spec_model import (
+from tests.model.spec_constants import (
     BOOLS,
     LEVELS,
     SIGNALS,
+    spec_strings,
+)
+from tests.model.spec_steps import (
     spec_init_lifecycle,
     spec_lifecycle,
-    spec_strings,
 )
 from tests.model.walking import Walk, WalkedMachine
 

@@ -11,33 +11,37 @@ import pytest
 from nucleus import vocab as v
 from nucleus.machines import network
 from nucleus.machines.base import Refused, Step
-from tests.model.spec_model import (
+from tests.model.spec_constants import (
     BOOLS,
     NET_HOST_STEPS,
     NET_SETTLED,
     NET_STEPS,
+    spec_strings,
+)
+from tests.model.spec_steps import (
     spec_init_network,
     spec_network,
-    spec_strings,
 )
 from tests.model.walking import NET_EGRESS as EGRESS
 from tests.model.walking import NET_PLANNED as PLANNED
+from tests.model.walking import NET_USER as USER
+from tests.model.walking import NET_USER_EGRESS as USER_EGRESS
 from tests.model.walking import Walk, WalkedMachine
 
 
 def net_inits() -> list[network.NetworkState]:
     """No bridge; a bridge (two plans that differ only outside the spec); a bridge with an
-    egress policy."""
+    egress policy; a user-mode network, without and with a policy."""
     other = {**PLANNED, "veth": v.NetVeth("br1", "nc1", "np1", "eth1"), "gateways": ()}
     return [network.initial(), network.initial(**PLANNED), network.initial(**other),
-            network.initial(**PLANNED, **EGRESS)]
+            network.initial(**PLANNED, **EGRESS), network.initial(**USER), network.initial(**USER, **USER_EGRESS)]
 
 
 def net_events(s: network.NetworkState) -> list[v.Event]:
     # The bridge step's detail: the leased addresses (the spec does not see them). Abandon is
     # System's alone (taken with Lost): test_network_a_failed_step_holds_what_came_before_and_itself.
     return [e for e in network.candidate_events(s) if not isinstance(e, v.NetAbandon)] + [
-        v.NetDone("bridge", "10.88.0.2/16")]
+        v.NetDone("bridge", "10.88.0.2/16"), v.NetDone("proxy", "40001 40002")]
 
 
 NET = WalkedMachine(network, "Network", "net", spec_init_network, spec_network, net_events)
@@ -55,7 +59,7 @@ def test_network_invariants_hold_everywhere(net_walk):
 def test_network_agrees_with_spec(net_walk):
     NET.check_agrees(net_walk)
     # Without a bridge: idle, ready, released and nothing else.
-    plain = {dict(k)["net_phase"] for k in net_walk.abstract_states() if not dict(k)["net_bridged"]}
+    plain = {dict(k)["net_phase"] for k in net_walk.abstract_states() if not (dict(k)["net_bridged"] or dict(k)["net_user"])}
     assert plain == {"idle", "ready", "released"}
 
 
@@ -101,6 +105,8 @@ def test_network_container_side_after_the_host_side_and_the_policy(net_walk):
     container side (in the setup process); with egress, its rules and proxy before the link is
     up; the addresses the bridge step leased are the address step's and the NAT step's."""
     for s in net_walk.inits:
+        if s.user:
+            continue  # test_network_user_mode_attaches_the_stack_after_the_policy
         if not s.bridged:
             r = network.step(s, v.NetBegin())
             assert isinstance(r, Step) and (r.state.phase, r.intents) == ("ready", ())
@@ -123,14 +129,37 @@ def test_network_container_side_after_the_host_side_and_the_policy(net_walk):
         assert next(i for i in issued if isinstance(i, v.NetRoute)).gateways == s.gateways
 
 
+def test_network_user_mode_attaches_the_stack_after_the_policy(net_walk):
+    """A user-mode network: with a policy the proxy (on the host) and then the rules inside
+    come before the stack, and the rules are given the ports the proxy step reported; then the
+    container side, on the stack's interface."""
+    for s in (i for i in net_walk.inits if i.user):
+        issued: list[v.Intent] = []
+        r = network.step(s, v.NetBegin())
+        while isinstance(r, Step) and r.intents:
+            issued.extend(r.intents)
+            (intent,) = r.intents
+            r = network.step(r.state, v.NetDone(intent.reports[1], "40001 40002" if isinstance(intent, v.NetProxy) else ""))
+        assert isinstance(r, Step) and r.state.phase == "ready"
+        names = [i.name for i in issued]
+        if s.egress:
+            assert names[:3] == ["NetProxy", "NetFilter", "NetUser"]
+            rules = next(i for i in issued if isinstance(i, v.NetFilter))
+            assert (rules.proxy, rules.dns) == (40001, 40002)
+        else:
+            assert names[0] == "NetUser"
+        assert names[-3:] == ["NetAddress", "NetLinkUp", "NetRoute"]
+        assert next(i for i in issued if isinstance(i, v.NetAddress)).addresses == ("10.0.2.100/24",)
+
+
 def test_network_abstraction(net_walk):
     NET.check_abstraction(net_walk)
 
 
 def test_network_is_initial_holds_exactly_on_the_spec_init():
     states = [
-        {"net_bridged": b, "net_egress": e, "net_phase": p, "net_done": d, "net_held": h}
-        for b in BOOLS for e in BOOLS if b or not e
+        {"net_bridged": b, "net_user": u, "net_egress": e, "net_phase": p, "net_done": d, "net_held": h}
+        for b in BOOLS for u in BOOLS for e in BOOLS if not (b and u) and (b or u or not e)
         for p in spec_strings("Network", "Phases") for d in (0, 1) for h in (frozenset(), frozenset({"veth"}))
     ]
     NET.check_is_initial(states)

@@ -9,14 +9,16 @@ import pytest
 from nucleus import vocab as v
 from nucleus.machines import resources
 from nucleus.machines.base import Refused, Step
-from tests.model.spec_model import (
+from tests.model.spec_constants import (
     BOOLS,
     RES_SETTLED,
     RES_STEPS,
     RES_UNDER_WAY,
+    spec_strings,
+)
+from tests.model.spec_steps import (
     spec_init_resources,
     spec_resources,
-    spec_strings,
 )
 from tests.model.walking import Walk, WalkedMachine
 

@@ -7,15 +7,17 @@ import pytest
 
 from nucleus import vocab as v
 from nucleus.machines import security
-from tests.model.spec_model import (
+from tests.model.spec_constants import (
     BOOLS,
     CONTROLS,
     DEGRADABLE,
     sec_next_phase,
-    spec_init_security,
-    spec_security,
     spec_strings,
     subsets,
+)
+from tests.model.spec_steps import (
+    spec_init_security,
+    spec_security,
 )
 from tests.model.walking import Walk, WalkedMachine
 

@@ -16,7 +16,7 @@ from nucleus.machines import (
     system,
 )
 from nucleus.machines.base import Step
-from tests.model.spec_model import (
+from tests.model.spec_constants import (
     CONTROLS,
     DEGRADABLE,
     ISO_STEPS,
@@ -60,6 +60,8 @@ def test_spec_constants_match_the_code():
     }
     assert releasable == set(RES_SETTLED)
     assert network.BRIDGE_PLAN == NET_BRIDGE_PLAN and network.EGRESS_PLAN == NET_EGRESS_PLAN
+    assert network.USER_PLAN == spec_strings("Network", "UserPlan")
+    assert network.USER_EGRESS_PLAN == spec_strings("Network", "UserEgressPlan")
     assert set(network.STEPS) == set(NET_STEPS) and set(network.HOST_STEPS) == set(NET_HOST_STEPS)
     assert set(network.PHASES) == set(spec_strings("Network", "Phases"))
     assert set(network.SETTLED) == set(NET_SETTLED)
@@ -75,7 +77,7 @@ def test_spec_parameters_are_the_machines_configuration():
         "fs": ("fs_allowChroot", "fs_audit"),
         "sec": ("sec_allowDegraded", "sec_strict"),
         "res": ("res_required",),
-        "net": ("net_bridged", "net_egress"),
+        "net": ("net_bridged", "net_user", "net_egress"),
         "join": ("join_degradable",),
     }
     s = system.initial(

@@ -1,9 +1,9 @@
 """Exhaustive breadth-first walks of a machine's reachable states, and the checks every walk
-makes against its spec (tests/model/spec_model.py):
+makes against its spec:
 
 * every invariant of the machine holds in every reachable state;
 * the code agrees with the spec: in every reachable state the set of accepted (action, argument,
-  successor variables) equals what the transliterated spec allows, and both reach the same set
+  successor variables) equals what the spec's Next allows, and both reach the same set
   of spec states;
 * every step the spec can take is taken, counted as the trace coverage counts it
   (tools/tla/behaviours.py): action, argument, the machine's phase after it, and the machine's
@@ -12,6 +12,7 @@ makes against its spec (tests/model/spec_model.py):
   same for every event, and ``from_tla`` rebuilds a state with the same variables (trace replay
   starts from it), keeping the planned parameters of a base state it is given.
 
+The spec's side is the built-in checker's (tests/model/spec_steps.py), never a copy of the spec.
 A walk of one machine makes these checks through its WalkedMachine; the System's walk
 (test_walk_system.py) makes them across the composition.
 """
@@ -27,7 +28,13 @@ from nucleus import vocab as v
 from nucleus.config import modes
 from nucleus.machines import filesystem
 from nucleus.machines.base import Refused, Step
-from tests.model.spec_model import BOOLS, PARAMETERS, Label, Vars, spec_next_actions
+from tests.model.spec_constants import (
+    BOOLS,
+    PARAMETERS,
+    Label,
+    Vars,
+    spec_next_actions,
+)
 
 
 def key(values: Vars) -> tuple:
@@ -233,7 +240,7 @@ def check_is_initial(module: Any, states: list[Vars], inits: list[Vars]) -> None
 @dataclass(frozen=True)
 class WalkedMachine:
     """A machine as its walk compares it with its own spec: the machine's module, the spec's name
-    and the prefix of the machine's variables, the spec's Init and Next (tests/model/spec_model.py)
+    and the prefix of the machine's variables, the spec's Init and Next (from the built-in checker, tests/model/spec_steps.py)
     and the events offered in each state. Each check_* is one of the checks every walk makes."""
 
     module: Any
@@ -292,6 +299,16 @@ NET_PLANNED: dict[str, Any] = {
     "teardown": v.NetTeardown((), "nucleus0", "ncccc", "nft", (), "c" * 32, "/run/nucleus"),
 }
 NET_EGRESS: dict[str, Any] = {"rules": v.NetEgress("{}"), "proxy": v.NetProxy("{}")}
+# A user-mode network (--network user), and its egress policy's proxy and rules inside.
+NET_USER: dict[str, Any] = {
+    "usernet": v.NetUser("pasta", "/usr/bin/pasta", "eth0", "10.0.2.100/24", "10.0.2.2", "10.0.2.3", (),
+                         False, "c" * 32, "user-cccccccccccc", "/run/nucleus"),
+    "addresses": ("10.0.2.100/24",), "gateways": ("10.0.2.2",),
+    "up": v.NetLinkUp("eth0", (("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"),)),
+    "teardown": v.NetTeardown((), "user-cccccccccccc", "", "", (), "c" * 32, "/run/nucleus"),
+}
+NET_USER_EGRESS: dict[str, Any] = {"proxy": v.NetProxy("user-cccccccccccc", gateway="127.0.0.1"),
+                                   "filter_": v.NetFilter("/usr/sbin/nft", "10.0.2.2", "10.0.2.0/24")}
 
 
 def fs_plans(n: int) -> list[tuple[v.Intent, ...]]:

@@ -43,6 +43,8 @@ PLAN = (
     v.MountVolume("/srv/out", "/new/out", ("nosuid", "nodev"), 5, 6, ((0, 100000), (0, 100000))),
     v.MaskPaths("/new/proc", ("kcore",), ("sys",)),
     v.WriteFile("/new/etc/hosts", "127.0.0.1\tlocalhost\n"),
+    v.WriteSecret("/new/run/secrets/key", 0, 0o400, (0, 0)),
+    v.BindSecret("/new/run/secrets/key", "/new", "/etc/key", ("rdonly", "nosuid", "nodev", "noexec")),
 )
 AUDIT = (("/", ("nosuid", "nodev"), True), ("/proc", ("nosuid", "nodev", "noexec"), True))
 CGROUP_SETUP = ("CreateCgroup", "SetCgroupLimits", "AttachCgroup")

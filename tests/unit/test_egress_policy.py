@@ -87,14 +87,15 @@ def test_the_flags_need_the_bridge():
     p = policy(domains=("pkgs.test",))
     assert egress.network_problem(p, "bridge") is None and egress.network_problem(None, "none") is None
     assert egress.network_problem(p, "none") == (
-        "--egress-domain 'pkgs.test': egress rules take effect only with --network bridge (this run has --network none)",
-        "add --network bridge, or drop the --egress-* flags")
+        "--egress-domain 'pkgs.test': egress rules take effect only with --network bridge or user (this run has --network none)",
+        "add --network bridge (--network user without root), or drop the --egress-* flags")
     assert egress.network_problem(policy(allow=("192.0.2.0/24",), tcp_ports=("5432",)), "host")[0].startswith(
-        "--egress-allow '192.0.2.0/24': egress rules take effect only with --network bridge (this run has --network host)")
+        "--egress-allow '192.0.2.0/24': egress rules take effect only with --network bridge or user (this run has --network host)")
     # ... and mode validation says so for a run (the default network is none)
     assert [p.message for p in problems(ModeRequest(egress=p))] == [
-        "--egress-domain 'pkgs.test': egress rules take effect only with --network bridge (this run has --network none)"]
+        "--egress-domain 'pkgs.test': egress rules take effect only with --network bridge or user (this run has --network none)"]
     assert problems(ModeRequest(egress=p, network="bridge", dns=("192.0.2.53",))) == []
+    assert egress.network_problem(p, "user") is None
 
 
 # --- the matcher ----------------------------------------------------------------------------------

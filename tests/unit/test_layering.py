@@ -8,14 +8,16 @@ inside functions):
   intents, they don't decide;
 * only nucleus.effects.libc imports ctypes: one seam for every raw syscall;
 * the application layer (nucleus.app.*) reaches the kernel only through the effects layer's entry
-  points (the executor, the process supervision, the probe, the preparation, the state store),
-  and imports no module that talks to the kernel itself;
+  points (the executor, the process supervision, the probe, the preparation, the state store,
+  a service's checks and signals), and imports no module that talks to the kernel itself;
 * only nucleus.cli.* imports click;
 * nothing imports pyroute2 or asyncio (the default path stays light), except the modules of the
   egress process, forked only for a bridged container with an egress policy, which serve on
   asyncio and read DNS with dnspython, and nucleus.effects.netlink, imported only for a bridge
   (``HEAVY_ALLOWED``);
-* the TLA+ tooling lives outside the runtime package.
+* the TLA+ evaluator (nucleus.tla: `nucleus trace check` needs it) imports only the standard
+  library and itself, and only nucleus.trace.check imports it; the tooling around the model
+  checkers (TLC, Apalache, simulation, `make verify`) lives outside the runtime package.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ HEAVY_ALLOWED = {"asyncio": EGRESS_PROCESS, "dns": ("nucleus.effects.egress_dns"
 # modules it may not import at all.
 APP_ENTRY_POINTS = ("nucleus.effects.executor", "nucleus.effects.process", "nucleus.effects.probe",
                     "nucleus.effects.prepare", "nucleus.effects.store", "nucleus.effects.transfer",
-                    "nucleus.effects.changes")
+                    "nucleus.effects.changes", "nucleus.effects.auditlog", "nucleus.effects.service",
+                    "nucleus.effects.serve")
 KERNEL_MODULES = ("os", "signal", "ctypes", "fcntl", "socket", "subprocess", "select", "resource",
                   "mmap", "pty", "termios", "tty", "shutil", "tempfile")
 LIBC = "nucleus.effects.libc"
@@ -234,9 +237,14 @@ def test_the_application_reaches_the_kernel_only_through_the_effects_entry_point
     )
 
 
-def test_the_tla_tooling_is_outside_the_package():
-    assert not any(module_name(p).endswith(".tla") for p in SOURCES)
+def test_the_tla_evaluator_is_reached_only_by_trace_check():
     assert (ROOT / "tools" / "tla" / "__init__.py").exists()
+    assert not any(module_name(p).startswith("tools") for p in SOURCES)
+    users = {i.module for i in ALL_IMPORTS if _within(i.target, ("nucleus.tla",))}
+    assert users - {m for m in users if _within(m, ("nucleus.tla",))} == {"nucleus.trace.check"}
+    outside = [str(i) for i in ALL_IMPORTS if _within(i.module, ("nucleus.tla",))
+               and i.target.startswith("nucleus") and not _within(i.target, ("nucleus.tla",))]
+    assert not outside, "nucleus.tla imports only itself and the standard library:\n  " + "\n  ".join(outside)
 
 
 def test_only_the_cli_imports_click():

@@ -181,7 +181,7 @@ def test_system_to_tla_is_the_union_of_the_machines():
     for prefix, machine in system.MACHINES.items():
         for k, val in machine.to_tla(getattr(s, prefix)).items():
             assert values[k] == val
-    assert len(values) == 28 and values["res_required"] is True
+    assert len(values) == 29 and values["res_required"] is True
     assert (values["sec_strict"], values["fs_audit"], values["fs_audited"]) == (False, False, False)
     assert system.to_tla(system.from_tla(values)) == values
     assert system.is_initial(system.from_tla(values))

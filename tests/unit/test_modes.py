@@ -19,7 +19,8 @@ PINNED = (PolicyFile("seccomp", "svc.json", True), PolicyFile("caps", "svc.caps.
 
 def production(**fields) -> ModeRequest:
     """A production request that passes validation, changed by ``fields``."""
-    base = dict(service_mode="production", memory_set=True, cpus_set=True, rootfs=STORE_ROOTFS)
+    base = dict(service_mode="production", memory_set=True, cpus_set=True, rootfs=STORE_ROOTFS,
+                verify_rootfs_attestation=True)
     base.update(fields)
     return ModeRequest(**base)
 
@@ -250,7 +251,7 @@ def test_labels_rename_fields_for_a_file():
 @pytest.mark.parametrize("field, value, message", [
     ("service_mode", "prod", "--service-mode 'prod': expected one of agent, strict-agent, production"),
     ("trust_level", "maybe", "--trust-level 'maybe': expected one of trusted, untrusted"),
-    ("network", "slirp", "--network 'slirp': expected one of none, host, bridge"),
+    ("network", "slirp", "--network 'slirp': expected one of none, host, bridge, user"),
     ("seccomp_mode", "log", "--seccomp-mode 'log': expected one of enforce, trace"),
     ("context_mode", "overlay", "--context-mode 'overlay': expected one of copy, bind"),
     ("require_kernel_lockdown", "none",

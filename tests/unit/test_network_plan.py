@@ -5,10 +5,12 @@ record's network read back as the flags are."""
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
 from nucleus import vocab as v
+from nucleus.config import egress
 from nucleus.config import network as rules
 from nucleus.config.container import ContainerConfig
 from nucleus.errors import HostUnsupported, InvalidInput
@@ -104,3 +106,50 @@ def test_a_records_network_is_read_back_as_the_flags_are():
 def test_published_ports_are_written_as_taken():
     for text in ("8080:80/tcp", "127.0.0.1:53:53/udp", "[2001:db8::1]:8443:443/tcp"):
         assert rules.publish_text(rules.parse_publish(text)) == text
+
+
+EGRESS = egress.parse(("192.0.2.0/24",), ("5432", "8000-8100"), (), ("pkgs.test", "*.example.org"))
+POLICED = ContainerConfig(argv=("true",), network="bridge", egress=EGRESS, dns=("192.0.2.53",))
+
+
+def test_an_egress_policy_plans_its_rules_and_its_proxy_on_the_gateway():
+    net = plan.plan(POLICED, FACTS)
+    assert (net.egress, net.proxy, net.upstream) == (EGRESS, "10.88.0.1", "192.0.2.53")
+    assert net.environment()["HTTPS_PROXY"] == net.environment()["https_proxy"] == "http://10.88.0.1:3128"
+    state = plan.machine(net, CID, "/run/nucleus", "web")
+    assert (state.egress, state.plan) == (True, network.EGRESS_PLAN)
+    assert state.rules == v.NetEgress("nft", "nucleus0", CID, "/run/nucleus", (), ("10.88.0.1", "fd00:6e75::1"),
+                                      3128, ("192.0.2.0/24",), ((5432, 5432), (8000, 8100)), (), False)
+    assert state.proxy == v.NetProxy("nucleus0", CID, "web", "/run/nucleus", "10.88.0.1", 0, 0, ("192.0.2.0/24",),
+                                     ("pkgs.test", "*.example.org"), ((5432, 5432), (8000, 8100)), (), False,
+                                     ("192.0.2.53", 53), f"/run/nucleus/containers/{CID}.violations")
+
+
+def test_the_egress_steps_rules_are_about_the_leased_addresses_and_the_proxy_takes_the_leased_ports():
+    state = plan.machine(plan.plan(POLICED, FACTS), CID, "/run/nucleus")
+    step = network.step(state, v.NetBegin())
+    for name, detail in (("bridge", "10.88.0.2/16 fd00:6e75::2/64"), ("veth", ""), ("nat", "")):
+        step = network.step(step.state, v.NetDone(name, detail))
+    [rules_intent] = step.intents
+    assert isinstance(rules_intent, v.NetEgress) and rules_intent.addresses == ("10.88.0.2/16", "fd00:6e75::2/64")
+    step = network.step(step.state, v.NetDone("egress", "40001 40002"))
+    [proxy_intent] = step.intents
+    assert isinstance(proxy_intent, v.NetProxy) and (proxy_intent.port, proxy_intent.dns_port) == (40001, 40002)
+
+
+def test_production_on_the_bridge_denies_all_egress_without_flags():
+    production = plan.plan(ContainerConfig(argv=("true",), network="bridge", service_mode="production"), FACTS)
+    assert production.egress == egress.EgressPolicy() and production.proxy == "10.88.0.1"
+    assert plan.plan(ContainerConfig(argv=("true",), network="bridge"), FACTS).egress is None
+
+
+def test_a_records_egress_policy_is_read_back_as_the_flags_are():
+    net = plan.plan(replace(POLICED, dns=()), FACTS)
+    record = plan.to_record(net)
+    assert (record["proxy"], record["egress"]) == ("10.88.0.1:3128", {
+        "allow": ["192.0.2.0/24"], "domain": ["pkgs.test", "*.example.org"], "tcp_port": ["5432", "8000-8100"],
+        "udp_port": []})
+    assert plan.from_record(record) == net
+    for bad in ([], {"allow": ["192.0.2.1/24"]}, {"domain": [7]}):
+        with pytest.raises(ValueError):
+            plan.from_record({**record, "egress": bad})

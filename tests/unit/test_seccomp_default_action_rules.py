@@ -18,7 +18,7 @@ STORE_ROOTFS = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-my-service-rootfs"
 def request(mode: str, **fields) -> ModeRequest:
     base: dict = dict(service_mode=mode)
     if mode == "production":
-        base.update(memory_set=True, cpus_set=True, rootfs=STORE_ROOTFS)
+        base.update(memory_set=True, cpus_set=True, rootfs=STORE_ROOTFS, verify_rootfs_attestation=True)
     base.update(fields)
     return ModeRequest(**base)
 

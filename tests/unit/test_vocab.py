@@ -56,7 +56,7 @@ def _arguments(machine: str, action: str) -> tuple[str, ...]:
     if (machine, action) == ("lc", "Prepared"):
         return ("enforced", "degraded")
     if (machine, action) == ("lc", "Kill"):
-        return _spec_strings("Lifecycle", "ModelSignals")
+        return _spec_strings("Lifecycle", "Signals")
     if action in ("Done", "Fail"):
         return _steps(machine)
     return ("",)
@@ -363,6 +363,8 @@ def test_where_each_intent_is_carried_out():
         "RemoveCgroup", "SendSignal", "Cleanup", "JoinSpawn", "JoinCgroup",
         # a bridge's host side: in the host's network namespace
         "NetBridge", "NetVeth", "NetNat", "NetEgress", "NetProxy", "NetTeardown",
+        # a user-mode network's stack, started from the host's network namespace
+        "NetUser",
     }
     assert {cls.where for cls in v.INTENTS.values()} == {"host", "child"}
 
@@ -403,7 +405,7 @@ def test_the_mount_audit_reports_the_filesystem_step_audit():
 
 def test_every_mount_plan_operation_reports_as_mount():
     ops = _vocabulary_classes(v.FsOp) - {v.FsOp}
-    assert len(ops) == 12
+    assert len(ops) == 14  # with the secrets' WriteSecret and BindSecret
     for cls in ops:
         assert cls.reports == ("fs", "mount") and cls.where == "child"
         assert v.done(cls()) == v.FsDone(step="mount")

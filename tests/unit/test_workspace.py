@@ -83,7 +83,8 @@ def test_only_the_outermost_directories_below_a_place_get_mounts_of_their_own():
 def test_untrusted_refuses_allow_exec_in_the_strict_modes_only():
     for mode in ("strict-agent", "production"):
         req = modes.ModeRequest(service_mode=mode, trust_level="untrusted", allow_exec=("/tmp",),
-                                rootfs="/nix/store/" + "a" * 32 + "-r", memory_set=True, cpus_set=True)
+                                rootfs="/nix/store/" + "a" * 32 + "-r", memory_set=True, cpus_set=True,
+                                verify_rootfs_attestation=True)
         assert mode_validation.check_mode(req) == [
             f"--allow-exec '/tmp' is forbidden with --trust-level untrusted in {mode} mode: an "
             "untrusted workload runs nothing from a place it can write (row \"Executable workspace\")"]

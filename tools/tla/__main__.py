@@ -7,7 +7,7 @@
     python -m tools.tla coverage [DIR] [--tla2tools JAR]
 
 verify    model-checks every spec (formal/<Spec>.tla with formal/<Spec>.cfg) with the built-in
-          checker (tools/tla/checker, no Java), and with Apalache when apalache-mc is on PATH or
+          checker (nucleus/tla, no Java), and with Apalache when apalache-mc is on PATH or
           given with --apalache, otherwise TLC when a tla2tools.jar is given with --tla2tools or
           $TLA2TOOLS; with TLC, the two must find the same number of distinct states. Then every
           model-checker trace in traces/ must still be a behaviour of its spec (see conform). It

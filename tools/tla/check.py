@@ -1,4 +1,4 @@
-"""check and conform: the built-in checker (tools/tla/checker, pure Python) on the specs and on
+"""check and conform: the built-in checker (nucleus/tla, pure Python) on the specs and on
 the traces, without Java."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from nucleus.tla.conformance import Verdict, check_behaviour, describe
+from nucleus.tla.explore import Result, check, format_violation
+from nucleus.tla.model import Model
 from tools.tla.behaviours import load_behaviour, trace_files
-from tools.tla.checker.conformance import Verdict, check_behaviour, describe
-from tools.tla.checker.explore import Result, check, format_violation
-from tools.tla.checker.model import Model
 from tools.tla.errors import ToolError, die
 from tools.tla.specs import FORMAL, ROOT, cfg_entries, chosen_specs
 
-BUILTIN = "the built-in checker (tools/tla/checker: breadth-first, pure Python)"
+BUILTIN = "the built-in checker (nucleus/tla: breadth-first, pure Python)"
 RECORDED = "recorded"  # traces/recorded/: real runs, replayed by tests/replay, not the specs' own
 
 

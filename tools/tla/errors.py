@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
+from nucleus.tla.errors import TlaError
 
-class ToolError(Exception):
-    """A checker could not run, or reported something other than a verdict."""
+# A checker could not run, or reported something other than a verdict (the built-in checker's
+# SpecError and EvalError are ToolErrors too).
+ToolError = TlaError
 
 
 def die(message: str, code: int = 2) -> NoReturn:

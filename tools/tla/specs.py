@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tools.tla.checker.config import read_config
+from nucleus.tla.config import read_config
 from tools.tla.errors import ToolError, die
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def parameters_label(machine: str, value: Any) -> str:
     labels = []
     for p in parameters_of(machine):
         v = _parameter_value(value(p))
-        name = p.split("_", 1)[1]
+        name = p.split("_", 1)[-1]  # without the prefix, where it has one
         if v is True:
             labels.append(name)
         elif isinstance(v, frozenset) and v:
