@@ -130,18 +130,24 @@ def _link_at(m: Measure, path: list[str]) -> tuple[list[str], str] | None:
     return None
 
 
+def _walk_tree(m: Measure, host: str, parts: tuple[str, ...]) -> None:
+    """Every entry below the directory `host` (container path `parts`), opened without
+    following a symlink."""
+    try:
+        fd = os.open(host, _DIR)
+    except OSError as e:
+        raise InvalidInput(f"{host}: cannot be read to attest it: {e.strerror}") from None
+    try:
+        _walk(m, fd, parts, host)
+    finally:
+        os.close(fd)
+
+
 def measure(root: str, stores: tuple[str, ...]) -> dict[str, str]:
     """The manifest's entries for the closure at `root` with its store paths."""
     m = Measure(os.path.realpath(root), stores)
     for parts, host in [((), m.root)] + [(tuple(s.strip("/").split("/")), s) for s in stores]:
-        try:
-            fd = os.open(host, _DIR)
-        except OSError as e:
-            raise InvalidInput(f"{host}: cannot be read to attest it: {e.strerror}") from None
-        try:
-            _walk(m, fd, parts, host)
-        finally:
-            os.close(fd)
+        _walk_tree(m, host, parts)
     _check_links(m)
     return m.entries
 
@@ -153,14 +159,7 @@ def discover(root: str) -> tuple[str, ...]:
     while todo:
         parts, host = todo.pop()
         m = Measure(host, (), {}, {})
-        try:
-            fd = os.open(host, _DIR)
-        except OSError as e:
-            raise InvalidInput(f"{host}: cannot be read to attest it: {e.strerror}") from None
-        try:
-            _walk(m, fd, parts, host)
-        finally:
-            os.close(fd)
+        _walk_tree(m, host, parts)
         for link, target in m.links.items():
             dest = fmt.resolve(list(link), target)
             if dest[:2] != ["nix", "store"]:
