@@ -22,7 +22,7 @@ setup: $(BIN)/python ## install system packages (as root, Debian) and a virtuale
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    libseccomp2 iproute2 python3-venv python3 gcc libc6-dev util-linux \
-	    runc crun bubblewrap runsc nftables iptables passt slirp4netns nix-bin >/dev/null; fi
+	    runc crun bubblewrap runsc containerd nftables iptables passt slirp4netns nix-bin postgresql >/dev/null; fi
 	@$(MAKE) --no-print-directory init
 	@$(INSTALL)
 	@$(BIN)/python -m compileall -q nucleus >/dev/null  # bytecode, even where PYTHONDONTWRITEBYTECODE is set

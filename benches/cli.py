@@ -18,15 +18,26 @@ import sys
 import time
 import traceback
 
-from benches import breakdown, cold, host, memory, report, runtimes, schema, throughput, workload
+from benches import (
+    breakdown,
+    cold,
+    host,
+    memory,
+    pgbench,
+    report,
+    runtimes,
+    schema,
+    throughput,
+    workload,
+)
 from benches.session import Session
 
 SECTIONS = ("cold", "breakdown", "memory", "workload", "throughput")
-COLD_RUNTIMES = ("nucleus", "nucleus-warm", "nucleus-none", "nucleus-bridge", "nucleus-egress", "runc", "crun", "bwrap", "runsc", "unshare",
+COLD_RUNTIMES = ("nucleus", "nucleus-warm", "nucleus-none", "nucleus-bridge", "nucleus-egress", "runc", "crun", "nspawn", "bwrap", "runsc", "unshare",
                  "python")
-MEMORY_RUNTIMES = ("nucleus", "runc", "runc-detached", "crun", "bwrap", "runsc")
+MEMORY_RUNTIMES = ("nucleus", "runc", "runc-detached", "crun", "nspawn", "bwrap", "runsc")
 WORKLOAD_TARGETS = ("host", "nucleus", "bwrap", "bwrap-noseccomp")
-THROUGHPUT_RUNTIMES = ("nucleus", "nucleus-warm", "runc", "crun", "bwrap")
+THROUGHPUT_RUNTIMES = ("nucleus", "nucleus-warm", "runc", "crun", "nspawn", "bwrap")
 
 DOC_TEMPLATE = """# Benchmarks
 
@@ -48,8 +59,8 @@ def config(args) -> dict:
         "memory_reps": 1 if quick else 3,
         "workload_reps": 2 if quick else 10,
         "workload_scale": 0.2 if quick else 1.0,
-        "pgbench_reps": 1 if quick else 2,
-        "pgbench_seconds": 2 if quick else 5,
+        "pgbench_reps": 1 if quick else 3,
+        "pgbench_seconds": 2 if quick else 10,
         "throughput_total": 8 if quick else 100,
         "throughput_batch": 8 if quick else 20,
         "throughput_levels": [1, 2, 4, 8],
@@ -166,8 +177,8 @@ def run(args) -> int:
             except RuntimeError as e:
                 notes.append(f"microbenchmarks not run: {e}")
             _log("  pgbench")
-            out["pgbench"] = workload.pgbench(by_name["nucleus"], ctx.workdir, cfg["pgbench_reps"],
-                                              cfg["pgbench_seconds"])
+            out["pgbench"] = pgbench.measure(by_name["nucleus"], ctx.workdir, cfg["pgbench_reps"],
+                                             cfg["pgbench_seconds"])
             return out
 
         section("workload", "workload overhead", _workload)

@@ -22,6 +22,11 @@ PACKAGES = {
     "gcc": "gcc",
     "postgres": "postgresql",
 }
+# Compared when present, never installed by --install-peers: on Debian 12, systemd-container
+# pulls an upgrade of systemd itself. NUCLEUS_BENCH_NSPAWN names a binary off PATH.
+OPTIONAL = {
+    "systemd-nspawn": "systemd-container",
+}
 
 PR_SET_CHILD_SUBREAPER = 36
 CLONE_NEWNS = 0x00020000
@@ -43,7 +48,8 @@ def setns(fd: int, nstype: int) -> None:
         raise OSError(e, f"setns({fd}, {nstype:#x}): {os.strerror(e)}")
 
 
-def _read(path: str) -> str:
+def read_text(path: str) -> str:
+    """The file's text, or "" when it cannot be read."""
     try:
         with open(path) as f:
             return f.read()
@@ -52,21 +58,21 @@ def _read(path: str) -> str:
 
 
 def cpu_model() -> str:
-    for line in _read("/proc/cpuinfo").splitlines():
+    for line in read_text("/proc/cpuinfo").splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
 
 
 def os_release() -> str:
-    for line in _read("/etc/os-release").splitlines():
+    for line in read_text("/etc/os-release").splitlines():
         if line.startswith("PRETTY_NAME="):
             return line.split("=", 1)[1].strip().strip('"')
     return "unknown"
 
 
 def mem_total_mib() -> int | None:
-    for line in _read("/proc/meminfo").splitlines():
+    for line in read_text("/proc/meminfo").splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) // 1024
     return None
@@ -75,7 +81,7 @@ def mem_total_mib() -> int | None:
 def cgroup_layout() -> str:
     """"v1", "v2" or "hybrid" (v1 controllers with a cgroup2 mount under /sys/fs/cgroup)."""
     types = {}
-    for line in _read("/proc/self/mountinfo").splitlines():
+    for line in read_text("/proc/self/mountinfo").splitlines():
         left, _, right = line.partition(" - ")
         mountpoint = left.split()[4]
         if mountpoint == "/sys/fs/cgroup" or mountpoint.startswith("/sys/fs/cgroup/"):
@@ -111,10 +117,24 @@ def postgres_bindir() -> str | None:
     return os.path.dirname(found[-1]) if found else None
 
 
+def shared_objects(files: list[str]) -> list[str]:
+    """The shared objects `files` load, and the dynamic loader, as ldd names them."""
+    found: dict[str, None] = {}
+    for file in files:
+        out = subprocess.run(["ldd", file], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            words = [w for w in line.split() if w.startswith("/")]
+            if words:
+                found[words[0]] = None
+    return list(found)
+
+
 def which(name: str) -> str | None:
     if name == "postgres":
         d = postgres_bindir()
         return os.path.join(d, "postgres") if d else None
+    if name == "systemd-nspawn" and os.environ.get("NUCLEUS_BENCH_NSPAWN"):
+        return os.environ["NUCLEUS_BENCH_NSPAWN"]
     return shutil.which(name)
 
 
@@ -136,7 +156,7 @@ def version_of(name: str) -> str | None:
 
 def tools() -> dict[str, dict[str, object]]:
     return {name: {"path": which(name), "version": version_of(name),
-                   "package": PACKAGES.get(name)} for name in PACKAGES}
+                   "package": package} for name, package in {**PACKAGES, **OPTIONAL}.items()}
 
 
 def missing_packages() -> list[str]:

@@ -160,7 +160,10 @@ class Snapshot:
         )
         state = sorted(p for root in STATE_ROOTS for p in glob.glob(f"{root}/{self.marker}*"))
         state += sorted(p for p in _records() - self.records if self._ours(_text(p)))
-        state += sorted(p for p in DEFAULT_ROOTS if p not in self.roots and os.path.lexists(p))
+        # A default root made during the run and left empty is the harness's (remove_created_roots
+        # removes those); one holding another user's containers (a shared machine) is not.
+        state += sorted(p for p in DEFAULT_ROOTS if p not in self.roots and os.path.lexists(p)
+                        and not (os.path.isdir(p) and os.listdir(p)))
         paths = [p for p in (LIBEXEC, self.workdir) if p and os.path.lexists(p)]
         found = {"processes": processes, "mounts": mounts, "cgroups": cgroups,
                  "state_dirs": state, "paths": paths}

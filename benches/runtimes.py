@@ -130,10 +130,10 @@ class Nucleus(Runtime):
         self.cmd = host.nucleus_command()
         self.command = " ".join(["nucleus", "run", *ctx.limit_flags, "--", "CMD"])
 
-    def argv(self, args: list[str], cid: str) -> list[str]:
+    def argv(self, args: list[str], cid: str, options: list[str] | None = None) -> list[str]:
         # the name carries the session's marker into nucleus's container record
         name = ["--name", cid] if cid else []
-        return [*self.cmd, "run", *name, *self.ctx.limit_flags, "--", *args]
+        return [*self.cmd, "run", *name, *self.ctx.limit_flags, *(options or []), "--", *args]
 
     def check(self) -> None:
         r = subprocess.run(self.argv(["/bin/true"], ""), capture_output=True, text=True, timeout=60)
@@ -142,13 +142,18 @@ class Nucleus(Runtime):
 
 
 SERVERS: list[NucleusWarm] = []  # the running `nucleus serve`s: not leftovers until the bench ends
+CREATED: list[str] = []  # host directories a runtime made on its first run: removed by stop_servers
 
 
 def stop_servers() -> None:
-    """End every `nucleus serve` the bench started (before it looks for leftovers)."""
+    """End every `nucleus serve` the bench started, and remove the host directories a runtime
+    made for itself (before the bench looks for leftovers)."""
     for warm in SERVERS:
         warm.shutdown()
     SERVERS.clear()
+    for path in CREATED:
+        shutil.rmtree(path, ignore_errors=True)
+    CREATED.clear()
 
 
 class NucleusWarm(Nucleus):
@@ -456,7 +461,55 @@ class Runsc(Oci):
             self.tool("delete", "-force", cid)
 
 
-ALL = {cls.name: cls for cls in (Host, Nucleus, NucleusWarm, NucleusNetwork, NucleusBridge, NucleusEgress, Runc, RuncDetached, Crun, Bwrap,
+# --- systemd-nspawn -------------------------------------------------------------------------------------
+
+NSPAWN_STATE = "/run/systemd/nspawn"  # its own runtime directory: locks, mount propagation
+
+
+class Nspawn(Runtime):
+    """systemd-nspawn on a root directory like the OCI bundles' (the host's /usr bound
+    read-only, a minimal /etc), with what nucleus and the bundles isolate: its own user
+    namespace (a picked range; ownership left alone, never chowned), network, no capabilities,
+    no_new_privs, its default seccomp filter; `--as-pid2` under its stub init, no machined
+    registration, no scope unit (the caller's cgroup)."""
+
+    name = "nspawn"
+    label = "systemd-nspawn"
+    command = ("systemd-nspawn --register=no --keep-unit -D DIR --bind-ro=/usr --read-only "
+               "--private-users=pick --private-network --as-pid2 --no-new-privileges=yes "
+               "--drop-capability=all CMD")
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.binary = host.which("systemd-nspawn")
+        self.root = os.path.join(ctx.workdir, "nspawn-rootfs")
+
+    def check(self) -> None:
+        if self.binary is None:
+            raise UnavailableError("systemd-nspawn not installed (Debian package systemd-container, which "
+                                   "`make bench` does not install: on Debian 12 it upgrades systemd)")
+        if not os.path.isdir(self.root):
+            peers.make_rootfs(self.root)
+            for d in ("run", "sys", "var"):
+                os.makedirs(os.path.join(self.root, d), mode=0o755, exist_ok=True)
+            if not os.path.exists(NSPAWN_STATE):
+                CREATED.append(NSPAWN_STATE)
+        r = subprocess.run(self.argv(["/bin/true"], ""), capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise UnavailableError(first_line(r.stderr) or f"exit {r.returncode}")
+
+    def argv(self, args: list[str], cid: str) -> list[str]:
+        assert self.binary is not None
+        binds = [f"--bind-ro={d}" for d in ("/usr", "/nix") if os.path.isdir(d)]
+        machine = ["--machine", cid] if cid else []
+        return [self.binary, "--quiet", "--register=no", "--keep-unit", *machine, "--directory", self.root,
+                *binds, "--read-only", "--private-users=pick", "--private-users-ownership=off",
+                "--private-network", "--as-pid2", "--no-new-privileges=yes", "--drop-capability=all",
+                "--timezone=off", "--resolv-conf=off", "--link-journal=no", "--", *args]
+
+
+ALL = {cls.name: cls for cls in (Host, Nucleus, NucleusWarm, NucleusNetwork, NucleusBridge, NucleusEgress, Runc, RuncDetached, Crun, Nspawn, Bwrap,
                                    BwrapNoSeccomp, Runsc, Unshare, Python)}
 
 

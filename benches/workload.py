@@ -4,19 +4,17 @@ The microbenchmarks (workload.c) time their own loop, so start-up costs are left
 time, and in the process's CPU time (user + system), which the other tenants of a shared machine
 cannot inflate; the overhead is reported on both, the CPU-time figure first. The binary is built into a directory under /usr/local/libexec/nucleus-bench: under
 /usr, it is inside the sandbox (bound read-only) and Landlock lets it execute there; the
-directory is removed afterwards. pgbench -S runs the same script bare and inside nucleus:
-initdb, a server listening only on a unix socket in its data directory, pgbench -i, pgbench -S.
+directory is removed afterwards. pgbench is in benches/pgbench.py.
 """
 
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
 
-from benches import host, stats
+from benches import stats
 from benches.procs import LIBEXEC
 from benches.runtimes import Runtime, first_line
 
@@ -41,17 +39,6 @@ MODES = {
     "open": ("syscall-heavy: open+read+close of /etc/hostname (Landlock file_open hook)", 60_000),
     "cpu": ("CPU-bound: integer hash loop, no syscalls", 100_000_000),
 }
-
-PGBENCH_SCRIPT = r"""
-set -e
-bin=$1; data=$2; seconds=$3
-"$bin/initdb" -D "$data" -A trust -U bench >/dev/null
-"$bin/pg_ctl" -D "$data" -l "$data/log" -w -o "-c listen_addresses='' -k $data -c fsync=off" start >/dev/null
-trap '"$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true' EXIT
-"$bin/pgbench" -h "$data" -U bench -i -s 1 postgres >/dev/null 2>&1
-"$bin/pgbench" -h "$data" -U bench -S -T "$seconds" -c 1 postgres 2>&1 | grep -E '^tps'
-"""
-
 
 class Helper:
     """The compiled microbenchmark, in a directory of its own under LIBEXEC."""
@@ -136,56 +123,3 @@ def micro(targets: list[Runtime], binary: str, reps: int, scale: float, log=prin
             entry["targets"][rt.name] = t
         results[mode] = entry
     return results
-
-
-def _pg_once(argv: list[str]) -> tuple[float | None, str | None]:
-    r = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
-    for line in r.stdout.splitlines():
-        if line.startswith("tps"):
-            return float(line.split()[2]), None
-    return None, error_line(r.stderr) or error_line(r.stdout) or f"exit {r.returncode}"
-
-
-def pgbench(nucleus: Runtime, workdir: str, reps: int, seconds: int) -> dict:
-    what = f"pgbench -S -c 1 -T {seconds} (scale 1, unix socket, fsync off)"
-    bindir = host.postgres_bindir()
-    if bindir is None:
-        return {"what": what, "status": "n/a", "error": "PostgreSQL is not installed (apt-get install postgresql)"}
-    script = ["/bin/sh", "-c", PGBENCH_SCRIPT, "pgbench"]
-    # Inside nucleus: the data directory on the sandbox's /tmp (its only writable place).
-    inside = nucleus.argv([*script, bindir, "/tmp/pgdata", str(seconds)], nucleus.ctx.cid())
-    # Bare: the same script as the postgres user, in a directory of the work directory.
-    try:
-        pg = pwd.getpwnam("postgres")
-    except KeyError:
-        return {"what": what, "status": "n/a", "error": "no postgres user"}
-    bare_s, nuc_s = [], []
-    nuc_err = None
-    for i in range(reps):
-        data_parent = tempfile.mkdtemp(dir=workdir, prefix="pg-")
-        os.chown(data_parent, pg.pw_uid, pg.pw_gid)
-        bare = ["runuser", "-u", "postgres", "--", *script, bindir, os.path.join(data_parent, "data"), str(seconds)]
-        order = [("bare", bare), ("nucleus", inside)]
-        if i % 2:
-            order.reverse()
-        for where, argv in order:
-            if where == "nucleus" and nuc_err is not None:
-                continue
-            tps, err = _pg_once(argv)
-            if where == "bare":
-                if tps is None:
-                    shutil.rmtree(data_parent, ignore_errors=True)
-                    return {"what": what, "status": "n/a", "error": f"bare run failed: {err}"}
-                bare_s.append(tps)
-            elif tps is None:
-                nuc_err = err
-            else:
-                nuc_s.append(tps)
-        shutil.rmtree(data_parent, ignore_errors=True)
-    entry = {"what": what, "unit": "tps", "bare": stats.summary(bare_s, 1), "nucleus": stats.summary(nuc_s, 1)}
-    if nuc_err is not None:
-        entry.update(status="n/a", error=f"inside nucleus: {nuc_err}")
-    else:
-        r = stats.ratio(entry["nucleus"]["median"], entry["bare"]["median"], 4)
-        entry.update(status="ok", ratio=r, overhead_pct=round((1 - r) * 100, 2) if r else None)
-    return entry

@@ -22,7 +22,9 @@ VARIABLES
     event
 
 Statuses == {"none", "creating", "created", "running", "stopped", "failed", "removed"}
-Levels == {"none", "enforced", "degraded"}
+Levels == {"none", "enforced", "degraded", "traced"}
+\* The levels a prepared container runs at (Security's Level).
+PreparedLevels == {"enforced", "degraded", "traced"}
 \* The signals `nucleus kill` sends (nucleus/config/signals.py, SENDABLE).
 Signals == {"TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH", "KILL"}
 
@@ -43,7 +45,7 @@ Create ==
 
 Prepared(level) ==
     /\ lc_status = "creating"
-    /\ level \in {"enforced", "degraded"}
+    /\ level \in PreparedLevels
     /\ lc_status' = "created"
     /\ lc_security' = level
     /\ UNCHANGED <<lc_cleaned, lc_removed>>
@@ -109,7 +111,7 @@ Init == LcInit /\ event = [m |-> "", name |-> "", arg |-> ""]
 
 Next ==
     \/ Create /\ Ev("Create", "")
-    \/ \E level \in {"enforced", "degraded"} : Prepared(level) /\ Ev("Prepared", level)
+    \/ \E level \in PreparedLevels : Prepared(level) /\ Ev("Prepared", level)
     \/ SetupFailed /\ Ev("SetupFailed", "")
     \/ Start /\ Ev("Start", "")
     \/ Abort /\ Ev("Abort", "")

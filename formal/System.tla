@@ -6,6 +6,8 @@
 (* coupling lives in the guards below. One step touches more machines:    *)
 (* the supervisor Lost while a cgroup or network step was under way       *)
 (* abandons that step (it will never report).                             *)
+(* The service mode (sys_mode) fixes the machines' parameters: see        *)
+(* ModeParameters, which nucleus/plan/parameters.py implements.           *)
 (***************************************************************************)
 EXTENDS Naturals, Sequences
 
@@ -42,6 +44,8 @@ VARIABLES
     sec_allowDegraded,
     \* @type: Bool;
     sec_strict,
+    \* @type: Bool;
+    sec_trace,
     \* @type: Str;
     sec_phase,
     \* @type: Set(Str);
@@ -56,6 +60,8 @@ VARIABLES
     res_held,
     \* @type: Bool;
     res_limited,
+    \* @type: Int;
+    res_tries,
     \* @type: Bool;
     net_bridged,
     \* @type: Bool;
@@ -68,6 +74,8 @@ VARIABLES
     net_done,
     \* @type: Set(Str);
     net_held,
+    \* @type: Str;
+    sys_mode,
     \* @type: { m: Str, name: Str, arg: Str };
     event
 
@@ -81,10 +89,10 @@ NET == INSTANCE Network
 lc_vars == <<lc_status, lc_security, lc_cleaned, lc_removed>>
 iso_vars == <<iso_rootless, iso_phase, iso_done>>
 fs_vars == <<fs_phase, fs_mounted, fs_total, fs_allowChroot, fs_chrooted, fs_audit, fs_audited>>
-sec_vars == <<sec_allowDegraded, sec_strict, sec_phase, sec_applied, sec_degraded>>
-res_vars == <<res_required, res_phase, res_held, res_limited>>
+sec_vars == <<sec_allowDegraded, sec_strict, sec_trace, sec_phase, sec_applied, sec_degraded>>
+res_vars == <<res_required, res_phase, res_held, res_limited, res_tries>>
 net_vars == <<net_bridged, net_user, net_egress, net_phase, net_done, net_held>>
-vars == <<lc_vars, iso_vars, fs_vars, sec_vars, res_vars, net_vars, event>>
+vars == <<lc_vars, iso_vars, fs_vars, sec_vars, res_vars, net_vars, sys_mode, event>>
 
 Ev(m, name, arg) == event' = [m |-> m, name |-> name, arg |-> arg]
 
@@ -94,8 +102,24 @@ Contained == res_phase \in {"ready", "degraded"}
 \* The step isolation waits for at its gate.
 IsoNext == IF iso_done < Len(ISO!Plan) THEN ISO!Plan[iso_done + 1] ELSE "none"
 
+\* The service modes (--service-mode) and what each asks of the machines. The strict modes
+\* never degrade a control, never trace seccomp, never fall back to a chroot and require their
+\* cgroup; production also audits its mounts, and a network of its own denies egress by default
+\* (a bridge or a user-mode network always has an egress policy). An untrusted workload
+\* (--trust-level untrusted) is refused every weakening: in agent mode it runs with the strict
+\* modes' security parameters (sec_allowDegraded, sec_trace and fs_allowChroot FALSE), which
+\* agent mode's range includes.
+Modes == {"agent", "strict-agent", "production"}
+ModeParameters(m) ==
+    /\ sec_strict = (m # "agent")
+    /\ res_required = (m # "agent")
+    /\ fs_audit = (m = "production")
+    /\ m # "agent" => (~sec_allowDegraded /\ ~sec_trace /\ ~fs_allowChroot)
+    /\ m = "production" => ((net_bridged \/ net_user) => net_egress)
+
 Init ==
     /\ LC!LcInit /\ ISO!IsoInit /\ FS!FsInit /\ SEC!SecInit /\ RES!ResInit /\ NET!NetInit
+    /\ sys_mode \in Modes /\ ModeParameters(sys_mode)
     /\ event = [m |-> "", name |-> "", arg |-> ""]
 
 (* Lifecycle steps, with the composition's guards. *)
@@ -115,11 +139,13 @@ LcStep ==
        \/ LC!Remove /\ Ev("lc", "Remove", "")
 
 \* The supervisor is gone: the lifecycle's Lost and, when it was carrying out a cgroup or a
-\* network step, that machine's Abandon in the same step (the step will never report).
+\* network step, that machine's Abandon in the same step (the step will never report). The
+\* process that takes the cleanup over (`rm --force`) tries again a cgroup given up on.
 LostStep ==
     /\ UNCHANGED <<iso_vars, fs_vars, sec_vars>>
     /\ LC!Lost /\ Ev("lc", "Lost", "")
-    /\ IF RES!UnderWay # "none" THEN RES!Abandon ELSE UNCHANGED res_vars
+    /\ IF RES!UnderWay # "none" THEN RES!Abandon
+       ELSE IF RES!GaveUp THEN RES!Reclaim ELSE UNCHANGED res_vars
     /\ IF NET!UnderWay # "none" THEN NET!Abandon ELSE UNCHANGED net_vars
 
 IsoStep ==
@@ -162,9 +188,18 @@ NetStep ==
        \/ \E s \in NET!StepNames : NET!Fail(s) /\ Ev("net", "Fail", s)
        \/ lc_status \in {"stopped", "failed"} /\ res_phase = "released" /\ NET!Release /\ Ev("net", "Release", "")
 
-Next == LcStep \/ LostStep \/ IsoStep \/ FsStep \/ SecStep \/ ResStep \/ NetStep
+Next == (LcStep \/ LostStep \/ IsoStep \/ FsStep \/ SecStep \/ ResStep \/ NetStep) /\ UNCHANGED sys_mode
 
-Spec == Init /\ [][Next]_vars
+\* Setup and cleanup proceed on their own (the driver takes the steps its machines enable, and
+\* every step under way reports): weak fairness on each machine's steps, but for the teardown of
+\* a leaked network, which only `rm --force` tries again. Lost is the user's, and not fair.
+Fairness ==
+    /\ WF_vars(LcStep /\ UNCHANGED sys_mode) /\ WF_vars(IsoStep /\ UNCHANGED sys_mode)
+    /\ WF_vars(FsStep /\ UNCHANGED sys_mode) /\ WF_vars(SecStep /\ UNCHANGED sys_mode)
+    /\ WF_vars(ResStep /\ UNCHANGED sys_mode)
+    /\ WF_vars(NetStep /\ net_phase # "leaked" /\ UNCHANGED sys_mode)
+
+Spec == Init /\ [][Next]_vars /\ Fairness
 
 (* The composition's invariants (each machine's own hold too: see Inv). *)
 RunningRequiresIsolation ==
@@ -186,6 +221,17 @@ RunningRequiresNetwork == lc_status \in {"created", "running"} => net_phase = "r
 \* torn down only once no process of the container is left.
 NetworkInsideNamespaces == (NET!HasDone("veth") \/ NET!HasDone("usernet")) => ISO!HasDone("unshare")
 NetworkOutlivesProcesses == net_phase \in {"releasing", "released"} => res_phase = "released"
+\* What production promises while its workload may run (README's mode table): every control
+\* enforced, none degraded or traced; the cgroup with its limits (the memory limit among them)
+\* written; the mounts audited in a root that was pivoted into, not chrooted; and on a network
+\* of its own, the egress policy in force.
+Serving == lc_status \in {"created", "running"}
+ProductionEnforced == (sys_mode = "production" /\ Serving) => lc_security = "enforced"
+ProductionLimited == (sys_mode = "production" /\ Serving) => (res_phase = "ready" /\ res_limited)
+ProductionAudited == (sys_mode = "production" /\ Serving) => (fs_audited /\ ~fs_chrooted)
+ProductionEgressDenied ==
+    (sys_mode = "production" /\ Serving /\ (net_bridged \/ net_user)) =>
+        (net_egress /\ \A s \in NET!PolicySteps : NET!InPlan(s) => NET!HasDone(s))
 
 Inv ==
     /\ LC!Inv /\ ISO!Inv /\ FS!Inv /\ SEC!Inv /\ RES!Inv /\ NET!Inv
@@ -193,4 +239,11 @@ Inv ==
     /\ UserNamespaceAfterSeal /\ FailureNeverRuns /\ SecurityOnlyInside
     /\ RunningRequiresContainment /\ NamespacesInsideCgroup /\ CleanedMeansReleased
     /\ RunningRequiresNetwork /\ NetworkInsideNamespaces /\ NetworkOutlivesProcesses
+    /\ ProductionEnforced /\ ProductionLimited /\ ProductionAudited /\ ProductionEgressDenied
+
+(* Liveness, under Spec's fairness: a stopped or failed container is cleaned up, unless its    *)
+(* cleanup gave up on the cgroup (MaxReleaseTries removals failed: `rm --force` tries again)   *)
+(* or the network's teardown failed (`rm --force` tries it again).                            *)
+CleanupEventually ==
+    (lc_status \in {"stopped", "failed"}) ~> (lc_cleaned \/ RES!GaveUp \/ net_phase = "leaked")
 =============================================================================

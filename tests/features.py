@@ -9,6 +9,7 @@ A feature ``shared:PATH`` is the reference file ``../shared/PATH`` beside the re
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import shutil
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 EXPECTED = frozenset({
     "root", "userns", "seccomp", "landlock", "netns", "pyseccomp",
     # installed by `make setup`, so a CI run that lacks them is broken, not skippable
-    "bin:gcc", "bin:runc", "bin:bwrap", "bin:unshare", "bin:runuser", "mini-init",
+    "bin:gcc", "bin:runc", "bin:runsc", "bin:containerd", "bin:ctr", "bin:containerd-shim-runc-v2", "bin:bwrap", "bin:unshare", "bin:runuser", "mini-init", "postgres",
     # the CI checkout has ../shared beside it
     "shared:reference/docker-default-seccomp.json",
 })
@@ -86,6 +87,12 @@ def _binary(name: str) -> tuple[bool, str]:
     return path is not None, path or f"{name} not on PATH"
 
 
+def _postgres() -> tuple[bool, str]:
+    """A Debian PostgreSQL server (initdb, pg_ctl, postgres, pgbench), for the pgbench bench."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"))
+    return bool(found), found[-1] if found else "no /usr/lib/postgresql/*/bin (apt-get install postgresql)"
+
+
 def _mini_init() -> tuple[bool, str]:
     """The container's compiled init, built by `make setup` (`make init`)."""
     path = Path(__file__).resolve().parents[1] / "nucleus" / "init" / "nucleus-init"
@@ -121,6 +128,7 @@ _PROBES = {
     "pyseccomp": _pyseccomp,
     "tlc": _tlc,
     "mini-init": _mini_init,
+    "postgres": _postgres,
 }
 
 

@@ -45,6 +45,11 @@ def record(out: Path) -> list[Path]:
         nucleus("run", "--trace", str(failure), "--", "true",
                 env={**env, "NUCLEUS_FAIL_AT": "LoadSeccomp"}, check=False)
         written.append(failure)
+        # Seccomp trace mode: a filter that refuses nothing, so the security level is "traced".
+        traced = out / "run-seccomp-trace.itf.json"
+        nucleus("run", "--seccomp-mode", "trace", "--seccomp-log", str(Path(state) / "trace.ndjson"),
+                "--trace", str(traced), "--", "true", env=env)
+        written.append(traced)
         # A bridged run, with a published port and a resolver: the network's steps and rules.
         # In a network namespace of its own, which takes whatever it made with it.
         bridged = out / "run-bridge.itf.json"

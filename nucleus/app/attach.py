@@ -47,6 +47,10 @@ def attach(ref: str, argv: list[str], trace_path: str | None = None,
     manage.authorize(record, "attach")
     if not manage.supervisor_alive(record):
         raise RuntimeFailure(f"cannot {doing} container {name!r}: it is {manage.view(record)['status']}")
+    if record.get("runtime") == "gvisor":  # runsc joins its own sandbox
+        from nucleus.app import gvisor
+
+        return gvisor.exec_in(record, argv, options, doing)
     container = manage.container_driver(record, action=doing)  # its init, confirmed
     result = container.feed(v.Attach())
     if isinstance(result, Refused):

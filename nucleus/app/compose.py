@@ -6,9 +6,11 @@ Each service runs as `nucleus run -d` runs a container (nucleus.app.run with det
 of its resolved configuration. `up` reads the labelled records to know what runs and what
 changed, and feeds the machine Up; the machine says which service to stop or start next, and
 this module's executor carries that out with the management commands' own functions (run, stop,
-remove) and reports back. A service's dependencies start before it, so it learns their
-addresses from their records: its /etc/hosts names every running service of its network
-(--add-host). A recreated service may get another address: its dependents keep running with
+remove) and reports back. The machine's processes are instances: a service's container, or
+with `replicas = N` each of `S-1` .. `S-N` (a dependent of S waits for all of them). A
+service's dependencies start before it, so it learns their addresses from their records: its
+/etc/hosts names every running instance of its network (--add-host), and a replicated
+service's name once for each replica. A recreated service may get another address: its dependents keep running with
 the old entry until they are recreated too (`compose restart`).
 
 The health gate reads the container's record (`health`): the service supervisor keeps the
@@ -78,23 +80,31 @@ def addresses(record: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(a).split("/", 1)[0] for a in found if isinstance(a, str))
 
 
-def hosts_for(topology: Topology, service: str, found: dict[str, dict[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """The /etc/hosts entries of a service: every other running service on its network, by its
-    service name and its container name."""
-    nets = set(topology.services[service].networks)
+def hosts_for(topology: Topology, instance: str, found: dict[str, dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """The /etc/hosts entries of an instance: every other running instance on its network, by
+    its instance name and its container name, and a replica also by its service's name (a
+    line for each replica: the name resolves to all of them)."""
+    own = topology.service_of(instance)
+    assert own is not None
+    nets = set(topology.services[own].networks)
     out: list[tuple[str, str]] = []
-    for other in topology.order:
+    for other in topology.instance_order:
         record = found.get(other)
-        if other == service or record is None or not running(record) or not nets & set(topology.services[other].networks):
+        service = topology.service_of(other)
+        assert service is not None
+        if other == instance or record is None or not running(record) or not nets & set(
+                topology.services[service].networks):
             continue
         for address in addresses(record)[:1]:
             out += [(other, address), (topology.container(other), address)]
+            if service != other:
+                out.append((service, address))
     return tuple(out)
 
 
-def labels(topology: Topology, service: str) -> tuple[str, ...]:
-    return (f"{TOPOLOGY_LABEL}={topology.name}", f"{SERVICE_LABEL}={service}",
-            f"{HASH_LABEL}={config_hash(topology, service)}")
+def labels(topology: Topology, instance: str) -> tuple[str, ...]:
+    return (f"{TOPOLOGY_LABEL}={topology.name}", f"{SERVICE_LABEL}={instance}",
+            f"{HASH_LABEL}={config_hash(topology, instance)}")
 
 
 @dataclass
@@ -181,20 +191,21 @@ class Services:
 
 def initial(topology: Topology, found: dict[str, dict[str, Any]], keep_going: bool = False,
             recreate: frozenset[str] = frozenset()) -> machine.TopologyState:
-    """The machine before a command: the file's services in dependency order, then the running
-    ones the file no longer has (stopped first); what runs, and what changed (`recreate`: also
-    these)."""
-    removed = tuple(sorted(s for s, r in found.items() if s not in topology.services and running(r)))
-    order = topology.order + removed
-    deps = tuple((s, d.service, d.condition) for s in topology.order for d in topology.services[s].depends_on)
+    """The machine before a command, its processes the instances (a service's replicas each
+    one): the file's in dependency order, then the running ones the file no longer has (stopped
+    first); what runs, and what changed (`recreate`: also these)."""
+    mine = topology.instance_order
+    removed = tuple(sorted(s for s, r in found.items() if s not in mine and running(r)))
+    order = mine + removed
+    deps = tuple((s, d, condition) for s in mine for d, condition in topology.instance_dependencies(s))
     live = {s: "healthy" if health(r) == "healthy" else "started" for s, r in found.items()
             if running(r) and s in order}
-    checked = frozenset(s for s in topology.order if topology.services[s].health_checked)
+    checked = frozenset(s for s in mine if topology.services[topology.service_of(s) or ""].health_checked)
     for s in [s for s, status in live.items() if status == "healthy" and s not in checked]:
         live[s] = "started"
-    stale = frozenset(s for s in topology.order if s in live and (
+    stale = frozenset(s for s in mine if s in live and (
         s in recreate or (found[s].get("labels") or {}).get(HASH_LABEL) != config_hash(topology, s)))
-    return machine.initial(order, deps, checked, frozenset(topology.order), live, stale, keep_going)
+    return machine.initial(order, deps, checked, frozenset(mine), live, stale, keep_going)
 
 
 def name_taken(topology: Topology, records_: list[dict[str, Any]]) -> InvalidInput | None:
@@ -207,7 +218,7 @@ def name_taken(topology: Topology, records_: list[dict[str, Any]]) -> InvalidInp
         owner, service = labels.get(TOPOLOGY_LABEL), labels.get(SERVICE_LABEL)
         if owner == topology.name or not isinstance(record.get("name"), str):
             continue
-        for mine in topology.order:
+        for mine in topology.instance_order:
             if record["name"] != topology.container(mine):
                 continue
             held = (f"service {service!r} of topology {owner!r}" if isinstance(owner, str)
@@ -263,13 +274,15 @@ def volume_dir(topology: Topology) -> Callable[[str], str]:
 
 
 def status(topology: Topology) -> list[dict[str, Any]]:
-    """One row per service of the file (and per container of the topology it no longer has)."""
+    """One row per instance of the file (a service's own, or each of its replicas; and one per
+    container of the topology it no longer has)."""
     found = containers(topology.name)
     rows = []
-    for service in topology.order + tuple(sorted(set(found) - set(topology.order))):
+    mine = topology.instance_order
+    for service in mine + tuple(sorted(set(found) - set(mine))):
         record = found.get(service)
         view = manage.view(record) if record is not None else {}
-        current = service in topology.services and record is not None and (
+        current = service in mine and record is not None and (
             (record.get("labels") or {}).get(HASH_LABEL) == config_hash(topology, service))
         rows.append({"service": service, "name": topology.container(service), "id": view.get("id"),
                      "status": view.get("status", "absent"), "health": health(record) if record else None,
@@ -278,12 +291,21 @@ def status(topology: Topology) -> list[dict[str, Any]]:
     return rows
 
 
-def container_of(topology: Topology, service: str) -> dict[str, Any]:
-    if service not in topology.services:
-        raise RuntimeFailure(f"{topology.path}: no service {service!r}",
-                             hint=f"the services: {', '.join(topology.order)}")
-    record = containers(topology.name).get(service)
+def instances_of(topology: Topology, name: str) -> tuple[str, ...]:
+    """The instances a verb's SERVICE names: a service's (each of its replicas), or one replica."""
+    if name in topology.services:
+        return topology.instances(name)
+    if topology.service_of(name) is None:
+        raise RuntimeFailure(f"{topology.path}: no service {name!r}",
+                             hint=f"the services: {', '.join(topology.instance_order)}")
+    return (name,)
+
+
+def container_of(topology: Topology, name: str) -> dict[str, Any]:
+    """The record of the instance `name` names (a replicated service: its first replica)."""
+    instance = instances_of(topology, name)[0]
+    record = containers(topology.name).get(instance)
     if record is None:
-        raise RuntimeFailure(f"service {service!r} of {topology.name!r} has no container",
+        raise RuntimeFailure(f"service {instance!r} of {topology.name!r} has no container",
                              hint=f"bring it up first: nucleus compose up -f {topology.path}")
     return record

@@ -34,7 +34,7 @@ STOP_WAIT = 10.0  # seconds a stop or a forced removal waits for the supervisor 
 # What `ps --format json` shows of a record (besides the log's size).
 SHOWN = ("id", "name", "status", "argv", "created_at", "started_at", "finished_at", "exit_code",
          "reason", "creator_uid", "supervisor_pid", "init_pid", "detached", "hostname", "rootless",
-         "limits", "cgroup_parent", "security", "log", "id_map", "volumes", "network")
+         "limits", "cgroup_parent", "security", "log", "id_map", "volumes", "network", "runtime")
 
 
 def _store() -> Store:
@@ -160,6 +160,10 @@ def running_init(record: dict[str, Any], action: str) -> tuple[int, int] | None:
     """The container's init and its start time when it runs and the kernel confirms it is the
     container's (see `_init`); None when it is not running. A record that names another
     process is refused."""
+    if record.get("runtime") == "gvisor":
+        raise RuntimeFailure(f"cannot {action} container {record['name']!r}: it runs under gVisor, whose "
+                             "file system is the sandbox's own", hint=f"use nucleus exec {record['name']} "
+                             "cat FILE, or a volume")
     if not supervisor_alive(record) or record.get("status") != "running":
         return None
     init, forged = _init(record, records.restore(record, probe.cgroup_layout()))
@@ -203,6 +207,11 @@ def kill(ref: str, sig: str, action: str = "kill") -> dict[str, Any]:
     authorize(record, action)
     if not supervisor_alive(record):
         raise RuntimeFailure(f"cannot {action} container {record['name']!r}: it is {view(record)['status']}")
+    if record.get("runtime") == "gvisor":
+        from nucleus.app import gvisor
+
+        gvisor.kill(record, sig)
+        return record
     if "service" in record:  # a service that is stopped or killed is not started again
         _store().mark_stop(record["id"])
         if restarting(record):
@@ -250,7 +259,8 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
                   if supervisor_alive(record) else
                   f"nucleus rm --force {record['name']} reclaims what its supervisor left"),
         )
-    believed = not _names_another_process(record)
+    gvisor = record.get("runtime") == "gvisor"  # runsc's sandbox: no init of nucleus's to check
+    believed = gvisor or not _names_another_process(record)
     if believed and supervisor_alive(record):
         if "service" in record:
             store.mark_stop(record["id"])
@@ -268,16 +278,18 @@ def remove(ref: str, force: bool) -> dict[str, Any]:
         if supervisor_alive(record):
             raise RuntimeFailure(f"cannot remove container {record['name']!r}: its supervisor is still "
                                  "finishing", hint=f"run nucleus rm --force {record['name']} again")
+    if gvisor:
+        from nucleus.app import gvisor as gvisor_app
+
+        gvisor_app.remove(record, store)
+        return record
     driver = container_driver(record, store, action="remove")
     lc = driver.state.lc
     if lc.status in ACTIVE or not lc.cleaned:
         # The supervisor is gone before it cleaned up: the machine ends what is left (the
-        # processes, a cgroup step it had under way) and releases the cgroup.
+        # processes, a cgroup step it had under way) and releases the cgroup, trying a removal
+        # that failed before (here or in the supervisor) again, a few times.
         driver.require(v.Lost())
-        driver.settle()
-    if driver.state.res.phase == "leaked":
-        # A removal that failed before (here or in the supervisor) is tried again.
-        driver.require(v.ResRelease())
         driver.settle()
     if driver.state.net.phase == "leaked" and driver.state.res.phase == "released":
         driver.require(v.NetRelease())  # so is a network teardown

@@ -64,28 +64,35 @@ def _volumes(config: ContainerConfig, facts: HostFacts, held: list[int]) -> tupl
     rootless, uid_map, gid_map = run_plan.id_maps(config, facts)
     caller = facts.ids()[0]
     sudo = None if rootless else probe.sudo_uid()
-    namespaces: dict[tuple[int, int], int | None] = {}
+    accounts = run_plan.workload_user(config, facts, uid_map, gid_map)[0]
+    namespaces: dict[tuple[tuple[int, int], tuple[int, int]], int | None] = {}
     sources = []
     for volume in config.volumes:
         shown = f"{volume_rules.FLAG} {volume.given!r}"
+        uid, gid = run_plan.owner_ids(config, accounts, volume.owner, f"{shown}: owner", uid_map, gid_map)
         found, fd = probe.host_path(shown, volume.host, "volume")
         held.append(fd)
-        problem = hostpaths.refusal(shown, found, caller, sudo, "volume")
+        problem = hostpaths.refusal(shown, found, caller, sudo, "volume", volume.writable)
         if problem is not None:
             raise problem
         if rootless:
             sources.append(VolumeSource(found.path, volume.target, volume.writable, fd))
             continue
-        mapped = ((found.uid, uid_map[0][1]), (found.gid, gid_map[0][1]))
-        if (found.uid, found.gid) not in namespaces:
+        # The volume's owner and group appear inside as `owner=`'s (container root's by default).
+        mapped = ((found.uid, uid_map[0][1] + uid), (found.gid, gid_map[0][1] + gid))
+        if mapped not in namespaces:
             ns = prepare.volume_idmap(fd, *mapped)
-            namespaces[found.uid, found.gid] = ns
+            namespaces[mapped] = ns
             if ns is not None:
                 held.append(ns)
-        ns = namespaces[found.uid, found.gid]
+        ns = namespaces[mapped]
         if ns is not None:
             sources.append(VolumeSource(found.path, volume.target, volume.writable, fd, ns, mapped))
             continue
+        if volume.owner is not None:
+            raise InvalidInput(f"{shown}: the file system of {found.path} cannot be id-mapped, so its "
+                               f"owner cannot appear inside as {volume.owner!r}",
+                               hint="use a directory on ext4, xfs, btrfs or tmpfs, or leave out owner=")
         if volume.writable:
             raise InvalidInput(
                 f"{shown}: the file system of {found.path} cannot be id-mapped, so the container's "

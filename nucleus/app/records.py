@@ -68,6 +68,13 @@ def register(store: Store, config: ContainerConfig, cid: str, plan: RunPlan, *, 
         record["network"] = network_plan.to_record(plan.network)
     if config.detach:
         record["log"] = {"max_size": config.log_max_size, "max_files": config.log_max_files}
+    return claim(store, record)
+
+
+def claim(store: Store, record: dict[str, Any]) -> dict[str, Any]:
+    """Write a container's first record, refusing a name already taken. Under the store lock,
+    so two concurrent runs cannot take the same name."""
+    name = record["name"]
     with store.locked():
         for other in store.all():
             if other.get("name") == name:
@@ -193,6 +200,10 @@ def problem(record: dict[str, Any]) -> str | None:
         parse_cgroup_parent(str(record.get("cgroup_parent", DEFAULT_CGROUP_PARENT)), "cgroup_parent")
     except InvalidInput as e:
         return e.message
+    if record.get("runtime") == "gvisor":
+        from nucleus.app.gvisor import problem as gvisor_problem
+
+        return gvisor_problem(record)
     try:
         state = system.from_tla(machines(record), _BASE)
         join_policy(record)
@@ -214,8 +225,11 @@ _BASE = system.initial(isolation.IsolationState(), filesystem.FilesystemState(),
 
 def machines(record: dict[str, Any]) -> dict[str, Any]:
     """The record's machine variables; a record written before containers had a network machine
-    holds none of its variables: it had no bridge, set up or torn down as its cleanup says."""
-    values = dict(record["machines"])
+    holds none of its variables: it had no bridge, set up or torn down as its cleanup says. One
+    written before seccomp trace mode, the service mode and the cgroup's retried removal were
+    variables of the machines ran enforced or degraded, in agent mode's parameters as far as the
+    record goes, and had tried no removal again."""
+    values = {"sec_trace": False, "sys_mode": "agent", "res_tries": 0, **record["machines"]}
     if "net_phase" not in values:
         values.update(net_bridged=False, net_user=False, net_egress=False, net_done=0, net_held=[],
                       net_phase="released" if values.get("lc_cleaned") else "ready")

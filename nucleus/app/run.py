@@ -35,6 +35,7 @@ from nucleus.effects.store import Store
 from nucleus.errors import InvalidInput, NucleusError, RuntimeFailure, error_from_data
 from nucleus.machines import lifecycle, resources, system
 from nucleus.plain import to_plain
+from nucleus.plan import promises
 from nucleus.plan import run as run_plan
 from nucleus.trace.record import Recorder
 
@@ -142,9 +143,11 @@ def _prepare_context(config: ContainerConfig, resolved: Resolved, path_fd: int, 
 
 
 def run(config: ContainerConfig, trace_path: str | None = None,
-        environ: dict[str, str] | None = None) -> int:
+        environ: dict[str, str] | None = None, gate: Callable[[int], None] | None = None) -> int:
     """Run in the foreground (or, with config.detach, hand the container to a background
-    supervisor once it has started, print its id and return 0)."""
+    supervisor once it has started, print its id and return 0). `gate`, when given, is called
+    with the init's pid once the container is created, and returns when it is to start (an
+    error it raises ends the container instead: `nucleus oci`'s create and start)."""
     environ = environ or {}
     if config.service is not None and config.service.readiness.workload:
         config = notify_socket_inside(config, environ)
@@ -212,10 +215,10 @@ def run(config: ContainerConfig, trace_path: str | None = None,
         if config.service is None or not config.service.supervised:
             return _supervise(config, planned, store, record, programs, audited(trace), faults, report,
                               (let_out, artifacts.context), monitor=monitor, init_image=init_image,
-                              secrets=secrets)
+                              secrets=secrets, gate=gate)
         from nucleus.app.service import Supervisor
 
-        service = Supervisor(config.service, store, record, environ, relay)
+        service = Supervisor(config.service, store, record, environ, relay, auditor)
         image, recorder, sources = init_image, trace, secrets
         counts: dict[str, int] = {}  # NUCLEUS_FAIL_AT=Intent#n counts across the restarts
         while True:
@@ -242,16 +245,7 @@ def run(config: ContainerConfig, trace_path: str | None = None,
 
     def background(report: Report) -> int:
         records.adopt(record, probe.own_pid())
-        try:
-            return supervise(report)
-        except NucleusError as e:
-            report({"error": e.to_data()})
-            return e.exit_code
-        except BaseException as e:  # noqa: BLE001 - reported to the waiting command, never unwound
-            report({"error": {"kind": "RuntimeFailure", "message": f"internal error: {type(e).__name__}: {e}",
-                              "hint": "run again with --debug for the traceback, and report it",
-                              "exit_code": 1}})
-            return 1
+        return reported(report, supervise)
 
     answer = detach(store.log_sink(cid, config.log_max_size, config.log_max_files), background)
     prepare.close_secrets(secrets)  # the background supervisor has its own descriptors
@@ -269,12 +263,28 @@ def run(config: ContainerConfig, trace_path: str | None = None,
     raise error_from_data(answer["error"])
 
 
+def reported(report: Report, supervise: Callable[[Report], int]) -> int:
+    """A detached supervisor's run: its status, or its failure reported to the command waiting
+    for its start (never unwound past the background process)."""
+    try:
+        return supervise(report)
+    except NucleusError as e:
+        report({"error": e.to_data()})
+        return e.exit_code
+    except BaseException as e:  # noqa: BLE001 - reported to the waiting command, never unwound
+        report({"error": {"kind": "RuntimeFailure", "message": f"internal error: {type(e).__name__}: {e}",
+                          "hint": "run again with --debug for the traceback, and report it",
+                          "exit_code": 1}})
+        return 1
+
+
 def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store, record: dict[str, Any],
                programs: dict[str, bytes], trace: Any,
                faults: tuple[tuple[str, int] | None, tuple[str, int] | None], report: Report | None,
                let_out: tuple[outputs.Outputs, ContextSource | None] | None = None,
                monitor: Any = None, init_image: int | None = None, service: Any = None,
-               secrets: list[prepare.SecretSource] | None = None, counts: dict[str, int] | None = None) -> int:
+               secrets: list[prepare.SecretSource] | None = None, counts: dict[str, int] | None = None,
+               gate: Callable[[int], None] | None = None) -> int:
     out, context = let_out or (outputs.Outputs(), None)
     executor = Executor(programs, fault=faults[0], pause=faults[1],
                         keeps_trees=run_plan.keeps_context(config, planned.join.rootless), monitor=monitor,
@@ -293,6 +303,9 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
                 driver.require(v.Remove())
                 raise RuntimeFailure(setup_failure(driver.history, driver.state.res.oom_killed))
             tree = executor.take_tree()
+            if gate is not None:
+                gate(executor.init_pid or 0)
+            keep_promises(driver, executor.shown)
             driver.require(v.Start())
             never_ran = _never_ran(driver)
             if never_ran is None:
@@ -421,6 +434,24 @@ def setup_failure(history: list[tuple[v.Event, tuple[v.Intent, ...]]], oom_kille
         if isinstance(event, v.StepFailed):
             return f"setup failed at {event.machine}.{event.step}: {event.message}{oom}"
     return f"setup failed{oom}"
+
+
+def keep_promises(driver: Driver, shown: Callable[[str | None], Any]) -> None:
+    """Production, just before Start: its promises checked once more against the machines'
+    state and what the host shows (`shown`: nucleus.effects.promises.observe for the container's
+    init); one not kept aborts the run, and the container is cleaned up and removed."""
+    if not promises.checked(driver.state):
+        return
+    memory = promises.memory_limit(driver.state)
+    unmet = promises.unmet(driver.state, promises.Observed(*shown(memory[0] if memory else None)))
+    if not unmet:
+        return
+    driver.require(v.Abort())
+    driver.settle()  # the cgroup, with the container's processes, and the network released
+    driver.require(v.Remove())
+    raise RuntimeFailure("production mode: the workload was not started: " + "; ".join(unmet),
+                         hint="every row named is what --service-mode production promises; the container "
+                              "was removed")
 
 
 def _never_ran(driver: Driver) -> v.Exit | None:

@@ -1,7 +1,9 @@
 """A long-running service's supervisor: while the workload runs it runs the health checks and
 the readiness probe, says READY=1 to systemd, and ends the workload when the Service machine
 (nucleus.machines.service) says it is unhealthy; when the workload ends the machine decides
-whether the container is set up again, and after which delay.
+whether the container is set up again, and after which delay. With --audit-log or an OTLP
+endpoint, what a step changes (ready, healthy or unhealthy, the workload ended for it, a restart
+coming: nucleus.config.audit.service_notes) is an audit line of the layer ``health`` and a span.
 
 Waiting is as `process.wait_forwarding` waits (signals taken with sigtimedwait, forwarded to the
 workload when sent on purpose, every child reaped), with a deadline: the next check, probe or
@@ -21,9 +23,11 @@ import time
 from typing import Any
 
 from nucleus.app import health as checks
+from nucleus.config import audit
 from nucleus.config import notify as notify_rules
 from nucleus.config.service import ServiceOptions
 from nucleus.effects import service as host
+from nucleus.effects.auditlog import AuditRecorder
 from nucleus.effects.service import Check, Relay
 from nucleus.effects.store import Store
 from nucleus.machines import service as machine
@@ -39,9 +43,11 @@ class Supervisor:
     it: the record is the same across restarts)."""
 
     def __init__(self, options: ServiceOptions, store: Store, record: dict[str, Any],
-                 environ: dict[str, str], relay: Relay | None = None) -> None:
+                 environ: dict[str, str], relay: Relay | None = None,
+                 auditor: AuditRecorder | None = None) -> None:
         self.options, self.store, self.record = options, store, record
         self.relay = relay
+        self.auditor = auditor  # --audit-log and OTLP, when either is given
         self.dropped: set[str] = set()  # the kinds of notification warned about
         self.state = machine.initial(options)
         self.notify_socket = environ.get("NOTIFY_SOCKET") if options.sd_notify else None
@@ -57,8 +63,11 @@ class Supervisor:
         result = machine.step(self.state, event)
         if isinstance(result, Refused):
             return
-        self.state = result.state
+        before, self.state = self.state, result.state
         self._publish()  # the record says it before anyone is told (READY=1)
+        if self.auditor is not None:
+            for kind, error, detail in audit.service_notes(before, self.state, result.intents):
+                self.auditor.note("health", kind, detail, error)
         for intent in result.intents:
             self._perform(intent)
 

@@ -39,14 +39,15 @@ def load(path: str) -> topo.Topology:
     return topo.parse(text, path)
 
 
-def service_config(t: topo.Topology, service: str, volume_dir: Any = None,
+def service_config(t: topo.Topology, instance: str, volume_dir: Any = None,
                    hosts: tuple[tuple[str, str], ...] = (), labels: tuple[str, ...] = ()) -> Any:
-    """The service's ContainerConfig, from its run arguments parsed and validated as `nucleus
-    run` parses and validates them; a refusal names the file, the service and its key."""
+    """An instance's ContainerConfig (a service's, or one of its replicas'), from its run
+    arguments parsed and validated as `nucleus run` parses and validates them; a refusal names
+    the file, the service and its key."""
     from nucleus.cli import main, run_options
 
-    args = topo.run_arguments(t, service, volume_dir or (lambda name: f"/{name}"), hosts, labels)
-    where = f"{t.path}: services.{service}"
+    args = topo.run_arguments(t, instance, volume_dir or (lambda name: f"/{name}"), hosts, labels)
+    where = f"{t.path}: services.{t.service_of(instance)}"
     try:
         ctx = main.run.make_context("nucleus run", list(args))
     except click.ClickException as e:
@@ -64,14 +65,16 @@ def _key_of(message: str) -> str:
     for key, spec in topo.SERVICE_KEYS.items():
         if spec.flag is not None and (message.startswith(spec.flag + " ") or f"'{spec.flag}'" in message):
             return f".{key}"
+    if message.startswith("--tmpfs ") or message.startswith(("-v/--volume ", "--volume ")):
+        return ".volumes"
     return ""
 
 
 def validated(path: str) -> topo.Topology:
     """The topology with every service's options checked (nothing started, no host probed)."""
     t = load(path)
-    for service in t.order:
-        service_config(t, service)
+    for instance in t.instance_order:
+        service_config(t, instance)
     return t
 
 
@@ -92,7 +95,9 @@ def validate(path: str | None) -> None:
     t = validated(_path(path))
     for i, service in enumerate(t.order, start=1):
         deps = ", ".join(f"{d.service} ({d.condition})" for d in t.services[service].depends_on)
-        click.echo(f"{i}. {service}" + (f" after {deps}" if deps else ""))
+        replicas = t.instances(service) if t.services[service].replicas > 1 else ()
+        click.echo(f"{i}. {service}" + (f" ({len(replicas)} replicas: {', '.join(replicas)})" if replicas else "")
+                   + (f" after {deps}" if deps else ""))
 
 
 @compose.command("config")
@@ -116,7 +121,8 @@ def up(path: str | None, keep_going: bool, timeout: float) -> None:
     volumes = app.volume_dir(t)
     state = app.up(t, lambda s, hosts, labels: service_config(t, s, volumes, hosts, labels), _say,
                    keep_going=keep_going, health_timeout=timeout)
-    _say(f"{t.name}: {sum(st != 'absent' for st in state.statuses)} services up")
+    started = sum(st != "absent" for st in state.statuses)
+    _say(f"{t.name}: {started} container{'s' if started != 1 else ''} up")
 
 
 @compose.command()
@@ -160,7 +166,7 @@ def logs(path: str | None, follow: bool, services: tuple[str, ...]) -> None:
     from nucleus.app import manage
 
     t = load(_path(path))
-    names = services or t.order
+    names = tuple(i for s in services for i in app.instances_of(t, s)) or t.instance_order
     opened = []
     width = max(len(s) for s in names)
     for service in names:
@@ -181,14 +187,14 @@ def logs(path: str | None, follow: bool, services: tuple[str, ...]) -> None:
               help="Seconds a healthy dependency may take.")
 @click.argument("service")
 def restart(path: str | None, service: str, timeout: float) -> None:
-    """Recreate SERVICE (its dependents keep running)."""
+    """Recreate SERVICE (each of its replicas; or one, S-N) (its dependents keep running)."""
     from nucleus.app import compose as app
 
     t = validated(_path(path))
     app.container_of(t, service)
     volumes = app.volume_dir(t)
     app.up(t, lambda s, hosts, labels: service_config(t, s, volumes, hosts, labels), _say,
-           health_timeout=timeout, recreate=frozenset({service}))
+           health_timeout=timeout, recreate=frozenset(app.instances_of(t, service)))
 
 
 @compose.command("exec", context_settings={"allow_interspersed_args": False})
@@ -197,7 +203,8 @@ def restart(path: str | None, service: str, timeout: float) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_(ctx: click.Context, path: str | None, service: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND inside SERVICE's container, with its restrictions."""
+    """Run COMMAND inside SERVICE's container (a replicated one's first, or S-N), with its
+    restrictions."""
     from nucleus.app import compose as app
     from nucleus.app.attach import attach
     from nucleus.config.exec_options import ExecOptions, validate

@@ -447,6 +447,10 @@ from nucleus.cli.compose import compose  # noqa: E402 - the group it joins is de
 
 cli.add_command(compose)
 
+from nucleus.cli.oci import group as oci  # noqa: E402 - likewise
+
+cli.add_command(oci)
+
 
 def run_cli() -> int:
     """The CLI: returns the exit status (errors leave through SystemExit with theirs)."""

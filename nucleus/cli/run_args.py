@@ -33,6 +33,7 @@ def _table() -> tuple[dict[str, Flag], dict[str, Flag]]:
 
 
 _LONG, _SHORT = _table()
+_CHOSEN = tuple(f for f in RUN_FLAGS if f.choices and not f.multiple)
 
 
 def defaults() -> dict[str, Any]:
@@ -66,6 +67,10 @@ def parse(args: list[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
         if arg[:2] == "--":
             raise Unparsed(arg)  # "No such option"
         _short(arg, rest, opts)
+    for flag in _CHOSEN:  # click converts the value that won, not the ones it replaced
+        value = opts[flag.dest]
+        if value != flag.default and value not in flag.choices:
+            raise Unparsed(value)  # "Invalid value for '--network': ..."
     return tuple(rest), opts
 
 
@@ -115,6 +120,6 @@ def _next(rest: list[str]) -> str:
 
 
 def _set(opts: dict[str, Any], flag: Flag, value: str) -> None:
-    if flag.choices and value not in flag.choices:
-        raise Unparsed(value)  # "Invalid value for '--network': ..."
+    if flag.multiple and flag.choices and value not in flag.choices:
+        raise Unparsed(value)  # each value of a repeatable option is converted
     opts[flag.dest] = (*opts[flag.dest], value) if flag.multiple else value

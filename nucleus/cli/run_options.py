@@ -48,6 +48,12 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("--allow-degraded-security",), "Run even if seccomp or Landlock cannot be applied (a "
          "warning instead of an error).", switch=True),
     Flag(("--allow-chroot-fallback",), "Fall back to chroot if pivot_root fails.", switch=True),
+    Flag(("--runtime",), "native: nucleus's own namespaces, seccomp and Landlock; gvisor: gVisor's runsc "
+         "is the container's kernel (ptrace platform; see README: gVisor).", default="native",
+         choices=("native", "gvisor")),
+    Flag(("--gvisor-platform",), "How runsc takes the workload's system calls, with --runtime gvisor: "
+         "ptrace, or kvm (checked first: refused where it does not start a sandbox) [default: ptrace].",
+         choices=("ptrace", "kvm")),
     Flag(("--trace",), "Record the run's state transitions as an ITF trace.", metavar="FILE"),
     Flag(("-d", "--detach"), "Print the id once the workload has started and leave it running; "
          "output goes to its log.", switch=True),
@@ -105,6 +111,9 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("--secret",), "Give the workload this host file at DEST, on an in-memory tmpfs at "
          "/run/secrets (0400, its user's; a DEST elsewhere is bound from there) (repeatable).",
          metavar="SRC:DEST", multiple=True),
+    Flag(("--tmpfs",), "An empty in-memory file system at PATH, gone with the container; OPTIONS: "
+         "size=SIZE (default 64M), mode=OCTAL (0755), owner=USER[:GROUP] (repeatable).",
+         metavar="PATH[:OPTIONS]", multiple=True),
     Flag(("--changes",), "When the workload ends, write what it changed in a copied /context to OUT "
          "(a directory, or a patch if OUT ends in .patch or .diff).", metavar="OUT"),
     Flag(("--changes-max-size",), "Largest file --changes brings back [default: 16M].", metavar="SIZE"),
@@ -202,6 +211,12 @@ def start(command: tuple[str, ...], opts: Mapping[str, Any]) -> int:
     """`nucleus run` with its parsed options: the workload's exit status."""
     import os
 
+    if opts.get("runtime", "native") != "native":
+        return _start_gvisor(command, opts)
+    if opts.get("gvisor_platform"):
+        from nucleus.errors import InvalidInput
+
+        raise InvalidInput(f"--gvisor-platform {opts['gvisor_platform']!r}: only with --runtime gvisor")
     if opts.get("server"):
         import sys
 
@@ -214,6 +229,20 @@ def start(command: tuple[str, ...], opts: Mapping[str, Any]) -> int:
 
     config = to_config(command, opts, os.environ.get("TERM") or "xterm")
     return run(config, trace_path=opts["trace"], environ=dict(os.environ))
+
+
+def _start_gvisor(command: tuple[str, ...], opts: Mapping[str, Any]) -> int:
+    """`nucleus run --runtime gvisor`: the same configuration, run by runsc (nucleus.app.gvisor)."""
+    import os
+
+    from nucleus.errors import InvalidInput
+
+    if opts.get("server"):
+        raise InvalidInput("--server with --runtime gvisor: not supported", hint="drop it, or run with --runtime native")
+    from nucleus.app.gvisor import run
+
+    return run(to_config(command, opts, os.environ.get("TERM") or "xterm"), opts.get("gvisor_platform"),
+               opts.get("trace"))
 
 
 _POLICY_FLAGS = ("seccomp_profile", "seccomp_profile_sha256", "caps_policy", "caps_policy_sha256",
@@ -239,6 +268,7 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
     )
     from nucleus.config.hosts import parse_add_hosts, parse_labels
     from nucleus.config.resources import parse_size, validate_limits
+    from nucleus.config.tmpfs import parse as parse_tmpfs
     from nucleus.config.volumes import parse as parse_volume
     from nucleus.config.workspace import parse_allow_exec
 
@@ -270,6 +300,7 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
         rootfs=opts["rootfs"], verify_rootfs_attestation=opts["verify_rootfs_attestation"],
         volumes=tuple(parse_volume(text) for text in opts["volume"]), changes=opts["changes"],
         secrets=secret_rules.parse(tuple(opts["secret"])),
+        tmpfs=tuple(parse_tmpfs(text) for text in opts["tmpfs"]),
         changes_max_size=None if opts["changes_max_size"] is None else parse_size(
             opts["changes_max_size"], "--changes-max-size"),
         egress=egress.parse(tuple(opts["egress_allow"]), tuple(opts["egress_tcp_port"]),

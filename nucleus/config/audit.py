@@ -15,7 +15,9 @@ A line holds::
   ``supervisor_lost``, ``cleanup_done``, ``container_removed``, ...), a named step's
   (``namespaces_created``, ``seccomp_applied``, ``landlock_applied``, ``capabilities_dropped``,
   ``root_pivoted``, ``mount_audit_passed``, ``limits_applied``, ``egress_policy_applied``, ...),
-  else ``<step>_done`` or ``<step>_failed``.
+  else ``<step>_done`` or ``<step>_failed``; a service's, in the layer ``health``
+  (``service_ready``, ``service_healthy``, ``service_unhealthy``, ``service_terminated``,
+  ``service_restarting``: see `service_notes`).
 - ``step``: the machine's step as the specs and traces name it (``m.Action(arg)``).
 - ``error``: the step failed (or the container was lost, or its setup failed).
 - ``detail``: what the step reported: an exit status, a signal, the security level, an error's
@@ -29,8 +31,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 
 from nucleus import vocab as v
+from nucleus.vocab import service as sv
+
+if TYPE_CHECKING:  # the Service machine's state, not imported on a run's path for a type
+    from nucleus.machines.service import ServiceState
 
 LAYERS = {"lc": "lifecycle", "iso": "isolation", "fs": "filesystem", "sec": "security",
           "res": "resources", "net": "network", "join": "join"}
@@ -117,6 +124,29 @@ def from_event(container_id: str, container_name: str, when: str, event: v.Event
     layer, kind, error, detail = classify(event)
     return record(container_id, container_name, when, layer, kind, step=step_name(event), error=error,
                   detail=detail)
+
+
+def service_notes(before: ServiceState, after: ServiceState, intents: tuple[object, ...]) -> list[tuple[str, bool, str]]:
+    """(event type, error, detail) of one step of the Service machine (its state `before` and
+    `after`, the intents it asked for): health as it changes (a check that leaves it as it was
+    says nothing), readiness once, the workload ended as unhealthy, a restart coming."""
+    notes: list[tuple[str, bool, str]] = []
+    if after.ready and not before.ready:
+        notes.append(("service_ready", False, ""))
+    if after.health != before.health and after.health in ("healthy", "unhealthy"):
+        failing = after.health == "unhealthy"
+        last = after.log[-1] if after.log else None
+        detail = "" if last is None else f"check {'timed out' if last.timed_out else f'exit status {last.code}'}"
+        if failing:
+            detail = f"{after.streak} checks failed in a row; last: {detail}"
+        notes.append((f"service_{after.health}", failing, detail))
+    for intent in intents:
+        match intent:
+            case sv.Terminate(reason=reason):
+                notes.append(("service_terminated", True, reason))
+            case sv.RestartAfter(delay=delay):
+                notes.append(("service_restarting", False, f"restart {after.restarts} in {delay:g}s"))
+    return notes
 
 
 def line(entry: dict[str, object]) -> bytes:

@@ -6,6 +6,7 @@ field), the bad value, and a hint where the fix is known.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,8 @@ from nucleus.config.network import Bridge
 from nucleus.config.resources import Limits, parse_size
 from nucleus.config.secrets import Secret
 from nucleus.config.service import ServiceOptions
-from nucleus.config.volumes import Volume
+from nucleus.config.tmpfs import Tmpfs
+from nucleus.config.volumes import Volume, under
 from nucleus.errors import InvalidInput
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -95,6 +97,7 @@ class ContainerConfig:
     allow_exec: tuple[str, ...] = ()  # --allow-exec: more trees to execute in (nucleus.config.workspace)
     volumes: tuple[Volume, ...] = ()  # -v/--volume (nucleus.config.volumes)
     secrets: tuple[Secret, ...] = ()  # --secret (nucleus.config.secrets)
+    tmpfs: tuple[Tmpfs, ...] = ()  # --tmpfs (nucleus.config.tmpfs)
     changes: str | None = None  # --changes OUT (nucleus.config.changes)
     changes_max_size: int | None = None  # --changes-max-size (None: the default)
     # --network, --allow-host-network, --dns, and the bridge's flags (nucleus.config.network)
@@ -204,6 +207,20 @@ def _validate_violations(spec: ContainerConfig) -> None:
                            "it makes and --violations")
 
 
+# The top-level directories of the container's own layout: a home is never one or below one.
+LAYOUT_DIRS = frozenset({"bin", "sbin", "usr", "lib", "lib32", "lib64", "nix", "etc", "dev", "proc",
+                         "sys", "tmp", "run", "context"})
+
+
+def home_refusal(home: str) -> str | None:
+    """Why `home` cannot be the container's home (HOME, its writable directory), or None."""
+    if not home.startswith("/") or home.startswith("//") or posixpath.normpath(home) != home:
+        return "must be an absolute path without '..' or '//'"
+    if home == "/" or home.split("/")[1] in LAYOUT_DIRS:
+        return "is / or a system directory of the container's own"
+    return None
+
+
 def validate(spec: ContainerConfig) -> ContainerConfig:
     """Check every field; raise InvalidInput naming the flag and value. Returns the spec."""
     if not spec.argv:
@@ -257,13 +274,20 @@ def validate(spec: ContainerConfig) -> ContainerConfig:
     if spec.seccomp_log and spec.seccomp_mode != "trace":
         raise InvalidInput(f"--seccomp-log {spec.seccomp_log!r}: only with --seccomp-mode trace")
     _validate_violations(spec)
+    home = home_refusal(spec.home)
+    if home is not None:
+        raise InvalidInput(f"HOME {spec.home!r}: {home}")
     for key, _ in spec.env:
         if env_key_refused(key):
             raise InvalidInput(f"--env {key!r}: refused")
     if spec.user is not None:
         users.parse(spec.user)
-    volume_rules.validate(spec.volumes, spec.home, CONTEXT_MOUNT if spec.context else None,
+    volume_rules.validate(spec.volumes + spec.tmpfs, spec.home, CONTEXT_MOUNT if spec.context else None,
                           spec.rootfs is not None)
+    for fs in spec.tmpfs:
+        if spec.secrets and under(fs.target, secret_rules.SECRETS_DIR):
+            raise InvalidInput(f"--tmpfs {fs.given!r}: {fs.target} is where --secret puts its files",
+                               hint=f"choose a path outside {secret_rules.SECRETS_DIR}")
     secret_place = secret_rules.place_refusal(spec.secrets, spec.volumes, CONTEXT_MOUNT if spec.context else None)
     if secret_place is not None:
         raise secret_place

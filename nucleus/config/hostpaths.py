@@ -66,9 +66,12 @@ def _whose(caller: int, sudo_uid: int | None) -> str:
             f"root's or those of uid {allowed[1]} (SUDO_UID)")
 
 
-def refusal(shown: str, found: HostPath, caller: int, sudo_uid: int | None, what: str) -> InvalidInput | None:
+def refusal(shown: str, found: HostPath, caller: int, sudo_uid: int | None, what: str,
+            writable: bool = False) -> InvalidInput | None:
     """Why `found` may not be a `what` ("volume", "source of a copy") of uid `caller`: the
-    context's rules, then its kind and its owner. `shown` opens the message."""
+    context's rules, then its kind and its owner. `shown` opens the message. Under sudo, root's
+    own paths are lent read-only and only where everyone may read them: a `writable` one must
+    be the sudo user's (root's writable would hand that user the host: /usr/local, /opt, ...)."""
     problem = place_refusal(shown, found.path, (*found.chain, PathDir(found.path, found.uid, found.mode)),
                             found.aliases, caller, what)
     if problem is not None:
@@ -81,6 +84,16 @@ def refusal(shown: str, found: HostPath, caller: int, sudo_uid: int | None, what
         return InvalidInput(f"{shown}: {found.path} belongs to uid {found.uid}; a {what} must be "
                             f"{_whose(caller, sudo_uid)}",
                             hint="copy what the workload needs into a directory of your own")
+    if found.uid == 0 and caller == 0 and len(owners(caller, sudo_uid)) > 1:
+        if writable:
+            return InvalidInput(f"{shown}: {found.path} belongs to root; under sudo a writable {what} "
+                                f"must be uid {sudo_uid}'s (SUDO_UID)",
+                                hint="bind it read-only (:ro), or use a directory of your own")
+        readable = 0o005 if found.is_dir else 0o004
+        if found.mode & readable != readable:
+            return InvalidInput(f"{shown}: {found.path} belongs to root and not everyone may read it "
+                                f"(mode {found.mode & 0o7777:04o}); under sudo it is never a {what}",
+                                hint="use a directory of your own")
     return None
 
 

@@ -40,6 +40,9 @@ USER_SUBNET = "10.0.2.0/24"
 USER_ADDRESS = "10.0.2.100/24"
 USER_GATEWAY = "10.0.2.2"
 USER_DNS = "10.0.2.3"
+# The NFLOG group a user-mode network's egress rules log drops to: one of the container's own
+# network namespace, where no other socket binds it.
+USER_LOG_GROUP = 0x4E00
 DEFAULT_BRIDGE = "nucleus0"
 # Private ranges little used elsewhere (an overlap with a route of the host is refused).
 DEFAULT_SUBNETS = ("10.88.0.0/16", "fd00:6e75::/64")

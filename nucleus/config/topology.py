@@ -7,10 +7,14 @@ each service's options with `nucleus run`'s own parsing and validation).
     [networks.internal]
     subnet = "10.42.0.0/24"
     [volumes.pgdata]
+    [volumes.scratch]
+    volume_type = "tmpfs"
+    size = "64M"
+    owner = "postgres"
     [services.db]
     rootfs = "/nix/store/...-postgres"
     command = ["postgres", "-D", "/var/lib/postgresql/data"]
-    volumes = ["pgdata:/var/lib/postgresql/data"]
+    volumes = ["pgdata:/var/lib/postgresql/data", "scratch:/var/cache/db"]
     networks = ["internal"]
     health_check = "pg_isready -U myapp"
     [[services.web.depends_on]]
@@ -31,12 +35,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nucleus.config import users
 from nucleus.config.policy.common import _closest, _kind, _show
+from nucleus.config.resources import parse_size
 from nucleus.errors import InvalidInput
 
 DEFAULT_FILE = "nucleus.toml"
 CONDITIONS = ("started", "healthy")
-VOLUME_TYPES = ("persistent",)
+PERSISTENT, TMPFS = "persistent", "tmpfs"
+VOLUME_TYPES = (PERSISTENT, TMPFS)
 # Topology and service names: the container is named <topology>-<service> (a container name,
 # nucleus.config.container.NAME_RE, of at most 64 characters); no '.' so that the service's
 # name is a host name the others resolve. Two topologies may come to one name ('a-b' and 'c',
@@ -100,8 +107,9 @@ SERVICE_KEYS: dict[str, Key] = {
 }
 TOP_KEYS = ("name", "networks", "volumes", "services")
 NETWORK_KEYS = ("subnet",)
-VOLUME_KEYS = ("volume_type",)
+VOLUME_KEYS = ("volume_type", "size", "owner")
 DEPENDENCY_KEYS = ("service", "condition")
+MAX_REPLICAS = 64
 
 
 # --- The topology ------------------------------------------------------------------------------
@@ -111,6 +119,18 @@ DEPENDENCY_KEYS = ("service", "condition")
 class Dependency:
     service: str
     condition: str = "started"
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A `[volumes.V]`: persistent (a directory under the state directory, shared by the
+    services that mount it, kept until `down --volumes`, whose owner appears inside as `owner`)
+    or tmpfs (each container that mounts it gets its own, empty at each start, of `size`, its
+    root owned by `owner`)."""
+
+    volume_type: str = PERSISTENT
+    size: str | None = None  # tmpfs only, as written
+    owner: str | None = None  # USER[:GROUP] as -u takes it (None: container root)
 
 
 @dataclass(frozen=True)
@@ -151,12 +171,33 @@ class Topology:
     name: str
     path: str
     networks: Mapping[str, str] = field(default_factory=dict)  # name -> subnet
-    volumes: tuple[str, ...] = ()
+    volumes: Mapping[str, Volume] = field(default_factory=dict)
     services: Mapping[str, Service] = field(default_factory=dict)
     order: tuple[str, ...] = ()  # the services in dependency order (a dependency first)
 
-    def container(self, service: str) -> str:
-        return f"{self.name}-{service}"
+    def container(self, instance: str) -> str:
+        return f"{self.name}-{instance}"
+
+    def instances(self, service: str) -> tuple[str, ...]:
+        """The containers a service runs as, by instance name: the service's own name, or with
+        `replicas = N` (N > 1) `S-1` .. `S-N`."""
+        n = self.services[service].replicas
+        return (service,) if n == 1 else tuple(f"{service}-{i}" for i in range(1, n + 1))
+
+    @property
+    def instance_order(self) -> tuple[str, ...]:
+        """Every instance, services in dependency order, replicas in their own order."""
+        return tuple(i for s in self.order for i in self.instances(s))
+
+    def service_of(self, instance: str) -> str | None:
+        """The service an instance belongs to (None: not one of this file's)."""
+        return next((s for s in self.order if instance in self.instances(s)), None)
+
+    def instance_dependencies(self, instance: str) -> tuple[tuple[str, str], ...]:
+        """(instance, condition) an instance waits for: every instance of each dependency."""
+        service = self.service_of(instance)
+        assert service is not None
+        return tuple((i, d.condition) for d in self.services[service].depends_on for i in self.instances(d.service))
 
     def bridge(self, network: str) -> str:
         """The host bridge of one of its networks: a Linux link name of at most 15 bytes, the
@@ -227,25 +268,39 @@ def parse(text: str, path: str = DEFAULT_FILE) -> Topology:
             raise r.error(f"{where}.subnet", "missing",
                           hint="give each network its own subnet, e.g. subnet = \"10.42.0.0/24\"")
         networks[net] = _subnet(r, f"{where}.subnet", r.string(f"{where}.subnet", body["subnet"]))
-    volumes: list[str] = []
-    for vol, body in r.table("volumes", data.get("volumes", {}), _AnyKey()).items():
-        where = f"volumes.{vol}"
-        r.name(where, vol, _NET_NAME_RE)
-        body = r.table(where, body, VOLUME_KEYS)
-        kind = r.string(f"{where}.volume_type", body.get("volume_type", "persistent"))
-        if kind not in VOLUME_TYPES:
-            raise r.error(f"{where}.volume_type", f"{kind!r} is not supported",
-                          hint="persistent: a directory under the state directory, kept until "
-                               "compose down --volumes")
-        volumes.append(vol)
+    volumes = {vol: _volume(r, f"volumes.{vol}", vol, body)
+               for vol, body in r.table("volumes", data.get("volumes", {}), _AnyKey()).items()}
     services: dict[str, Service] = {}
     for svc, body in r.table("services", data.get("services", {}), _AnyKey()).items():
         services[svc] = _service(r, name, svc, body)
     if not services:
         raise r.error("services", "no service", hint="add one: [services.web] with a command")
-    topology = Topology(name, path, networks, tuple(volumes), services)
+    topology = Topology(name, path, networks, volumes, services)
     _check_references(r, topology)
-    return Topology(name, path, networks, tuple(volumes), services, start_order(topology))
+    return Topology(name, path, networks, volumes, services, start_order(topology))
+
+
+def _volume(r: _Reader, where: str, name: str, body: object) -> Volume:
+    r.name(where, name, _NET_NAME_RE)
+    body = r.table(where, body, VOLUME_KEYS)
+    kind = r.string(f"{where}.volume_type", body.get("volume_type", PERSISTENT))
+    if kind not in VOLUME_TYPES:
+        raise r.error(f"{where}.volume_type", f"{kind!r} is neither {PERSISTENT} nor {TMPFS}",
+                      hint="persistent: a directory under the state directory, kept until compose down "
+                           "--volumes; tmpfs: in memory, each container's own, empty at each start")
+    size = None
+    if "size" in body:
+        size = _values(r, f"{where}.size", SIZE, body["size"])[0]
+        _checked(r, f"{where}.size", lambda: _tmpfs_size(size or ""))
+        if kind == PERSISTENT:
+            raise r.error(f"{where}.size", f"{size}: a persistent volume is a directory of the state "
+                          "directory's file system, whose size nucleus cannot limit",
+                          hint='leave out size, or make it volume_type = "tmpfs" (in memory, of that size)')
+    owner = None
+    if "owner" in body:
+        owner = r.string(f"{where}.owner", body["owner"])
+        _checked(r, f"{where}.owner", lambda: users.parse(owner or "", "owner"))
+    return Volume(kind, size, owner)
 
 
 class _AnyKey(dict[str, Any]):
@@ -286,16 +341,32 @@ def _service(r: _Reader, topology: str, name: str, body: object) -> Service:
     networks = r.strings(f"{where}.networks", body.get("networks", []))
     if len(networks) > 1:
         raise r.error(f"{where}.networks", f"{json.dumps(list(networks))}: a service joins one network",
-                      hint="put the services that talk to each other on the same network")
+                      hint="a container has one network interface, on one bridge: put the services that "
+                           "talk to each other on the same network")
     mounts = tuple(_mount(r, f"{where}.volumes", text) for text in r.strings(f"{where}.volumes", body.get("volumes", [])))
     depends = _dependencies(r, f"{where}.depends_on", body.get("depends_on", []))
     replicas = 1
     if "replicas" in body:
         replicas = _count(r, f"{where}.replicas", body["replicas"])
-        if replicas != 1:
-            raise r.error(f"{where}.replicas", f"{replicas}: a service runs as one container",
-                          hint="declare another service for a second instance")
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise r.error(f"{where}.replicas", f"{replicas}: a service runs as 1 to {MAX_REPLICAS} containers")
+        if replicas > 1 and "port_forwards" in body:
+            raise r.error(f"{where}.replicas", f"{replicas}, with port_forwards: each replica would publish "
+                          "the same host ports", hint="publish the ports of one replica: a service of its own")
     return Service(name, command, tuple(options), networks, mounts, depends, replicas)
+
+
+def _checked(r: _Reader, where: str, check: Callable[[], object]) -> None:
+    """`check()`, its refusal naming the key's dotted path instead of a flag."""
+    try:
+        check()
+    except InvalidInput as e:
+        raise r.error(where, e.message, hint=e.hint) from None
+
+
+def _tmpfs_size(text: str) -> None:
+    if parse_size(text, "size") == 0:
+        raise InvalidInput(f"size {text!r}: an empty tmpfs", hint='give its limit, e.g. "64M"')
 
 
 def _count(r: _Reader, where: str, value: object) -> int:
@@ -373,6 +444,10 @@ def _check_references(r: _Reader, t: Topology) -> None:
             if mount.named and mount.source not in t.volumes:
                 raise r.error(f"{where}.volumes", f"no volume {mount.source!r}",
                               hint=f"declare it: [volumes.{mount.source}], or write an absolute host path")
+            if mount.named and t.volumes[mount.source].volume_type == TMPFS and mount.mode == "ro":
+                raise r.error(f"{where}.volumes", f"'{mount.source}:{mount.target}:ro': the tmpfs volume "
+                              f"{mount.source!r} is empty at each start: read-only, it would stay empty",
+                              hint=f"mount it rw: \"{mount.source}:{mount.target}\"")
         for i, dep in enumerate(svc.depends_on):
             at = f"{where}.depends_on[{i}].service"
             if dep.service not in t.services:
@@ -383,8 +458,18 @@ def _check_references(r: _Reader, t: Topology) -> None:
                 raise r.error(f"{where}.depends_on[{i}].condition",
                               f"'healthy', but {dep.service!r} has no health_check",
                               hint=f"give services.{dep.service} a health_check, or wait for condition = \"started\"")
-        if len(t.container(name)) > 64:
-            raise r.error(where, f"the container name {t.container(name)!r} is longer than 64 characters")
+    taken: dict[str, str] = {}
+    for name in t.services:
+        for instance in t.instances(name):
+            if instance in taken:
+                raise r.error(f"services.{name}.replicas" if instance != name else f"services.{name}",
+                              f"the instance {instance!r} is also a {'replica of ' if taken[instance] != instance else ''}"
+                              f"service {taken[instance]!r}",
+                              hint="rename one of the services: replicas of S are named S-1 .. S-N")
+            taken[instance] = name
+            if len(t.container(instance)) > 64:
+                raise r.error(f"services.{name}",
+                              f"the container name {t.container(instance)!r} is longer than 64 characters")
 
 
 def start_order(t: Topology) -> tuple[str, ...]:
@@ -414,13 +499,16 @@ def start_order(t: Topology) -> tuple[str, ...]:
 # --- What a service runs as ---------------------------------------------------------------------
 
 
-def run_arguments(t: Topology, name: str, volume_dir: Callable[[str], str],
+def run_arguments(t: Topology, instance: str, volume_dir: Callable[[str], str],
                   hosts: tuple[tuple[str, str], ...] = (), labels: tuple[str, ...] = ()) -> list[str]:
-    """The service's `nucleus run` arguments (after `run`, the command last): detached, named
-    `<topology>-<service>`, on its network's bridge, with the other services it can reach as
-    --add-host entries. `volume_dir(name)`: where a persistent volume lives on the host."""
-    svc = t.services[name]
-    args = ["--detach", "--name", t.container(name), "--hostname", name]
+    """An instance's `nucleus run` arguments (after `run`, the command last): detached, named
+    `<topology>-<instance>` with the instance as its host name, on its network's bridge, with
+    the other services it can reach as --add-host entries. `volume_dir(name)`: where a
+    persistent volume lives on the host (a tmpfs volume is a --tmpfs of the container's own)."""
+    service = t.service_of(instance)
+    assert service is not None
+    svc = t.services[service]
+    args = ["--detach", "--name", t.container(instance), "--hostname", instance]
     for key, values in svc.options:
         flag = SERVICE_KEYS[key].flag
         assert flag is not None
@@ -429,8 +517,15 @@ def run_arguments(t: Topology, name: str, volume_dir: Callable[[str], str],
     for net in svc.networks:
         args += ["--network", "bridge", "--bridge-name", t.bridge(net), "--subnet", t.networks[net]]
     for mount in svc.mounts:
+        volume = t.volumes.get(mount.source) if mount.named else None
+        if volume is not None and volume.volume_type == TMPFS:
+            options = [f"size={volume.size}"] if volume.size else []
+            options += [f"owner={volume.owner}"] if volume.owner else []
+            args += ["--tmpfs", ":".join([mount.target, ",".join(options)] if options else [mount.target])]
+            continue
         source = volume_dir(mount.source) if mount.named else mount.source
-        args += ["--volume", f"{source}:{mount.target}:{mount.mode}"]
+        owner = f",owner={volume.owner}" if volume is not None and volume.owner else ""
+        args += ["--volume", f"{source}:{mount.target}:{mount.mode}{owner}"]
     for host, address in hosts:
         args += ["--add-host", f"{host}:{address}"]
     for label in labels:
@@ -438,12 +533,13 @@ def run_arguments(t: Topology, name: str, volume_dir: Callable[[str], str],
     return args + ["--", *svc.command]
 
 
-def config_hash(t: Topology, name: str) -> str:
-    """A digest of everything the service's container is made from (its run arguments, its
-    network's subnet): an `up` recreates a running service whose digest changed."""
-    svc = t.services[name]
-    data = {"args": run_arguments(t, name, lambda v: v),
-            "networks": {n: t.networks[n] for n in svc.networks}}
+def config_hash(t: Topology, instance: str) -> str:
+    """A digest of everything an instance's container is made from (its run arguments, its
+    network's subnet): an `up` recreates a running instance whose digest changed."""
+    service = t.service_of(instance)
+    assert service is not None
+    data = {"args": run_arguments(t, instance, lambda v: v),
+            "networks": {n: t.networks[n] for n in t.services[service].networks}}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -452,10 +548,11 @@ def to_json(t: Topology) -> dict[str, Any]:
     return {
         "name": t.name,
         "networks": {n: {"subnet": s, "bridge": t.bridge(n)} for n, s in t.networks.items()},
-        "volumes": {v: {"volume_type": "persistent"} for v in t.volumes},
+        "volumes": {v: {"volume_type": vol.volume_type,
+                        **({"size": vol.size} if vol.size else {}), **({"owner": vol.owner} if vol.owner else {})}
+                    for v, vol in t.volumes.items()},
         "services": {
             name: {
-                "container": t.container(name),
                 "command": list(t.services[name].command),
                 **{k: list(v) if SERVICE_KEYS[k].kind in (STRINGS, PORTS, TABLE) else v[0]
                    for k, v in t.services[name].options},
@@ -464,7 +561,8 @@ def to_json(t: Topology) -> dict[str, Any]:
                 "depends_on": [{"service": d.service, "condition": d.condition}
                                for d in t.services[name].depends_on],
                 "replicas": t.services[name].replicas,
-                "config_hash": config_hash(t, name),
+                "instances": {i: {"container": t.container(i), "config_hash": config_hash(t, i)}
+                              for i in t.instances(name)},
             }
             for name in t.order
         },

@@ -389,7 +389,9 @@ def remove(op: v.RemoveCgroup, timeout: float = KILL_TIMEOUT) -> bool:
 def release(op: v.RemoveCgroup, timeout: float = KILL_TIMEOUT) -> str | None:
     """`remove`, returning the Done detail: None, or when the OOM killer acted "oom-killed"
     with the group's peak memory use (v2 memory.peak, kernel 5.19+; v1
-    memory.max_usage_in_bytes), read before the group goes."""
+    memory.max_usage_in_bytes), read before the group goes. A retry first waits its pause."""
+    if op.pause > 0:
+        FILES.sleep(op.pause)
     oom = False
     if op.oom:
         path, key = op.oom

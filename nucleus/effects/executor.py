@@ -27,6 +27,7 @@ from nucleus.effects.handlers import handler_for
 from nucleus.effects.setup import SetupProcess, serve
 
 if TYPE_CHECKING:
+    from nucleus.effects.promises import Shown
     from nucleus.effects.terminal import Relay
 
 # Intents after which the spawned process answers nothing: it became the command.
@@ -204,6 +205,13 @@ class Executor:
         self.terminal_sock = None
         if master is not None:
             self.terminal = terminal.Relay(master, last.stdin)
+
+    def shown(self, memory_file: str | None) -> Shown:
+        """What the host shows of production's promises for the container's init
+        (nucleus.effects.promises)."""
+        from nucleus.effects import promises
+
+        return promises.observe(memory_file, self.init_pid or 0)
 
     def take_tree(self) -> int | None:
         """The tree the setup process handed over (the caller closes it), or None."""

@@ -6,6 +6,7 @@ file operations in the new root are made here."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
@@ -251,11 +252,32 @@ def remount_fs(op: v.RemountFs) -> None:
 
 
 def make_dirs(op: v.MakeDirs) -> None:
+    """Each path below `op.root`, made one component at a time without following a symlink
+    (ELOOP naming it) and never through '.' or '..' (EINVAL): a mount point never leads out of
+    the new root."""
     for rel in op.paths:
-        path = os.path.join(op.root, rel)
-        os.makedirs(path, mode=op.mode, exist_ok=True)
+        parts = [p for p in rel.split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise OSError(errno.EINVAL, f"{rel!r} below {op.root!r} holds '.' or '..', which is not followed here")
+        walked = op.root.rstrip("/")
+        fd = os.open(op.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts:
+                walked = f"{walked}/{part}"
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, op.mode, dir_fd=fd)
+                try:
+                    sub = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except OSError as e:
+                    if e.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(walked):
+                        raise OSError(errno.ELOOP, f"{walked!r} is a symlink, which is not followed here") from None
+                    raise
+                os.close(fd)
+                fd = sub
+        finally:
+            os.close(fd)
         if op.owner is not None:
-            libc.chown(path, *op.owner)
+            libc.chown(walked, *op.owner)
 
 
 def make_symlinks(op: v.MakeSymlinks) -> None:

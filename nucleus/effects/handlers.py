@@ -93,7 +93,7 @@ def _proxy(ex: Any, op: v.NetProxy) -> str | None:
     """The egress process, given the executor's copy of the --violations FILE (if any)."""
     from nucleus.effects import network
 
-    return network.proxy(op, ex.take_egress_copy())
+    return network.proxy(op, ex.take_egress_copy(), ex.served_pid() if op.inside_group else 0)
 
 
 def _on(fn: Callable[[Any], object]) -> Handler:

@@ -192,11 +192,19 @@ def _drops(path: str, owner: str, state: str, container: str) -> socket.socket |
         raise NetError(e.errno or errno.EIO, f"the egress process of {container}: {e.strerror or e}") from None
 
 
-def proxy(op: v.NetProxy, copy_fd: int | None = None) -> str | None:
+def _drops_inside(pid: int, group: int, container: str) -> socket.socket:
+    try:
+        return nflog.bind_in(pid, group)
+    except OSError as e:
+        raise NetError(e.errno or errno.EIO, f"the egress process of {container}: {e.strerror or e}") from None
+
+
+def proxy(op: v.NetProxy, copy_fd: int | None = None, pid: int = 0) -> str | None:
     """Bind the proxy's and the resolver's sockets on the gateway, fork the egress process
     (nucleus.effects.egress; it takes `copy_fd`, the --violations FILE) and record its pid and
     start time in the container's lease. Ports 0: two the kernel has free, recorded there too
-    and given as Done's detail ("PROXY DNS")."""
+    and given as Done's detail ("PROXY DNS"). With the intent's `inside_group`, the drops are
+    read from that group of the network namespace of `pid`, the container's setup process."""
     from nucleus.config import violations
     from nucleus.effects import egress as process
 
@@ -208,7 +216,8 @@ def proxy(op: v.NetProxy, copy_fd: int | None = None) -> str | None:
         sockets.append(process.listen(op.gateway, chosen[0]))
         sockets.append(process.listen(op.gateway, chosen[1], kind=socket.SOCK_DGRAM))
         sockets.append(process.listen(op.gateway, chosen[1]))
-        drops = _drops(path, op.owner, op.state, op.container)
+        drops = (_drops_inside(pid, op.inside_group, op.container) if op.inside_group
+                 else _drops(path, op.owner, op.state, op.container))
     except (OSError, NetError) as e:
         for sock in sockets:
             sock.close()

@@ -5,7 +5,8 @@
 ``bind(group)`` opens a socket of the caller's network namespace and binds it to the group,
 asking for the first ``COPY_RANGE`` bytes of each packet (enough for an IPv6 header, a few
 extension headers and the ports); a group another socket holds is refused by the kernel.
-``flows(data)`` parses what one ``recv`` returned into the dropped packets' flows: protocol,
+``bind_in(pid, group)`` does the same in the network namespace of another process (a
+container's, whose user-mode network's rules log there). ``flows(data)`` parses what one ``recv`` returned into the dropped packets' flows: protocol,
 source, destination. Only TCP and UDP are logged by the rules (nucleus.effects.egress_rules);
 a fragment past the first, which carries no ports, is passed over.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -98,6 +100,55 @@ def bind(group: int) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
+
+
+def bind_in(pid: int, group: int) -> socket.socket:
+    """A socket bound to NFLOG ``group`` in the network namespace of process ``pid``. A child
+    of this process joins that process's user namespace (where it differs from this one's: the
+    namespace's owner holds every capability there, CAP_NET_ADMIN over the network namespace
+    included) and network namespace, binds the socket, hands it back over a socket pair and
+    ends, so this process stays where it is. OSError naming the group when that fails."""
+    from nucleus import linux
+    from nucleus.effects import libc
+
+    # A sequenced pair: the child's end closing unanswered (it was killed) reads as an empty
+    # message, never as a wait without end.
+    here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's coverage is not collected
+        try:
+            here.close()
+            for kind, flag in (("user", linux.CLONE_NEWUSER), ("net", linux.CLONE_NEWNET)):
+                theirs, mine = os.stat(f"/proc/{pid}/ns/{kind}"), os.stat(f"/proc/self/ns/{kind}")
+                if (theirs.st_dev, theirs.st_ino) == (mine.st_dev, mine.st_ino):
+                    if kind == "net":  # never the host's own group in the container's stead
+                        raise OSError(errno.EINVAL, f"process {pid} is in this network namespace")
+                    continue
+                fd = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+                libc.setns(fd, flag)
+                os.close(fd)
+            sock = bind(group)
+            socket.send_fds(there, [b"0 "], [sock.fileno()])
+        except OSError as e:
+            there.send(f"{e.errno or errno.EIO} {e}".encode())
+        except BaseException as e:  # noqa: BLE001 - the child answers, whatever went wrong
+            there.send(f"{errno.EIO} {type(e).__name__}: {e}".encode())
+        finally:
+            os._exit(0)
+    there.close()
+    try:
+        message, fds, _, _ = socket.recv_fds(here, 4096, 1)
+    finally:
+        here.close()
+        os.waitpid(child, 0)
+    if fds:
+        os.set_inheritable(fds[0], False)
+        sock = socket.socket(fileno=fds[0])
+        sock.setblocking(False)
+        return sock
+    code, _, text = message.decode(errors="replace").partition(" ")
+    raise OSError(int(code) if code.isdigit() else errno.EIO,
+                  f"nflog group {group} in the network namespace of process {pid}: {text or 'no answer'}")
 
 
 def free_group(taken: set[int]) -> int | None:

@@ -31,8 +31,8 @@ import subprocess
 import tempfile
 
 from nucleus import vocab as v
+from nucleus.effects.egress_rules import _nft_log, _set
 from nucleus.effects.egress_rules import _nft_ports as _ports
-from nucleus.effects.egress_rules import _set
 from nucleus.effects.nat import NetError
 
 TIMEOUT = 30.0
@@ -158,7 +158,9 @@ TABLE = "nucleus_egress"
 
 
 def filter_script(op: v.NetFilter) -> str:
-    """The nftables rules (see nucleus.vocab.NetFilter): IPv4 only, as the stack carries."""
+    """The nftables rules (see nucleus.vocab.NetFilter): IPv4 only, as the stack carries; what
+    they drop is logged to the intent's NFLOG group (at most LOG_RATE packets a second a rule,
+    as on the bridge), which the egress process reads."""
     gw = op.gateway
     networks = [n for n in op.networks if ipaddress.ip_network(n).version == 4]
     allowed: list[str] = []
@@ -168,6 +170,7 @@ def filter_script(op: v.NetFilter) -> str:
             allowed.append(f"{to} accept")
         allowed += [f"{to} {proto} dport {_ports(ranges)} accept"
                     for proto, ranges in (("tcp", op.tcp_ports), ("udp", op.udp_ports)) if ranges]
+    log = _nft_log(op.group or None)
     lines = [
         f"table inet {TABLE} {{",
         "  chain nat_output { type nat hook output priority -100; policy accept;",
@@ -179,8 +182,10 @@ def filter_script(op: v.NetFilter) -> str:
         "    ct state established,related accept",
         f"    ip daddr {gw} tcp dport {op.proxy} accept",
         f"    ip daddr {gw} meta l4proto {{ tcp, udp }} th dport {op.dns} accept",
+        *(f"    ip daddr {op.local} {statement}" for statement in log),
         f"    ip daddr {op.local} counter drop",
         *(f"    {rule}" for rule in allowed),
+        *(f"    {statement}" for statement in log),
         "    counter drop",
         "  }",
         "}",

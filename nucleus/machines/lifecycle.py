@@ -16,7 +16,8 @@ from nucleus.machines.base import Refused, Step
 
 STATUSES = ("none", "creating", "created", "running", "stopped", "failed", "removed")
 ACTIVE = ("creating", "created", "running")
-LEVELS = ("none", "enforced", "degraded")
+LEVELS = ("none", "enforced", "degraded", "traced")
+PREPARED_LEVELS = LEVELS[1:]  # what a prepared container runs at (the security machine's level)
 SIGNALS = SENDABLE
 
 
@@ -51,7 +52,7 @@ def step(state: LifecycleState, event: v.Event) -> Step | Refused:
         case v.Prepared(level=level):
             if s != "creating":
                 return _refuse(state, "Prepared", "from creating")
-            if level not in ("enforced", "degraded"):
+            if level not in PREPARED_LEVELS:
                 return Refused(f"cannot Prepared the container: unknown security level {level!r}")
             return Step(replace(state, status="created", security=level))
         case v.SetupFailed():
@@ -148,7 +149,7 @@ INVARIANTS = (TypeOK, SecuredBeforeRun, RemovedIsFinal, RemovedRequiresCleanup, 
 def candidate_events(state: LifecycleState) -> list[v.Event]:
     """Every event the spec's actions range over (for exhaustive walks and model tests)."""
     return [
-        v.Create(), v.Prepared("enforced"), v.Prepared("degraded"), v.SetupFailed(), v.Start(),
+        v.Create(), *(v.Prepared(level) for level in PREPARED_LEVELS), v.SetupFailed(), v.Start(),
         v.Abort(), v.Exit(0), *(v.Kill(sig) for sig in SIGNALS), v.Lost(), v.Attach(), v.CleanupDone(),
         v.Remove(),
     ]

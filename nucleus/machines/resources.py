@@ -12,6 +12,10 @@ step fails (fatal, as above); otherwise the step skips that write and goes on, a
 lists what it skipped: one warning per limit not applied, naming the flag, the file, the value
 and the error, while the others stay in force (the spec's Done(limits): the limits that the
 host took are written).
+
+A removal that fails leaves the group leaked, and cleanup tries it again, after a growing pause
+(RELEASE_PAUSES), MAX_RELEASE_TRIES removals in all; then it gives up (`gave_up`): the group
+stays leaked until another process takes the cleanup over (`reclaim`: `rm --force`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ PHASES = (
 STEPS = ("create", "limits", "attach", "release")
 UNDER_WAY = {"creating": "create", "limiting": "limits", "attaching": "attach", "releasing": "release"}
 SETTLED = ("idle", "degraded", "failed", "waiting", "ready", "leaked")
+# The removals cleanup tries before it gives up (the spec's MaxReleaseTries), and the pause in
+# seconds before each: a group still busy (a process in uninterruptible sleep, a kernel slow to
+# let an emptied group go) gets a little longer each time.
+MAX_RELEASE_TRIES = 3
+RELEASE_PAUSES = (0.0, 0.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class ResourcesState:
     phase: str = "idle"
     held: bool = False  # a cgroup of this container (or part of one) may exist on the host
     limited: bool = False  # its limits are written
+    tries: int = 0  # the removals that failed since cleanup last began afresh
     # Not part of the spec's abstraction: the planned intents, and what the release observed.
     create: v.CreateCgroup = field(default_factory=v.CreateCgroup)
     limits: v.SetCgroupLimits = field(default_factory=v.SetCgroupLimits)
@@ -56,7 +66,17 @@ def initial(required: bool = False, create: v.CreateCgroup | None = None,
 
 
 def is_initial(state: ResourcesState) -> bool:
-    return state.phase == "idle" and not state.held and not state.limited
+    return state.phase == "idle" and not state.held and not state.limited and state.tries == 0
+
+
+def gave_up(state: ResourcesState) -> bool:
+    """Cleanup has given up on the group: every removal it may try has failed (GaveUp)."""
+    return state.phase == "leaked" and state.tries >= MAX_RELEASE_TRIES
+
+
+def reclaim(state: ResourcesState) -> ResourcesState:
+    """Another process takes over a cleanup that gave up: its tries start afresh (Reclaim)."""
+    return replace(state, tries=0) if gave_up(state) else state
 
 
 def _failed(state: ResourcesState, name: str, message: str | None) -> Step:
@@ -96,15 +116,21 @@ def step(state: ResourcesState, event: v.Event) -> Step | Refused:
                 return Refused(
                     f"cannot Release resources: it is {p} (Release is allowed only when no step is under way)"
                 )
+            if gave_up(state):
+                return Refused(
+                    f"cannot Release resources: all {MAX_RELEASE_TRIES} removals of the cgroup failed "
+                    "(it is tried again once another process takes the cleanup over)"
+                )
             if not state.held:
                 return Step(replace(state, phase="released"))
-            return Step(replace(state, phase="releasing"), (state.remove,))
+            remove = state.remove.replace(pause=RELEASE_PAUSES[state.tries]) if state.tries else state.remove
+            return Step(replace(state, phase="releasing"), (remove,))
         case v.ResAbandon():
             under_way = UNDER_WAY.get(p)
             if under_way is None:
                 return Refused(f"cannot Abandon resources: it is {p} (Abandon is allowed only while a step is under way)")
             if under_way == "release":
-                return Step(replace(state, phase="leaked"))
+                return Step(replace(state, phase="leaked", tries=state.tries + 1))
             return _failed(state, under_way, None)
         case v.ResDone(step=name) | v.ResFailed(step=name):
             expected = UNDER_WAY.get(p)
@@ -125,7 +151,7 @@ def step(state: ResourcesState, event: v.Event) -> Step | Refused:
                                     oom_killed=state.oom_killed or oom,
                                     oom_peak=peak if oom else state.oom_peak))
             if name == "release":
-                return Step(replace(state, phase="leaked"))
+                return Step(replace(state, phase="leaked", tries=state.tries + 1))
             assert isinstance(event, v.ResFailed)
             return _failed(state, name, event.message)
     return Refused(f"resources have no action {event.name}")
@@ -133,21 +159,24 @@ def step(state: ResourcesState, event: v.Event) -> Step | Refused:
 
 def to_tla(state: ResourcesState) -> dict[str, object]:
     return {"res_required": state.required, "res_phase": state.phase, "res_held": state.held,
-            "res_limited": state.limited}
+            "res_limited": state.limited, "res_tries": state.tries}
 
 
 def from_tla(values: dict[str, object], base: ResourcesState | None = None) -> ResourcesState:
-    """The state the spec's variables describe; the planned intents from `base`."""
+    """The state the spec's variables describe; the planned intents from `base`. (A record
+    written before removals were retried has no res_tries: none had been.)"""
+    tries = values.get("res_tries", 0)
+    assert isinstance(tries, int)
     return replace(
         base or ResourcesState(),
         required=bool(values["res_required"]), phase=str(values["res_phase"]),
-        held=bool(values["res_held"]), limited=bool(values["res_limited"]),
+        held=bool(values["res_held"]), limited=bool(values["res_limited"]), tries=tries,
     )
 
 
 # Invariants: the same names as in formal/Resources.tla.
 def TypeOK(s: ResourcesState) -> bool:  # noqa: N802
-    return s.phase in PHASES
+    return s.phase in PHASES and 0 <= s.tries <= MAX_RELEASE_TRIES
 
 
 def ReleasedHoldsNothing(s: ResourcesState) -> bool:  # noqa: N802

@@ -4,7 +4,9 @@ Capabilities are dropped, then the seccomp filter is loaded, then Landlock restr
 filesystem; each step is irreversible. A capability failure is always fatal. A seccomp or Landlock
 failure is fatal unless degraded security was explicitly allowed, in which case it is recorded as
 degraded and reported as a warning. In the strict modes (strict-agent, production) nothing is ever
-degraded: the machine fails closed even if degraded security was somehow allowed.
+degraded: the machine fails closed even if degraded security was somehow allowed. Seccomp trace
+mode (agent mode only) loads a filter that allows every call and reports it: the control is in
+place but refuses nothing, so the level is "traced", never "enforced".
 """
 
 from __future__ import annotations
@@ -38,12 +40,23 @@ class SecurityState:
     landlock_log: bool = False  # log the workload's Landlock denials (the violation stream reads them)
 
     @property
+    def trace(self) -> bool:
+        """Seccomp trace mode: the filter allows every call (never in a strict mode)."""
+        return self.seccomp_mode == "trace"
+
+    @property
     def level(self) -> str:
-        return "degraded" if self.degraded else "enforced"
+        if self.degraded:
+            return "degraded"
+        return "traced" if self.trace else "enforced"
 
 
 def initial(allow_degraded: bool = False, strict: bool = False, **params: object) -> SecurityState:
-    return SecurityState(allow_degraded=allow_degraded, strict=strict, **params)  # type: ignore[arg-type]
+    """ValueError for seccomp trace mode in a strict mode (the spec's Init excludes it)."""
+    state = SecurityState(allow_degraded=allow_degraded, strict=strict, **params)  # type: ignore[arg-type]
+    if state.strict and state.trace:
+        raise ValueError("seccomp trace mode in a strict mode: nothing may run unfiltered there")
+    return state
 
 
 def _intent(state: SecurityState, control: str) -> v.Intent:
@@ -86,20 +99,25 @@ def step(state: SecurityState, event: v.Event) -> Step | Refused:
 
 
 def is_initial(state: SecurityState) -> bool:
-    return state.phase == "idle" and not state.applied and not state.degraded
+    return state.phase == "idle" and not state.applied and not state.degraded and not (state.strict and state.trace)
 
 
 def to_tla(state: SecurityState) -> dict[str, object]:
     return {
-        "sec_allowDegraded": state.allow_degraded, "sec_strict": state.strict, "sec_phase": state.phase,
+        "sec_allowDegraded": state.allow_degraded, "sec_strict": state.strict, "sec_trace": state.trace,
+        "sec_phase": state.phase,
         "sec_applied": state.applied, "sec_degraded": state.degraded,
     }
 
 
 def from_tla(values: dict[str, object], base: SecurityState | None = None) -> SecurityState:
-    """The state the spec's variables describe; parameters from `base`."""
+    """The state the spec's variables describe; parameters from `base` (the filter's mode from
+    `sec_trace` where the two disagree)."""
+    base = base or SecurityState()
+    if bool(values["sec_trace"]) != base.trace:
+        base = replace(base, seccomp_mode="trace" if values["sec_trace"] else "enforce")
     return replace(
-        base or SecurityState(),
+        base,
         allow_degraded=bool(values["sec_allowDegraded"]), strict=bool(values["sec_strict"]),
         phase=str(values["sec_phase"]),
         applied=spec_set(values["sec_applied"]), degraded=spec_set(values["sec_degraded"]),
@@ -126,6 +144,10 @@ def StrictNeverDegraded(s: SecurityState) -> bool:  # noqa: N802
     return not s.strict or not s.degraded
 
 
+def StrictNeverTraced(s: SecurityState) -> bool:  # noqa: N802
+    return not s.strict or not s.trace
+
+
 def LockedMeansAllControls(s: SecurityState) -> bool:  # noqa: N802
     return s.phase != "locked" or (s.applied | s.degraded == set(CONTROLS) and "caps" in s.applied)
 
@@ -134,7 +156,8 @@ def NeverBoth(s: SecurityState) -> bool:  # noqa: N802
     return not (s.applied & s.degraded)
 
 
-INVARIANTS = (TypeOK, InOrder, DegradedOnlyIfAllowed, StrictNeverDegraded, LockedMeansAllControls, NeverBoth)
+INVARIANTS = (TypeOK, InOrder, DegradedOnlyIfAllowed, StrictNeverDegraded, LockedMeansAllControls, NeverBoth,
+              StrictNeverTraced)
 
 
 def candidate_events(state: SecurityState) -> list[v.Event]:

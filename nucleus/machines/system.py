@@ -3,7 +3,9 @@ isolation, filesystem, security, resources, network).
 
 Each step is one machine's step; the coupling between machines lives in guards (which must hold
 before a machine's event is accepted) and in `advance`, which names the next internal event the
-driver should take. A real `nucleus run` is a behaviour of this machine.
+driver should take. A real `nucleus run` is a behaviour of this machine. The service mode
+(`mode`) fixes the machines' parameters (formal/System.tla's ModeParameters, computed by
+nucleus.plan.parameters); production's promises are invariants of the composition.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class SystemState:
     sec: security.SecurityState
     res: resources.ResourcesState
     net: network.NetworkState = network.NetworkState()
+    mode: str = "agent"  # the service mode: "agent", "strict-agent" or "production"
 
     def failed(self) -> bool:
         return "failed" in (self.iso.phase, self.fs.phase, self.sec.phase, self.res.phase, self.net.phase)
@@ -42,10 +45,10 @@ class SystemState:
 def initial(
     iso: isolation.IsolationState, fs: filesystem.FilesystemState, sec: security.SecurityState,
     res: resources.ResourcesState | None = None, lc: lifecycle.LifecycleState | None = None,
-    net: network.NetworkState | None = None,
+    net: network.NetworkState | None = None, mode: str = "agent",
 ) -> SystemState:
     return SystemState(lc or lifecycle.initial(), iso, fs, sec, res or resources.initial(),
-                       net or network.initial())
+                       net or network.initial(), mode)
 
 
 def _guard(s: SystemState, event: v.Event) -> str | None:
@@ -127,10 +130,13 @@ def step(s: SystemState, event: v.Event) -> Step | Refused:
     intents = result.intents
     if isinstance(event, v.Lost):
         # The lost supervisor was carrying out a cgroup or a network step: it will never report.
+        # The process taking the cleanup over tries a cgroup given up on afresh.
         if s.res.phase in resources.UNDER_WAY:
             abandoned = resources.step(s.res, v.ResAbandon())
             assert isinstance(abandoned, Step)
             after, intents = replace(after, res=abandoned.state), intents + abandoned.intents
+        else:
+            after = replace(after, res=resources.reclaim(s.res))
         if network.under_way(s.net) is not None:
             dropped = network.step(s.net, v.NetAbandon())
             assert isinstance(dropped, Step)
@@ -141,10 +147,10 @@ def step(s: SystemState, event: v.Event) -> Step | Refused:
 def advance(s: SystemState) -> v.Event | None:
     """The next internal event the driver takes, if any (setup and cleanup proceed on their own)."""
     if s.lc.status in ("stopped", "failed") and not s.lc.cleaned:
-        if s.res.phase in ("idle", "degraded", "failed", "waiting", "ready"):
-            return v.ResRelease()
+        if s.res.phase in resources.SETTLED and not resources.gave_up(s.res):
+            return v.ResRelease()  # a leaked cgroup's removal is tried again, a few times
         if s.res.phase != "released":
-            return None  # a step under way, or the cgroup leaked: a later rm --force retries
+            return None  # a step under way, or cleanup gave up on the cgroup: rm --force retries
         if s.net.phase in ("idle", "ready", "failed"):
             return v.NetRelease()
         if s.net.phase == "released":
@@ -183,13 +189,15 @@ def to_tla(s: SystemState) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, module in MACHINES.items():
         out.update(module.to_tla(getattr(s, name)))
+    out["sys_mode"] = s.mode
     return out
 
 
 def from_tla(values: dict[str, object], base: SystemState | None = None) -> SystemState:
     """The state the spec's variables describe; each machine's parameters from `base`."""
-    return SystemState(*(module.from_tla(values, getattr(base, name) if base else None)
-                         for name, module in MACHINES.items()))
+    parts = SystemState(*(module.from_tla(values, getattr(base, name) if base else None)
+                          for name, module in MACHINES.items()))
+    return replace(parts, mode=str(values["sys_mode"]))
 
 
 # Invariants: the same names as in formal/System.tla (plus each machine's own).
@@ -244,10 +252,38 @@ def NetworkOutlivesProcesses(s: SystemState) -> bool:  # noqa: N802
     return s.net.phase not in ("releasing", "released") or s.res.phase == "released"
 
 
+def serving(s: SystemState) -> bool:
+    """The workload may run: the container is created or running."""
+    return s.lc.status in ("created", "running")
+
+
+def ProductionEnforced(s: SystemState) -> bool:  # noqa: N802
+    """Production runs with every control enforced: none degraded, seccomp never traced."""
+    return s.mode != "production" or not serving(s) or s.lc.security == "enforced"
+
+
+def ProductionLimited(s: SystemState) -> bool:  # noqa: N802
+    """Production runs in its cgroup with its limits (the memory limit among them) written."""
+    return s.mode != "production" or not serving(s) or (s.res.phase == "ready" and s.res.limited)
+
+
+def ProductionAudited(s: SystemState) -> bool:  # noqa: N802
+    """Production runs in a root it pivoted into (never a chroot), its mounts audited."""
+    return s.mode != "production" or not serving(s) or (s.fs.audited and not s.fs.chrooted)
+
+
+def ProductionEgressDenied(s: SystemState) -> bool:  # noqa: N802
+    """Production on a network of its own runs with its egress policy in force."""
+    if s.mode != "production" or not serving(s) or not (s.net.bridged or s.net.user):
+        return True
+    return s.net.egress and all(s.net.has_done(n) for n in network.POLICY_STEPS if n in s.net.plan)
+
+
 INVARIANTS = (
     RunningRequiresIsolation, RunningRequiresSecurity, LevelMatchesControls, UserNamespaceAfterSeal,
     FailureNeverRuns, SecurityOnlyInside, RunningRequiresContainment, NamespacesInsideCgroup,
     CleanedMeansReleased, RunningRequiresNetwork, NetworkInsideNamespaces, NetworkOutlivesProcesses,
+    ProductionEnforced, ProductionLimited, ProductionAudited, ProductionEgressDenied,
 )
 
 

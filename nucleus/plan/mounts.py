@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from nucleus import vocab as v
 from nucleus.config import secrets as secret_rules
+from nucleus.config import tmpfs as tmpfs_rules
 from nucleus.config.container import CONTEXT_MOUNT, ContainerConfig
 from nucleus.config.context import DEFAULT_CONTEXT_SIZE, ContextSource, exclusion_list
 from nucleus.config.host_etc import ETC
@@ -55,6 +56,8 @@ class HostLayout:
     volumes: tuple[VolumeSource, ...] = ()  # -v, as opened before the run
     keep_context: bool = False  # hand the supervisor the copied context (--changes, a detached run)
     dns: tuple[str, ...] = ()  # --dns: the resolvers /etc/resolv.conf names (none: an empty file)
+    # --tmpfs: (path inside, mount data with its owner's ids as the mounting process names them).
+    tmpfs: tuple[tuple[str, str], ...] = ()
 
 
 def _hosts(hostname: str, extra: tuple[tuple[str, str], ...] = ()) -> str:
@@ -107,7 +110,7 @@ def plan(spec: ContainerConfig, layout: HostLayout, hostname: str) -> tuple[v.In
 
 def _etc(r: str, hostname: str, accounts: tuple[str, str], dns: tuple[str, ...] = (),
          extra_hosts: tuple[tuple[str, str], ...] = ()) -> list[v.Intent]:
-    return [
+    files: list[v.Intent] = [
         v.WriteFile(f"{r}/etc/hostname", hostname + "\n"),
         v.WriteFile(f"{r}/etc/hosts", _hosts(hostname, extra_hosts)),
         v.WriteFile(f"{r}/etc/passwd", accounts[0]),
@@ -115,6 +118,16 @@ def _etc(r: str, hostname: str, accounts: tuple[str, str], dns: tuple[str, ...] 
         v.WriteFile(f"{r}/etc/resolv.conf", "".join(f"nameserver {a}\n" for a in dns)),
         v.WriteFile(f"{r}/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n"),
     ]
+    if _repeated(extra_hosts):
+        files.append(v.WriteFile(f"{r}/etc/host.conf", "multi on\n"))
+    return files
+
+
+def _repeated(extra_hosts: tuple[tuple[str, str], ...]) -> bool:
+    """Whether a name has several addresses (--add-host, a replicated service's): then
+    /etc/host.conf says `multi on`, so that the name resolves to all of them, not the first."""
+    names = [name for name, _ in extra_hosts]
+    return len(set(names)) < len(names)
 
 
 def _host_etc(r: str, layout: HostLayout) -> list[v.Intent]:
@@ -210,6 +223,9 @@ def _rest(ops: list[v.Intent], spec: ContainerConfig, layout: HostLayout, r: str
     # Volumes, last: their mount points are made in what nucleus mounted (nucleus.config.volumes).
     ops.extend(v.MountVolume(src.path, f"{r}{src.target}", src.flags, src.fd, src.userns, src.idmap)
                for src in layout.volumes)
+    for target, data in layout.tmpfs:
+        ops.append(v.MakeDirs(r, (target.lstrip("/"),), 0o755))
+        ops.append(v.MountFs("tmpfs", f"{r}{target}", tmpfs_rules.MOUNT_FLAGS, data))
     ops.extend(_secrets(spec.secrets, r, uid, gid))
     # The root itself is read-only: everything writable is a mount of its own.
     ops.append(v.RemountFs(r, ("rdonly", "nosuid", "nodev")))

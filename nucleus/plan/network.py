@@ -28,12 +28,13 @@ from typing import Any
 
 from nucleus import vocab as v
 from nucleus.config import egress as egress_rules
-from nucleus.config import modes, violations
 from nucleus.config import network as rules
+from nucleus.config import violations
 from nucleus.config.container import ContainerConfig
 from nucleus.errors import HostUnsupported, InvalidInput
 from nucleus.facts import HostFacts
 from nucleus.machines import network
+from nucleus.plan import parameters
 
 INSIDE = "eth0"
 # Inside the container's own network namespace: its workload may serve on ports below 1024
@@ -117,7 +118,7 @@ def _user(config: ContainerConfig, facts: HostFacts) -> NetworkPlan:
         raise HostUnsupported(f"--network user: {missing} installed on this host (looked in /usr/sbin, /usr/bin, "
                               "/sbin, /bin)",
                               hint="install one (Debian: apt-get install passt, or apt-get install slirp4netns)")
-    policy = egress_rules.in_force(config.egress, config.service_mode == modes.PRODUCTION)
+    policy = egress_rules.in_force(config.egress, parameters.egress_denied(config.service_mode))
     if policy is not None and not facts.nft:
         raise HostUnsupported("--network user with an egress policy: no nft command on this host (the "
                               "policy's rules inside the container are nftables rules)",
@@ -144,7 +145,7 @@ def plan(config: ContainerConfig, facts: HostFacts) -> NetworkPlan:
                               hint="install nftables or iptables (Debian: apt-get install nftables)")
     subnets = tuple(str(rules.parse_subnet(s)) for s in bridge.networks)
     _check_routes(subnets, bridge.name, facts.routes or (), bool(config.bridge.subnets))
-    policy = egress_rules.in_force(config.egress, config.service_mode == modes.PRODUCTION)
+    policy = egress_rules.in_force(config.egress, parameters.egress_denied(config.service_mode))
     return NetworkPlan(rules.BRIDGE, bridge.name, subnets, tuple(gateway(s) for s in subnets),
                        facts.nat_backend, bridge.publish, policy, config.dns[0] if config.dns else "")
 
@@ -202,9 +203,10 @@ def _user_machine(net: NetworkPlan, cid: str, state_root: str, name: str) -> net
         tcp, udp = _ranges(policy.tcp_ports), _ranges(policy.udp_ports)
         proxy = v.NetProxy(record, cid, name or cid[:12], state_root, LOOPBACK, 0, 0, policy.networks,
                            tuple(str(d) for d in policy.domains), tcp, udp, policy.any_port,
-                           (net.upstream, DNS_PORT), violations.stream_path(state_root, cid))
+                           (net.upstream, DNS_PORT), violations.stream_path(state_root, cid),
+                           rules.USER_LOG_GROUP)
         filter_ = v.NetFilter(net.nft, rules.USER_GATEWAY, rules.USER_SUBNET, PROXY_PORT, 0, 0, policy.networks,
-                              tcp, udp, policy.any_port)
+                              tcp, udp, policy.any_port, rules.USER_LOG_GROUP)
     return network.initial(usernet=usernet, addresses=(rules.USER_ADDRESS,), gateways=(rules.USER_GATEWAY,),
                            up=v.NetLinkUp(INSIDE, NAMESPACE_SYSCTLS), teardown=teardown(net, cid, state_root),
                            proxy=proxy, filter_=filter_)

@@ -11,13 +11,14 @@ from dataclasses import dataclass, replace
 from nucleus import vocab as v
 from nucleus.config import landlock_default, modes, violations, workspace
 from nucleus.config import secrets as secret_rules
+from nucleus.config import tmpfs as tmpfs_rules
 from nucleus.config import volumes as volume_rules
 from nucleus.config.container import ContainerConfig
 from nucleus.config.context import ContextSource
 from nucleus.config.volumes import VolumeSource
 from nucleus.facts import HostFacts
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
-from nucleus.plan import cgroups, ids, mounts, users
+from nucleus.plan import cgroups, ids, mounts, parameters, users
 from nucleus.plan import network as network_plan
 
 JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "pid", "time", "mnt")  # "user" first or last
@@ -90,6 +91,9 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
     """Raises InvalidInput for what this host cannot do as asked (see nucleus.plan.cgroups)."""
     rootless, uid_map, gid_map = id_maps(config, facts)
     owner = (0, 0) if rootless else (uid_map[0][1], gid_map[0][1])
+    problem = volume_rules.host_etc_refusal((*config.volumes, *config.tmpfs), facts.etc)
+    if problem is not None:
+        raise problem
     accounts, account = workload_user(config, facts, uid_map, gid_map)
     if account is not None:  # its home is the home: HOME, the writable directory, Landlock's rule
         config = replace(config, home=account.home)
@@ -107,7 +111,7 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         volumes=artifacts.volumes, keep_context=keeps_context(config, rootless),
         dns=net.resolvers(config.dns),
         user=(account.uid, account.gid) if account else (0, 0),
-        accounts=accounts[:2])
+        accounts=accounts[:2], tmpfs=tmpfs_mounts(config, accounts, owner, uid_map, gid_map))
     writable_context = config.context is not None and config.context_mode == "copy"
     min_abi = modes.min_landlock_abi(config.service_mode, config.allow_degraded_security)
     # A policy's rules replace the defaults; --allow-exec's paths gain execute in either.
@@ -119,13 +123,18 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         granted = landlock_default.default_rules(config.home, writable_context=writable_context,
                                                  executable=workspace.executable(config),
                                                  volumes=volume_rules.landlock_rules(config.volumes)
+                                                 + tuple((fs.target, True) for fs in config.tmpfs)
                                                  + secret_rules.landlock_rules(config.secrets))
     rules = tuple((path, tuple(sorted(access))) for path, access in granted)
-    trace = config.seccomp_mode == "trace"
+    params = parameters.parameters(config.service_mode, config.trust_level,
+                                   allow_degraded_security=config.allow_degraded_security,
+                                   allow_chroot_fallback=config.allow_chroot_fallback,
+                                   seccomp_trace=config.seccomp_mode == "trace")
+    trace = params.trace
     # An enforced run records what it refuses: seccomp's refusals answered by the violation
     # monitor (the program's notify form), Landlock's logged for the workload it execs.
     stream = "" if trace else violations.stream_path(facts.state_root, cid)
-    cgroup = cgroups.plan_run(facts, config.limits, cid, strict=modes.cgroups_required(config.service_mode))
+    cgroup = cgroups.plan_run(facts, config.limits, cid, strict=params.cgroup_required)
     limits = config.limits
     # An egress policy's proxy variables, unless the user's -e sets them.
     env = tuple({**net.environment(), **config.environment()}.items())
@@ -138,20 +147,22 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
                           uid_map=uid_map, gid_map=gid_map,
                           trace_log=(config.seccomp_log or "") if trace else "", terminal=config.tty,
                           violations=stream),
-        filesystem.initial(mounts.plan(config, layout, hostname), rootfs_dir, config.allow_chroot_fallback,
+        filesystem.initial(mounts.plan(config, layout, hostname), rootfs_dir, params.allow_chroot,
                            audit=tuple((r.path, tuple(r.flags), r.required)
                                        for r in modes.mount_audit(config.service_mode,
-                                                                  workspace.noexec(config)))),
-        security.initial(config.allow_degraded_security, strict=config.service_mode != "agent",
+                                                                  workspace.noexec(config))
+                                       if params.audit)),
+        security.initial(params.allow_degraded, strict=params.strict,
                          keep_caps=artifacts.caps_keep, user=account.switch if account else None,
                          program_sha256="" if trace else artifacts.seccomp_sha256,
                          log_denied=artifacts.seccomp_log_denied, landlock_rules=rules,
                          landlock_min_abi=min_abi, seccomp_mode="notify" if stream else config.seccomp_mode,
                          landlock_log=bool(stream)),
-        resources.initial(required=modes.cgroups_required(config.service_mode), create=cgroup.create,
+        resources.initial(required=params.cgroup_required, create=cgroup.create,
                           limits=cgroup.limits, attach=cgroup.attach, remove=cgroup.remove),
         lifecycle.initial(workload),
         network_plan.machine(net, cid, facts.state_root, config.name or cid[:12]),
+        params.mode,
     )
     made = ("user",) + tuple(PROC_NAME.get(kind, kind) for kind in namespaces)
     join = JoinPolicy(
@@ -179,6 +190,30 @@ def workload_user(config: ContainerConfig, facts: HostFacts, uid_map: v.IdMap, g
     passwd, group = users.generated(config.home)
     account = users.resolve(config.user, passwd, group, uid_map, gid_map)
     return (*users.generated(config.home, account), ""), account
+
+
+def tmpfs_mounts(config: ContainerConfig, accounts: tuple[str, str, str], owner: tuple[int, int],
+                 uid_map: v.IdMap, gid_map: v.IdMap) -> tuple[tuple[str, str], ...]:
+    """Each --tmpfs's path and mount data: its owner (container root without owner=) resolved
+    in the container's /etc/passwd and /etc/group as -u is, and named by its host ids
+    (container root's `owner` plus the container ids)."""
+    out = []
+    for fs in config.tmpfs:
+        uid, gid = owner_ids(config, accounts, fs.owner, f"{tmpfs_rules.FLAG} {fs.target} owner", uid_map, gid_map)
+        out.append((fs.target, fs.data(owner[0] + uid, owner[1] + gid)))
+    return tuple(out)
+
+
+def owner_ids(config: ContainerConfig, accounts: tuple[str, str, str], text: str | None, flag: str,
+              uid_map: v.IdMap, gid_map: v.IdMap) -> tuple[int, int]:
+    """The container ids an `owner=USER[:GROUP]` names (a --tmpfs's, a volume's; None: container
+    root), resolved in the container's /etc/passwd and /etc/group as -u is."""
+    if text is None:
+        return 0, 0
+    where = f"--rootfs {config.rootfs!r}: etc/passwd and etc/group" if config.rootfs else users.GENERATED
+    account = users.resolve(text, accounts[0], accounts[1], uid_map, gid_map, flag=flag, where=where,
+                            problem=accounts[2])
+    return account.uid, account.gid
 
 
 def keeps_context(config: ContainerConfig, rootless: bool) -> bool:

@@ -3,13 +3,16 @@ given states and steps), and what the .cfg asks to check.
 
 Properties are checked in the forms safety takes: `[][A]_v` (every step is an A step or leaves v
 unchanged: an action property, checked on every transition), `[]P` for a state predicate P (an
-invariant), a state predicate (true in every initial state), and conjunctions of these. A
-liveness property (`<>`, `~>`, fairness) is refused, not skipped.
+invariant), a state predicate (true in every initial state), and conjunctions of these; and one
+liveness form, `P ~> Q` for state predicates P and Q, under the weak fairness (`WF_v(A)`) of a
+SPECIFICATION, A a sub-action of Next (nucleus/tla/liveness.py). Any other liveness property, and
+strong fairness, is refused, not skipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,23 @@ from nucleus.tla.values import Fn, ModelValue, Value, seq, show
 State = tuple[Value, ...]
 StatePredicate = Callable[[State], bool]
 StepPredicate = Callable[[State, State], bool]
+
+
+@dataclass(frozen=True)
+class LeadsTo:
+    """A `P ~> Q` property of the .cfg."""
+
+    name: str
+    p: StatePredicate
+    q: StatePredicate
+
+
+@dataclass(frozen=True)
+class Fairness:
+    """`WF_v(A)` of the SPECIFICATION: `step` holds of the <<A>>_v steps (A steps that change v)."""
+
+    text: str
+    step: StepPredicate
 
 NOWHERE: s.Pos = (0, 0)
 
@@ -73,6 +93,7 @@ class Model:
         if unused and require_overrides:
             raise SpecError(f"--define {', '.join(sorted(unused))}: no such definition in {spec} or its modules")
         self.compiler = Compiler(self.variables)
+        self.fairness: list[Fairness] = []
         init, step = self._init_next()
         self._init_act = self.compiler.action(init, self.scope, Env(init=True))
         self._next_act = self.compiler.action(step, self.scope, Env())
@@ -83,6 +104,7 @@ class Model:
         ]
         self.initial_checks: list[tuple[str, StatePredicate]] = []
         self.action_properties: list[tuple[str, StepPredicate]] = []
+        self.leads_to: list[LeadsTo] = []
         for name in self.config.properties:
             self._property(name, s.Name(name, NOWHERE), self.scope)
         self.constraints = [self.state_predicate(s.Name(n, NOWHERE), f"CONSTRAINT {n}")
@@ -114,12 +136,36 @@ class Model:
             if isinstance(item, s.Temporal) and item.op == "[]" and isinstance(item.args[0], s.BoxAction):
                 nexts.append(item.args[0].action)
             elif isinstance(item, s.Temporal) and item.op in ("WF", "SF"):
-                continue  # fairness: only liveness depends on it
+                self._fairness(item, scope)
+            elif isinstance(item, s.Name) and self._fairness_definition(item.name, scope):
+                continue
             else:
                 inits.append(item)
         if len(nexts) != 1 or scope is not self.scope:
             raise SpecError(f"{self.config.path}: SPECIFICATION {d.name} is not Init /\\ [][Next]_v")
         return s.And(tuple(inits), d.at), nexts[0]
+
+    def _fairness_definition(self, name: str, scope: Scope) -> bool:
+        """Whether `name` is a definition made of fairness conditions only (taken if so)."""
+        found = scope.defs.get(name)
+        if found is None or found[0].params:
+            return False
+        items = Compiler.flatten(found[0].body)
+        if not all(isinstance(i, s.Temporal) and i.op in ("WF", "SF") for i in items):
+            return False
+        for item in items:
+            assert isinstance(item, s.Temporal)
+            self._fairness(item, found[1])
+        return True
+
+    def _fairness(self, e: s.Temporal, scope: Scope) -> None:
+        sub, action = e.args
+        text = f"{e.op}_{sub.name if isinstance(sub, s.Name) else '<<...>>'}(...) at line {e.at[0]}"
+        if e.op == "SF":
+            raise SpecError(f"{self.config.path}: {text}: strong fairness is not checked by this checker")
+        taken = self.step_predicate(action, scope)
+        unchanged = self.step_predicate(s.Unchanged(sub, e.at), scope)
+        self.fairness.append(Fairness(text, lambda a, b: not unchanged(a, b) and taken(a, b)))
 
     def state_predicate(self, e: s.Expr, what: str, scope: Scope | None = None) -> StatePredicate:
         code = self.compiler.value(e, scope or self.scope, Env())
@@ -147,6 +193,10 @@ class Model:
             either = s.Or((box.action, s.Unchanged(box.sub, box.at)), box.at)
             self.action_properties.append((name, self.step_predicate(either, scope)))
             return
+        if isinstance(e, s.Temporal) and e.op == "~>":
+            p, q = (self.state_predicate(x, f"PROPERTY {name}: each side of ~>", scope) for x in e.args)
+            self.leads_to.append(LeadsTo(name, p, q))
+            return
         if isinstance(e, s.Temporal) and e.op == "[]":
             self.invariants.append((name, self.state_predicate(e.args[0], f"PROPERTY {name}", scope)))
             return
@@ -156,8 +206,8 @@ class Model:
                 self.initial_checks.append((name, self.state_predicate(e, f"PROPERTY {name}", scope)))
                 return
         raise SpecError(
-            f"{self.config.path}: PROPERTY {name}: only safety properties ([][A]_v, []P) are checked "
-            "by this checker, not liveness"
+            f"{self.config.path}: PROPERTY {name}: only safety properties ([][A]_v, []P) and P ~> Q "
+            "are checked by this checker"
         )
 
     # -- states ---------------------------------------------------------------------------

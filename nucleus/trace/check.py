@@ -30,7 +30,8 @@ from nucleus.tla.values import Fn, show
 # formal/ beside the package (a checkout, or an editable install); NUCLEUS_FORMAL or --formal
 # name another copy of the specs.
 DEFAULT_FORMAL = Path(__file__).resolve().parents[2] / "formal"
-MODULES = ("System", "Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "Network", "Join")
+MODULES = ("System", "Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "Network", "Join",
+           "Gvisor")
 
 
 class Unreadable(Exception):

@@ -17,10 +17,12 @@ from nucleus import vocab as v
 from nucleus.driver import Driver
 from nucleus.machines import (
     filesystem,
+    gvisor,
     isolation,
     join,
     lifecycle,
     network,
+    oci,
     resources,
     security,
     server,
@@ -31,6 +33,8 @@ from nucleus.machines import (
 from nucleus.machines.base import Refused
 from nucleus.plain import from_plain
 from nucleus.trace import itf
+from nucleus.vocab import gvisor as gvisor_vocab
+from nucleus.vocab import oci as oci_vocab
 from nucleus.vocab import server as server_vocab
 from nucleus.vocab import service as service_vocab
 from nucleus.vocab import topology as topology_vocab
@@ -38,7 +42,8 @@ from nucleus.vocab import topology as topology_vocab
 MODULES: dict[str, Any] = {
     "Lifecycle": lifecycle, "Isolation": isolation, "Filesystem": filesystem,
     "Security": security, "Resources": resources, "Network": network, "System": system, "Join": join,
-    "Topology": topology, "Service": service, "Server": server,
+    "Topology": topology, "Service": service, "Server": server, "Gvisor": gvisor,
+    "Oci": oci,
 }
 # Which module a trace belongs to, from a variable only it (or its composition) has.
 _SIGNATURES = (
@@ -53,6 +58,8 @@ _SIGNATURES = (
     ("Topology", {"topo_phase"}),
     ("Service", {"svc_phase"}),
     ("Server", {"srv_phase"}),
+    ("Gvisor", {"gv_status"}),
+    ("Oci", {"oci_status"}),
 )
 
 
@@ -157,8 +164,12 @@ def _event(meta: dict[str, Any], m: str, name: str, arg: str) -> v.Event:
             return service_vocab.event_from_tla(name, arg)  # type: ignore[return-value]
         if m == "srv":
             return server_vocab.event_from_tla(name, arg)
+        if m == "oci":
+            return oci_vocab.event_from_tla(name, arg)
+        if m == "gv":
+            return gvisor_vocab.event_from_tla(name, arg)
         return topology_vocab.event_from_tla(name, arg) if m == "topo" else v.event_from_tla(m, name, arg)
-    event = v.from_wire(meta["event"])
+    event = gvisor_vocab.from_wire(meta["event"]) if m == "gv" else v.from_wire(meta["event"])
     if not isinstance(event, v.Event):
         raise ValueError(f"{meta['event'].get('t')!r} is not an event")
     named = (event.machine, v.action_name(event), event.tla_arg())

@@ -29,7 +29,7 @@ class Create(Event):
 @record
 class Prepared(Event):
     machine: ClassVar[str] = "lc"
-    level: str = "enforced"  # "enforced" | "degraded"
+    level: str = "enforced"  # "enforced" | "degraded" | "traced"
 
     def tla_arg(self) -> str:
         return self.level

@@ -433,7 +433,8 @@ class RemoveCgroup(Intent):
     carries `mark` (nucleus made it; never a parent that was there before, such as an
     administrator's group with limits of its own) where it is empty. When the OOM killer acted,
     Done reports it with the group's peak memory use read from `peak` before anything is
-    removed (`oom_detail`)."""
+    removed (`oom_detail`). A removal tried again after one failed waits `pause` seconds
+    first (the retries' backoff, nucleus.machines.resources.RELEASE_PAUSES)."""
 
     reports: ClassVar[tuple[str, str] | None] = ("res", "release")
     procs: tuple[str, ...] = ()
@@ -444,6 +445,7 @@ class RemoveCgroup(Intent):
     parents: tuple[str, ...] = ()
     mark: tuple[str, ...] = ()
     peak: str = ""
+    pause: float = 0.0
 
 
 # Network: the container's bridge (nucleus.effects.network) ---------------------------------------
@@ -527,7 +529,10 @@ class NetProxy(Intent):
     `udp_ports`, `any_port`), names resolved by `upstream` (address, port; "" for the first
     nameserver of the host's /etc/resolv.conf), refusals written to the violation stream
     `stream` as container `owner`'s (named `container`). Its pid and start time are recorded in the
-    bridge's file under `owner`'s lease, in `state`, so that the teardown ends that process."""
+    bridge's file under `owner`'s lease, in `state`, so that the teardown ends that process.
+    What the firewall drops it reads from the NFLOG group the bridge's lease names, or with
+    `inside_group` from that group of the container's own network namespace (a user-mode
+    network's rules are there)."""
 
     reports: ClassVar[tuple[str, str] | None] = ("net", "proxy")
     bridge: str = ""
@@ -544,6 +549,7 @@ class NetProxy(Intent):
     any_port: bool = True
     upstream: tuple[str, int] = ("", 53)
     stream: str = ""
+    inside_group: int = 0
 
 
 @record
@@ -577,7 +583,8 @@ class NetFilter(Intent):
     and `proxy` there (its egress process's, on the host's loopback, which the user-mode stack
     reaches at the gateway) and is accepted; what it sends to `networks` on the ports of
     `tcp_ports` and `udp_ports` ((first, last) each; every port with `any_port`) is accepted,
-    but never to the stack's own network `local`; everything else it sends is dropped."""
+    but never to the stack's own network `local`; everything else it sends is dropped, and
+    logged to the NFLOG group `group` of the namespace (0: counted only)."""
 
     where: ClassVar[str] = "child"
     reports: ClassVar[tuple[str, str] | None] = ("net", "filter")
@@ -591,6 +598,7 @@ class NetFilter(Intent):
     tcp_ports: tuple[tuple[int, int], ...] = ()
     udp_ports: tuple[tuple[int, int], ...] = ()
     any_port: bool = True
+    group: int = 0
 
 
 @record

@@ -6,8 +6,10 @@ listening). Sandboxes are named s1, s2, ... by the server; pids stay with the ef
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
+from nucleus.vocab import tla
 from nucleus.vocab.events import Event
 from nucleus.vocab.intents import Intent
 from nucleus.vocab.record import record
@@ -156,14 +158,12 @@ class Unlink(Intent):
 EVENTS = (Create, Start, Signal, Exited, Remove, Hangup, Shutdown, Deadline, Crash, Reclaim, Swept)
 
 
+def _on_sandbox(kind: type[Event]) -> Callable[[str], Event]:
+    return lambda sandbox: kind(sandbox=sandbox)
+
+
 def event_from_tla(action: str, arg: str) -> Event:
     """The event a trace step names (`srv`, action, argument)."""
-    kinds: dict[str, type[Event]] = {e.__name__: e for e in EVENTS}
-    kind = kinds.get(action)
-    if kind is None:
-        raise KeyError(f"no event for action srv.{action}({arg})")
-    if kind is Create:
-        return Create(arg)
-    if issubclass(kind, SandboxEvent):
-        return kind(sandbox=arg)
-    return kind()
+    built: dict[type[Event], Callable[[str], Event]] = {e: _on_sandbox(e) for e in EVENTS
+                                                          if issubclass(e, SandboxEvent)}
+    return tla.event_from_tla("srv", EVENTS, action, arg, {**built, Create: Create})

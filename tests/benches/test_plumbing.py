@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from benches import breakdown, cold, memory, report, runtimes, schema, throughput, workload
+from benches import breakdown, cold, memory, pgbench, report, runtimes, schema, throughput, workload
 from benches.procs import LIBEXEC
 from benches.session import Session
 
@@ -26,6 +26,7 @@ NEEDS = {
     "crun": ("root", "bin:crun", "bin:unshare"),
     "bwrap": ("root", "bin:bwrap"),
     "runsc": ("root", "bin:runsc"),
+    "nspawn": ("root", "bin:systemd-nspawn"),
     "unshare": ("root", "bin:unshare"),
     "python": (),
 }
@@ -37,6 +38,9 @@ def _param(name: str, needs: dict):
 
 
 def _assert_clean(session: Session) -> None:
+    state_before = os.path.exists(runtimes.NSPAWN_STATE) and runtimes.NSPAWN_STATE not in runtimes.CREATED
+    runtimes.stop_servers()
+    assert os.path.exists(runtimes.NSPAWN_STATE) == state_before
     left = session.leftovers()
     assert left["clean"], f"left behind: {json.dumps(left)}"
 
@@ -57,7 +61,7 @@ def test_cold_start_runner_runs_once_and_leaves_nothing(name):
 
 
 @pytest.mark.parametrize("name", [_param(n, MEMORY_NEEDS) for n in
-                                  ("nucleus", "runc", "runc-detached", "crun", "bwrap", "runsc")])
+                                  ("nucleus", "runc", "runc-detached", "crun", "nspawn", "bwrap", "runsc")])
 def test_memory_runner_finds_the_kept_processes_and_stops_them(name):
     session = Session()
     with session as ctx:
@@ -109,14 +113,20 @@ def test_workload_helper_runs_inside_nucleus_and_is_removed():
     _assert_clean(session)
 
 
-@pytest.mark.requires("root", "userns", "bin:runuser")
-def test_pgbench_runner_reports_a_result_or_why_not_and_stops_postgres():
+@pytest.mark.requires("root", "userns", "bin:runuser", "postgres")
+def test_pgbench_runs_bare_and_inside_nucleus_as_postgres_and_stops_every_server():
     session = Session(need_mntns=False)
     with session as ctx:
-        entry = workload.pgbench(runtimes.ALL["nucleus"](ctx), ctx.workdir, reps=1, seconds=1)
-        assert entry["status"] in ("ok", "n/a")
-        if entry["status"] == "n/a":
-            assert entry["error"]
+        entry = pgbench.measure(runtimes.ALL["nucleus"](ctx), ctx.workdir, reps=1, seconds=1)
+        assert entry["status"] == "ok", entry.get("error")
+        assert entry["bare"]["n"] == entry["nucleus"]["n"] == 1
+        assert entry["ratio"] == round(entry["nucleus"]["median"] / entry["bare"]["median"], 4)
+        assert "--user postgres" in entry["command"]
+        assert entry["bare_cpus"] == ctx.limits.get("cpus")  # the bare run's cgroup is gone: _assert_clean
+        problems: list[str] = []
+        schema._check(entry, schema.WORKLOAD["pgbench"], "$.workload.pgbench", problems)
+        assert problems == []
+        assert not [p for p in os.listdir(ctx.workdir) if p.startswith("pg-")]
     _assert_clean(session)
 
 
@@ -201,8 +211,12 @@ def synthetic() -> dict:
             "results": {
                 "nucleus": {"label": "nucleus run", "command": "nucleus run -- CMD", "status": "ok",
                             **_summary(3.0, 4.0, 5.0), "ratio_to_baseline": 4.0},
+                "nucleus-warm": {"label": "nucleus run --server (warm)", "command": "nucleus run --server SOCK -- CMD",
+                                 "status": "ok", **_summary(1.0, 1.5, 2.0), "ratio_to_baseline": 1.5},
                 "runc": {"label": "runc run", "command": "runc run", "status": "ok",
                          **_summary(1.0, 1.0, 1.0), "ratio_to_baseline": 1.0},
+                "crun": {"label": "crun run", "command": "crun run", "status": "ok",
+                         **_summary(0.5, 0.5, 0.5), "ratio_to_baseline": 0.5},
                 "runsc": {"label": "runsc run (ptrace)", "command": "runsc run", "status": "n/a",
                           "error": "runsc: boom", **na},
             },
@@ -275,7 +289,7 @@ def test_report_renders_every_table_from_a_fixed_result():
     result["targets"] = report.targets(result)
     md = report.render(result)
     for heading in ("### Cold start", "### Where nucleus's cold start goes", "### Memory kept",
-                    "### Workload overhead", "### Throughput", "### Targets (issue 5)", "### Notes"):
+                    "### Workload overhead", "### Throughput", "### Targets", "### Notes"):
         assert heading in md
     assert "| runsc run (ptrace) | n/a: runsc: boom |" in md
     assert "n/a: initdb: error: cannot be run as root" in md
@@ -294,10 +308,40 @@ def test_report_renders_every_table_from_a_fixed_result():
 def test_report_names_the_targets_and_whether_they_are_met():
     result = synthetic()
     rows = {t["target"].split(" ")[0]: t for t in report.targets(result)}
-    assert rows["cold"]["met"] is False and "over 2× runc" in rows["cold"]["detail"]
+    assert rows["cold"]["met"] is False and rows["cold"]["measured"] == "4.00× runc"
+    assert "3.0 ms over" in rows["cold"]["detail"]
+    assert rows["warm"]["met"] is False and rows["warm"]["measured"] == "3.00× crun"
+    assert rows["throughput"]["met"] is None and "8 callers not measured" in rows["throughput"]["detail"]
     assert rows["memory"]["met"] is False
     assert rows["CPU-bound"]["met"] is False and "wall time" in rows["CPU-bound"]["detail"]
     assert rows["pgbench"]["met"] is None and "cannot be run as root" in rows["pgbench"]["detail"]
+
+
+def test_throughput_target_is_the_warm_server_with_8_callers_against_runc():
+    result = synthetic()
+    tp = result["throughput"]
+    tp["levels"] = [8]
+    level = lambda rate, ratio: {"status": "ok", "runs": 2, "runs_per_s": _summary(rate),  # noqa: E731
+                                 "overall_runs_per_s": rate, "ratio_to_baseline": ratio}
+    tp["results"] = {"nucleus": {"label": "nucleus run", "levels": {"8": level(5.0, 0.5)}},
+                     "nucleus-warm": {"label": "warm", "levels": {"8": level(25.0, 2.5)}},
+                     "runc": {"label": "runc run", "levels": {"8": level(10.0, 1.0)}}}
+    row = next(t for t in report.targets(result) if t["target"].startswith("throughput"))
+    assert row["met"] is True and row["measured"] == "2.50× runc"
+    assert "warm 25.0 vs runc 10.0" in row["detail"] and "cold nucleus 5.0" in row["detail"]
+    result["targets"] = report.targets(result)
+    assert schema.validate(result) == []
+
+
+def test_pgbench_row_reports_tps_inside_against_bare():
+    result = synthetic()
+    result["workload"]["pgbench"] = {"what": "pgbench -S", "status": "ok", "unit": "tps", "user": "postgres",
+                                     "bare": _summary(1000.0), "nucleus": _summary(990.0),
+                                     "ratio": 0.99, "overhead_pct": 1.0}
+    row = next(t for t in report.targets(result) if t["target"].startswith("pgbench"))
+    assert row["met"] is True and row["measured"] == "-1.0% (0.99× bare)"
+    assert "--user postgres" in row["detail"]
+    assert "bare 1000.0 tps, nucleus (`--user postgres`) 990.0 tps" in report.render({**result, "targets": [row]})
 
 
 def test_report_shows_leftovers():

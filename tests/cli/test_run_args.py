@@ -93,6 +93,7 @@ MALFORMED = [
     ["-h"], ["-th"], ["--name", "x", "--help"], ["--help=1"], ["--nam", "x"], ["---name", "x"],
     ["--", "--help"], ["-", "x"], [], ["--"], ["true", "--name", "x"], ["-ti", "sh"],
     ["-eA=1", "-vA:B", "-uroot", "true"], ["-e", "-t"], ["--name=a=b", "true"],
+    ["--network=nope", "--network=bridge", "true"], ["--network=bridge", "--network=nope", "true"],
 ]
 
 

@@ -68,6 +68,15 @@ def test_root_may_bind_the_sudo_users_directory_and_writes_there_as_them(scope, 
     assert result.stdout == "0\n"
     st = (out / "made").lstat()
     assert (st.st_uid, st.st_gid) == (ALICE, ALICE)
+    # Under sudo, root's own directory is lent read-only only: writable, it would hand the sudo
+    # user whatever root keeps there.
+    mine = base / "root-owned"
+    mine.mkdir()
+    refused = run(scope, "-v", f"{mine}:/out", script="true", extra_env={"SUDO_UID": str(ALICE)})
+    assert (refused.returncode, refused.stdout) == (125, ""), describe(refused)
+    assert f"{mine} belongs to root; under sudo a writable volume must be uid {ALICE}'s" in refused.stderr
+    read = run(scope, "-v", f"{mine}:/out:ro", script="ls /out", extra_env={"SUDO_UID": str(ALICE)})
+    assert read.returncode == 0, describe(read)
     scope.assert_clean()
 
 

@@ -56,7 +56,7 @@ def spec_parameters(module: str) -> tuple[str, ...]:
     return tuple(re.findall(r"(\w+) \\in (?:BOOLEAN|SUBSET \w+)", body.group(1)))
 
 
-LEVELS = ("enforced", "degraded")
+LEVELS = spec_strings("Lifecycle", "PreparedLevels")
 SIGNALS = spec_strings("Lifecycle", "Signals")
 PRIVILEGED_PLAN = spec_strings("Isolation", "PrivilegedPlan")
 ROOTLESS_PLAN = spec_strings("Isolation", "RootlessPlan")

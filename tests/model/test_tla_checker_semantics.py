@@ -70,9 +70,67 @@ def test_properties_in_their_safety_forms(tmp_path):
     assert result.violation.headline() == "Action property Down is violated by step 1 -> 2 of this behaviour"
 
 
-def test_liveness_is_refused_not_skipped(tmp_path):
+def test_liveness_other_than_leads_to_is_refused_not_skipped(tmp_path):
     with pytest.raises(SpecError, match="PROPERTY Live: only safety properties"):
         checked(tmp_path, COUNTER + "Live == <>(x = 3)\n", "INIT Init\nNEXT Next\nPROPERTY Live\n")
+    body = COUNTER + "Spec == Init /\\ [][Next]_x /\\ SF_x(Next)\nLive == (x = 0) ~> (x = 3)\n"
+    with pytest.raises(SpecError, match="strong fairness is not checked"):
+        checked(tmp_path, body, "SPECIFICATION Spec\nPROPERTY Live\nCHECK_DEADLOCK FALSE\n")
+
+
+LEADS_TO = "SPECIFICATION Spec\nPROPERTY Live\nCHECK_DEADLOCK FALSE\n"
+
+
+def test_leads_to_without_fairness_fails_by_stuttering(tmp_path):
+    body = COUNTER + "Spec == Init /\\ [][Next]_x\nLive == (x = 0) ~> (x = 3)\n"
+    model, result = checked(tmp_path, body, LEADS_TO)
+    assert result.violation is not None and result.violation.kind == "liveness"
+    assert ([s[0] for s in result.violation.trace], result.violation.loop) == ([0], 0)
+    assert format_violation(model, result.violation).splitlines() == [
+        "Temporal property Live is violated by this behaviour of 1 states, which then stutters in state 1 "
+        "forever:", "State 1:", "  /\\ x = 0", "Stuttering.",
+    ]
+
+
+def test_leads_to_holds_under_weak_fairness(tmp_path):
+    body = COUNTER + "Spec == Init /\\ [][Next]_x /\\ WF_x(Next)\nLive == (x = 0) ~> (x = 3)\n"
+    _, result = checked(tmp_path, body, LEADS_TO)
+    assert result.violation is None and result.distinct == 4
+
+
+# 0 and 1 alternate; from 1 the behaviour may also go to 2 (Go) and stay there.
+TOGGLE = ("VARIABLE x\nInit == x = 0\nFlip == x < 2 /\\ x' = 1 - x\nGo == x = 1 /\\ x' = 2\n"
+          "Next == Flip \\/ Go\nLive == (x = 0) ~> (x = 2)\n")
+
+
+@pytest.mark.parametrize("fairness", ["WF_x(Next)", "WF_x(Flip) /\\ WF_x(Go)"])
+def test_a_fair_cycle_that_never_reaches_q_is_a_counterexample(tmp_path, fairness):
+    # Weak fairness is kept by going round 0 -> 1 -> 0 forever: Next is taken all the time, and
+    # Go is disabled in 0 on every round (weak fairness asks only that it be taken when it
+    # stays enabled).
+    model, result = checked(tmp_path, TOGGLE + f"Spec == Init /\\ [][Next]_x /\\ {fairness}\n", LEADS_TO)
+    assert result.violation is not None and result.violation.kind == "liveness"
+    assert ([s[0] for s in result.violation.trace], result.violation.loop) == ([0, 1], 0)
+    text = format_violation(model, result.violation)
+    assert text.startswith("Temporal property Live is violated by this behaviour of 2 states, which then "
+                           "goes back to state 1, round and round:")
+    assert text.endswith("Back to state 1.")
+
+
+# From 0 to 1, where y may tick forever while Go stays enabled.
+TICKING = ("VARIABLES x, y\nInit == x = 0 /\\ y = 0\nStart == x = 0 /\\ x' = 1 /\\ y' = y\n"
+           "Tick == x = 1 /\\ y' = 1 - y /\\ x' = x\nGo == x = 1 /\\ x' = 2 /\\ y' = y\n"
+           "Next == Start \\/ Tick \\/ Go\nLive == (x = 0) ~> (x = 2)\n")
+
+
+def test_a_cycle_that_keeps_a_fair_action_enabled_is_not_a_counterexample(tmp_path):
+    spec = "Spec == Init /\\ [][Next]_<<x, y>> /\\ WF_<<x, y>>(Start) /\\ WF_<<x, y>>(Go)\n"
+    _, result = checked(tmp_path, TICKING + spec, LEADS_TO)
+    assert result.violation is None and result.distinct == 5
+    # Without Go's fairness, ticking forever is a fair behaviour that never reaches 2.
+    _, result = checked(tmp_path, TICKING + spec.replace(" /\\ WF_<<x, y>>(Go)", ""), LEADS_TO)
+    assert result.violation is not None
+    assert ([s for s in result.violation.trace], result.violation.loop) == ([(0, 0), (1, 0), (1, 1)], 1)
 
 
 def test_constants_from_the_cfg(tmp_path):

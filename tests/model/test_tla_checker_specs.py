@@ -13,7 +13,8 @@ import pytest
 from tests.model.tla_cases import DEFINES, FORMAL, STATES, defines_for, run
 from tools.tla.__main__ import main
 from tools.tla.check import conform
-from tools.tla.specs import ROOT, all_specs
+from tools.tla.errors import ToolError
+from tools.tla.specs import ROOT, all_specs, formal_copy
 
 TRACES = ROOT / "traces"
 
@@ -28,6 +29,25 @@ def test_the_checker_finds_the_states_tlc_finds(spec):
     assert result.violation is None, result.violation.headline()
     assert (result.distinct, result.generated, result.depth) == STATES[spec]
     assert model.invariants and (model.action_properties or spec == "System")
+    assert [p.name for p in model.leads_to] == LEADS_TO.get(spec, [])
+
+
+# The liveness properties the .cfg files check, under their SPECIFICATION's fairness.
+LEADS_TO = {"Lifecycle": ["CleanupEventually"], "Resources": ["ReleaseEnds"], "System": ["CleanupEventually"]}
+
+
+def test_a_copy_for_tlc_asks_for_the_graph_alone_or_at_other_bounds(tmp_path):
+    """What `verify` and `coverage` hand TLC: System's state graph without its properties and
+    fairness, and its properties at smaller bounds."""
+    graph = formal_copy("System", tmp_path / "graph", graph_only=True)
+    assert (graph / "System.cfg").read_text().splitlines()[:3] == ["INIT Init", "NEXT Next", "INVARIANT Inv"]
+    assert "PROPERTY" not in (graph / "System.cfg").read_text()
+    assert (graph / "Lifecycle.cfg").read_text() == (FORMAL / "Lifecycle.cfg").read_text()
+    bounded = formal_copy("System", tmp_path / "bounded", defines={"MaxMounts": "0"})
+    assert "\nMaxMounts == 0\n" in (bounded / "Filesystem.tla").read_text()
+    assert (bounded / "System.cfg").read_text() == (FORMAL / "System.cfg").read_text()
+    with pytest.raises(ToolError, match="no definition NoSuch"):
+        formal_copy("System", tmp_path / "none", defines={"NoSuch": "1"})
 
 
 def test_check_command_reports_each_spec(capsys):
@@ -36,7 +56,7 @@ def test_check_command_reports_each_spec(capsys):
     for spec in ("Lifecycle", "Join"):
         distinct, generated, depth = STATES[spec]
         assert f"{spec:<11} ok {distinct:>7} distinct states ({generated} generated), depth {depth}" in out
-    assert "[Inv, NeverBackFromRemoved]" in out
+    assert "[Inv, NeverBackFromRemoved, CleanupEventually]" in out
     assert "2 of 2 specs hold" in out
 
 
@@ -51,7 +71,7 @@ def test_verify_without_tlc_uses_the_builtin_checker(capsys):
     assert main(["verify", "--checker", "builtin", "--spec", "Security", "--spec", "Resources"]) == 0
     out = capsys.readouterr().out
     assert "checker: the built-in checker" in out and "checker: TLC" not in out
-    assert "Security    ok      34 distinct states" in out
+    assert "Security    ok      52 distinct states" in out
     assert "2 of 2 specs hold" in out
 
 

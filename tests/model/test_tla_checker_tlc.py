@@ -5,8 +5,6 @@ length. Both must also still agree with the figures in tests/model/tla_cases.py.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from tests import features
@@ -21,9 +19,9 @@ from tests.model.tla_cases import (
     defines_for,
     planted,
     run,
-    with_definitions,
 )
 from tools.tla.checkers import find_tlc
+from tools.tla.specs import formal_copy
 from tools.tla.verify import tlc_check
 
 pytestmark = pytest.mark.requires("tlc")
@@ -43,9 +41,7 @@ def test_tlc_is_the_version_the_figures_come_from(tlc):
 
 @pytest.mark.parametrize("spec", list(STATES))
 def test_tlc_and_the_checker_find_the_same_states(spec, tlc, tmp_path):
-    copy = tmp_path / "formal"
-    shutil.copytree(FORMAL, copy)
-    with_definitions(copy, spec, DEFINES)
+    copy = formal_copy(spec, tmp_path / "formal", defines=DEFINES.get(spec))
     verdict = tlc_check(tlc, spec, 1, copy)  # one worker: TLC's depth is exact
     assert verdict.ok, verdict.detail
     _, result = run(spec, FORMAL, defines_for(spec, DEFINES))
@@ -56,9 +52,7 @@ def test_tlc_and_the_checker_find_the_same_states(spec, tlc, tmp_path):
 
 @pytest.mark.parametrize(("plant", "spec"), PLANT_CASES)
 def test_tlc_and_the_checker_agree_on_a_planted_bug(plant, spec, tlc, tmp_path):
-    copy = tmp_path / "formal"
-    shutil.copytree(planted(plant), copy)
-    with_definitions(copy, spec, PLANT_DEFINES)
+    copy = formal_copy(spec, tmp_path / "formal", defines=PLANT_DEFINES.get(spec), source=planted(plant))
     verdict = tlc_check(tlc, spec, 1, copy)  # one worker: TLC's counterexamples are shortest
     _, result = run(spec, planted(plant), defines_for(spec, PLANT_DEFINES))
     theirs = None if verdict.ok else (verdict.violated, verdict.trace)

@@ -43,10 +43,10 @@ def test_lifecycle_invariants_hold_everywhere(lc_walk):
 
 def test_lifecycle_agrees_with_spec(lc_walk):
     LC.check_agrees(lc_walk)
-    # none; creating; created and running at each level; stopped and failed at each level (none
-    # too, for failed), before and after cleanup; removed at each level the lifecycle can fail
-    # or stop with.
-    assert len(lc_walk.abstract_states()) == 1 + 1 + 2 * 2 + 2 * (2 + 3) + 3 == 19
+    # none; creating; created and running at each level (enforced, degraded, traced); stopped
+    # and failed at each level (none too, for failed), before and after cleanup; removed at each
+    # level the lifecycle can fail or stop with.
+    assert len(lc_walk.abstract_states()) == 1 + 1 + 3 * 2 + 2 * (3 + 4) + 4 == 26
 
 
 def test_lifecycle_covers_every_action(lc_walk):

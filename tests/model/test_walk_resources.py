@@ -68,7 +68,12 @@ def test_resources_agrees_with_spec(res_walk):
         ("releasing", True, False), ("releasing", True, True), ("released", False, False),
         ("leaked", True, False), ("leaked", True, True),
     }
-    assert len(res_walk.abstract_states()) == 2 * 13
+    # With the removals tried: releasing after 0, 1 or 2 failed, leaked after 1, 2 or 3 (then given
+    # up), released after 0, 1 or 2 (8 + 3 * 2 + 3 * 2 + 3 per res_required).
+    tries = {(dict(k)["res_phase"], dict(k)["res_tries"]) for k in res_walk.abstract_states()}
+    assert {t for p, t in tries if p == "leaked"} == {1, 2, resources.MAX_RELEASE_TRIES}
+    assert {t for p, t in tries if p in ("releasing", "released")} == {0, 1, 2}
+    assert len(res_walk.abstract_states()) == 2 * 23
 
 
 def test_resources_covers_every_action(res_walk):
@@ -79,16 +84,18 @@ def test_resources_covers_every_action(res_walk):
 
 def test_resources_release_removes_whatever_may_exist(res_walk):
     """From every settled phase Release ends in released (nothing held) or asks to remove what
-    may exist with the planned removal; a failed removal leaks, and Release can be retried from
-    there. Only before creation was tried is nothing held."""
+    may exist with the planned removal (a retry after a pause); a failed removal leaks, and
+    Release is retried from there until MAX_RELEASE_TRIES removals failed. Only before creation
+    was tried is nothing held."""
     for s in res_walk.states:
         r = resources.step(s, v.ResRelease())
-        if s.phase not in RES_SETTLED:
+        if s.phase not in RES_SETTLED or resources.gave_up(s):
             assert isinstance(r, Refused)
             continue
         assert isinstance(r, Step)
         if s.held:
-            assert (r.state.phase, r.intents) == ("releasing", (s.remove,))
+            remove = s.remove.replace(pause=resources.RELEASE_PAUSES[s.tries])
+            assert (r.state.phase, r.intents) == ("releasing", (remove,))
         else:
             assert (s.phase, r.state.phase, r.intents) == ("idle", "released", ())
     leaked = [s for s in res_walk.states if s.phase == "leaked"]
@@ -111,7 +118,7 @@ def test_resources_abandon_ends_a_step_as_its_failure_would(res_walk):
 
 def test_resources_issues_only_the_planned_intents(res_walk):
     for s, _, r in res_walk.steps():
-        planned = {s.create, s.limits, s.attach, s.remove}
+        planned = {s.create, s.limits, s.attach, *(s.remove.replace(pause=p) for p in resources.RELEASE_PAUSES)}
         assert all(i in planned or isinstance(i, v.Warn) for i in r.intents), r.intents
     assert any(s.oom_killed for s in res_walk.states if s.phase == "released")
 
@@ -122,7 +129,8 @@ def test_resources_abstraction(res_walk):
 
 def test_resources_is_initial_holds_exactly_on_the_spec_init():
     states = [
-        {"res_required": r, "res_phase": p, "res_held": h, "res_limited": lim}
+        {"res_required": r, "res_phase": p, "res_held": h, "res_limited": lim, "res_tries": n}
         for r in BOOLS for p in spec_strings("Resources", "Phases") for h in BOOLS for lim in BOOLS
+        for n in range(resources.MAX_RELEASE_TRIES + 1)
     ]
     RES.check_is_initial(states)

@@ -32,6 +32,7 @@ def sec_inits() -> list[security.SecurityState]:
             {"keep_caps": ("CAP_NET_BIND_SERVICE",), "program_sha256": "ab" * 32, "log_denied": True},
             {"seccomp_mode": "trace", "landlock_rules": (("/usr", ("read",)),), "landlock_min_abi": 3},
         )
+        if not (strict and params.get("seccomp_mode") == "trace")  # the spec's Init excludes it
     ]
 
 
@@ -52,10 +53,11 @@ def test_security_invariants_hold_everywhere(sec_walk):
 
 def test_security_agrees_with_spec(sec_walk):
     SEC.check_agrees(sec_walk)
-    # Per (allowDegraded, strict): idle, caps, seccomp, landlock, locked, and failed at each
-    # control (8); where a failure degrades (allowed, not strict), no failure after caps but
-    # landlock with seccomp degraded, and locked with seccomp, landlock or both degraded (+2).
-    assert len(sec_walk.abstract_states()) == 4 * 8 + 2 == 34
+    # Per (allowDegraded, strict, trace), trace never strict: idle, caps, seccomp, landlock,
+    # locked, and failed at each control (8); where a failure degrades (allowed, not strict), no
+    # failure after caps but landlock with seccomp degraded, and locked with seccomp, landlock or
+    # both degraded (+2).
+    assert len(sec_walk.abstract_states()) == 6 * 8 + 2 * 2 == 52
 
 
 def test_security_covers_every_action(sec_walk):
@@ -101,8 +103,9 @@ def test_security_abstraction(sec_walk):
 
 def test_security_is_initial_holds_exactly_on_the_spec_init():
     states = [
-        {"sec_allowDegraded": a, "sec_strict": strict, "sec_phase": p, "sec_applied": applied, "sec_degraded": degraded}
-        for a in BOOLS for strict in BOOLS for p in spec_strings("Security", "Phases")
+        {"sec_allowDegraded": a, "sec_strict": strict, "sec_trace": trace, "sec_phase": p, "sec_applied": applied,
+         "sec_degraded": degraded}
+        for a in BOOLS for strict in BOOLS for trace in BOOLS for p in spec_strings("Security", "Phases")
         for applied in subsets(CONTROLS) for degraded in subsets(DEGRADABLE)
     ]
     SEC.check_is_initial(states)

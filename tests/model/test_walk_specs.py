@@ -75,7 +75,7 @@ def test_spec_parameters_are_the_machines_configuration():
         "lc": (),
         "iso": ("iso_rootless",),
         "fs": ("fs_allowChroot", "fs_audit"),
-        "sec": ("sec_allowDegraded", "sec_strict"),
+        "sec": ("sec_allowDegraded", "sec_strict", "sec_trace"),
         "res": ("res_required",),
         "net": ("net_bridged", "net_user", "net_egress"),
         "join": ("join_degradable",),
@@ -87,8 +87,10 @@ def test_spec_parameters_are_the_machines_configuration():
         resources.initial(required=True),
     )
     values = system.to_tla(s)
-    booleans = [p for m in ("iso", "fs", "sec", "res") for p in PARAMETERS[m]]
-    assert all(values[p] is True for p in booleans)
+    # Trace mode is never strict: sec_trace is the filter's mode, set apart.
+    booleans = [p for m in ("iso", "fs", "sec", "res") for p in PARAMETERS[m] if p != "sec_trace"]
+    assert all(values[p] is True for p in booleans) and values["sec_trace"] is False
+    assert security.to_tla(security.initial(seccomp_mode="trace"))["sec_trace"] is True
     assert system.to_tla(system.initial(
         isolation.initial(), filesystem.initial((), "/new"), security.initial()
     )) == {**values, **{p: False for p in booleans}}

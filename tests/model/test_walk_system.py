@@ -3,16 +3,18 @@ invariant, the abstraction and from_tla checked across the composition (see
 tests/model/walking.py). Whether the code takes exactly the spec's steps is
 tests/model/test_code_matches_spec.py's, on the spec's own states.
 
-Each combination of the parameters (six Booleans, fs_total and the network's two) adds some 500
-states, so the walk does not start from all 576: without a bridge, every combination of the
-Booleans with a one-operation plan, and plans of none and two operations with the security
-machine's defaults (degraded security neither allowed nor strict); with a bridge (and with an
-egress policy), a one-operation plan with the security defaults.
+The service mode fixes most parameters (System.tla's ModeParameters: 288 initial states at this
+bound), and each adds some 500 states, so the walk does not start from all of them: without a
+network, every combination agent mode leaves free (rootless, chroot fallback, degraded security,
+seccomp trace) with a one-operation plan, and plans of none and two operations without a
+weakening, in every mode; with a bridge or a user-mode network (with and without an egress
+policy), a one-operation plan without a weakening.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -63,48 +65,68 @@ PLANNED = {
 }
 
 
+MODES = ("agent", "strict-agent", "production")
+
+
 def system_sample(values: Vars) -> bool:
     """Whether the walk starts from this initial spec state."""
-    defaults = not (values["sec_allowDegraded"] or values["sec_strict"])
+    weakened = values["sec_allowDegraded"] or values["sec_trace"] or values["fs_allowChroot"]
     if values["net_bridged"] or values["net_user"]:
-        return values["fs_total"] == 1 and defaults
-    return values["fs_total"] == 1 or defaults
+        return values["fs_total"] == 1 and not weakened
+    return values["fs_total"] == 1 or not weakened
 
 
 def spec_init_system_sample() -> list[Vars]:
     return [s for s in spec_init_system(SYSTEM_MAX_MOUNTS) if system_sample(s)]
 
 
+def _key(values: Vars) -> tuple[tuple[str, object], ...]:
+    return tuple(sorted(values.items()))
+
+
 def system_inits() -> list[system.SystemState]:
-    """Every sampled initial spec state; for a few configurations also a second concrete state
-    that differs only outside the spec (mount plan, audit rules, hostname, the controls'
-    arguments, the planned cgroup intents, the workload), so the abstraction is checked across
-    the composition."""
+    """A concrete state for every sampled initial spec state (the code's parameters in every
+    combination, kept where the spec's Init, ModeParameters included, allows them); for a few
+    configurations also a second concrete state that differs only outside the spec (mount plan,
+    audit rules, hostname, the controls' arguments, the planned cgroup intents, the workload),
+    so the abstraction is checked across the composition."""
     nets = (network.initial(), network.initial(**NET_PLANNED), network.initial(**NET_PLANNED, **NET_EGRESS),
             network.initial(**NET_USER), network.initial(**NET_USER, **NET_USER_EGRESS))
     out = [
-        system.initial(isolation.initial(rootless=r), fs, security.initial(allow_degraded=a, strict=strict),
-                       resources.initial(required=q), net=net)
+        system.initial(isolation.initial(rootless=r), fs,
+                       security.initial(allow_degraded=a, strict=strict, seccomp_mode="trace" if trace else "enforce"),
+                       resources.initial(required=q), net=net, mode=mode)
+        for mode in MODES
         for r in BOOLS
         for fs in fs_inits(SYSTEM_MAX_MOUNTS)
         if fs.new_root == "/new" and fs.plan == fs_plans(fs.total)[0] and fs.audit != OTHER_AUDIT
         for a in BOOLS
         for strict in BOOLS
+        for trace in BOOLS
+        if not (strict and trace)
         for q in BOOLS
         for net in nets
     ]
     for r in BOOLS:
-        for n, a, strict in ((1, True, r), (SYSTEM_MAX_MOUNTS, False, False)):
-            out.append(system.initial(
-                isolation.initial(rootless=r, hostname="other", trace_log="/tmp/t.ndjson"),
-                filesystem.initial(fs_plans(n)[1], "/new", allow_chroot=True, audit=OTHER_AUDIT),
-                security.initial(allow_degraded=a, strict=strict, keep_caps=("CAP_CHOWN",), log_denied=True,
-                                 seccomp_mode="trace"),
-                resources.initial(not r, **PLANNED),
-                lifecycle.initial(v.ExecWorkload(("/bin/true",))),
-            ))
-    sampled = [s for s in dict.fromkeys(out) if system_sample(system.to_tla(s))]
-    assert len(sampled) == len(spec_init_system_sample()) + 4
+        out.append(system.initial(
+            isolation.initial(rootless=r, hostname="other", trace_log="/tmp/t.ndjson"),
+            filesystem.initial(fs_plans(1)[1], "/new", allow_chroot=True),
+            security.initial(allow_degraded=True, keep_caps=("CAP_CHOWN",), log_denied=True, seccomp_mode="trace"),
+            resources.initial(False, **PLANNED),
+            lifecycle.initial(v.ExecWorkload(("/bin/true",))),
+        ))
+        out.append(system.initial(
+            isolation.initial(rootless=r, hostname="other"),
+            filesystem.initial(fs_plans(SYSTEM_MAX_MOUNTS)[1], "/new", audit=OTHER_AUDIT),
+            security.initial(strict=True, keep_caps=("CAP_CHOWN",), log_denied=True),
+            resources.initial(True, **PLANNED),
+            lifecycle.initial(v.ExecWorkload(("/bin/true",))),
+            mode="production",
+        ))
+    spec = {_key(s) for s in spec_init_system_sample()}
+    sampled = [s for s in dict.fromkeys(out) if _key(system.to_tla(s)) in spec]
+    assert {_key(system.to_tla(s)) for s in sampled} == spec
+    assert len(sampled) == len(spec) + 4
     return sampled
 
 
@@ -159,15 +181,19 @@ def test_system_checks_every_invariant_of_every_machine():
 
 
 def test_system_sample_takes_every_parameter_value():
-    """The sample has every combination of the six Boolean parameters, and every plan length."""
+    """The sample has every mode; in agent mode every combination of the four Boolean
+    parameters it leaves free; every plan length, and every network."""
     inits = spec_init_system_sample()
     booleans = [p for m in ("iso", "fs", "sec", "res") for p in PARAMETERS[m]]
-    assert len(booleans) == 6
-    assert {tuple(s[p] for p in booleans) for s in inits} == set(itertools.product(BOOLS, repeat=6))
+    assert len(booleans) == 7
+    assert {s["sys_mode"] for s in inits} == set(MODES)
+    free = ["iso_rootless", "fs_allowChroot", "sec_allowDegraded", "sec_trace"]
+    agent = [s for s in inits if s["sys_mode"] == "agent"]
+    assert {tuple(s[p] for p in free) for s in agent} == set(itertools.product(BOOLS, repeat=4))
     assert {s["fs_total"] for s in inits} == set(range(SYSTEM_MAX_MOUNTS + 1))
     assert {(s["net_bridged"], s["net_user"], s["net_egress"]) for s in inits} == {
         (False, False, False), (True, False, False), (True, False, True), (False, True, False), (False, True, True)}
-    assert len(inits) == 96 + 4 * 16 < len(spec_init_system(SYSTEM_MAX_MOUNTS)) == 960
+    assert len(inits) == 20 + 8 + 14 + 10 < len(spec_init_system(SYSTEM_MAX_MOUNTS)) == 240 + 30 + 18
 
 
 def test_system_covers_every_action(sys_walk):
@@ -189,7 +215,8 @@ def test_system_covers_every_action(sys_walk):
 def test_system_lost_abandons_the_cgroup_step_under_way(sys_walk):
     """Lost in the same step abandons a cgroup step under way (it would never report): a setup
     step ends failed or degraded, holding what it may have made; a removal ends leaked. With no
-    cgroup step under way, Lost leaves the cgroup alone. Either way cleanup is asked for."""
+    cgroup step under way, Lost leaves the cgroup alone, but for one cleanup gave up on, whose
+    removals start afresh (Reclaim). Either way cleanup is asked for."""
     outcomes = set()
     for s, e, r in sys_walk.steps():
         if not isinstance(e, v.Lost):
@@ -198,12 +225,16 @@ def test_system_lost_abandons_the_cgroup_step_under_way(sys_walk):
         if s.res.phase in RES_UNDER_WAY:
             outcomes.add((s.res.required, RES_UNDER_WAY[s.res.phase], r.state.res.phase))
             assert r.state.res.held
+        elif resources.gave_up(s.res):
+            # rm --force takes over a cleanup that gave up: its removals are tried afresh.
+            assert r.state.res == replace(s.res, tries=0) and r.intents == (v.Cleanup(),)
+            outcomes.add((s.res.required, "gave up", "leaked"))
         else:
             assert r.state.res == s.res and r.intents == (v.Cleanup(),)
     assert outcomes == {
         (q, step, "leaked" if step == "release" else ("failed" if q else "degraded"))
         for q in BOOLS for step in RES_STEPS
-    }
+    } | {(q, "gave up", "leaked") for q in BOOLS}
 
 
 def test_system_cgroup_failure_outcomes(sys_walk):
@@ -234,7 +265,9 @@ def test_system_cleanup_removes_whatever_creation_may_have_left(sys_walk):
         if isinstance(e, v.CleanupDone):
             assert s.res.phase == "released" and s.net.phase == "released" and not s.net.held
         if isinstance(e, v.ResRelease) and s.res.phase != "idle":
-            assert r.intents == (s.res.remove,)
+            # A removal tried again waits a little longer each time.
+            assert r.intents == (s.res.remove.replace(pause=resources.RELEASE_PAUSES[s.res.tries]),)
+            assert s.res.tries == 0 or s.res.phase == "leaked"
 
 
 def test_system_strict_modes_never_degrade(sys_walk):
@@ -246,13 +279,32 @@ def test_system_strict_modes_never_degrade(sys_walk):
             outcomes.add((s.sec.allow_degraded, s.sec.strict, e.step, r.state.sec.phase))
             if r.state.sec.phase == "failed" and r.state.lc.status == "creating":
                 assert system.advance(r.state) == v.SetupFailed()
+    # A strict mode never allows degraded security (ModeParameters); Security's own check covers
+    # the machine failing closed if it did.
     assert outcomes == {
         (a, strict, c, sec_next_phase(c) if a and not strict and c in DEGRADABLE else "failed")
-        for a in BOOLS for strict in BOOLS for c in CONTROLS
+        for a in BOOLS for strict in BOOLS if not (a and strict) for c in CONTROLS
     }
-    levels = {(s.sec.allow_degraded, s.sec.strict, s.lc.security) for s in sys_walk.states
+    levels = {(s.mode, s.sec.allow_degraded, s.sec.trace, s.lc.security) for s in sys_walk.states
               if s.lc.status in ("created", "running")}
-    assert levels == {(a, strict, "enforced") for a in BOOLS for strict in BOOLS} | {(True, False, "degraded")}
+    assert levels == (
+        {("agent", a, trace, "traced" if trace else "enforced") for a in BOOLS for trace in BOOLS}
+        | {("agent", True, trace, "degraded") for trace in BOOLS}
+        | {(mode, False, False, "enforced") for mode in ("strict-agent", "production")}
+    )
+
+
+def test_system_production_runs_only_as_promised(sys_walk):
+    """Production's workload runs only with every control enforced, its cgroup limited, its
+    mounts audited in a pivoted root, and on a network of its own its egress policy in force
+    (the spec's Production* invariants); each of those is reached by some run of it."""
+    serving = [s for s in sys_walk.states if s.mode == "production" and system.serving(s)]
+    assert serving
+    for s in serving:
+        assert (s.lc.security, s.res.phase, s.res.limited, s.fs.audited, s.fs.chrooted) == (
+            "enforced", "ready", True, True, False)
+        assert not (s.net.bridged or s.net.user) or s.net.egress
+    assert {(s.net.bridged, s.net.user) for s in serving} == {(False, False), (True, False), (False, True)}
 
 
 def test_system_runs_only_an_audited_root(sys_walk):
@@ -268,9 +320,10 @@ def test_system_runs_only_an_audited_root(sys_walk):
             audited_steps.add((v.action_name(e), s.fs.chrooted, r.state.fs.phase))
             if isinstance(e, v.FsFailed) and r.state.lc.status == "creating":
                 assert system.advance(r.state) == v.SetupFailed()
+    # Only production audits, and it never falls back to a chroot (Filesystem's walk audits a
+    # chrooted root too).
     assert audited_steps == {
-        (action, chrooted, "sealed" if action == "Done" else "failed")
-        for action in ("Done", "Fail") for chrooted in BOOLS
+        (action, False, "sealed" if action == "Done" else "failed") for action in ("Done", "Fail")
     }
     for s in sys_walk.states:
         if s.lc.status in ("created", "running"):
@@ -315,7 +368,8 @@ def _awaiting_an_observation(s: system.SystemState) -> bool:
 
 def test_system_advance_never_stalls(sys_walk):
     """Where advance() names nothing, setup and cleanup are either finished or waiting for an
-    observation; the only other stop is a leaked cgroup, which `rm --force` retries. After Lost,
+    observation; the only other stops are a cgroup whose removals all failed and a network whose
+    teardown failed, which `rm --force` tries again. After Lost,
     cleanup never waits for a cgroup step: the step was abandoned."""
     stops = set()
     for s in sys_walk.states:
@@ -325,7 +379,8 @@ def test_system_advance_never_stalls(sys_walk):
         if lc.status == "creating":
             raise AssertionError(f"setup stalls in [{show(system.to_tla(s))}]")
         if lc.status in ("stopped", "failed") and not lc.cleaned:
-            assert "leaked" in (s.res.phase, s.net.phase), f"cleanup stalls in [{show(system.to_tla(s))}]"
+            assert resources.gave_up(s.res) or s.net.phase == "leaked", (
+                f"cleanup stalls in [{show(system.to_tla(s))}]")
         stops.add((lc.status, lc.cleaned))
     assert stops == {
         ("none", True), ("created", False), ("running", False), ("removed", True),
@@ -336,7 +391,7 @@ def test_system_advance_never_stalls(sys_walk):
         if s.lc.status in ("stopped", "failed") and not s.lc.cleaned and s.res.phase in RES_UNDER_WAY:
             after = system.step(s, v.Lost()).state
             assert after.res.phase not in RES_UNDER_WAY
-            assert system.advance(after) is not None or after.res.phase == "leaked"
+            assert system.advance(after) is not None or resources.gave_up(after.res)
 
 
 def test_system_lost_abandons_the_network_step_under_way(sys_walk):

@@ -327,3 +327,43 @@ def fs_inits(max_total: int) -> list[filesystem.FilesystemState]:
         for root in ("/new", "/other")
         for audit in ((), AUDIT_RULES, OTHER_AUDIT)
     ]
+
+
+def walk_spec(spec: str, machine: Any) -> dict[tuple, list[tuple[v.Event, Step | Refused]]]:
+    """Every state of formal/<spec>.tla reachable from its initial states (as the built-in
+    checker evaluates the spec), walked with `machine` side by side: in each, the code accepts
+    exactly the (action, argument, successor variables) the spec's Next allows, and from_tla
+    and to_tla agree. Returns, per spec state (`key`), the machine's outcome for each of its
+    candidate events."""
+    from pathlib import Path
+
+    from nucleus.tla.model import Model
+
+    model = Model(spec, Path(__file__).resolve().parents[2] / "formal")
+    names = model.variables
+
+    def spec_vars(state: tuple) -> Vars:
+        return {n: x for n, x in zip(names, state, strict=True) if n != "event"}
+
+    seen: dict[tuple, list[tuple[v.Event, Step | Refused]]] = {}
+    queue: deque[tuple] = deque(model.initial_states())
+    for init in queue:
+        assert machine.is_initial(machine.from_tla(spec_vars(init))), spec_vars(init)
+    while queue:
+        spec_state = queue.popleft()
+        values = spec_vars(spec_state)
+        if key(values) in seen:
+            continue
+        s = machine.from_tla(values)
+        assert machine.to_tla(s) == values, "from_tla and to_tla disagree"
+        outs = [(e, machine.step(s, e)) for e in machine.candidate_events(s)]
+        seen[key(values)] = outs
+        allowed = {}
+        for after in model.successors(spec_state):
+            event = after[names.index("event")]
+            fields = event.m if hasattr(event, "m") else event
+            allowed[((fields["name"], fields["arg"]), key(spec_vars(after)))] = after
+        code = {(label_of(e, False), key(machine.to_tla(r.state))) for e, r in outs if isinstance(r, Step)}
+        assert code == set(allowed), f"the code and formal/{spec}.tla disagree in {show(values)}"
+        queue.extend(allowed.values())
+    return seen

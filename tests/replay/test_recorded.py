@@ -37,6 +37,20 @@ def test_the_recorded_runs_replay():
         assert replay(trace) is None, name
 
 
+def test_a_run_in_seccomp_trace_mode_is_traced_never_enforced():
+    """Trace mode's filter refuses nothing: the run is prepared at the level "traced", which the
+    record and `inspect` show, and the run is a behaviour of System with sec_trace."""
+    trace = load("run-seccomp-trace.itf.json")
+    assert replay(trace) is None
+    prepared = [s["event"] for s in trace.states if s["event"]["name"] == "Prepared"]
+    assert prepared == [{"m": "lc", "name": "Prepared", "arg": "traced"}]
+    last = trace.states[-1]
+    assert (last["sec_trace"], last["lc_security"], last["sys_mode"], last["lc_status"]) == (
+        True, "traced", "agent", "removed")
+    (load_seccomp,) = intents_of(trace, "LoadSeccomp")
+    assert load_seccomp["f"]["mode"] == "trace"
+
+
 def test_a_run_with_limits_shows_the_cgroup_files_and_values():
     trace = load("run-limits.itf.json")
     (limits,) = intents_of(trace, "SetCgroupLimits")

@@ -38,6 +38,8 @@ CASES = {
     "Service": (11, 25, "Ended", "svc_phase", "starting"),
     "Topology": (7, 30, "Started", "topo_phase", "down"),
     "Server": (14, 25, "Crash", "srv_socket", "live"),
+    "Gvisor": (5, 12, "Deleted", "gv_sandbox", True),
+    "Oci": (3, 12, "Start", "oci_status", "stopped"),
 }
 
 

@@ -7,6 +7,11 @@ status 128 + SIGSYS), or the call fails with the errno of the control that stops
 with Debian's /usr/bin/python3 inside the sandbox and make raw system calls through ctypes; a
 probe prints a marker right before the attempt, so a kill is known to come from the attempt
 itself.
+
+The attempts run in agent mode (the default) and in production mode (the `mode` fixture): a
+closure of this machine's own dash, coreutils and python3 (tests.closure_support), attested and
+verified, with limits and a secret on /run/secrets. Production adds what agent mode lacks:
+/proc with hidepid=2, the secrets' tmpfs, the audit of the mounts after setup.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ import socket
 import subprocess
 import tempfile
 import textwrap
+from dataclasses import dataclass
 
 import pytest
 
+from tests.closure_support import APP_UID, python_closure
 from tests.helpers import (
     SANDBOX,
     SANDBOX_WITH_PYTHON,
     SIGSYS_EXIT,
     SUBUID_BASE,
+    Scope,
     describe,
     find_processes,
     popen_nucleus,
@@ -37,6 +45,49 @@ from tests.helpers import (
 )
 
 pytestmark = SANDBOX_WITH_PYTHON
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A service mode and the `nucleus run` options it needs."""
+
+    name: str
+    options: tuple[str, ...] = ()
+
+    @property
+    def production(self) -> bool:
+        return self.name == "production"
+
+
+SECRET_VALUE = "s3cret-escape-value"
+
+
+@pytest.fixture(scope="module")
+def closure():
+    with python_closure() as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def secret_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("secret") / "api-key"
+    path.write_text(SECRET_VALUE)
+    path.chmod(0o600)
+    return str(path)
+
+
+def production_options(closure, secret_file: str) -> tuple[str, ...]:
+    return ("--service-mode", "production", "--rootfs", closure.rootfs, "--verify-rootfs-attestation",
+            "--memory", "256M", "--cpus", "1", "--secret", f"{secret_file}:/run/secrets/api_key")
+
+
+@pytest.fixture(params=["agent", "production"])
+def mode(request) -> Mode:
+    if request.param == "agent":
+        return Mode("agent")
+    return Mode("production", production_options(request.getfixturevalue("closure"),
+                                                 request.getfixturevalue("secret_file")))
+
 
 PRELUDE = textwrap.dedent("""\
     import ctypes, errno, json, os, socket, sys
@@ -122,14 +173,14 @@ def _syscall_of(name: str) -> str:
     return name.split("(")[0].split(" ")[0]
 
 
-def test_forbidden_syscalls_fail_with_the_errno_of_their_rule(tmp_path):
+def test_forbidden_syscalls_fail_with_the_errno_of_their_rule(tmp_path, mode):
     """One sandbox tries every call in turn (the default action answers with an error, so the
     probe lives on); each fails with EPERM (a refused socket family with EAFNOSUPPORT), and the
     violation stream names every one, so seccomp, not a missing capability, refused it."""
     calls = "\n".join(f"{setup}\nr[{name!r}] = {call}[1]" for name, (setup, call) in KILLED.items())
     stream = tmp_path / "violations.ndjson"
     out = run_json(PRELUDE + "r = {}\n" + calls + "\nprint(json.dumps(r))\n",
-                   options=["--violations", str(stream)])
+                   options=[*mode.options, "--violations", str(stream)])
     assert out == {name: SOCKET_REFUSAL if name.startswith("socket") else "EPERM" for name in KILLED}
     records = [json.loads(line) for line in stream.read_text().splitlines()]
     refused = {r["operation"] for r in records if r["layer"] == "seccomp"}
@@ -138,15 +189,16 @@ def test_forbidden_syscalls_fail_with_the_errno_of_their_rule(tmp_path):
 
 
 @pytest.mark.parametrize("setup,call", KILLED.values(), ids=list(KILLED))
-def test_forbidden_syscall_kills_the_workload_under_kill(setup, call):
-    assert_killed(run_python(_attempt(setup, call), options=KILL))
+def test_forbidden_syscall_kills_the_workload_under_kill(setup, call, mode):
+    assert_killed(run_python(_attempt(setup, call), options=[*mode.options, *KILL]))
 
 
-def test_writable_and_executable_memory_is_refused_in_strict_agent():
-    # Agent mode lets JIT compilers (node, java) flip pages to W+X; strict-agent does not.
+def test_writable_and_executable_memory_is_refused_in_strict_agent_and_production(closure, secret_file):
+    # Agent mode lets JIT compilers (node, java) flip pages to W+X; strict-agent and production do not.
     setup = f"addr = sc(9, 0, 4096, 3, {MAP_PRIVATE_ANON}, -1, 0)[0]\nassert addr > 0\n"
     code = PRELUDE + setup + "print(json.dumps([sc(10, addr, 4096, 7)[1], sc(10, addr, 4096, 5)[1]]))"
     assert run_json(code, options=["--service-mode", "strict-agent"]) == ["EPERM", "0"]
+    assert run_json(code, options=production_options(closure, secret_file)) == ["EPERM", "0"]
     assert run_json(code) == ["0", "0"]
 
 
@@ -154,11 +206,11 @@ NAMESPACES = ("user", "mnt", "net", "pid", "uts", "ipc", "cgroup", "time")
 
 
 @pytest.mark.parametrize("ns", NAMESPACES)
-def test_setns_is_refused(ns):
+def test_setns_is_refused(ns, mode):
     # The namespace file opens (it is the container's own); joining anything is refused.
     setup = f"fd = os.open('/proc/self/ns/{ns}', os.O_RDONLY)"
-    assert run_json(PRELUDE + setup + "\nprint(json.dumps(sc(308, fd, 0)[1]))") == "EPERM"
-    assert_killed(run_python(_attempt(setup, "sc(308, fd, 0)"), options=KILL))
+    assert run_json(PRELUDE + setup + "\nprint(json.dumps(sc(308, fd, 0)[1]))", options=mode.options) == "EPERM"
+    assert_killed(run_python(_attempt(setup, "sc(308, fd, 0)"), options=[*mode.options, *KILL]))
 
 
 @pytest.mark.parametrize("argv", [
@@ -168,18 +220,18 @@ def test_setns_is_refused(ns):
     ["mknod", "/tmp/x", "c", "1", "3"],
     ["chroot", "/", "true"],
 ], ids=" ".join)
-def test_privileged_tools_fail_or_are_killed(argv, tmp_path):
+def test_privileged_tools_fail_or_are_killed(argv, tmp_path, mode):
     stream = tmp_path / "violations.ndjson"
-    result = run_nucleus(["run", "--violations", str(stream), "--", *argv])
+    result = run_nucleus(["run", *mode.options, "--violations", str(stream), "--", *argv])
     assert result.returncode not in (0, SIGSYS_EXIT), describe(result)
     refused = {json.loads(line)["operation"] for line in stream.read_text().splitlines()}
     assert refused & {"mount", "unshare", "mknod", "mknodat", "chroot"}, (refused, describe(result))
-    killed = run_nucleus(["run", *KILL, "--", *argv])
+    killed = run_nucleus(["run", *mode.options, *KILL, "--", *argv])
     assert killed.returncode == SIGSYS_EXIT, describe(killed)
     assert "blocked: " in killed.stderr and "is not allowed by the seccomp policy" in killed.stderr, describe(killed)
 
 
-def test_loopback_tcp_and_raw_sockets():
+def test_loopback_tcp_and_raw_sockets(mode):
     # AF_INET is allowed: a loopback server and client talk; a raw socket still needs
     # CAP_NET_RAW, which the sandbox does not hold.
     out = run_json(PRELUDE + textwrap.dedent("""\
@@ -192,11 +244,11 @@ def test_loopback_tcp_and_raw_sockets():
         except OSError as e:
             r["raw"] = errno.errorcode[e.errno]
         print(json.dumps(r))
-    """))
+    """), options=mode.options)
     assert out == {"tcp": "ping", "raw": "EPERM"}
 
 
-def test_clone3_answers_enosys_and_unix_sockets_work():
+def test_clone3_answers_enosys_and_unix_sockets_work(mode):
     # clone3 is refused softly (glibc falls back to clone); netlink fails with EAFNOSUPPORT.
     out = run_json(PRELUDE + textwrap.dedent("""\
         r = {"clone3": sc(435, 0, 0)[1]}
@@ -208,23 +260,23 @@ def test_clone3_answers_enosys_and_unix_sockets_work():
         except OSError as e:
             r["netlink_route"] = errno.errorcode[e.errno]
         print(json.dumps(r))
-    """))
+    """), options=mode.options)
     assert out == {"clone3": "ENOSYS", "unix": "ping", "netlink_route": "EAFNOSUPPORT"}
 
 
-def test_only_loopback_network():
+def test_only_loopback_network(mode):
     out = run_json(textwrap.dedent("""\
         import json
         lines = open("/proc/net/dev").read().splitlines()[2:]
         print(json.dumps(sorted(line.split(":")[0].strip() for line in lines)))
-    """))
+    """), options=mode.options)
     assert out == ["lo"]
 
 
 # --- the process's own credentials and controls --------------------------------------------------
 
 
-def test_status_shows_no_privilege():
+def test_status_shows_no_privilege(mode):
     out = run_json(textwrap.dedent("""\
         import json, os
         status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
@@ -236,7 +288,7 @@ def test_status_shows_no_privilege():
             "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid()],
             "groups": os.getgroups(),
         }))
-    """))
+    """), options=mode.options)
     zero = "0000000000000000"
     assert out["status"] == {
         "CapInh": zero, "CapPrm": zero, "CapEff": zero, "CapBnd": zero, "CapAmb": zero,
@@ -295,7 +347,7 @@ def test_setuid_binary_does_not_elevate(tmp_path):
 # --- what the sandbox can see ---------------------------------------------------------------------
 
 
-def test_only_the_containers_processes_are_visible():
+def test_only_the_containers_processes_are_visible(mode):
     host_pid = os.getpid()
     out = run_json(textwrap.dedent("""\
         import errno, json, os, sys
@@ -305,21 +357,27 @@ def test_only_the_containers_processes_are_visible():
             kill = "0"
         except OSError as e:
             kill = errno.errorcode[e.errno]
+        try:
+            init = open("/proc/1/comm").read().strip()
+        except OSError as e:
+            init = errno.errorcode[e.errno]
         print(json.dumps({
             "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
-            "me": os.getpid(), "parent": os.getppid(),
-            "init": open("/proc/1/comm").read().strip(),
-            "kill_host_pid": kill,
+            "me": os.getpid(), "parent": os.getppid(), "init": init, "kill_host_pid": kill,
         }))
-    """), str(host_pid))
-    assert out["pids"] == sorted({1, out["me"]})
+    """), str(host_pid), options=mode.options)
     assert out["parent"] == 1
-    assert out["init"] == "init"  # it shows nothing of the host
+    if mode.production:
+        # hidepid=2: PID 1 is not dumpable, so not even its own user's processes see it.
+        assert (out["pids"], out["init"]) == ([out["me"]], "ENOENT")
+    else:
+        assert out["pids"] == sorted({1, out["me"]})
+        assert out["init"] == "init"  # it shows nothing of the host
     if host_pid not in (1, out["me"]):
         assert out["kill_host_pid"] == "ESRCH"
 
 
-def test_kill_all_does_not_reach_the_host():
+def test_kill_all_does_not_reach_the_host(mode):
     # A host process running as the very uid container root maps to: only the PID namespace
     # keeps kill(-1) and kill(pid) from reaching it.
     victim = subprocess.Popen(["sleep", "60"], user=SUBUID_BASE, group=SUBUID_BASE,
@@ -335,7 +393,7 @@ def test_kill_all_does_not_reach_the_host():
                 except OSError as e:
                     r[name] = errno.errorcode[e.errno]
             print(json.dumps(r))
-        """), str(victim.pid))
+        """), str(victim.pid), options=mode.options)
         assert out == {"all": "ESRCH", "victim": "ESRCH"}
         assert victim.poll() is None, "a host process was killed from inside the sandbox"
     finally:
@@ -343,7 +401,7 @@ def test_kill_all_does_not_reach_the_host():
         victim.wait()
 
 
-def test_host_files_are_not_visible(tmp_path):
+def test_host_files_are_not_visible(tmp_path, mode):
     marker = tempfile.NamedTemporaryFile(prefix="nucleus-host-marker-", dir="/tmp", delete=False)
     marker.close()
     try:
@@ -361,35 +419,41 @@ def test_host_files_are_not_visible(tmp_path):
                 "passwd": open("/etc/passwd").read(),
             }))
         """), "/etc/shadow", "/root", "/work", "/run/nucleus", "/old_root", "/var", "/opt",
-            "/home/root", marker.name)
+            "/home/root", marker.name, options=mode.options)
     finally:
         os.unlink(marker.name)
     assert set(out["root"]) <= {
         "bin", "sbin", "usr", "lib", "lib32", "lib64", "nix", "context", "dev", "etc", "home",
         "proc", "run", "tmp",
     }, out["root"]
-    # The generated files, and the host's pieces the allowlist names (tests/kernel/test_host_etc_visible.py
-    # holds the exact set); never its shadow file.
-    assert {"group", "hostname", "hosts", "nsswitch.conf", "passwd", "resolv.conf"} <= set(out["etc"])
     assert not {"shadow", "gshadow", "sudoers", "ssh"} & set(out["etc"])
     assert out["tmp"] == []
     assert out["absent"] == {p: False for p in out["absent"]}
-    assert "root:x:0:0:root:/home/agent:/bin/sh" in out["passwd"]
     allowed = ("/", "/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/nix", "/context", "/dev",
                "/proc", "/tmp", "/home/agent", "/etc")
+    if mode.production:
+        # The closure's own /etc, nothing of the host's; the store paths it lists, its secrets.
+        assert sorted(out["etc"]) == ["group", "hosts", "nsswitch.conf", "passwd"]
+        assert out["passwd"].startswith("root:x:0:0:root:/root:/bin/sh\n")
+        allowed += ("/run/secrets",)
+    else:
+        # The generated files, and the host's pieces the allowlist names
+        # (tests/kernel/test_host_etc_visible.py holds the exact set); never its shadow file.
+        assert {"group", "hostname", "hosts", "nsswitch.conf", "passwd", "resolv.conf"} <= set(out["etc"])
+        assert "root:x:0:0:root:/home/agent:/bin/sh" in out["passwd"]
     strays = [m for m in out["mounts"]
               if not any(m == a or m.startswith(a.rstrip("/") + "/") for a in allowed)]
     assert strays == []
 
 
-def test_sys_is_not_reachable():
+def test_sys_is_not_reachable(mode):
     out = run_json(textwrap.dedent("""\
         import json, os
         print(json.dumps({
             "sys": os.path.lexists("/sys"),
             "fstypes": sorted({line.split(" - ")[1].split()[0] for line in open("/proc/self/mountinfo")}),
         }))
-    """))
+    """), options=mode.options)
     assert out["sys"] is False
     assert "sysfs" not in out["fstypes"]
     assert "cgroup2" not in out["fstypes"] and "cgroup" not in out["fstypes"]
@@ -399,7 +463,7 @@ MASKED = ("kcore", "kallsyms", "sysrq-trigger", "keys", "key-users", "timer_list
           "kmsg", "kpagecount", "kpageflags", "kpagecgroup", "config.gz", "acpi", "scsi", "firmware")
 
 
-def test_sensitive_proc_entries_are_masked():
+def test_sensitive_proc_entries_are_masked(mode):
     out = run_json(textwrap.dedent("""\
         import json, os, stat, sys
         r = {}
@@ -418,7 +482,7 @@ def test_sensitive_proc_entries_are_masked():
             else:
                 r[name] = "visible"
         print(json.dumps(r))
-    """), *MASKED)
+    """), *MASKED, options=mode.options)
     for name in MASKED:
         on_host = os.path.lexists(f"/proc/{name}")
         if on_host:
@@ -427,7 +491,7 @@ def test_sensitive_proc_entries_are_masked():
             assert out[name] in ("absent", "null", "empty dir"), (name, out[name])
 
 
-def test_proc_sys_and_sysrq_are_not_writable():
+def test_proc_sys_and_sysrq_are_not_writable(mode):
     with open("/proc/sys/kernel/core_pattern") as f:
         core_pattern = f.read()
     hostname = socket.gethostname()
@@ -454,7 +518,7 @@ def test_proc_sys_and_sysrq_are_not_writable():
             os.close(fd)
         r["hostname"] = open("/proc/sys/kernel/hostname").read().strip()
         print(json.dumps(r))
-    """))
+    """), options=mode.options)
     for path in ("/proc/sys/kernel/hostname", "/proc/sys/kernel/core_pattern", "/proc/sys/vm/drop_caches"):
         assert out[path] in ("EACCES", "EROFS"), (path, out[path])
     if os.path.exists("/proc/sysrq-trigger"):
@@ -467,7 +531,7 @@ def test_proc_sys_and_sysrq_are_not_writable():
     assert socket.gethostname() == hostname
 
 
-def test_init_is_not_inspectable():
+def test_init_is_not_inspectable(mode):
     # PID 1 is a forked nucleus process: its memory holds the host environment and its
     # /proc links lead out of the sandbox. None of it may be read.
     out = run_json(textwrap.dedent("""\
@@ -489,15 +553,16 @@ def test_init_is_not_inspectable():
         except OSError as e:
             r["/proc/1/fd"] = errno.errorcode[e.errno]
         print(json.dumps(r))
-    """), extra_env={"NUCLEUS_TEST_SECRET": "s3cr3t-host-value"})
+    """), extra_env={"NUCLEUS_TEST_SECRET": "s3cr3t-host-value"}, options=mode.options)
+    refused = "ENOENT" if mode.production else "EACCES"  # hidepid=2: PID 1 is not even listed
     assert out == {
-        "/proc/1/environ": "EACCES", "/proc/1/mem": "EACCES", "/proc/1/maps": "EACCES",
-        "/proc/1/exe": "EACCES", "readlink /proc/1/exe": "EACCES",
-        "readlink /proc/1/root": "EACCES", "readlink /proc/1/cwd": "EACCES", "/proc/1/fd": "EACCES",
+        "/proc/1/environ": refused, "/proc/1/mem": refused, "/proc/1/maps": refused,
+        "/proc/1/exe": refused, "readlink /proc/1/exe": refused,
+        "readlink /proc/1/root": refused, "readlink /proc/1/cwd": refused, "/proc/1/fd": refused,
     }
 
 
-def test_no_descriptor_leaks_into_the_workload(tmp_path):
+def test_no_descriptor_leaks_into_the_workload(tmp_path, mode):
     # A descriptor the caller hands to nucleus (here: an open host file) must not reach the
     # workload; the workload starts with exactly stdin, stdout and stderr.
     secret = tmp_path / "host-secret"
@@ -515,7 +580,7 @@ def test_no_descriptor_leaks_into_the_workload(tmp_path):
                 except OSError:
                     pass
             print(json.dumps({"listed": listed, "open": still_open}))
-        """), pass_fds=(fd,))
+        """), pass_fds=(fd,), options=mode.options)
     finally:
         os.close(fd)
     assert result.returncode == 0, describe(result)
@@ -525,7 +590,7 @@ def test_no_descriptor_leaks_into_the_workload(tmp_path):
     assert out["listed"][:3] == [0, 1, 2] and len(out["listed"]) == 4, out["listed"]
 
 
-def test_system_directories_are_read_only():
+def test_system_directories_are_read_only(mode):
     out = run_json(textwrap.dedent("""\
         import errno, json, os
         def attempt(f):
@@ -547,8 +612,10 @@ def test_system_directories_are_read_only():
         r["flags"] = {d: [bool(f & os.ST_RDONLY), bool(f & os.ST_NOSUID), bool(f & os.ST_NODEV)]
                       for d, f in flags.items()}
         print(json.dumps(r))
-    """))
+    """), options=mode.options)
     flags = out.pop("flags")
+    if mode.production:  # the closure has no /usr/local
+        assert (out.pop("create /usr/local/bin"), out.pop("mkdir /usr/local/bin")) == ("ENOENT", "ENOENT")
     denied = {key: val for key, val in out.items() if val not in ("EROFS", "EACCES", "EPERM")}
     assert denied == {}, f"writes into read-only places did not fail: {denied}"
     assert flags["/"] == [True, True, True]
@@ -576,15 +643,18 @@ EXEC_PROBE = textwrap.dedent("""\
 """)
 
 
-@pytest.mark.parametrize("service_mode", ["agent", "strict-agent"])
-@pytest.mark.parametrize("mode", ["copy", "bind"])
-def test_only_the_workspace_runs_what_was_written_or_brought_in(tmp_path, mode, service_mode):
+@pytest.mark.parametrize("service_mode", ["agent", "strict-agent", "production"])
+@pytest.mark.parametrize("context_mode", ["copy", "bind"])
+def test_only_the_workspace_runs_what_was_written_or_brought_in(tmp_path, context_mode, service_mode, request):
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     shutil.copy("/usr/bin/true", ctx / "nucleus-true")
     os.chmod(ctx / "nucleus-true", 0o755)
+    options = ["--service-mode", service_mode]
+    if service_mode == "production":
+        options = [*production_options(request.getfixturevalue("closure"), request.getfixturevalue("secret_file"))]
     out = run_json(EXEC_PROBE, "/tmp", "/home/agent", "/dev/shm", "/context",
-                   options=["--context", str(ctx), "--context-mode", mode, "--service-mode", service_mode])
+                   options=["--context", str(ctx), "--context-mode", context_mode, *options])
     loader = out.pop("loader")
     # Agent mode runs what the workload builds in /context and home (nosuid, nodev, and only
     # there); /tmp and /dev/shm never; strict-agent nothing outside the system directories.
@@ -597,7 +667,7 @@ def test_only_the_workspace_runs_what_was_written_or_brought_in(tmp_path, mode, 
     assert loader[0] != 0 and "failed to map segment" in loader[1], loader
 
 
-def test_dev_is_minimal_and_read_only():
+def test_dev_is_minimal_and_read_only(mode):
     out = run_json(textwrap.dedent("""\
         import errno, json, os, stat
         entries = {}
@@ -612,7 +682,7 @@ def test_dev_is_minimal_and_read_only():
         except OSError as e:
             create = errno.errorcode[e.errno]
         print(json.dumps({"entries": entries, "pts": sorted(os.listdir("/dev/pts")), "create": create}))
-    """))
+    """), options=mode.options)
     assert out["entries"] == {
         "null": "chr", "zero": "chr", "full": "chr", "random": "chr", "urandom": "chr", "tty": "chr",
         "pts": "dir", "shm": "dir", "ptmx": "lnk", "fd": "lnk", "stdin": "lnk", "stdout": "lnk",
@@ -623,10 +693,10 @@ def test_dev_is_minimal_and_read_only():
 
 
 @SANDBOX
-def test_root_in_the_sandbox_is_nobody_on_the_host():
+def test_root_in_the_sandbox_is_nobody_on_the_host(mode):
     # Seen from the host, the workload runs as the first id of the unprivileged range.
     argv = ["sleep", "31.4159"]
-    proc = popen_nucleus(["run", "--", *argv])
+    proc = popen_nucleus(["run", *mode.options, "--", *argv])
     try:
         found = wait_for(lambda: find_processes(argv))
         assert found, "the workload never started"
@@ -635,3 +705,88 @@ def test_root_in_the_sandbox_is_nobody_on_the_host():
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)
     assert proc.returncode == 128 + signal.SIGTERM
+
+
+# --- what production adds ------------------------------------------------------------------------
+
+# The pids /proc lists to the probe, but its own.
+PIDS = ("import json, os; print(json.dumps(sorted(int(p) for p in os.listdir('/proc') "
+        "if p.isdigit() and int(p) != os.getpid())))")
+
+
+def test_other_users_processes_are_not_listed_in_production(mode):
+    # A command joined as nobody into a service running as `app`: agent mode lists every
+    # process of the container in /proc (their files closed to it); production mounts /proc
+    # with hidepid=2, where only what it may inspect is listed (itself), never PID 1.
+    with Scope() as scope:
+        cid = scope.detach(scope.sh("echo ready; exec sleep 300"), *mode.options, "--name", "svc",
+                           "--user", "1000")
+        scope.wait_log(cid, lambda text: text == "ready\n")
+        seen = scope.nucleus("exec", "-u", "nobody", "svc", "/usr/bin/python3", "-c", PIDS)
+        assert seen.returncode == 0, describe(seen)
+        others = json.loads(seen.stdout)
+        if mode.production:
+            assert others == [], describe(seen)
+        else:
+            assert 1 in others and len(others) >= 2, describe(seen)
+        mounts = scope.nucleus("exec", "svc", "grep", " /proc ", "/proc/self/mountinfo")
+        assert ("hidepid=invisible" in mounts.stdout.split(" - ")[1]) is mode.production, describe(mounts)
+        assert scope.nucleus("rm", "--force", "svc").returncode == 0
+        scope.assert_clean()
+
+
+def test_production_secret_is_closed_to_other_users(closure, secret_file):
+    # The service runs as `app`; its secret (0400, app's) is closed to every other user,
+    # container root included (it holds no capability).
+    with Scope() as scope:
+        cid = scope.detach(scope.sh("echo ready; exec sleep 300"), *production_options(closure, secret_file),
+                           "--name", "svc", "--user", "app")
+        scope.wait_log(cid, lambda text: text == "ready\n")
+        for user in ("nobody", "0"):
+            read = scope.nucleus("exec", "-u", user, "svc", "cat", "/run/secrets/api_key")
+            assert read.returncode != 0 and SECRET_VALUE not in read.stdout, describe(read)
+            assert "Permission denied" in read.stderr, describe(read)
+        read = scope.nucleus("exec", "svc", "cat", "/run/secrets/api_key")
+        assert (read.returncode, read.stdout) == (0, SECRET_VALUE), describe(read)
+        assert scope.nucleus("rm", "--force", "svc").returncode == 0
+        scope.assert_clean()
+
+
+SECRETS = textwrap.dedent("""\
+    import json, os, stat
+    def flags(point):
+        line = next(l for l in open("/proc/self/mountinfo") if l.split()[4] == point)
+        return sorted(line.split()[5].split(",")), line.split(" - ")[1].split()[0]
+    r = {}
+    for path in ("/run/secrets", "/run/secrets/api_key"):
+        st = os.stat(path)
+        r[path] = [oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid]
+    r["value"] = open("/run/secrets/api_key").read()
+    r["mount"] = flags("/run/secrets")
+    try:
+        open("/run/secrets/api_key", "w")
+        r["write"] = "0"
+    except OSError as e:
+        r["write"] = os.strerror(e.errno)
+    print(json.dumps(r))
+""")
+
+
+def test_production_secrets_are_on_a_tmpfs_of_the_workload_user(closure, secret_file, tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    out = run_json(SECRETS, options=[*production_options(closure, secret_file), "--user", "app",
+                                     "--audit-log", str(audit)])
+    assert out == {
+        "/run/secrets": ["0o500", APP_UID, APP_UID],
+        "/run/secrets/api_key": ["0o400", APP_UID, APP_UID],
+        "value": SECRET_VALUE,
+        "mount": [["nodev", "noexec", "nosuid", "relatime", "ro"], "tmpfs"],
+        "write": "Read-only file system",
+    }
+    # The mounts were audited after setup (the secrets' among them) and passed, before the start.
+    events = [json.loads(line) for line in audit.read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert "mount_audit_passed" in kinds and kinds.index("mount_audit_passed") < kinds.index("container_start")
+    assert [e for e in events if e["error"]] == []
+    assert SECRET_VALUE not in audit.read_text()
+

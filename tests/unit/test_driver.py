@@ -261,20 +261,37 @@ def test_a_failure_at_every_intent_after_the_chroot_fallback(
 
 
 def check_a_leaked_cgroup(d: Driver, ex: FakeExecutor) -> None:
-    """The removal failed at cleanup: the container stays until a later Release succeeds."""
+    """The removal failed at cleanup: cleanup tries it again, after a pause, and it succeeds."""
     assert d.state.lc.status == "created"
     for e in (v.Start(), v.Exit(0)):
         assert isinstance(d.feed(e), Step)
     d.settle()
+    removals = [i for i in ex.performed if isinstance(i, v.RemoveCgroup)]
+    assert [r.pause for r in removals] == [0.0, resources.RELEASE_PAUSES[1]]
+    assert removals[1].replace(pause=0.0) == removals[0]  # the same removal, later
     s = d.state
-    assert (s.lc.status, s.lc.cleaned, s.res.phase, s.res.held) == ("stopped", False, "leaked", True)
-    assert system.advance(s) is None
-    assert [i.name for i in ex.performed][-2:] == ["Cleanup", "RemoveCgroup"]
+    assert (s.lc.status, s.lc.cleaned, s.res.phase, s.res.held, s.res.tries) == ("stopped", True, "released", False, 1)
+    assert isinstance(d.feed(v.Remove()), Step) and d.state.lc.removed
+
+
+def test_cleanup_gives_up_on_a_cgroup_after_its_tries_and_rm_force_tries_again():
+    ex = FakeExecutor(fail={"RemoveCgroup": (16, "rmdir: Device or resource busy")})
+    d = Driver(system, initial(True, False, False), ex, CheckingRecorder())
+    full_run(d)
+    s = d.state
+    assert (s.lc.status, s.lc.cleaned, s.res.phase, s.res.tries) == ("stopped", False, "leaked", 3)
+    assert resources.gave_up(s.res) and system.advance(s) is None
+    removals = [i for i in ex.performed if isinstance(i, v.RemoveCgroup)]
+    assert [r.pause for r in removals] == list(resources.RELEASE_PAUSES) and len(removals) == resources.MAX_RELEASE_TRIES
+    refused = d.feed(v.ResRelease())
+    assert isinstance(refused, Refused) and "all 3 removals of the cgroup failed" in refused.why
     assert isinstance(d.feed(v.Remove()), Refused) and d.state is s
-    # `rm --force`: Release again; this time the removal works and cleanup completes.
-    assert isinstance(d.feed(v.ResRelease()), Step)
+    # `rm --force` takes the cleanup over (Lost): its tries start afresh; this time one works.
+    ex.fail = {f"RemoveCgroup#{resources.MAX_RELEASE_TRIES + 1}": (16, "rmdir: Device or resource busy")}
+    d.require(v.Lost())
+    assert (d.state.res.phase, d.state.res.tries) == ("leaked", 0)
     d.settle()
-    assert [i.name for i in ex.performed].count("RemoveCgroup") == 2
+    assert [i.pause for i in ex.performed if isinstance(i, v.RemoveCgroup)][3:] == [0.0, resources.RELEASE_PAUSES[1]]
     assert (d.state.lc.cleaned, d.state.res.phase) == (True, "released")
     assert isinstance(d.feed(v.Remove()), Step) and d.state.lc.removed
 
@@ -521,10 +538,8 @@ def test_rm_force_after_the_supervisor_died_during_the_removal():
     full_run(d)
     assert (d.state.lc.status, d.state.res.phase) == ("stopped", "releasing")
     d.require(v.Lost())
-    assert (d.state.lc.cleaned, d.state.res.phase) == (False, "leaked")
-    d.settle()  # a leaked cgroup is released again only when asked
-    assert d.state.res.phase == "leaked"
+    assert (d.state.lc.cleaned, d.state.res.phase, d.state.res.tries) == (False, "leaked", 1)
     d.executor = FakeExecutor()
-    d.require(v.ResRelease())
-    d.settle()
+    d.settle()  # the abandoned removal counts as one tried: the next comes after a pause
+    assert [i.pause for i in d.executor.performed] == [resources.RELEASE_PAUSES[1]]
     assert (d.state.lc.cleaned, d.state.res.phase) == (True, "released")

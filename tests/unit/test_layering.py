@@ -65,7 +65,7 @@ HEAVY_ALLOWED = {"asyncio": EGRESS_PROCESS, "dns": ("nucleus.effects.egress_dns"
 APP_ENTRY_POINTS = ("nucleus.effects.executor", "nucleus.effects.process", "nucleus.effects.probe",
                     "nucleus.effects.prepare", "nucleus.effects.store", "nucleus.effects.transfer",
                     "nucleus.effects.changes", "nucleus.effects.auditlog", "nucleus.effects.service",
-                    "nucleus.effects.serve")
+                    "nucleus.effects.serve", "nucleus.effects.gvisor", "nucleus.effects.ocistate")
 KERNEL_MODULES = ("os", "signal", "ctypes", "fcntl", "socket", "subprocess", "select", "resource",
                   "mmap", "pty", "termios", "tty", "shutil", "tempfile")
 LIBC = "nucleus.effects.libc"

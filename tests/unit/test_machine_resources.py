@@ -46,7 +46,7 @@ def test_resources_initial_holds_nothing():
     assert (s.create, s.limits, s.attach, s.remove) == (CREATE, LIMITS, ATTACH, REMOVE)
     assert resources.is_initial(s) and resources.is_initial(resources.initial())
     assert resources.to_tla(s) == {
-        "res_required": True, "res_phase": "idle", "res_held": False, "res_limited": False,
+        "res_required": True, "res_phase": "idle", "res_held": False, "res_limited": False, "res_tries": 0,
     }
     # Without a plan: intents of nothing (a machine of its own, as the model tests drive it).
     empty = resources.initial()
@@ -146,12 +146,35 @@ def test_resources_release_from_every_settled_phase(phase):
 def test_resources_failed_removal_leaks_until_a_later_release(required):
     s = res_at("releasing", required)
     r = ok(resources.step(s, v.ResFailed("release", 16, "Device or resource busy")))
-    assert (r.state.phase, r.state.held, r.intents) == ("leaked", True, ())  # never degraded or failed
+    assert (r.state.phase, r.state.held, r.state.tries, r.intents) == ("leaked", True, 1, ())  # never degraded or failed
     assert all(f(r.state) for f in resources.INVARIANTS)
     r = ok(resources.step(r.state, v.ResRelease()))
-    assert (r.state.phase, r.intents) == ("releasing", (REMOVE,))
+    assert (r.state.phase, r.intents) == ("releasing", (REMOVE.replace(pause=resources.RELEASE_PAUSES[1]),))
     r = ok(resources.step(r.state, v.ResDone("release")))
     assert (r.state.phase, r.state.held) == ("released", False)
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_resources_a_removal_is_tried_max_release_tries_times_then_given_up(required):
+    s = res_at("releasing", required)
+    pauses = []
+    for n in range(1, resources.MAX_RELEASE_TRIES + 1):
+        s = ok(resources.step(s, v.ResFailed("release", 16, "Device or resource busy"))).state
+        assert (s.phase, s.tries, resources.gave_up(s)) == ("leaked", n, n == resources.MAX_RELEASE_TRIES)
+        if not resources.gave_up(s):
+            r = ok(resources.step(s, v.ResRelease()))
+            pauses += [i.pause for i in r.intents if isinstance(i, v.RemoveCgroup)]
+            s = r.state
+    assert pauses == list(resources.RELEASE_PAUSES[1:]) and pauses == sorted(pauses) and pauses[0] > 0
+    assert refused(resources.step(s, v.ResRelease())) == (
+        "cannot Release resources: all 3 removals of the cgroup failed "
+        "(it is tried again once another process takes the cleanup over)"
+    )
+    assert all(f(s) for f in resources.INVARIANTS)
+    again = resources.reclaim(s)
+    assert (again.phase, again.tries) == ("leaked", 0)
+    assert ok(resources.step(again, v.ResRelease())).intents == (REMOVE,)
+    assert resources.reclaim(again) == again  # only a cleanup given up on starts afresh
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,9 +204,9 @@ def test_resources_abandoned_step_ends_like_a_failure(required, step_name):
 def test_resources_abandoned_release_leaks_until_a_later_release(required):
     s = res_at("releasing", required)
     r = ok(resources.step(s, v.ResAbandon()))
-    assert (r.state.phase, r.state.held, r.intents) == ("leaked", True, ())
+    assert (r.state.phase, r.state.held, r.state.tries, r.intents) == ("leaked", True, 1, ())
     r = ok(resources.step(r.state, v.ResRelease()))
-    assert r.intents == (REMOVE,)
+    assert r.intents == (REMOVE.replace(pause=resources.RELEASE_PAUSES[1]),)
     assert ok(resources.step(r.state, v.ResDone("release"))).state.phase == "released"
 
 

@@ -44,7 +44,7 @@ def test_security_trace_mode_loads_the_notification_filter():
     assert intents[-1] == v.LoadSeccomp("", True, "trace")
     assert intents[-1] != v.LoadSeccomp("", True, "enforce")
     s, intents = run(security, s, v.SecDone("seccomp"), v.SecDone("landlock"))
-    assert (s.phase, s.level, intents[0]) == ("locked", "enforced", v.ApplyLandlock(SEC_PARAMS["landlock_rules"], 2))
+    assert (s.phase, s.level, intents[0]) == ("locked", "traced", v.ApplyLandlock(SEC_PARAMS["landlock_rules"], 2))
 
 
 def _sec_at(phase: str, allow_degraded: bool, strict: bool = False) -> security.SecurityState:
@@ -149,7 +149,7 @@ def test_security_to_tla_and_back():
     s = _sec_at("landlock", True, True)
     values = security.to_tla(s)
     assert values == {
-        "sec_allowDegraded": True, "sec_strict": True, "sec_phase": "landlock",
+        "sec_allowDegraded": True, "sec_strict": True, "sec_trace": False, "sec_phase": "landlock",
         "sec_applied": frozenset({"caps", "seccomp"}), "sec_degraded": frozenset(),
     }
     assert security.to_tla(security.from_tla(values)) == values
@@ -165,8 +165,25 @@ def test_security_from_tla_takes_the_parameters_from_the_base():
     assert ok(security.step(rebuilt, v.SecDone("seccomp"))).intents == (
         v.ApplyLandlock(SEC_PARAMS["landlock_rules"], 2),
     )
-    assert security.from_tla(security.to_tla(s)).seccomp_mode == "enforce"
+    # Without a base, the filter's mode follows sec_trace; the other parameters are the defaults.
+    assert security.from_tla(security.to_tla(s)).seccomp_mode == "trace"
+    assert security.from_tla({**security.to_tla(s), "sec_trace": False}).seccomp_mode == "enforce"
     assert security.from_tla(security.to_tla(s)).keep_caps == ()
+
+
+def test_security_trace_mode_is_its_own_level_and_never_strict():
+    """Trace mode's filter refuses nothing: the level is "traced", never "enforced" (a control
+    missing is still "degraded" first); a strict mode never traces."""
+    traced = security.initial(allow_degraded=True, **SEC_PARAMS, seccomp_mode="trace")
+    s, _ = run(security, traced, v.SecBegin(), v.SecDone("caps"), v.SecDone("seccomp"), v.SecDone("landlock"))
+    assert (s.phase, s.level, security.to_tla(s)["sec_trace"]) == ("locked", "traced", True)
+    s, _ = run(security, traced, v.SecBegin(), v.SecDone("caps"), v.SecDone("seccomp"),
+               v.SecFailed("landlock", 95, "Operation not supported"))
+    assert (s.phase, s.level) == ("locked", "degraded")
+    with pytest.raises(ValueError, match="seccomp trace mode in a strict mode"):
+        security.initial(strict=True, seccomp_mode="trace")
+    bad = dataclasses.replace(security.initial(strict=True), seccomp_mode="trace")
+    assert not security.StrictNeverTraced(bad) and not security.is_initial(bad)
 
 
 def test_security_strict_never_degraded_invariant():

@@ -181,7 +181,8 @@ def test_system_to_tla_is_the_union_of_the_machines():
     for prefix, machine in system.MACHINES.items():
         for k, val in machine.to_tla(getattr(s, prefix)).items():
             assert values[k] == val
-    assert len(values) == 29 and values["res_required"] is True
+    assert len(values) == 32 and values["res_required"] is True
+    assert (values["sys_mode"], values["sec_trace"], values["res_tries"]) == ("agent", False, 0)
     assert (values["sec_strict"], values["fs_audit"], values["fs_audited"]) == (False, False, False)
     assert system.to_tla(system.from_tla(values)) == values
     assert system.is_initial(system.from_tla(values))

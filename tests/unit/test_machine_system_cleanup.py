@@ -1,6 +1,6 @@
 """The System machine (formal/System.tla), failures and cleanup: a failed step fails the setup
 and cleans up; the cgroup (whatever may exist of it) is removed before cleanup is done; a
-removal that fails keeps the container; the supervisor lost at any point, including while a
+removal that fails is tried again, a few times, and then keeps the container; the supervisor lost at any point, including while a
 cgroup step is under way (that step is abandoned in the same step) or during cleanup."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from nucleus import vocab as v
-from nucleus.machines import system
+from nucleus.machines import resources, system
 from tests.unit.machine_support import AUDIT, REMOVE, ok, refused, run
 from tests.unit.system_support import at_unshare_gate, follow, sys_initial
 
@@ -94,34 +94,50 @@ def test_system_notes_an_oom_kill_seen_at_release():
     assert system.advance(s) == v.NetRelease()
 
 
-def test_system_a_leaked_cgroup_keeps_the_container_until_release_succeeds():
+def test_system_a_failed_removal_is_tried_again_then_given_up_until_rm_force():
+    """A removal that fails is tried again on its own, after a growing pause, MAX_RELEASE_TRIES
+    removals in all; then cleanup gives up and the container stays (GaveUp) until `rm --force`
+    takes the cleanup over (Lost: the tries start afresh, Reclaim)."""
     s = follow(ok(system.step(sys_initial(required=True), v.Create())).state)
     s, _ = run(system, s, v.Start(), v.Exit(0))
-    s = follow(s, {"RemoveCgroup": v.ResFailed("release", 16, "Device or resource busy")})
-    assert (s.lc.status, s.lc.cleaned, s.res.phase, s.res.held) == ("stopped", False, "leaked", True)
-    assert system.advance(s) is None  # nothing more happens on its own: `rm --force` retries
+    busy = v.ResFailed("release", 16, "Device or resource busy")
+    pauses = []
+    for _ in range(resources.MAX_RELEASE_TRIES):
+        assert system.advance(s) == v.ResRelease()
+        r = ok(system.step(s, v.ResRelease()))
+        (remove,) = r.intents
+        assert remove == REMOVE.replace(pause=remove.pause)
+        pauses.append(remove.pause)
+        s = ok(system.step(r.state, busy)).state
+    assert pauses == list(resources.RELEASE_PAUSES) and pauses == sorted(pauses)
+    assert (s.lc.status, s.lc.cleaned, s.res.phase, s.res.held, s.res.tries) == (
+        "stopped", False, "leaked", True, resources.MAX_RELEASE_TRIES,
+    )
+    assert resources.gave_up(s.res) and system.advance(s) is None  # nothing more on its own
+    assert f"all {resources.MAX_RELEASE_TRIES} removals of the cgroup failed" in refused(system.step(s, v.ResRelease()))
     assert "Remove is allowed only from stopped or failed after cleanup" in refused(system.step(s, v.Remove()))
     assert "cleanup is done only once the cgroup is released" in refused(system.step(s, v.CleanupDone()))
-    r = ok(system.step(s, v.ResRelease()))
-    assert r.intents == (REMOVE,)
-    s = follow(ok(system.step(r.state, v.ResDone("release"))).state)
-    assert (s.lc.cleaned, s.res.phase) == (True, "released")
+    r = ok(system.step(s, v.Lost()))  # rm --force
+    assert (r.state.lc, r.state.res.phase, r.state.res.tries, r.intents) == (s.lc, "leaked", 0, (v.Cleanup(),))
+    assert system.advance(r.state) == v.ResRelease()
+    s = follow(r.state)
+    assert (s.lc.cleaned, s.res.phase, s.res.tries) == (True, "released", 0)
     assert ok(system.step(s, v.Remove())).state.lc.status == "removed"
 
 
-def test_system_rm_force_after_a_leak_is_lost_then_an_explicit_release():
-    """`rm --force` of a container whose removal leaked: Lost (the supervisor is gone before
-    cleanup) asks for Cleanup again and leaves the cgroup as it is. advance() never retries a
-    leaked cgroup on its own (a removal that keeps failing would loop): the retry is the
-    caller's explicit Release, after which cleanup completes on its own."""
+def test_system_rm_force_after_a_failed_removal_lets_the_retries_go_on():
+    """`rm --force` of a container whose removal failed once: Lost (the supervisor is gone before
+    cleanup) asks for Cleanup again and leaves the cgroup and its tries as they are; the next
+    removal, after its pause, completes the cleanup."""
     s = follow(ok(system.step(sys_initial(), v.Create())).state)
     s, _ = run(system, s, v.Start(), v.Exit(0))
-    s = follow(s, {"RemoveCgroup": v.ResFailed("release", 16, "busy")})
+    s, _ = run(system, s, v.ResRelease(), v.ResFailed("release", 16, "busy"))
+    assert (s.res.phase, s.res.tries) == ("leaked", 1)
     r = ok(system.step(s, v.Lost()))
     assert (r.state, r.intents) == (s, (v.Cleanup(),))
-    assert system.advance(r.state) is None
+    assert system.advance(r.state) == v.ResRelease()
     r = ok(system.step(r.state, v.ResRelease()))
-    assert r.intents == (REMOVE,)
+    assert r.intents == (REMOVE.replace(pause=resources.RELEASE_PAUSES[1]),)
     s = follow(ok(system.step(r.state, v.ResDone("release"))).state)
     assert (s.lc.status, s.lc.cleaned, s.res.phase) == ("stopped", True, "released")
     assert refused(system.step(s, v.Lost())) == (
@@ -177,8 +193,8 @@ def test_system_lost_while_a_cgroup_step_is_under_way_abandons_it(required, unde
 
 @pytest.mark.parametrize("status", ["stopped", "failed"])
 def test_system_lost_while_the_removal_is_under_way_leaks_it(status):
-    """Lost during cleanup, while RemoveCgroup is under way: the removal is abandoned, the
-    cgroup counts as leaked, and a later Release (rm --force) removes it."""
+    """Lost during cleanup, while RemoveCgroup is under way: the removal is abandoned (a try
+    spent), the cgroup counts as leaked, and the removal is tried again (rm --force)."""
     s = ok(system.step(sys_initial(), v.Create())).state
     if status == "stopped":
         s, _ = run(system, follow(s), v.Start(), v.Exit(0))
@@ -189,9 +205,9 @@ def test_system_lost_while_the_removal_is_under_way_leaks_it(status):
     r = ok(system.step(s, v.Lost()))
     assert (r.state.lc, r.state.res.phase, r.state.res.held) == (s.lc, "leaked", True)
     assert r.intents == (v.Cleanup(),)
-    assert system.advance(r.state) is None  # a leaked cgroup waits for rm --force
+    assert r.state.res.tries == 1 and system.advance(r.state) == v.ResRelease()
     r = ok(system.step(r.state, v.ResRelease()))
-    assert r.intents == (REMOVE,)
+    assert r.intents == (REMOVE.replace(pause=resources.RELEASE_PAUSES[1]),)
     s = follow(ok(system.step(r.state, v.ResDone("release"))).state)
     assert (s.lc.cleaned, s.res.phase) == (True, "released")
 

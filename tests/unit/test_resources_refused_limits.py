@@ -32,7 +32,7 @@ def test_each_skipped_write_is_one_warning_naming_its_flag():
                                (f"{GROUP}/some.new.file", "1", "EPERM (Operation not permitted)")])
     s, intents = waiting_after(detail)
     assert resources.to_tla(s) == {"res_required": False, "res_phase": "waiting", "res_held": True,
-                                   "res_limited": True}
+                                   "res_limited": True, "res_tries": 0}
     assert intents == (
         v.Warn(f"--memory not applied: writing '536870912' to {GROUP}/memory.max failed: EINVAL "
                "(Invalid argument); running with the other limits"),

@@ -126,6 +126,22 @@ def test_a_volume_must_be_the_callers():
         "-v x: /srv/alice belongs to uid 1000; a volume must be root's or those of uid 1001 (SUDO_UID)")
 
 
+def test_under_sudo_roots_own_paths_are_lent_read_only_and_only_if_everyone_may_read_them():
+    def under_sudo(found: HostPath, writable: bool) -> str | None:
+        problem = hostpaths.refusal("-v x", found, 0, BOB, "volume", writable)
+        return None if problem is None else problem.message
+
+    assert under_sudo(host("/usr/local/bin", 0), writable=False) is None
+    assert under_sudo(host("/usr/local/bin", 0), writable=True) == (
+        "-v x: /usr/local/bin belongs to root; under sudo a writable volume must be uid 1001's (SUDO_UID)")
+    assert under_sudo(host("/opt/keys", 0, mode=0o040700), writable=False) == (
+        "-v x: /opt/keys belongs to root and not everyone may read it (mode 0700); under sudo it is "
+        "never a volume")
+    assert under_sudo(host("/srv/bob", BOB), writable=True) is None  # the sudo user's own
+    # root itself, not under sudo, lends its own paths as it likes
+    assert hostpaths.refusal("-v x", host("/usr/local/bin", 0), 0, None, "volume", True) is None
+
+
 def test_a_path_through_a_directory_anyone_may_write_is_refused():
     found = host("/srv/shared/out", modes={"/srv/shared": 0o040777})
     assert why(found) == ("-v x: /srv/shared is writable by anyone (mode 0777, no sticky bit), so "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,36 @@ FORMAL = ROOT / "formal"
 # The specs in a fixed order (seeds depend on it); a new formal/<Spec>.tla with a .cfg is
 # picked up after these.
 KNOWN_SPECS = ("Lifecycle", "Isolation", "Filesystem", "Security", "Resources", "System", "Join")
+
+def formal_copy(spec: str, copy: Path, *, graph_only: bool = False,
+                defines: dict[str, str] | None = None, source: Path = FORMAL) -> Path:
+    """A copy of formal/ (or `source`) in `copy`, for TLC (which takes no overrides): with `graph_only`,
+    <spec>.cfg asks for the state graph alone (Init and Next, not the SPECIFICATION's fairness;
+    the invariants; no PROPERTY); each of `defines` replaces a definition's right-hand side
+    (`Name == value` on a line of its own) in whichever module makes it."""
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("*.md"))
+    if graph_only:
+        cfg = copy / f"{spec}.cfg"
+        lines = []
+        for line in cfg.read_text().splitlines():
+            if line.startswith("SPECIFICATION"):
+                lines += ["INIT Init", "NEXT Next"]
+            elif not line.startswith("PROPERTY"):
+                lines.append(line)
+        cfg.write_text("\n".join(lines) + "\n")
+    for name, value in (defines or {}).items():
+        found = False
+        line = f"{name} == {value}"
+        for path in copy.glob("*.tla"):
+            text = path.read_text()
+            new = re.sub(rf"^{re.escape(name)} == .*$", lambda _, line=line: line, text, flags=re.MULTILINE)
+            if new != text:
+                path.write_text(new)
+                found = True
+        if not found:
+            raise ToolError(f"no definition {name} == ... in {source}")
+    return copy
+
 
 def cfg_entries(spec: str, directory: Path = FORMAL) -> dict[str, list[str]]:
     """The names listed under each keyword of <spec>.cfg (INVARIANTS folded into INVARIANT)."""
