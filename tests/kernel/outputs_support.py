@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets as token
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,16 @@ from tests.helpers import Scope
 def scope_fixture() -> Iterator[Scope]:
     with Scope() as s:
         yield s
+
+
+@pytest.fixture(name="secret")
+def secret_fixture(tmp_path: Path) -> tuple[str, str]:
+    """A secret file of the caller's (0600) and the value it holds."""
+    value = f"s3cret-{token.token_hex(16)}"
+    path = tmp_path / "api-key"
+    path.write_text(value)
+    path.chmod(0o600)
+    return str(path), value
 
 
 @contextlib.contextmanager

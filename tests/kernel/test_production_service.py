@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets as token
 import socket
 
 import pytest
 
 from tests.closure_support import APP_UID, PYTHON, python_closure
 from tests.helpers import SUBUID_BASE, Scope, describe, read_proc, wait_for
+from tests.kernel.outputs_support import scope_fixture, secret_fixture  # noqa: F401 - fixtures
 from tests.otlp_support import Receiver
 
 pytestmark = pytest.mark.requires("root", "userns", "seccomp", "landlock", "mini-init")
@@ -67,21 +67,6 @@ PROBE = f'python3 -c "{request("/")}"'  # the health check and the readiness com
 def closure():
     with python_closure() as made:
         yield made
-
-
-@pytest.fixture
-def scope():
-    with Scope() as s:
-        yield s
-
-
-@pytest.fixture
-def secret(tmp_path):
-    value = f"s3cret-{token.token_hex(16)}"
-    path = tmp_path / "api-key"
-    path.write_text(value)
-    path.chmod(0o600)
-    return str(path), value
 
 
 def production(rootfs: str) -> tuple[str, ...]:

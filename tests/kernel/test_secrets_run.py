@@ -8,30 +8,13 @@ runs; production refuses -e names that look like secrets.
 from __future__ import annotations
 
 import os
-import secrets as token
 
-import pytest
-
-from tests.helpers import SANDBOX, Scope, describe
+from tests.helpers import SANDBOX, describe
 from tests.kernel.manage_support import ok, started
+from tests.kernel.outputs_support import scope_fixture, secret_fixture  # noqa: F401 - fixtures
 from tests.kernel.test_modes_run import closure, production  # noqa: F401 - the closure fixture
 
 pytestmark = SANDBOX
-
-
-@pytest.fixture
-def scope():
-    with Scope() as s:
-        yield s
-
-
-@pytest.fixture
-def secret(tmp_path):
-    value = f"s3cret-{token.token_hex(16)}"
-    path = tmp_path / "api-key"
-    path.write_text(value)
-    path.chmod(0o600)
-    return str(path), value
 
 
 SHOW = """
