@@ -4,11 +4,13 @@ namespace, and take on the identity inside it."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import stat
 import struct
+from collections.abc import Iterator
 
 from nucleus import linux
 from nucleus import vocab as v
@@ -23,6 +25,28 @@ _IFREQ = struct.Struct("16sH14x")
 
 
 HOST = "/proc/1/ns"  # the host's namespaces: PID 1's
+
+
+@contextlib.contextmanager
+def _held() -> Iterator[list[tuple[str, int]]]:
+    """The (kind, descriptor) of the namespaces opened to be joined, each closed at the end, in order."""
+    fds: list[tuple[str, int]] = []
+    try:
+        yield fds
+    finally:
+        for _, fd in fds:
+            libc.close(fd)
+
+
+def _still_running(pid: int, start: int) -> None:
+    """ESRCH unless `pid` is still the init that started at `start` (not gone, not reused)."""
+    if process.process_start(pid) != start:
+        raise OSError(errno.ESRCH, f"the container's init (pid {pid}) has ended")
+
+
+def _setns(fds: list[tuple[str, int]]) -> None:
+    for kind, fd in fds:
+        libc.setns(fd, FLAGS[kind])
 
 
 def unshare(op: v.Unshare) -> None:
@@ -40,15 +64,10 @@ def join(joins: tuple[tuple[str, str, str], ...], host: bool) -> None:
     """setns into each (kind, path, field) in order, once every one is open and checked (so a
     bad path changes nothing): the path must be a namespace file of that kind, and not the
     host's own unless `host`. Nothing joined is ever torn down here: it belongs to its maker."""
-    fds: list[tuple[str, int]] = []
-    try:
+    with _held() as fds:
         for kind, path, field in joins:
             fds.append((kind, namespace_file(kind, path, field, host)))
-        for kind, fd in fds:
-            libc.setns(fd, FLAGS[kind])
-    finally:
-        for _, fd in fds:
-            libc.close(fd)
+        _setns(fds)
 
 
 def namespace_file(kind: str, path: str, field: str, host: bool) -> int:
@@ -149,27 +168,19 @@ def enter_namespaces(op: v.EnterNamespaces) -> None:
     `op.start` (so the open descriptors are its namespaces, not those of a process that reused
     its pid after it ended), and none is this process's own (the host's). Only then setns into
     each, in order."""
-    if process.process_start(op.pid) != op.start:
-        raise OSError(errno.ESRCH, f"the container's init (pid {op.pid}) has ended")
-    fds: list[tuple[str, int]] = []
-    try:
+    _still_running(op.pid, op.start)
+    with _held() as fds:
         for kind, path in op.namespaces:
             fds.append((kind, libc.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-        if process.process_start(op.pid) != op.start:
-            raise OSError(errno.ESRCH, f"the container's init (pid {op.pid}) has ended")
+        _still_running(op.pid, op.start)
         for kind, path in op.namespaces:
             if libc.readlink(path) == libc.readlink(f"/proc/self/ns/{kind}"):
                 raise OSError(errno.EINVAL, f"{path} is this process's own {kind} namespace, not "
                                             "one the container made: refusing to join it")
-        if process.process_start(op.pid) != op.start:  # still the init after the comparison
-            raise OSError(errno.ESRCH, f"the container's init (pid {op.pid}) has ended")
+        _still_running(op.pid, op.start)  # still the init after the comparison
         if op.clear_groups:
             libc.setgroups([])  # host root's groups must not follow into the container
-        for kind, fd in fds:
-            libc.setns(fd, FLAGS[kind])
-    finally:
-        for _, fd in fds:
-            libc.close(fd)
+        _setns(fds)
 
 
 def share(pid: int, start: int | None, kinds: tuple[str, ...]) -> None:
@@ -180,19 +191,13 @@ def share(pid: int, start: int | None, kinds: tuple[str, ...]) -> None:
     reused its pid."""
     if start is None:
         raise OSError(errno.ESRCH, f"the container's init (pid {pid}) has ended")
-    fds: list[tuple[str, int]] = []
-    try:
+    with _held() as fds:
         for kind in kinds:
             path = f"/proc/{pid}/ns/{kind}"
             if libc.readlink(path) != libc.readlink(f"/proc/self/ns/{kind}"):
                 fds.append((kind, libc.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-        if process.process_start(pid) != start:
-            raise OSError(errno.ESRCH, f"the container's init (pid {pid}) has ended")
-        for kind, fd in fds:
-            libc.setns(fd, FLAGS[kind])
-    finally:
-        for _, fd in fds:
-            libc.close(fd)
+        _still_running(pid, start)
+        _setns(fds)
 
 
 def write_id_maps(op: v.WriteIdMaps, pid: int) -> None:
