@@ -30,6 +30,9 @@ def warm() -> None:
 
     libc.capget()  # loads libc (ctypes) once
     host_etc.secret("nucleus", "nucleus", False)  # compiles the rules (kept by host_etc)
+    from nucleus.effects import probe
+
+    probe.host_etc()  # reads /etc's files for keys once (probe keeps what it found)
 
 
 def run(argv: list[str]) -> int:

@@ -229,17 +229,37 @@ def _masked_below(top: str, rel: str) -> list[str]:
     return out
 
 
+# What _key_inside found in a file, by the file's identity and change time: a resident server
+# (nucleus serve) reads /etc's files once, and again only those changed since (a write, chmod
+# or rename changes st_ctime, which no unprivileged caller can set back).
+_KEYS_SEEN: dict[tuple[str, int, int, int, int, int], bool] = {}
+_KEYS_KEPT = 4096
+
+
 def _key_inside(entry: os.DirEntry[str], rel: str) -> bool:
     try:
-        size = etc_rules.content_bytes(rel, entry.name, entry.stat(follow_symlinks=False).st_size)
+        st = entry.stat(follow_symlinks=False)
+        size = etc_rules.content_bytes(rel, entry.name, st.st_size)
         if not size:
             return False
+        seen = (entry.path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if seen in _KEYS_SEEN:
+            return _KEYS_SEEN[seen]
         fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
     try:
-        # Still a regular file (never read a device or FIFO swapped in since the listing).
-        return stat.S_ISREG(os.fstat(fd).st_mode) and etc_rules.secret_content(os.pread(fd, size, 0)) is not None
+        # Still a regular file (never read a device or FIFO swapped in since the listing), and
+        # still the one listed.
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode):
+            return False
+        found = etc_rules.secret_content(os.pread(fd, size, 0)) is not None
+        if (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns, now.st_ctime_ns) == seen[1:]:
+            if len(_KEYS_SEEN) >= _KEYS_KEPT:
+                _KEYS_SEEN.clear()
+            _KEYS_SEEN[seen] = found
+        return found
     except OSError:
         return False
     finally:

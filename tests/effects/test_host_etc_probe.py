@@ -65,6 +65,19 @@ def test_secrets_inside_a_chosen_tree_are_masked_by_name_and_by_content(tmp_path
     )  # a symlink is never masked: inside, it reaches only what is bound
 
 
+def test_a_key_written_after_a_scan_is_masked_by_the_next(tmp_path):
+    """A resident server keeps what each file held, by identity and change time: a file changed
+    in place, or replaced, is read again."""
+    root = make(tmp_path, {"vim/vimrc": "set nocompatible", "vim/other": "syntax on"})
+    assert host_etc(root)[1] == ()
+    assert host_etc(root)[1] == ()  # from what was kept
+    with open(tmp_path / "vim/vimrc", "a") as f:
+        f.write("\n" + KEY)
+    (tmp_path / "vim/new").write_text(KEY)
+    os.replace(tmp_path / "vim/new", tmp_path / "vim/other")
+    assert host_etc(root)[1] == ("vim/other", "vim/vimrc")
+
+
 def test_an_entry_behind_a_symlink_is_left_out(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     make(elsewhere, {"certs/ca.crt": "x", "openssl.cnf": "x"})
