@@ -65,6 +65,7 @@ class Executor:
         # What the violation monitor is given (nucleus.config.violations.Setup), and its pid.
         self.monitor_setup = monitor
         self.monitor: int | None = None
+        self.monitor_ctl: socket.socket | None = None  # where it hands back what it holds
         self.stream: str | None = None  # the violation stream the monitor writes
         self.fault = fault
         self.pause = pause
@@ -336,7 +337,7 @@ class Executor:
         if self.netlink and setup.copy_fd is not None and self.egress_copy is None:
             self.egress_copy = os.dup(setup.copy_fd)
         try:
-            self.monitor, theirs = monitor.spawn(setup, stream, self.setup.programs)
+            self.monitor, theirs, self.monitor_ctl = monitor.spawn(setup, stream, self.setup.programs)
         finally:
             if setup.copy_fd is not None:
                 os.close(setup.copy_fd)
@@ -353,6 +354,9 @@ class Executor:
         leaves processes behind in the container, it is ended after HANGUP_WAIT instead (what
         they are refused from then on fails with ENOSYS, as after a monitor's death: still
         refused, no longer recorded)."""
+        if self.monitor_ctl is not None:
+            self.monitor_ctl.close()
+            self.monitor_ctl = None
         if self.monitor is None:
             return
         wait = HANGUP_WAIT if self.monitor_setup.context.joined else REAP_WAIT
@@ -425,6 +429,39 @@ class Executor:
                 self._close_terminal()
         else:
             code = (waiter or process.wait_forwarding)(target)
+        return self._waited(target, code)
+
+    def wait_until(self, until: float) -> int | None:
+        """As `wait` (without a terminal to relay or a service to supervise), until `until` (a
+        time.monotonic() value): None when the container's init still runs then."""
+        if self.init_pid is None:
+            raise OSError(_errno.ESRCH, "nothing was started")
+        target = self.init_pid
+        code = process.wait_until(target, until)
+        return None if code is None else self._waited(target, code)
+
+    def take_back_monitor(self) -> dict[str, Any] | None:
+        """What the violation monitor holds, handed back (see nucleus.app.keeper) and the
+        monitor reaped: what a monitor started later (nucleus.effects.monitor.main) is given,
+        its descriptors by number. None when it did not hand it back (it goes on as before)."""
+        from nucleus.effects import monitor
+        from nucleus.plain import to_plain
+
+        if self.monitor is None or self.monitor_ctl is None:
+            return None
+        held = monitor.take_back(self.monitor_ctl)
+        if held is None:
+            return None
+        process.reap(self.monitor)
+        self.monitor = None
+        self.monitor_ctl.close()
+        self.monitor_ctl = None
+        sha = str(held.saved.get("sha", ""))
+        return {"context": to_plain(self.monitor_setup.context), "stream": self.stream,
+                "program": self.setup.programs.get(sha, b"").hex(), "listener": held.listener,
+                "audit": held.audit, "copy": held.copy, "saved": held.saved}
+
+    def _waited(self, target: int, code: int) -> int:
         self.init_pid = None
         if self.pid == target:
             self.pid = None

@@ -63,6 +63,7 @@ class Monitor:
         self.ctx, self.programs, self.sinks = ctx, programs, sinks
         self.listener: int | None = None
         self.program = b""
+        self.sha = ""
         self.init_pid = 0
         self.pidns: int | None = None
         self.domains: dict[str, bool] = {}
@@ -73,13 +74,36 @@ class Monitor:
     def take(self, fd: int, payload: bytes, pid: int) -> int:
         """The listener the container handed over, with the sha256 of its program and the
         init's pid; returns the listener."""
-        program = self.programs.get(payload.decode("ascii", "replace"))
+        sha = payload.decode("ascii", "replace")
+        program = self.programs.get(sha)
         if program is None:
             os.close(fd)
             raise ConnectionError(_errno.EPROTO, f"no program {payload[:12]!r} to consult")
-        self.listener, self.program, self.init_pid = fd, program, pid
+        self.listener, self.program, self.sha, self.init_pid = fd, program, sha, pid
         self.pidns = _pidns(pid)
         return fd
+
+    def busy(self) -> bool:
+        """Whether something is under way: an audit event without its end, a kill not seen
+        through."""
+        return bool(self.events or self.condemned)
+
+    def saved(self) -> dict[str, object]:
+        """What a monitor started later for the same container goes on from (nucleus.app.keeper):
+        the program consulted, the init, the Landlock domains known to be the container's."""
+        return {"sha": self.sha, "init_pid": self.init_pid, "domains": self.domains}
+
+    def resume(self, saved: dict[str, object], listener: int | None) -> None:
+        """Take up what `saved` says, with the listener handed down."""
+        sha, init_pid, domains = saved["sha"], saved["init_pid"], saved["domains"]
+        assert isinstance(sha, str) and isinstance(init_pid, int) and isinstance(domains, dict)
+        self.sha, self.init_pid, self.domains = sha, init_pid, {str(k): bool(v) for k, v in domains.items()}
+        self.program = self.programs.get(sha, b"")
+        self.pidns = _pidns(init_pid) if init_pid else None
+        if listener is not None:
+            if not self.program:
+                raise ConnectionError(_errno.EPROTO, f"no program {sha[:12]!r} to consult")
+            self.listener = listener
 
     def answer(self) -> None:
         assert self.listener is not None
@@ -238,25 +262,50 @@ def _catches_sigsys(pid: int) -> bool:
     return False
 
 
-def serve(handoff: socket.socket, audit_sock: socket.socket | None, monitor: Monitor) -> None:
-    """Serve until the container is gone (see the module's docstring)."""
+# Why `serve` returned: the container is gone, the supervisor took the listener back to hand
+# it to its keeper (`ctl`), or nothing happened for `idle` seconds (a monitor the keeper started).
+DONE, HANDED_BACK, IDLE_END = "done", "handed back", "idle"
+
+
+def serve(handoff: socket.socket | None, audit_sock: socket.socket | None, monitor: Monitor,
+          ctl: socket.socket | None = None, idle: float | None = None) -> str:
+    """Serve until the container is gone (see the module's docstring); with `ctl`, until the
+    supervisor asks for the listener back (it is sent once the listener is held and nothing is
+    under way); with `idle`, until nothing has happened for that long."""
     poller = select.poll()
-    poller.register(handoff, select.POLLIN)
+    if handoff is not None:
+        poller.register(handoff, select.POLLIN)
+    if monitor.listener is not None:
+        poller.register(monitor.listener, select.POLLIN)
     if audit_sock is not None:
         poller.register(audit_sock, select.POLLIN)
+    if ctl is not None:
+        poller.register(ctl, select.POLLIN)
     done_at: float | None = None
-    last_audit = time.monotonic()
+    asked = False
+    last_audit = last = time.monotonic()
     while True:
         now = time.monotonic()
         if done_at is not None and (audit_sock is None or now - last_audit >= QUIET or now - done_at >= QUIET_MAX):
-            return
+            return DONE
+        if asked and not monitor.busy() and (monitor.listener is not None or handoff is None):
+            assert ctl is not None
+            hand_back(ctl, audit_sock, monitor)
+            return HANDED_BACK
+        if idle is not None and done_at is None and not monitor.busy() and now - last >= idle:
+            return IDLE_END
         ready = dict(poller.poll(int((QUIET if done_at is not None else IDLE) * 1000)))
         if not ready:
             monitor.sweep()
             continue
-        if handoff.fileno() in ready:  # first: a Landlock record may name the init it carries
+        last = time.monotonic()
+        if ctl is not None and ctl.fileno() in ready:
+            poller.unregister(ctl)
+            asked = _asked(ctl)  # or the supervisor ended without a keeper
+        if handoff is not None and handoff.fileno() in ready:  # first: a Landlock record may name the init it carries
             got = recv_listener(handoff)
             poller.unregister(handoff)
+            handoff = None
             if got is None:
                 if monitor.listener is None:
                     done_at = time.monotonic()
@@ -278,19 +327,48 @@ def serve(handoff: socket.socket, audit_sock: socket.socket | None, monitor: Mon
             monitor.audit(records)
 
 
-def run(setup: violations.Setup, stream: str, programs: dict[str, bytes], handoff: socket.socket,
-        audit_sock: socket.socket | None) -> None:
+def _asked(ctl: socket.socket) -> bool:
+    try:
+        return bool(ctl.recv(1))
+    except OSError:
+        return False
+
+
+def hand_back(ctl: socket.socket, audit_sock: socket.socket | None, monitor: Monitor) -> None:
+    """Send the supervisor what its keeper holds from now on: the listener (when the
+    container handed one over), the audit reader and the user's copy of the stream, with what a
+    later monitor goes on from."""
+    import json
+
+    held = {"listener": monitor.listener, "audit": audit_sock.fileno() if audit_sock else None,
+            "copy": monitor.sinks.copy_fd}
+    fds = [fd for fd in held.values() if fd is not None]
+    message = {**{key: fd is not None for key, fd in held.items()}, **monitor.saved()}
+    socket.send_fds(ctl, [json.dumps(message).encode()], fds)
+
+
+def run(setup: violations.Setup, stream: str, programs: dict[str, bytes], handoff: socket.socket | None,
+        audit_sock: socket.socket | None, ctl: socket.socket | None = None,
+        saved: tuple[dict[str, object], int | None] | None = None, idle: float | None = None,
+        kept: frozenset[int] = frozenset()) -> tuple[str, dict[str, object]]:
     """The monitor's life once forked: ignore the terminal's signals (it must outlive every
     process of the container to answer its last calls), keep only fds 0-2, its sockets and the
-    stream's files, and serve."""
+    stream's files, and serve. A monitor the keeper started (nucleus.app.keeper) goes on from
+    what the one before it `saved`, with the listener it holds, and ends after `idle` seconds
+    with nothing to do, keeping `kept` open meanwhile; returns why it ended, and what a monitor
+    after it goes on from."""
     for sig in seccomp_tracer.TRACER_IGNORES:
         signal.signal(sig, signal.SIG_IGN)
     # Rotated only while the stream is there: `nucleus rm` removes it with the container. Shared
     # with the monitors of the commands joined into the container (nucleus exec).
     writer = logs.Writer(logs.Sink(stream, violations.MAX_STREAM_SIZE, violations.STREAM_FILES, stream),
                          shared=True)
-    keep = {0, 1, 2, handoff.fileno()} | ({audit_sock.fileno()} if audit_sock else set())
+    keep = {0, 1, 2, *kept} | {s.fileno() for s in (handoff, audit_sock, ctl) if s is not None}
     keep |= {writer.fd} if writer.fd is not None else set()
     keep |= {setup.copy_fd} if setup.copy_fd is not None else set()
+    monitor = Monitor(setup.context, programs, Sinks(writer, setup.copy_fd))
+    if saved is not None:
+        monitor.resume(saved[0], saved[1])
+        keep |= {saved[1]} if saved[1] is not None else set()
     seccomp_tracer.close_all_but(keep)
-    serve(handoff, audit_sock, Monitor(setup.context, programs, Sinks(writer, setup.copy_fd)))
+    return serve(handoff, audit_sock, monitor, ctl, idle), monitor.saved()

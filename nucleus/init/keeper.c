@@ -1,0 +1,252 @@
+/*
+ * The keeper: what a run's supervisor becomes (by exec, so with the same pid, and the
+ * container's init stays its child) once the container is set up and its workload has run a
+ * while. It holds what the supervisor held and waits, in a few hundred KiB instead of two
+ * interpreters' ~19 MiB:
+ *
+ *     keeper INIT_PID FDS -- MONITOR ARGV... -- TEARDOWN ARGV...
+ *     keeper --when-readable FD -- ARGV...
+ *
+ * - It forwards the signals sent to it on purpose (kill, sigqueue, tkill: si_code <= 0) of
+ *   SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH to the init, and reaps every
+ *   child that ends (it is a subreaper, as the supervisor was).
+ * - FDS, a comma-separated list of descriptors ("-": none), are the violation monitor's: the
+ *   container's seccomp listener and the audit reader. When one becomes readable (a refused
+ *   call waits for its answer, an audit record came) and no monitor runs, it starts the monitor
+ *   (MONITOR ARGV, with an empty signal mask) and watches them no more until that monitor has
+ *   exited: the waiting call is answered once the monitor is up, so nothing is lost. A
+ *   descriptor that hangs up without data is dropped; a monitor that fails has them closed.
+ * - When the init has ended (and a running monitor has finished too) it executes TEARDOWN ARGV
+ *   with the init's exit status appended (its exit code, or 128+N when signal N ended it): the
+ *   supervisor's own teardown, which releases what the container held, writes its record and
+ *   trace, and exits with that status.
+ *
+ * The second form waits until FD is readable (or hung up) and executes ARGV: a detached
+ * supervisor's logger (nucleus.effects.logs) waits so between bursts of output, as a few KiB
+ * rather than an interpreter.
+ *
+ * The supervisor keeps the signals above and SIGCHLD blocked across both execs, so none sent
+ * meanwhile is lost: they are read here from a signalfd, then inherited pending by the
+ * teardown. Exit 125 (nucleus's own failure) when it cannot go on: the init is then killed
+ * (its PID namespace goes with it) and what is left is a record with a supervisor gone, which
+ * `nucleus rm --force` reclaims.
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_FDS 8
+
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+
+static int fail(const char *what)
+{
+	dprintf(2, "nucleus: keeper: %s: %s\n", what, strerror(errno));
+	return 125;
+}
+
+static int parse_int(const char *text, int *out)
+{
+	char *end;
+	long value;
+
+	errno = 0;
+	value = strtol(text, &end, 10);
+	if (errno || end == text || *end || value < 0 || value > 0x7fffffff)
+		return -1;
+	*out = (int)value;
+	return 0;
+}
+
+static int parse_fds(char *text, int *fds)
+{
+	int n = 0;
+	char *item, *save = NULL;
+
+	if (strcmp(text, "-") == 0)
+		return 0;
+	for (item = strtok_r(text, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		if (n == MAX_FDS || parse_int(item, &fds[n]) < 0)
+			return -1;
+		n++;
+	}
+	return n;
+}
+
+static int status_of(int wstatus)
+{
+	return WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus) : WEXITSTATUS(wstatus);
+}
+
+/* A monitor that failed: the descriptors are closed, and the kernel fails every call the
+ * filter refuses with ENOSYS from then on (still refused, no longer recorded), as when the
+ * supervisor's monitor dies; rather than a call left waiting for an answer that never comes. */
+static void drop(const int *fds, int *watched, int nfds)
+{
+	int i;
+
+	dprintf(2, "nucleus: keeper: the violation monitor failed; refusals are no longer recorded\n");
+	for (i = 0; i < nfds; i++) {
+		if (watched[i])
+			close(fds[i]);
+		watched[i] = 0;
+	}
+}
+
+static pid_t start_monitor(char **argv)
+{
+	sigset_t none;
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv(argv[0], argv);
+	dprintf(2, "nucleus: keeper: cannot start the violation monitor %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+static int when_readable(int argc, char **argv)
+{
+	struct pollfd polled;
+	int fd;
+
+	if (argc < 5 || parse_int(argv[2], &fd) < 0 || strcmp(argv[3], "--") != 0) {
+		dprintf(2, "usage: keeper --when-readable FD -- ARGV...\n");
+		return 125;
+	}
+	polled.fd = fd;
+	polled.events = POLLIN;
+	while (poll(&polled, 1, -1) < 0) {
+		if (errno != EINTR)
+			return fail("poll");
+	}
+	execv(argv[4], &argv[4]);
+	return fail("execv");
+}
+
+int main(int argc, char **argv)
+{
+	int init_pid, fds[MAX_FDS], watched[MAX_FDS], nfds, i, sigfd, status = -1;
+	char **monitor, **teardown, *arg;
+	char code[16];
+	pid_t running = 0;
+	sigset_t mask;
+
+	if (argc > 1 && strcmp(argv[1], "--when-readable") == 0)
+		return when_readable(argc, argv);
+	if (argc < 5 || parse_int(argv[1], &init_pid) < 0 || init_pid == 0 ||
+	    (nfds = parse_fds(argv[2], fds)) < 0 || strcmp(argv[3], "--") != 0) {
+		dprintf(2, "usage: keeper INIT_PID FDS -- MONITOR ARGV... -- TEARDOWN ARGV...\n");
+		return 125;
+	}
+	monitor = &argv[4];
+	for (i = 4; i < argc && strcmp(argv[i], "--") != 0; i++)
+		;
+	if (i >= argc - 1 || (nfds > 0 && i == 4)) {
+		dprintf(2, "usage: keeper INIT_PID FDS -- MONITOR ARGV... -- TEARDOWN ARGV...\n");
+		return 125;
+	}
+	argv[i] = NULL; /* the monitor's argv ends here */
+	teardown = &argv[i + 1];
+	for (i = 0; i < nfds; i++)
+		watched[i] = 1;
+
+	sigemptyset(&mask);
+	for (i = 0; i < (int)(sizeof(forwarded) / sizeof(forwarded[0])); i++)
+		sigaddset(&mask, forwarded[i]);
+	sigaddset(&mask, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return fail("sigprocmask");
+	sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sigfd < 0) {
+		kill(init_pid, SIGKILL);
+		return fail("signalfd");
+	}
+
+	for (;;) {
+		struct pollfd polled[MAX_FDS + 1];
+		struct signalfd_siginfo info;
+		int n = 0, slot[MAX_FDS + 1];
+		pid_t pid;
+		int wstatus;
+
+		/* Reaped before each wait: a child that ended before this program ran is seen too. */
+		while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
+			if (pid == init_pid) {
+				status = status_of(wstatus);
+			} else if (pid == running) {
+				running = 0;
+				if (status_of(wstatus) != 0)
+					drop(fds, watched, nfds);
+			}
+		}
+		if (pid < 0 && errno == ECHILD) {
+			if (status < 0)
+				status = 125; /* the init is not (any more) a child of this process */
+			running = 0;
+		}
+		if (status >= 0 && running == 0)
+			break;
+
+		polled[n].fd = sigfd;
+		polled[n].events = POLLIN;
+		slot[n++] = -1;
+		for (i = 0; i < nfds && running == 0 && status < 0; i++) {
+			if (!watched[i])
+				continue;
+			polled[n].fd = fds[i];
+			polled[n].events = POLLIN;
+			slot[n++] = i;
+		}
+		if (poll(polled, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			kill(init_pid, SIGKILL);
+			return fail("poll");
+		}
+		for (i = 1; i < n; i++) {
+			if (polled[i].revents & POLLIN) {
+				if (running == 0) {
+					running = start_monitor(monitor);
+					if (running < 0) {
+						running = 0;
+						dprintf(2, "nucleus: keeper: cannot fork the violation monitor: %s\n",
+							strerror(errno));
+					}
+				}
+			} else if (polled[i].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+				watched[slot[i]] = 0;
+			}
+		}
+		/* Forwarded: those sent on purpose (si_code <= 0: kill, sigqueue, tkill); a terminal's
+		 * reach the workload's process group directly. SIGCHLD only wakes the loop. */
+		while (read(sigfd, &info, sizeof(info)) == (ssize_t)sizeof(info)) {
+			if (info.ssi_signo != SIGCHLD && info.ssi_code <= 0)
+				kill(init_pid, (int)info.ssi_signo);
+		}
+	}
+
+	for (i = 0; teardown[i]; i++)
+		;
+	arg = code;
+	snprintf(code, sizeof(code), "%d", status);
+	{
+		char *args[i + 2];
+
+		memcpy(args, teardown, (size_t)i * sizeof(char *));
+		args[i] = arg;
+		args[i + 1] = NULL;
+		execv(args[0], args);
+	}
+	return fail("cannot execute the teardown");
+}
