@@ -9,7 +9,8 @@ the audit reader, the user's copy of the stream), which the monitor hands back f
 (nucleus.effects.monitor.take_back). When one of them is readable it starts a monitor
 (nucleus.effects.monitor's `main`), which goes on from what the one before it saved, answers the
 call that waits, and ends after IDLE_END seconds with nothing to do. When the init ends, the
-keeper executes the teardown (`main` here) with its exit status: the System machine taken up
+keeper executes the teardown (`main` here) with its exit status: one last monitor waits for the
+audit records still on their way (with an audit reader), then the System machine is taken up
 where the supervisor left it (its state as the supervisor saved it), driven through Exit,
 cleanup and removal as the supervisor would have, the record and the trace (the same trace,
 states appended) written, and the workload's status as its own.
@@ -116,23 +117,26 @@ def teardown(fd: int, monitor_file: int, code: int) -> int:
     from nucleus.driver import Driver
     from nucleus.effects.executor import Executor
     from nucleus.effects.store import Store
+    from nucleus.errors import RuntimeFailure
     from nucleus.machines import system
     from nucleus.trace.record import Recorder
 
     resume = from_plain(Resume, json.loads(process.read_memory_file(fd)))
-    process.close(fd, monitor_file)
+    process.close(fd)  # the monitor's file stays open for its last run (Executor.finish_kept_monitor)
     try:
         with process.blocked():
             store = Store(resume.state_root)
             record = store.read(resume.cid)
             if record is None:
-                raise RuntimeError(f"the record of container {resume.cid[:12]} is gone")
+                raise RuntimeFailure(f"the record of container {resume.cid[:12]} is gone: its teardown is "
+                                     "left to `nucleus rm --force`")
             trace = None if resume.trace is None else Recorder.resumed(system, "System", resume.trace_path,
                                                                         resume.trace)
             executor = Executor()
             driver = Driver(system, from_plain(system.SystemState, resume.state), executor)
             driver.recorder = records.StateRecorder(store, record, lambda: None, trace)
             try:
+                executor.finish_kept_monitor(monitor_file)
                 app_violations.explain_death(store, resume.cid, code)
                 driver.require(v.Exit(code))
                 driver.settle()  # release the cgroup, then CleanupDone

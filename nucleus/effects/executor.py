@@ -461,6 +461,22 @@ class Executor:
                 "program": self.setup.programs.get(sha, b"").hex(), "listener": held.listener,
                 "audit": held.audit, "copy": held.copy, "saved": held.saved}
 
+    def finish_kept_monitor(self, monitor_file: int) -> None:
+        """After the keeper (nucleus.app.keeper): the audit records still on their way once the
+        container has ended, written by one last monitor (forked, and waited for), as the
+        supervisor's own monitor writes them before it ends. Nothing to wait for without an
+        audit reader."""
+        import json
+
+        from nucleus.effects import monitor
+
+        if monitor_file < 0 or json.loads(process.read_memory_file(monitor_file)).get("audit") is None:
+            return
+        pid = os.fork()
+        if pid == 0:
+            monitor.main([str(monitor_file)])  # never returns
+        process.reap(pid)
+
     def _waited(self, target: int, code: int) -> int:
         self.init_pid = None
         if self.pid == target:

@@ -18,6 +18,7 @@ import pytest
 from nucleus.effects.process import KEEPER
 from nucleus.trace import itf, replay
 from tests.helpers import SANDBOX, Scope, describe, read_proc, wait_for, wait_for_line
+from tests.kernel.audit_support import POLICY, audit_on  # noqa: F401 - a fixture
 from tests.kernel.manage_support import ok, started
 from tests.kernel.test_production_service import _children
 
@@ -101,6 +102,30 @@ def test_refusals_long_after_the_handover_are_answered_and_recorded(scope, tmp_p
     assert (proc.returncode, out, err) == (0, b"again 1\n", b""), (out, err)
     found = [json.loads(line) for line in copy.read_text().splitlines()]
     assert [(r["layer"], r["operation"], r["action"]) for r in found] == [("seccomp", "unshare", "errno EPERM")] * 2, found
+    scope.assert_clean()
+
+
+@pytest.mark.usefixtures("audit_on")
+def test_a_landlock_denial_after_the_handover_is_recorded(scope, tmp_path):
+    policy = tmp_path / "landlock.toml"
+    policy.write_text(POLICY)
+    copy = tmp_path / "violations.ndjson"
+    script = 'echo ready; read x; echo x 2>/dev/null > /tmp/x; echo "write $?"'
+    proc = scope.popen(*scope.run_args("-i", "--landlock-policy", str(policy), "--violations", str(copy)), "--",
+                       *scope.sh(script), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       bufsize=0, text=False)
+    try:
+        assert wait_for_line(proc.stdout, "ready") == ["ready"]
+        assert wait_for(lambda: _kept(proc.pid), timeout=10), "the supervisor never became the keeper"
+        proc.stdin.write(b"\n")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out, err) == (0, b"write 2\n", b""), (out, err)  # sh: 2 is a failed redirection
+    found = [json.loads(line) for line in copy.read_text().splitlines()]
+    assert [(r["layer"], r["operation"], r["object"]) for r in found] == [("landlock", "write_file", "/tmp/x")], found
     scope.assert_clean()
 
 
