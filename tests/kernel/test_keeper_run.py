@@ -129,6 +129,24 @@ def test_a_landlock_denial_after_the_handover_is_recorded(scope, tmp_path):
     scope.assert_clean()
 
 
+def test_a_seccomp_kill_after_the_handover_is_said_as_before(scope):
+    proc = scope.popen(*scope.run_args("-i", "--seccomp-default-action", "kill"), "--",
+                       *scope.sh("echo ready; read x; exec unshare -U true"),
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, text=False)
+    try:
+        assert wait_for_line(proc.stdout, "ready") == ["ready"]
+        assert wait_for(lambda: _kept(proc.pid), timeout=10), "the supervisor never became the keeper"
+        proc.stdin.write(b"\n")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out) == (128 + signal.SIGSYS, b""), (out, err)
+    assert err.decode().startswith("blocked: unshare(CLONE_NEWUSER) "), err
+    scope.assert_clean()
+
+
 def _only_id(scope: Scope) -> str:
     (cid,) = scope.records()
     return cid
