@@ -39,8 +39,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_FDS 8
@@ -103,11 +105,19 @@ static void drop(const int *fds, int *watched, int nfds)
 
 static pid_t start_monitor(char **argv)
 {
+	/* Ignored before the exec (an ignored signal stays ignored across it), as the monitor
+	 * ignores them itself: a terminal's ^C or hangup cannot end the recording meanwhile. */
+	static const int ignored[] = { SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGPIPE };
 	sigset_t none;
-	pid_t pid = fork();
+	pid_t keeper = getpid(), pid = fork();
+	size_t i;
 
 	if (pid != 0)
 		return pid;
+	for (i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		signal(ignored[i], SIG_IGN);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != keeper)
+		_exit(127);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	execv(argv[0], argv);
@@ -211,7 +221,8 @@ int main(int argc, char **argv)
 		if (poll(polled, n, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			kill(init_pid, SIGKILL);
+			if (status < 0)
+				kill(init_pid, SIGKILL);
 			return fail("poll");
 		}
 		for (i = 1; i < n; i++) {
@@ -222,6 +233,8 @@ int main(int argc, char **argv)
 						running = 0;
 						dprintf(2, "nucleus: keeper: cannot fork the violation monitor: %s\n",
 							strerror(errno));
+						/* backs off: the descriptors stay readable */
+						nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
 					}
 				}
 			} else if (polled[i].revents & (POLLHUP | POLLERR | POLLNVAL)) {
@@ -229,9 +242,10 @@ int main(int argc, char **argv)
 			}
 		}
 		/* Forwarded: those sent on purpose (si_code <= 0: kill, sigqueue, tkill); a terminal's
-		 * reach the workload's process group directly. SIGCHLD only wakes the loop. */
+		 * reach the workload's process group directly. SIGCHLD only wakes the loop. Only while
+		 * the init is not reaped: until then its pid cannot name another process. */
 		while (read(sigfd, &info, sizeof(info)) == (ssize_t)sizeof(info)) {
-			if (info.ssi_signo != SIGCHLD && info.ssi_code <= 0)
+			if (info.ssi_signo != SIGCHLD && info.ssi_code <= 0 && status < 0)
 				kill(init_pid, (int)info.ssi_signo);
 		}
 	}
