@@ -1,6 +1,6 @@
 """`python -m benches`: run the benchmarks, write the result and the report.
 
-    python -m benches [--quick] [--reps N] [--only cold,breakdown,memory,workload,throughput]
+    python -m benches [--quick] [--reps N] [--only cold,escapes,breakdown,memory,workload,throughput]
                       [--out DIR] [--doc BENCHMARKS.md] [--install-peers]
     python -m benches --render RESULT.json [--doc BENCHMARKS.md]
 
@@ -21,6 +21,7 @@ import traceback
 from benches import (
     breakdown,
     cold,
+    escapes,
     host,
     memory,
     pgbench,
@@ -32,12 +33,12 @@ from benches import (
 )
 from benches.session import Session
 
-SECTIONS = ("cold", "breakdown", "memory", "workload", "throughput")
-COLD_RUNTIMES = ("nucleus", "nucleus-warm", "nucleus-none", "nucleus-bridge", "nucleus-egress", "runc", "crun", "nspawn", "bwrap", "runsc", "unshare",
+SECTIONS = ("cold", "escapes", "breakdown", "memory", "workload", "throughput")
+COLD_RUNTIMES = ("nucleus", "nucleus-warm", "nucleus-served", "nucleus-none", "nucleus-bridge", "nucleus-egress", "runc", "crun", "nspawn", "bwrap", "runsc", "unshare",
                  "python")
 MEMORY_RUNTIMES = ("nucleus", "runc", "runc-detached", "crun", "nspawn", "bwrap", "runsc")
 WORKLOAD_TARGETS = ("host", "nucleus", "bwrap", "bwrap-noseccomp")
-THROUGHPUT_RUNTIMES = ("nucleus", "nucleus-warm", "runc", "crun", "nspawn", "bwrap")
+THROUGHPUT_RUNTIMES = ("nucleus", "nucleus-warm", "nucleus-served", "runc", "crun", "nspawn", "bwrap")
 
 DOC_TEMPLATE = """# Benchmarks
 
@@ -148,7 +149,7 @@ def run(args) -> int:
                 traceback.print_exc()
                 result[schema_key[key]] = {"status": "error", "error": f"{type(e).__name__}: {e}"}
 
-        schema_key = {"cold": "cold_start", "breakdown": "breakdown", "memory": "memory",
+        schema_key = {"cold": "cold_start", "escapes": "escapes", "breakdown": "breakdown", "memory": "memory",
                       "workload": "workload", "throughput": "throughput"}
         na = lambda n, err: {"label": runtimes.ALL[n].label, "command": runtimes.ALL[n].command, "status": "n/a",  # noqa: E731
                              "error": err, "n": 0, "median": None, "min": None, "max": None, "samples": []}
@@ -158,6 +159,7 @@ def run(args) -> int:
         section("cold", f"cold start: {cfg['cold_reps']} rounds",
                 lambda: cold.with_network_ratio(_with_unavailable(
                     cold.measure(pick(COLD_RUNTIMES), cfg["cold_reps"], _log), status, COLD_RUNTIMES, na)))
+        section("escapes", "escape attempts", lambda: escapes.measure(ctx, by_name, status, _log))
         if "nucleus" in by_name:
             section("breakdown", "nucleus breakdown",
                     lambda: breakdown.measure(ctx.limit_flags, ctx.workdir, cfg["breakdown_reps"], _log))

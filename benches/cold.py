@@ -18,12 +18,11 @@ def run_once(rt: Runtime, args: list[str] = COMMAND) -> tuple[float, str | None]
     """(milliseconds, error or None) of one start-to-exit run."""
     cid = rt.ctx.cid()
     t0 = time.perf_counter_ns()
-    proc = rt.spawn(args, cid)
-    _, err = proc.communicate()
+    code, err = rt.run(args, cid)
     t1 = time.perf_counter_ns()
     rt.finish(cid)
-    if proc.returncode != 0:
-        return (t1 - t0) / 1e6, first_line(err) or f"exit {proc.returncode}"
+    if code != 0:
+        return (t1 - t0) / 1e6, first_line(err) or f"exit {code}"
     return (t1 - t0) / 1e6, None
 
 

@@ -86,6 +86,13 @@ class Runtime:
             for fd in fds:
                 os.close(fd)
 
+    def run(self, args: list[str], cid: str) -> tuple[int, str | bytes | None]:
+        """One run to its end, stdin and stdout on /dev/null: (exit status, what it wrote on
+        stderr)."""
+        proc = self.spawn(args, cid)
+        _, err = proc.communicate()
+        return proc.returncode, err
+
     def finish(self, cid: str) -> None:
         """After a run: remove whatever the runtime keeps for a container that has exited."""
 
@@ -195,6 +202,53 @@ class NucleusWarm(Nucleus):
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(self.socket))
             self.server = None
+
+
+class NucleusServed(NucleusWarm):
+    """The warm path as a program that stays resident uses it: this process (each throughput
+    worker, forked from it) connects to the same kind of server and asks for each sandbox with
+    nucleus.effects.serve_client.call, the protocol's client (README: The warm path), imported
+    once; no client process per sandbox. /dev/null as stdin and stdout, a pipe as stderr."""
+
+    name = "nucleus-served"
+    label = "nucleus serve, resident caller (warm)"
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.command = " ".join(["serve_client.call(SOCK, [", *ctx.limit_flags, "--", "CMD])"])
+        self.call = None
+
+    def check(self) -> None:
+        if self.call is None:
+            try:
+                from nucleus.effects.serve_client import call
+            except ImportError as e:
+                raise UnavailableError(f"nucleus.effects.serve_client: {e}") from None
+            self.call = call
+        super().check()  # the server, and a run through `nucleus run --server`
+        code, err = self.run(["/bin/true"], "")
+        if code != 0:
+            raise UnavailableError(first_line(err) or f"exit {code}")
+
+    def run(self, args: list[str], cid: str) -> tuple[int, str | bytes | None]:
+        assert self.call is not None
+        name = ["--name", cid] if cid else []
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            status = self.call(self.socket, [*name, *self.ctx.limit_flags, "--", *args], (null, null, err_w))
+        except Exception as e:  # noqa: BLE001 - the run's error, as a failed run's stderr
+            return 125, str(e)
+        finally:
+            os.close(null)
+            os.close(err_w)
+        try:
+            err = os.read(err_r, 65536)
+        except BlockingIOError:  # nothing written
+            err = b""
+        finally:
+            os.close(err_r)
+        return status, err
 
 
 class NucleusNetwork(Nucleus):
@@ -509,7 +563,7 @@ class Nspawn(Runtime):
                 "--timezone=off", "--resolv-conf=off", "--link-journal=no", "--", *args]
 
 
-ALL = {cls.name: cls for cls in (Host, Nucleus, NucleusWarm, NucleusNetwork, NucleusBridge, NucleusEgress, Runc, RuncDetached, Crun, Nspawn, Bwrap,
+ALL = {cls.name: cls for cls in (Host, Nucleus, NucleusWarm, NucleusServed, NucleusNetwork, NucleusBridge, NucleusEgress, Runc, RuncDetached, Crun, Nspawn, Bwrap,
                                    BwrapNoSeccomp, Runsc, Unshare, Python)}
 
 

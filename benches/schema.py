@@ -46,6 +46,12 @@ THROUGHPUT = {
                                                      "runs_per_s": SUMMARY,
                                                      "overall_runs_per_s": OPT_NUM}}}},
 }
+ESCAPES = {  # optional in RESULT: results written before it have none
+    "command": STR, "attempts": [STR], "reference": STR,
+    "results": {"*": {"label": STR, "status": STR,
+                      "attempts": {"*": {"outcome": STR, "errno": OPT_STR, "signal": OPT_STR,
+                                         "detail": STR}}}},
+}
 RESULT = {
     "schema": STR, "date": STR, "duration_s": NUM,
     "machine": {"kernel": STR, "cpu_model": STR, "cores": int, "os": STR, "python": STR,
@@ -61,7 +67,7 @@ RESULT = {
     "leftovers": {"clean": bool, "processes": [STR], "mounts": [STR], "cgroups": [STR],
                   "state_dirs": [STR], "paths": [STR]},
 }
-SECTIONS = ("cold_start", "breakdown", "memory", "workload", "throughput")
+SECTIONS = ("cold_start", "escapes", "breakdown", "memory", "workload", "throughput")
 
 
 def _check(value, spec, path: str, problems: list[str]) -> None:
@@ -102,6 +108,8 @@ def validate(result: dict) -> list[str]:
     """Every way `result` departs from the schema ([] when it conforms)."""
     problems: list[str] = []
     _check(result, RESULT, "$", problems)
+    if "escapes" in result:
+        _check(result["escapes"], ESCAPES, "$.escapes", problems)
     if result.get("schema") != SCHEMA:
         problems.append(f"$.schema: expected {SCHEMA!r}, got {result.get('schema')!r}")
     return problems

@@ -5,6 +5,9 @@
 (* user namespace is owned by the host's user namespace; the user         *)
 (* namespace is entered last, after the filesystem is sealed (the machine *)
 (* waits for Resume). Rootless order: the user namespace comes first.     *)
+(* A namespace named by path (a pod's) is joined at the "unshare" step    *)
+(* instead of made: the same step, another effect. Nothing here tears a   *)
+(* namespace down, so one that was joined is left to its maker.           *)
 (***************************************************************************)
 EXTENDS Naturals, Sequences
 

@@ -3,9 +3,13 @@
 Validate, then act: what gVisor cannot honour is refused (nucleus.config.gvisor), runsc is found
 and the host probed, the bundle planned (nucleus.plan.gvisor), all before the first change on the
 host. Then the container's record is written (refusing a name in use), the supervisor detaches if
-asked, and the Gvisor machine is driven: the bundle, runsc run, the signals the supervisor gets
-passed on as runsc kill, the workload's exit, and the cleanup (runsc delete, then the bundle). An
-interruption or a bug feeds Lost, and the machine decides the cleanup; `nucleus stop`, `kill` and
+asked, and the Gvisor machine is driven: the bundle, with a bridge the network namespace and the
+network (the Network machine, as for a native run), runsc run, the signals the supervisor gets
+passed on as runsc kill, the workload's exit, and the cleanup (runsc delete, the network's
+teardown, the namespace, then the bundle). An
+interruption or a bug feeds Lost, and the machine decides the cleanup. A service's supervisor
+(nucleus.app.service) waits for the workload instead, running its checks through runsc exec,
+and sets the container up again as its restart policy says; `nucleus stop`, `kill` and
 `rm` act on a detached one through the same machine (`kill`, `remove` here).
 """
 
@@ -13,22 +17,26 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nucleus.app import records
-from nucleus.app.run import Report, reported
+from nucleus.app.run import CONTEXT_HINT, Report, reported
+from nucleus.app.run import _prepare_context as prepare_context
 from nucleus.config import gvisor as rules
 from nucleus.config.container import ContainerConfig
 from nucleus.driver import Driver
 from nucleus.effects import gvisor as runsc
 from nucleus.effects import probe
+from nucleus.effects.executor import parse_fault
 from nucleus.effects.process import blocked, detach, process_start
 from nucleus.effects.store import Store
 from nucleus.errors import HostUnsupported, InvalidInput, RuntimeFailure, error_from_data
-from nucleus.machines import gvisor
+from nucleus.machines import gvisor, network
 from nucleus.machines.base import Refused
 from nucleus.plan import gvisor as gvisor_plan
 from nucleus.plan import ids
+from nucleus.plan import network as network_plan
 from nucleus.plan.join import DEFAULT_COMMAND
 from nucleus.trace.record import Recorder as TraceRecorder
 from nucleus.vocab import gvisor as gv
@@ -45,25 +53,33 @@ def _warn(message: str) -> None:
 
 def host(config: ContainerConfig, runsc_path: str, platform: str = rules.PLATFORM) -> tuple[gvisor_plan.Host, str]:
     """What the plan needs of the host, and the state directory; InvalidInput for a volume or
-    context that is not there."""
+    context that is not there. A context to copy is opened, checked and measured as a native
+    run's is (its size against --context-size, what the secret rules leave out)."""
     facts = probe.for_run(config, modes_need=False)
     for volume in config.volumes:
         if volume.owner is not None:
             raise InvalidInput(f"--volume {volume.host}:{volume.target}: an owner with --runtime gvisor: "
                                "its ids are mapped by runsc, not by nucleus", hint=rules.HINT)
     volumes, context, files = runsc.sources(config, facts.etc)
+    copied = None
+    if config.context is not None and config.context_mode == "copy":  # opened and measured as natively
+        copied, _ = prepare_context(config, *probe.context(config.context, CONTEXT_HINT), probe.own_uid())
     start = ids.choose(config.id_range, facts.subordinate_ids)
     return gvisor_plan.Host(runsc=runsc_path, system=facts.system, etc=facts.etc,
-                            id_start=start, volumes=volumes, context=context,
+                            id_start=start, volumes=volumes, context=context, copied=copied,
                             rootfs=facts.rootfs_realpath, store_paths=facts.store_paths,
-                            files=files, platform=platform), facts.state_root
+                            files=files, platform=platform, network=network_plan.plan(config, facts),
+                            state_root=facts.state_root), facts.state_root
 
 
-def run(config: ContainerConfig, platform: str | None = None, trace_path: str | None = None) -> int:
+def run(config: ContainerConfig, platform: str | None = None, trace_path: str | None = None,
+        environ: dict[str, str] | None = None) -> int:
     """Run under runsc in the foreground (or, with config.detach, hand the container to a
     background supervisor once it has started, print its id and return 0); `platform`:
     --gvisor-platform (ptrace when not given); `trace_path`: --trace, the machine's steps as an
-    ITF trace of formal/Gvisor.tla."""
+    ITF trace of formal/Gvisor.tla; `environ`: nucleus's environment (NOTIFY_SOCKET for
+    --sd-notify, NUCLEUS_FAIL_AT for the tests of the failure paths)."""
+    environ = environ or {}
     problem = rules.refusal(config)
     if problem is not None:
         raise problem
@@ -81,17 +97,24 @@ def run(config: ContainerConfig, platform: str | None = None, trace_path: str | 
     seccomp = policies.seccomp if policies is not None else None
     cid = records.new_id()
     plan = gvisor_plan.plan(config, facts, cid, seccomp)
+    initial = gvisor.initial(plan, gvisor_plan.network_machine(config, facts, cid))
     store = Store(state_root)
     store.ensure()
-    record = records.claim(store, _record(config, cid, plan))
+    record = records.claim(store, _record(config, cid, initial, facts.network))
     trace = None if trace_path is None else TraceRecorder(
         gvisor, "Gvisor", trace_path, f"nucleus run --runtime gvisor {' '.join(config.argv)}")
+    service = None
+    if config.service is not None and config.service.supervised:
+        from nucleus.app.service import Supervisor
+
+        service = Supervisor(config.service, store, record, environ)
+    fault = parse_fault(environ.get("NUCLEUS_FAIL_AT"))
     if not config.detach:
-        return _supervise(store, record, plan, None, trace)
+        return _supervise(store, record, initial, None, trace, service, fault)
 
     def background(report: Report) -> int:
         records.adopt(record, probe.own_pid())
-        return reported(report, lambda r: _supervise(store, record, plan, r, trace))
+        return reported(report, lambda r: _supervise(store, record, initial, r, trace, service, fault))
 
     answer = detach(store.log_sink(cid, config.log_max_size, config.log_max_files), background)
     if answer is not None and "ok" in answer:
@@ -105,7 +128,8 @@ def run(config: ContainerConfig, platform: str | None = None, trace_path: str | 
     raise error_from_data(answer["error"])
 
 
-def _record(config: ContainerConfig, cid: str, plan: gvisor.GvisorPlan) -> dict[str, Any]:
+def _record(config: ContainerConfig, cid: str, initial: gvisor.GvisorState,
+            net: network_plan.NetworkPlan) -> dict[str, Any]:
     name = config.name or cid[:12]
     supervisor = probe.own_pid()
     record: dict[str, Any] = {
@@ -115,11 +139,18 @@ def _record(config: ContainerConfig, cid: str, plan: gvisor.GvisorPlan) -> dict[
         "hostname": gvisor_plan.hostname(config, cid), "rootless": False,
         "limits": {"memory": config.limits.memory, "cpus": config.limits.cpus, "pids": config.limits.pids},
         "cgroup_parent": config.limits.cgroup_parent,
-        "machines": gvisor.to_tla(gvisor.initial(plan)),
+        "machines": _machines(initial),
     }
+    if net.mode != "none":
+        record["network"] = network_plan.to_record(net)
     if config.detach:
         record["log"] = {"max_size": config.log_max_size, "max_files": config.log_max_files}
     return record
+
+
+def _machines(state: gvisor.GvisorState) -> dict[str, Any]:
+    """The machine's variables as the record keeps them (a set as a sorted list)."""
+    return {k: sorted(x) if isinstance(x, frozenset) else x for k, x in gvisor.to_tla(state).items()}
 
 
 class Recorder:
@@ -137,7 +168,9 @@ class Recorder:
         if state.status == "removed":
             self.store.delete(self.doc["id"])
             return
-        fields: dict[str, Any] = {"status": STATUS[state.status], "machines": gvisor.to_tla(state)}
+        fields: dict[str, Any] = {"status": STATUS[state.status], "machines": _machines(state)}
+        if state.net.addresses and isinstance(self.doc.get("network"), dict):
+            fields["network"] = {**self.doc["network"], "addresses": list(state.net.addresses)}
         if state.status == "running" and "started_at" not in self.doc:
             fields["started_at"] = time.time()
         if state.status in gvisor.ENDED:
@@ -152,25 +185,26 @@ class Recorder:
             self.store.write(self.doc)
 
 
-def _supervise(store: Store, record: dict[str, Any], plan: gvisor.GvisorPlan, report: Any,
-               trace: TraceRecorder | None = None) -> int:
-    executor = runsc.GvisorExecutor(warn=_warn)
-    driver = Driver(gvisor, gvisor.initial(plan), executor, Recorder(store, record, trace))
+def _supervise(store: Store, record: dict[str, Any], initial: gvisor.GvisorState, report: Any,
+               trace: TraceRecorder | None = None, service: Any = None,
+               fault: tuple[str, int] | None = None) -> int:
+    """Run the container, and with a service (`service`, nucleus.app.service.Supervisor) run it
+    again as its restart policy says, each run from the machine's initial state (the record is
+    the same; the trace records the first run only)."""
+    executor = runsc.GvisorExecutor(warn=_warn, fault=fault)
+    driver = Driver(gvisor, initial, executor, Recorder(store, record, trace))
     try:
         with blocked():  # signals are taken synchronously; runsc starts with a clean mask
-            driver.require(gv.Create())
-            if driver.state.status != "running":
-                failure = driver.state.failure
-                _remove(driver, record)
-                raise RuntimeFailure(f"gVisor setup failed: {failure}")
-            if report is not None:
-                report({"ok": record["id"]})
-            # The signals the supervisor is sent go on to the sandbox (runsc kill).
-            code = executor.wait_forwarding(lambda name: driver.feed(gv.Kill(signal=name)))
-            driver.require(gv.Exit(code=code))
+            while True:
+                code, ran_for = _run_once(driver, executor, record, report, service)
+                if service is None or not service.ended(code, ran_for) or not service.backoff():
+                    break
+                report = None
+                service.fresh_record()
+                driver = Driver(gvisor, initial, executor, Recorder(store, record))
             if not record["detached"]:  # a detached one stays, stopped, for ps --all and logs, until rm
                 _remove(driver, record)
-            elif driver.state.bundle or driver.state.sandbox:
+            elif not driver.state.gone:
                 _left(record)
             return code
     except BaseException:
@@ -179,6 +213,51 @@ def _supervise(store: Store, record: dict[str, Any], plan: gvisor.GvisorPlan, re
     finally:
         if trace is not None:
             trace.write()
+
+
+def _run_once(driver: Driver, executor: runsc.GvisorExecutor, record: dict[str, Any], report: Any,
+              service: Any) -> tuple[int, float]:
+    """One run to its end and its cleanup: the workload's status and how long it ran. The
+    signals the supervisor is sent go on to the sandbox (runsc kill); with a service its
+    supervisor waits, running the health checks and readiness commands (through runsc exec)."""
+    _require(driver, gv.Create())
+    if driver.state.status != "running":
+        failure = driver.state.failure
+        _remove(driver, record)
+        restarts = service.state.restarts if service is not None else 0
+        raise RuntimeFailure((f"restart {restarts} of the service: " if restarts else "")
+                             + f"gVisor setup failed: {failure}")
+    if report is not None:
+        report({"ok": record["id"]})
+    started = time.monotonic()
+
+    def forward(name: str) -> None:
+        driver.feed(gv.Kill(signal=name))
+
+    if service is None:
+        code = executor.wait_forwarding(forward)
+    else:
+        target = executor.runsc_pid
+        assert target is not None
+        code = service.wait(_Sandbox(forward), target,
+                            lambda taken: forward(runsc.signal_name(taken.number)) if taken.sent else None)
+        executor.runsc_pid = None
+    ran_for = time.monotonic() - started
+    _require(driver, gv.Exit(code=code))
+    return code, ran_for
+
+
+class _Sandbox:
+    """What a service's supervisor asks of the run it waits for: a signal for the workload."""
+
+    def __init__(self, forward: Callable[[str], None]) -> None:
+        self.send_signal = forward
+
+
+def _require(driver: Driver, event: gv.GvEvent) -> None:
+    """Take `event`, then the Network machine's internal steps it enables (Begin, Release)."""
+    driver.require(event)
+    driver.settle()
 
 
 def _remove(driver: Driver, record: dict[str, Any]) -> None:
@@ -198,6 +277,7 @@ def _lost(driver: Driver, record: dict[str, Any]) -> None:
         with blocked():
             if driver.state.status in gvisor.ACTIVE:
                 driver.feed(gv.Lost())
+                driver.settle()
             if driver.state.status in gvisor.ENDED:
                 _remove(driver, record)
     except Exception as e:  # noqa: BLE001 - the original error is the one to report
@@ -223,10 +303,13 @@ def _driver(record: dict[str, Any], store: Store | None) -> Driver:
     """The container's machine from its record, with runsc's flags planned again from this
     host's state directory and the id (never taken from the record)."""
     base = gvisor_plan.directory(record["id"])
-    plan = gvisor.GvisorPlan(bundle=gv.WriteBundle(directory=base),
+    plan = gvisor.GvisorPlan(bundle=gv.WriteBundle(directory=base), netns=gvisor_plan.netns(base),
                              runsc=(runsc.find_runsc(), "--root", f"{base}/runsc", "--log", f"{base}/{gvisor_plan.LOG}"),
                              cid=record["id"])
-    state = gvisor.from_tla(record["machines"], gvisor.initial(plan))
+    # The network's teardown likewise: its names from the id, the bridge as the record has it.
+    net = network.NetworkState(teardown=network_plan.teardown(
+        network_plan.from_record(record.get("network")), record["id"], probe.identity().state_root))
+    state = gvisor.from_tla(record["machines"], gvisor.initial(plan, net))
     return Driver(gvisor, state, runsc.GvisorExecutor(warn=_warn),
                   None if store is None else Recorder(store, record))
 
@@ -258,9 +341,9 @@ def remove(record: dict[str, Any], store: Store) -> None:
     """What a supervisor that is gone left: the sandbox deleted, the bundle removed, the record."""
     driver = _driver(record, store)
     if driver.state.status in gvisor.ACTIVE:
-        driver.require(gv.Lost())
-    elif driver.state.status in gvisor.ENDED and (driver.state.bundle or driver.state.sandbox):
-        driver.require(gv.Sweep())
+        _require(driver, gv.Lost())
+    elif driver.state.status in gvisor.ENDED and not driver.state.gone:
+        _require(driver, gv.Sweep())
     if isinstance(driver.feed(gv.Remove()), Refused):
         raise RuntimeFailure(f"cannot remove container {record['name']!r}: its gVisor sandbox or bundle "
                              "could not be removed", hint="run nucleus rm --force again; the warning says why")

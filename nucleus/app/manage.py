@@ -207,15 +207,15 @@ def kill(ref: str, sig: str, action: str = "kill") -> dict[str, Any]:
     authorize(record, action)
     if not supervisor_alive(record):
         raise RuntimeFailure(f"cannot {action} container {record['name']!r}: it is {view(record)['status']}")
+    if "service" in record:  # a service that is stopped or killed is not started again
+        _store().mark_stop(record["id"])
+        if restarting(record):
+            return record
     if record.get("runtime") == "gvisor":
         from nucleus.app import gvisor
 
         gvisor.kill(record, sig)
         return record
-    if "service" in record:  # a service that is stopped or killed is not started again
-        _store().mark_stop(record["id"])
-        if restarting(record):
-            return record
     result = container_driver(record, action=action).feed(v.Kill(sig))
     if isinstance(result, Refused):
         raise _refused(result, record)

@@ -8,7 +8,10 @@ root file system, whose setup stops short of the workload and waits on the conta
 (nucleus.effects.ocistate) until `start`, `kill` or `delete` writes to it. The supervisor is the
 process the --pid-file names: it holds the container's stdio, passes signals and the workload's
 exit status through, and releases the container's cgroup, mounts and namespaces itself once the
-workload has ended; what `delete` removes is the runtime's own state directory.
+workload has ended; what `delete` removes is the runtime's own state directory. Once the container
+exists the supervisor joins its network, IPC and UTS namespaces (ocistate.POD_SHARED): containerd's CRI
+plugin tells a pod's other containers to join /proc/PID/ns/ipc and uts of the pid the --pid-file
+names, which are then the sandbox container's, never the host's.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ def create(root: str, bundle: str, cid: str, pid_file: str | None, console_socke
         validate(spec.config)
     except InvalidInput as e:  # checked as `nucleus run` checks its flags: said as the bundle's
         raise InvalidInput(f"{bundles.FILE}: {e.message}", hint=e.hint) from None
+    ocistate.check_rlimits(spec.config.rlimits)
     for line in spec.warnings:
         warn(line)
     c = ocistate.Container(root, cid)
@@ -147,7 +151,9 @@ def _supervise(c: ocistate.Container, config: Any, channel: ocistate.Channel) ->
     from nucleus.app import run as app_run
 
     def gate(init: int) -> None:
-        channel.send({"created": init, "init_start": process_start(init)})
+        started = process_start(init)
+        ocistate.share_namespaces(init, started)
+        channel.send({"created": init, "init_start": started})
         word = c.wait_for_word()
         if word != ocistate.START:
             signal = int(word) if word.isdigit() else 9

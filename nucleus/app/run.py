@@ -37,7 +37,6 @@ from nucleus.machines import lifecycle, resources, system
 from nucleus.plain import to_plain
 from nucleus.plan import promises
 from nucleus.plan import run as run_plan
-from nucleus.trace.record import Recorder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -191,6 +190,8 @@ def run(config: ContainerConfig, trace_path: str | None = None,
     auditor = app_audit.recorder(config, record, otlp_url, environ, audit_log)
     trace = None
     if trace_path is not None:
+        from nucleus.trace.record import Recorder  # --trace only
+
         inputs = run_plan.RunInputs(replace(config, loaded_policies=None), facts, artifacts, cid)
         trace = Recorder(system, "System", trace_path, f"nucleus run {' '.join(config.argv)}",
                          to_plain(inputs))
@@ -361,7 +362,11 @@ def wait_or_hand_over(config: ContainerConfig, planned: run_plan.RunPlan, execut
         return executor.wait(lambda pid: service.wait(executor, pid))
     from nucleus.app import keeper
 
-    audited = trace is not None and not isinstance(trace, Recorder)  # the audit log's recorder in front
+    audited = False  # the audit log's recorder in front of the trace's, or alone
+    if trace is not None:
+        from nucleus.trace.record import Recorder
+
+        audited = not isinstance(trace, Recorder)
     why = keeper.refusal(config, planned, executor, gate=gate, context=tree is not None, audit_log=audited,
                          injected_fault=injected)
     if why is None:

@@ -44,6 +44,7 @@ def serve(path: str | None, group: str | None, grace: float, body: Callable[[lis
                                hint="run nucleus serve as root, or leave --group out")
         gid = _group_id(group)
     warm()
+    _freeze()
     listener, inode = effects.listen(path, gid)
     loop = effects.Server(path, listener, inode, grace, body)
     print(f"nucleus serve: listening on {path}", flush=True)
@@ -56,6 +57,16 @@ def serve(path: str | None, group: str | None, grace: float, body: Callable[[lis
     loop.feed = feed
     loop.phase = lambda: str(driver.state.phase)
     return loop.serve()
+
+
+def _freeze() -> None:
+    """Leave what the template holds (modules, their objects) out of every later garbage
+    collection: a supervisor's collection then never writes to, and so never copies, the pages
+    it shares with the server, however long its sandbox runs."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _group_id(group: str) -> int:

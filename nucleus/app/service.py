@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nucleus.app import health as checks
@@ -105,9 +106,10 @@ class Supervisor:
         return policy.mode + (f":{policy.limit}" if policy.limit is not None else "")
 
     # --- one run ---------------------------------------------------------------------------------
-    def wait(self, executor: Any, target: int) -> int:
+    def wait(self, executor: Any, target: int, forward: Callable[[host.Taken], None] | None = None) -> int:
         """Wait for the workload `target` (the container's init), running checks meanwhile;
-        its exit status. The caller has blocked process.WAITED."""
+        its exit status. The caller has blocked process.WAITED. `forward` passes a signal on
+        (to `target` without it)."""
         self.executor, self.kill_at = executor, None
         started = time.monotonic()
         self.feed(sv.Started())
@@ -147,7 +149,10 @@ class Supervisor:
                 if not taken.child:
                     if taken.stopping:  # ^C on a terminal too: no restart after it
                         self.feed(sv.StopAsked())
-                    host.forward(target, taken)
+                    if forward is not None:
+                        forward(taken)
+                    else:
+                        host.forward(target, taken)
                     continue
                 for pid, status in host.reap_all((self.check, self.probe)):
                     if pid == target:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
 
 from nucleus.errors import EXIT_FAILURE, NucleusError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is for the run path to import, not `run --server`'s client
+    from typing import NoReturn
 
 # The group's options that may come before `run` (main.py's `cli`): name -> takes a value.
 _GLOBAL = {"--debug": False, "--root": True}

@@ -114,6 +114,9 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("--tmpfs",), "An empty in-memory file system at PATH, gone with the container; OPTIONS: "
          "size=SIZE (default 64M), mode=OCTAL (0755), owner=USER[:GROUP] (repeatable).",
          metavar="PATH[:OPTIONS]", multiple=True),
+    Flag(("--sysctl",), "Set a kernel parameter of the container's own namespaces inside: net.* (not "
+         "with --network host), kernel.msg*, sem, shm*, fs.mqueue.*, kernel.domainname (repeatable).",
+         metavar="KEY=VALUE", multiple=True),
     Flag(("--changes",), "When the workload ends, write what it changed in a copied /context to OUT "
          "(a directory, or a patch if OUT ends in .patch or .diff).", metavar="OUT"),
     Flag(("--changes-max-size",), "Largest file --changes brings back [default: 16M].", metavar="SIZE"),
@@ -242,7 +245,7 @@ def _start_gvisor(command: tuple[str, ...], opts: Mapping[str, Any]) -> int:
     from nucleus.app.gvisor import run
 
     return run(to_config(command, opts, os.environ.get("TERM") or "xterm"), opts.get("gvisor_platform"),
-               opts.get("trace"))
+               opts.get("trace"), environ=dict(os.environ))
 
 
 _POLICY_FLAGS = ("seccomp_profile", "seccomp_profile_sha256", "caps_policy", "caps_policy_sha256",
@@ -257,7 +260,7 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
     import os
 
     from nucleus.app import envfiles, policyfiles
-    from nucleus.config import egress, mode_validation, modes, network, service
+    from nucleus.config import egress, mode_validation, modes, network, service, sysctl
     from nucleus.config import secrets as secret_rules
     from nucleus.config.container import (
         ContainerConfig,
@@ -317,7 +320,7 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
                                         tuple(opts["publish"]), opts["user_net"]),
         tuple(opts["dns"]), opts["service_mode"], config.egress)
     config = replace(config, network=mode, allow_host_network=opts["allow_host_network"], dns=dns,
-                     bridge=bridge)
+                     bridge=bridge, sysctls=sysctl.parse(tuple(opts["sysctl"]), mode != network.HOST))
     config = replace(config, service=service.parse(
         opts["health_cmd"], opts["health_interval"], opts["health_timeout"], opts["health_retries"],
         opts["health_start_period"], opts["health_on_unhealthy"], opts["restart"], opts["readiness_exec"],

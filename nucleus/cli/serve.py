@@ -11,20 +11,25 @@ import importlib
 def warm() -> None:
     """Import what a run imports, once, before the first fork (the point of the server); also
     what a run imports later, for a child that may no longer read the server's interpreter (a
-    root server's, under /root, serving another user): the seccomp compiler."""
+    root server's, under /root, serving another user): the seccomp compiler, and the violation
+    monitor's own modules (each run forks one). What a run builds the same every time is built
+    here too: the secret rules /etc is checked with."""
     from nucleus.cli import run_args, run_options
 
     for name in ("gc", "ctypes.util", "pyseccomp", "nucleus.app.run", "nucleus.cli.entry",
                  "nucleus.config.seccomp_default", "nucleus.effects.audit", "nucleus.effects.executor",
                  "nucleus.effects.handlers", "nucleus.effects.hostcheck", "nucleus.effects.monitor",
-                 "nucleus.effects.namespaces", "nucleus.effects.process", "nucleus.effects.seccomp_bpf",
-                 "nucleus.effects.seccomp_handoff", "nucleus.effects.setup"):
+                 "nucleus.effects.namespaces", "nucleus.effects.process", "nucleus.effects.refusals",
+                 "nucleus.effects.seccomp_bpf", "nucleus.effects.seccomp_handoff",
+                 "nucleus.effects.setup"):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     run_options.to_config(("/bin/true",), run_args.defaults(), "xterm", environ={})
+    from nucleus.config import host_etc
     from nucleus.effects import libc
 
     libc.capget()  # loads libc (ctypes) once
+    host_etc.secret("nucleus", "nucleus", False)  # compiles the rules (kept by host_etc)
 
 
 def run(argv: list[str]) -> int:

@@ -112,6 +112,18 @@ class ContainerConfig:
     loaded_policies: Any = None  # nucleus.policyfiles.Policies, loaded from the policy files
     # --health-*, --restart, --readiness-*, --sd-notify (nucleus.config.service); None: none given
     service: ServiceOptions | None = None
+    # An OCI config's linux.sysctl: (dotted key, value), keys of the container's own namespaces
+    # only (nucleus.config.sysctl), written inside before the workload runs.
+    sysctls: tuple[tuple[str, str], ...] = ()
+    groups: tuple[int, ...] = ()  # process.user.additionalGids: more supplementary groups (container gids)
+    # process.rlimits: (RLIMIT_*, soft, hard), set as given in place of nucleus's own for that
+    # resource (-1: unlimited)
+    rlimits: tuple[tuple[str, int, int], ...] = ()
+    root_propagation: str = ""  # linux.rootfsPropagation (nucleus.effects.fs.PROPAGATION, "r" for the tree)
+    # An OCI config's namespaces named by path: (kind as /proc/<pid>/ns names it, path, the field
+    # that named it), joined in place of new ones; the host's own only with join_host_namespaces.
+    namespace_paths: tuple[tuple[str, str, str], ...] = ()
+    join_host_namespaces: bool = False
 
     @property
     def effective_workdir(self) -> str:

@@ -3,8 +3,8 @@ happens. Pure: it never probes the host.
 
 runsc is the container's kernel: nucleus writes the OCI bundle (nucleus.plan.gvisor) and runsc
 applies it inside its sandbox. What nucleus does itself in the native runtime and runsc cannot
-be asked to do (a copied context, nucleus's Landlock rules and capability policies, a seccomp
-trace, health and readiness commands, a bridge or user-mode network, a terminal) is refused,
+be asked to do (nucleus's Landlock rules and capability policies, a seccomp trace, a port or
+the workload's own notification as readiness, a user-mode network, a terminal) is refused,
 naming the flag, rather than dropped.
 """
 
@@ -24,16 +24,10 @@ HINT = "drop it, or run with --runtime native"
 Check = Callable[[ContainerConfig], bool]
 
 
-def _service(config: ContainerConfig) -> bool:
-    return config.service is not None
-
-
 # (flag, whether the configuration uses it, why runsc cannot honour it)
 REFUSED: tuple[tuple[str, Check, str], ...] = (
-    ("--context (--context-mode copy)", lambda c: c.context is not None and c.context_mode == "copy",
-     "the filtered private copy is nucleus's own; under gVisor a context is bound read-only "
-     "(--context-mode bind)"),
-    ("--changes", lambda c: c.changes is not None, "it needs a copied context"),
+    ("--changes", lambda c: c.changes is not None,
+     "the copy's changes are reported by a native run's supervisor, which keeps the copy"),
     ("-t/--tty", lambda c: c.tty, "runsc's terminal needs a console socket nucleus does not hand it yet"),
     ("--rootless", lambda c: c.rootless, "runsc runs here as root, with the container's ids mapped"),
     ("--time-namespace", lambda c: c.time_namespace, "the sandbox keeps its own clock"),
@@ -51,17 +45,22 @@ REFUSED: tuple[tuple[str, Check, str], ...] = (
     ("--landlock-policy", lambda c: c.loaded_policies is not None and c.loaded_policies.landlock is not None,
      "Landlock is the host kernel's; the sandbox's file system is gVisor's"),
     ("--secret", lambda c: bool(c.secrets), "secrets are staged on nucleus's own tmpfs, which runsc cannot bind"),
-    ("--verify-context-integrity", lambda c: c.verify_context_integrity, "it needs a copied context"),
+    ("--sysctl", lambda c: bool(c.sysctls), "the sandbox's kernel parameters are gVisor's, not the host kernel's"),
+    ("--verify-context-integrity", lambda c: c.verify_context_integrity,
+     "the copy is checked against its manifest inside a native run"),
     ("--verify-rootfs-attestation", lambda c: c.verify_rootfs_attestation, "not checked for runsc yet"),
     ("--require-kernel-lockdown", lambda c: c.require_kernel_lockdown is not None, "not checked for runsc yet"),
     ("--audit-log", lambda c: c.audit_log is not None, "the audit log follows the native machines"),
     ("--otlp-endpoint", lambda c: c.otlp_endpoint is not None, "the spans follow the native machines"),
     ("--io-limit", lambda c: bool(c.limits.io), "runsc does not apply block I/O limits"),
     ("--allow-exec", lambda c: bool(c.allow_exec), "it adjusts nucleus's own Landlock rules"),
-    ("--network bridge", lambda c: c.network == "bridge", "runsc's netstack in nucleus's bridge is not wired yet"),
-    ("--network user", lambda c: c.network == "user", "the user-mode stacks attach to a native container"),
-    ("--health-cmd, --readiness-*, --restart, --sd-notify", _service,
-     "service supervision runs commands in a native container"),
+    ("--network user", lambda c: c.network == "user",
+     "a user-mode network is for runs without root, and runsc runs as root here: use --network bridge"),
+    ("--readiness-tcp", lambda c: c.service is not None and c.service.readiness.tcp is not None,
+     "the port is gVisor's netstack's, in no network namespace of the host's to probe it in "
+     "(use --readiness-cmd)"),
+    ("--readiness-sd-notify", lambda c: c.service is not None and c.service.readiness.workload,
+     "the notify socket is the host's, and runsc's gofer connects no host socket (runsc --host-uds)"),
     ("--service-mode", lambda c: c.service_mode != "agent",
      "strict-agent and production promise the native controls (Landlock, the seccomp program, the mount audit)"),
 )

@@ -6,8 +6,10 @@ What the config asks for is mapped onto a run's configuration; where it is weake
 defaults, nucleus's hardening stays on top (no capabilities kept, no_new_privs, nucleus's seccomp
 profile and Landlock rules, a user namespace of its own, a minimal /dev, masked /proc): the
 config's capabilities, seccomp profile, masked and read-only paths are checked for form and
-reported as replaced. What nucleus cannot do as asked (joining another process's namespace,
-extra device nodes, hooks, a terminal without a console socket) is refused, not ignored.
+reported as replaced. A pod's network, ipc, uts and pid namespaces named by path are joined
+(the host's own only when the runtime's operator allows it). What nucleus cannot do as asked
+(joining a mount, user, cgroup or time namespace, extra device nodes, hooks, a terminal without a
+console socket) is refused, not ignored.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from nucleus.config import sysctl, users
 from nucleus.config.capabilities import capability_number
 from nucleus.config.container import ContainerConfig, env_key_refused, home_refusal
 from nucleus.config.context import SHARED_ROOTS
 from nucleus.config.landlock_default import SYSTEM_EXEC_PATHS
-from nucleus.config.resources import Limits, parse_size
+from nucleus.config.resources import MAX_NOFILE, Limits, parse_size
 from nucleus.config.tmpfs import Tmpfs
 from nucleus.config.volumes import Volume, under
 from nucleus.errors import InvalidInput
@@ -30,6 +33,17 @@ FILE = "config.json"
 VERSION_RE = re.compile(r"^1\.[0-2]\.\d+(-[0-9A-Za-z.+-]+)?$")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+# The namespaces a config may name by path, as a pod's containers name their sandbox's: joined in
+# place of the new one nucleus would make (the pid namespace's for the container's init on).
+JOINABLE = ("network", "ipc", "uts", "pid")
+UNJOINABLE = {
+    "mount": "nucleus builds the container's root in a mount namespace of its own",
+    "user": "nucleus gives each container a user namespace of its own, mapped to a range of host ids "
+            "no other container has",
+    "cgroup": "nucleus roots the container's cgroup namespace at the cgroup it makes for it",
+    "time": "nucleus makes a time namespace only when asked, never shares one",
+}
+NS_NAME = {"network": "net"}  # an OCI namespace type as /proc/<pid>/ns names it
 HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
            "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC",
@@ -45,6 +59,11 @@ OWN_MOUNTS = frozenset({"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", 
 OWN_TMPFS = frozenset({"/tmp", "/run"})
 OWN_FILES = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
 CFS_PERIOD = 100_000
+# process.rlimits' values are uint64; the largest is RLIM_INFINITY, unlimited (-1 to setrlimit).
+RLIM_INFINITY = (1 << 64) - 1
+MAX_RLIMIT = (1 << 63) - 1
+# linux.rootfsPropagation: the new root's propagation, "r" for its whole tree (nucleus.effects.fs).
+PROPAGATIONS = ("shared", "slave", "private", "unbindable", "rshared", "rslave", "rprivate", "runbindable")
 # A root's top-level entries that nucleus lays out itself: the system directories, read-only from
 # the root (as --rootfs takes them), and its own mounts.
 LAID_OUT = frozenset({"bin", "sbin", "usr", "lib", "lib32", "lib64", "libx32", "etc", "nix",
@@ -189,7 +208,11 @@ def load(data: Any, bundle: str, cid: str, runtime: Runtime = STRICT) -> Bundle:
                        "hooks are not run by nucleus", hint=HINT_HOOKS)
     volumes, tmpfs = _mounts(_list(top.get("mounts"), "mounts"), warnings)
     linux = obj(top.get("linux"), "linux")
-    network, cgroup_ns = _namespaces(_list(linux.get("namespaces"), "linux.namespaces"), warnings, runtime)
+    network, cgroup_ns, joins = _namespaces(_list(linux.get("namespaces"), "linux.namespaces"), warnings, runtime)
+    if hostname is not None and _joins(joins, "uts"):
+        warnings.append(f"hostname {hostname!r} is not set: the container joins a uts namespace, "
+                        "whose hostname its maker sets")
+        hostname = None
     for key in ("uidMappings", "gidMappings"):
         for i, m in enumerate(_list(linux.get(key), f"linux.{key}")):
             entry = obj(m, f"linux.{key}[{i}]", required=True)
@@ -202,6 +225,11 @@ def load(data: Any, bundle: str, cid: str, runtime: Runtime = STRICT) -> Bundle:
         raise _bad(f"linux.devices[{i}].path", entry.get("path"), "extra device nodes are not created by nucleus",
                    hint="the container gets nucleus's minimal /dev (null, zero, full, random, urandom, tty)")
     limits = _resources(obj(linux.get("resources"), "linux.resources"), process)
+    sysctls = tuple(sysctl.check(key, value, where("linux.sysctl"), network != "host" and not _joins(joins, "net"))
+                    for key, value in obj(linux.get("sysctl"), "linux.sysctl").items())
+    propagation = _str(linux.get("rootfsPropagation"), "linux.rootfsPropagation")
+    if propagation and propagation not in PROPAGATIONS:
+        raise _bad("linux.rootfsPropagation", propagation, f"is not a propagation (one of {', '.join(PROPAGATIONS)})")
     annotations = obj(top.get("annotations"), "annotations")
     for key, value in annotations.items():
         _str(value, f"annotations.{key}", required=True)
@@ -225,7 +253,9 @@ def load(data: Any, bundle: str, cid: str, runtime: Runtime = STRICT) -> Bundle:
         argv=tuple(argv), name=container_id(cid), hostname=hostname, env=tuple(env), workdir=cwd,
         home=home, user=user, rootfs=rootfs, limits=limits, interactive=True, volumes=volumes,
         tmpfs=tmpfs, cgroup_namespace=cgroup_ns, network=network,
-        allow_host_network=network == "host")
+        allow_host_network=network == "host", sysctls=sysctls, groups=additional_gids(process),
+        rlimits=rlimits(process), root_propagation=propagation, namespace_paths=joins,
+        join_host_namespaces=runtime.degraded)
     return Bundle(config, tuple(warnings), tuple(sorted(annotations.items())), terminal, version,
                   seccomp if seccomp and runtime.seccomp == "bundle" else None)
 
@@ -261,8 +291,7 @@ def process_fields(process: dict[str, Any], warnings: list[str]
     user_obj = obj(process.get("user"), "process.user")
     uid = _int(user_obj.get("uid"), "process.user.uid") or 0
     gid = _int(user_obj.get("gid"), "process.user.gid") or 0
-    for i, g in enumerate(_list(user_obj.get("additionalGids"), "process.user.additionalGids")):
-        _int(g, f"process.user.additionalGids[{i}]")
+    additional_gids(process)
     user = None if (uid, gid) == (0, 0) else f"{uid}:{gid}"
     terminal = _bool(process.get("terminal"), "process.terminal")
     if "noNewPrivileges" in process and not _bool(process["noNewPrivileges"], "process.noNewPrivileges"):
@@ -278,25 +307,55 @@ def process_fields(process: dict[str, Any], warnings: list[str]
                 raise _bad(f"process.capabilities.{key}[{i}]", name, str(e)) from None
     if any(caps.values()):
         warnings.append("process.capabilities: nucleus keeps no capabilities in the container")
-    for i, rl in enumerate(_list(process.get("rlimits"), "process.rlimits")):
-        entry = obj(rl, f"process.rlimits[{i}]", required=True)
-        kind = _str(entry.get("type"), f"process.rlimits[{i}].type", required=True)
-        if kind not in RLIMITS:
-            raise _bad(f"process.rlimits[{i}].type", kind, "is not a resource limit", hint="for example RLIMIT_NOFILE")
-        for bound in ("soft", "hard"):
-            _int(entry.get(bound), f"process.rlimits[{i}].{bound}")
-        if kind != "RLIMIT_NOFILE":
-            warnings.append(f"process.rlimits[{i}] {kind}: nucleus sets its own (from the limits it maps)")
+    rlimits(process)
     _int(process.get("oomScoreAdj"), "process.oomScoreAdj", low=-1000)
     return [str(a) for a in args], env, cwd, user, terminal
 
 
 def nofile(process: dict[str, Any]) -> int | None:
-    """The RLIMIT_NOFILE soft limit the config asks for (checked by _process), if any."""
+    """The RLIMIT_NOFILE soft limit the config asks for (checked by _process), if any and finite."""
     for rl in process.get("rlimits") or ():
-        if rl.get("type") == "RLIMIT_NOFILE" and rl.get("soft") is not None:
+        if rl.get("type") == "RLIMIT_NOFILE" and isinstance(rl.get("soft"), int) and 0 < rl["soft"] <= MAX_NOFILE:
             return int(rl["soft"])
     return None
+
+
+def additional_gids(process: dict[str, Any]) -> tuple[int, ...]:
+    """process.user.additionalGids: the container's gids the process also has (whether the
+    container's user namespace maps them is the plan's to say)."""
+    user = obj(process.get("user"), "process.user")
+    path = "process.user.additionalGids"
+    gids = [_int(g, f"{path}[{i}]") for i, g in enumerate(_list(user.get("additionalGids"), path))]
+    for i, gid in enumerate(gids):
+        if gid is None or gid > users.MAX_ID:
+            raise _bad(f"{path}[{i}]", gid, f"must be a gid from 0 to {users.MAX_ID}")
+    return tuple(dict.fromkeys(g for g in gids if g is not None))
+
+
+def _rlimit_value(data: Any, path: str) -> int:
+    """A soft or hard limit: RLIM_INFINITY is -1 (unlimited) to setrlimit."""
+    value = _int(data, path)
+    if value is None or (value > MAX_RLIMIT and value != RLIM_INFINITY):
+        raise _bad(path, data, f"must be an integer from 0 to {MAX_RLIMIT}, or {RLIM_INFINITY} (unlimited)")
+    return -1 if value == RLIM_INFINITY else value
+
+
+def rlimits(process: dict[str, Any]) -> tuple[tuple[str, int, int], ...]:
+    """process.rlimits as (RLIMIT_*, soft, hard), -1 unlimited: each resource once, soft at most
+    hard. Whether the host lets the container have a hard limit is told at create."""
+    out: dict[str, tuple[str, int, int]] = {}
+    for i, rl in enumerate(_list(process.get("rlimits"), "process.rlimits")):
+        entry = obj(rl, f"process.rlimits[{i}]", required=True)
+        kind = _str(entry.get("type"), f"process.rlimits[{i}].type", required=True)
+        if kind not in RLIMITS:
+            raise _bad(f"process.rlimits[{i}].type", kind, "is not a resource limit", hint="for example RLIMIT_NOFILE")
+        if kind in out:
+            raise _bad(f"process.rlimits[{i}].type", kind, "is given twice")
+        soft, hard = (_rlimit_value(entry.get(bound), f"process.rlimits[{i}].{bound}") for bound in ("soft", "hard"))
+        if hard != -1 and (soft == -1 or soft > hard):
+            raise _bad(f"process.rlimits[{i}].soft", entry["soft"], f"is above the hard limit {entry['hard']}")
+        out[kind] = (kind, soft, hard)
+    return tuple(out.values())
 
 
 def _mounts(mounts: list[Any], warnings: list[str]) -> tuple[tuple[Volume, ...], tuple[Tmpfs, ...]]:
@@ -362,19 +421,30 @@ def check_root(text: str, path: str, bundle: str) -> str:
     return path
 
 
-def _namespaces(entries: list[Any], warnings: list[str], runtime: Runtime) -> tuple[str, bool]:
-    """The network mode ("none", a fresh namespace; "host" when the config shares the host's,
-    which only the runtime's operator can allow) and whether a cgroup namespace is made."""
+def _namespaces(entries: list[Any], warnings: list[str], runtime: Runtime
+                ) -> tuple[str, bool, tuple[tuple[str, str, str], ...]]:
+    """The network mode ("none", a namespace of the container's own or one it joins; "host"
+    when the config shares the host's, which only the runtime's operator can allow), whether a
+    cgroup namespace is made, and the namespaces the config names by path: (kind as
+    /proc/<pid>/ns names it, path, the field), joined instead of made. Whether a path is a
+    namespace of that kind, and not the host's own, is the kernel's to say when it is opened
+    (nucleus.effects.namespaces.join)."""
     kinds = set()
+    joins: list[tuple[str, str, str]] = []
     for i, ns in enumerate(entries):
         entry = obj(ns, f"linux.namespaces[{i}]", required=True)
         kind = _str(entry.get("type"), f"linux.namespaces[{i}].type", required=True)
         if kind not in NAMESPACES:
             raise _bad(f"linux.namespaces[{i}].type", kind, f"is not a namespace (one of {', '.join(NAMESPACES)})")
-        if entry.get("path"):
-            raise _bad(f"linux.namespaces[{i}].path", entry["path"],
-                       "joining an existing namespace is not supported by nucleus",
-                       hint="let the container make its own (remove the path)")
+        if kind in kinds:
+            raise _bad(f"linux.namespaces[{i}].type", kind, "is given twice")
+        if entry.get("path") not in (None, ""):  # an empty path is none, as runc reads it
+            field = f"linux.namespaces[{i}].path"
+            path = _absolute(entry["path"], field)
+            if kind not in JOINABLE:
+                raise _bad(field, entry["path"], f"a {kind} namespace is not joined by nucleus: {UNJOINABLE[kind]}",
+                           hint="remove the path: the container makes its own")
+            joins.append((NS_NAME.get(kind, kind), path, where(field)))
         kinds.add(kind)
     missing = [k for k in ("pid", "mount", "ipc", "uts", "user") if k not in kinds]
     if missing:
@@ -384,7 +454,13 @@ def _namespaces(entries: list[Any], warnings: list[str], runtime: Runtime) -> tu
             raise _bad("linux.namespaces", sorted(kinds), "has no network namespace: the container would "
                        "share the host's network", hint=HINT_DEGRADED)
         warnings.append(f"linux.namespaces: the container shares the host's network ({DEGRADED})")
-    return ("none" if "network" in kinds else "host"), "cgroup" in kinds
+    if joins and runtime.degraded:
+        warnings.append(f"linux.namespaces: a path may name the host's own namespace ({DEGRADED})")
+    return ("none" if "network" in kinds else "host"), "cgroup" in kinds, tuple(joins)
+
+
+def _joins(joins: tuple[tuple[str, str, str], ...], kind: str) -> bool:
+    return any(k == kind for k, _path, _field in joins)
 
 
 def _resources(res: dict[str, Any], process: dict[str, Any]) -> Limits:

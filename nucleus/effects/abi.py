@@ -245,6 +245,7 @@ SFD_CLOEXEC = os.O_CLOEXEC
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3): the CLONE_NEW* type of a namespace file (Linux 4.11)
 
 _CLONE_NAMES = tuple((name, value) for name, value in vars(linux).items()
                      if name.startswith("CLONE_NEW") and name != "CLONE_NEW_ALL")
@@ -419,7 +420,7 @@ def open_flag_names(flags: int) -> str:
     return head if rest == "0" else f"{head}|{rest}"
 
 
-_IOCTL_NAMES = {SIOCGIFFLAGS: "SIOCGIFFLAGS", SIOCSIFFLAGS: "SIOCSIFFLAGS"}
+_IOCTL_NAMES = {SIOCGIFFLAGS: "SIOCGIFFLAGS", SIOCSIFFLAGS: "SIOCSIFFLAGS", NS_GET_NSTYPE: "NS_GET_NSTYPE"}
 
 
 def ioctl_request_name(request: int) -> str:
@@ -427,10 +428,11 @@ def ioctl_request_name(request: int) -> str:
     return _IOCTL_NAMES.get(request, hex(request))
 
 
-_RLIMIT_NAMES = {
-    getattr(resource, name): name
-    for name in ("RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_MEMLOCK", "RLIMIT_CORE", "RLIMIT_STACK")
-}
+# Every resource of setrlimit(2) by name (Python's module lacks RLIMIT_LOCKS, 10 on Linux).
+RLIMITS = {name: getattr(resource, name) for name in dir(resource)
+           if name.startswith("RLIMIT_") and name != "RLIMIT_OFILE"}  # OFILE: BSD's NOFILE
+RLIMITS.setdefault("RLIMIT_LOCKS", 10)
+_RLIMIT_NAMES = {number: name for name, number in RLIMITS.items()}
 
 
 def rlimit_name(res: int) -> str:

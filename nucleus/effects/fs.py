@@ -27,7 +27,8 @@ MS_FLAGS = {
 }
 _OCTAL = re.compile(r"\\([0-7]{3})")
 MOUNTINFO = "/proc/self/mountinfo"  # what AuditMounts reads (a test points it at a fake)
-PROPAGATION = {"private": abi.MS_PRIVATE, "slave": abi.MS_SLAVE, "shared": abi.MS_SHARED}
+PROPAGATION = {"private": abi.MS_PRIVATE, "slave": abi.MS_SLAVE, "shared": abi.MS_SHARED,
+               "unbindable": abi.MS_UNBINDABLE}
 
 
 def flags_of(names: tuple[str, ...]) -> int:
@@ -452,6 +453,9 @@ def pivot_root(op: v.PivotRoot) -> None:
 def detach_old_root(op: v.DetachOldRoot) -> None:
     libc.umount2(".", abi.MNT_DETACH)
     libc.chdir("/")
+    if op.propagation:
+        mode = op.propagation.removeprefix("r")
+        set_propagation(v.SetPropagation("/", mode, mode != op.propagation))
 
 
 def mount_table() -> list[tuple[str, set[str]]]:

@@ -1,6 +1,8 @@
 """runsc, gVisor's OCI runtime, as the Gvisor machine's intents ask: write the bundle, start
-`runsc run`, signal the sandbox, delete it, remove the container's directory. Each handler does
-what its intent says and reports what happened (nucleus.vocab.gvisor); the machine decides.
+`runsc run`, signal the sandbox, delete it, remove the container's directory; with a bridge,
+the network namespace and the Network machine's intents (nucleus.effects.gvisor_net). Each
+handler does what its intent says and reports what happened (nucleus.vocab.gvisor); the
+machine decides.
 
 runsc is taken only from a directory root controls (never from PATH), and only a file owned by
 root that no one else may write: it runs as root with the bundle's mounts.
@@ -9,6 +11,7 @@ root that no one else may write: it runs as root with the bundle's mounts.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -19,7 +22,10 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from nucleus import linux
+from nucleus import vocab as v
 from nucleus.config.container import ContainerConfig
+from nucleus.effects import abi, fs, gvisor_net, libc
 from nucleus.effects.process import WAITED, default_signals, exit_status, poll_exit
 from nucleus.errors import HostUnsupported, InvalidInput
 from nucleus.vocab import gvisor as gv
@@ -88,10 +94,15 @@ def platform_refusal(runsc: str, platform: str, scratch: str) -> HostUnsupported
 class GvisorExecutor:
     """Carries out the Gvisor machine's intents; `warn` says what a cleanup step could not do."""
 
-    def __init__(self, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, warn: Callable[[str], None] | None = None, fault: tuple[str, int] | None = None) -> None:
         self.warn = warn
+        # NUCLEUS_FAIL_AT (nucleus.effects.executor.parse_fault): the nth such network intent
+        # fails, for the tests of the failure paths.
+        self.fault = fault
+        self.counts: dict[str, int] = {}
         self.runsc_pid: int | None = None
         self.exec_status: int | None = None  # an ExecSandbox's command's status
+        self.holder: int | None = None  # the process holding the container's network namespace
 
     def perform(self, intents: tuple[Intent, ...]) -> list[Event]:
         events: list[Event] = []
@@ -99,6 +110,12 @@ class GvisorExecutor:
             match intent:
                 case gv.WriteBundle():
                     events.append(write_bundle(intent))
+                case gv.MakeNetns():
+                    event, self.holder = gvisor_net.make_netns(intent)
+                    events.append(event)
+                case gv.EndNetns():
+                    events.append(gvisor_net.end_netns(intent))
+                    self.holder = None
                 case gv.RunSandbox():
                     event = self.run(intent)
                     events.append(event)
@@ -127,9 +144,15 @@ class GvisorExecutor:
                             self.warn(f"cannot remove {intent.directory!r}: {e.strerror}")
                         return events
                     events.append(gv.Unbundled())
+                case _ if intent.reports is not None and intent.reports[0] == "net":
+                    n = self.counts[intent.name] = self.counts.get(intent.name, 0) + 1
+                    if self.fault == (intent.name, n):
+                        events.append(v.failed(intent, errno.EIO, f"injected failure of {intent.name} #{n}"))
+                    else:
+                        events.append(gvisor_net.perform(intent, self.holder))
                 case _:
                     raise TypeError(f"the gVisor executor has no handler for {intent.name}")
-            if events and isinstance(events[-1], gv.Fail):
+            if events and (isinstance(events[-1], gv.Fail) or v.is_failure(events[-1])):
                 return events
         return events
 
@@ -137,7 +160,7 @@ class GvisorExecutor:
         """Start runsc run; Started once it has written its pid file (the sandbox exists and the
         workload is started), Fail when it exits before that, with its first error."""
         try:
-            pid = _spawn(intent.argv, intent.stdin)
+            pid = _spawn(intent.argv, intent.stdin, intent.masked)
         except OSError as e:
             return gv.Fail(step="run", message=f"cannot fork for runsc: {e.strerror}")
         self.runsc_pid = pid
@@ -179,9 +202,10 @@ class GvisorExecutor:
                 forward(signal_name(info.si_signo))
 
 
-def _spawn(argv: tuple[str, ...], stdin: bool) -> int:
+def _spawn(argv: tuple[str, ...], stdin: bool, masked: tuple[str, ...] = ()) -> int:
     """Fork and exec `argv` with the caller's stdout and stderr (stdin /dev/null unless
-    `stdin`), default signal dispositions and an empty mask; its pid."""
+    `stdin`), default signal dispositions and an empty mask, and each of `masked` covered by an
+    empty read-only tmpfs in a mount namespace of its own; its pid."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child execs
         try:
@@ -190,10 +214,24 @@ def _spawn(argv: tuple[str, ...], stdin: bool) -> int:
                 null = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(null, 0)
                 os.close(null)
+            if masked:
+                _mask(masked)
             os.execv(argv[0], list(argv))
+        except OSError as e:
+            os.write(2, f"error: cannot start {argv[0]}: {e}\n".encode())
         finally:
             os._exit(127)
     return pid
+
+
+def _mask(paths: tuple[str, ...]) -> None:  # pragma: no cover - in the child, before it execs
+    """A mount namespace of the process's own (the host's mounts reach it, its own go nowhere),
+    with each of `paths` covered by an empty read-only tmpfs."""
+    libc.unshare(linux.CLONE_NEWNS)
+    libc.mount(None, "/", None, abi.MS_REC | abi.MS_SLAVE)
+    for path in paths:
+        libc.mount("tmpfs", path, "tmpfs", abi.MS_RDONLY | abi.MS_NOSUID | abi.MS_NODEV | abi.MS_NOEXEC,
+                   "size=4k,mode=0555")
 
 
 def write_bundle(intent: gv.WriteBundle) -> Event:
@@ -219,11 +257,31 @@ def write_bundle(intent: gv.WriteBundle) -> Event:
         # Owned by the container's root, as a native run's root tmpfs is: writable inside (in
         # the sandbox's memory), and nothing there is written to this directory.
         os.chown(intent.root, *intent.owner)
+        if intent.context is not None:
+            _copy_context(intent.context, intent.owner)
     except (OSError, ValueError) as e:
         shutil.rmtree(intent.directory, ignore_errors=True)
         return gv.Fail(step="bundle", message=f"cannot write the bundle in {intent.directory!r}: "
                                               f"{getattr(e, 'strerror', None) or e}")
     return gv.Written()
+
+
+def _copy_context(op: v.CopyTree, root: tuple[int, int]) -> None:
+    """The context's filtered copy, as a native run makes it (nucleus.effects.fs.copy_tree), in a
+    forked process (the copy may read as other users: their identities stay its own). Its
+    directory is the workload's, 0755, as inside, below one only the container's root may enter
+    (0700): no other user of the host reaches the copy, which may hold what only the caller
+    could read. The descriptor it was read from is closed after."""
+    try:
+        parent = os.path.dirname(op.target)
+        os.mkdir(parent, 0o700)
+        os.chown(parent, *root)
+        os.mkdir(op.target, 0o755)
+        os.chown(op.target, *(op.owner or root))
+        gvisor_net.forked(lambda: fs.copy_tree(op), "the context's copy")
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(op.opened)
 
 
 def _inside(root: str, rel: str) -> str:
@@ -274,7 +332,7 @@ def signal_name(signo: int) -> str:
 
 def sources(config: ContainerConfig, etc: tuple[tuple[str, str], ...]
             ) -> tuple[tuple[tuple[str, str, bool], ...], str | None, tuple[str, ...]]:
-    """The volumes as (host path resolved, path inside, writable), the bound context resolved,
+    """The volumes as (host path resolved, path inside, writable), a bound context resolved,
     and the mount points whose sources are files (the host's /etc entries among them);
     InvalidInput for one that is not there."""
     volumes = []
@@ -284,7 +342,7 @@ def sources(config: ContainerConfig, etc: tuple[tuple[str, str], ...]
             raise InvalidInput(f"--volume {volume.host!r}: no such file or directory on the host")
         volumes.append((source, volume.target, volume.writable))
     context = None
-    if config.context is not None:
+    if config.context is not None and config.context_mode == "bind":  # a copy is made as a native run's
         context = os.path.realpath(config.context)
         if not os.path.isdir(context):
             raise InvalidInput(f"--context {config.context!r}: not a directory")

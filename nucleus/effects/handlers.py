@@ -17,7 +17,7 @@ from typing import Any
 
 from nucleus import vocab as v
 from nucleus.config.capabilities import capability_number
-from nucleus.effects import abi, caps, cgroups, fs, landlock, libc, namespaces, secrets
+from nucleus.effects import abi, caps, cgroups, fs, landlock, libc, namespaces, secrets, sysctl
 
 Handler = Callable[[Any, Any], "str | None"]
 
@@ -130,6 +130,7 @@ HANDLERS: dict[type[v.Intent], Handler] = {
     v.JoinIdentity: _on(namespaces.join_identity),
     v.EnterNamespaces: _on(namespaces.enter_namespaces),
     **{cls: _on(effect) for cls, effect in fs.EFFECTS.items()},
+    v.WriteSysctl: _on(sysctl.write_sysctl),
     v.KeepTree: lambda setup, op: fs.keep_tree(op, setup.handover),
     v.WriteSecret: lambda setup, op: secrets.write_secret(op, setup.secrets),
     v.BindSecret: _on(secrets.bind_secret),

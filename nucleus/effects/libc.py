@@ -666,6 +666,12 @@ def ioctl(fd: int, request: int, arg: bytes) -> bytes:
     return cast(bytes, _os("ioctl", shown, fcntl.ioctl, fd, request, arg))  # a bytes arg: bytes
 
 
+def ioctl_value(fd: int, request: int) -> int:
+    """ioctl(2) without an argument; returns the call's result (NS_GET_NSTYPE's namespace type)."""
+    import fcntl
+    return _os("ioctl", (str(fd), abi.ioctl_request_name(request)), fcntl.ioctl, fd, request, 0)
+
+
 def getrlimit(res: int) -> tuple[int, int]:
     """getrlimit(2): (soft, hard) of the calling process."""
     import resource

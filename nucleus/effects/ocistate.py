@@ -2,7 +2,8 @@
 state (state.json: the machine's status, the bundle, the supervisor's and init's pids with their
 start times, the annotations) and the fifo its init waits on between create and start (runc's
 exec.fifo: the waiting side reads one byte, "s" to start, or a signal number to end); and the
-terminal handed to the caller's --console-socket.
+terminal handed to the caller's --console-socket; and the supervisor's share of its container's
+namespaces.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import tty
 from collections.abc import Callable
 from typing import Any
 
-from nucleus.config.oci import container_id
+from nucleus.config.oci import RLIM_INFINITY, container_id, where
+from nucleus.effects import namespaces, rlimits
 from nucleus.effects.process import process_start
 from nucleus.errors import InvalidInput, RuntimeFailure
 
@@ -32,6 +34,10 @@ STATE = "state.json"
 FIFO = "exec.fifo"
 PROFILE = "seccomp.json"  # the config's own profile, when the bundle asks for it
 START = b"s"
+# The namespaces of a container its supervisor joins: those containerd's CRI plugin names by the
+# --pid-file's /proc/PID/ns path to a pod's other containers (a pid namespace cannot be joined by
+# the process itself: a pod sharing its pid namespace is not supported through the pid file).
+POD_SHARED = ("net", "ipc", "uts")
 
 
 class Container:
@@ -367,6 +373,18 @@ def take_terminal(slave: int) -> None:
         os.close(slave)
 
 
+def check_rlimits(given: tuple[tuple[str, int, int], ...]) -> None:
+    """Refuse, before anything is made, a hard limit of process.rlimits above the runtime's own:
+    the container inherits the runtime's limits, and raising one needs CAP_SYS_RESOURCE in the
+    host's user namespace, which the container's processes never have."""
+    for label, asked, allowed in rlimits.over_host(given):
+        index = [name for name, _soft, _hard in given].index(label)
+        shown = RLIM_INFINITY if asked == -1 else asked
+        raise InvalidInput(f"{where(f'process.rlimits[{index}].hard')} {shown}: {label} is above the "
+                           f"runtime's own hard limit {allowed}, which the container cannot exceed",
+                           hint=f"ask for at most {allowed}, or raise the limit nucleus-oci runs with")
+
+
 def root_entries(rootfs: str | None) -> tuple[str, ...]:
     """The top-level entries of a bundle's root that are directories or regular files (never
     followed: a symlink is left out)."""
@@ -387,3 +405,12 @@ def cgroup_pids(procs_files: tuple[str, ...]) -> list[int]:
         with contextlib.suppress(OSError), open(path) as f:
             pids.update(int(line) for line in f if line.strip())
     return sorted(pids)
+
+
+def share_namespaces(init: int, start: int | None) -> None:
+    """The supervisor joins its container's POD_SHARED namespaces (those it does not share yet)."""
+    try:
+        namespaces.share(init, start, POD_SHARED)
+    except OSError as e:
+        raise RuntimeFailure(f"the container's {'/'.join(POD_SHARED)} namespaces could not be shared "
+                             f"with its supervisor: {e.strerror or e}") from None

@@ -75,8 +75,6 @@ def identity() -> HostFacts:
 def for_run(config: ContainerConfig, *, modes_need: bool) -> HostFacts:
     """Everything a run's checks and plan need. `modes_need`: the service mode's host checks
     apply (Landlock ABI, seccomp filters, user namespaces, the lockdown mode when required)."""
-    from nucleus.effects import hostcheck
-
     facts = identity()
     rootfs = os.path.realpath(config.rootfs) if config.rootfs else None
     system = system_dirs(rootfs)
@@ -90,6 +88,8 @@ def for_run(config: ContainerConfig, *, modes_need: bool) -> HostFacts:
     if facts.euid == 0 and not config.rootless:
         facts = replace(facts, subordinate_ids=subordinate_ids())
     if modes_need:
+        from nucleus.effects import hostcheck  # only the modes that check the host
+
         facts = hostcheck.mode_facts(facts, lockdown=config.require_kernel_lockdown is not None)
     if config.network == "bridge":
         from nucleus.effects import nat

@@ -1,16 +1,23 @@
 """The serve protocol's framing (README: The warm path): each message is one JSON object,
 UTF-8, preceded by its length as four bytes, big-endian; file descriptors travel as SCM_RIGHTS
 ancillary data of the message they belong to (a start's stdin, stdout and stderr). The peer's
-identity is the kernel's (SO_PEERCRED, SO_PEERGROUPS), never anything a message says."""
+identity is the kernel's (SO_PEERCRED, SO_PEERGROUPS), never anything a message says.
+
+The client imports this module on every `nucleus run --server`: it needs no more than the
+built-in socket object (`_socket`; the `socket` module's wrapper brings selectors and more),
+json, struct and array."""
 
 from __future__ import annotations
 
+import _socket as socket
 import array
 import json
 import os
-import socket
 import struct
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER = struct.Struct(">I")
 MAX_MESSAGE = 1 << 20  # bytes: an argv and an environment
@@ -30,7 +37,8 @@ def encode(message: dict[str, Any]) -> bytes:
 def send(sock: socket.socket, message: dict[str, Any], fds: tuple[int, ...] = ()) -> None:
     """One message, with `fds` attached to its first byte; the whole of it (blocking)."""
     data = encode(message)
-    sent = socket.send_fds(sock, [data], list(fds)) if fds else sock.send(data)
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sent = sock.sendmsg([data], rights)
     if sent < len(data):
         sock.sendall(data[sent:])
 

@@ -181,7 +181,8 @@ def _exec_workload(setup: SetupProcess, intent: v.ExecWorkload, events: list[dic
     if pid == 0:
         os.close(failed_r)
         exec_command(v.ExecCommand(intent.argv, intent.env, intent.cwd, intent.rlimits, intent.places,
-                                   terminal=intent.terminal, stdin=intent.stdin),
+                                   terminal=intent.terminal, stdin=intent.stdin,
+                                   exact_rlimits=intent.exact_rlimits),
                      fallback_cwd=False, report_fd=failed_w, landlock=setup.landlock,
                      terminal_fd=setup.terminal_fd)
     os.close(failed_w)
@@ -281,7 +282,7 @@ def exec_command(op: v.ExecCommand, fallback_cwd: bool = True, report_fd: int | 
                 libc.close_range(3, report_fd - 1)
             libc.close_range(report_fd + 1)
         process.default_signals()
-        rlimits.apply(*op.rlimits)  # capped at the hard limits this process may not raise
+        rlimits.apply(*op.rlimits, exact=op.exact_rlimits)  # nucleus's own capped at the hard limits
     except OSError as e:
         fail(126, f"cannot prepare {op.argv[0]!r}: {e}")
     try:

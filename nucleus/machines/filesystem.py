@@ -32,6 +32,7 @@ class FilesystemState:
     chrooted: bool = False
     audit: tuple[tuple[str, tuple[str, ...], bool], ...] = ()  # (path, flags, required); production
     audited: bool = False
+    propagation: str = ""  # the new root's, set once the old root is detached (DetachOldRoot)
 
     @property
     def audits(self) -> bool:
@@ -43,8 +44,9 @@ class FilesystemState:
 
 
 def initial(plan: tuple[v.Intent, ...], new_root: str, allow_chroot: bool = False,
-            audit: tuple[tuple[str, tuple[str, ...], bool], ...] = ()) -> FilesystemState:
-    return FilesystemState(plan=plan, new_root=new_root, allow_chroot=allow_chroot, audit=audit)
+            audit: tuple[tuple[str, tuple[str, ...], bool], ...] = (), propagation: str = "") -> FilesystemState:
+    return FilesystemState(plan=plan, new_root=new_root, allow_chroot=allow_chroot, audit=audit,
+                           propagation=propagation)
 
 
 def _expected(state: FilesystemState) -> str | None:
@@ -83,7 +85,7 @@ def step(state: FilesystemState, event: v.Event) -> Step | Refused:
                     return Step(replace(state, mounted=mounted))
                 return Step(replace(state, mounted=mounted, phase="pivoting"), (v.PivotRoot(state.new_root),))
             if name == "pivot":
-                return Step(replace(state, phase="detaching"), (v.DetachOldRoot(),))
+                return Step(replace(state, phase="detaching"), (v.DetachOldRoot(state.propagation),))
             if name == "audit":
                 return Step(replace(state, phase="sealed", audited=True))
             chrooted = state.chrooted or name == "chroot"

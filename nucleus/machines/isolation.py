@@ -9,6 +9,10 @@ The setup is a plan of steps carried out in order. Two orders exist:
 * rootless (an ordinary caller, or --rootless): the user namespace comes first and owns the rest;
   ids map to the caller.
 
+Namespaces a container joins by path (an OCI config's, a pod's sandbox's) are joined at the
+"unshare" step, before the new ones are made, in place of making them: the same step with a
+different effect. A joined namespace belongs to its maker: nothing here tears one down.
+
 The machine pauses at gates until Resume: before "unshare" until the setup process is in its
 cgroup, and in the privileged order before "enter_user" until the filesystem is sealed.
 """
@@ -41,6 +45,9 @@ class IsolationState:
     trace_log: str = ""  # seccomp trace mode: where the tracer started with the setup process writes
     terminal: bool = False  # -t: the setup process gets the socket its workload's terminal comes back on
     violations: str = ""  # the violation stream the monitor started with the setup process writes
+    # Namespaces joined by path at "unshare" (v.Unshare.joins), and whether one may be the host's
+    joins: tuple[tuple[str, str, str], ...] = ()
+    join_host: bool = False
 
     @property
     def plan(self) -> tuple[str, ...]:
@@ -60,11 +67,13 @@ def initial(
     trace_log: str = "",
     terminal: bool = False,
     violations: str = "",
+    joins: tuple[tuple[str, str, str], ...] = (),
+    join_host: bool = False,
 ) -> IsolationState:
     return IsolationState(
         rootless=rootless, namespaces=tuple(n for n in namespaces if n != "user"),
         hostname=hostname, uid_map=uid_map, gid_map=gid_map, trace_log=trace_log, terminal=terminal,
-        violations=violations,
+        violations=violations, joins=joins, join_host=join_host,
     )
 
 
@@ -73,7 +82,7 @@ def _intent(state: IsolationState, step_name: str) -> v.Intent:
         return v.SpawnChild(state.trace_log, state.terminal, violations=state.violations)
     if step_name == "unshare":
         extra = ("user",) if state.rootless else ()
-        return v.Unshare(extra + state.namespaces)
+        return v.Unshare(extra + state.namespaces, state.joins, state.join_host)
     if step_name == "fork_init":
         return v.ForkInit()
     if step_name == "hostname":

@@ -10,6 +10,14 @@ and home, the volumes and --tmpfs, /proc's sensitive entries masked, no capabili
 set, no_new_privs, the rlimits, every namespace (user with the container's id range, network
 unless --network host), the cgroup limits, the hostname, and with --seccomp-profile that profile
 (runsc --oci-seccomp loads it inside the sandbox).
+
+With --network bridge the bundle names the container's own network namespace (NETNS, a symlink
+the supervisor makes to it), which the Network machine prepares as for a native run (its host
+side, its link, addresses and routes, the egress policy's rules and proxy) before runsc run;
+runsc's netstack (--network sandbox) takes the link over. A network of runsc's own (the
+host's, or a bridge) keeps the host's user namespace: Debian's runsc (2022) cannot start a
+sandbox with a user namespace on either (hostinet: "error converting mounts"; a bridge: the
+sandbox cannot mount its /proc under the masked /proc/sys/net, EPERM).
 """
 
 from __future__ import annotations
@@ -22,18 +30,28 @@ from typing import Any
 from nucleus import vocab as v
 from nucleus.config import network as network_rules
 from nucleus.config.container import CONTEXT_MOUNT, ContainerConfig
+from nucleus.config.context import ContextSource, exclusion_list
 from nucleus.config.gvisor import PLATFORM
 from nucleus.config.host_etc import ETC
 from nucleus.config.resources import Limits
 from nucleus.config.workspace import TMP
+from nucleus.machines import network
 from nucleus.machines.gvisor import GvisorPlan
 from nucleus.plan import ids, users
+from nucleus.plan import network as network_plan
 from nucleus.plan.mounts import PROC_MASKED, PROC_READONLY, ROOTFS_DIRS, _etc
 from nucleus.vocab import gvisor as gv
 
 OCI_VERSION = "1.0.2"
 ROOT = "rootfs"  # the bundle's root directory, relative to the bundle
 LOG = "runsc.log"
+# The context's filtered copy (--context-mode copy), in the container's directory, below a
+# directory only the container's root may enter (the copy's own directory is 0755, as inside).
+CONTEXT = "private/context"
+NETNS = "netns"  # the symlink to the container's network namespace, in its directory
+HOLDER = "netns.holder"  # the pid and start time of the process that holds it
+# Hidden from runsc run (nucleus.vocab.gvisor.RunSandbox.masked) with a bridge.
+NET_MASKED = ("/proc/sys/net",)
 # The containers' directories: root's (runsc runs containers as root), and not in the state
 # directory, wherever that is: runsc's gofer reaches the bundle's root as the container's mapped
 # root, through directories it must be let through (0711), which a state directory (0700, or
@@ -60,10 +78,13 @@ class Host:
     id_start: int = ids.FIRST  # the first host id of the container's range
     volumes: tuple[tuple[str, str, bool], ...] = ()  # -v: (host path resolved, path inside, writable)
     context: str | None = None  # --context (bind), resolved
+    copied: ContextSource | None = None  # --context (copy): opened and measured, as a native run's
     rootfs: str | None = None  # --rootfs, resolved: the system directories are its own
     store_paths: tuple[str, ...] = ()  # the closure's /nix/store paths, bound one by one
     files: tuple[str, ...] = ()  # the mount points (paths inside) whose sources are files, not directories
     platform: str = PLATFORM  # runsc's --platform: ptrace or kvm (--gvisor-platform)
+    network: network_plan.NetworkPlan = network_plan.NetworkPlan()  # the run's network, as planned
+    state_root: str = ""  # the state directory: the bridge's leases
 
 
 def directory(cid: str, base: str = BASE) -> str:
@@ -75,9 +96,9 @@ def runsc_prefix(host: Host, cid: str, config: ContainerConfig, seccomp: bool) -
     """runsc and its global flags: its state under the container's own directory, the platform,
     the network (none, or the host's with --network host), the profile loaded inside."""
     base = directory(cid, host.base)
-    network = "host" if config.network == network_rules.HOST else "none"
+    kind = {network_rules.HOST: "host", network_rules.BRIDGE: "sandbox"}.get(config.network, "none")
     argv = (host.runsc, "--root", posixpath.join(base, "runsc"), "--log", posixpath.join(base, LOG),
-            "--platform", host.platform, "--network", network, "--overlay2", "root:memory")
+            "--platform", host.platform, "--network", kind, "--overlay2", "root:memory")
     return (*argv, "--oci-seccomp") if seccomp else argv
 
 
@@ -89,17 +110,47 @@ def plan(config: ContainerConfig, host: Host, cid: str, seccomp: dict[str, Any] 
     dirs, links, files = root_tree(config, host)
     write = gv.WriteBundle(directory=bundle, config=json.dumps(doc, indent=1, sort_keys=True),
                            root=posixpath.join(bundle, ROOT), dirs=dirs, links=links, files=files,
-                           owner=root_owner(config, host))
+                           owner=root_owner(config, host), context=context_copy(config, host, bundle))
     pid_file = posixpath.join(bundle, "pid")
+    bridged = config.network == network_rules.BRIDGE
     run = gv.RunSandbox(argv=(*runsc, "run", "--pid-file", pid_file, "--bundle", bundle, cid),
-                        pid_file=pid_file, log=posixpath.join(bundle, LOG), stdin=config.interactive)
-    return GvisorPlan(bundle=write, run=run, runsc=runsc, cid=cid)
+                        pid_file=pid_file, log=posixpath.join(bundle, LOG), stdin=config.interactive,
+                        masked=NET_MASKED if bridged else ())
+    return GvisorPlan(bundle=write, netns=netns(bundle), run=run, runsc=runsc, cid=cid)
+
+
+def netns(bundle: str) -> gv.MakeNetns:
+    """The network namespace's symlink and its holder's file, in the container's directory."""
+    return gv.MakeNetns(link=posixpath.join(bundle, NETNS), holder=posixpath.join(bundle, HOLDER))
+
+
+def context_copy(config: ContainerConfig, host: Host, bundle: str) -> v.CopyTree | None:
+    """The context's filtered copy (what a native run's copy mode holds), in the bundle, every
+    entry owned by the workload's user as the host sees it (none without --context-mode copy)."""
+    src = host.copied
+    if src is None:
+        return None
+    uid, gid = _ids(config.user)
+    base = root_owner(config, host)
+    return v.CopyTree(src.path, posixpath.join(bundle, CONTEXT), exclusion_list(), (base[0] + uid, base[1] + gid),
+                      opened=src.fd, ignore=src.ignore, include=src.include, read_as=src.read_as,
+                      identities=src.identities)
+
+
+def network_machine(config: ContainerConfig, host: Host, cid: str) -> network.NetworkState:
+    """The Network machine's initial state: a bridge's steps, as a native run's (none without)."""
+    return network_plan.machine(host.network, cid, host.state_root, config.name or cid[:12])
+
+
+def _host_users(config: ContainerConfig) -> bool:
+    """Whether the bundle keeps the host's user namespace: with a network of runsc's own."""
+    return config.network in (network_rules.HOST, network_rules.BRIDGE)
 
 
 def root_owner(config: ContainerConfig, host: Host) -> tuple[int, int]:
-    """The host ids of the container's root: its range's first, or the host's root with
-    --network host (no user namespace)."""
-    return (0, 0) if config.network == network_rules.HOST else (host.id_start, host.id_start)
+    """The host ids of the container's root: its range's first, or the host's root with a
+    network of runsc's own (no user namespace)."""
+    return (0, 0) if _host_users(config) else (host.id_start, host.id_start)
 
 
 def hostname(config: ContainerConfig, cid: str) -> str:
@@ -122,7 +173,8 @@ def root_tree(config: ContainerConfig, host: Host
     if not own_etc:
         dirs.append(ETC.lstrip("/"))
         links.extend((f"etc/{rel}", target) for rel, target in host.etc if target)
-        for op in _etc("", hostname(config, ""), users.generated(config.home), config.dns, config.extra_hosts):
+        dns = host.network.resolvers(config.dns)
+        for op in _etc("", hostname(config, ""), users.generated(config.home), dns, config.extra_hosts):
             assert isinstance(op, v.WriteFile)
             files.append((op.path.lstrip("/"), op.content))
     dirs.extend(store_path.lstrip("/") for store_path in host.store_paths)
@@ -142,7 +194,7 @@ def _own_etc(host: Host) -> bool:
 def _mount_points(config: ContainerConfig, host: Host) -> list[str]:
     points = [f"{ETC}/{rel}" for rel, target in host.etc if not target and not _own_etc(host)]
     points += [target for _, target, _ in host.volumes] + [fs.target for fs in config.tmpfs]
-    if host.context is not None:
+    if host.context is not None or host.copied is not None:
         points.append(CONTEXT_MOUNT)
     return points
 
@@ -150,7 +202,7 @@ def _mount_points(config: ContainerConfig, host: Host) -> list[str]:
 def bundle_config(config: ContainerConfig, host: Host, cid: str, seccomp: dict[str, Any] | None) -> dict[str, Any]:
     """config.json (runtime-spec 1.0.2) for `config`."""
     uid, gid = _ids(config.user)
-    env = [f"{key}={value}" for key, value in config.environment().items()]
+    env = [f"{key}={value}" for key, value in {**host.network.environment(), **config.environment()}.items()]
     process: dict[str, Any] = {
         "terminal": False, "args": list(config.argv), "env": env, "cwd": config.effective_workdir,
         "user": {"uid": uid, "gid": gid},
@@ -158,11 +210,13 @@ def bundle_config(config: ContainerConfig, host: Host, cid: str, seccomp: dict[s
         "noNewPrivileges": True,
         "rlimits": rlimits(config.limits),
     }
-    namespaces = [{"type": kind} for kind in ("pid", "mount", "ipc", "uts")]
+    namespaces: list[dict[str, str]] = [{"type": kind} for kind in ("pid", "mount", "ipc", "uts")]
     linux: dict[str, Any] = {"namespaces": namespaces}
-    if config.network != network_rules.HOST:
-        # runsc's host network (hostinet) needs the host's user namespace: with --network host
-        # the container's root is the host's root to the gofer.
+    if config.network == network_rules.BRIDGE:
+        namespaces.append({"type": "network", "path": posixpath.join(directory(cid, host.base), NETNS)})
+    if not _host_users(config):
+        # A network of runsc's own needs the host's user namespace: then the container's root
+        # is the host's root to the gofer.
         id_map = [{"containerID": 0, "hostID": host.id_start, "size": ids.COUNT}]
         namespaces.extend([{"type": "user"}, {"type": "network"}])
         linux.update(uidMappings=id_map, gidMappings=id_map)
@@ -179,7 +233,7 @@ def bundle_config(config: ContainerConfig, host: Host, cid: str, seccomp: dict[s
     return {
         "ociVersion": OCI_VERSION, "process": process,
         "root": {"path": ROOT, "readonly": False},  # written in memory: runsc --overlay2 root:memory
-        "hostname": hostname(config, cid), "mounts": mounts(config, host), "linux": linux,
+        "hostname": hostname(config, cid), "mounts": mounts(config, host, cid), "linux": linux,
         "annotations": {"org.nucleus.runtime": "gvisor"},
     }
 
@@ -219,7 +273,7 @@ def resources(limits: Limits) -> dict[str, Any]:
     return out
 
 
-def mounts(config: ContainerConfig, host: Host) -> list[dict[str, Any]]:
+def mounts(config: ContainerConfig, host: Host, cid: str = "") -> list[dict[str, Any]]:
     """The bundle's mounts: the kernel file systems, the system directories read-only, the host's
     /etc allowlist, the private tmpfs, then the volumes, --tmpfs and a bound context."""
     out: list[dict[str, Any]] = [
@@ -239,7 +293,9 @@ def mounts(config: ContainerConfig, host: Host) -> list[dict[str, Any]]:
     out.append(_tmpfs(config.home, HOME_DATA))
     out.extend(_bind(source, target, writable) for source, target, writable in host.volumes)
     out.extend(_tmpfs(fs.target, f"size={fs.size},mode={fs.mode:04o}") for fs in config.tmpfs)
-    if host.context is not None:
+    if host.copied is not None:  # the copy, the container's own: writable, gone with the bundle
+        out.append(_bind(posixpath.join(directory(cid, host.base), CONTEXT), CONTEXT_MOUNT, True))
+    elif host.context is not None:
         out.append(_bind(host.context, CONTEXT_MOUNT, False))
     return out
 

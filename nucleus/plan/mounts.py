@@ -214,6 +214,8 @@ def _rest(ops: list[v.Intent], spec: ContainerConfig, layout: HostLayout, r: str
     proc = f"{r}/proc"
     ops.append(v.MountFs("proc", proc, ("nosuid", "nodev", "noexec"),
                          f"hidepid={layout.hidepid}" if layout.hidepid else ""))
+    # Kernel parameters of the container's own namespaces, while /proc/sys is still writable.
+    ops.extend(v.WriteSysctl(proc, key, value) for key, value in spec.sysctls)
     ops.append(v.MaskPaths(proc, PROC_MASKED, PROC_READONLY))
     ops.append(v.RemountFs(proc, ("rdonly", "nosuid", "nodev", "noexec"), bind=True))
 

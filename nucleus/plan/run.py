@@ -23,6 +23,7 @@ from nucleus.plan import network as network_plan
 
 JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "pid", "time", "mnt")  # "user" first or last
 PROC_NAME = {"mount": "mnt"}  # /proc/<pid>/ns/ names the mount namespace "mnt"
+GROUPS_FIELD = "config.json: process.user.additionalGids"  # the only source of ContainerConfig.groups
 
 LandlockRules = tuple[tuple[str, tuple[str, ...]], ...]
 
@@ -95,12 +96,14 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
     if problem is not None:
         raise problem
     accounts, account = workload_user(config, facts, uid_map, gid_map)
+    switch = users.with_groups(account, config.groups, gid_map, GROUPS_FIELD)
     if account is not None:  # its home is the home: HOME, the writable directory, Landlock's rule
         config = replace(config, home=account.home)
     net = network_plan.plan(config, facts)
     namespaces = ("pid", "mount") + (() if net.mode == "host" else ("net",)) + ("uts", "ipc") + (
         ("cgroup",) if config.cgroup_namespace else ()) + (("time",) if config.time_namespace else ())
     hostname = config.hostname or config.name or "nucleus"
+    joined = {kind for kind, _path, _field in config.namespace_paths}  # made by another: joined, not made
     rootfs_dir = posixpath.join(facts.state_root, "rootfs")
     layout = mounts.HostLayout(
         system=facts.system, rootfs_dir=rootfs_dir, owner=owner,
@@ -141,9 +144,13 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
     rlimits = (limits.nofile, limits.nproc, limits.memlock)
     places = workspace.places(config)
     workload = v.ExecWorkload(config.argv, env, config.effective_workdir, rlimits, places,
-                              terminal=config.tty, stdin=config.interactive and not config.detach)
+                              terminal=config.tty, stdin=config.interactive and not config.detach,
+                              exact_rlimits=config.rlimits)
     state = system.initial(
-        isolation.initial(rootless=rootless, namespaces=namespaces, hostname=hostname,
+        isolation.initial(rootless=rootless, namespaces=tuple(n for n in namespaces if n not in joined),
+                          hostname="" if "uts" in joined else hostname,
+                          joins=tuple(sorted(config.namespace_paths, key=lambda j: JOIN_ORDER.index(j[0]))),
+                          join_host=config.join_host_namespaces,
                           uid_map=uid_map, gid_map=gid_map,
                           trace_log=(config.seccomp_log or "") if trace else "", terminal=config.tty,
                           violations=stream),
@@ -151,9 +158,9 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
                            audit=tuple((r.path, tuple(r.flags), r.required)
                                        for r in modes.mount_audit(config.service_mode,
                                                                   workspace.noexec(config))
-                                       if params.audit)),
+                                       if params.audit), propagation=config.root_propagation),
         security.initial(params.allow_degraded, strict=params.strict,
-                         keep_caps=artifacts.caps_keep, user=account.switch if account else None,
+                         keep_caps=artifacts.caps_keep, user=switch,
                          program_sha256="" if trace else artifacts.seccomp_sha256,
                          log_denied=artifacts.seccomp_log_denied, landlock_rules=rules,
                          landlock_min_abi=min_abi, seccomp_mode="notify" if stream else config.seccomp_mode,
@@ -171,7 +178,7 @@ def plan(config: ContainerConfig, facts: HostFacts, artifacts: Artifacts, cid: s
         seccomp_log_denied=artifacts.seccomp_log_denied, seccomp_mode=config.seccomp_mode,
         caps_keep=artifacts.caps_keep, landlock_rules=rules, landlock_min_abi=min_abi, env=env,
         cwd=config.effective_workdir, rlimits=rlimits, cgroup_procs=cgroup.attach.procs, places=places,
-        user=account.switch if account else None, accounts=accounts, id_maps=(uid_map, gid_map))
+        user=switch, accounts=accounts, id_maps=(uid_map, gid_map))
     return RunPlan(state, rootfs_dir, cgroup, join, net)
 
 

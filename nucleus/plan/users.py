@@ -150,3 +150,18 @@ def resolve(text: str, passwd: str, group: str, uid_map: IdMap, gid_map: IdMap, 
     home = unnamed_home if person is None else person.home if usable_home(person.home) else no_home
     return Account(uid, gid, supplementary, person.name if person else "",
                    next((g.name for g in groups if g.id == gid), ""), home)
+
+
+def with_groups(account: Account | None, groups: tuple[int, ...], gid_map: IdMap,
+                where: str = "--group-add") -> Switch | None:
+    """What the caps step switches to: the account's (None: container root) with `groups` (an
+    OCI config's process.user.additionalGids) among its supplementary groups. Each must be
+    mapped in the container's user namespace; InvalidInput names `where` and the gid."""
+    for gid in groups:
+        if not _mapped(gid, gid_map):
+            raise InvalidInput(f"{where} {gid}: gid {gid} is not mapped in the container's user namespace "
+                               f"(it maps {_shown(gid_map)})", hint="give groups of the container's own range")
+    base = account or Account(0, 0, home="")
+    if not groups:
+        return base.switch
+    return base.uid, base.gid, tuple(sorted(set(base.groups) | set(groups)))

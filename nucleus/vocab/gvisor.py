@@ -1,8 +1,10 @@
 """The Gvisor machine's vocabulary (nucleus.machines.gvisor, formal/Gvisor.tla): what the
 supervisor of a gVisor container observes (the bundle written, runsc run under way, a setup
 step failed, the workload's end, a signal to pass on, the supervisor lost, the cleanup's steps)
-and what the machine asks of it (write the bundle, run runsc, signal the sandbox, delete it,
-remove the bundle). The intents carry the paths and the runsc command lines as they are run."""
+and what the machine asks of it (write the bundle, make the network namespace, run runsc,
+signal the sandbox, delete it, end the namespace's process, remove the bundle). The intents
+carry the paths and the runsc command lines as they are run. With a bridge the Network
+machine's own events and intents (nucleus.vocab) take part too."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import ClassVar
 
 from nucleus.vocab import tla
 from nucleus.vocab.events import Event
-from nucleus.vocab.intents import Intent
+from nucleus.vocab.intents import CopyTree, Intent
 from nucleus.vocab.record import record
 
 
@@ -30,6 +32,13 @@ class Written(GvEvent):
 
 
 @record
+class Netns(GvEvent):
+    """The container's network namespace is made; `pid`: the process that holds it."""
+
+    pid: int = 0
+
+
+@record
 class Started(GvEvent):
     """runsc run made the sandbox and started the workload; `pid`: runsc's own process."""
 
@@ -38,7 +47,7 @@ class Started(GvEvent):
 
 @record
 class Fail(GvEvent):
-    """A setup step ("bundle" or "run") failed with `message`."""
+    """A setup step ("bundle", "netns" or "run") failed with `message`."""
 
     step: str = "run"
     message: str = ""
@@ -87,6 +96,11 @@ class Deleted(GvEvent):
 
 
 @record
+class Unshared(GvEvent):
+    """The process holding the container's network namespace is gone (ended, or found gone)."""
+
+
+@record
 class Unbundled(GvEvent):
     """The bundle directory is removed."""
 
@@ -103,9 +117,10 @@ class Remove(GvEvent):
 
 @record
 class WriteBundle(Intent):
-    """Make `directory` (0700) with `config` (the JSON text of config.json) and the directory
+    """Make `directory` (0711) with `config` (the JSON text of config.json) and the directory
     `root` the bundle's root names, holding `dirs` (the mount points), `links` (relative path,
-    symlink target) and `files` (relative path, text: the generated /etc)."""
+    symlink target) and `files` (relative path, text: the generated /etc), and with `context`
+    the context's copy."""
 
     directory: str = ""
     config: str = ""
@@ -114,6 +129,19 @@ class WriteBundle(Intent):
     links: tuple[tuple[str, str], ...] = ()
     files: tuple[tuple[str, str], ...] = ()
     owner: tuple[int, int] = (0, 0)  # the root directory's host ids: the container's root's, mapped
+    # --context-mode copy: the filtered copy, made in the bundle (its target) as a native run
+    # makes it, which the bundle binds at /context in place of the host's tree.
+    context: CopyTree | None = None
+
+
+@record
+class MakeNetns(Intent):
+    """Fork a process into a network namespace of its own (it ends with the supervisor, or when
+    asked), and make the symlink `link` to that namespace (/proc/PID/ns/net), as the bundle
+    names it, and `holder`, "PID START" (its pid and start time), for EndNetns."""
+
+    link: str = ""
+    holder: str = ""
 
 
 @record
@@ -126,6 +154,10 @@ class RunSandbox(Intent):
     pid_file: str = ""
     log: str = ""
     stdin: bool = False  # the workload reads the supervisor's stdin (else /dev/null)
+    # Mounted over with an empty read-only tmpfs in a mount namespace of runsc's own (none: the
+    # supervisor's): Debian's runsc (2022) takes a network namespace that has
+    # /proc/sys/net/core/rmem_default for the host's, and since Linux 6.x every one has it.
+    masked: tuple[str, ...] = ()
 
 
 @record
@@ -155,14 +187,23 @@ class DeleteSandbox(Intent):
 
 
 @record
+class EndNetns(Intent):
+    """End the process `holder` names ("PID START", if it is still that process) and remove
+    `link` and `holder`: the network namespace goes with its last process."""
+
+    link: str = ""
+    holder: str = ""
+
+
+@record
 class RemoveBundle(Intent):
     """Remove `directory`, the bundle (never anything mounted: runsc binds inside its sandbox)."""
 
     directory: str = ""
 
 
-EVENTS = (Create, Written, Started, Fail, Exit, Kill, Exec, Lost, Deleted, Unbundled, Sweep, Remove)
-INTENTS = (WriteBundle, RunSandbox, SignalSandbox, ExecSandbox, DeleteSandbox, RemoveBundle)
+EVENTS = (Create, Written, Netns, Started, Fail, Exit, Kill, Exec, Lost, Deleted, Unshared, Unbundled, Sweep, Remove)
+INTENTS = (WriteBundle, MakeNetns, RunSandbox, SignalSandbox, ExecSandbox, DeleteSandbox, EndNetns, RemoveBundle)
 
 
 def from_wire(data: dict[str, object]) -> Event:

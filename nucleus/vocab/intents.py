@@ -85,9 +85,15 @@ class SpawnChild(Intent):
 
 @record
 class Unshare(Intent):
+    """Make the new namespaces; first join those named by path: (kind as /proc/<pid>/ns names
+    it, path, the field that named it), refused when the path is not a namespace of that kind,
+    or is the host's own (PID 1's) unless `host` allows it."""
+
     where: ClassVar[str] = "child"
     reports: ClassVar[tuple[str, str] | None] = ("iso", "unshare")
     namespaces: tuple[str, ...] = ()
+    joins: tuple[tuple[str, str, str], ...] = ()
+    host: bool = False
 
 
 @record
@@ -281,6 +287,18 @@ class WriteFile(FsOp):
 
 
 @record
+class WriteSysctl(FsOp):
+    """Write `value` to the kernel parameter `key` (dotted, one checked by nucleus.config.sysctl)
+    through `proc`, the container's own /proc just mounted: the file is resolved beneath its
+    sys/ without crossing a mount or following a link. The parameter is the namespace's of the
+    process that writes it (the container's own)."""
+
+    proc: str = ""
+    key: str = ""
+    value: str = ""
+
+
+@record
 class WriteSecret(FsOp):
     """Write the secret the supervisor read (the `index`th --secret: its bytes never travel
     in an intent, a trace or a record) to `path` on the secrets tmpfs, with `mode` and
@@ -320,8 +338,13 @@ class Chroot(Intent):
 
 @record
 class DetachOldRoot(Intent):
+    """Detach the old root stacked on the new one; then, with `propagation` (an OCI config's
+    linux.rootfsPropagation: "shared", "slave", "private", "unbindable", "r"-prefixed for the
+    whole tree), change the new root's (after pivot_root, which refuses a shared root)."""
+
     where: ClassVar[str] = "child"
     reports: ClassVar[tuple[str, str] | None] = ("fs", "detach")
+    propagation: str = ""
 
 
 @record
@@ -653,7 +676,8 @@ class NetTeardown(Intent):
 # Lifecycle ------------------------------------------------------------------------------------
 @record
 class ExecWorkload(Intent):
-    """Inside: PID 1 forks the workload, which sets its rlimits (nofile, nproc, memlock), enters
+    """Inside: PID 1 forks the workload, which sets its rlimits (nofile, nproc, memlock, then
+    `exact_rlimits`), enters
     `cwd` and execs `argv` with exactly `env`; PID 1 stays as its minimal init. `places`: the
     writable places --allow-exec may name, for the reason a refused exec gives."""
 
@@ -668,6 +692,9 @@ class ExecWorkload(Intent):
     # `stdin`; without, stdin is inherited with `stdin`, else /dev/null (Docker's -i).
     terminal: bool = False
     stdin: bool = False
+    # (RLIMIT_*, soft, hard): set as given, in place of nucleus's own for the same resource
+    # (an OCI config's process.rlimits; -1 is unlimited).
+    exact_rlimits: tuple[tuple[str, int, int], ...] = ()
 
 
 @record
@@ -752,6 +779,7 @@ class ExecCommand(Intent):
     terminal: bool = False
     stdin: bool = False
     cwd_required: bool = False
+    exact_rlimits: tuple[tuple[str, int, int], ...] = ()
 
 
 INTENTS: dict[str, type[Intent]] = {
@@ -759,7 +787,7 @@ INTENTS: dict[str, type[Intent]] = {
     for cls in (
         SpawnChild, Unshare, ForkInit, SetHostname, LoopbackUp, EnterUserNamespace, WriteIdMaps,
         BecomeRoot, SetPropagation, MountFs, BindMount, RemountFs, MakeDirs, MakeSymlinks,
-        CopyTree, VerifyTree, MountVolume, KeepTree, MaskPaths, WriteFile, WriteSecret, BindSecret, PivotRoot, Chroot, DetachOldRoot, AuditMounts,
+        CopyTree, VerifyTree, MountVolume, KeepTree, MaskPaths, WriteFile, WriteSysctl, WriteSecret, BindSecret, PivotRoot, Chroot, DetachOldRoot, AuditMounts,
         DropCapabilities, LoadSeccomp, ApplyLandlock, Warn, CreateCgroup, SetCgroupLimits,
         AttachCgroup, RemoveCgroup, NetBridge, NetVeth, NetNat, NetEgress, NetProxy, NetUser, NetFilter,
         NetAddress, NetLinkUp, NetRoute, NetTeardown, ExecWorkload, SendSignal, Cleanup, JoinSpawn, JoinCgroup,

@@ -317,20 +317,34 @@ def test_report_names_the_targets_and_whether_they_are_met():
     assert rows["pgbench"]["met"] is None and "cannot be run as root" in rows["pgbench"]["detail"]
 
 
-def test_throughput_target_is_the_warm_server_with_8_callers_against_runc():
-    result = synthetic()
+def _at_8_callers(result: dict, rates: dict[str, float]) -> dict:
+    """`result` with only 8 callers measured, at these rates (runc's: 10); the throughput target."""
     tp = result["throughput"]
     tp["levels"] = [8]
-    level = lambda rate, ratio: {"status": "ok", "runs": 2, "runs_per_s": _summary(rate),  # noqa: E731
-                                 "overall_runs_per_s": rate, "ratio_to_baseline": ratio}
-    tp["results"] = {"nucleus": {"label": "nucleus run", "levels": {"8": level(5.0, 0.5)}},
-                     "nucleus-warm": {"label": "warm", "levels": {"8": level(25.0, 2.5)}},
-                     "runc": {"label": "runc run", "levels": {"8": level(10.0, 1.0)}}}
-    row = next(t for t in report.targets(result) if t["target"].startswith("throughput"))
+    tp["results"] = {name: {"label": name, "levels": {"8": {
+        "status": "ok", "runs": 2, "runs_per_s": _summary(rate), "overall_runs_per_s": rate,
+        "ratio_to_baseline": rate / 10.0}}} for name, rate in {**rates, "runc": 10.0}.items()}
+    return next(t for t in report.targets(result) if t["target"].startswith("throughput"))
+
+
+def test_throughput_target_is_the_warm_server_with_8_callers_against_runc():
+    result = synthetic()
+    row = _at_8_callers(result, {"nucleus": 5.0, "nucleus-warm": 25.0})
     assert row["met"] is True and row["measured"] == "2.50× runc"
     assert "warm 25.0 vs runc 10.0" in row["detail"] and "cold nucleus 5.0" in row["detail"]
     result["targets"] = report.targets(result)
     assert schema.validate(result) == []
+
+
+def test_the_warm_targets_are_a_resident_callers_where_it_was_measured():
+    result = synthetic()
+    results = result["cold_start"]["results"]
+    results["nucleus-served"] = {**results["nucleus-warm"], "label": "resident", **_summary(0.25, 0.25, 0.25)}
+    row = next(t for t in report.targets(result) if t["target"].startswith("warm"))
+    assert row["met"] is True and row["measured"] == "0.50× crun"
+    assert "warm 0.2 ms vs crun 0.5 ms" in row["detail"] and "through `nucleus run --server` 1.5 ms" in row["detail"]
+    row = _at_8_callers(result, {"nucleus-warm": 5.0, "nucleus-served": 30.0})
+    assert row["met"] is True and row["measured"] == "3.00× runc"
 
 
 def test_pgbench_row_reports_tps_inside_against_bare():

@@ -1,17 +1,23 @@
 """The gVisor executor against a fake runsc and a scratch directory: the bundle is written as
 its intent says (and nothing of it is left when a step fails), runsc run is started once its
 pid file exists and failed with its first error when it exits before, and a cleanup step that
-fails reports nothing, so the machine keeps what is left."""
+fails reports nothing, so the machine keeps what is left; a copied context is the filtered copy,
+reached only by the container's root; the network namespace's holder is ended only while it is
+the process its file names."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
+import subprocess
 
 import pytest
 
+from nucleus import vocab as v
+from nucleus.config.context import exclusion_list
 from nucleus.effects import gvisor as effects
+from nucleus.effects import gvisor_net
 from nucleus.vocab import gvisor as gv
 
 
@@ -99,3 +105,37 @@ def test_delete_of_a_sandbox_runsc_does_not_know_is_done_and_a_failed_one_report
     assert executor.perform((gv.DeleteSandbox(argv=(str(stuck),)), gv.RemoveBundle(str(directory)))) == []
     assert warnings == ["runsc delete: destroying container: busy"] and directory.exists()
     assert executor.perform((gv.RemoveBundle(str(directory)),)) == [gv.Unbundled()] and not directory.exists()
+
+
+def test_the_context_s_copy_is_filtered_and_only_the_container_s_root_reaches_it(tmp_path):
+    source = tmp_path / "project"
+    (source / "src").mkdir(parents=True)
+    (source / "src" / "main.py").write_text("print('hi')\n")
+    (source / ".env").write_text("TOKEN=x\n")
+    opened = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    base = str(tmp_path / "gv" / "c1")
+    owner = (os.getuid(), os.getgid())
+    copy = v.CopyTree(str(source), f"{base}/private/context", exclusion_list(), owner, opened=opened)
+    assert effects.write_bundle(write(tmp_path, context=copy)) == gv.Written()
+    assert sorted(os.listdir(copy.target)) == ["src"] and read(f"{copy.target}/src/main.py") == "print('hi')\n"
+    assert stat.S_IMODE(os.stat(f"{base}/private").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(copy.target).st_mode) == 0o755
+    with pytest.raises(OSError):
+        os.fstat(opened)  # the descriptor the context was read from is closed
+
+
+def test_ending_the_namespace_s_holder_signals_only_that_process(tmp_path):
+    """A holder's file that names a pid with another start time (a later process that took it)
+    signals nothing; the symlink and the file go."""
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        link, holder = str(tmp_path / "netns"), str(tmp_path / "netns.holder")
+        os.symlink(f"/proc/{sleeper.pid}/ns/net", link)
+        with open(holder, "w") as f:
+            f.write(f"{sleeper.pid} 1\n")
+        assert gvisor_net.end_netns(gv.EndNetns(link=link, holder=holder)) == gv.Unshared()
+        assert sleeper.poll() is None and os.listdir(tmp_path) == []
+        assert gvisor_net.end_netns(gv.EndNetns(link=link, holder=holder)) == gv.Unshared()  # nothing left: fine
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -307,3 +307,35 @@ def test_flags_cover_every_namespace_kind():
         linux.CLONE_NEWUSER, linux.CLONE_NEWPID, linux.CLONE_NEWNS, linux.CLONE_NEWNET, linux.CLONE_NEWUTS,
         linux.CLONE_NEWIPC, linux.CLONE_NEWCGROUP, linux.CLONE_NEWTIME,
     }
+
+
+# --- share: an OCI supervisor joins its container's namespaces ----------------------------------
+
+
+def test_share_joins_only_the_namespaces_not_yet_shared_after_the_init_is_checked(fake_libc, host):
+    host.table = {**host.table, "/proc/42/ns/mnt": OWN["/proc/self/ns/mnt"]}  # already shared
+    namespaces.share(42, START, ("net", "mnt", "pid"))
+    assert fake_libc.calls == [
+        *compares(("net", "/proc/42/ns/net")), *opens("/proc/42/ns/net"),
+        *compares(("mnt", "/proc/42/ns/mnt")),
+        *compares(("pid", "/proc/42/ns/pid")), *opens("/proc/42/ns/pid"),
+        CHECK,
+        ("setns", (12, linux.CLONE_NEWNET)), ("setns", (13, linux.CLONE_NEWPID)),
+        ("close", (12,)), ("close", (13,)),
+    ]
+
+
+def test_share_with_an_init_already_gone_opens_nothing(fake_libc, host):
+    with pytest.raises(OSError) as info:
+        namespaces.share(42, None, ("net",))
+    assert info.value.errno == errno.ESRCH
+    assert fake_libc.calls == []
+
+
+def test_share_with_an_init_whose_pid_was_reused_joins_nothing(fake_libc, host):
+    host.starts = [START + 1]
+    with pytest.raises(OSError) as info:
+        namespaces.share(42, START, ("net",))
+    assert info.value.errno == errno.ESRCH
+    assert "setns" not in fake_libc.names()
+    assert fake_libc.of("close") == [(12,)]

@@ -212,3 +212,23 @@ def test_the_kvm_platform_runs_or_is_refused_with_the_reason(scope):
         assert "hint: use --gvisor-platform ptrace (the default)" in result.stderr, describe(result)
     assert wait_for(lambda: not [p for p in runsc_processes("") if f"{BASE}/.platform-" in p], timeout=20)
     assert scope.nucleus("ps", "--all", "--format", "json").stdout.strip() == "[]"
+
+
+def test_a_copied_context_is_the_filtered_copy_never_the_host_tree(scope, tmp_path):
+    """--context-mode copy (the default): runsc binds the copy a native run would hold (the
+    secret entries left out), writable and the container's own; the host's tree is never bound,
+    and the copy goes with the container."""
+    context = tmp_path / "project"
+    (context / "src").mkdir(parents=True)
+    (context / "src" / "main.py").write_text("print('hi')\n")
+    (context / ".env").write_text("TOKEN=do-not-copy\n")
+    context.chmod(0o755)
+    before = sorted(p.name for p in context.rglob("*"))
+    code = ("import os; print(sorted(os.listdir('/context')), sorted(os.listdir('/context/src')));"
+            "open('/context/made-inside', 'w').write('x'); print(open('/proc/mounts').read().count(' /context '))")
+    result = scope.nucleus(*scope.run_args("--runtime", "gvisor", "--context", str(context)), "--",
+                           "/usr/bin/python3", "-c", code, timeout=120)
+    assert result.returncode == 0, describe(result)
+    assert result.stdout.splitlines() == ["['src'] ['main.py']", "1"], describe(result)
+    assert "left out 1 secret entry: '.env'" in result.stderr, describe(result)
+    assert sorted(p.name for p in context.rglob("*")) == before  # nothing written to the host's tree

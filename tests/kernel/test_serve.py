@@ -92,6 +92,29 @@ def test_fifty_concurrent_requests_each_get_their_own_output_and_status(scope, s
         assert (done.returncode, done.stdout) == (i % 7, f"request-{i}\n"), done.stderr
 
 
+def test_a_resident_caller_asks_for_sandbox_after_sandbox_with_its_own_descriptors(scope, server, place):
+    from nucleus.effects import serve_client
+
+    with open(os.path.join(place, "vars"), "w") as f:
+        f.write("GREETING\n")  # a bare key: its value is the caller's
+    before = signal.getsignal(signal.SIGINT)
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        for i in range(3):
+            with open(os.path.join(place, f"out{i}"), "w+") as out:
+                status = serve_client.call(  # the env file is found in the caller's cwd
+                    server.path, ["--cgroup-parent", scope.cgroup_parent, "--env-file", "vars", "--",
+                                  "/bin/sh", "-c", f'echo "$GREETING {i}"; exit {i}'],
+                    (null, out.fileno(), out.fileno()), env={**nucleus_env(), "GREETING": "hello"}, cwd=place)
+                out.seek(0)
+                assert (status, out.read()) == (i, f"hello {i}\n")
+    finally:
+        os.close(null)
+    assert signal.getsignal(signal.SIGINT) is before  # nothing forwarded, nothing changed
+    with pytest.raises(Exception, match="no server listens there"):
+        serve_client.call(os.path.join(place, "none.sock"), ["--", "/bin/true"])
+
+
 def test_without_a_server_the_run_fails_naming_the_socket(scope, place):
     path = os.path.join(place, "none.sock")
     done = scope.nucleus("run", "--server", path, "--", "/bin/true")

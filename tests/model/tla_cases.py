@@ -42,7 +42,7 @@ STATES = {
     "Service": (16_504, 69_013, 11),
     "Topology": (1_406, 2_420, 11),
     "Server": (2_242, 15_685, 13),
-    "Gvisor": (26, 120, 7),
+    "Gvisor": (328, 872, 20),
     "Oci": (16, 61, 5),
 }
 DEFINES: dict[str, dict[str, str]] = {"System": {"MaxMounts": "0"}}

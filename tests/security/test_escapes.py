@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from benches.escape_probe import RAW, prelude
 from tests.closure_support import APP_UID, python_closure
 from tests.helpers import (
     SANDBOX,
@@ -89,14 +90,8 @@ def mode(request) -> Mode:
                                                  request.getfixturevalue("secret_file")))
 
 
-PRELUDE = textwrap.dedent("""\
-    import ctypes, errno, json, os, socket, sys
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    def sc(nr, *args):
-        r = libc.syscall(ctypes.c_long(nr), *(ctypes.c_long(a) if isinstance(a, int) else a for a in args))
-        return r, errno.errorcode.get(ctypes.get_errno(), "0") if r == -1 else "0"
-""")
+# The imports and sc(nr, *args) -> (return value, errno name or "0"), shared with the bench's probe.
+PRELUDE = prelude()
 
 
 def _attempt(setup: str, call: str) -> str:
@@ -115,12 +110,19 @@ KILL = ("--seccomp-default-action", "kill")
 
 MAP_PRIVATE_ANON = 0x02 | 0x20
 
+
+def _raw(name: str) -> tuple[str, str]:
+    """A call the bench's escape probe makes too, as (setup, call) source."""
+    nr, args = RAW[name]
+    return "", f"sc({nr}, {', '.join(map(repr, args))})"
+
+
 KILLED = {
     # filesystem and namespaces
     "mount tmpfs": ("", "sc(165, b'none', b'/tmp', b'tmpfs', 0, None)"),
     "umount2 /proc": ("", "sc(166, b'/proc', 2)"),
     "pivot_root": ("", "sc(155, b'/tmp', b'/tmp')"),
-    "unshare(CLONE_NEWUSER)": ("", "sc(272, 0x10000000)"),
+    "unshare(CLONE_NEWUSER)": _raw("unshare(CLONE_NEWUSER)"),
     "unshare(CLONE_NEWNS)": ("", "sc(272, 0x00020000)"),
     "clone(CLONE_NEWUSER)": ("", "sc(56, 0x10000000 | 17, 0, 0, 0, 0)"),
     "chroot": ("", "sc(161, b'/tmp')"),
@@ -135,18 +137,18 @@ KILLED = {
     "ptrace(PTRACE_ATTACH, 1)": ("", "sc(101, 16, 1, 0, 0)"),
     "ptrace(PTRACE_SEIZE, 1)": ("", "sc(101, 0x4206, 1, 0, 0)"),
     "process_vm_readv": ("", "sc(310, 1, 0, 0, 0, 0, 0)"),
-    "keyctl": ("", "sc(250, 0, 0, 0, 0)"),
+    "keyctl": _raw("keyctl"),
     "add_key": ("", "sc(248, b'user', b'x', b'y', 1, -3)"),
     "request_key": ("", "sc(249, b'user', b'x', None, 0)"),
-    "bpf": ("", "sc(321, 0, 0, 0)"),
-    "perf_event_open": ("", "sc(298, 0, 0, -1, -1, 0)"),
-    "init_module": ("", "sc(175, 0, 0, b'')"),
-    "finit_module": ("", "sc(313, 0, b'', 0)"),
+    "bpf(BPF_PROG_LOAD)": _raw("bpf(BPF_PROG_LOAD)"),
+    "perf_event_open": _raw("perf_event_open"),
+    "init_module": _raw("init_module"),
+    "finit_module": _raw("finit_module"),
     "delete_module": ("", "sc(176, b'loop', 0)"),
     "kexec_load": ("", "sc(246, 0, 0, 0, 0)"),
     # kernel attack surface and privilege changes
-    "userfaultfd": ("", "sc(323, 0)"),
-    "io_uring_setup": ("", "sc(425, 1, 0)"),
+    "userfaultfd": _raw("userfaultfd"),
+    "io_uring_setup": _raw("io_uring_setup"),
     "memfd_create": ("", "sc(319, b'x', 0)"),
     "setuid(0)": ("", "sc(105, 0)"),
     "setresuid(1, 1, 1)": ("", "sc(117, 1, 1, 1)"),
@@ -155,13 +157,13 @@ KILLED = {
     "seccomp (a second filter)": ("", "sc(317, 1, 0, 0)"),
     "sethostname": ("", "sc(170, b'evil', 4)"),
     "syslog": ("", "sc(103, 3, 0, 0)"),
-    "reboot": ("", "sc(169, 0xfee1dead, 672274793, 0x1234567, 0)"),
+    "reboot (bad magic)": _raw("reboot (bad magic)"),
     "swapon": ("", "sc(167, b'/tmp/x', 0)"),
     "iopl": ("", "sc(172, 3)"),
     "prctl(PR_SET_DUMPABLE, 1)": ("", "sc(157, 4, 1, 0, 0, 0)"),
     "ioctl(TIOCSTI)": ("", "sc(16, 0, 0x5412, b'x')"),
     # sockets: AF_UNIX, AF_INET and AF_INET6 only (the network namespace holds only loopback)
-    "socket(AF_PACKET, SOCK_RAW)": ("", "sc(41, 17, 3, 0)"),
+    "socket(AF_PACKET, SOCK_RAW)": _raw("socket(AF_PACKET, SOCK_RAW)"),
     "socket(AF_VSOCK)": ("", "sc(41, 40, 1, 0)"),
     "socket(AF_NETLINK, NETLINK_KOBJECT_UEVENT)": ("", "sc(41, 16, 3, 15)"),
 }

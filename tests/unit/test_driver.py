@@ -41,6 +41,7 @@ PLAN = (
     v.VerifyTree("/new/app", (("main.py", "ab" * 32),)),
     v.KeepTree("/new/app"),
     v.MountVolume("/srv/out", "/new/out", ("nosuid", "nodev"), 5, 6, ((0, 100000), (0, 100000))),
+    v.WriteSysctl("/new/proc", "net.ipv4.ip_forward", "1"),
     v.MaskPaths("/new/proc", ("kcore",), ("sys",)),
     v.WriteFile("/new/etc/hosts", "127.0.0.1\tlocalhost\n"),
     v.WriteSecret("/new/run/secrets/key", 0, 0o400, (0, 0)),

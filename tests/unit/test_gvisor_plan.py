@@ -1,20 +1,28 @@
 """`--runtime gvisor` planned without a host: the OCI bundle is the run's configuration (no
 capability, no_new_privs, the rlimits, every namespace with the container's id range, the
 cgroup limits, the mounts, the masks, a --seccomp-profile for runsc --oci-seccomp), runsc's
-command lines carry nucleus's own --root, and what runsc cannot honour is refused by name."""
+command lines carry nucleus's own --root, a bridge's namespace is named in the bundle and
+prepared by the Network machine before runsc run, a copied context is the filtered copy made in
+the bundle, and what runsc cannot honour is refused by name."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from nucleus import vocab as v
 from nucleus.cli import run_args, run_options
 from nucleus.config import gvisor as rules
+from nucleus.config.context import ContextSource
 from nucleus.errors import InvalidInput
 from nucleus.machines import gvisor
+from nucleus.machines.base import Refused
 from nucleus.plan import gvisor as plan
+from nucleus.plan import network as network_plan
 from nucleus.plan.mounts import PROC_MASKED
+from nucleus.vocab import gvisor as gv
 
 HOST = plan.Host(runsc="/usr/bin/runsc",
                  system=(("/usr", ""), ("/bin", "usr/bin"), ("/lib", "usr/lib")),
@@ -94,11 +102,11 @@ def test_runsc_has_nucleus_s_root_the_ptrace_platform_and_the_profile_when_given
 
 @pytest.mark.parametrize(("args", "named"), [
     (("--seccomp-mode", "trace", "--seccomp-log", "t.ndjson"), "--seccomp-mode trace"),
-    (("--context", "."), "--context (--context-mode copy)"),
+    (("--context", ".", "--changes", "c.json"), "--changes"),
     (("-t",), "-t/--tty"),
     (("--rootless",), "--rootless"),
-    (("--network", "bridge"), "--network bridge"),
-    (("--health-cmd", "true"), "--health-cmd"),
+    (("--network", "user"), "--network user"),
+    (("--readiness-tcp", "8080"), "--readiness-tcp"),
     (("--service-mode", "strict-agent"), "--service-mode"),
     (("--io-limit", "8:0 riops=10"), "--io-limit"),
 ])
@@ -109,10 +117,13 @@ def test_what_runsc_cannot_honour_is_refused_by_name(args, named):
     assert problem.hint == rules.HINT
 
 
-def test_a_plain_run_a_bound_context_and_the_host_s_network_are_accepted():
+def test_a_plain_run_a_context_a_bridge_and_the_host_s_network_are_accepted():
     assert rules.refusal(config()) is None
     assert rules.refusal(config("--context", ".", "--context-mode", "bind")) is None
+    assert rules.refusal(config("--context", ".")) is None  # copied, as a native run copies it
+    assert rules.refusal(config("--network", "bridge", "--egress-allow", "192.0.2.0/24")) is None
     assert rules.refusal(config("--network", "host", "--allow-host-network")) is None
+    assert rules.refusal(config("--health-cmd", "true", "--readiness-exec", "true", "--restart", "always")) is None
 
 
 def test_the_platform_flag_is_for_gvisor_only():
@@ -128,3 +139,43 @@ def test_the_runtime_flag_takes_native_or_gvisor():
     assert run_args.parse(["--", "true"])[1]["runtime"] == "native"
     with pytest.raises(run_args.Unparsed):
         run_args.parse(["--runtime", "kata", "--", "true"])
+
+
+BRIDGE = network_plan.NetworkPlan("bridge", "nucleus0", ("10.88.0.0/16",), ("10.88.0.1",), "nft")
+
+
+def test_a_bridge_s_namespace_is_named_in_the_bundle_and_prepared_before_runsc_run():
+    host = dataclasses.replace(HOST, network=BRIDGE, state_root="/run/nucleus")
+    cfg = config("--network", "bridge")
+    p = plan.plan(cfg, host, "c0ffee")
+    doc = json.loads(p.bundle.config)
+    base = "/run/nucleus-gvisor/c0ffee"
+    # runsc's netstack in the namespace nucleus made, with the host's user namespace (see the plan).
+    assert doc["linux"]["namespaces"][4:] == [{"type": "network", "path": f"{base}/netns"}, {"type": "cgroup"}]
+    assert "uidMappings" not in doc["linux"] and p.bundle.owner == (0, 0)
+    assert p.runsc[p.runsc.index("--network") + 1] == "sandbox" and p.run.masked == ("/proc/sys/net",)
+    assert p.netns == gv.MakeNetns(link=f"{base}/netns", holder=f"{base}/netns.holder")
+    s = gvisor.initial(p, plan.network_machine(cfg, host, "c0ffee"))
+    asked = []
+    for event in (gv.Create(), gv.Written(), gv.Netns(pid=7), v.NetBegin(), v.NetDone("bridge", detail="10.88.0.2/16"),
+                  v.NetDone("veth"), v.NetDone("nat"), v.NetDone("address"), v.NetDone("up"), v.NetDone("route")):
+        r = gvisor.step(s, event)
+        assert not isinstance(r, Refused), (event, r)
+        s = r.state
+        asked.extend(type(i).__name__ for i in r.intents)
+    assert asked == ["WriteBundle", "MakeNetns", "NetBridge", "NetVeth", "NetNat", "NetAddress", "NetLinkUp",
+                     "NetRoute", "RunSandbox"]
+    assert s.net.addresses == ("10.88.0.2/16",)
+
+
+def test_a_copied_context_is_made_in_the_bundle_and_bound_from_there():
+    copied = ContextSource("/home/me/project", 9, -1, (), (), ())
+    p = plan.plan(config("--context", "/home/me/project", "-u", "1000"),
+                  dataclasses.replace(HOST, copied=copied), "c0ffee")
+    base = "/run/nucleus-gvisor/c0ffee"
+    copy = p.bundle.context
+    assert copy is not None and copy.target == f"{base}/private/context" and copy.opened == 9
+    assert copy.owner == (201000, 201000) and ".env" in " ".join(copy.exclude)
+    mounts = {m["destination"]: m for m in json.loads(p.bundle.config)["mounts"]}
+    assert mounts["/context"]["source"] == f"{base}/private/context" and mounts["/context"]["options"][:2] == ["rbind", "rw"]
+    assert "context" in p.bundle.dirs

@@ -405,7 +405,7 @@ def test_the_mount_audit_reports_the_filesystem_step_audit():
 
 def test_every_mount_plan_operation_reports_as_mount():
     ops = _vocabulary_classes(v.FsOp) - {v.FsOp}
-    assert len(ops) == 14  # with the secrets' WriteSecret and BindSecret
+    assert len(ops) == 15  # with the secrets' WriteSecret and BindSecret, and WriteSysctl
     for cls in ops:
         assert cls.reports == ("fs", "mount") and cls.where == "child"
         assert v.done(cls()) == v.FsDone(step="mount")
