@@ -76,26 +76,46 @@ class Resume:
 
 def hand_over(config: ContainerConfig, executor: Executor, driver: Driver, trace: Any, store_root: str,
               cid: str) -> None:
-    """Become the keeper; returns only when the violation monitor did not hand back what it
-    holds (the supervisor then goes on waiting)."""
+    """Become the keeper; returns only when it did not happen, the supervisor then going on as
+    before: what can fail (the keeper's binary, the memory files) is prepared before the violation
+    monitor is asked for what it holds; the monitor may not be ready to hand it back (it goes on
+    serving); and should the exec fail after all, what it handed back is served by a monitor
+    forked again."""
     init_pid = executor.init_pid
     assert init_pid is not None
-    held = executor.take_back_monitor() if executor.monitor is not None else None
-    if executor.monitor is not None:
-        return
     resume = Resume(cid, store_root, to_plain(driver.state), None if trace is None else trace.dump(),
                     None if trace is None else trace.path, process.logger, config.detach, config.limits.memory)
-    teardown = process.memory_file("nucleus-resume", json.dumps(to_plain(resume)).encode())
+    files: list[int] = []
+    try:
+        files.append(process.open_keeper())
+        files.append(process.memory_file("nucleus-resume", json.dumps(to_plain(resume)).encode(), sealed=True))
+        files.append(-1 if executor.monitor is None else process.memory_file("nucleus-monitor"))
+    except OSError as e:
+        process.close(*files)
+        executor.warn(f"the supervisor stays: {e}")
+        return
+    keeper, teardown, monitor_file = files
+    held = executor.take_back_monitor() if executor.monitor is not None else None
+    if executor.monitor is not None:
+        process.close(*files)  # not ready: it goes on serving, as this process on supervising
+        return
     watched: list[int] = []
-    inherited: list[int] = []
-    monitor_file = -1
-    if held is not None:
-        watched = [fd for fd in (held["listener"], held["audit"]) if fd is not None]
-        inherited = [fd for fd in (*watched, held["copy"]) if fd is not None]
-        monitor_file = process.memory_file("nucleus-monitor", json.dumps(held).encode())
-    process.become_keeper(init_pid, watched, inherited,
-                          [*process.interpreter("nucleus.effects.monitor"), str(monitor_file)],
-                          [*process.interpreter(__name__), str(teardown), str(monitor_file)])
+    inherited = [teardown]
+    if held is None:
+        monitor_file = -1  # none to hand down (the monitor, if any, ended without handing back)
+    try:
+        if held is not None:
+            watched = [fd for fd in (held["listener"], held["audit"]) if fd is not None]
+            inherited += [monitor_file, *(fd for fd in (*watched, held["copy"]) if fd is not None)]
+            process.rewrite_memory_file(monitor_file, json.dumps(held).encode())
+        process.become_keeper(keeper, init_pid, watched, inherited,
+                              [*process.interpreter("nucleus.effects.monitor"), str(monitor_file)],
+                              [*process.interpreter(__name__), str(teardown), str(monitor_file)])
+    except OSError as e:
+        executor.warn(f"the supervisor stays: {e}")
+        if held is not None:
+            executor.give_back_monitor(held)
+    process.close(*files)
 
 
 def main(argv: list[str]) -> None:

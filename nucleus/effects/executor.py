@@ -361,19 +361,7 @@ class Executor:
             return
         wait = HANGUP_WAIT if self.monitor_setup.context.joined else REAP_WAIT
         pid, self.monitor = self.monitor, None
-        if process.poll_exit(pid, gone=0) is not None:
-            return  # ended (reaped now), or reaped already
-        # Still our unreaped child, so its pid cannot have been reused: pin it and wait.
-        import select
-
-        pinned = os.pidfd_open(pid)
-        try:
-            ended = select.select([pinned], [], [], wait)[0]
-        finally:
-            os.close(pinned)
-        if not ended:
-            process.kill(pid)
-        process.reap(pid)
+        _end_within(pid, wait)
 
     def send_signal(self, name: str) -> None:
         if self.init_pid is not None:  # gone meanwhile: its supervisor records the exit
@@ -443,39 +431,63 @@ class Executor:
     def take_back_monitor(self) -> dict[str, Any] | None:
         """What the violation monitor holds, handed back (see nucleus.app.keeper) and the
         monitor reaped: what a monitor started later (nucleus.effects.monitor.main) is given,
-        its descriptors by number. None when it did not hand it back (it goes on as before)."""
+        its descriptors by number. None when it did not hand it back: it goes on as before, or
+        (`monitor` None then) it ended without handing back anything usable."""
         from nucleus.effects import monitor
         from nucleus.plain import to_plain
 
         if self.monitor is None or self.monitor_ctl is None:
             return None
-        held = monitor.take_back(self.monitor_ctl)
-        if held is None:
-            return None
-        process.reap(self.monitor)
+        try:
+            held = monitor.take_back(self.monitor_ctl)
+        except ConnectionError as e:
+            self.warn(f"{e}: refusals are no longer recorded")
+            held = None
+        else:
+            if held is None:
+                self.monitor_ctl.close()  # shut down: the monitor goes on, asked no more
+                self.monitor_ctl = None
+                return None
+        _end_within(self.monitor, REAP_WAIT)  # it ends once it has handed back
         self.monitor = None
         self.monitor_ctl.close()
         self.monitor_ctl = None
+        if held is None:
+            return None
         sha = str(held.saved.get("sha", ""))
         return {"context": to_plain(self.monitor_setup.context), "stream": self.stream,
                 "program": self.setup.programs.get(sha, b"").hex(), "listener": held.listener,
-                "audit": held.audit, "copy": held.copy, "saved": held.saved}
+                "audit": held.audit, "copy": held.copy, "ids": monitor.identities(held.listener, held.audit, held.copy),
+                "saved": held.saved}
+
+    def give_back_monitor(self, held: dict[str, Any]) -> None:
+        """What `take_back_monitor` handed back served by a monitor again, when the keeper could
+        not take it: forked as the first one was, and ended as it is."""
+        from nucleus.effects import monitor
+
+        pid = os.fork()
+        if pid == 0:
+            monitor.serve_again(held)  # never returns
+        self.monitor = pid
+        process.close(*(held[key] for key in ("listener", "audit", "copy") if held[key] is not None))
 
     def finish_kept_monitor(self, monitor_file: int) -> None:
         """After the keeper (nucleus.app.keeper): the audit records still on their way once the
-        container has ended, written by one last monitor (forked, and waited for), as the
-        supervisor's own monitor writes them before it ends. Nothing to wait for without an
-        audit reader."""
+        container has ended, written by one last monitor (forked, given REAP_WAIT seconds, and
+        killed should it take twice as long), as the supervisor's own monitor writes them
+        before it ends. Nothing to wait for without an audit reader."""
         import json
+        import time
 
         from nucleus.effects import monitor
 
-        if monitor_file < 0 or json.loads(process.read_memory_file(monitor_file)).get("audit") is None:
+        if monitor_file < 0 or monitor.kept(json.loads(process.read_memory_file(monitor_file)))["audit"] is None:
             return
+        deadline = time.monotonic() + REAP_WAIT
         pid = os.fork()
         if pid == 0:
-            monitor.main([str(monitor_file)])  # never returns
-        process.reap(pid)
+            monitor.main([str(monitor_file)], deadline)  # never returns
+        _end_within(pid, 2 * REAP_WAIT)
 
     def _waited(self, target: int, code: int) -> int:
         self.init_pid = None
@@ -511,6 +523,24 @@ def _failed(events: list[v.Event]) -> bool:
 
 REAP_WAIT = 2.0  # seconds: a process whose pipe closed is about to be a zombie, if it is not yet
 HANGUP_WAIT = 0.5  # seconds a joined command's monitor is given to end: the hang-up, the last audit records
+
+
+def _end_within(pid: int, wait: float) -> None:
+    """Reap child `pid`, killed if it has not ended within `wait` seconds; one reaped already is
+    left alone, never signalled (its pid may be another process's by now)."""
+    if process.poll_exit(pid, gone=0) is not None:
+        return  # ended (reaped now), or reaped already
+    # Still our unreaped child, so its pid cannot have been reused: pin it and wait.
+    import select
+
+    pinned = os.pidfd_open(pid)
+    try:
+        ended = select.select([pinned], [], [], wait)[0]
+    finally:
+        os.close(pinned)
+    if not ended:
+        process.kill(pid)
+    process.reap(pid)
 
 
 def _reap_soon(pid: int) -> int | None:

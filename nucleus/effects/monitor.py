@@ -55,8 +55,9 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nucleus import linux
 
@@ -76,9 +77,19 @@ def open_audit() -> socket.socket | None:
     try:
         if not audit.status().enabled:
             return None
-        return audit.open_reader()
+        reader = audit.open_reader()
     except OSError:
         return None
+    # The host's records all come here (a multicast group has no filter), a burst of them while
+    # a kept container's monitor is still to be started among them: room for more, past the
+    # host's rmem_max, as root may.
+    with contextlib.suppress(OSError):
+        reader.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECV_BUFFER)
+    return reader
+
+
+RECV_BUFFER = 4 << 20  # bytes the audit reader may hold unread
+SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; not in Python's socket module
 
 
 def spawn(setup: Setup, stream: str, programs: dict[str, bytes]) -> tuple[int, int, socket.socket]:
@@ -141,61 +152,116 @@ class Held:
                 os.close(fd)
 
 
-TAKE_BACK_WAIT = 5.0  # seconds a monitor is given to finish what is under way and hand back
+TAKE_BACK_WAIT = 5.0  # seconds a monitor is given to finish what is under way and say it is ready
+READY = b"!"  # the monitor's "ready to hand back", and the supervisor's "taken"
 
 
 def take_back(ctl: socket.socket) -> Held | None:
-    """Ask the monitor for what it holds; None when it does not answer in time (it goes on)."""
-    import json
+    """Ask the monitor for what it holds, in two steps: it says when it is ready (nothing under
+    way), and hands its descriptors over only once this process confirms that it takes them
+    (refusals.hand_back). None when it is not ready within TAKE_BACK_WAIT: `ctl` is shut down,
+    and the monitor goes on serving as before it was asked. Raises ConnectionError when the
+    monitor, confirmed, handed back nothing usable: it has ended, and what it held with it."""
+    from nucleus.effects import serve_wire
 
     try:
         ctl.settimeout(TAKE_BACK_WAIT)
-        ctl.sendall(b"!")
-        data, fds, _, _ = socket.recv_fds(ctl, 65536, 3)
+        ctl.sendall(b"?")
+        ready = ctl.recv(1) == READY
     except OSError:
+        ready = False
+    if not ready:
+        with contextlib.suppress(OSError):
+            ctl.shutdown(socket.SHUT_RDWR)
         return None
-    if not data:
-        return None
-    message = json.loads(data)
-    keys = ("listener", "audit", "copy")
-    if len(fds) != sum(bool(message.get(key)) for key in keys):
-        for fd in fds:
-            os.close(fd)
-        return None
-    held = iter(fds)
+    reader = serve_wire.Reader(ctl)
+    try:
+        ctl.sendall(READY)
+        message = reader.next()
+        keys = ("listener", "audit", "copy")
+        if message is None or len(reader.fds) != sum(bool(message.get(key)) for key in keys):
+            raise serve_wire.WireError(f"{len(reader.fds)} descriptors for {str(message)[:80]}")
+    except (OSError, serve_wire.WireError) as e:
+        reader.close_fds()
+        raise ConnectionError(f"the violation monitor handed back nothing usable ({e})") from e
+    held = iter(reader.fds)
     given = {key: next(held) if message.pop(key) else None for key in keys}
     return Held(given["listener"], given["audit"], given["copy"], message)
+
+
+def identities(*fds: int | None) -> list[list[int] | None]:
+    """What each descriptor is (its device and inode), for `kept`."""
+    return [None if fd is None else [(st := os.fstat(fd)).st_dev, st.st_ino] for fd in fds]
+
+
+def kept(data: dict[str, Any]) -> dict[str, int | None]:
+    """The listener, the audit reader and the user's copy a monitor file names (as
+    Executor.take_back_monitor wrote it), each still open as that file: the keeper closes the
+    ones a failed monitor watched, and their numbers may name other files since."""
+    out: dict[str, int | None] = {}
+    for key, identity in zip(("listener", "audit", "copy"), data["ids"], strict=True):
+        fd = data[key]
+        try:
+            out[key] = fd if fd is not None and identities(fd) == [identity] else None
+        except OSError:
+            out[key] = None
+    return out
 
 
 IDLE_END = 2.0  # seconds a monitor the keeper started waits for more before it ends
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], deadline: float | None = None) -> None:
     """A monitor the keeper (nucleus.app.keeper) started, `FILE`: it takes up from the memory
     file where the last one left off (`Executor.take_back_monitor` wrote the first), serves
-    until IDLE_END seconds pass with nothing to do (or the container is gone), and leaves there
-    what the next one takes up."""
+    until IDLE_END seconds pass without the container doing anything (or the container is gone,
+    or `deadline` passes), and leaves there what the next one takes up."""
     import json
 
-    from nucleus.config import violations
-    from nucleus.effects import process, refusals
-    from nucleus.plain import from_plain
+    from nucleus.effects import process
 
+    def serve() -> None:
+        fd = int(argv[0])
+        data = json.loads(process.read_memory_file(fd))
+        saved = serve_kept(data, IDLE_END, frozenset({fd}), deadline)
+        process.rewrite_memory_file(fd, json.dumps({**data, "saved": saved}).encode())
+
+    _as_monitor(serve)
+
+
+def serve_again(data: dict[str, Any]) -> None:
+    """In a child forked by the supervisor: serve what `data` names (as a monitor file holds it)
+    until the container is gone, when the keeper could not take it (Executor.give_back_monitor)."""
+    _as_monitor(lambda: serve_kept(data, None, frozenset(), None))
+
+
+def _as_monitor(serve: Callable[[], object]) -> None:
+    """Run `serve` as a monitor's life, dying with its parent; never returns."""
     code = 1
     try:
         libc.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the keeper, as with the supervisor
-        fd = int(argv[0])
-        data = json.loads(process.read_memory_file(fd))
-        context = from_plain(violations.Context, data["context"])
-        audit = None if data["audit"] is None else socket.socket(fileno=data["audit"])
-        saved = data["saved"]
-        programs = {saved["sha"]: bytes.fromhex(data["program"])} if saved.get("sha") else {}
-        _, saved = refusals.run(violations.Setup(context, data["copy"]), data["stream"], programs, None, audit,
-                                saved=(saved, data["listener"]), idle=IDLE_END, kept=frozenset({fd}))
-        process.rewrite_memory_file(fd, json.dumps({**data, "saved": saved}).encode())
+        serve()
         code = 0
     except BaseException as e:  # noqa: BLE001 - said on stderr; the keeper closes what it watched
         with contextlib.suppress(OSError):
             os.write(2, f"nucleus: violation monitor: {type(e).__name__}: {e}\n".encode())
     finally:
         os._exit(code)
+
+
+def serve_kept(data: dict[str, Any], idle: float | None, keep: frozenset[int],
+               deadline: float | None) -> dict[str, object]:
+    """Serve what a monitor file names (refusals.run), keeping `keep` open; what the next
+    monitor goes on from."""
+    from nucleus.config import violations
+    from nucleus.effects import refusals
+    from nucleus.plain import from_plain
+
+    context = from_plain(violations.Context, data["context"])
+    fds = kept(data)
+    audit = None if fds["audit"] is None else socket.socket(fileno=fds["audit"])
+    saved = data["saved"]
+    programs = {saved["sha"]: bytes.fromhex(data["program"])} if saved.get("sha") else {}
+    _, saved = refusals.run(violations.Setup(context, fds["copy"]), data["stream"], programs, None, audit,
+                            saved=(saved, fds["listener"]), idle=idle, kept=keep, deadline=deadline)
+    return saved

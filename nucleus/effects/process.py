@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import json
 import os
 import signal
@@ -312,35 +313,89 @@ def keeper_built() -> bool:
     return os.access(KEEPER, os.X_OK)
 
 
-def become_keeper(init_pid: int, watched: list[int], inherited: list[int], monitor: list[str],
+def open_keeper() -> int:
+    """The keeper's binary, opened (O_PATH) to be executed later by descriptor: what can fail
+    in finding it fails before the supervisor gives anything up."""
+    return os.open(KEEPER, os.O_PATH | os.O_CLOEXEC)
+
+
+def become_keeper(keeper: int, init_pid: int, watched: list[int], inherited: list[int], monitor: list[str],
                   teardown: list[str]) -> None:
-    """Execute the keeper (nucleus/init/keeper.c) in this process: it keeps `init_pid`, starts
-    `monitor` when one of `watched` is readable, and executes `teardown` with the init's status
-    once it has ended. `inherited` stay open across the exec."""
+    """Execute the keeper (nucleus/init/keeper.c, opened by `open_keeper`) in this process: it
+    keeps `init_pid`, starts `monitor` when one of `watched` is readable, and executes
+    `teardown` with the init's status once it has ended. `inherited` stay open across the
+    exec; should it fail, they are close-on-exec again."""
     for fd in inherited:
         os.set_inheritable(fd, True)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(KEEPER, [KEEPER, str(init_pid), ",".join(map(str, watched)) or "-", "--", *monitor, "--", *teardown])
+    try:
+        os.execve(keeper, [KEEPER, str(init_pid), ",".join(map(str, watched)) or "-", "--", *monitor, "--",
+                           *teardown], os.environ)
+    finally:
+        for fd in inherited:
+            os.set_inheritable(fd, False)
 
 
-def memory_file(name: str, data: bytes) -> int:
-    """A memory file holding `data`, left open across an exec."""
-    fd = os.memfd_create(name, 0)
-    os.write(fd, data)
+MFD_NOEXEC_SEAL = 0x0008  # Linux 6.3: a memory file that can never be executable
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+# A memory file's header: where its content is, and how long (`rewrite_memory_file`).
+_HEADER = struct.Struct("=QQ")
+
+
+def memory_file(name: str, data: bytes = b"", *, sealed: bool = False) -> int:
+    """A close-on-exec memory file holding `data`, never executable, sealed against any change
+    when `sealed`."""
+    flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+    try:
+        fd = os.memfd_create(name, flags | MFD_NOEXEC_SEAL)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        fd = os.memfd_create(name, flags)  # before Linux 6.3
+    try:
+        rewrite_memory_file(fd, data)
+        if sealed:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
 def read_memory_file(fd: int) -> bytes:
+    offset, length = _HEADER.unpack(_read_at(fd, _HEADER.size, 0))
+    return _read_at(fd, length, offset)
+
+
+def rewrite_memory_file(fd: int, data: bytes) -> None:
+    """Replace what a memory file holds, all at once for its readers (a writer killed midway
+    leaves what was there): the content is written where the current one is not, then the
+    header, one write of 16 bytes, names it."""
+    head = os.pread(fd, _HEADER.size, 0)
+    offset, length = _HEADER.unpack(head) if len(head) == _HEADER.size else (_HEADER.size, 0)
+    at = _HEADER.size if _HEADER.size + len(data) <= offset else max(offset + length, _HEADER.size)
+    _write_at(fd, data, at)
+    _write_at(fd, _HEADER.pack(at, len(data)), 0)
+    if at < offset:
+        os.ftruncate(fd, at + len(data))  # what was after it is no longer named
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
     data = b""
-    while chunk := os.pread(fd, 1 << 20, len(data)):
+    while len(data) < size:
+        chunk = os.pread(fd, min(size - len(data), 1 << 20), offset + len(data))
+        if not chunk:
+            raise OSError(errno.EIO, f"a memory file cut short: {len(data)} of {size} bytes at {offset}")
         data += chunk
     return data
 
 
-def rewrite_memory_file(fd: int, data: bytes) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def close(*fds: int) -> None:

@@ -16,10 +16,17 @@
  *   (MONITOR ARGV, with an empty signal mask) and watches them no more until that monitor has
  *   exited: the waiting call is answered once the monitor is up, so nothing is lost. A
  *   descriptor that hangs up without data is dropped; a monitor that fails has them closed.
- * - When the init has ended (and a running monitor has finished too) it executes TEARDOWN ARGV
- *   with the init's exit status appended (its exit code, or 128+N when signal N ended it): the
+ * - When the init has ended (and a running monitor has finished too, or been killed REAP_WAIT
+ *   seconds after the init was reaped) it executes TEARDOWN ARGV with the init's exit status
+ *   appended (its exit code, or 128+N when signal N ended it): the
  *   supervisor's own teardown, which releases what the container held, writes its record and
  *   trace, and exits with that status.
+ * - The audit reader is subscribed to every record of the host (a multicast group has no
+ *   filter): any host's Landlock denial or audited call starts a monitor, which finds it is
+ *   not the container's and ends IDLE_END seconds later. Telling them apart here would take
+ *   the monitor's own parsing and /proc lookups in C; it is left to the monitor.
+ * - The init is signalled through a pidfd, never by pid: once it is reaped, its pid may name
+ *   another process.
  *
  * The second form waits until FD is readable (or hung up) and executes ARGV: a detached
  * supervisor's logger (nucleus.effects.logs) waits so between bursts of output, as a few KiB
@@ -34,6 +41,7 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,11 +49,13 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_FDS 8
+#define REAP_WAIT_MS 2000 /* a monitor still running this long after the init was reaped is killed */
 
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 
@@ -81,6 +91,30 @@ static int parse_fds(char *text, int *fds)
 		n++;
 	}
 	return n;
+}
+
+static int init_fd = -1; /* the init's pidfd */
+
+static void signal_init(int sig)
+{
+	syscall(SYS_pidfd_send_signal, init_fd, sig, NULL, 0);
+}
+
+/* Exit 125 once the init is killed: this program cannot go on. */
+static int fail_killing(const char *what)
+{
+	int code = fail(what);
+
+	signal_init(SIGKILL);
+	return code;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int status_of(int wstatus)
@@ -150,6 +184,7 @@ int main(int argc, char **argv)
 	char **monitor, **teardown, *arg;
 	char code[16];
 	pid_t running = 0;
+	long long reaped_at = 0;
 	sigset_t mask;
 
 	if (argc > 1 && strcmp(argv[1], "--when-readable") == 0)
@@ -171,17 +206,23 @@ int main(int argc, char **argv)
 	for (i = 0; i < nfds; i++)
 		watched[i] = 1;
 
+	/* -1 (ESRCH) when the init was reaped already: it is then not a child, and the teardown
+	 * is given 125, as below. */
+	init_fd = (int)syscall(SYS_pidfd_open, init_pid, 0);
+	for (i = 0; i < nfds; i++) {
+		if (fcntl(fds[i], F_GETFD) < 0)
+			return fail_killing("a descriptor to watch");
+	}
+
 	sigemptyset(&mask);
 	for (i = 0; i < (int)(sizeof(forwarded) / sizeof(forwarded[0])); i++)
 		sigaddset(&mask, forwarded[i]);
 	sigaddset(&mask, SIGCHLD);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-		return fail("sigprocmask");
+		return fail_killing("sigprocmask");
 	sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sigfd < 0) {
-		kill(init_pid, SIGKILL);
-		return fail("signalfd");
-	}
+	if (sigfd < 0)
+		return fail_killing("signalfd");
 
 	for (;;) {
 		struct pollfd polled[MAX_FDS + 1];
@@ -194,9 +235,11 @@ int main(int argc, char **argv)
 		while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
 			if (pid == init_pid) {
 				status = status_of(wstatus);
+				reaped_at = now_ms();
 			} else if (pid == running) {
 				running = 0;
-				if (status_of(wstatus) != 0)
+				/* After the init, the teardown's monitor takes them up (killed: see below). */
+				if (status_of(wstatus) != 0 && status < 0)
 					drop(fds, watched, nfds);
 			}
 		}
@@ -207,6 +250,12 @@ int main(int argc, char **argv)
 		}
 		if (status >= 0 && running == 0)
 			break;
+		if (status >= 0 && now_ms() - reaped_at >= REAP_WAIT_MS) {
+			/* Its own end is bounded (a deadline, IDLE_END) but not by what the host does
+			 * meanwhile; a teardown is. What it left unwritten, the teardown's monitor writes. */
+			kill(running, SIGKILL); /* an unreaped child: its pid is its own */
+			reaped_at = now_ms(); /* and if SIGKILL could not end it either, again later */
+		}
 
 		polled[n].fd = sigfd;
 		polled[n].events = POLLIN;
@@ -218,12 +267,11 @@ int main(int argc, char **argv)
 			polled[n].events = POLLIN;
 			slot[n++] = i;
 		}
-		if (poll(polled, n, -1) < 0) {
+		if (poll(polled, n, status < 0 ? -1 : (int)(reaped_at + REAP_WAIT_MS > now_ms() ?
+							      reaped_at + REAP_WAIT_MS - now_ms() : 0)) < 0) {
 			if (errno == EINTR)
 				continue;
-			if (status < 0)
-				kill(init_pid, SIGKILL);
-			return fail("poll");
+			return status < 0 ? fail_killing("poll") : fail("poll");
 		}
 		for (i = 1; i < n; i++) {
 			if (polled[i].revents & POLLIN) {
@@ -243,10 +291,10 @@ int main(int argc, char **argv)
 		}
 		/* Forwarded: those sent on purpose (si_code <= 0: kill, sigqueue, tkill); a terminal's
 		 * reach the workload's process group directly. SIGCHLD only wakes the loop. Only while
-		 * the init is not reaped: until then its pid cannot name another process. */
+		 * the init is not reaped (its pidfd would fail then anyway). */
 		while (read(sigfd, &info, sizeof(info)) == (ssize_t)sizeof(info)) {
 			if (info.ssi_signo != SIGCHLD && info.ssi_code <= 0 && status < 0)
-				kill(init_pid, (int)info.ssi_signo);
+				signal_init((int)info.ssi_signo);
 		}
 	}
 

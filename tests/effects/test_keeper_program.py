@@ -87,6 +87,34 @@ def test_a_failing_monitor_closes_what_it_watched():
     assert err == "nucleus: keeper: the violation monitor failed; refusals are no longer recorded\n"
 
 
+def test_a_monitor_still_running_once_the_init_has_ended_is_killed_and_the_teardown_runs():
+    r, w = os.pipe()
+    os.write(w, b"x")  # readable from the start: the monitor starts at once, and never ends by itself
+    proc = kept(f"sh -c '{KEPT}sleep 0.2'", fds=str(r), monitor=("/bin/sleep", "600"), pass_fds=(r,))
+    os.close(r)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.close(w)
+    assert (out, err) == ("status 0\n", "")
+
+
+def test_a_descriptor_it_was_not_given_is_refused_and_the_init_killed():
+    script = f'sleep 600 & echo $!; exec {KEEPER} $! 3,250 -- /bin/false -- /bin/true'
+    proc = subprocess.run(["/bin/bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert (proc.returncode, proc.stderr) == (125, "nucleus: keeper: a descriptor to watch: Bad file descriptor\n")
+    init = int(proc.stdout)
+    assert wait_for(lambda: not os.path.exists(f"/proc/{init}") or read_state(init) == "Z", timeout=10)
+
+
+def read_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except OSError:
+        return "Z"
+
+
 @pytest.mark.parametrize("argv", [[], ["x", "-", "--", "a", "--", "b"], ["1", "3,x", "--", "a", "--", "b"],
                                   ["1", "-", "-", "a", "--", "b"], ["1", "-", "--", "a"]])
 def test_a_command_line_it_does_not_understand_is_refused(argv):

@@ -1,0 +1,274 @@
+"""The violation monitor's hand-back to the supervisor (nucleus.effects.monitor.take_back,
+nucleus.effects.refusals.serve) and what a monitor the keeper starts goes on from: the monitor
+gives its descriptors up only once the supervisor confirms that it takes them (a supervisor that
+gave up leaves it serving, nothing stranded in the socket); the hand-back is read whole however
+long, and a malformed one is refused; the host's audit records neither keep a monitor busy nor
+idle; the saved state names the container's PID namespace as first seen and its own Landlock
+domains only; the memory files the supervisor hands over are replaced all at once, sealed, and
+checked before use."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from nucleus.app import keeper
+from nucleus.effects import monitor, process, refusals
+from nucleus.effects.refusals import Monitor, Sinks, _Event
+from tests.effects.test_violation_monitor import DOMAIN, EOE, SYSCALL, datagram, feed, make_monitor
+
+
+class Serving:
+    """refusals.serve in a thread, its listener a pipe (closing its writing end is the
+    container's end), with an audit event under way."""
+
+    def __init__(self, audit_sock: socket.socket | None = None, *, idle: float | None = None,
+                 deadline: float | None = None) -> None:
+        self.monitor = Monitor(None, {}, Sinks(None, None))  # type: ignore[arg-type]
+        self.listener, self.container = os.pipe()
+        self.monitor.listener = self.listener
+        self.monitor.events = {1: _Event(seen=time.monotonic())}  # written by a sweep IDLE seconds on
+        self.supervisor, self.ctl = socket.socketpair()
+        self.why: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.why.append(
+            refusals.serve(None, audit_sock, self.monitor, self.ctl, idle, deadline)), daemon=True)
+
+    def __enter__(self) -> Serving:
+        self.thread.start()
+        return self
+
+    def end(self) -> list[str]:
+        os.close(self.container)
+        self.container = -1
+        self.thread.join(10)
+        return self.why
+
+    def __exit__(self, *exc: object) -> None:
+        self.thread.join(10)
+        process.close(self.listener, self.container)
+        self.supervisor.close()
+        self.ctl.close()
+
+
+def host_records(sock: socket.socket, until: threading.Event) -> threading.Thread:
+    """Another process's audited calls, every 50 ms: none of them the container's."""
+    def send() -> None:
+        while not until.wait(0.05):
+            sock.send(datagram((1300, SYSCALL), (1320, EOE)))
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    return sender
+
+
+def test_a_monitor_not_ready_in_time_goes_on_serving_and_keeps_its_descriptors(monkeypatch):
+    monkeypatch.setattr(monitor, "TAKE_BACK_WAIT", 0.05)  # given up before the event is swept
+    with Serving() as serving:
+        assert monitor.take_back(serving.supervisor) is None
+        time.sleep(2 * refusals.IDLE)  # the event swept: ready now, but no longer asked
+        assert serving.thread.is_alive()
+        assert serving.end() == [refusals.DONE]
+        serving.supervisor.setblocking(False)
+        data, fds, _, _ = socket.recv_fds(serving.supervisor, 65536, 3)
+        assert fds == [] and data in (b"", b"!")
+
+
+def test_a_monitor_among_the_host_s_audit_records_is_still_ready_to_hand_back():
+    reader, host = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    reader.setblocking(False)
+    stop = threading.Event()
+    sender = host_records(host, stop)
+    with Serving(reader) as serving:
+        try:
+            held = monitor.take_back(serving.supervisor)
+        finally:
+            stop.set()
+            sender.join()
+        assert held is not None
+        serving.thread.join(10)
+        assert serving.why == [refusals.HANDED_BACK]
+        assert held.listener is not None and held.audit is not None and held.copy is None
+        assert os.path.samestat(os.fstat(held.listener), os.fstat(serving.listener))
+        assert not os.get_inheritable(held.listener)
+        held.close()
+    for s in (reader, host):
+        s.close()
+
+
+def test_a_hand_back_longer_than_one_read_is_read_whole_and_names_only_the_container_s_domains():
+    with Serving() as serving:
+        serving.monitor.events = {}
+        serving.monitor.init_pid, serving.monitor.pidns = 1, 4026531836
+        serving.monitor.domains = {f"{n:x}": n % 2 == 0 for n in range(20000)}
+        held = monitor.take_back(serving.supervisor)
+        assert held is not None
+        assert held.saved["domains"] == sorted(f"{n:x}" for n in range(0, 20000, 2))
+        assert (held.saved["init_pid"], held.saved["pidns"]) == (1, 4026531836)
+        held.close()
+
+
+@pytest.mark.parametrize("message", [b"\0\0\0\x05{nope", b"\0\0\0\x09[1, 2, 3]", b"\0\0\0\x40{}"])
+def test_a_malformed_hand_back_is_refused_and_what_came_with_it_closed(message):
+    supervisor, ctl = socket.socketpair()
+    r, w = os.pipe()
+
+    def fake() -> None:
+        ctl.recv(1)
+        ctl.send(b"!")
+        ctl.recv(1)
+        socket.send_fds(ctl, [message], [r])
+        ctl.close()
+
+    thread = threading.Thread(target=fake)
+    thread.start()
+    with pytest.raises(ConnectionError, match="handed back nothing usable"):
+        monitor.take_back(supervisor)
+    thread.join()
+    pipe = os.readlink(f"/proc/self/fd/{r}")
+    # The pipe's two ends, and no third: what came was closed.
+    assert sorted(int(fd) for fd in os.listdir("/proc/self/fd") if _names(fd) == pipe) == sorted((r, w))
+    os.close(r)
+    os.close(w)
+    supervisor.close()
+
+
+def _names(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+
+
+def test_the_host_s_audit_records_do_not_keep_an_idle_monitor_going():
+    reader, host = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    reader.setblocking(False)
+    stop = threading.Event()
+    sender = host_records(host, stop)
+    m = Monitor(None, {}, Sinks(None, None))  # type: ignore[arg-type]
+    why: list[str] = []
+    thread = threading.Thread(target=lambda: why.append(refusals.serve(None, reader, m, None, 0.3)), daemon=True)
+    thread.start()
+    thread.join(10)
+    stop.set()
+    sender.join()
+    assert why == [refusals.IDLE_END]
+    for s in (reader, host):
+        s.close()
+
+
+def test_a_deadline_ends_a_monitor_whatever_comes():
+    with Serving(deadline=time.monotonic() + 0.3) as serving:
+        serving.thread.join(10)
+        assert serving.why == [refusals.DEADLINE]
+
+
+def test_a_later_monitor_keeps_the_pid_namespace_first_seen_and_the_container_s_domains(tmp_path):
+    m, out = make_monitor(tmp_path, 0)
+    # The init's pid names another process by now (this one): its namespace is not looked up again.
+    m.resume({"sha": "", "init_pid": os.getpid(), "pidns": 12345, "domains": ["16d50d678"]}, None)
+    assert (m.pidns, m.domains) == (12345, {"16d50d678": True})
+    assert m.saved() == {"sha": "", "init_pid": os.getpid(), "pidns": 12345, "domains": ["16d50d678"]}
+    feed(m, (1424, DOMAIN.replace("16d50d678", "99").format(pid=1)), (1320, EOE))  # not the container's
+    assert m.domains == {"16d50d678": True, "99": False}
+    assert m.saved()["domains"] == ["16d50d678"]
+    assert out.records() == []
+
+
+def test_memory_files_are_replaced_at_once_sealed_and_close_on_exec():
+    fd = process.memory_file("test")
+    try:
+        assert not os.get_inheritable(fd)
+        for n in range(1, 200, 7):
+            process.rewrite_memory_file(fd, b"x" * n * 100)
+            assert process.read_memory_file(fd) == b"x" * n * 100
+            process.rewrite_memory_file(fd, b"y")
+            assert process.read_memory_file(fd) == b"y"
+        assert os.fstat(fd).st_size < 2 * 200 * 100  # the former contents do not pile up
+    finally:
+        os.close(fd)
+    sealed = process.memory_file("test", b"kept", sealed=True)
+    try:
+        with pytest.raises(PermissionError):
+            process.rewrite_memory_file(sealed, b"changed")
+        assert process.read_memory_file(sealed) == b"kept"
+        assert fcntl.fcntl(sealed, fcntl.F_GET_SEALS) & fcntl.F_SEAL_WRITE
+    finally:
+        os.close(sealed)
+
+
+def test_a_descriptor_a_monitor_file_names_is_used_only_while_it_is_the_same_file():
+    r, w = os.pipe()
+    data = {"listener": r, "audit": None, "copy": w, "ids": monitor.identities(r, None, w)}
+    assert monitor.kept(data) == {"listener": r, "audit": None, "copy": w}
+    os.close(w)
+    other = os.open("/dev/null", os.O_WRONLY)  # the number taken by another file
+    try:
+        assert other == w
+        assert monitor.kept(data) == {"listener": r, "audit": None, "copy": None}
+    finally:
+        os.close(other)
+    os.close(r)
+    assert monitor.kept(data) == {"listener": None, "audit": None, "copy": None}
+
+
+class Handing:
+    """What nucleus.app.keeper.hand_over is given, with a monitor that hands back a pipe's end."""
+
+    def __init__(self) -> None:
+        self.config = SimpleNamespace(detach=False, limits=SimpleNamespace(memory=None))
+        self.driver = SimpleNamespace(state={"phase": "running"})
+        self.init_pid, self.monitor = os.getpid(), 1
+        self.listener, self.container = os.pipe()
+        self.asked = 0
+        self.given: list[dict] = []
+        self.warned: list[str] = []
+
+    def take_back_monitor(self) -> dict:
+        self.asked += 1
+        self.monitor = None
+        return {"listener": self.listener, "audit": None, "copy": None, "ids": [None, None, None], "saved": {}}
+
+    def give_back_monitor(self, held: dict) -> None:
+        self.given.append(held)
+        self.monitor = 2
+
+    def warn(self, message: str) -> None:
+        self.warned.append(message)
+
+    def hand_over(self) -> None:
+        keeper.hand_over(self.config, self, self.driver, None, "/nonexistent", "0" * 32)  # type: ignore[arg-type]
+
+
+def test_a_keeper_that_cannot_be_found_leaves_the_monitor_serving(monkeypatch):
+    def missing() -> int:
+        raise FileNotFoundError(2, "No such file or directory", process.KEEPER)
+
+    monkeypatch.setattr(process, "open_keeper", missing)
+    handing = Handing()
+    before = sorted(os.listdir("/proc/self/fd"))
+    handing.hand_over()
+    assert (handing.asked, handing.monitor, handing.given) == (0, 1, [])
+    assert handing.warned == [f"the supervisor stays: [Errno 2] No such file or directory: {process.KEEPER!r}"]
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    process.close(handing.listener, handing.container)
+
+
+def test_a_keeper_that_fails_to_execute_gives_what_was_handed_back_to_a_monitor_again(monkeypatch):
+    def fails(keeper_fd: int, *args: object) -> None:
+        raise OSError(errno.ENOEXEC, "Exec format error")
+
+    monkeypatch.setattr(process, "become_keeper", fails)
+    handing = Handing()
+    before = sorted(os.listdir("/proc/self/fd"))
+    handing.hand_over()
+    assert (handing.asked, handing.monitor, [g["listener"] for g in handing.given]) == (1, 2, [handing.listener])
+    assert handing.warned == ["the supervisor stays: [Errno 8] Exec format error"]
+    assert sorted(os.listdir("/proc/self/fd")) == before  # the keeper's binary and memory files closed
+    process.close(handing.listener, handing.container)
