@@ -15,7 +15,10 @@
  *   call waits for its answer, an audit record came) and no monitor runs, it starts the monitor
  *   (MONITOR ARGV, with an empty signal mask) and watches them no more until that monitor has
  *   exited: the waiting call is answered once the monitor is up, so nothing is lost. A
- *   descriptor that hangs up without data is dropped; a monitor that fails has them closed.
+ *   descriptor that hangs up without data is dropped; a monitor that fails while the init runs
+ *   has them closed. Each must be open when this program starts (exit 125 otherwise). The
+ *   monitor inherits the teardown's memory file too (sealed: it cannot change it), and closes
+ *   it with every descriptor not its own before it serves (nucleus.effects.refusals.run).
  * - When the init has ended (and a running monitor has finished too, or been killed REAP_WAIT
  *   seconds after the init was reaped) it executes TEARDOWN ARGV with the init's exit status
  *   appended (its exit code, or 128+N when signal N ended it): the
