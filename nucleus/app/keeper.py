@@ -1,24 +1,24 @@
 """The handover to a keeper: what stays resident while a container runs.
 
-Once the container is set up and its workload has run for GRACE seconds (a short command is
-torn down by the supervisor that started it, at no extra cost), the supervisor of a run that
-qualifies (`refusal`) becomes the keeper (nucleus/init/keeper.c) by exec: the same pid, so the
-container's init stays its child and the record still names the supervisor. The keeper forwards
-signals to the init, reaps, and holds the violation monitor's descriptors (the seccomp listener,
-the audit reader, the user's copy of the stream), which the monitor hands back first
+Once the container is set up and its workload has run for GRACE seconds (a short command is torn
+down by the supervisor that started it, at no extra cost), the supervisor of a run that qualifies
+(`refusal`) becomes the keeper (nucleus/init/keeper.c) by exec: the same pid, so the container's
+init stays its child and the record still names the supervisor. The keeper forwards signals to the
+init, reaps, and holds the violation monitor's descriptors (the seccomp listener, the audit reader,
+the user's copy of the stream), which the monitor hands back first
 (nucleus.effects.monitor.take_back). When one of them is readable it starts a monitor
 (nucleus.effects.monitor's `main`), which goes on from what the one before it saved, answers the
-call that waits, and ends after IDLE_END seconds with nothing to do. When the init ends, the
-keeper executes the teardown (`main` here) with its exit status: one last monitor waits for the
-audit records still on their way (with an audit reader), then the System machine is taken up
-where the supervisor left it (its state as the supervisor saved it), driven through Exit,
-cleanup and removal as the supervisor would have, the record and the trace (the same trace,
-states appended) written, and the workload's status as its own.
+call that waits, and ends after IDLE_END seconds in which its container did nothing. When the init
+ends, the keeper executes the teardown (`main` here) with its exit status: one last monitor waits
+(a while at most) for the audit records still on their way (with an audit reader), then the System
+machine is taken up where the supervisor left it (its state as the supervisor saved it), driven
+through Exit, cleanup and removal as the supervisor would have, the record and the trace (the same
+trace, states appended) written, and the workload's status as its own.
 
 What the supervisor hands over travels in two memory files it leaves open across the exec: the
-teardown's (`Resume`) and the monitor's (rewritten by each monitor as it ends). Nothing is left
-on disk: a keeper killed meanwhile leaves a record whose supervisor is gone, which `nucleus rm
---force` reclaims, as after any supervisor lost.
+teardown's (`Resume`, sealed) and the monitor's (rewritten, all at once, by each monitor as it
+ends). Nothing is left on disk: a keeper killed meanwhile leaves a record whose supervisor is gone,
+which `nucleus rm --force` reclaims, as after any supervisor lost.
 """
 
 from __future__ import annotations
