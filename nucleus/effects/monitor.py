@@ -55,6 +55,9 @@ import contextlib
 import os
 import signal
 import socket
+import stat
+import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -70,26 +73,55 @@ if TYPE_CHECKING:
 
 
 def open_audit() -> socket.socket | None:
-    """The audit reader, when the host logs (audit enabled) and this process may read the
-    records; None otherwise."""
-    from nucleus.effects import audit
+    """The audit reader, when the container's Landlock denials can be logged (Landlock ABI 7:
+    the only records the monitor writes from), the host logs (audit enabled) and this process
+    may read the records; None otherwise."""
+    from nucleus.effects import audit, landlock
 
     try:
-        if not audit.status().enabled:
+        if landlock.abi_version() < LANDLOCK_LOGS or not audit.status().enabled:
             return None
         reader = audit.open_reader()
     except OSError:
         return None
-    # The host's records all come here (a multicast group has no filter), a burst of them while
-    # a kept container's monitor is still to be started among them: room for more, past the
+    # The host's records all come here (a multicast group has no filter of its own): those of
+    # a type the monitor reads pass (`audit_filter`), the rest never wake it or its keeper.
+    # Room for a burst of them while a kept container's monitor is still to be started, past the
     # host's rmem_max, as root may.
     with contextlib.suppress(OSError):
+        attach_filter(reader, audit_filter())
         reader.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECV_BUFFER)
     return reader
 
 
 RECV_BUFFER = 4 << 20  # bytes the audit reader may hold unread
 SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; not in Python's socket module
+SO_ATTACH_FILTER = 26  # <asm-generic/socket.h>
+LANDLOCK_LOGS = 7  # the Landlock ABI whose denials are audited
+
+
+def audit_filter() -> bytes:
+    """A socket filter (classic BPF) passing the audit messages of the types the monitor reads
+    (refusals.Monitor.audit) and dropping the rest: the message's type is the u16 at offset 4 of
+    its nlmsghdr, in the host's byte order, which a filter's load reads as big-endian."""
+    from nucleus.effects import audit
+
+    kinds = (audit.AUDIT_SYSCALL, audit.AUDIT_EOE, audit.AUDIT_LANDLOCK_ACCESS, audit.AUDIT_LANDLOCK_DOMAIN)
+    program = [struct.pack("=HBBI", BPF_LD_H_ABS, 0, 0, 4)]
+    for i, kind in enumerate(kinds):  # to the last instruction, which keeps the message
+        program.append(struct.pack("=HBBI", BPF_JEQ_K, len(kinds) - i, 0,
+                                   int.from_bytes(kind.to_bytes(2, sys.byteorder), "big")))
+    program += [struct.pack("=HBBI", BPF_RET_K, 0, 0, 0), struct.pack("=HBBI", BPF_RET_K, 0, 0, 0xFFFFFFFF)]
+    return b"".join(program)
+
+
+BPF_LD_H_ABS, BPF_JEQ_K, BPF_RET_K = 0x28, 0x15, 0x06  # <linux/bpf_common.h>
+
+
+def attach_filter(sock: socket.socket, program: bytes) -> None:
+    """SO_ATTACH_FILTER: the kernel drops what `program` does not pass before it is queued."""
+    _count, _program, fprog = libc._sock_fprog(program)  # the struct sock_fprog seccomp's programs use
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog.raw)
 
 
 def spawn(setup: Setup, stream: str, programs: dict[str, bytes]) -> tuple[int, int, socket.socket]:
@@ -197,34 +229,52 @@ def identities(*fds: int | None) -> list[list[int] | None]:
 def kept(data: dict[str, Any]) -> dict[str, int | None]:
     """The listener, the audit reader and the user's copy a monitor file names (as
     Executor.take_back_monitor wrote it), each still open as that file: the keeper closes the
-    ones a failed monitor watched, and their numbers may name other files since."""
+    ones a failed monitor watched, and their numbers may name other files since. An anonymous
+    inode's device and inode do not tell it from another (an eventfd and an epoll share them):
+    the listener must also be named as one, the audit reader be a socket."""
     out: dict[str, int | None] = {}
     for key, identity in zip(("listener", "audit", "copy"), data["ids"], strict=True):
         fd = data[key]
         try:
-            out[key] = fd if fd is not None and identities(fd) == [identity] else None
+            same = fd is not None and identities(fd) == [identity] and _is(key, fd)
         except OSError:
-            out[key] = None
+            same = False
+        out[key] = fd if same else None
     return out
 
 
+LISTENER_NAME = "anon_inode:seccomp notify"  # what /proc/self/fd names a seccomp listener
+
+
+def _is(key: str, fd: int) -> bool:
+    """Whether `fd` is of the kind `key` names (the user's copy: any file)."""
+    if key == "listener":
+        return os.readlink(f"/proc/self/fd/{fd}") == LISTENER_NAME
+    return key != "audit" or stat.S_ISSOCK(os.fstat(fd).st_mode)
+
+
 IDLE_END = 2.0  # seconds a monitor the keeper started waits for more before it ends
+# Its exit status when it ended so having found nothing of its container's (the host's audit
+# records woke its keeper): the keeper then backs off watching the audit reader (keeper.c).
+NOTHING_OURS = 3
 
 
 def main(argv: list[str], deadline: float | None = None) -> None:
     """A monitor the keeper (nucleus.app.keeper) started, `FILE`: it takes up from the memory
     file where the last one left off (`Executor.take_back_monitor` wrote the first), serves
     until IDLE_END seconds pass without the container doing anything (or the container is gone,
-    or `deadline` passes), and leaves there what the next one takes up."""
+    or `deadline` passes), and leaves there what the next one takes up; exits NOTHING_OURS when
+    its container did nothing meanwhile."""
     import json
 
     from nucleus.effects import process
 
-    def serve() -> None:
+    def serve() -> int:
         fd = int(argv[0])
         data = json.loads(process.read_memory_file(fd))
-        saved = serve_kept(data, IDLE_END, frozenset({fd}), deadline)
+        saved, ours = serve_kept(data, IDLE_END, frozenset({fd}), deadline)
         process.rewrite_memory_file(fd, json.dumps({**data, "saved": saved}).encode())
+        return 0 if ours else NOTHING_OURS
 
     _as_monitor(serve)
 
@@ -232,16 +282,20 @@ def main(argv: list[str], deadline: float | None = None) -> None:
 def serve_again(data: dict[str, Any]) -> None:
     """In a child forked by the supervisor: serve what `data` names (as a monitor file holds it)
     until the container is gone, when the keeper could not take it (Executor.give_back_monitor)."""
-    _as_monitor(lambda: serve_kept(data, None, frozenset(), None))
+    def serve() -> int:
+        serve_kept(data, None, frozenset(), None)
+        return 0
+
+    _as_monitor(serve)
 
 
-def _as_monitor(serve: Callable[[], object]) -> None:
-    """Run `serve` as a monitor's life, dying with its parent; never returns."""
+def _as_monitor(serve: Callable[[], int]) -> None:
+    """Run `serve` as a monitor's life, dying with its parent; never returns: exits with what
+    `serve` returns (1 when it fails)."""
     code = 1
     try:
         libc.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the keeper, as with the supervisor
-        serve()
-        code = 0
+        code = serve()
     except BaseException as e:  # noqa: BLE001 - said on stderr; the keeper closes what it watched
         with contextlib.suppress(OSError):
             os.write(2, f"nucleus: violation monitor: {type(e).__name__}: {e}\n".encode())
@@ -250,9 +304,9 @@ def _as_monitor(serve: Callable[[], object]) -> None:
 
 
 def serve_kept(data: dict[str, Any], idle: float | None, keep: frozenset[int],
-               deadline: float | None) -> dict[str, object]:
+               deadline: float | None) -> tuple[dict[str, object], bool]:
     """Serve what a monitor file names (refusals.run), keeping `keep` open; what the next
-    monitor goes on from."""
+    monitor goes on from, and whether the container did anything meanwhile."""
     from nucleus.config import violations
     from nucleus.effects import refusals
     from nucleus.plain import from_plain
@@ -262,6 +316,6 @@ def serve_kept(data: dict[str, Any], idle: float | None, keep: frozenset[int],
     audit = None if fds["audit"] is None else socket.socket(fileno=fds["audit"])
     saved = data["saved"]
     programs = {saved["sha"]: bytes.fromhex(data["program"])} if saved.get("sha") else {}
-    _, saved = refusals.run(violations.Setup(context, fds["copy"]), data["stream"], programs, None, audit,
-                            saved=(saved, fds["listener"]), idle=idle, kept=keep, deadline=deadline)
-    return saved
+    _, served = refusals.run(violations.Setup(context, fds["copy"]), data["stream"], programs, None, audit,
+                             saved=(saved, fds["listener"]), idle=idle, kept=keep, deadline=deadline)
+    return served.saved(), served.activity > 0

@@ -387,13 +387,13 @@ def hand_back(ctl: socket.socket, audit_sock: socket.socket | None, monitor: Mon
 def run(setup: violations.Setup, stream: str, programs: dict[str, bytes], handoff: socket.socket | None,
         audit_sock: socket.socket | None, ctl: socket.socket | None = None,
         saved: tuple[dict[str, object], int | None] | None = None, idle: float | None = None,
-        kept: frozenset[int] = frozenset(), deadline: float | None = None) -> tuple[str, dict[str, object]]:
+        kept: frozenset[int] = frozenset(), deadline: float | None = None) -> tuple[str, Monitor]:
     """The monitor's life once forked: ignore the terminal's signals (it must outlive every
     process of the container to answer its last calls), keep only fds 0-2, its sockets and the
     stream's files, and serve. A monitor the keeper started (nucleus.app.keeper) goes on from
     what the one before it `saved`, with the listener it holds, and ends after `idle` seconds
     with nothing to do (or at `deadline`), keeping `kept` open meanwhile; returns why it ended,
-    and what a monitor after it goes on from."""
+    and the monitor (what a monitor after it goes on from: its `saved`)."""
     for sig in seccomp_tracer.TRACER_IGNORES:
         signal.signal(sig, signal.SIG_IGN)
     # Rotated only while the stream is there: `nucleus rm` removes it with the container. Shared
@@ -408,4 +408,4 @@ def run(setup: violations.Setup, stream: str, programs: dict[str, bytes], handof
         monitor.resume(saved[0], saved[1])
         keep |= {saved[1]} if saved[1] is not None else set()
     seccomp_tracer.close_all_but(keep)
-    return serve(handoff, audit_sock, monitor, ctl, idle, deadline), monitor.saved()
+    return serve(handoff, audit_sock, monitor, ctl, idle, deadline), monitor

@@ -24,10 +24,16 @@
  *   appended (its exit code, or 128+N when signal N ended it): the
  *   supervisor's own teardown, which releases what the container held, writes its record and
  *   trace, and exits with that status.
- * - The audit reader is subscribed to every record of the host (a multicast group has no
- *   filter): any host's Landlock denial or audited call starts a monitor, which finds it is
- *   not the container's and ends IDLE_END seconds later. Telling them apart here would take
- *   the monitor's own parsing and /proc lookups in C; it is left to the monitor.
+ * - The audit reader is subscribed to every record of the host, filtered to the types the
+ *   monitor reads (nucleus.effects.monitor.audit_filter): another container's Landlock denial
+ *   or an audited call still starts a monitor, which finds it is not its container's and ends
+ *   IDLE_END seconds later with exit status NOTHING_OURS. Telling them apart here would take the
+ *   monitor's own parsing and /proc lookups in C. Instead the audit reader (the watched
+ *   descriptor that is a socket) is then watched no more for a while, 1 s after the first such
+ *   monitor and twice as long after each next one, up to 30 s, until a monitor finds something
+ *   of its container's: the records wait in the reader's buffer (4 MiB) meanwhile, recorded
+ *   late, not lost (unless they overflow it). The listener is watched throughout: a refused
+ *   call starts a monitor at once, which reads the audit reader too.
  * - The init is signalled through a pidfd, never by pid: once it is reaped, its pid may name
  *   another process.
  *
@@ -44,7 +50,6 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +57,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,6 +65,9 @@
 
 #define MAX_FDS 8
 #define REAP_WAIT_MS 2000 /* a monitor still running this long after the init was reaped is killed */
+#define NOTHING_OURS 3 /* a monitor's exit status: it found nothing of its container's */
+#define BACK_OFF_MS 1000 /* the audit reader unwatched after the first such monitor, */
+#define BACK_OFF_MAX_MS 30000 /* twice as long after each next one, up to this */
 
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 
@@ -118,6 +127,14 @@ static long long now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* poll's timeout until `until` (a now_ms() value; -1: none) */
+static int timeout(long long until)
+{
+	long long now = now_ms();
+
+	return until < 0 ? -1 : until > now ? (int)(until - now) : 0;
 }
 
 static int status_of(int wstatus)
@@ -183,11 +200,11 @@ static int when_readable(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	int init_pid, fds[MAX_FDS], watched[MAX_FDS], nfds, i, sigfd, status = -1;
+	int init_pid, fds[MAX_FDS], watched[MAX_FDS], is_socket[MAX_FDS], nfds, i, sigfd, status = -1;
 	char **monitor, **teardown, *arg;
 	char code[16];
 	pid_t running = 0;
-	long long reaped_at = 0;
+	long long reaped_at = 0, back_off = 0, unwatched_until = 0;
 	sigset_t mask;
 
 	if (argc > 1 && strcmp(argv[1], "--when-readable") == 0)
@@ -213,8 +230,11 @@ int main(int argc, char **argv)
 	 * is given 125, as below. */
 	init_fd = (int)syscall(SYS_pidfd_open, init_pid, 0);
 	for (i = 0; i < nfds; i++) {
-		if (fcntl(fds[i], F_GETFD) < 0)
+		struct stat st;
+
+		if (fstat(fds[i], &st) < 0)
 			return fail_killing("a descriptor to watch");
+		is_socket[i] = S_ISSOCK(st.st_mode); /* the audit reader; the listener is an anon inode */
 	}
 
 	sigemptyset(&mask);
@@ -241,9 +261,16 @@ int main(int argc, char **argv)
 				reaped_at = now_ms();
 			} else if (pid == running) {
 				running = 0;
-				/* After the init, the teardown's monitor takes them up (killed: see below). */
-				if (status_of(wstatus) != 0 && status < 0)
+				if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == NOTHING_OURS) {
+					back_off = back_off ? (2 * back_off < BACK_OFF_MAX_MS ? 2 * back_off : BACK_OFF_MAX_MS)
+							    : BACK_OFF_MS;
+					unwatched_until = now_ms() + back_off;
+				} else if (status_of(wstatus) == 0) {
+					back_off = 0;
+				} else if (status < 0) {
+					/* After the init, the teardown's monitor takes them up (killed: see below). */
 					drop(fds, watched, nfds);
+				}
 			}
 		}
 		if (pid < 0 && errno == ECHILD) {
@@ -264,14 +291,14 @@ int main(int argc, char **argv)
 		polled[n].events = POLLIN;
 		slot[n++] = -1;
 		for (i = 0; i < nfds && running == 0 && status < 0; i++) {
-			if (!watched[i])
+			if (!watched[i] || (is_socket[i] && now_ms() < unwatched_until))
 				continue;
 			polled[n].fd = fds[i];
 			polled[n].events = POLLIN;
 			slot[n++] = i;
 		}
-		if (poll(polled, n, status < 0 ? -1 : (int)(reaped_at + REAP_WAIT_MS > now_ms() ?
-							      reaped_at + REAP_WAIT_MS - now_ms() : 0)) < 0) {
+		if (poll(polled, n, timeout(status < 0 ? (running == 0 && unwatched_until > now_ms() ? unwatched_until : -1)
+						       : reaped_at + REAP_WAIT_MS)) < 0) {
 			if (errno == EINTR)
 				continue;
 			return status < 0 ? fail_killing("poll") : fail("poll");

@@ -1,7 +1,8 @@
 """The keeper (nucleus/init/keeper.c) on its own, with a shell standing in for the supervisor that
 executes it (so the "init" is its child) and shell commands for the monitor and the teardown: it
 passes the init's status to the teardown, forwards the signals sent to it, starts the monitor
-when a watched descriptor is readable (once per burst, again after the monitor has ended), closes
+when a watched descriptor is readable (once per burst, again after the monitor has ended), backs
+off watching the audit reader while its monitors find nothing of the container's, closes
 them when a monitor fails, and refuses a command line it does not understand. Its second form
 waits for a descriptor to be readable, then executes the command.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 
 import pytest
 
+from nucleus.effects.monitor import NOTHING_OURS
 from nucleus.effects.process import KEEPER
 from tests.helpers import wait_for
 
@@ -68,6 +71,33 @@ def test_a_readable_descriptor_starts_the_monitor_again_after_each_burst(tmp_pat
     finally:
         os.close(w)
     assert (out, err, log.read_text()) == ("status 0\n", "", "first\nsecond\n")
+
+
+def test_the_audit_reader_is_watched_less_while_monitors_find_nothing_of_the_container_s(tmp_path):
+    # A socket stands in for the audit reader, a pipe for the listener. Each monitor leaves the
+    # socket's record unread and says it found nothing of its container's, unless a call waits.
+    host, reader = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    host.send(b"a record of another container's")
+    r, w = os.pipe()
+    log = tmp_path / "monitor.log"
+    log.write_text("")
+    monitor = ("/bin/bash", "-c", f'echo start >> {log}; read -t 0 <&{r} || exit {NOTHING_OURS}; '
+               f'read line <&{r}; echo "$line" >> {log}')
+    proc = kept(f"sh -c 'until grep -q call {log}; do sleep 0.05; done'", fds=f"{reader.fileno()},{r}",
+                monitor=monitor, pass_fds=(reader.fileno(), r))
+    reader.close()
+    os.close(r)
+    try:
+        assert wait_for(lambda: log.read_text().startswith("start\n"))
+        os.write(w, b"call\n")  # the listener is watched meanwhile: its monitor starts
+        out, err = proc.communicate(timeout=10)
+    finally:
+        os.close(w)
+        host.close()
+    lines = log.read_text().splitlines()
+    assert (out, err, lines[-2:]) == ("status 0\n", "", ["start", "call"])
+    # Watched without a pause, the unread record would start a monitor after each one ended.
+    assert lines.count("start") <= 3
 
 
 def test_a_failing_monitor_closes_what_it_watched():

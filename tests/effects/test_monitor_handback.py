@@ -9,18 +9,21 @@ checked before use."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import socket
+import struct
 import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 
+from nucleus import linux
 from nucleus.app import keeper
-from nucleus.effects import monitor, process, refusals
+from nucleus.effects import abi, libc, monitor, process, refusals, seccomp_bpf
 from nucleus.effects.refusals import Monitor, Sinks, _Event
 from tests.effects.test_violation_monitor import DOMAIN, EOE, SYSCALL, datagram, feed, make_monitor
 
@@ -203,19 +206,54 @@ def test_memory_files_are_replaced_at_once_sealed_and_close_on_exec():
         os.close(sealed)
 
 
+def seccomp_listener() -> int:
+    """A seccomp listener, from a child that installs a filter allowing everything (no call is
+    ever notified) and passes it here."""
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            libc.prctl(linux.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            allow = struct.pack("=HBBI", 0x06, 0, 0, seccomp_bpf.SECCOMP_RET_ALLOW)  # ret ALLOW
+            socket.send_fds(theirs, [b"x"], [libc.seccomp_set_mode_filter(allow, abi.SECCOMP_FILTER_FLAG_NEW_LISTENER)])
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        assert os.waitpid(pid, 0)[1] == 0
+        return socket.recv_fds(ours, 1, 1)[1][0]
+    finally:
+        ours.close()
+        theirs.close()
+
+
 def test_a_descriptor_a_monitor_file_names_is_used_only_while_it_is_the_same_file():
-    r, w = os.pipe()
-    data = {"listener": r, "audit": None, "copy": w, "ids": monitor.identities(r, None, w)}
-    assert monitor.kept(data) == {"listener": r, "audit": None, "copy": w}
+    listener, (audit, other_end), (r, w) = seccomp_listener(), socket.socketpair(), os.pipe()
+    data = {"listener": listener, "audit": audit.fileno(), "copy": w,
+            "ids": monitor.identities(listener, audit.fileno(), w)}
+    assert monitor.kept(data) == {"listener": listener, "audit": audit.fileno(), "copy": w}
     os.close(w)
     other = os.open("/dev/null", os.O_WRONLY)  # the number taken by another file
     try:
         assert other == w
-        assert monitor.kept(data) == {"listener": r, "audit": None, "copy": None}
+        assert monitor.kept(data) == {"listener": listener, "audit": audit.fileno(), "copy": None}
     finally:
         os.close(other)
-    os.close(r)
-    assert monitor.kept(data) == {"listener": None, "audit": None, "copy": None}
+    os.close(listener)
+    # An eventfd where the listener was: anonymous inodes share a device, and inode numbers
+    # are handed out again; it is told apart by its name.
+    event = os.eventfd(0)
+    try:
+        assert event == listener
+        data["ids"][0] = monitor.identities(event)[0]
+        assert monitor.kept(data)["listener"] is None
+        data["audit"], data["ids"][1] = r, monitor.identities(r)[0]  # the audit reader: a socket
+        assert monitor.kept(data) == {"listener": None, "audit": None, "copy": None}
+    finally:
+        process.close(event, r)
+        audit.close()
+        other_end.close()
 
 
 class Handing:
@@ -272,3 +310,28 @@ def test_a_keeper_that_fails_to_execute_gives_what_was_handed_back_to_a_monitor_
     assert handing.warned == ["the supervisor stays: [Errno 8] Exec format error"]
     assert sorted(os.listdir("/proc/self/fd")) == before  # the keeper's binary and memory files closed
     process.close(handing.listener, handing.container)
+
+
+def test_the_audit_reader_s_filter_passes_only_the_types_the_monitor_reads():
+    reader, host = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)  # the kernel runs it on any socket
+    monitor.attach_filter(reader, monitor.audit_filter())
+    reader.setblocking(False)
+    # 0x1405, 0x2805: 1300 and 1320 with their bytes swapped
+    kinds = (1300, 1320, 1423, 1424, 1327, 1100, 1400, 1425, 2, 0x1405, 0x2805)
+    for kind in kinds:
+        host.send(struct.pack("=IHHII", 20, kind, 0, 0, 0) + b"text")
+    passed = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            passed.append(struct.unpack_from("=IH", reader.recv(64))[1])
+    assert passed == [1300, 1320, 1423, 1424]
+    for s in (reader, host):
+        s.close()
+
+
+def test_no_audit_reader_where_landlock_denials_are_not_logged(monkeypatch):
+    from nucleus.effects import audit, landlock
+
+    monkeypatch.setattr(landlock, "abi_version", lambda: monitor.LANDLOCK_LOGS - 1)
+    monkeypatch.setattr(audit, "status", lambda: pytest.fail("audit asked about"))
+    assert monitor.open_audit() is None
