@@ -431,29 +431,31 @@ class Executor:
     def take_back_monitor(self) -> dict[str, Any] | None:
         """What the violation monitor holds, handed back (see nucleus.app.keeper) and the
         monitor reaped: what a monitor started later (nucleus.effects.monitor.main) is given,
-        its descriptors by number. None when it did not hand it back: it goes on as before, or
-        (`monitor` None then) it ended without handing back anything usable."""
+        its descriptors by number. None when it did not hand it back: it goes on as before (not
+        ready in time, or still running after a hand-back that failed: never killed while it may
+        serve), or (`monitor` None then) it ended without handing back anything usable."""
         from nucleus.effects import monitor
         from nucleus.plain import to_plain
 
-        if self.monitor is None or self.monitor_ctl is None:
+        pid = self.monitor
+        if pid is None or self.monitor_ctl is None:
             return None
         try:
             held = monitor.take_back(self.monitor_ctl)
         except ConnectionError as e:
-            self.warn(f"{e}: refusals are no longer recorded")
             held = None
-        else:
-            if held is None:
-                self.monitor_ctl.close()  # shut down: the monitor goes on, asked no more
-                self.monitor_ctl = None
-                return None
-        _end_within(self.monitor, REAP_WAIT)  # it ends once it has handed back
+            # Never killed while it may still serve: one that has not ended goes on as before.
+            if _ended_within(pid, REAP_WAIT):
+                self.monitor = None
+                self.warn(f"{e}: refusals are no longer recorded")
+        if held is None:
+            self.monitor_ctl.close()  # shut down: a monitor still running goes on, asked no more
+            self.monitor_ctl = None
+            return None
+        _end_within(pid, REAP_WAIT)  # it ends once it has handed back
         self.monitor = None
         self.monitor_ctl.close()
         self.monitor_ctl = None
-        if held is None:
-            return None
         sha = str(held.saved.get("sha", ""))
         return {"context": to_plain(self.monitor_setup.context), "stream": self.stream,
                 "program": self.setup.programs.get(sha, b"").hex(), "listener": held.listener,
@@ -528,19 +530,26 @@ HANGUP_WAIT = 0.5  # seconds a joined command's monitor is given to end: the han
 def _end_within(pid: int, wait: float) -> None:
     """Reap child `pid`, killed if it has not ended within `wait` seconds; one reaped already is
     left alone, never signalled (its pid may be another process's by now)."""
+    if not _ended_within(pid, wait):
+        process.kill(pid)
+        process.reap(pid)
+
+
+def _ended_within(pid: int, wait: float) -> bool:
+    """Whether child `pid` has ended within `wait` seconds (reaped then, or reaped already)."""
     if process.poll_exit(pid, gone=0) is not None:
-        return  # ended (reaped now), or reaped already
+        return True  # ended (reaped now), or reaped already
     # Still our unreaped child, so its pid cannot have been reused: pin it and wait.
     import select
 
     pinned = os.pidfd_open(pid)
     try:
-        ended = select.select([pinned], [], [], wait)[0]
+        ended = bool(select.select([pinned], [], [], wait)[0])
     finally:
         os.close(pinned)
-    if not ended:
-        process.kill(pid)
-    process.reap(pid)
+    if ended:
+        process.reap(pid)
+    return ended
 
 
 def _reap_soon(pid: int) -> int | None:

@@ -189,11 +189,14 @@ READY = b"!"  # the monitor's "ready to hand back", and the supervisor's "taken"
 
 
 def take_back(ctl: socket.socket) -> Held | None:
-    """Ask the monitor for what it holds, in two steps: it says when it is ready (nothing under
-    way), and hands its descriptors over only once this process confirms that it takes them
-    (refusals.hand_back). None when it is not ready within TAKE_BACK_WAIT: `ctl` is shut down,
-    and the monitor goes on serving as before it was asked. Raises ConnectionError when the
-    monitor, confirmed, handed back nothing usable: it has ended, and what it held with it."""
+    """Ask the monitor for what it holds, in two steps: it says when it is ready (no audit event
+    read in part; a kill under way goes with what it saved), and hands its descriptors over only
+    once this process confirms that it takes them (refusals.hand_back, waiting for that as long
+    as this process has not shut `ctl` down). None when it is not ready within TAKE_BACK_WAIT:
+    `ctl` is shut down, and the monitor goes on serving as before it was asked. Raises
+    ConnectionError when the monitor, confirmed, handed back nothing usable (within
+    TAKE_BACK_WAIT): `ctl` is shut down too, and a monitor that handed back has ended, with what
+    it held."""
     from nucleus.effects import serve_wire
 
     try:
@@ -215,6 +218,8 @@ def take_back(ctl: socket.socket) -> Held | None:
             raise serve_wire.WireError(f"{len(reader.fds)} descriptors for {str(message)[:80]}")
     except (OSError, serve_wire.WireError) as e:
         reader.close_fds()
+        with contextlib.suppress(OSError):
+            ctl.shutdown(socket.SHUT_RDWR)
         raise ConnectionError(f"the violation monitor handed back nothing usable ({e})") from e
     held = iter(reader.fds)
     given = {key: next(held) if message.pop(key) else None for key in keys}

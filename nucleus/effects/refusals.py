@@ -94,9 +94,12 @@ class Monitor:
         """What a monitor started later for the same container goes on from (nucleus.app.keeper):
         the program consulted, the init and its PID namespace (as first seen: the init may be
         gone by then, its pid another process's), the Landlock domains that are the
-        container's (only those: a domain not named is not its)."""
+        container's (only those: a domain not named is not its), and the kills not yet seen
+        through (a process that survives its SIGSYS calls again: the monitor it wakes then
+        kills it, and says so once)."""
         return {"sha": self.sha, "init_pid": self.init_pid, "pidns": self.pidns,
-                "domains": sorted(d for d, ours in self.domains.items() if ours)}
+                "domains": sorted(d for d, ours in self.domains.items() if ours),
+                "condemned": [[n, tgid, when] for n, (tgid, when) in sorted(self.condemned.items())]}
 
     def resume(self, saved: dict[str, object], listener: int | None) -> None:
         """Take up what `saved` says, with the listener handed down."""
@@ -105,6 +108,9 @@ class Monitor:
         assert pidns is None or isinstance(pidns, int)
         self.sha, self.init_pid, self.pidns = sha, init_pid, pidns
         self.domains = {str(d): True for d in domains}
+        condemned = saved.get("condemned", [])
+        assert isinstance(condemned, list)
+        self.condemned = {int(n): (int(tgid), float(when)) for n, tgid, when in condemned}
         self.program = self.programs.get(sha, b"")
         if listener is not None:
             if not self.program:
@@ -282,7 +288,7 @@ def serve(handoff: socket.socket | None, audit_sock: socket.socket | None, monit
           ctl: socket.socket | None = None, idle: float | None = None, deadline: float | None = None) -> str:
     """Serve until the container is gone (see the module's docstring); with `ctl`, until the
     supervisor asks for the listener back and confirms that it takes it (asked once the
-    listener is held and nothing is under way: `hand_back`); with `idle`, until the container
+    listener is held and no audit event is read in part: `hand_back`); with `idle`, until the container
     has done nothing for that long (the host's other audit records do not count); with
     `deadline` (a time.monotonic() value), until then at the latest."""
     poller = select.poll()
@@ -303,7 +309,8 @@ def serve(handoff: socket.socket | None, audit_sock: socket.socket | None, monit
             return DONE
         if deadline is not None and now >= deadline:
             return DEADLINE
-        if asked and not monitor.busy() and (monitor.listener is not None or handoff is None):
+        # A kill not seen through does not hold it up: it goes with what is saved.
+        if asked and not monitor.events and (monitor.listener is not None or handoff is None):
             assert ctl is not None
             if _confirmed(ctl):
                 hand_back(ctl, audit_sock, monitor)
@@ -360,11 +367,13 @@ def _asked(ctl: socket.socket) -> bool:
 
 def _confirmed(ctl: socket.socket) -> bool:
     """Tell the supervisor that what it asked for is ready, and whether it still takes it: it
-    confirms, or it has given up (TAKE_BACK_WAIT) and shut its end down."""
-    from nucleus.effects.monitor import READY, TAKE_BACK_WAIT
+    confirms, or it has given up (monitor.TAKE_BACK_WAIT) and shut its end down. Waited for
+    without a limit of its own: one that ran out first would leave a supervisor that confirmed
+    late waiting for what never comes."""
+    from nucleus.effects.monitor import READY
 
     try:
-        ctl.settimeout(TAKE_BACK_WAIT)
+        ctl.settimeout(None)
         ctl.sendall(READY)
         return ctl.recv(1) == READY
     except OSError:

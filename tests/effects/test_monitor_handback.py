@@ -1,8 +1,11 @@
 """The violation monitor's hand-back to the supervisor (nucleus.effects.monitor.take_back,
 nucleus.effects.refusals.serve) and what a monitor the keeper starts goes on from: the monitor
 gives its descriptors up only once the supervisor confirms that it takes them (a supervisor that
-gave up leaves it serving, nothing stranded in the socket); the hand-back is read whole however
-long, and a malformed one is refused; the host's audit records neither keep a monitor busy nor
+gave up leaves it serving, nothing stranded in the socket, one that confirms late still gets it,
+and one that got nothing usable leaves a monitor still serving to serve); a kill under way goes
+with the hand-back; the hand-back is read whole however long, and a malformed one is refused;
+the audit reader lets through only the types the monitor reads, and is not opened where
+Landlock's denials are not logged; the host's audit records neither keep a monitor busy nor
 idle; the saved state names the container's PID namespace as first seen and its own Landlock
 domains only; the memory files the supervisor hands over are replaced all at once, sealed, and
 checked before use."""
@@ -13,6 +16,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import signal
 import socket
 import struct
 import threading
@@ -23,7 +27,7 @@ import pytest
 
 from nucleus import linux
 from nucleus.app import keeper
-from nucleus.effects import abi, libc, monitor, process, refusals, seccomp_bpf
+from nucleus.effects import abi, executor, libc, monitor, process, refusals, seccomp_bpf, serve_wire
 from nucleus.effects.refusals import Monitor, Sinks, _Event
 from tests.effects.test_violation_monitor import DOMAIN, EOE, SYSCALL, datagram, feed, make_monitor
 
@@ -117,6 +121,62 @@ def test_a_hand_back_longer_than_one_read_is_read_whole_and_names_only_the_conta
         held.close()
 
 
+def test_a_kill_under_way_does_not_hold_the_hand_back_up_and_goes_with_it():
+    later = time.monotonic() + 3600  # never swept here
+    with Serving() as serving:
+        serving.monitor.events = {}
+        serving.monitor.condemned = {7: (os.getpid(), later)}
+        held = monitor.take_back(serving.supervisor)
+        assert held is not None
+        serving.thread.join(10)
+        assert serving.why == [refusals.HANDED_BACK]
+        assert held.saved["condemned"] == [[7, os.getpid(), later]]
+        resumed = Monitor(None, {}, Sinks(None, None))  # type: ignore[arg-type]
+        resumed.resume(held.saved, None)
+        assert resumed.condemned == {7: (os.getpid(), later)}
+        held.close()
+
+
+def test_a_supervisor_that_confirms_late_still_gets_what_it_asked_for(monkeypatch):
+    monkeypatch.setattr(monitor, "TAKE_BACK_WAIT", 0.05)  # the supervisor's limit, not the monitor's
+    with Serving() as serving:
+        serving.monitor.events = {}
+        serving.supervisor.sendall(b"?")
+        assert serving.supervisor.recv(1) == monitor.READY
+        time.sleep(0.3)  # the supervisor stalls
+        serving.supervisor.sendall(monitor.READY)
+        reader = serve_wire.Reader(serving.supervisor)
+        assert reader.next() is not None and len(reader.fds) == 1
+        reader.close_fds()
+        serving.thread.join(10)
+        assert serving.why == [refusals.HANDED_BACK]
+
+
+def test_a_monitor_still_serving_after_a_failed_hand_back_is_left_to_serve(monkeypatch):
+    monkeypatch.setattr(executor, "REAP_WAIT", 0.1)
+    supervisor, ctl = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # a monitor that confirms, hands back nothing usable and goes on
+        try:
+            ctl.recv(1)
+            ctl.sendall(monitor.READY)
+            ctl.recv(1)
+            ctl.sendall(b"\0\0\0\x05{nope")
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    ctl.close()
+    ex = executor.Executor()
+    ex.monitor, ex.monitor_ctl = pid, supervisor
+    try:
+        assert ex.take_back_monitor() is None
+        assert (ex.monitor, ex.monitor_ctl) == (pid, None)
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # not killed
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
 @pytest.mark.parametrize("message", [b"\0\0\0\x05{nope", b"\0\0\0\x09[1, 2, 3]", b"\0\0\0\x40{}"])
 def test_a_malformed_hand_back_is_refused_and_what_came_with_it_closed(message):
     supervisor, ctl = socket.socketpair()
@@ -177,7 +237,8 @@ def test_a_later_monitor_keeps_the_pid_namespace_first_seen_and_the_container_s_
     # The init's pid names another process by now (this one): its namespace is not looked up again.
     m.resume({"sha": "", "init_pid": os.getpid(), "pidns": 12345, "domains": ["16d50d678"]}, None)
     assert (m.pidns, m.domains) == (12345, {"16d50d678": True})
-    assert m.saved() == {"sha": "", "init_pid": os.getpid(), "pidns": 12345, "domains": ["16d50d678"]}
+    assert m.saved() == {"sha": "", "init_pid": os.getpid(), "pidns": 12345, "domains": ["16d50d678"],
+                         "condemned": []}
     feed(m, (1424, DOMAIN.replace("16d50d678", "99").format(pid=1)), (1320, EOE))  # not the container's
     assert m.domains == {"16d50d678": True, "99": False}
     assert m.saved()["domains"] == ["16d50d678"]
