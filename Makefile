@@ -33,7 +33,15 @@ INIT := nucleus/init/nucleus-init
 INIT_CFLAGS = -Os -Wall -Wextra -Werror -ffreestanding -fno-builtin -fno-stack-protector -fno-pie \
   -fno-asynchronous-unwind-tables -nostdlib -static -no-pie -s -Wl,--build-id=none -Wl,-z,noexecstack
 
-init: $(INIT) ## build the container's compiled init (gcc)
+KEEPER := nucleus/init/nucleus-keeper
+# What a run's supervisor becomes once its container runs (nucleus.app.keeper): with libc, on the host.
+KEEPER_CFLAGS = -Os -Wall -Wextra -Werror -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -pie -s \
+  -Wl,-z,relro,-z,now,-z,noexecstack
+
+init: $(INIT) $(KEEPER) ## build the container's compiled init and the supervisor's keeper (gcc)
+
+$(KEEPER): nucleus/init/keeper.c
+	$(CC) $(KEEPER_CFLAGS) -o $@ $<
 
 $(INIT): nucleus/init/init.c
 	$(CC) $(INIT_CFLAGS) $(if $(filter x86_64,$(shell uname -m)),-fcf-protection=none) -o $@ $<

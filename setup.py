@@ -1,7 +1,9 @@
 """The package build (pyproject.toml holds the metadata): the container's compiled init,
-nucleus/init/nucleus-init, is built from nucleus/init/init.c by the Makefile's `init` target when
-a C compiler is there. A package built without one starts every container's PID 1 as the
-interpreter (with a warning), and production mode refuses to run with it.
+nucleus/init/nucleus-init, is built from nucleus/init/init.c, and the supervisor's keeper,
+nucleus/init/nucleus-keeper, from nucleus/init/keeper.c, by the Makefile's `init` target when a
+C compiler is there. A package built without one starts every container's PID 1 as the
+interpreter (with a warning), and production mode refuses to run with it; without the keeper
+the supervisor stays for the container's whole life.
 """
 
 import subprocess

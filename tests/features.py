@@ -18,7 +18,7 @@ from pathlib import Path
 EXPECTED = frozenset({
     "root", "userns", "seccomp", "landlock", "netns", "pyseccomp",
     # installed by `make setup`, so a CI run that lacks them is broken, not skippable
-    "bin:gcc", "bin:runc", "bin:runsc", "bin:containerd", "bin:ctr", "bin:containerd-shim-runc-v2", "bin:bwrap", "bin:unshare", "bin:runuser", "mini-init", "postgres",
+    "bin:gcc", "bin:runc", "bin:runsc", "bin:containerd", "bin:ctr", "bin:containerd-shim-runc-v2", "bin:bwrap", "bin:unshare", "bin:runuser", "mini-init", "keeper", "postgres",
     # the CI checkout has ../shared beside it
     "shared:reference/docker-default-seccomp.json",
 })
@@ -99,6 +99,12 @@ def _mini_init() -> tuple[bool, str]:
     return path.is_file(), str(path) if path.is_file() else f"{path} not built (make init)"
 
 
+def _keeper() -> tuple[bool, str]:
+    """The supervisor's keeper, built by `make setup` (`make init`) beside the init."""
+    path = Path(__file__).resolve().parents[1] / "nucleus" / "init" / "nucleus-keeper"
+    return path.is_file(), str(path) if path.is_file() else f"{path} not built (make init)"
+
+
 # TLC, the TLA+ model checker (Java): optional, not in EXPECTED (CI has no Java); where it is
 # installed, the built-in checker's verdicts are compared with its own.
 TLA2TOOLS = Path(os.environ.get("TLA2TOOLS") or "/opt/tla/tla2tools.jar")
@@ -128,6 +134,7 @@ _PROBES = {
     "pyseccomp": _pyseccomp,
     "tlc": _tlc,
     "mini-init": _mini_init,
+    "keeper": _keeper,
     "postgres": _postgres,
 }
 

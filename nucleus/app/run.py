@@ -313,7 +313,8 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
                 if report is not None:
                     report({"ok": record["id"]})
                 started = time.monotonic()
-                code = executor.wait(None if service is None else lambda pid: service.wait(executor, pid))
+                code = wait_or_hand_over(config, planned, executor, driver, trace, store, record["id"],
+                                         service, gate=gate, tree=tree, injected=faults != (None, None))
                 ran_for = time.monotonic() - started
                 app_violations.explain_death(store, record["id"], code)
                 trouble = outputs.after_workload(config, out, tree, context, store, record["id"],
@@ -334,15 +335,12 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
                 # but with -t it says it on a terminal nobody reads yet).
                 sys.stderr.write(f"nucleus: {never_ran.reason}\n")
             if not config.detach:
-                oom = oom_message(driver.state.res, config.limits.memory, code)
-                if oom is not None:  # a detached container's `ps --all` says "oom-killed"
-                    sys.stderr.write(oom + "\n")
-                driver.require(v.Remove())
+                remove(driver, config.limits.memory, code)
                 if trouble is not None:
                     raise trouble
             return code
     except BaseException:
-        _lost(driver)
+        lost(driver)
         raise
     finally:
         if tree is not None:
@@ -351,6 +349,32 @@ def _supervise(config: ContainerConfig, planned: run_plan.RunPlan, store: Store,
             prepare.close_secrets(secrets)
         if trace is not None:
             trace.write()
+
+
+def wait_or_hand_over(config: ContainerConfig, planned: run_plan.RunPlan, executor: Executor, driver: Driver,
+                      trace: Any, store: Store, cid: str, service: Any, *, gate: Callable[[int], None] | None,
+                      tree: int | None, injected: bool) -> int:
+    """The workload's exit status. A run that qualifies (nucleus.app.keeper.refusal) hands over
+    to the keeper once its workload has run GRACE seconds, and this process goes on as the
+    keeper, then as the teardown: this returns only for a workload that ended sooner, or when
+    the handover did not happen."""
+    if service is not None:
+        return executor.wait(lambda pid: service.wait(executor, pid))
+    from nucleus.app import keeper
+
+    audited = False  # the audit log's recorder in front of the trace's, or alone
+    if trace is not None:
+        from nucleus.trace.record import Recorder
+
+        audited = not isinstance(trace, Recorder)
+    why = keeper.refusal(config, planned, executor, gate=gate, context=tree is not None, audit_log=audited,
+                         injected_fault=injected)
+    if why is None:
+        code = executor.wait_until(time.monotonic() + keeper.GRACE)
+        if code is not None:
+            return code
+        keeper.hand_over(config, executor, driver, trace, store.root, cid)
+    return executor.wait()
 
 
 def notify_socket_inside(config: ContainerConfig, environ: dict[str, str]) -> ContainerConfig:
@@ -391,7 +415,16 @@ def relay_volume(relay: Relay) -> VolumeSource:
     return VolumeSource(relay.path, SOCKET_INSIDE, False, relay.opened)
 
 
-def _lost(driver: Driver) -> None:
+def remove(driver: Driver, memory: int | None, code: int) -> None:
+    """A foreground container once it has ended and been cleaned up: removed, after saying
+    whether the OOM killer acted (a detached container's `ps --all` says "oom-killed")."""
+    oom = oom_message(driver.state.res, memory, code)
+    if oom is not None:
+        sys.stderr.write(oom + "\n")
+    driver.require(v.Remove())
+
+
+def lost(driver: Driver) -> None:
     """After an interruption or a bug: the machine decides what to end and release, as it does
     for a supervisor that died; then the container is removed."""
     try:

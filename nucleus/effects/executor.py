@@ -65,6 +65,7 @@ class Executor:
         # What the violation monitor is given (nucleus.config.violations.Setup), and its pid.
         self.monitor_setup = monitor
         self.monitor: int | None = None
+        self.monitor_ctl: socket.socket | None = None  # where it hands back what it holds
         self.stream: str | None = None  # the violation stream the monitor writes
         self.fault = fault
         self.pause = pause
@@ -336,7 +337,7 @@ class Executor:
         if self.netlink and setup.copy_fd is not None and self.egress_copy is None:
             self.egress_copy = os.dup(setup.copy_fd)
         try:
-            self.monitor, theirs = monitor.spawn(setup, stream, self.setup.programs)
+            self.monitor, theirs, self.monitor_ctl = monitor.spawn(setup, stream, self.setup.programs)
         finally:
             if setup.copy_fd is not None:
                 os.close(setup.copy_fd)
@@ -353,23 +354,14 @@ class Executor:
         leaves processes behind in the container, it is ended after HANGUP_WAIT instead (what
         they are refused from then on fails with ENOSYS, as after a monitor's death: still
         refused, no longer recorded)."""
+        if self.monitor_ctl is not None:
+            self.monitor_ctl.close()
+            self.monitor_ctl = None
         if self.monitor is None:
             return
         wait = HANGUP_WAIT if self.monitor_setup.context.joined else REAP_WAIT
         pid, self.monitor = self.monitor, None
-        if process.poll_exit(pid, gone=0) is not None:
-            return  # ended (reaped now), or reaped already
-        # Still our unreaped child, so its pid cannot have been reused: pin it and wait.
-        import select
-
-        pinned = os.pidfd_open(pid)
-        try:
-            ended = select.select([pinned], [], [], wait)[0]
-        finally:
-            os.close(pinned)
-        if not ended:
-            process.kill(pid)
-        process.reap(pid)
+        _end_within(pid, wait)
 
     def send_signal(self, name: str) -> None:
         if self.init_pid is not None:  # gone meanwhile: its supervisor records the exit
@@ -425,6 +417,81 @@ class Executor:
                 self._close_terminal()
         else:
             code = (waiter or process.wait_forwarding)(target)
+        return self._waited(target, code)
+
+    def wait_until(self, until: float) -> int | None:
+        """As `wait` (without a terminal to relay or a service to supervise), until `until` (a
+        time.monotonic() value): None when the container's init still runs then."""
+        if self.init_pid is None:
+            raise OSError(_errno.ESRCH, "nothing was started")
+        target = self.init_pid
+        code = process.wait_until(target, until)
+        return None if code is None else self._waited(target, code)
+
+    def take_back_monitor(self) -> dict[str, Any] | None:
+        """What the violation monitor holds, handed back (see nucleus.app.keeper) and the
+        monitor reaped: what a monitor started later (nucleus.effects.monitor.main) is given,
+        its descriptors by number. None when it did not hand it back: it goes on as before (not
+        ready in time, or still running after a hand-back that failed: never killed while it may
+        serve), or (`monitor` None then) it ended without handing back anything usable."""
+        from nucleus.effects import monitor
+        from nucleus.plain import to_plain
+
+        pid = self.monitor
+        if pid is None or self.monitor_ctl is None:
+            return None
+        try:
+            held = monitor.take_back(self.monitor_ctl)
+        except ConnectionError as e:
+            held = None
+            # Never killed while it may still serve: one that has not ended goes on as before.
+            if _ended_within(pid, REAP_WAIT):
+                self.monitor = None
+                self.warn(f"{e}: refusals are no longer recorded")
+        if held is None:
+            self.monitor_ctl.close()  # shut down: a monitor still running goes on, asked no more
+            self.monitor_ctl = None
+            return None
+        _end_within(pid, REAP_WAIT)  # it ends once it has handed back
+        self.monitor = None
+        self.monitor_ctl.close()
+        self.monitor_ctl = None
+        sha = str(held.saved.get("sha", ""))
+        return {"context": to_plain(self.monitor_setup.context), "stream": self.stream,
+                "program": self.setup.programs.get(sha, b"").hex(), "listener": held.listener,
+                "audit": held.audit, "copy": held.copy, "ids": monitor.identities(held.listener, held.audit, held.copy),
+                "saved": held.saved}
+
+    def give_back_monitor(self, held: dict[str, Any]) -> None:
+        """What `take_back_monitor` handed back served by a monitor again, when the keeper could
+        not take it: forked as the first one was, and ended as it is."""
+        from nucleus.effects import monitor
+
+        pid = os.fork()
+        if pid == 0:
+            monitor.serve_again(held)  # never returns
+        self.monitor = pid
+        process.close(*(held[key] for key in ("listener", "audit", "copy") if held[key] is not None))
+
+    def finish_kept_monitor(self, monitor_file: int) -> None:
+        """After the keeper (nucleus.app.keeper): the audit records still on their way once the
+        container has ended, written by one last monitor (forked, given REAP_WAIT seconds, and
+        killed should it take twice as long), as the supervisor's own monitor writes them
+        before it ends. Nothing to wait for without an audit reader."""
+        import json
+        import time
+
+        from nucleus.effects import monitor
+
+        if monitor_file < 0 or monitor.kept(json.loads(process.read_memory_file(monitor_file)))["audit"] is None:
+            return
+        deadline = time.monotonic() + REAP_WAIT
+        pid = os.fork()
+        if pid == 0:
+            monitor.main([str(monitor_file)], deadline)  # never returns
+        _end_within(pid, 2 * REAP_WAIT)
+
+    def _waited(self, target: int, code: int) -> int:
         self.init_pid = None
         if self.pid == target:
             self.pid = None
@@ -458,6 +525,31 @@ def _failed(events: list[v.Event]) -> bool:
 
 REAP_WAIT = 2.0  # seconds: a process whose pipe closed is about to be a zombie, if it is not yet
 HANGUP_WAIT = 0.5  # seconds a joined command's monitor is given to end: the hang-up, the last audit records
+
+
+def _end_within(pid: int, wait: float) -> None:
+    """Reap child `pid`, killed if it has not ended within `wait` seconds; one reaped already is
+    left alone, never signalled (its pid may be another process's by now)."""
+    if not _ended_within(pid, wait):
+        process.kill(pid)
+        process.reap(pid)
+
+
+def _ended_within(pid: int, wait: float) -> bool:
+    """Whether child `pid` has ended within `wait` seconds (reaped then, or reaped already)."""
+    if process.poll_exit(pid, gone=0) is not None:
+        return True  # ended (reaped now), or reaped already
+    # Still our unreaped child, so its pid cannot have been reused: pin it and wait.
+    import select
+
+    pinned = os.pidfd_open(pid)
+    try:
+        ended = bool(select.select([pinned], [], [], wait)[0])
+    finally:
+        os.close(pinned)
+    if ended:
+        process.reap(pid)
+    return ended
 
 
 def _reap_soon(pid: int) -> int | None:

@@ -196,20 +196,43 @@ class Writer:
             self.fd = None
 
 
-def copy(source: int, sink: Sink) -> None:
-    """The logger: copy what arrives on `source` into the log until every writer has closed it."""
+def copy(source: int, sink: Sink, idle: float | None = None) -> bool:
+    """The logger: copy what arrives on `source` into the log until every writer has closed it
+    (True), or, with `idle`, until nothing has come for that many seconds (False)."""
+    import select
+
     writer = Writer(sink)
+    poller = select.poll()
+    poller.register(source, select.POLLIN)
     try:
         while True:
+            if idle is not None and not poller.poll(int(idle * 1000)):
+                return False
             try:
                 chunk = os.read(source, CHUNK)
             except InterruptedError:
                 continue
             if not chunk:
-                return
+                return True
             writer.write(chunk)
     finally:
         writer.close()
+
+
+IDLE = 2.0  # seconds without output after which the logger waits as the keeper (nucleus/init/keeper.c)
+
+
+def main(argv: list[str]) -> None:
+    """A detached supervisor's logger (nucleus.effects.process): `PATH MAX_SIZE MAX_FILES
+    RECORD`, copying its standard input; between bursts of output it waits as the keeper's
+    few KiB, which starts it again when more comes."""
+    from nucleus.effects import process
+
+    path, max_size, max_files, record = argv
+    held = os.access(process.KEEPER, os.X_OK)
+    if not copy(0, Sink(path, int(max_size), int(max_files), record), IDLE if held else None):
+        os.execv(process.KEEPER, [process.KEEPER, "--when-readable", "0", "--",
+                                  *process.interpreter(__name__), *argv])
 
 
 # --- readers --------------------------------------------------------------------------------------

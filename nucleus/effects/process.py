@@ -8,11 +8,14 @@ blocks WAITED first (`blocked`), and children reset their mask before exec.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import fcntl
 import json
 import os
 import signal
 import struct
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -76,8 +79,24 @@ def wait_forwarding(target: int, gone: int = 125) -> int:
     """Wait for a child while forwarding signals to it (the caller has blocked WAITED), reaping
     any other child on the way (as PID 1 must); return its exit status, 128+N for signal N, or
     `gone` when there is no child left to wait for."""
+    status = wait_until(target, None, gone)
+    assert status is not None
+    return status
+
+
+def wait_until(target: int, until: float | None, gone: int = 125) -> int | None:
+    """As `wait_forwarding`, until `until` (a time.monotonic() value; None: for good): None when
+    the child still runs then."""
+    import time
+
     while True:
-        info = signal.sigwaitinfo(WAITED)
+        if until is None:
+            info = signal.sigwaitinfo(WAITED)
+        else:
+            got = signal.sigtimedwait(WAITED, max(0.0, until - time.monotonic()))
+            if got is None:
+                return None
+            info = got
         if info.si_signo != signal.SIGCHLD:
             # Signals raised by a terminal reach the workload's process group directly; pass on
             # only those sent on purpose (si_code <= 0: kill, sigqueue, tkill).
@@ -286,9 +305,118 @@ def serve_in_child(serve: Callable[[int, int], object]) -> tuple[int, int, int]:
     return pid, req_w, resp_r
 
 
+# What a run's supervisor becomes once its container runs (nucleus.app.keeper; `make setup` builds it).
+KEEPER = os.path.join(os.path.dirname(os.path.dirname(__file__)), "init", "nucleus-keeper")
+
+
+def keeper_built() -> bool:
+    return os.access(KEEPER, os.X_OK)
+
+
+def open_keeper() -> int:
+    """The keeper's binary, opened (O_PATH) to be executed later by descriptor: what can fail
+    in finding it fails before the supervisor gives anything up."""
+    return os.open(KEEPER, os.O_PATH | os.O_CLOEXEC)
+
+
+def become_keeper(keeper: int, init_pid: int, watched: list[int], inherited: list[int], monitor: list[str],
+                  teardown: list[str]) -> None:
+    """Execute the keeper (nucleus/init/keeper.c, opened by `open_keeper`) in this process: it
+    keeps `init_pid`, starts `monitor` when one of `watched` is readable, and executes
+    `teardown` with the init's status once it has ended. `inherited` stay open across the
+    exec; should it fail, they are close-on-exec again."""
+    for fd in inherited:
+        os.set_inheritable(fd, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(keeper, [KEEPER, str(init_pid), ",".join(map(str, watched)) or "-", "--", *monitor, "--",
+                           *teardown], os.environ)
+    finally:
+        for fd in inherited:
+            os.set_inheritable(fd, False)
+
+
+MFD_NOEXEC_SEAL = 0x0008  # Linux 6.3: a memory file that can never be executable
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+# A memory file's header: where its content is, and how long (`rewrite_memory_file`).
+_HEADER = struct.Struct("=QQ")
+
+
+def memory_file(name: str, data: bytes = b"", *, sealed: bool = False) -> int:
+    """A close-on-exec memory file holding `data`, never executable, sealed against any change
+    when `sealed`."""
+    flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+    try:
+        fd = os.memfd_create(name, flags | MFD_NOEXEC_SEAL)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        fd = os.memfd_create(name, flags)  # before Linux 6.3
+    try:
+        rewrite_memory_file(fd, data)
+        if sealed:
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_memory_file(fd: int) -> bytes:
+    offset, length = _HEADER.unpack(_read_at(fd, _HEADER.size, 0))
+    return _read_at(fd, length, offset)
+
+
+def rewrite_memory_file(fd: int, data: bytes) -> None:
+    """Replace what a memory file holds, all at once for its readers (a writer killed midway
+    leaves what was there): the content is written where the current one is not, then the
+    header, one write of 16 bytes, names it."""
+    head = os.pread(fd, _HEADER.size, 0)
+    offset, length = _HEADER.unpack(head) if len(head) == _HEADER.size else (_HEADER.size, 0)
+    at = _HEADER.size if _HEADER.size + len(data) <= offset else max(offset + length, _HEADER.size)
+    _write_at(fd, data, at)
+    _write_at(fd, _HEADER.pack(at, len(data)), 0)
+    if at < offset:
+        os.ftruncate(fd, at + len(data))  # what was after it is no longer named
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = os.pread(fd, min(size - len(data), 1 << 20), offset + len(data))
+        if not chunk:
+            raise OSError(errno.EIO, f"a memory file cut short: {len(data)} of {size} bytes at {offset}")
+        data += chunk
+    return data
+
+
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def close(*fds: int) -> None:
+    """Close each descriptor (-1: none)."""
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
+
+
+def interpreter(module: str) -> list[str]:
+    """The command line of a fresh interpreter, isolated and without site, that imports nucleus
+    as this one does and calls `module`.main with its arguments."""
+    return [sys.executable, "-I", "-S", "-c",
+            f"import sys; sys.path[:0] = {sys.path!r}; from {module} import main; main(sys.argv[1:])"]
+
+
 # --- a detached supervisor ------------------------------------------------------------------------
 
 LOGGER_WAIT = 5.0  # seconds a detached supervisor waits for its logger to write the last output
+# A detached supervisor's logger (its pid), for the teardown that finishes it after a keeper.
+logger: int | None = None
 
 
 def detach(sink: logs.Sink, body: Callable[[Callable[[dict[str, Any]], None]], int]) -> dict[str, Any] | None:
@@ -297,6 +425,7 @@ def detach(sink: logs.Sink, body: Callable[[Callable[[dict[str, Any]], None]], i
     return the first message it reports (a JSON object), or None when it ended without one. The
     background process exits with body's status once its logger has written everything; the
     caller does not wait for it beyond its report."""
+    global logger  # the background process's own, named for its teardown after a keeper
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -319,7 +448,7 @@ def detach(sink: logs.Sink, body: Callable[[Callable[[dict[str, Any]], None]], i
             code = body(report)
         finally:
             if logger is not None:
-                _finish_logger(logger)
+                finish_logger(logger)
             os._exit(code)
     os.close(w)
     chunks = []
@@ -345,7 +474,9 @@ def _start_logger(sink: logs.Sink) -> int:
         try:
             os.dup2(out_r, 0)
             libc.close_range(1)
-            logs.copy(0, sink)
+            # A fresh interpreter that imports the log's writer alone: a forked one would keep
+            # the supervisor's pages (its share of them all, once the supervisor is a keeper).
+            os.execv(sys.executable, [*interpreter("nucleus.effects.logs"), *map(str, dataclasses.astuple(sink))])
         finally:
             os._exit(0)
     os.close(out_r)
@@ -358,7 +489,7 @@ def _start_logger(sink: logs.Sink) -> int:
     return pid
 
 
-def _finish_logger(pid: int) -> None:
+def finish_logger(pid: int) -> None:
     """Close this process's end of the log pipe and wait (a while) for the logger to drain it:
     every other writer (the container's processes) is gone by now."""
     import sys

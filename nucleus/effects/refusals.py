@@ -63,29 +63,66 @@ class Monitor:
         self.ctx, self.programs, self.sinks = ctx, programs, sinks
         self.listener: int | None = None
         self.program = b""
+        self.sha = ""
         self.init_pid = 0
         self.pidns: int | None = None
         self.domains: dict[str, bool] = {}
         self.events: dict[int, _Event] = {}
-        self.condemned: dict[int, int] = {}  # notification id -> tgid, a kill not yet seen through
+        # notification id -> (tgid, when it was signalled): a kill not yet seen through
+        self.condemned: dict[int, tuple[int, float]] = {}
+        self.activity = 0  # what this container did: calls answered, its domains and denials seen
 
     # -- seccomp ----------------------------------------------------------------------------------
     def take(self, fd: int, payload: bytes, pid: int) -> int:
         """The listener the container handed over, with the sha256 of its program and the
         init's pid; returns the listener."""
-        program = self.programs.get(payload.decode("ascii", "replace"))
+        sha = payload.decode("ascii", "replace")
+        program = self.programs.get(sha)
         if program is None:
             os.close(fd)
             raise ConnectionError(_errno.EPROTO, f"no program {payload[:12]!r} to consult")
-        self.listener, self.program, self.init_pid = fd, program, pid
-        self.pidns = _pidns(pid)
+        self.listener, self.program, self.sha, self.init_pid = fd, program, sha, pid
+        self.pidns = _pidns(pid)  # once, while the init surely runs: never again (its pid may be reused)
         return fd
+
+    def busy(self) -> bool:
+        """Whether something is under way: an audit event without its end, a kill not seen
+        through."""
+        return bool(self.events or self.condemned)
+
+    def saved(self) -> dict[str, object]:
+        """What a monitor started later for the same container goes on from (nucleus.app.keeper):
+        the program consulted, the init and its PID namespace (as first seen: the init may be
+        gone by then, its pid another process's), the Landlock domains that are the
+        container's (only those: a domain not named is not its), and the kills not yet seen
+        through (a process that survives its SIGSYS calls again: the monitor it wakes then
+        kills it, and says so once)."""
+        return {"sha": self.sha, "init_pid": self.init_pid, "pidns": self.pidns,
+                "domains": sorted(d for d, ours in self.domains.items() if ours),
+                "condemned": [[n, tgid, when] for n, (tgid, when) in sorted(self.condemned.items())]}
+
+    def resume(self, saved: dict[str, object], listener: int | None) -> None:
+        """Take up what `saved` says, with the listener handed down."""
+        sha, init_pid, pidns, domains = saved["sha"], saved["init_pid"], saved["pidns"], saved["domains"]
+        assert isinstance(sha, str) and isinstance(init_pid, int) and isinstance(domains, list)
+        assert pidns is None or isinstance(pidns, int)
+        self.sha, self.init_pid, self.pidns = sha, init_pid, pidns
+        self.domains = {str(d): True for d in domains}
+        condemned = saved.get("condemned", [])
+        assert isinstance(condemned, list)
+        self.condemned = {int(n): (int(tgid), float(when)) for n, tgid, when in condemned}
+        self.program = self.programs.get(sha, b"")
+        if listener is not None:
+            if not self.program:
+                raise ConnectionError(_errno.EPROTO, f"no program {sha[:12]!r} to consult")
+            self.listener = listener
 
     def answer(self) -> None:
         assert self.listener is not None
         n = seccomp_tracer.receive(self.listener)
         if n is None:
             return
+        self.activity += 1
         ret = seccomp_bpf.evaluate(self.program, seccomp_bpf.seccomp_data(n.nr, n.arch, n.ip, n.args))
         action = ret & seccomp_bpf.SECCOMP_RET_ACTION_FULL
         exe = _executable(n.pid)
@@ -108,10 +145,10 @@ class Monitor:
             seccomp_tracer.allow(self.listener, n.id)
         else:  # a kill (the notify form hands over nothing else)
             tgid = _tgid(n.pid)
-            again = tgid in self.condemned.values()  # it survived a SIGSYS already
+            again = any(t == tgid for t, _ in self.condemned.values())  # it survived a SIGSYS already
             if not again:
                 record("kill")  # before the kill: the supervisor reads it once the workload died
-            self.condemned[n.id] = tgid
+            self.condemned[n.id] = (tgid, time.monotonic())
             self._kill(n.id, tgid, hard=again or _catches_sigsys(n.pid))
 
     def _kill(self, notification: int, tgid: int, hard: bool) -> None:
@@ -133,11 +170,12 @@ class Monitor:
             os.close(pinned)
 
     def sweep(self) -> None:
-        """A kill that did not take (SIGSYS ignored meanwhile) becomes SIGKILL; audit events
-        left without their end are written."""
-        for notification, tgid in list(self.condemned.items()):
-            self._kill(notification, tgid, True)
+        """A kill that has not taken for IDLE seconds (SIGSYS ignored meanwhile) becomes
+        SIGKILL; audit events left without their end for as long are written."""
         stale = time.monotonic() - IDLE
+        for notification, (tgid, when) in list(self.condemned.items()):
+            if when <= stale:
+                self._kill(notification, tgid, True)
         for serial in [s for s, e in self.events.items() if e.seen < stale]:
             self._event(self.events.pop(serial).records)
 
@@ -165,11 +203,13 @@ class Monitor:
                 domain = r.fields.get("domain", "")
                 if r.fields.get("status") == "allocated":
                     self.domains[domain] = self._ours(_int(r.fields.get("pid")))
+                    self.activity += self.domains[domain]
                 elif r.fields.get("status") == "deallocated":
                     self.domains.pop(domain, None)
         for r in records:
             if r.type != audit.AUDIT_LANDLOCK_ACCESS or not self.domains.get(r.fields.get("domain", "")):
                 continue
+            self.activity += 1
             blockers = tuple(b for b in r.fields.get("blockers", "").split(",") if b)
             target = r.fields.get("path") or (f"pid {r.fields['opid']}" if "opid" in r.fields else "")
             self.sinks.write(violations.landlock_violation(
@@ -238,25 +278,63 @@ def _catches_sigsys(pid: int) -> bool:
     return False
 
 
-def serve(handoff: socket.socket, audit_sock: socket.socket | None, monitor: Monitor) -> None:
-    """Serve until the container is gone (see the module's docstring)."""
+# Why `serve` returned: the container is gone, the supervisor took the listener back to hand
+# it to its keeper (`ctl`), nothing this container did for `idle` seconds (a monitor the keeper
+# started), or its `deadline` passed (the teardown's last monitor).
+DONE, HANDED_BACK, IDLE_END, DEADLINE = "done", "handed back", "idle", "deadline"
+
+
+def serve(handoff: socket.socket | None, audit_sock: socket.socket | None, monitor: Monitor,
+          ctl: socket.socket | None = None, idle: float | None = None, deadline: float | None = None) -> str:
+    """Serve until the container is gone (see the module's docstring); with `ctl`, until the
+    supervisor asks for the listener back and confirms that it takes it (asked once the
+    listener is held and no audit event is read in part: `hand_back`); with `idle`, until the container
+    has done nothing for that long (the host's other audit records do not count); with
+    `deadline` (a time.monotonic() value), until then at the latest."""
     poller = select.poll()
-    poller.register(handoff, select.POLLIN)
+    if handoff is not None:
+        poller.register(handoff, select.POLLIN)
+    if monitor.listener is not None:
+        poller.register(monitor.listener, select.POLLIN)
     if audit_sock is not None:
         poller.register(audit_sock, select.POLLIN)
+    if ctl is not None:
+        poller.register(ctl, select.POLLIN)
     done_at: float | None = None
-    last_audit = time.monotonic()
+    asked = False
+    last_audit = last = time.monotonic()
     while True:
         now = time.monotonic()
         if done_at is not None and (audit_sock is None or now - last_audit >= QUIET or now - done_at >= QUIET_MAX):
-            return
-        ready = dict(poller.poll(int((QUIET if done_at is not None else IDLE) * 1000)))
+            return DONE
+        if deadline is not None and now >= deadline:
+            return DEADLINE
+        # A kill not seen through does not hold it up: it goes with what is saved.
+        if asked and not monitor.events and (monitor.listener is not None or handoff is None):
+            assert ctl is not None
+            if _confirmed(ctl):
+                hand_back(ctl, audit_sock, monitor)
+                return HANDED_BACK
+            asked = False  # the supervisor gave up waiting and stays: serving goes on, as before it asked
+        if idle is not None and done_at is None and not monitor.busy() and now - last >= idle:
+            return IDLE_END
+        wait = QUIET if done_at is not None else IDLE
+        ready = dict(poller.poll(int(1000 * (wait if deadline is None else max(0.0, min(wait, deadline - now))))))
+        # Swept on every turn, not only after a quiet spell: a container refused again and again
+        # (or the host's other audit records) must not keep an event or a kill pending for ever.
+        monitor.sweep()
         if not ready:
-            monitor.sweep()
             continue
-        if handoff.fileno() in ready:  # first: a Landlock record may name the init it carries
+        activity = monitor.activity
+        if ctl is not None and ctl.fileno() in ready:
+            poller.unregister(ctl)
+            asked = _asked(ctl)  # or the supervisor ended without a keeper
+            last = time.monotonic()
+        if handoff is not None and handoff.fileno() in ready:  # first: a Landlock record may name the init it carries
             got = recv_listener(handoff)
             poller.unregister(handoff)
+            handoff = None
+            last = time.monotonic()
             if got is None:
                 if monitor.listener is None:
                     done_at = time.monotonic()
@@ -276,21 +354,67 @@ def serve(handoff: socket.socket, audit_sock: socket.socket | None, monitor: Mon
             records, _ = audit.read(audit_sock)
             last_audit = time.monotonic()
             monitor.audit(records)
+        if monitor.activity != activity:
+            last = time.monotonic()
 
 
-def run(setup: violations.Setup, stream: str, programs: dict[str, bytes], handoff: socket.socket,
-        audit_sock: socket.socket | None) -> None:
+def _asked(ctl: socket.socket) -> bool:
+    try:
+        return bool(ctl.recv(1))
+    except OSError:
+        return False
+
+
+def _confirmed(ctl: socket.socket) -> bool:
+    """Tell the supervisor that what it asked for is ready, and whether it still takes it: it
+    confirms, or it has given up (monitor.TAKE_BACK_WAIT) and shut its end down. Waited for
+    without a limit of its own: one that ran out first would leave a supervisor that confirmed
+    late waiting for what never comes."""
+    from nucleus.effects.monitor import READY
+
+    try:
+        ctl.settimeout(None)
+        ctl.sendall(READY)
+        return ctl.recv(1) == READY
+    except OSError:
+        return False
+
+
+def hand_back(ctl: socket.socket, audit_sock: socket.socket | None, monitor: Monitor) -> None:
+    """Send the supervisor what its keeper holds from now on: the listener (when the
+    container handed one over), the audit reader and the user's copy of the stream, with what a
+    later monitor goes on from; one message framed as the serve protocol's (serve_wire)."""
+    from nucleus.effects import serve_wire
+
+    held = {"listener": monitor.listener, "audit": audit_sock.fileno() if audit_sock else None,
+            "copy": monitor.sinks.copy_fd}
+    ctl.settimeout(None)
+    serve_wire.send(ctl, {**{key: fd is not None for key, fd in held.items()}, **monitor.saved()},
+                    tuple(fd for fd in held.values() if fd is not None))
+
+
+def run(setup: violations.Setup, stream: str, programs: dict[str, bytes], handoff: socket.socket | None,
+        audit_sock: socket.socket | None, ctl: socket.socket | None = None,
+        saved: tuple[dict[str, object], int | None] | None = None, idle: float | None = None,
+        kept: frozenset[int] = frozenset(), deadline: float | None = None) -> tuple[str, Monitor]:
     """The monitor's life once forked: ignore the terminal's signals (it must outlive every
     process of the container to answer its last calls), keep only fds 0-2, its sockets and the
-    stream's files, and serve."""
+    stream's files, and serve. A monitor the keeper started (nucleus.app.keeper) goes on from
+    what the one before it `saved`, with the listener it holds, and ends after `idle` seconds
+    with nothing to do (or at `deadline`), keeping `kept` open meanwhile; returns why it ended,
+    and the monitor (what a monitor after it goes on from: its `saved`)."""
     for sig in seccomp_tracer.TRACER_IGNORES:
         signal.signal(sig, signal.SIG_IGN)
     # Rotated only while the stream is there: `nucleus rm` removes it with the container. Shared
     # with the monitors of the commands joined into the container (nucleus exec).
     writer = logs.Writer(logs.Sink(stream, violations.MAX_STREAM_SIZE, violations.STREAM_FILES, stream),
                          shared=True)
-    keep = {0, 1, 2, handoff.fileno()} | ({audit_sock.fileno()} if audit_sock else set())
+    keep = {0, 1, 2, *kept} | {s.fileno() for s in (handoff, audit_sock, ctl) if s is not None}
     keep |= {writer.fd} if writer.fd is not None else set()
     keep |= {setup.copy_fd} if setup.copy_fd is not None else set()
+    monitor = Monitor(setup.context, programs, Sinks(writer, setup.copy_fd))
+    if saved is not None:
+        monitor.resume(saved[0], saved[1])
+        keep |= {saved[1]} if saved[1] is not None else set()
     seccomp_tracer.close_all_but(keep)
-    serve(handoff, audit_sock, Monitor(setup.context, programs, Sinks(writer, setup.copy_fd)))
+    return serve(handoff, audit_sock, monitor, ctl, idle, deadline), monitor

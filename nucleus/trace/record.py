@@ -38,9 +38,24 @@ class Recorder:
             self.state_meta.append({"event": v.to_wire(event), "intents": [v.to_wire(i) for i in intents]})
         self.states.append(values)
 
-    def write(self) -> None:
+    def dump(self) -> dict[str, Any]:
+        """The trace so far, as its ITF document."""
         meta = {"plan": self.inputs} if self.inputs is not None else None
-        data = itf.dump(self.module, self.states, self.description, meta, self.state_meta)
+        return itf.dump(self.module, self.states, self.description, meta, self.state_meta)
+
+    @classmethod
+    def resumed(cls, machine: Any, module: str, path: str, data: dict[str, Any]) -> Recorder:
+        """A recorder that goes on from the trace `dump` gave (the same run, in another process:
+        nucleus.app.keeper)."""
+        trace = itf.parse(data, path)
+        meta = dict(trace.meta)
+        recorder = cls(machine, module, path, str(meta.get("description", "")), meta.get("plan"))
+        recorder.states = [dict(state) for state in trace.states]
+        recorder.state_meta = [{k: x for k, x in m.items() if k != "index"} for m in trace.state_meta]
+        return recorder
+
+    def write(self) -> None:
+        data = self.dump()
         tmp = f"{self.path}.tmp{os.getpid()}"
         with open(tmp, "w") as f:
             json.dump(data, f, indent=1)
