@@ -7,12 +7,12 @@ skipped rather than guessed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from nucleus.frozen import frozen
 
 UNIFIED = "unified"  # the key of a cgroup v2 mount in CgroupLayout.mounts
 
 
-@dataclass(frozen=True)
+@frozen
 class CgroupLayout:
     """Where the cgroup controllers nucleus uses are mounted.
 
@@ -59,7 +59,7 @@ class CgroupLayout:
         return None
 
 
-@dataclass(frozen=True)
+@frozen
 class SubordinateRange:
     """An entry of /etc/subuid or /etc/subgid: ids `start`..`start+count-1` given to `owner`."""
 
@@ -69,7 +69,7 @@ class SubordinateRange:
     count: int
 
 
-@dataclass(frozen=True)
+@frozen
 class HostFacts:
     """The facts a run, a join or a mode check may need; None means "not probed"."""
 

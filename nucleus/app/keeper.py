@@ -24,10 +24,10 @@ which `nucleus rm --force` reclaims, as after any supervisor lost.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nucleus.effects import process
+from nucleus.frozen import frozen
 from nucleus.plain import from_plain, to_plain
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def refusal(config: ContainerConfig, planned: RunPlan, executor: Executor, **kep
     return None
 
 
-@dataclass(frozen=True)
+@frozen
 class Resume:
     """What the teardown takes up: the container, where its store is, the System machine's
     state, the trace so far (its ITF document, None without --trace, and its path), the

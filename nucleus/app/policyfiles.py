@@ -3,14 +3,15 @@ sha256 pin, and hand the bytes to the pure parsers in nucleus.config.policy."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from nucleus.effects import prepare
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Policies:
     seccomp: dict[str, Any] | None = None  # a normalized OCI profile
     seccomp_path: str | None = None

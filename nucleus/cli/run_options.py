@@ -5,13 +5,15 @@ the one function that turns the parsed values into a validated ContainerConfig.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
+
+from nucleus.frozen import frozen
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
+@frozen
 class Flag:
     names: tuple[str, ...]
     help: str

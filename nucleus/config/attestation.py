@@ -21,9 +21,9 @@ newline, a tab, a carriage return, a backslash) is refused when attesting.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 MANIFEST = ".nucleus-rootfs-sha256"
 STORE_PATHS = ".nucleus-rootfs-store-paths"
@@ -120,7 +120,7 @@ def render_store_paths(paths: tuple[str, ...]) -> str:
     return "".join(f"{p}\n" for p in sorted(set(paths)))
 
 
-@dataclass(frozen=True)
+@frozen
 class Differences:
     missing: tuple[str, ...] = ()  # in the manifest, not in the closure
     changed: tuple[str, ...] = ()  # another content

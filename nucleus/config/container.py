@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from nucleus.config import changes as changes_rules
@@ -26,6 +26,7 @@ from nucleus.config.service import ServiceOptions
 from nucleus.config.tmpfs import Tmpfs
 from nucleus.config.volumes import Volume, under
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HOSTNAME_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -52,7 +53,7 @@ MIN_LOG_SIZE = 4096
 MAX_LOG_FILES = 100
 
 
-@dataclass(frozen=True)
+@frozen
 class ContainerConfig:
     argv: tuple[str, ...]
     name: str | None = None

@@ -39,10 +39,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -135,7 +135,7 @@ def plain(address: Address) -> Address:
     return address
 
 
-@dataclass(frozen=True)
+@frozen
 class Domain:
     """One ``--egress-domain`` rule: ``base`` (a normal name) and whether it is ``*.base``."""
 
@@ -173,7 +173,7 @@ def parse_domain(text: str) -> Domain:
 # --- networks and ports ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Ports:
     """One port flag's value: the ports FIRST to LAST."""
 
@@ -215,7 +215,7 @@ def parse_network(text: str) -> Network:
 # --- the policy -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class EgressPolicy:
     """What a bridged container may reach: ``networks`` in their normal text (``192.0.2.0/24``;
     plain data, as a run's record and trace carry it), the domain rules, the ports.
@@ -315,7 +315,7 @@ def in_force(policy: EgressPolicy | None, production: bool) -> EgressPolicy | No
 # --- decisions ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Verdict:
     """A decision: allowed or not, the rule that decided (a sentence naming the flag and value),
     and for a refusal a hint that says which flag would allow it."""

@@ -6,14 +6,13 @@ caller's stdin. `nucleus attach` is `exec -i` without the other options (ATTACH)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from nucleus.config import users
 from nucleus.config.container import env_key_refused
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class ExecOptions:
     user: str | None = None  # -u: None runs as the container's workload does
     workdir: str | None = None  # -w: None is the container's working directory

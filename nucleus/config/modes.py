@@ -47,8 +47,9 @@ table, e.g.::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
+
+from nucleus.frozen import frozen
 
 if TYPE_CHECKING:
     from nucleus.config.egress import EgressPolicy
@@ -228,7 +229,7 @@ class PolicyFile(NamedTuple):
     pinned: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class ModeRequest:
     """What a run asked for, as far as the service mode and trust level care.
 

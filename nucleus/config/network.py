@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 NONE, BRIDGE, HOST, USER = "none", "bridge", "host", "user"
 MODES = (NONE, BRIDGE, HOST, USER)
@@ -60,7 +60,7 @@ Port = tuple[str, str, int, int]  # (protocol, host address or "", host port, co
 Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True)
+@frozen
 class Bridge:
     """What a bridged run asked of its bridge; flags not given are None or empty (their
     defaults apply: `name`, `networks`)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from nucleus.config import sysctl, users
@@ -28,6 +28,7 @@ from nucleus.config.resources import MAX_NOFILE, Limits, parse_size
 from nucleus.config.tmpfs import Tmpfs
 from nucleus.config.volumes import Volume, under
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 FILE = "config.json"
 VERSION_RE = re.compile(r"^1\.[0-2]\.\d+(-[0-9A-Za-z.+-]+)?$")
@@ -79,7 +80,7 @@ SECCOMP_ENV = "NUCLEUS_OCI_SECCOMP"
 HINT_DEGRADED = f"only the runtime's operator can allow it: nucleus-oci {DEGRADED} (or {DEGRADED_ENV}=1)"
 
 
-@dataclass(frozen=True)
+@frozen
 class Runtime:
     """What the runtime's operator decides for every bundle (nucleus-oci's global flags): where
     the seccomp profile comes from, and whether a bundle may weaken nucleus's hardening (the
@@ -103,7 +104,7 @@ HOME = "/root"  # the home of a process whose HOME is unset or not one nucleus g
 HINT_HOOKS = "nucleus runs no hooks from a bundle; remove them, or run the bundle with runc"
 
 
-@dataclass(frozen=True)
+@frozen
 class Bundle:
     """A bundle's config.json as nucleus will run it: the container configuration, what the
     config asked that nucleus replaces with something stricter (said as warnings), and the

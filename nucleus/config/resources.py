@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -96,7 +96,7 @@ class IoLimit(NamedTuple):
         return f"{self.major}:{self.minor}"
 
 
-@dataclass(frozen=True)
+@frozen
 class Limits:
     """The limits of one container. Sizes in bytes; None means unlimited.
 

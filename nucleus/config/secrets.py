@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
 
 from nucleus.config.volumes import FLAG as VOLUME_FLAG
 from nucleus.config.volumes import Volume, under
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 FLAG = "--secret"
 SECRETS_DIR = "/run/secrets"
@@ -44,7 +44,7 @@ SECRET_PAIRS = frozenset({("API", "KEY"), ("PRIVATE", "KEY"), ("ACCESS", "KEY"),
 LOCATION_SUFFIXES = ("_FILE", "_PATH", "_DIR")
 
 
-@dataclass(frozen=True)
+@frozen
 class Secret:
     """One --secret: the host file, where the workload reads it, and its file's name in
     /run/secrets."""

@@ -9,9 +9,9 @@ Durations are written as the reference writes them, in seconds (`30`, `0.5`), or
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 # The reference's defaults (seconds).
 DEFAULT_INTERVAL = 30.0
@@ -66,7 +66,7 @@ def _command(text: str, flag: str) -> str:
     return text
 
 
-@dataclass(frozen=True)
+@frozen
 class HealthCheck:
     """--health-cmd and its timing: run by /bin/sh -c inside the container every `interval`
     seconds once `start_period` has passed (failures before then do not count); `retries`
@@ -80,7 +80,7 @@ class HealthCheck:
     start_period: float = DEFAULT_START_PERIOD
 
 
-@dataclass(frozen=True)
+@frozen
 class RestartPolicy:
     """--restart: `no`, `on-failure` (a status other than 0; at most `limit` restarts when
     given) or `always` (until stop, kill or rm)."""
@@ -89,7 +89,7 @@ class RestartPolicy:
     limit: int | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Readiness:
     """When the service is ready: a command that succeeds (`exec`, checked like the health
     check), a TCP port that accepts a connection inside the container's network namespace
@@ -100,7 +100,7 @@ class Readiness:
     workload: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class ServiceOptions:
     health: HealthCheck | None = None
     on_unhealthy: str = "none"

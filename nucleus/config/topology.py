@@ -32,13 +32,14 @@ import json
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from nucleus.config import users
 from nucleus.config.policy.common import _closest, _kind, _show
 from nucleus.config.resources import parse_size
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 DEFAULT_FILE = "nucleus.toml"
 CONDITIONS = ("started", "healthy")
@@ -64,7 +65,7 @@ TABLE = "a table of strings"
 DEPENDENCIES = "an array of tables ([[services.S.depends_on]] with service and condition)"
 
 
-@dataclass(frozen=True)
+@frozen
 class Key:
     """A service key: the kind of value it takes, and the `nucleus run` flag each value becomes
     (None: compose's own)."""
@@ -115,13 +116,13 @@ MAX_REPLICAS = 64
 # --- The topology ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Dependency:
     service: str
     condition: str = "started"
 
 
-@dataclass(frozen=True)
+@frozen
 class Volume:
     """A `[volumes.V]`: persistent (a directory under the state directory, shared by the
     services that mount it, kept until `down --volumes`, whose owner appears inside as `owner`)
@@ -133,7 +134,7 @@ class Volume:
     owner: str | None = None  # USER[:GROUP] as -u takes it (None: container root)
 
 
-@dataclass(frozen=True)
+@frozen
 class Mount:
     """A service's `volumes` entry: a volume of the topology (`source` a name) or, written as an
     absolute path, a directory of the host (agent mode's binds)."""
@@ -147,7 +148,7 @@ class Mount:
         return not self.source.startswith("/")
 
 
-@dataclass(frozen=True)
+@frozen
 class Service:
     name: str
     command: tuple[str, ...] = ()
@@ -166,7 +167,7 @@ class Service:
         return bool(self.option("health_check"))
 
 
-@dataclass(frozen=True)
+@frozen
 class Topology:
     name: str
     path: str

@@ -8,9 +8,9 @@ which ids exist is its user namespace's: both are decided when the run or the jo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 # A user or group name as shadow-utils accepts one (a trailing '$' for machine accounts).
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
@@ -19,7 +19,7 @@ MAX_ID = 0xFFFFFFFE  # (uid_t)-1 means "unchanged" to the kernel: never an id
 HINT = "give a user name or uid, and optionally a group, e.g. -u 1000, -u 1000:1000 or -u nobody"
 
 
-@dataclass(frozen=True)
+@frozen
 class UserSpec:
     """A user (a name, or a number) and an optional group (a name, or a number)."""
 

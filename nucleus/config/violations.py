@@ -33,6 +33,7 @@ import json
 from dataclasses import dataclass
 
 from nucleus.config import seccomp_default as sd
+from nucleus.frozen import frozen
 from nucleus.linux import CLONE_NEW_ALL
 
 LAYERS = ("seccomp", "landlock", "egress")
@@ -58,7 +59,7 @@ _IOCTL = {number: name for name, number in {**sd.IOCTL_REQUESTS, **sd.DENIED_IOC
 _NAMESPACE_CALLS = ("clone", "unshare", "setns")
 
 
-@dataclass(frozen=True)
+@frozen
 class Context:
     """What a denial is described against: the container, the seccomp profile (a profile
     file's path, or None for the default profile with its default action) and the Landlock

@@ -17,11 +17,12 @@ import re
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from nucleus import vocab as v
 from nucleus.effects import control
 from nucleus.facts import UNIFIED
+from nucleus.frozen import frozen
 
 # cgroup v1 reports "no limit" as LONG_MAX rounded down to a page; anything this big is unlimited.
 V1_UNLIMITED = 1 << 62
@@ -114,7 +115,7 @@ FILES = Files()
 # --- handles ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Cgroup:
     """One container's cgroup, for `stats`. ``dirs`` maps each controller to its directory; on
     v2 every controller shares one directory, also named by the key "unified"."""

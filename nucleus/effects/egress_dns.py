@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dns.asyncquery
@@ -38,6 +37,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from nucleus.config.egress import decide_name, parse_address
+from nucleus.frozen import frozen
 
 if TYPE_CHECKING:
     import socket
@@ -59,7 +59,7 @@ class ResolveFailed(Exception):
     """An allowed name that resolved to nothing: why (NXDOMAIN, no address, a timeout)."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Upstream:
     """The resolver allowed names are resolved by (never a public one chosen by nucleus)."""
 

@@ -12,9 +12,9 @@ at once is refused (request smuggling lives in those ambiguities).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from nucleus.config.egress import normal_name, parse_address
+from nucleus.frozen import frozen
 
 MAX_HEAD = 32 * 1024  # bytes of a request or response head, CRLF CRLF included
 MAX_HEADERS = 100
@@ -38,7 +38,7 @@ class BadMessage(Exception):
         self.status, self.why = status, why
 
 
-@dataclass(frozen=True)
+@frozen
 class Head:
     """A request head: ``start`` holds the method, target and version; a response head: the
     version, status and reason. Header names keep their case; values are stripped."""

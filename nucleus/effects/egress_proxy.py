@@ -31,12 +31,12 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nucleus.config.egress import Verdict, parse_address
 from nucleus.effects import egress_http as http
 from nucleus.effects.egress_dns import ResolveFailed, peer
+from nucleus.frozen import frozen
 
 if TYPE_CHECKING:
     from nucleus.config.egress import Address
@@ -50,7 +50,7 @@ SOCKS_FAILURE, SOCKS_UNREACHABLE, SOCKS_CONNECTION_REFUSED = 1, 4, 5
 SOCKS_COMMAND, SOCKS_ADDRESS_TYPE = 7, 8  # not supported
 
 
-@dataclass(frozen=True)
+@frozen
 class Limits:
     head_timeout: float = 30.0
     connect_timeout: float = 10.0

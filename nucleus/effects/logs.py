@@ -16,12 +16,13 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from nucleus.frozen import frozen
 
 CHUNK = 65536
 
 
-@dataclass(frozen=True)
+@frozen
 class Sink:
     """Where a detached container's output goes: the current file's path, the size at which a
     new file is started, how many files are kept, and the container's record (once it is gone,

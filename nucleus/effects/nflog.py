@@ -19,7 +19,8 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from nucleus.frozen import frozen
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_ULOG = 4
@@ -49,7 +50,7 @@ _IPV6_EXTENSIONS = (0, 43, 60)  # hop-by-hop, routing, destination options
 _IPV6_FRAGMENT = 44
 
 
-@dataclass(frozen=True)
+@frozen
 class Flow:
     """One dropped packet's flow: ``protocol`` "tcp" or "udp", its source and destination."""
 

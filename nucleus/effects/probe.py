@@ -11,7 +11,7 @@ import posixpath
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from nucleus.config import context as context_rules
 from nucleus.config import host_etc as etc_rules
@@ -20,6 +20,7 @@ from nucleus.config.context import FollowedLink, PathDir, Resolved
 from nucleus.config.hostpaths import HostPath
 from nucleus.errors import InvalidInput
 from nucleus.facts import UNIFIED, CgroupLayout, HostFacts, SubordinateRange
+from nucleus.frozen import frozen
 
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/lib64", "/nix")
 # From a --rootfs closure: its own /etc replaces the generated one.
@@ -531,7 +532,7 @@ def writable_file(flag: str, path: str | None) -> None:
 # --- cgroups --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class _Mount:
     root: str
     point: str

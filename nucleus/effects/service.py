@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from nucleus import linux
 from nucleus.effects import libc, notify, process
+from nucleus.frozen import frozen
 
 OUTPUT_KEPT = 256  # bytes of a check's output kept for inspect
 CONNECT_TIMEOUT = 1.0  # seconds one probe waits for a connection
@@ -45,7 +46,7 @@ class Check:
     timed_out: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class Taken:
     """A signal taken from the supervisor's queue."""
 

@@ -3,14 +3,16 @@ Pure data, no I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, cast
+
+from nucleus.frozen import frozen
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 
-@dataclass(frozen=True)
+@frozen
 class Step:
     """An accepted transition: the new state and the intents the effects layer must carry out."""
 
@@ -18,7 +20,7 @@ class Step:
     intents: tuple[Any, ...] = field(default=())
 
 
-@dataclass(frozen=True)
+@frozen
 class Refused:
     """A disabled action: the state is unchanged and nothing is done. `why` is for a user."""
 

@@ -14,15 +14,16 @@ the kernel tears down when its last process exits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from nucleus import vocab as v
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step
 
 PHASES = ("idle", "mounting", "pivoting", "chrooting", "detaching", "auditing", "sealed", "failed")
 
 
-@dataclass(frozen=True)
+@frozen
 class FilesystemState:
     plan: tuple[v.Intent, ...] = ()
     new_root: str = ""

@@ -14,9 +14,10 @@ Release are internal steps (`advance`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from nucleus import vocab as v
+from nucleus.frozen import frozen
 from nucleus.machines import network
 from nucleus.machines.base import Refused, Step, refuse
 from nucleus.vocab import gvisor as gv
@@ -28,7 +29,7 @@ ENDED = ("stopped", "failed")
 ACTIVE = ("creating", "running")
 
 
-@dataclass(frozen=True)
+@frozen
 class GvisorPlan:
     """What the machine asks of runsc, planned once (nucleus.plan.gvisor): the bundle to write,
     the run, and runsc's command line with its global flags (for kill and delete)."""
@@ -60,7 +61,7 @@ class GvisorPlan:
         return gv.RemoveBundle(directory=self.bundle.directory)
 
 
-@dataclass(frozen=True)
+@frozen
 class GvisorState:
     status: str = "none"
     bundle: bool = False

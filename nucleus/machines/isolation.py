@@ -19,9 +19,10 @@ cgroup, and in the privileged order before "enter_user" until the filesystem is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from nucleus import vocab as v
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step
 
 PRIVILEGED_PLAN = (
@@ -32,7 +33,7 @@ PHASES = ("idle", "running", "waiting", "ready", "failed")
 NAMESPACES = ("user", "pid", "mount", "net", "uts", "ipc", "cgroup", "time")
 
 
-@dataclass(frozen=True)
+@frozen
 class IsolationState:
     rootless: bool = False
     phase: str = "idle"

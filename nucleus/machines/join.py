@@ -15,9 +15,10 @@ workload, and never more leniency either.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from nucleus import vocab as v
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step, spec_set
 
 PLAN = ("spawn", "cgroup", "enter", "identity", "fork", "caps", "seccomp", "landlock")
@@ -25,7 +26,7 @@ PHASES = ("idle", "running", "ready", "started", "exited", "failed")
 DEGRADABLE = ("seccomp", "landlock")
 
 
-@dataclass(frozen=True)
+@frozen
 class JoinState:
     degradable: frozenset[str] = frozenset()  # the controls the container itself runs without
     phase: str = "idle"

@@ -8,10 +8,11 @@ up (seen by `rm --force`) leads to the same cleanup.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from nucleus import vocab as v
 from nucleus.config.signals import SENDABLE
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step
 
 STATUSES = ("none", "creating", "created", "running", "stopped", "failed", "removed")
@@ -21,7 +22,7 @@ PREPARED_LEVELS = LEVELS[1:]  # what a prepared container runs at (the security 
 SIGNALS = SENDABLE
 
 
-@dataclass(frozen=True)
+@frozen
 class LifecycleState:
     status: str = "none"
     security: str = "none"  # the security level the container was prepared with

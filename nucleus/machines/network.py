@@ -24,9 +24,10 @@ fails leaves the network "leaked" until a later Release (nucleus rm --force).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from nucleus import vocab as v
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step, spec_set
 
 BRIDGE_PLAN = ("bridge", "veth", "nat", "address", "up", "route")
@@ -41,7 +42,7 @@ PHASES = ("idle", "running", "ready", "failed", "releasing", "released", "leaked
 SETTLED = ("idle", "ready", "failed", "leaked")
 
 
-@dataclass(frozen=True)
+@frozen
 class NetworkState:
     bridged: bool = False
     user: bool = False

@@ -12,8 +12,9 @@ leaves nothing (deleted).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step, refuse
 from nucleus.vocab import oci as ov
 
@@ -23,7 +24,7 @@ SIGKILL = 9  # what a forced delete sends (signal(7); no `signal` in a machine)
 SPEC_SIGNALS = (15, 9)  # formal/Oci.tla's Signals
 
 
-@dataclass(frozen=True)
+@frozen
 class OciState:
     status: str = "none"
 

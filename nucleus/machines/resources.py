@@ -20,9 +20,10 @@ stays leaked until another process takes the cleanup over (`reclaim`: `rm --forc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from nucleus import vocab as v
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step
 from nucleus.plan.cgroups import flag_of
 
@@ -40,7 +41,7 @@ MAX_RELEASE_TRIES = 3
 RELEASE_PAUSES = (0.0, 0.5, 2.0)
 
 
-@dataclass(frozen=True)
+@frozen
 class ResourcesState:
     required: bool = False
     phase: str = "idle"

@@ -11,9 +11,10 @@ place but refuses nothing, so the level is "traced", never "enforced".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from nucleus import vocab as v
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step, spec_set
 
 PHASES = ("idle", "caps", "seccomp", "landlock", "locked", "failed")
@@ -21,7 +22,7 @@ CONTROLS = ("caps", "seccomp", "landlock")
 DEGRADABLE = ("seccomp", "landlock")
 
 
-@dataclass(frozen=True)
+@frozen
 class SecurityState:
     allow_degraded: bool = False
     strict: bool = False  # strict-agent and production: nothing may be degraded, whatever else says

@@ -14,8 +14,9 @@ ordinary supervisor with its record, which `nucleus ps` and `rm --force` reclaim
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step, spec_set
 from nucleus.vocab import server as sv
 
@@ -28,7 +29,7 @@ SPEC_SANDBOXES = 2  # formal/Server.tla's Sandboxes: s1, s2
 MAX_COUNT = 2  # formal/Server.tla's MaxCount: where the refusal count's abstraction saturates
 
 
-@dataclass(frozen=True)
+@frozen
 class ServerState:
     root: bool  # the server runs as root: it may serve other uids
     capacity: int = CAPACITY

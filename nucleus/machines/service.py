@@ -17,9 +17,10 @@ BACKOFF_RESET seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from nucleus.config.service import HealthCheck, Readiness, RestartPolicy, ServiceOptions
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step
 from nucleus.vocab import service as sv
 
@@ -33,7 +34,7 @@ MAX_COUNT = 2  # formal/Service.tla's MaxCount: where the abstraction's restart 
 SPEC_RETRIES = 2  # formal/Service.tla's Retries
 
 
-@dataclass(frozen=True)
+@frozen
 class Result:
     """One check's result as inspect shows it."""
 
@@ -43,7 +44,7 @@ class Result:
     timed_out: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class ServiceState:
     options: ServiceOptions
     phase: str = "starting"  # running: a workload runs; waiting: for (and setting up) a restart

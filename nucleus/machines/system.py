@@ -10,10 +10,11 @@ nucleus.plan.parameters); production's promises are invariants of the compositio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from nucleus import vocab as v
+from nucleus.frozen import frozen
 from nucleus.machines import filesystem, isolation, lifecycle, network, resources, security
 from nucleus.machines.base import Refused, Step
 
@@ -24,7 +25,7 @@ MACHINES: dict[str, Any] = {
 SETTLING = ("creating", "limiting", "waiting", "attaching")
 
 
-@dataclass(frozen=True)
+@frozen
 class SystemState:
     lc: lifecycle.LifecycleState
     iso: isolation.IsolationState

@@ -17,8 +17,9 @@ dependents before their dependencies. A service that runs unchanged is never sto
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from nucleus.frozen import frozen
 from nucleus.machines.base import Refused, Step, spec_set
 from nucleus.vocab import topology as t
 
@@ -31,7 +32,7 @@ BUSY = ("starting", "stopping")
 Dependency = tuple[str, str, str]  # (service, the service it depends on, "started" | "healthy")
 
 
-@dataclass(frozen=True)
+@frozen
 class TopologyState:
     # The graph (the spec fixes one; a topology file gives its own): the services in dependency
     # order, the dependencies, the services with a health check.

@@ -20,12 +20,13 @@ is made. What a write the kernel still refuses means is the SetCgroupLimits inte
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from nucleus import vocab as v
 from nucleus.config.resources import CPU_PERIOD, IoLimit, Limits, show
 from nucleus.errors import InvalidInput
 from nucleus.facts import UNIFIED, CgroupLayout, HostFacts
+from nucleus.frozen import frozen
 
 V2_REQUIRED = ("cpu", "memory", "pids")
 # The extended attribute nucleus sets on a parent group it makes: the release removes a parent
@@ -57,7 +58,7 @@ FLAG_OF = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class CgroupPlan:
     """The backend, each controller's directory (for `nucleus stats`), and the four intents."""
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-from dataclasses import dataclass
 from typing import Any
 
 from nucleus import vocab as v
@@ -35,6 +34,7 @@ from nucleus.config.gvisor import PLATFORM
 from nucleus.config.host_etc import ETC
 from nucleus.config.resources import Limits
 from nucleus.config.workspace import TMP
+from nucleus.frozen import frozen
 from nucleus.machines import network
 from nucleus.machines.gvisor import GvisorPlan
 from nucleus.plan import ids, users
@@ -67,7 +67,7 @@ HOME_DATA = "size=268435456,mode=0700"
 RUN_DATA = "size=67108864,mode=0755"
 
 
-@dataclass(frozen=True)
+@frozen
 class Host:
     """What the plan needs of the host (nucleus.effects.gvisor.host gathers it)."""
 

@@ -6,11 +6,12 @@ data its intent carries. Pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from nucleus import vocab as v
 from nucleus.config.exec_options import PLAIN, ExecOptions
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 from nucleus.machines import join
 from nucleus.plan import users
 from nucleus.plan.run import JOIN_ORDER, JoinPolicy
@@ -87,7 +88,7 @@ def _maps_of(rootless: bool) -> tuple[v.IdMap, v.IdMap]:
     return ((0, 0, count),), ((0, 0, count),)
 
 
-@dataclass(frozen=True)
+@frozen
 class JoinInputs:
     """Everything `plan` takes: what a recorded trace keeps so that replay can plan again."""
 

@@ -6,8 +6,6 @@ Pure: the host facts it needs (which system directories exist, which are symlink
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from nucleus import vocab as v
 from nucleus.config import secrets as secret_rules
 from nucleus.config import tmpfs as tmpfs_rules
@@ -16,6 +14,7 @@ from nucleus.config.context import DEFAULT_CONTEXT_SIZE, ContextSource, exclusio
 from nucleus.config.host_etc import ETC
 from nucleus.config.volumes import VolumeSource
 from nucleus.config.workspace import TMP, noexec, opened_below
+from nucleus.frozen import frozen
 from nucleus.plan import users
 
 SYSTEM_DIRS = ("/bin", "/sbin", "/usr", "/lib", "/lib64", "/nix")
@@ -35,7 +34,7 @@ PROC_MASKED = (
 PROC_READONLY = ("sys", "irq", "bus", "fs")
 
 
-@dataclass(frozen=True)
+@frozen
 class HostLayout:
     """Facts about the host's system directories: path -> symlink target, or "" for a directory."""
 

@@ -23,7 +23,6 @@ the container's reach.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import Any
 
 from nucleus import vocab as v
@@ -33,6 +32,7 @@ from nucleus.config import violations
 from nucleus.config.container import ContainerConfig
 from nucleus.errors import HostUnsupported, InvalidInput
 from nucleus.facts import HostFacts
+from nucleus.frozen import frozen
 from nucleus.machines import network
 from nucleus.plan import parameters
 
@@ -48,7 +48,7 @@ DNS_PORT = 53
 LOOPBACK = "127.0.0.1"  # where a user-mode network's egress process listens, on the host
 
 
-@dataclass(frozen=True)
+@frozen
 class NetworkPlan:
     """What the run's network is: `mode`, and for a bridge its name, subnets, gateways, NAT
     backend and published ports. `egress`: the policy its rules and proxy enforce (None: none,

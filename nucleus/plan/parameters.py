@@ -10,12 +10,11 @@ rely on it: a weakening the mode or the trust level forbids is never passed on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from nucleus.config import modes
+from nucleus.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Parameters:
     """What the spec's parameters are for one run (the spec's variable in each comment)."""
 

@@ -11,9 +11,9 @@ arrives as `Observed` (nucleus.effects.promises reads it).
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
 
 from nucleus.config import modes
+from nucleus.frozen import frozen
 from nucleus.machines import network, system
 
 MEMORY_FILES = ("memory.max", "memory.limit_in_bytes")  # cgroup v2, v1
@@ -22,7 +22,7 @@ PAGE_SLACK = 64 * 1024
 HIDEPID = ("hidepid=2", "hidepid=invisible")  # how /proc shows hidepid=2 (the name since 5.8)
 
 
-@dataclass(frozen=True)
+@frozen
 class Observed:
     """What the host shows just before Start: the memory limit file's content and the
     container's /proc mount's options (None: not found; `unread` says why, per field name)."""

@@ -6,7 +6,7 @@ and the workload), plus what a later `attach` needs to join with the same restri
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from nucleus import vocab as v
 from nucleus.config import landlock_default, modes, violations, workspace
@@ -17,6 +17,7 @@ from nucleus.config.container import ContainerConfig
 from nucleus.config.context import ContextSource
 from nucleus.config.volumes import VolumeSource
 from nucleus.facts import HostFacts
+from nucleus.frozen import frozen
 from nucleus.machines import filesystem, isolation, lifecycle, resources, security, system
 from nucleus.plan import cgroups, ids, mounts, parameters, users
 from nucleus.plan import network as network_plan
@@ -28,7 +29,7 @@ GROUPS_FIELD = "config.json: process.user.additionalGids"  # the only source of 
 LandlockRules = tuple[tuple[str, tuple[str, ...]], ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class Artifacts:
     """What was prepared for the run before anything on the host changed: the compiled seccomp
     program's sha256 (compiling is where a bad profile is refused), the choices made by the
@@ -44,7 +45,7 @@ class Artifacts:
     volumes: tuple[VolumeSource, ...] = ()  # -v, opened (nucleus.config.volumes)
 
 
-@dataclass(frozen=True)
+@frozen
 class JoinPolicy:
     """What joining the container takes (recorded with the container for `attach`)."""
 
@@ -69,7 +70,7 @@ class JoinPolicy:
     id_maps: tuple[v.IdMap, v.IdMap] = ((), ())
 
 
-@dataclass(frozen=True)
+@frozen
 class RunPlan:
     state: system.SystemState
     rootfs_dir: str  # where the new root is assembled (a mount point kept in the state directory)
@@ -236,7 +237,7 @@ def with_context(config: ContainerConfig, resolved: str | None) -> ContainerConf
     return config if resolved is None else replace(config, context=resolved)
 
 
-@dataclass(frozen=True)
+@frozen
 class RunInputs:
     """Everything `plan` takes: what a recorded trace keeps so that replay can plan again."""
 

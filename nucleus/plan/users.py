@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
 
 from nucleus.config import users
 from nucleus.config.container import DEFAULT_HOME
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 IdMap = tuple[tuple[int, int, int], ...]
 # (uid, gid, supplementary groups): what the caps step switches to (vocab DropCapabilities.user).
@@ -33,7 +33,7 @@ NO_HOME = "/nonexistent"  # the conventional "no home" (nobody's)
 _ID = re.compile(r"[0-9]{1,10}")
 
 
-@dataclass(frozen=True)
+@frozen
 class Entry:
     name: str
     id: int
@@ -42,7 +42,7 @@ class Entry:
     members: tuple[str, ...] = ()  # group: its members' names
 
 
-@dataclass(frozen=True)
+@frozen
 class Account:
     """The workload's user: ids, supplementary groups (mapped ones only), names and home."""
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from nucleus.frozen import frozen
 from nucleus.tla.conformance import states_of
 from nucleus.tla.errors import TlaError
 from nucleus.tla.model import Model, State
@@ -38,7 +39,7 @@ class Unreadable(Exception):
     """The file is not a trace of a known spec (not JSON, not ITF, or not the spec's variables)."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Verdict:
     path: str
     module: str

@@ -8,11 +8,12 @@ objects; functions as {"#map": [[k, v], ...]}.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from nucleus.frozen import frozen
 
-@dataclass(frozen=True)
+
+@frozen
 class Trace:
     meta: dict[str, Any]
     vars: tuple[str, ...]

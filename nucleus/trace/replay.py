@@ -10,11 +10,11 @@ change in what the plan writes (a cgroup value, a mount flag) is caught.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from nucleus import vocab as v
 from nucleus.driver import Driver
+from nucleus.frozen import frozen
 from nucleus.machines import (
     filesystem,
     gvisor,
@@ -78,7 +78,7 @@ class _Observer:
         return []
 
 
-@dataclass(frozen=True)
+@frozen
 class Divergence:
     path: str
     index: int

@@ -51,10 +51,11 @@ PURE_STDLIB = frozenset(
         "ipaddress",
         "posixpath",
         "types",
+        "operator",
     }
 )
 PURE_NUCLEUS = ("nucleus.machines", "nucleus.config", "nucleus.plan", "nucleus.vocab",
-                "nucleus.errors", "nucleus.facts", "nucleus.plain", "nucleus.linux")
+                "nucleus.errors", "nucleus.facts", "nucleus.plain", "nucleus.linux", "nucleus.frozen")
 PURE_PACKAGES = PURE_NUCLEUS
 FORBIDDEN_EVERYWHERE = ("pyroute2", "asyncio", "dns")
 EGRESS_PROCESS = ("nucleus.effects.egress", "nucleus.effects.egress_dns", "nucleus.effects.egress_proxy")

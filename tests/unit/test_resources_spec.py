@@ -212,7 +212,8 @@ def test_limits_are_immutable_values():
 
 
 def test_the_module_is_pure():
-    """No host access: only the standard library's data modules and the error vocabulary."""
+    """No host access: only the standard library's data modules, the error vocabulary and the
+    frozen records."""
     import ast
     from pathlib import Path
 
@@ -222,4 +223,4 @@ def test_the_module_is_pure():
     imported |= {node.module for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= {"__future__", "math", "re", "collections.abc", "dataclasses", "typing",
-                        "nucleus.errors"}
+                        "nucleus.errors", "nucleus.frozen"}

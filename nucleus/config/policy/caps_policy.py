@@ -11,7 +11,6 @@ and inheritable.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from nucleus.config import capabilities as _caps
 from nucleus.config.modes import DANGEROUS_CAPABILITIES
@@ -25,6 +24,7 @@ from nucleus.config.policy.common import (
     _show,
 )
 from nucleus.errors import InvalidInput
+from nucleus.frozen import frozen
 
 CAP_SETS = ("bounding", "permitted", "effective", "inheritable", "ambient")
 
@@ -54,7 +54,7 @@ def _names_of(numbers: Iterable[int]) -> list[str]:
     return [_caps.capability_name(n) for n in sorted(numbers)]
 
 
-@dataclass(frozen=True)
+@frozen
 class CapsPolicy:
     """The five capability sets, as capability numbers, after derivation and checks."""
 

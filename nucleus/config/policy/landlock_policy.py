@@ -8,8 +8,6 @@ read in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from nucleus.config import landlock_default as _ll
 from nucleus.config.policy.common import (
     _check_keys,
@@ -21,6 +19,7 @@ from nucleus.config.policy.common import (
     _show,
     _string,
 )
+from nucleus.frozen import frozen
 
 LANDLOCK_ACCESS = (
     "read", "write", "execute", "create", "remove", "readdir", "ioctl_dev", "all",
@@ -31,14 +30,14 @@ _LANDLOCK_RULE_KEYS = ("path", "access")
 MAX_PATH = 4095
 
 
-@dataclass(frozen=True)
+@frozen
 class LandlockRule:
     path: str  # absolute, normalized
     access: frozenset[str]  # group names of LANDLOCK_ACCESS
     mask: int  # the LANDLOCK_ACCESS_FS_* bits (latest ABI; the effect masks to the kernel's)
 
 
-@dataclass(frozen=True)
+@frozen
 class LandlockPolicy:
     path: str
     min_abi: int

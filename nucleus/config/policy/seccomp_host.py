@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from nucleus.config import capabilities as _caps
 from nucleus.config.policy.caps_policy import _capability
@@ -21,6 +20,7 @@ from nucleus.config.policy.common import (
     _list,
     _show,
 )
+from nucleus.frozen import frozen
 
 SECCOMP_ARCHES = (
     "SCMP_ARCH_X86",
@@ -155,7 +155,7 @@ def _kernel_version(path: str, field: str, value: object) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-@dataclass(frozen=True)
+@frozen
 class _Filter:
     arches: frozenset[str]
     caps: frozenset[int]
