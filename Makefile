@@ -67,6 +67,7 @@ lint: $(BIN)/python ## ruff and mypy --strict over the whole package (pinned in 
 	$(BIN)/python -m mypy --strict nucleus
 
 bench: ## benchmarks against the peers (see BENCHMARKS.md)
+	@$(BIN)/python -m compileall -q nucleus >/dev/null  # a changed module's bytecode, as setup leaves it
 	$(BIN)/python -m benches --install-peers $(if $(filter 1,$(BENCH_QUICK)),--quick) $(if $(BENCH_REPS),--reps $(BENCH_REPS))
 
 clean: ## remove build and test leftovers

@@ -28,6 +28,7 @@ policy is drop keeps its rules (the bridge's accept comes after, nucleus.effects
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Iterator
 
 from nucleus import vocab as v
@@ -195,8 +196,10 @@ def _ipt_rules(op: v.NetEgress, version: int, proxy: int, dns: int,
 
 
 def _commands(addresses: tuple[str, ...]) -> list[tuple[str, int]]:
+    """The tools of the container's families; ip6tables whenever the kernel has IPv6: every
+    interface has a link-local address, whose traffic to the host is dropped."""
     return [(cmd, version) for cmd, version in (("iptables", 4), ("ip6tables", 6))
-            if _of(version, addresses)]
+            if _of(version, addresses) or (version == 6 and os.path.exists("/proc/sys/net/ipv6"))]
 
 
 # --- the steps ----------------------------------------------------------------------------------
