@@ -190,7 +190,7 @@ READY = b"!"  # the monitor's "ready to hand back", and the supervisor's "taken"
 
 def take_back(ctl: socket.socket) -> Held | None:
     """Ask the monitor for what it holds, in two steps: it says when it is ready (no audit event
-    read in part; a kill under way goes with what it saved), and hands its descriptors over only
+    read in part, no kill under way: a kill is seen through first), and hands its descriptors over only
     once this process confirms that it takes them (refusals.hand_back, waiting for that as long
     as this process has not shut `ctl` down). None when it is not ready within TAKE_BACK_WAIT:
     `ctl` is shut down, and the monitor goes on serving as before it was asked. Raises

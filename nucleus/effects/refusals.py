@@ -309,8 +309,10 @@ def serve(handoff: socket.socket | None, audit_sock: socket.socket | None, monit
             return DONE
         if deadline is not None and now >= deadline:
             return DEADLINE
-        # A kill not seen through does not hold it up: it goes with what is saved.
-        if asked and not monitor.events and (monitor.listener is not None or handoff is None):
+        # A kill not seen through holds it up (IDLE at most, until the sweep sends SIGKILL): the
+        # process it is for waits in its notification, and a namespace's init ignores SIGSYS, so
+        # nothing would wake a monitor to finish it once the keeper holds the listener.
+        if asked and not monitor.busy() and (monitor.listener is not None or handoff is None):
             assert ctl is not None
             if _confirmed(ctl):
                 hand_back(ctl, audit_sock, monitor)
