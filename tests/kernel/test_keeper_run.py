@@ -105,6 +105,20 @@ def test_refusals_long_after_the_handover_are_answered_and_recorded(scope, tmp_p
     scope.assert_clean()
 
 
+def _after_the_handover(proc: subprocess.Popen) -> tuple[bytes, bytes]:
+    """Once the workload says "ready" and the supervisor is the keeper, let the workload go on
+    (a line on its stdin); its output and errors once it ends."""
+    try:
+        assert wait_for_line(proc.stdout, "ready") == ["ready"]
+        assert wait_for(lambda: _kept(proc.pid), timeout=10), "the supervisor never became the keeper"
+        proc.stdin.write(b"\n")
+        return proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.usefixtures("audit_on")
 def test_a_landlock_denial_after_the_handover_is_recorded(scope, tmp_path):
     policy = tmp_path / "landlock.toml"
@@ -114,15 +128,7 @@ def test_a_landlock_denial_after_the_handover_is_recorded(scope, tmp_path):
     proc = scope.popen(*scope.run_args("-i", "--landlock-policy", str(policy), "--violations", str(copy)), "--",
                        *scope.sh(script), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        bufsize=0, text=False)
-    try:
-        assert wait_for_line(proc.stdout, "ready") == ["ready"]
-        assert wait_for(lambda: _kept(proc.pid), timeout=10), "the supervisor never became the keeper"
-        proc.stdin.write(b"\n")
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out, err = _after_the_handover(proc)
     assert (proc.returncode, out, err) == (0, b"write 2\n", b""), (out, err)  # sh: 2 is a failed redirection
     found = [json.loads(line) for line in copy.read_text().splitlines()]
     assert [(r["layer"], r["operation"], r["object"]) for r in found] == [("landlock", "write_file", "/tmp/x")], found
@@ -133,15 +139,7 @@ def test_a_seccomp_kill_after_the_handover_is_said_as_before(scope):
     proc = scope.popen(*scope.run_args("-i", "--seccomp-default-action", "kill"), "--",
                        *scope.sh("echo ready; read x; exec unshare -U true"),
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, text=False)
-    try:
-        assert wait_for_line(proc.stdout, "ready") == ["ready"]
-        assert wait_for(lambda: _kept(proc.pid), timeout=10), "the supervisor never became the keeper"
-        proc.stdin.write(b"\n")
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out, err = _after_the_handover(proc)
     assert (proc.returncode, out) == (128 + signal.SIGSYS, b""), (out, err)
     assert err.decode().startswith("blocked: unshare(CLONE_NEWUSER) "), err
     scope.assert_clean()
