@@ -3,6 +3,7 @@ sha256 pin, and hand the bytes to the pure parsers in nucleus.config.policy."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import field
 from typing import Any
 
@@ -36,7 +37,7 @@ def load(seccomp: str | None = None, seccomp_sha256: str | None = None,
     from nucleus.config.policy.caps_policy import parse_caps_policy
     from nucleus.config.policy.landlock_policy import parse_landlock_policy
     from nucleus.config.policy.pins import check_pin
-    from nucleus.config.policy.seccomp_profile import parse_seccomp_profile
+    from nucleus.config.policy.seccomp_profile import kills_init, parse_seccomp_profile
 
     files = []
     for flag, path, pin in (("--seccomp-profile", seccomp, seccomp_sha256),
@@ -63,6 +64,15 @@ def load(seccomp: str | None = None, seccomp_sha256: str | None = None,
             data, seccomp, arch=machine,
             caps=caps_policy.bounding if caps_policy is not None else frozenset(),
             kernel=prepare.kernel_release())
+        killed = kills_init(profile)
+        if killed:
+            rule = json.dumps({"names": list(killed), "action": "SCMP_ACT_ALLOW"})
+            raise InvalidInput(
+                f"--seccomp-profile {seccomp!r}: it kills {' and '.join(killed)}, which the "
+                "container's init calls to wait for the workload and to forward signals to it: "
+                "the container would be killed at random, with its init",
+                hint=f"allow them with a rule {rule} (SCMP_ACT_ERRNO will do too: the init then "
+                "reaps without forwarding signals); `nucleus seccomp generate` adds them")
     landlock_policy = None
     if landlock is not None:
         data = prepare.read_file("--landlock-policy", landlock)

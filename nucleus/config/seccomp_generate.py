@@ -6,8 +6,10 @@ A trace is NDJSON as ``nucleus run --seccomp-mode trace --seccomp-log FILE`` wri
     {"syscall": "openat", "nr": 257, "pid": 4242, "arch": "x86_64"}
     {"summary": {"events": 1234, "syscalls": 41, "exit_status": 0}}
 
-The profile allows exactly the names seen, in every trace given, and kills the process on
-anything else::
+The profile allows exactly the names seen, in every trace given, with the two calls of the
+container's init that only timing makes (``INIT_TIMED_CALLS``: rt_sigtimedwait when the
+workload outlives the init's first look, kill when a signal comes to forward; the init runs under
+the same filter), and kills the process on anything else::
 
     {"architectures": ["SCMP_ARCH_X86_64"], "defaultAction": "SCMP_ACT_KILL_PROCESS",
      "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": ["close", "execve", ...]}]}
@@ -32,6 +34,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
+from nucleus.config.policy.seccomp_profile import INIT_TIMED_CALLS
 from nucleus.errors import InvalidInput
 
 DEFAULT_ACTION = "SCMP_ACT_KILL_PROCESS"
@@ -185,7 +188,7 @@ def generate(
     return {
         "defaultAction": DEFAULT_ACTION,
         "architectures": [ARCHITECTURES[profile_arch.machine or DEFAULT_ARCH]],
-        "syscalls": [{"names": sorted(names), "action": ALLOW}],
+        "syscalls": [{"names": sorted(names.union(INIT_TIMED_CALLS)), "action": ALLOW}],
     }
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from nucleus.config.policy.seccomp_profile import INIT_TIMED_CALLS
 from tests.helpers import (
     DOCKER_PROFILE,
     NEEDS_DOCKER_PROFILE,
@@ -232,7 +233,8 @@ def test_trace_generate_enforce_round_trip(scope, tmp_path):
     assert profile["architectures"] == ["SCMP_ARCH_X86_64"]
     allowed = [n for rule in profile["syscalls"] for n in rule["names"]]
     assert [rule["action"] for rule in profile["syscalls"]] == ["SCMP_ACT_ALLOW"]
-    assert allowed == sorted(seen), "the profile allows exactly the traced syscalls, sorted"
+    assert allowed == sorted(seen | set(INIT_TIMED_CALLS)), (
+        "the profile allows exactly the traced syscalls and the init's timed ones, sorted")
     assert list(profile) == sorted(profile)
 
     enforced = ["--seccomp-profile", str(profile_path)]
@@ -259,6 +261,27 @@ def test_round_trip_of_ls(scope, tmp_path):
     killed = scope.nucleus(*enforced, "--", "/bin/mkdir", "/tmp/new")
     assert killed.returncode == SIGSYS_EXIT, describe(killed)
     ok(scope.nucleus(*scope.run_args(), "--", "/bin/mkdir", "/tmp/new"), "")
+    scope.assert_clean()
+
+
+@SANDBOX
+def test_a_profile_that_would_kill_the_init_is_refused_before_anything_starts(scope, tmp_path):
+    sleep = ["/bin/sleep", "0.3"]  # outlives the init's first look: its init waits with rt_sigtimedwait
+    _, log, _ = traced(scope, tmp_path, sleep, "sleep")
+    generated = tmp_path / "sleep.seccomp.json"
+    profile = json.loads(generate(scope, log, generated))
+    ok(scope.nucleus(*scope.run_args("--seccomp-profile", str(generated)), "--", *sleep), "")
+    names = profile["syscalls"][0]["names"]
+    profile["syscalls"][0]["names"] = [n for n in names if n not in INIT_TIMED_CALLS]
+    stripped = tmp_path / "stripped.seccomp.json"
+    stripped.write_text(json.dumps(profile))
+    refused = scope.nucleus(*scope.run_args("--seccomp-profile", str(stripped)), "--", *sleep)
+    assert (refused.returncode, refused.stdout) == (125, ""), describe(refused)
+    lines = refused.stderr.splitlines()
+    assert lines[0] == (f"error: --seccomp-profile {str(stripped)!r}: it kills kill and rt_sigtimedwait, "
+                        "which the container's init calls to wait for the workload and to forward "
+                        "signals to it: the container would be killed at random, with its init"), describe(refused)
+    assert lines[1].startswith('hint: allow them with a rule {"names": ["kill", "rt_sigtimedwait"]'), describe(refused)
     scope.assert_clean()
 
 

@@ -27,13 +27,19 @@ def error(traces, sources=None) -> InvalidInput:
     return info.value
 
 
-def test_profile_allows_exactly_the_names_seen_sorted_and_unique():
+def test_profile_allows_exactly_the_names_seen_and_the_init_s_timed_calls_sorted_and_unique():
     profile = sg.generate([trace("write", "read", "execve", "read", "exit_group")], ["t.ndjson"])
     assert profile == {
         "defaultAction": "SCMP_ACT_KILL_PROCESS",
         "architectures": ["SCMP_ARCH_X86_64"],
-        "syscalls": [{"names": ["execve", "exit_group", "read", "write"], "action": "SCMP_ACT_ALLOW"}],
+        "syscalls": [{"names": ["execve", "exit_group", "kill", "read", "rt_sigtimedwait", "write"],
+                      "action": "SCMP_ACT_ALLOW"}],
     }
+
+
+def test_a_trace_holding_the_init_s_calls_names_each_once():
+    profile = sg.generate([trace("rt_sigtimedwait", "kill", "wait4")])
+    assert profile["syscalls"][0]["names"] == ["kill", "rt_sigtimedwait", "wait4"]
 
 
 def test_dump_is_byte_identical_for_the_same_names_in_any_order():
@@ -56,7 +62,9 @@ def test_dump_format_is_stable():
         "    {\n"
         '      "action": "SCMP_ACT_ALLOW",\n'
         '      "names": [\n'
+        '        "kill",\n'
         '        "read",\n'
+        '        "rt_sigtimedwait",\n'
         '        "write"\n'
         "      ]\n"
         "    }\n"
@@ -69,7 +77,8 @@ def test_merging_traces_is_the_union_and_order_independent():
     one = trace("read", "write", "exit_group")
     two = trace("openat", "read", "mmap")
     merged = sg.generate([one, two], ["one", "two"])
-    assert merged["syscalls"][0]["names"] == ["exit_group", "mmap", "openat", "read", "write"]
+    assert merged["syscalls"][0]["names"] == ["exit_group", "kill", "mmap", "openat", "read",
+                                                "rt_sigtimedwait", "write"]
     assert sg.dump(merged) == sg.dump(sg.generate([two, one], ["two", "one"]))
 
 
@@ -85,11 +94,11 @@ def test_traces_may_be_lines_bytes_or_file_objects(tmp_path):
 
 def test_blank_lines_and_crlf_are_accepted():
     text = "\r\n" + event("read") + "\r\n\r\n   \n" + event("write") + "\r\n"
-    assert sg.generate([text])["syscalls"][0]["names"] == ["read", "write"]
+    assert sg.generate([text])["syscalls"][0]["names"] == ["kill", "read", "rt_sigtimedwait", "write"]
 
 
 def test_events_without_optional_fields_are_accepted():
-    assert sg.generate(['{"syscall": "read"}'])["syscalls"][0]["names"] == ["read"]
+    assert sg.generate(['{"syscall": "read"}'])["syscalls"][0]["names"] == ["kill", "read", "rt_sigtimedwait"]
 
 
 @pytest.mark.parametrize(

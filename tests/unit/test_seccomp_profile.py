@@ -5,6 +5,8 @@ values, architectures, flags and the listener; and what good profiles, Docker's 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -372,3 +374,34 @@ def test_docker_default_profile_with_capabilities(docker_bytes):
     assert not any(r["action"] == ERRNO for r in out["syscalls"])  # clone3's ENOSYS is excluded
     old = sp.parse_seccomp_profile(docker_bytes, "docker.json", kernel="4.4.0")
     assert "ptrace" not in {n for r in old["syscalls"] for n in r["names"]}
+
+
+# --- the container's init's timed calls -----------------------------------------------------------
+
+def _normalized(default: str, *rules: dict[str, object]) -> dict[str, object]:
+    doc = {"defaultAction": default, "syscalls": list(rules)}
+    return sp.parse_seccomp_profile(json.dumps(doc).encode(), "p.json")
+
+
+@pytest.mark.parametrize("default, rules, killed", [
+    ("SCMP_ACT_KILL_PROCESS", [], ("kill", "rt_sigtimedwait")),
+    ("SCMP_ACT_KILL", [{"names": ["kill"], "action": "SCMP_ACT_ALLOW"}], ("rt_sigtimedwait",)),
+    ("SCMP_ACT_TRAP", [{"names": ["kill", "rt_sigtimedwait"], "action": "SCMP_ACT_ERRNO"}], ()),
+    ("SCMP_ACT_ERRNO", [], ()),
+    ("SCMP_ACT_ALLOW", [{"names": ["rt_sigtimedwait"], "action": "SCMP_ACT_KILL_THREAD"}],
+     ("rt_sigtimedwait",)),
+    # a condition on the arguments: the init's signal may be another
+    ("SCMP_ACT_KILL_PROCESS", [{"names": ["kill", "rt_sigtimedwait"], "action": "SCMP_ACT_ALLOW",
+                                "args": [{"index": 1, "value": 15, "op": "SCMP_CMP_EQ"}]}],
+     ("kill", "rt_sigtimedwait")),
+    ("SCMP_ACT_ERRNO", [{"names": ["kill"], "action": "SCMP_ACT_TRAP",
+                         "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_EQ"}]}], ("kill",)),
+])
+def test_a_profile_that_may_kill_the_init_s_timed_calls_names_them(default, rules, killed):
+    assert sp.kills_init(_normalized(default, *rules)) == killed
+
+
+def test_the_init_s_timed_calls_are_calls_the_compiled_init_makes():
+    source = (Path(__file__).parents[2] / "nucleus" / "init" / "init.c").read_text()
+    made = set(re.findall(r"sys\(NR_([a-z0-9_]+)", source))
+    assert set(sp.INIT_TIMED_CALLS) <= made, made

@@ -82,6 +82,15 @@ REFUSED_ACTIONS: dict[str, tuple[str, str]] = {
     ),
 }
 SECCOMP_FLAG_LOG = "SECCOMP_FILTER_FLAG_LOG"
+# The actions that end the caller (TRAP's SIGSYS too: the container's init has no handler for it).
+KILLING_ACTIONS = frozenset({"SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP"})
+# The container's init (nucleus/init/init.c) runs under the container's filter, and these of its
+# calls happen only when timing has it so: rt_sigtimedwait once the workload outlives the init's
+# first look, kill when a signal comes to forward. A trace may well not hold them, and a profile
+# that kills them would end a container at random (its init killed, exit 137): every generated
+# profile allows them, and a profile that would kill them is refused (an ERRNO rule is fine: the
+# init then reaps without forwarding signals).
+INIT_TIMED_CALLS = ("kill", "rt_sigtimedwait")
 SECCOMP_FLAGS_ACCEPTED: dict[str, str] = {
     SECCOMP_FLAG_LOG: "kept: the filter is loaded with denials logged",
     # The filter is installed by the single-threaded setup process before exec, so every thread
@@ -364,3 +373,17 @@ def logs_denied(profile: dict[str, Any]) -> bool:
     """Whether a normalized profile asks for denials to be logged (SECCOMP_FILTER_FLAG_LOG):
     pass it as ``load_program(..., log_denied=...)``."""
     return SECCOMP_FLAG_LOG in (profile.get("flags") or ())
+
+
+def kills_init(profile: dict[str, Any]) -> tuple[str, ...]:
+    """The INIT_TIMED_CALLS a normalized profile may kill: by an unconditional rule, or, with no
+    unconditional rule naming the call, by a conditional rule or the default action (the
+    arguments decide, and the init's are not the profile's to choose)."""
+    killed = []
+    for name in INIT_TIMED_CALLS:
+        rules = [rule for rule in profile["syscalls"] if name in rule["names"]]
+        plain = [rule["action"] for rule in rules if not rule.get("args")]
+        possible = plain or [rule["action"] for rule in rules] + [profile["defaultAction"]]
+        if KILLING_ACTIONS.intersection(possible):
+            killed.append(name)
+    return tuple(killed)
