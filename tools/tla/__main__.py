@@ -3,7 +3,7 @@
     python -m tools.tla verify   [--tla2tools JAR] [--apalache PATH] [--checker auto|builtin|apalache|tlc]
     python -m tools.tla check    [--spec S] [--formal DIR] [--define NAME=VALUE]
     python -m tools.tla conform  [DIR] [--formal DIR]
-    python -m tools.tla traces   --tla2tools JAR --count N [--depth D] [--seed S] [--out DIR]
+    python -m tools.tla traces   --tla2tools JAR --count N [--depth D] [--seed S] [--out DIR] [--workers W]
     python -m tools.tla coverage [DIR] [--tla2tools JAR]
 
 verify    model-checks every spec (formal/<Spec>.tla with formal/<Spec>.cfg) with the built-in
@@ -27,7 +27,8 @@ traces    simulates random behaviours of every spec with TLC (formal/<Spec>Expor
           behaviours kept are those that together take every step taken, then others from each
           run in turn, up to --count per spec. They are written to <out>/<Spec>/trace_w0_<n>.itf.json
           exactly as TLC wrote them; then the coverage is checked and every trace is replayed
-          through the machines (`nucleus trace replay`). The same arguments give the same files.
+          through the machines (`nucleus trace replay`). The same arguments give the same files,
+          whatever --workers: that many runs are simulated at once, their results taken in order.
 coverage  lists which (machine, action, argument, outcome, parameters) steps the traces take,
           from the spec's `event` variable, the machine's phase after the step, and the values of
           the machine's parameters (what its Init picks: Booleans such as sec_strict, sets such
@@ -97,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pool", type=int, help="behaviours simulated per run (default max(10*count, 200))")
     p.add_argument("--rounds", type=int, default=8,
                    help="at most this many runs (seeds) per spec, until every reachable step is taken (default 8)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="TLC worker threads for the search of reachable steps, and runs simulated at "
+                   "once (default 2; the traces written are the same for any number)")
     p.add_argument("--verbose", action="store_true", help="print every replay verdict")
     p.set_defaults(func=cmd_traces)
 

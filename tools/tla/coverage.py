@@ -18,15 +18,21 @@ from tools.tla.specs import chosen_specs, formal_copy, next_actions, parameters_
 
 
 @functools.cache
-def reachable_keys(tlc: Tlc, spec: str) -> frozenset[Key]:
+def reachable_keys(tlc: Tlc, spec: str, workers: int = 1) -> frozenset[Key]:
     """Every (machine, action, argument, outcome) step the model can take: from TLC's dump of all
-    reachable states (each state records the step that reached it in `event`)."""
+    reachable states (each state records the step that reached it in `event`), searched with
+    `workers` threads (the states are the same for any number)."""
+    return _dumped_keys(tlc, spec, workers)
+
+
+def _dumped_keys(tlc: Tlc, spec: str, workers: int) -> frozenset[Key]:
     with tempfile.TemporaryDirectory(prefix="nucleus-dump-") as tmp:
         dump = Path(tmp) / "states"
         # The state graph alone: a dump needs no liveness check, which at System's bounds takes
         # TLC longer than the search itself.
         copy = formal_copy(spec, Path(tmp) / "formal", graph_only=True)
-        proc = tlc.run("-config", f"{spec}.cfg", f"{spec}.tla", "-workers", "1", "-dump", str(dump), directory=copy)
+        proc = tlc.run("-config", f"{spec}.cfg", f"{spec}.tla", "-workers", str(workers), "-dump", str(dump),
+                       directory=copy)
         if proc.returncode != 0:
             raise ToolError(f"TLC failed on {spec}:\n{error_part(proc.stdout + proc.stderr)}")
         text = Path(f"{dump}.dump").read_text()
@@ -108,11 +114,11 @@ def print_coverage(cov: Coverage, table: bool) -> None:
 
 
 def check_coverage(behaviours: Sequence[Behaviour], specs: Sequence[str], tlc: Tlc | None,
-                   table: bool) -> bool:
+                   table: bool, workers: int = 1) -> bool:
     ok = True
     for spec in specs:
         mine = [b for b in behaviours if b.spec == spec]
-        reachable = reachable_keys(tlc, spec) if tlc is not None else None
+        reachable = reachable_keys(tlc, spec, workers) if tlc is not None else None
         cov = coverage_of(spec, mine, reachable)
         print_coverage(cov, table)
         if table:

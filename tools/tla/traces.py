@@ -12,7 +12,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,22 @@ def simulate(tlc: Tlc, spec: str, run: Run, depth: int, num: int, outdir: Path) 
             f"TLC simulation of {spec} ({run}) failed:\n{error_part(proc.stdout + proc.stderr)}"
         )
     return sorted(outdir.glob("trace_w*_*.itf.json"), key=natural_key)
+
+
+def simulated_runs(tlc: Tlc, spec: str, runs: Sequence[Run], depth: int, num: int, tmp: Path,
+                   workers: int) -> Iterator[tuple[Run, list[Path]]]:
+    """Each run with the files it simulated, in the order of `runs`: `workers` of them at a time
+    (TLC simulates with one thread), so the caller that stops taking them early sees what a
+    run-by-run loop would have seen; the rest of the last batch is thrown away."""
+    def one(run: Run) -> list[Path]:
+        rundir = tmp / f"seed{run.seed}"
+        shutil.rmtree(rundir, ignore_errors=True)
+        return simulate(tlc, spec, run, depth, num, rundir)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(runs), max(1, workers)):
+            batch = runs[start:start + max(1, workers)]
+            yield from zip(batch, pool.map(one, batch), strict=True)
 
 
 @dataclass(frozen=True)
@@ -137,16 +154,15 @@ def cmd_traces(args: argparse.Namespace) -> int:
         print(f"simulating: count {args.count} per spec, base seed {args.seed}, {pool_size} behaviours per run\n")
         for spec in specs:
             depth = args.depth or DEPTHS.get(spec, DEFAULT_DEPTH)
-            reachable = reachable_keys(tlc, spec)
+            reachable = reachable_keys(tlc, spec, args.workers)
             pool: list[Behaviour] = []
             seen: set[str] = set()
             runs: list[Run] = []
             simulated = 0
-            for number, run in enumerate(schedule(spec, args.seed, args.rounds)):
+            planned = schedule(spec, args.seed, args.rounds)
+            for number, (run, files) in enumerate(simulated_runs(tlc, spec, planned, depth, pool_size,
+                                                                 tmp_root / spec, args.workers)):
                 runs.append(run)
-                rundir = tmp_root / spec / f"seed{run.seed}"
-                shutil.rmtree(rundir, ignore_errors=True)
-                files = simulate(tlc, spec, run, depth, pool_size, rundir)
                 simulated += len(files)
                 before = len(pool)
                 for path in files:
@@ -176,7 +192,7 @@ def cmd_traces(args: argparse.Namespace) -> int:
                 f"{len(pool)} distinct; {len(covered & reachable)}/{len(reachable)} reachable steps taken"
             )
         print()
-        ok = check_coverage(written, specs, tlc, table=False)
+        ok = check_coverage(written, specs, tlc, table=False, workers=args.workers)
     except ToolError as e:
         die(str(e))
     finally:
