@@ -171,11 +171,12 @@ __attribute__((used, noreturn)) void start(long *sp) {
     int i, status;
 
     sys(NR_prctl, PR_SET_DUMPABLE, 0, 0, 0);
-    sys(NR_prctl, PR_SET_NAME, (long)"init", 0, 0);
-    sys(NR_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0); /* die with the supervisor, as before */
     target = argc == 2 ? parse_pid(argv[1]) : -1;
     if (argc >= 1)
         retitle(argc, argv);
+    /* The name after the command line: whoever reads "init" as the name reads it there too. */
+    sys(NR_prctl, PR_SET_NAME, (long)"init", 0, 0);
+    sys(NR_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0); /* die with the supervisor, as before */
     sys(NR_close_range, 0, ~0U, 0, 0);
     for (i = 0; i < N_FORWARDED; i++)
         mask |= 1UL << (FORWARDED[i] - 1);

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from pathlib import Path
 
 import nucleus
 from tests.helpers import SANDBOX_WITH_PYTHON, Scope, describe, run_json
@@ -86,9 +88,17 @@ def test_the_host_sees_the_init_by_its_new_name_too():
     with Scope() as scope:
         cid = started(scope, 'echo ready; while :; do sleep 0.05; done')
         init = scope.record(cid)["init_pid"]
-        with open(f"/proc/{init}/cmdline", "rb") as f:
-            assert f.read() == b"init\0"
+        # The workload runs before its compiled init has begun (PID 1 executes it once the
+        # workload's exec succeeded): wait until PID 1 is that program and has taken its name,
+        # which it takes after its command line.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+                "memfd:" in os.readlink(f"/proc/{init}/exe") and Path(f"/proc/{init}/comm").read_text() == "init\n"):
+            time.sleep(0.01)
+        assert "memfd:" in os.readlink(f"/proc/{init}/exe")
         with open(f"/proc/{init}/comm") as f:
             assert f.read() == "init\n"
+        with open(f"/proc/{init}/cmdline", "rb") as f:
+            assert f.read() == b"init\0"
         ok(scope.nucleus("rm", "--force", "web"), "web\n")
         scope.assert_clean()
