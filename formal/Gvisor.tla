@@ -40,7 +40,7 @@ VARIABLES
     \* @type: { m: Str, name: Str, arg: Str };
     event
 
-NET == INSTANCE Network
+NET == INSTANCE Network WITH net_extra <- 0
 
 Statuses == {"none", "creating", "running", "stopped", "failed", "removed"}
 \* The steps of the setup that can fail: writing the bundle, the network namespace, runsc run.

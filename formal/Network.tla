@@ -16,8 +16,19 @@
 (* supervisor, may have left part of what it makes, so it counts as held  *)
 (* too; the teardown after a failure removes what came before. A failed   *)
 (* teardown leaves the network "leaked" until a later Release.            *)
+(* A bridged container may be attached to more bridges than its first     *)
+(* (net_extra of them: compose's services on several networks): each is   *)
+(* one host step, "attach" (its bridge, the bridge's own rules and an      *)
+(* address lease, and a veth pair into the container), made after the     *)
+(* first bridge's NAT and before the egress policy, which covers every     *)
+(* attachment's addresses; and one step inside, "join" (the interface's    *)
+(* address, the link up), after the first interface is up and before the  *)
+(* default route (through the first). System composes this module at its  *)
+(* NetExtra (0 when model-checked), Gvisor at 0: more attachments change   *)
+(* only this machine's plan, checked here, and the network's phase, which *)
+(* is all the others wait on.                                             *)
 (***************************************************************************)
-EXTENDS Naturals, Sequences
+EXTENDS Naturals, Sequences, FiniteSets
 
 VARIABLES
     \* @type: Bool;
@@ -26,6 +37,8 @@ VARIABLES
     net_user,
     \* @type: Bool;
     net_egress,
+    \* @type: Int;
+    net_extra,
     \* @type: Str;
     net_phase,
     \* @type: Int;
@@ -35,21 +48,27 @@ VARIABLES
     \* @type: { m: Str, name: Str, arg: Str };
     event
 
+\* The attachments beyond the first that the model checks (the code takes up to 8).
+MaxExtra == 2
+\* @type: (Str, Int) => Seq(Str);
+Times(s, k) == [i \in 1..k |-> s]
 \* @type: Seq(Str);
-BridgePlan == <<"bridge", "veth", "nat", "address", "up", "route">>
+BridgePlan == <<"bridge", "veth", "nat">> \o Times("attach", net_extra) \o <<"address", "up">>
+              \o Times("join", net_extra) \o <<"route">>
 \* @type: Seq(Str);
-EgressPlan == <<"bridge", "veth", "nat", "egress", "proxy", "address", "up", "route">>
+EgressPlan == <<"bridge", "veth", "nat">> \o Times("attach", net_extra) \o <<"egress", "proxy", "address", "up">>
+              \o Times("join", net_extra) \o <<"route">>
 \* @type: Seq(Str);
 UserPlan == <<"usernet", "address", "up", "route">>
 \* @type: Seq(Str);
 UserEgressPlan == <<"proxy", "filter", "usernet", "address", "up", "route">>
 \* The longest plan's length: a constant bound for quantifiers over plan positions.
-MaxSteps == 8
-StepNames == {"bridge", "veth", "nat", "egress", "proxy", "usernet", "filter", "address", "up", "route",
-              "teardown"}
+MaxSteps == 8 + 2 * MaxExtra
+StepNames == {"bridge", "veth", "nat", "attach", "egress", "proxy", "usernet", "filter", "address", "up",
+              "join", "route", "teardown"}
 \* The steps that leave something on the host (the others act inside the container's network
 \* namespace, which ends with the container).
-HostSteps == {"bridge", "veth", "nat", "egress", "proxy", "usernet"}
+HostSteps == {"bridge", "veth", "nat", "attach", "egress", "proxy", "usernet"}
 \* The steps that put an egress policy in force.
 PolicySteps == {"egress", "filter", "proxy"}
 Phases == {"idle", "running", "ready", "failed", "releasing", "released", "leaked"}
@@ -61,6 +80,8 @@ Plan ==
     ELSE IF ~net_bridged THEN <<>> ELSE IF net_egress THEN EgressPlan ELSE BridgePlan
 
 HasDone(s) == \E i \in 1..MaxSteps : i <= net_done /\ Plan[i] = s
+\* How many of the steps done are s.
+DoneCount(s) == Cardinality({i \in 1..MaxSteps : i <= net_done /\ Plan[i] = s})
 InPlan(s) == \E i \in 1..MaxSteps : i <= Len(Plan) /\ Plan[i] = s
 
 \* The step whose outcome is awaited, or "none".
@@ -72,8 +93,8 @@ UnderWay ==
 \* What is held once step s has been tried.
 Made(s) == IF s \in HostSteps THEN net_held \cup {s} ELSE net_held
 
-net_vars == <<net_bridged, net_user, net_egress, net_phase, net_done, net_held>>
-vars == <<net_bridged, net_user, net_egress, net_phase, net_done, net_held, event>>
+net_vars == <<net_bridged, net_user, net_egress, net_extra, net_phase, net_done, net_held>>
+vars == <<net_bridged, net_user, net_egress, net_extra, net_phase, net_done, net_held, event>>
 
 NetInit ==
     /\ net_bridged \in BOOLEAN
@@ -81,6 +102,8 @@ NetInit ==
     /\ net_egress \in BOOLEAN
     /\ ~(net_bridged /\ net_user)
     /\ net_egress => (net_bridged \/ net_user)
+    /\ net_extra \in 0..MaxExtra
+    /\ net_extra > 0 => net_bridged
     /\ net_phase = "idle"
     /\ net_done = 0
     /\ net_held = {}
@@ -90,7 +113,7 @@ PhaseAfter(d) == IF d = Len(Plan) THEN "ready" ELSE "running"
 Begin ==
     /\ net_phase = "idle"
     /\ net_phase' = PhaseAfter(0)
-    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_done, net_held>>
+    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_extra, net_done, net_held>>
 
 Done(s) ==
     /\ UnderWay = s
@@ -99,7 +122,7 @@ Done(s) ==
        ELSE /\ net_done' = net_done + 1
             /\ net_phase' = PhaseAfter(net_done + 1)
             /\ net_held' = Made(s)
-    /\ UNCHANGED <<net_bridged, net_user, net_egress>>
+    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_extra>>
 
 \* Step s did not complete (it failed, or the process carrying it out is gone). An unfinished
 \* teardown leaves the network leaked; any other step fails the network, and whatever it may
@@ -112,7 +135,7 @@ Unfinished(s) ==
 Fail(s) ==
     /\ UnderWay = s
     /\ Unfinished(s)
-    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_done>>
+    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_extra, net_done>>
 
 \* The step under way will never report: the supervisor carrying it out is Lost. Only System
 \* takes it, in the lifecycle's Lost step; alone it would be one more way to fail each step,
@@ -120,12 +143,12 @@ Fail(s) ==
 Abandon ==
     /\ UnderWay # "none"
     /\ Unfinished(UnderWay)
-    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_done>>
+    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_extra, net_done>>
 
 Release ==
     /\ net_phase \in Settled
     /\ net_phase' = IF net_held = {} THEN "released" ELSE "releasing"
-    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_done, net_held>>
+    /\ UNCHANGED <<net_bridged, net_user, net_egress, net_extra, net_done, net_held>>
 
 Ev(name, arg) == event' = [m |-> "net", name |-> name, arg |-> arg]
 
@@ -144,6 +167,7 @@ TypeOK ==
     /\ net_bridged \in BOOLEAN
     /\ net_user \in BOOLEAN
     /\ net_egress \in BOOLEAN
+    /\ net_extra \in 0..MaxExtra
     /\ net_phase \in Phases
     /\ net_done \in 0..Len(Plan)
     /\ net_held \subseteq HostSteps
@@ -151,16 +175,21 @@ TypeOK ==
 \* An egress policy needs a link of the container's own (a bridge's veth or a user-mode stack).
 EgressNeedsLink == net_egress => (net_bridged \/ net_user)
 OneLink == ~(net_bridged /\ net_user)
+\* More attachments only beside a first bridge.
+ExtraNeedsBridge == net_extra > 0 => net_bridged
 ReadyMeansComplete == net_phase = "ready" => net_done = Len(Plan)
 \* A container whose mode has an egress policy never has an interface up unless the policy's
 \* rules and proxy are in force (made, and, on the host, not yet torn down).
 NoInterfaceUpWithoutPolicy ==
-    (net_egress /\ HasDone("up") /\ net_phase # "released") =>
+    (net_egress /\ (HasDone("up") \/ HasDone("join")) /\ net_phase # "released") =>
         \A s \in PolicySteps : InPlan(s) => (HasDone(s) /\ (s \in HostSteps => s \in net_held))
 \* The container side needs its link (the veth moved into its namespace, or the user-mode
 \* stack's interface there), and the route an address; a user-mode stack is attached only once
 \* the policy's rules are in force inside.
 InsideAfterLink == HasDone("address") => (HasDone("veth") \/ HasDone("usernet"))
+\* Each more interface is given its address and brought up only once its veth is in the
+\* container's namespace, and after the first interface.
+JoinAfterAttach == DoneCount("join") <= DoneCount("attach") /\ (HasDone("join") => HasDone("up"))
 StackAfterFilter == (net_egress /\ HasDone("usernet")) => HasDone("filter")
 RouteAfterUp == HasDone("route") => (HasDone("up") /\ HasDone("address"))
 \* Everything a host-side step made is held until the teardown completes.
@@ -169,8 +198,8 @@ NothingMadeIsForgotten == net_phase # "released" => \A s \in HostSteps : HasDone
 ReleasedHoldsNothing == net_phase = "released" => net_held = {}
 
 Inv ==
-    /\ TypeOK /\ EgressNeedsLink /\ OneLink /\ ReadyMeansComplete /\ NoInterfaceUpWithoutPolicy
-    /\ InsideAfterLink /\ StackAfterFilter /\ RouteAfterUp /\ NothingMadeIsForgotten /\ ReleasedHoldsNothing
+    /\ TypeOK /\ EgressNeedsLink /\ OneLink /\ ExtraNeedsBridge /\ ReadyMeansComplete
+    /\ NoInterfaceUpWithoutPolicy /\ InsideAfterLink /\ JoinAfterAttach /\ StackAfterFilter /\ RouteAfterUp /\ NothingMadeIsForgotten /\ ReleasedHoldsNothing
 
 (* Temporal: steps are never undone, and once released nothing is held again. *)
 Monotone == [][net_done' >= net_done]_vars

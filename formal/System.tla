@@ -84,7 +84,11 @@ ISO == INSTANCE Isolation
 FS == INSTANCE Filesystem
 SEC == INSTANCE Security
 RES == INSTANCE Resources
-NET == INSTANCE Network
+\* The container's more network attachments (Network's net_extra): none when model-checked (more
+\* change only the network's own plan, which Network.tla checks with them); `nucleus trace check`
+\* instantiates a run's trace at its own number, which the trace's net_extra records.
+NetExtra == 0
+NET == INSTANCE Network WITH net_extra <- NetExtra
 
 lc_vars == <<lc_status, lc_security, lc_cleaned, lc_removed>>
 iso_vars == <<iso_rootless, iso_phase, iso_done>>

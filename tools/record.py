@@ -50,11 +50,13 @@ def record(out: Path) -> list[Path]:
         nucleus("run", "--seccomp-mode", "trace", "--seccomp-log", str(Path(state) / "trace.ndjson"),
                 "--trace", str(traced), "--", "true", env=env)
         written.append(traced)
-        # A bridged run, with a published port and a resolver: the network's steps and rules.
-        # In a network namespace of its own, which takes whatever it made with it.
+        # A bridged run, with a published port, a resolver and one more bridge (--attach): the
+        # network's steps and rules. In a network namespace of its own, which takes whatever it
+        # made with it.
         bridged = out / "run-bridge.itf.json"
         done = subprocess.run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *NUCLEUS,
-                               "run", "--network", "bridge", "-p", "8080:80", "--dns", "192.0.2.53", "--trace",
+                               "run", "--network", "bridge", "-p", "8080:80", "--dns", "192.0.2.53",
+                               "--attach", "backend=10.89.0.0/16", "--trace",
                                str(bridged), "--", "true"], capture_output=True, text=True, timeout=120,
                               env={**os.environ, **env}, cwd=ROOT, check=False)
         if done.returncode != 0:

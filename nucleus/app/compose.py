@@ -9,9 +9,10 @@ this module's executor carries that out with the management commands' own functi
 remove) and reports back. The machine's processes are instances: a service's container, or
 with `replicas = N` each of `S-1` .. `S-N` (a dependent of S waits for all of them). A
 service's dependencies start before it, so it learns their addresses from their records: its
-/etc/hosts names every running instance of its network (--add-host), and a replicated
-service's name once for each replica. A recreated service may get another address: its dependents keep running with
-the old entry until they are recreated too (`compose restart`).
+/etc/hosts names every running instance that shares one of its networks (--add-host), at its
+address on the first network they share, and a replicated service's name once for each
+replica. A recreated service may get another address: its dependents keep running with the old
+entry until they are recreated too (`compose restart`).
 
 The health gate reads the container's record (`health`): the service supervisor keeps the
 health check's verdict there.
@@ -74,16 +75,48 @@ def health(record: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def addresses(record: dict[str, Any]) -> tuple[str, ...]:
+def _network(record: dict[str, Any]) -> dict[str, Any]:
     net = record.get("network")
-    found = net.get("addresses", []) if isinstance(net, dict) else []
-    return tuple(str(a).split("/", 1)[0] for a in found if isinstance(a, str))
+    return net if isinstance(net, dict) else {}
+
+
+def _attachments(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's networks beyond its first (run's --attach), in their order."""
+    found = _network(record).get("attachments")
+    return [a for a in found if isinstance(a, dict)] if isinstance(found, list) else []
+
+
+def _bare(found: object) -> tuple[str, ...]:
+    """A record's list of addresses without their prefix lengths."""
+    return tuple(str(a).split("/", 1)[0] for a in found if isinstance(a, str)) if isinstance(found, list) else ()
+
+
+def addresses(record: dict[str, Any]) -> tuple[str, ...]:
+    """Every address of a container: its first network's, then each attached network's."""
+    return _bare(_network(record).get("addresses")) + tuple(
+        a for attached in _attachments(record) for a in _bare(attached.get("addresses")))
+
+
+def _reached_at(topology: Topology, service: str, record: dict[str, Any], nets: set[str]) -> str | None:
+    """Where an instance of `service` is reached from the networks `nets`: its address on the
+    first of its own networks among them (its first network's in the record, else the
+    attachment on that network's bridge); None when it shares none of them."""
+    shared = next((n for n in topology.services[service].networks if n in nets), None)
+    if shared is None:
+        return None
+    if shared == topology.services[service].networks[0]:
+        found = _bare(_network(record).get("addresses"))
+    else:
+        bridge = topology.bridge(shared)
+        found = next((_bare(a.get("addresses")) for a in _attachments(record) if a.get("bridge") == bridge), ())
+    return found[0] if found else None
 
 
 def hosts_for(topology: Topology, instance: str, found: dict[str, dict[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """The /etc/hosts entries of an instance: every other running instance on its network, by
-    its instance name and its container name, and a replica also by its service's name (a
-    line for each replica: the name resolves to all of them)."""
+    """The /etc/hosts entries of an instance: every other running instance that shares a
+    network with it, at its address on the first network they share, by its instance name and
+    its container name, and a replica also by its service's name (a line for each replica: the
+    name resolves to all of them)."""
     own = topology.service_of(instance)
     assert own is not None
     nets = set(topology.services[own].networks)
@@ -92,13 +125,14 @@ def hosts_for(topology: Topology, instance: str, found: dict[str, dict[str, Any]
         record = found.get(other)
         service = topology.service_of(other)
         assert service is not None
-        if other == instance or record is None or not running(record) or not nets & set(
-                topology.services[service].networks):
+        if other == instance or record is None or not running(record):
             continue
-        for address in addresses(record)[:1]:
-            out += [(other, address), (topology.container(other), address)]
-            if service != other:
-                out.append((service, address))
+        address = _reached_at(topology, service, record, nets)
+        if address is None:
+            continue
+        out += [(other, address), (topology.container(other), address)]
+        if service != other:
+            out.append((service, address))
     return tuple(out)
 
 

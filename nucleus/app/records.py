@@ -136,6 +136,11 @@ class StateRecorder:
             fields["init_start"] = process_start(pid)
         if state.net.addresses and isinstance(self.doc.get("network"), dict):
             fields["network"] = {**self.doc["network"], "addresses": list(state.net.addresses)}
+            planned, leased = self.doc["network"].get("attachments"), state.net.attached
+            if leased and isinstance(planned, list):  # each more bridge's addresses, once leased
+                fields["network"]["attachments"] = [
+                    {**a, "addresses": list(leased[i])} if i < len(leased) and isinstance(a, dict) else a
+                    for i, a in enumerate(planned)]
         if state.lc.status == "running" and "started_at" not in self.doc:
             fields["started_at"] = time.time()
         if state.lc.status in ("stopped", "failed"):

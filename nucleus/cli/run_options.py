@@ -139,6 +139,9 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag(("--bridge-name",), "The host's bridge for --network bridge [default: nucleus0].", metavar="NAME"),
     Flag(("--subnet",), "The bridge's IPv4 or IPv6 network, one of each at most [default: "
          "10.88.0.0/16 and fd00:6e75::/64].", metavar="CIDR", multiple=True),
+    Flag(("--attach",), "One more interface on this bridge, with an address of each subnet; no "
+         "route through it (repeatable, at most 8; with --network bridge).", metavar="BRIDGE=CIDR[,CIDR]",
+         multiple=True),
     Flag(("--nat-backend",), "Make NAT and forwarding rules with nft or iptables [default: auto, nft "
          "where present].", choices=("auto", "nft", "iptables")),
     Flag(("-p", "--publish"), "Forward a host port to the container: [IP:]HOST:CONTAINER[/tcp|udp] "
@@ -319,7 +322,7 @@ def to_config(command: tuple[str, ...], opts: Mapping[str, Any], term: str,
         given + tuple(("--env-file", key) for key, _ in config.env if ("-e", key) not in given))
     mode, bridge, dns = network.parse(
         opts["network"], network.Bridge(opts["bridge_name"], tuple(opts["subnet"]), opts["nat_backend"],
-                                        tuple(opts["publish"]), opts["user_net"]),
+                                        tuple(opts["publish"]), opts["user_net"], tuple(opts["attach"])),
         tuple(opts["dns"]), opts["service_mode"], config.egress)
     config = replace(config, network=mode, allow_host_network=opts["allow_host_network"], dns=dns,
                      bridge=bridge, sysctls=sysctl.parse(tuple(opts["sysctl"]), mode != network.HOST))

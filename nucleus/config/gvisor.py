@@ -56,6 +56,8 @@ REFUSED: tuple[tuple[str, Check, str], ...] = (
     ("--allow-exec", lambda c: bool(c.allow_exec), "it adjusts nucleus's own Landlock rules"),
     ("--network user", lambda c: c.network == "user",
      "a user-mode network is for runs without root, and runsc runs as root here: use --network bridge"),
+    ("--attach", lambda c: bool(c.bridge.attach),
+     "runsc's netstack takes the one interface of the namespace nucleus prepares for it"),
     ("--readiness-tcp", lambda c: c.service is not None and c.service.readiness.tcp is not None,
      "the port is gVisor's netstack's, in no network namespace of the host's to probe it in "
      "(use --readiness-cmd)"),

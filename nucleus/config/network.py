@@ -18,6 +18,12 @@ routes are checked against the subnets by nucleus.config.network_host, before an
   ``--allow-host-network``; refused in the strict modes and with ``--trust-level untrusted``, by
   nucleus.config.mode_validation).
 
+``--attach BRIDGE=CIDR[,CIDR]`` (repeatable, at most eight; with ``--network bridge``) gives the
+container one more interface (``eth1``, ``eth2``, ...) on each named bridge, with an address of
+each of its subnets: no published port and no route through it (the default route stays on ``eth0``), so
+the container reaches only that network's own subnets there. Compose uses it for a service on
+several networks.
+
 ``--dns ADDR`` (repeatable, at most three) is what ``/etc/resolv.conf`` inside names; without it
 the file is empty: no resolver is ever chosen for the user.
 """
@@ -49,6 +55,8 @@ DEFAULT_SUBNETS = ("10.88.0.0/16", "fd00:6e75::/64")
 NAT_BACKENDS = ("auto", "nft", "iptables")
 PROTOCOLS = ("tcp", "udp")
 MAX_DNS = 3  # the resolver library reads at most three nameserver lines
+MAX_ATTACHMENTS = 8  # --attach: bridges beyond the first
+ATTACH_HINT = "write --attach BRIDGE=CIDR[,CIDR], e.g. --attach backend=10.89.0.0/16"
 # A Linux interface name (at most 15 bytes). No '_' and no '.': the bridge's name goes into the
 # names of its nftables table and iptables chains, where '-' becomes '_'.
 _BRIDGE_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,14}")
@@ -61,6 +69,14 @@ Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @frozen
+class Attachment:
+    """One more bridge of a bridged container (--attach): its name and subnets."""
+
+    bridge: str
+    subnets: tuple[str, ...]
+
+
+@frozen
 class Bridge:
     """What a bridged run asked of its bridge; flags not given are None or empty (their
     defaults apply: `name`, `networks`)."""
@@ -70,6 +86,8 @@ class Bridge:
     nat_backend: str | None = None
     publish: tuple[Port, ...] = ()
     user_net: str | None = None  # --user-net, for --network user
+    attach: tuple[str, ...] = ()  # --attach's texts, as given
+    attachments: tuple[Attachment, ...] = ()  # and parsed
 
     @property
     def name(self) -> str:
@@ -122,21 +140,42 @@ def parse_publish(raw: str) -> Port:
     return proto, address, _port(m.group("host"), "host", raw), _port(m.group("container"), "container", raw)
 
 
-def parse_subnet(text: str) -> Subnet:
+def parse_subnet(text: str, where: str = "") -> Subnet:
+    """A bridge's network; errors start with `where` (default: --subnet and the text)."""
+    where = where or f"--subnet {text!r}"
     try:
         net = ipaddress.ip_network(text.strip(), strict=True)
     except ValueError as e:
         hint = (f"the address bits beyond the prefix must be zero: {ipaddress.ip_network(text.strip(), strict=False)}"
-                if "host bits set" in str(e) else "give a network, e.g. --subnet 10.89.0.0/16 or --subnet fd00:1::/64")
-        raise InvalidInput(f"--subnet {text!r}: not an IPv4 or IPv6 network", hint=hint) from None
+                if "host bits set" in str(e) else "give a network, e.g. 10.89.0.0/16 or fd00:1::/64")
+        raise InvalidInput(f"{where}: not an IPv4 or IPv6 network", hint=hint) from None
     if net.is_loopback or net.is_multicast or net.is_link_local or net.is_unspecified or net.is_reserved:
-        raise InvalidInput(f"--subnet {text!r}: a loopback, multicast, link-local or reserved network",
+        raise InvalidInput(f"{where}: a loopback, multicast, link-local or reserved network",
                            hint="use a private range, e.g. 10.89.0.0/16 or fd00:1::/64")
     low, high = (8, 30) if net.version == 4 else (48, 124)
     if not low <= net.prefixlen <= high:
-        raise InvalidInput(f"--subnet {text!r}: the prefix length must be between {low} and {high}",
+        raise InvalidInput(f"{where}: the prefix length must be between {low} and {high}",
                            hint="the bridge takes the first address; each container one more")
     return net
+
+
+def parse_attach(raw: str) -> Attachment:
+    """`BRIDGE=CIDR[,CIDR]`: one more bridge and its subnets (one of each family at most)."""
+    flag = f"--attach {raw!r}"
+    name, sep, nets = raw.partition("=")
+    if not sep or not nets.strip():
+        raise InvalidInput(f"{flag}: expected BRIDGE=CIDR[,CIDR]", hint=ATTACH_HINT)
+    if not _BRIDGE_RE.fullmatch(name):
+        raise InvalidInput(f"{flag}: {name!r} is not a bridge name nucleus uses",
+                           hint="1-15 letters, digits and '-', starting with a letter")
+    subnets = tuple(parse_subnet(text, f"{flag}: subnet {text!r}") for text in nets.split(","))
+    for version in (4, 6):
+        same = [n for n in subnets if n.version == version]
+        if len(same) > 1:
+            raise InvalidInput(f"{flag}: one IPv{version} subnet only ({str(same[0])!r} and {str(same[1])!r})",
+                               hint=ATTACH_HINT)
+    return Attachment(name, tuple(str(n) for n in subnets))
+
 
 
 def parse_dns(text: str) -> str:
@@ -158,7 +197,9 @@ def parse(mode: str | None, bridge: Bridge, dns: tuple[str, ...], service_mode: 
     ports = tuple(parse_publish(str(p)) for p in bridge.publish)
     chosen = mode or default_mode(service_mode, ports, egress)
     resolvers = tuple(dict.fromkeys(parse_dns(d) for d in dns))
-    parsed = Bridge(bridge.bridge_name, tuple(bridge.subnets), bridge.nat_backend, ports, bridge.user_net)
+    attachments = tuple(parse_attach(str(a)) for a in bridge.attach)
+    parsed = Bridge(bridge.bridge_name, tuple(bridge.subnets), bridge.nat_backend, ports, bridge.user_net,
+                    bridge.attach, attachments)
     validate(chosen, parsed, resolvers)
     return chosen, parsed, resolvers
 
@@ -170,7 +211,8 @@ def validate(mode: str, spec: Bridge, dns: tuple[str, ...]) -> None:
         for flag, value in (("--bridge-name", spec.bridge_name),
                             ("--subnet", spec.subnets[0] if spec.subnets else None),
                             ("--nat-backend", spec.nat_backend),
-                            ("--publish", None if mode == USER else _shown(spec.publish))):
+                            ("--publish", None if mode == USER else _shown(spec.publish)),
+                            ("--attach", spec.attach[0] if spec.attach else None)):
             if value is not None:
                 raise InvalidInput(f"{flag} {value!r}: only with --network bridge (this run has --network "
                                    f"{mode})", hint="add --network bridge")
@@ -200,6 +242,7 @@ def validate(mode: str, spec: Bridge, dns: tuple[str, ...]) -> None:
         same = [n for n in nets if n.version == version]
         if len(same) > 1:
             raise InvalidInput(f"--subnet {str(same[1])!r}: one IPv{version} subnet only (also {str(same[0])!r})")
+    _check_attachments(spec, nets)
     seen: dict[tuple[str, str, int], str] = {}
     for proto, address, host, _ in spec.publish:
         key = (proto, address, host)
@@ -249,3 +292,25 @@ def allocate(subnets: tuple[str, ...], taken: set[str]) -> tuple[str, ...]:
         else:
             raise ValueError(f"the subnet {subnet} has no free address left")
     return tuple(out)
+
+
+def _check_attachments(spec: Bridge, nets: list[Subnet]) -> None:
+    """At most MAX_ATTACHMENTS, each on a bridge of its own (not the first), no subnet overlapping
+    another of the container's."""
+    if len(spec.attachments) > MAX_ATTACHMENTS:
+        raise InvalidInput(f"--attach {spec.attach[MAX_ATTACHMENTS]!r}: at most {MAX_ATTACHMENTS} more bridges",
+                           hint="a container has its first bridge's interface and at most 8 more")
+    bridges = {spec.name: "the first bridge (--bridge-name)"}
+    taken = [(n, f"the first bridge's {n}") for n in nets]
+    for raw, attachment in zip(spec.attach, spec.attachments, strict=True):
+        if attachment.bridge in bridges:
+            raise InvalidInput(f"--attach {raw!r}: {attachment.bridge} is already {bridges[attachment.bridge]}",
+                               hint="each bridge once: a container has one interface on a bridge")
+        bridges[attachment.bridge] = f"attached by --attach {raw!r}"
+        for text in attachment.subnets:
+            net = ipaddress.ip_network(text)
+            for other, whose in taken:
+                if net.overlaps(other):
+                    raise InvalidInput(f"--attach {raw!r}: {text} overlaps {whose}",
+                                       hint="each network of a container needs a subnet of its own")
+            taken.append((net, f"{text} of --attach {raw!r}"))

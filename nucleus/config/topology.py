@@ -111,6 +111,7 @@ NETWORK_KEYS = ("subnet",)
 VOLUME_KEYS = ("volume_type", "size", "owner")
 DEPENDENCY_KEYS = ("service", "condition")
 MAX_REPLICAS = 64
+MAX_NETWORKS = 9  # the first network's interface, and eight more (run's --attach)
 
 
 # --- The topology ------------------------------------------------------------------------------
@@ -339,11 +340,7 @@ def _service(r: _Reader, topology: str, name: str, body: object) -> Service:
             raise r.bad_type(f"{where}.command", COMMAND, raw)
         if not command:
             raise r.error(f"{where}.command", "empty", hint='for example command = ["/bin/web-server"]')
-    networks = r.strings(f"{where}.networks", body.get("networks", []))
-    if len(networks) > 1:
-        raise r.error(f"{where}.networks", f"{json.dumps(list(networks))}: a service joins one network",
-                      hint="a container has one network interface, on one bridge: put the services that "
-                           "talk to each other on the same network")
+    networks = _networks(r, f"{where}.networks", body.get("networks", []))
     mounts = tuple(_mount(r, f"{where}.volumes", text) for text in r.strings(f"{where}.volumes", body.get("volumes", [])))
     depends = _dependencies(r, f"{where}.depends_on", body.get("depends_on", []))
     replicas = 1
@@ -355,6 +352,21 @@ def _service(r: _Reader, topology: str, name: str, body: object) -> Service:
             raise r.error(f"{where}.replicas", f"{replicas}, with port_forwards: each replica would publish "
                           "the same host ports", hint="publish the ports of one replica: a service of its own")
     return Service(name, command, tuple(options), networks, mounts, depends, replicas)
+
+
+def _networks(r: _Reader, where: str, value: object) -> tuple[str, ...]:
+    """A service's networks: at most MAX_NETWORKS, each once (the first its eth0, the others
+    eth1, eth2, .. in their order)."""
+    networks = r.strings(where, value)
+    if len(networks) > MAX_NETWORKS:
+        raise r.error(where, f"{json.dumps(list(networks))}: a service joins at most {MAX_NETWORKS} networks",
+                      hint=f"a container has an interface on its first network and at most "
+                           f"{MAX_NETWORKS - 1} more")
+    for i, net in enumerate(networks):
+        if net in networks[:i]:
+            raise r.error(f"{where}[{i}]", f"{net!r} is also {where}[{networks.index(net)}]",
+                          hint="list each network once: a container has one interface on each")
+    return networks
 
 
 def _checked(r: _Reader, where: str, check: Callable[[], object]) -> None:
@@ -503,8 +515,9 @@ def start_order(t: Topology) -> tuple[str, ...]:
 def run_arguments(t: Topology, instance: str, volume_dir: Callable[[str], str],
                   hosts: tuple[tuple[str, str], ...] = (), labels: tuple[str, ...] = ()) -> list[str]:
     """An instance's `nucleus run` arguments (after `run`, the command last): detached, named
-    `<topology>-<instance>` with the instance as its host name, on its network's bridge, with
-    the other services it can reach as --add-host entries. `volume_dir(name)`: where a
+    `<topology>-<instance>` with the instance as its host name, on its first network's bridge
+    and attached to each other network's (--attach), with the other services it can reach as
+    --add-host entries. `volume_dir(name)`: where a
     persistent volume lives on the host (a tmpfs volume is a --tmpfs of the container's own)."""
     service = t.service_of(instance)
     assert service is not None
@@ -515,8 +528,10 @@ def run_arguments(t: Topology, instance: str, volume_dir: Callable[[str], str],
         assert flag is not None
         for value in values:
             args += [flag, value]
-    for net in svc.networks:
+    for net in svc.networks[:1]:
         args += ["--network", "bridge", "--bridge-name", t.bridge(net), "--subnet", t.networks[net]]
+    for net in svc.networks[1:]:
+        args += ["--attach", f"{t.bridge(net)}={t.networks[net]}"]
     for mount in svc.mounts:
         volume = t.volumes.get(mount.source) if mount.named else None
         if volume is not None and volume.volume_type == TMPFS:
@@ -536,7 +551,7 @@ def run_arguments(t: Topology, instance: str, volume_dir: Callable[[str], str],
 
 def config_hash(t: Topology, instance: str) -> str:
     """A digest of everything an instance's container is made from (its run arguments, its
-    network's subnet): an `up` recreates a running instance whose digest changed."""
+    networks' subnets): an `up` recreates a running instance whose digest changed."""
     service = t.service_of(instance)
     assert service is not None
     data = {"args": run_arguments(t, instance, lambda v: v),

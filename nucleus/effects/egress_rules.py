@@ -19,7 +19,9 @@ What the container's addresses send:
   rule (LOG_BURST at once), for its egress process to write to the violation stream
   (nucleus.effects.nflog): a flood is dropped all the same but cannot fill the stream;
 - and no other sender reaches the leased ports (another container of the bridge cannot use this
-  one's proxy), nor the host through an IPv6 link-local address of the bridge.
+  one's proxy), nor the host through an IPv6 link-local address of the bridge, nor of any bridge
+  of the container's more attachments (whose addresses are the container's too: what they send
+  is held to the same rules).
 
 A drop in one base chain is final whatever the other chains say, so a host whose forward
 policy is drop keeps its rules (the bridge's accept comes after, nucleus.effects.nat).
@@ -58,6 +60,11 @@ def _of(version: int, addresses: tuple[str, ...]) -> list[str]:
     return [_plain(a) for a in addresses if _version(a) == version]
 
 
+def _bridges(op: v.NetEgress) -> tuple[str, ...]:
+    """Every bridge the container is attached to: the first, then its more attachments'."""
+    return (op.bridge, *op.more_bridges)
+
+
 # --- nftables ---------------------------------------------------------------------------------
 
 def _table(owner: str) -> str:
@@ -66,6 +73,10 @@ def _table(owner: str) -> str:
 
 def _set(values: list[str]) -> str:
     return values[0] if len(values) == 1 else "{ " + ", ".join(values) + " }"
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"'
 
 
 def _nft_ports(ranges: Ranges) -> str:
@@ -110,7 +121,8 @@ def _nft_script(op: v.NetEgress, proxy: int, dns: int, group: int | None = None)
                         for proto, ranges in (("tcp", op.tcp_ports), ("udp", op.udp_ports)) if ranges]
         forward += [*(f"{me} {log}" for log in _nft_log(group)), f"{me} counter drop"]
     host_side += [f"tcp dport {proxy} drop", f"meta l4proto {{ tcp, udp }} th dport {dns} drop",
-                  f'iifname "{op.bridge}" ip6 saddr {LINK_LOCAL6} meta l4proto {{ tcp, udp }} drop']
+                  f"iifname {_set([_quoted(b) for b in _bridges(op)])} ip6 saddr {LINK_LOCAL6} "
+                  "meta l4proto { tcp, udp } drop"]
     lines = [
         f"table inet {_table(op.owner)} {{",
         "  chain prerouting { type nat hook prerouting priority dstnat - 10; policy accept;",
@@ -191,8 +203,9 @@ def _ipt_rules(op: v.NetEgress, version: int, proxy: int, dns: int,
     for proto in ("udp", "tcp"):
         yield "filter", [host, "-p", proto, "--dport", str(dns), "-j", "DROP"]
     if version == 6:
-        for proto in ("udp", "tcp"):
-            yield "filter", [host, "-i", op.bridge, "-s", LINK_LOCAL6, "-p", proto, "-j", "DROP"]
+        for bridge in _bridges(op):
+            for proto in ("udp", "tcp"):
+                yield "filter", [host, "-i", bridge, "-s", LINK_LOCAL6, "-p", proto, "-j", "DROP"]
 
 
 def _commands(addresses: tuple[str, ...]) -> list[tuple[str, int]]:

@@ -61,6 +61,13 @@ def make_bridge(name: str, addresses: tuple[str, ...]) -> None:
         ipr.link("set", index=index, state="up")
 
 
+def missing_addresses(name: str, addresses: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `addresses` link `name` lacks."""
+    with _route(f"read the addresses of {name}") as ipr:
+        have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=_index(ipr, name))}
+    return tuple(a for a in addresses if _normal(a) not in have)
+
+
 def ensure_addresses(name: str, addresses: tuple[str, ...]) -> None:
     """Give link `name` each of `addresses` it lacks, and bring it up."""
     with _route(f"configure bridge {name}") as ipr:
@@ -70,6 +77,19 @@ def ensure_addresses(name: str, addresses: tuple[str, ...]) -> None:
             if _normal(address) not in have:
                 _add_address(ipr, index, address)
         ipr.link("set", index=index, state="up")
+
+
+def delete_addresses(name: str, addresses: tuple[str, ...]) -> None:
+    """Take `addresses` off link `name` (what is gone already, the link included, is fine)."""
+    with _route(f"remove addresses of {name}") as ipr:
+        found = ipr.link_lookup(ifname=name)
+        for address in addresses if found else ():
+            ip = ipaddress.ip_interface(address)
+            try:
+                ipr.addr("del", index=found[0], address=str(ip.ip), prefixlen=ip.network.prefixlen)
+            except NetlinkError as e:
+                if e.code not in (errno.EADDRNOTAVAIL, errno.ENODEV):
+                    raise
 
 
 def _normal(address: str) -> str:

@@ -11,7 +11,10 @@ for the bridge (the bridge itself when nucleus made it, its NAT rules and their 
 forwarding settings it changed and their values before). Each step writes what it is about to
 make before it makes it, so that a supervisor killed in the middle leaves a file that names it;
 the teardown of the last container on a bridge takes the bridge, its rules and those settings
-with it. A user-mode network (nucleus.effects.usernet) has a file of the same shape of its own,
+with it (the settings only once no file of the state directory has a lease left: until then
+their values before go to one that has, whose last container restores them). A container with
+more attachments holds a lease in each of their bridges' files, made and released as its first
+bridge's is. A user-mode network (nucleus.effects.usernet) has a file of the same shape of its own,
 `network/user-<id[:12]>.json`, whose one lease names the stack's process and the egress
 process.
 """
@@ -89,41 +92,57 @@ def _gateways(subnets: tuple[str, ...]) -> tuple[str, ...]:
 def bridge(op: v.NetBridge) -> str:
     """The bridge where it is missing, forwarding on, and the container's lease; the addresses
     leased, as Done's detail."""
-    path = _path(op.state, op.bridge)
-    with Store(op.state).locked():
+    return " ".join(_lease(op.state, op.bridge, op.subnets, op.owner, localnet=True))
+
+
+def _lease(state: str, name: str, subnets: tuple[str, ...], owner: str, localnet: bool) -> tuple[str, ...]:
+    """Under the state directory's lock: container `owner`'s lease of the lowest free address of
+    each of `subnets` on bridge `name`, the bridge where it is missing and forwarding on (what
+    is about to be made written first); the addresses leased. With `localnet` (a first bridge,
+    whose published ports the host's loopback reaches) the bridge's route_localnet is set. On a
+    bridge nucleus did not make, what it changes there (the gateway addresses it lacked, the
+    route_localnet value before) is recorded, for the last lease's release to put back."""
+    path = _path(state, name)
+    with Store(state).locked():
         doc = _read(path)
         leases: dict[str, Any] = doc["leases"]
-        if leases and doc.get("subnets") != list(op.subnets):
-            raise NetError(errno.EEXIST, f"the bridge {op.bridge} carries {', '.join(doc.get('subnets') or [])} "
-                                        f"for its containers, not {', '.join(op.subnets)}")
+        if leases and doc.get("subnets") != list(subnets):
+            raise NetError(errno.EEXIST, f"the bridge {name} carries {', '.join(doc.get('subnets') or [])} "
+                                        f"for its containers, not {', '.join(subnets)}")
         taken = {str(a).split("/")[0] for lease in leases.values() for a in lease.get("addresses", [])}
-        taken |= {g.split("/")[0] for g in _gateways(op.subnets)}
+        taken |= {g.split("/")[0] for g in _gateways(subnets)}
         try:
-            addresses = allocate(op.subnets, taken)
+            addresses = allocate(subnets, taken)
         except ValueError as e:
             raise NetError(errno.ENOSPC, str(e)) from None
         first = not leases
-        kind = netlink.kind(op.bridge)
+        kind = netlink.kind(name)
         if kind not in (None, "bridge"):
-            raise NetError(errno.EEXIST, f"{op.bridge} exists and is not a bridge (it is a {kind or 'device'})")
-        doc["subnets"] = list(op.subnets)
-        leases[op.owner] = {"addresses": list(addresses), "ports": []}
+            raise NetError(errno.EEXIST, f"{name} exists and is not a bridge (it is a {kind or 'device'})")
+        doc["subnets"] = list(subnets)
+        leases[owner] = {"addresses": list(addresses), "ports": []}
         made = doc["made"]
+        route_localnet = f"/proc/sys/net/ipv4/conf/{name}/route_localnet"
         if kind is None:
             made["bridge"] = True
+        elif not made.get("bridge"):  # the host's own bridge: what nucleus changes on it
+            lacked = netlink.missing_addresses(name, _gateways(subnets))
+            made["addresses"] = sorted({*made.get("addresses", []), *lacked})
+            if localnet:
+                made.setdefault("route_localnet", _sysctl(route_localnet))
         if first:
-            for version in sorted({_family(s) for s in op.subnets}):
+            for version in sorted({_family(s) for s in subnets}):
                 made.setdefault("forwarding", {}).setdefault(FORWARDING[version], _sysctl(FORWARDING[version]))
         _write(path, doc)  # what is about to be made, first
         if kind is None:
-            netlink.make_bridge(op.bridge, _gateways(op.subnets))
+            netlink.make_bridge(name, _gateways(subnets))
         else:
-            netlink.ensure_addresses(op.bridge, _gateways(op.subnets))
-        # Published ports are reached from the host's loopback too (nucleus.effects.nat).
-        _sysctl(f"/proc/sys/net/ipv4/conf/{op.bridge}/route_localnet", "1")
+            netlink.ensure_addresses(name, _gateways(subnets))
+        if localnet:  # published ports are reached from the host's loopback too (nucleus.effects.nat)
+            _sysctl(route_localnet, "1")
         for setting in made.get("forwarding", {}):
             _sysctl(setting, "1")
-    return " ".join(addresses)
+    return tuple(addresses)
 
 
 def _family(subnet: str) -> int:
@@ -132,6 +151,19 @@ def _family(subnet: str) -> int:
 
 def veth(op: v.NetVeth, pid: int) -> None:
     netlink.make_veth(op.host, op.peer, op.bridge, pid, op.inside)
+
+
+def attach(op: v.NetAttach, pid: int) -> str:
+    """One more attachment: its bridge and the container's lease there, as the first bridge's
+    (`bridge`); with a backend, the bridge's own rules where they are missing, as `rules` makes
+    them (its traffic forwarded whatever the host's forward policy: containers that only attach
+    to it reach each other), with no port of the container's; then the veth pair into the network
+    namespace of `pid`. The addresses leased, as Done's detail."""
+    addresses = _lease(op.state, op.bridge, op.subnets, op.owner, localnet=False)
+    if op.backend:
+        rules(v.NetNat(op.backend, op.bridge, op.subnets, addresses, (), op.owner, op.state))
+    netlink.make_veth(op.host, op.peer, op.bridge, pid, op.inside)
+    return " ".join(addresses)
 
 
 def rules(op: v.NetNat) -> None:
@@ -262,41 +294,115 @@ def _end(lease: dict[str, Any], what: str) -> None:
 
 def teardown(op: v.NetTeardown) -> None:
     """Remove what `op.held` says was made; the bridge's last container takes the bridge, its
-    rules and the forwarding settings nucleus changed with it. What is gone already is fine."""
-    path = _path(op.state, op.bridge)
+    rules and the forwarding settings nucleus changed with it. What is gone already is fine.
+    Each more attachment is removed even when another's removal fails (the first failure is
+    raised once all were tried)."""
+    failed: OSError | None = None
     with Store(op.state).locked():
-        doc = _read(path)
-        lease = doc["leases"].get(op.owner) or {}
-        if "veth" in op.held:
-            netlink.delete_link(op.host)
-        if "nat" in op.held and doc["made"].get("nat"):
-            ports = tuple(tuple(p) for p in lease.get("ports", [])) or op.ports
-            nat.remove_ports(doc["made"]["nat"], op.bridge, op.owner, ports, tuple(lease.get("addresses", [])))
-        if "proxy" in op.held:
-            _end(lease, "egress")
-        if "usernet" in op.held:
-            _end(lease, "stack")
-            for leftover in (path[:-len(".json")] + ".sock", path[:-len(".json")] + ".pid"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(leftover)
-        if "egress" in op.held:
-            egress_rules.remove(op.backend, op.owner)
-        doc["leases"].pop(op.owner, None)
-        if doc["leases"]:
-            _write(path, doc)
-            return
-        made = doc["made"]
-        if made.get("nat"):
-            nat.remove_bridge(made["nat"], op.bridge)
-        if made.get("bridge"):
-            netlink.delete_link(op.bridge)
-        for setting, before in made.get("forwarding", {}).items():
-            if before != "1":
-                _sysctl(setting, before)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        with contextlib.suppress(OSError):  # the directory too, once no bridge has a file there
-            os.rmdir(os.path.dirname(path))
+        for name, host in op.attached if "attach" in op.held else ():
+            try:
+                _detach(op.state, name, host, op.owner)
+            except OSError as e:  # NetError included
+                failed = failed or e
+        _teardown_first(op)
+    if failed is not None:
+        raise failed
+
+
+def _detach(state: str, name: str, host: str, owner: str) -> None:
+    """One more attachment's veth `host` and container `owner`'s lease of bridge `name` (under
+    the state directory's lock)."""
+    netlink.delete_link(host)
+    path = _path(state, name)
+    doc = _read(path)
+    doc["leases"].pop(owner, None)
+    _release(state, name, path, doc)
+
+
+def _teardown_first(op: v.NetTeardown) -> None:
+    """The first bridge's part of the teardown (under the state directory's lock)."""
+    path = _path(op.state, op.bridge)
+    doc = _read(path)
+    lease = doc["leases"].get(op.owner) or {}
+    if "veth" in op.held:
+        netlink.delete_link(op.host)
+    if "nat" in op.held and doc["made"].get("nat"):
+        ports = tuple(tuple(p) for p in lease.get("ports", [])) or op.ports
+        nat.remove_ports(doc["made"]["nat"], op.bridge, op.owner, ports, tuple(lease.get("addresses", [])))
+    if "proxy" in op.held:
+        _end(lease, "egress")
+    if "usernet" in op.held:
+        _end(lease, "stack")
+        for leftover in (path[:-len(".json")] + ".sock", path[:-len(".json")] + ".pid"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+    if "egress" in op.held:
+        egress_rules.remove(op.backend, op.owner)
+    doc["leases"].pop(op.owner, None)
+    _release(op.state, op.bridge, path, doc)
+
+
+def _release(state: str, name: str, path: str, doc: dict[str, Any]) -> None:
+    """Bridge `name`'s file `doc` after a lease left it: written back while leases remain;
+    otherwise the bridge, its rules and the forwarding settings go (their values before handed
+    to another bridge of the state directory that still has leases), and the file with them."""
+    if doc["leases"]:
+        _write(path, doc)
+        return
+    made = doc["made"]
+    if made.get("nat"):
+        nat.remove_bridge(made["nat"], name)
+    if made.get("bridge"):
+        netlink.delete_link(name)
+    else:  # the host's own bridge: what nucleus changed on it put back
+        netlink.delete_addresses(name, tuple(made.get("addresses", [])))
+        if made.get("route_localnet") in ("0", "1") and netlink.kind(name) == "bridge":
+            _sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", made["route_localnet"])
+    before = made.get("forwarding", {})
+    heir = _heir(state, path)
+    if heir is None:
+        for setting, value in before.items():
+            if value != "1":
+                _sysctl(setting, value)
+    elif before:
+        _hand_over(heir, before)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):  # the directory too, once no bridge has a file there
+        os.rmdir(os.path.dirname(path))
+
+
+def _heir(state: str, path: str) -> str | None:
+    """Another file of the state directory's network/ that still has leases (the first in name
+    order), None when there is none: while one has, forwarding stays on. A file that cannot be
+    read is passed over."""
+    folder = os.path.join(state, "network")
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return None
+    for name in names:
+        other = os.path.join(folder, name)
+        if not name.endswith(".json") or other == path:
+            continue
+        try:
+            if _read(other)["leases"]:
+                return other
+        except OSError:  # NetError included
+            continue
+    return None
+
+
+def _hand_over(heir: str, before: dict[str, str]) -> None:
+    """Give the file `heir` the forwarding settings' values before nucleus turned them on, for
+    its last lease to restore. A value other than "1" is the host's own: where the heir
+    recorded "1" for a setting, that was nucleus's doing (another bridge had turned it on)."""
+    doc = _read(heir)
+    kept = doc["made"].setdefault("forwarding", {})
+    for setting, value in before.items():
+        if value != "1" or setting not in kept:
+            kept[setting] = value
+    _write(heir, doc)
 
 
 def usernet(op: v.NetUser, pid: int) -> None:
@@ -334,9 +440,25 @@ def addresses(op: v.NetAddress) -> None:
     netlink.add_addresses(op.link, op.addresses)
 
 
-def link_up(op: v.NetLinkUp) -> None:
-    for setting, value in op.sysctls:  # this process's network namespace's own
+def _settings(sysctls: tuple[tuple[str, str], ...]) -> None:
+    """This process's network namespace's own settings. An IPv6 setting is skipped where the
+    kernel has no IPv6 (its file is missing)."""
+    for setting, value in sysctls:
+        if setting.startswith("/proc/sys/net/ipv6/") and not os.path.exists(setting):
+            continue
         _sysctl(setting, value)
+
+
+def link_up(op: v.NetLinkUp) -> None:
+    """The settings, then the link up."""
+    _settings(op.sysctls)
+    netlink.link_up(op.link)
+
+
+def join(op: v.NetJoin) -> None:
+    """One more attachment's interface: its settings and addresses, then the link up."""
+    _settings(op.sysctls)
+    netlink.add_addresses(op.link, op.addresses)
     netlink.link_up(op.link)
 
 

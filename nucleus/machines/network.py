@@ -16,6 +16,14 @@ policy the proxy comes first, then the policy's rules are made inside the contai
 by the setup process (`filter`: it holds CAP_NET_ADMIN over that namespace, which the workload
 never gets back), and only then is the stack attached.
 
+A bridged container may be attached to more bridges than its first (`extra` of them: a compose
+service on several networks): each is one host step, `attach` (its bridge and address lease,
+and a veth pair into the container; no published port, no route: it reaches that network's
+subnets only),
+after the first bridge's NAT and before the egress policy, which covers every attachment's
+addresses; and one step inside, `join` (the interface's address, the link up), after the first
+interface is up and before the default route, which goes through the first.
+
 What a host-side step makes stays on the host until the teardown removes it (`held`). A step
 that fails, or is abandoned with its supervisor, may have left part of what it makes, so it
 counts as held too: the teardown after a failure removes what came before. A teardown that
@@ -32,11 +40,12 @@ from nucleus.machines.base import Refused, Step, spec_set
 
 BRIDGE_PLAN = ("bridge", "veth", "nat", "address", "up", "route")
 EGRESS_PLAN = ("bridge", "veth", "nat", "egress", "proxy", "address", "up", "route")
+MAX_EXTRA = 8  # attachments beyond the first (the spec checks 2: formal/Network.tla's MaxExtra)
 USER_PLAN = ("usernet", "address", "up", "route")
 USER_EGRESS_PLAN = ("proxy", "filter", "usernet", "address", "up", "route")
-STEPS = ("bridge", "veth", "nat", "egress", "proxy", "usernet", "filter", "address", "up", "route",
-         "teardown")
-HOST_STEPS = ("bridge", "veth", "nat", "egress", "proxy", "usernet")
+STEPS = ("bridge", "veth", "nat", "attach", "egress", "proxy", "usernet", "filter", "address", "up", "join",
+         "route", "teardown")
+HOST_STEPS = ("bridge", "veth", "nat", "attach", "egress", "proxy", "usernet")
 POLICY_STEPS = ("egress", "filter", "proxy")
 PHASES = ("idle", "running", "ready", "failed", "releasing", "released", "leaked")
 SETTLED = ("idle", "ready", "failed", "leaked")
@@ -47,6 +56,7 @@ class NetworkState:
     bridged: bool = False
     user: bool = False
     egress: bool = False
+    extra: int = 0  # attachments beyond the first
     phase: str = "idle"
     done: int = 0  # how many plan steps have completed
     held: frozenset[str] = frozenset()  # the host-side steps whose making the teardown undoes
@@ -64,6 +74,9 @@ class NetworkState:
     addresses: tuple[str, ...] = ()
     usernet: v.NetUser = field(default_factory=v.NetUser)
     filter: v.NetFilter = field(default_factory=v.NetFilter)
+    # Each more attachment's intent, and the addresses its attach step leased (in order).
+    attachments: tuple[v.NetAttach, ...] = ()
+    attached: tuple[tuple[str, ...], ...] = ()
 
     @property
     def plan(self) -> tuple[str, ...]:
@@ -71,11 +84,19 @@ class NetworkState:
             return USER_EGRESS_PLAN if self.egress else USER_PLAN
         if not self.bridged:
             return ()
-        return EGRESS_PLAN if self.egress else BRIDGE_PLAN
+        more = ("attach",) * self.extra
+        joins = ("join",) * self.extra
+        if self.egress:
+            return ("bridge", "veth", "nat", *more, "egress", "proxy", "address", "up", *joins, "route")
+        return ("bridge", "veth", "nat", *more, "address", "up", *joins, "route")
 
     def has_done(self, step_name: str) -> bool:
         plan = self.plan
         return step_name in plan and plan.index(step_name) < self.done
+
+    def done_count(self, step_name: str) -> int:
+        """How many of the steps done are `step_name` (the spec's DoneCount)."""
+        return self.plan[:self.done].count(step_name)
 
 
 def initial(bridge: v.NetBridge | None = None, veth: v.NetVeth | None = None,
@@ -83,10 +104,14 @@ def initial(bridge: v.NetBridge | None = None, veth: v.NetVeth | None = None,
             teardown: v.NetTeardown | None = None, rules: v.NetEgress | None = None,
             proxy: v.NetProxy | None = None, up: v.NetLinkUp | None = None,
             usernet: v.NetUser | None = None, addresses: tuple[str, ...] = (),
-            filter_: v.NetFilter | None = None) -> NetworkState:
-    """No bridge without a bridge step planned; an egress policy with its rules and proxy. A
-    user-mode stack (`usernet`) with the container's fixed `addresses`, and with a policy its
-    proxy and the rules inside (`filter_`)."""
+            filter_: v.NetFilter | None = None, attachments: tuple[v.NetAttach, ...] = ()) -> NetworkState:
+    """No bridge without a bridge step planned; an egress policy with its rules and proxy; more
+    attachments beside a bridge (`attachments`). A user-mode stack (`usernet`) with the
+    container's fixed `addresses`, and with a policy its proxy and the rules inside (`filter_`)."""
+    if attachments and bridge is None:
+        raise ValueError("more attachments need a first bridge")
+    if len(attachments) > MAX_EXTRA:
+        raise ValueError(f"at most {MAX_EXTRA} more attachments")
     if usernet is not None:
         return NetworkState(
             user=True, egress=proxy is not None, usernet=usernet, addresses=addresses,
@@ -95,9 +120,11 @@ def initial(bridge: v.NetBridge | None = None, veth: v.NetVeth | None = None,
         )
     return NetworkState(
         bridged=bridge is not None, egress=bridge is not None and rules is not None,
+        extra=len(attachments), attachments=attachments,
         bridge=bridge or v.NetBridge(), veth=veth or v.NetVeth(), nat=nat or v.NetNat(),
         rules=rules or v.NetEgress(), proxy=proxy or v.NetProxy(), gateways=gateways,
-        up=up or v.NetLinkUp((veth or v.NetVeth()).inside), teardown=teardown or v.NetTeardown(),
+        up=up or v.NetLinkUp((veth or v.NetVeth()).inside),
+        teardown=(teardown or v.NetTeardown()).replace(attached=tuple((a.bridge, a.host) for a in attachments)),
     )
 
 
@@ -109,10 +136,19 @@ def under_way(state: NetworkState) -> str | None:
 
 
 def _intent(state: NetworkState, step_name: str) -> v.Intent:
+    if step_name in ("attach", "join"):  # the n-th more attachment (placeholders where unplanned)
+        n = state.done_count(step_name)
+        planned = state.attachments[n] if n < len(state.attachments) else v.NetAttach()
+        if step_name == "attach":
+            return planned
+        return v.NetJoin(planned.inside, state.attached[n] if n < len(state.attached) else (), planned.sysctls)
     link = state.usernet.inside if state.user else state.veth.inside
+    everywhere = state.addresses + tuple(a for leased in state.attached for a in leased)
     intents: dict[str, v.Intent] = {
         "bridge": state.bridge, "veth": state.veth, "nat": state.nat.replace(addresses=state.addresses),
-        "egress": state.rules.replace(addresses=state.addresses), "proxy": state.proxy,
+        "egress": state.rules.replace(addresses=everywhere,
+                                      more_bridges=tuple(a.bridge for a in state.attachments)),
+        "proxy": state.proxy,
         "usernet": state.usernet, "filter": state.filter.replace(proxy=state.proxy.port, dns=state.proxy.dns_port),
         "address": v.NetAddress(link, state.addresses), "up": state.up,
         "route": v.NetRoute(link, state.gateways),
@@ -178,6 +214,8 @@ def step(state: NetworkState, event: v.Event) -> Step | Refused:
             after = replace(state, done=state.done + 1, held=_made(state, name))
             if name == "bridge":
                 after = replace(after, addresses=tuple(event.detail.split()))
+            if name == "attach":
+                after = replace(after, attached=(*state.attached, tuple(event.detail.split())))
             if name == "egress" or (name == "proxy" and state.user):
                 after = replace(after, proxy=_leased(state.proxy, event.detail))
             return _advance(after)
@@ -190,24 +228,27 @@ def is_initial(state: NetworkState) -> bool:
 
 def to_tla(state: NetworkState) -> dict[str, object]:
     return {"net_bridged": state.bridged, "net_user": state.user, "net_egress": state.egress,
-            "net_phase": state.phase,
+            "net_extra": state.extra, "net_phase": state.phase,
             "net_done": state.done, "net_held": state.held}
 
 
 def from_tla(values: dict[str, object], base: NetworkState | None = None) -> NetworkState:
     """The state the spec's variables describe; the planned intents from `base`."""
     done = values["net_done"]
-    assert isinstance(done, int)
+    # absent where a spec composes this machine at a fixed number (System, Gvisor): the plan's
+    extra = values.get("net_extra", base.extra if base else 0)
+    assert isinstance(done, int) and isinstance(extra, int)
     return replace(
         base or NetworkState(), bridged=bool(values["net_bridged"]), user=bool(values.get("net_user", False)),
-        egress=bool(values["net_egress"]),
+        egress=bool(values["net_egress"]), extra=extra,
         phase=str(values["net_phase"]), done=done, held=spec_set(values["net_held"]),
     )
 
 
 # Invariants: the same names as in formal/Network.tla.
 def TypeOK(s: NetworkState) -> bool:  # noqa: N802
-    return s.phase in PHASES and 0 <= s.done <= len(s.plan) and s.held <= frozenset(HOST_STEPS)
+    return (s.phase in PHASES and 0 <= s.done <= len(s.plan) and s.held <= frozenset(HOST_STEPS)
+            and 0 <= s.extra <= MAX_EXTRA)
 
 
 def EgressNeedsLink(s: NetworkState) -> bool:  # noqa: N802
@@ -219,18 +260,29 @@ def OneLink(s: NetworkState) -> bool:  # noqa: N802
     return not (s.bridged and s.user)
 
 
+def ExtraNeedsBridge(s: NetworkState) -> bool:  # noqa: N802
+    """More attachments only beside a first bridge."""
+    return s.extra == 0 or s.bridged
+
+
 def ReadyMeansComplete(s: NetworkState) -> bool:  # noqa: N802
     return s.phase != "ready" or s.done == len(s.plan)
 
 
 def NoInterfaceUpWithoutPolicy(s: NetworkState) -> bool:  # noqa: N802
     """With an egress policy, an interface is up only while the policy's rules and proxy hold."""
-    return not (s.egress and s.has_done("up") and s.phase != "released") or all(
+    return not (s.egress and (s.has_done("up") or s.has_done("join")) and s.phase != "released") or all(
         s.has_done(n) and (n not in HOST_STEPS or n in s.held) for n in POLICY_STEPS if n in s.plan)
 
 
 def InsideAfterLink(s: NetworkState) -> bool:  # noqa: N802
     return not s.has_done("address") or s.has_done("veth") or s.has_done("usernet")
+
+
+def JoinAfterAttach(s: NetworkState) -> bool:  # noqa: N802
+    """Each more interface gets its address and comes up only once its veth is in the
+    container's namespace, and after the first interface."""
+    return s.done_count("join") <= s.done_count("attach") and (not s.has_done("join") or s.has_done("up"))
 
 
 def StackAfterFilter(s: NetworkState) -> bool:  # noqa: N802
@@ -252,8 +304,9 @@ def ReleasedHoldsNothing(s: NetworkState) -> bool:  # noqa: N802
 
 
 INVARIANTS = (
-    TypeOK, EgressNeedsLink, OneLink, ReadyMeansComplete, NoInterfaceUpWithoutPolicy, InsideAfterLink,
-    StackAfterFilter, RouteAfterUp, NothingMadeIsForgotten, ReleasedHoldsNothing,
+    TypeOK, EgressNeedsLink, OneLink, ExtraNeedsBridge, ReadyMeansComplete, NoInterfaceUpWithoutPolicy,
+    InsideAfterLink, JoinAfterAttach, StackAfterFilter, RouteAfterUp, NothingMadeIsForgotten,
+    ReleasedHoldsNothing,
 )
 
 

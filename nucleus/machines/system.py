@@ -191,6 +191,8 @@ def to_tla(s: SystemState) -> dict[str, object]:
     for name, module in MACHINES.items():
         out.update(module.to_tla(getattr(s, name)))
     out["sys_mode"] = s.mode
+    if out["net_extra"] == 0:  # formal/System.tla composes the network at net_extra = 0
+        del out["net_extra"]
     return out
 
 

@@ -38,8 +38,20 @@ from nucleus.plan import parameters
 
 INSIDE = "eth0"
 # Inside the container's own network namespace: its workload may serve on ports below 1024
-# (it holds no capability), as a published port usually asks.
-NAMESPACE_SYSCTLS = (("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"),)
+# (it holds no capability), as a published port usually asks; and the namespace routes nothing
+# between its interfaces (a new namespace may copy the host's forwarding, which a bridge turns
+# on): a container on two bridges is no router from one network to the other. Without IPv6 in
+# the kernel its setting is skipped (nucleus.effects.network.link_up).
+NAMESPACE_SYSCTLS = (("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"),
+                     ("/proc/sys/net/ipv4/ip_forward", "0"),
+                     ("/proc/sys/net/ipv6/conf/all/forwarding", "0"))
+
+
+def link_sysctls(link: str) -> tuple[tuple[str, str], ...]:
+    """An interface of the container's own settings, written before it comes up: no router
+    advertisement is taken (no address of a prefix someone announces on the bridge, which the
+    egress rules would not know, and no default route through another interface than eth0)."""
+    return ((f"/proc/sys/net/ipv6/conf/{link}/accept_ra", "0"), (f"/proc/sys/net/ipv6/conf/{link}/autoconf", "0"))
 # The port of the gateway the container's proxy variables name: its traffic there is forwarded
 # to the port leased for its own proxy (nucleus.effects.egress_rules), as port 53 is to its
 # resolver's.
@@ -67,6 +79,8 @@ class NetworkPlan:
     stack: str = ""
     program: str = ""
     nft: str = ""
+    # --attach: the container's more bridges, each with its subnets (an interface eth1, eth2, ...).
+    attachments: tuple[rules.Attachment, ...] = ()
 
     @property
     def proxy(self) -> str:
@@ -88,9 +102,11 @@ class NetworkPlan:
         return asked or ((rules.USER_DNS,) if self.mode == rules.USER else ())
 
 
-def veth_names(cid: str) -> tuple[str, str]:
-    """The container's veth pair as the host names it: (host side, peer before its move)."""
-    return f"nc{cid[:12]}", f"np{cid[:12]}"
+def veth_names(cid: str, attachment: int = 0) -> tuple[str, str]:
+    """The container's veth pair as the host names it: (host side, peer before its move); of its
+    `attachment`-th more bridge with a digit after (15 bytes: never another container's first)."""
+    suffix = str(attachment) if attachment else ""
+    return f"nc{cid[:12]}{suffix}", f"np{cid[:12]}{suffix}"
 
 
 def gateway(subnet: str) -> str:
@@ -145,14 +161,18 @@ def plan(config: ContainerConfig, facts: HostFacts) -> NetworkPlan:
                               hint="install nftables or iptables (Debian: apt-get install nftables)")
     subnets = tuple(str(rules.parse_subnet(s)) for s in bridge.networks)
     _check_routes(subnets, bridge.name, facts.routes or (), bool(config.bridge.subnets))
+    for raw, attachment in zip(bridge.attach, bridge.attachments, strict=True):
+        _check_routes(attachment.subnets, attachment.bridge, facts.routes or (), True, f"--attach {raw!r}")
     policy = egress_rules.in_force(config.egress, parameters.egress_denied(config.service_mode))
     return NetworkPlan(rules.BRIDGE, bridge.name, subnets, tuple(gateway(s) for s in subnets),
-                       facts.nat_backend, bridge.publish, policy, config.dns[0] if config.dns else "")
+                       facts.nat_backend, bridge.publish, policy, config.dns[0] if config.dns else "",
+                       attachments=bridge.attachments)
 
 
 def _check_routes(subnets: tuple[str, ...], bridge: str, routes: tuple[tuple[str, str], ...],
-                  given: bool) -> None:
-    """A subnet that overlaps a route of the host (but the bridge's own) is refused."""
+                  given: bool, flag: str = "") -> None:
+    """A subnet that overlaps a route of the host (but the bridge's own) is refused; `flag`
+    names where it was given (default: --subnet)."""
     for subnet in subnets:
         net = ipaddress.ip_network(subnet)
         for destination, link in routes:
@@ -160,9 +180,11 @@ def _check_routes(subnets: tuple[str, ...], bridge: str, routes: tuple[tuple[str
             if link == bridge or other.version != net.version or other.prefixlen == 0:
                 continue
             if net.overlaps(other):
-                flag = f"--subnet {subnet!r}" if given else f"the bridge's default subnet {subnet}"
-                raise InvalidInput(f"{flag} overlaps the host's route to {destination} (dev {link})",
-                                   hint="choose another network with --subnet, e.g. --subnet 10.123.0.0/16")
+                where = (f"{flag}: {subnet}" if flag else f"--subnet {subnet!r}" if given
+                         else f"the bridge's default subnet {subnet}")
+                raise InvalidInput(f"{where} overlaps the host's route to {destination} (dev {link})",
+                                   hint=f"choose another network, e.g. {flag.split()[0]} BRIDGE=10.123.0.0/16"
+                                   if flag else "choose another network with --subnet, e.g. --subnet 10.123.0.0/16")
 
 
 def machine(net: NetworkPlan, cid: str, state_root: str, name: str = "") -> network.NetworkState:
@@ -186,8 +208,11 @@ def machine(net: NetworkPlan, cid: str, state_root: str, name: str = "") -> netw
         bridge=v.NetBridge(net.bridge, net.subnets, state_root, cid),
         veth=v.NetVeth(net.bridge, host, peer, INSIDE),
         nat=v.NetNat(net.backend, net.bridge, net.subnets, (), net.ports, cid, state_root),
-        gateways=net.gateways, up=v.NetLinkUp(INSIDE, NAMESPACE_SYSCTLS),
+        gateways=net.gateways, up=v.NetLinkUp(INSIDE, NAMESPACE_SYSCTLS + link_sysctls(INSIDE)),
         teardown=teardown(net, cid, state_root), rules=egress, proxy=proxy,
+        attachments=tuple(v.NetAttach(a.bridge, a.subnets, state_root, cid, *veth_names(cid, k), f"eth{k}",
+                                      net.backend, link_sysctls(f"eth{k}"))
+                          for k, a in enumerate(net.attachments, start=1)),
     )
 
 
@@ -208,7 +233,8 @@ def _user_machine(net: NetworkPlan, cid: str, state_root: str, name: str) -> net
         filter_ = v.NetFilter(net.nft, rules.USER_GATEWAY, rules.USER_SUBNET, PROXY_PORT, 0, 0, policy.networks,
                               tcp, udp, policy.any_port, rules.USER_LOG_GROUP)
     return network.initial(usernet=usernet, addresses=(rules.USER_ADDRESS,), gateways=(rules.USER_GATEWAY,),
-                           up=v.NetLinkUp(INSIDE, NAMESPACE_SYSCTLS), teardown=teardown(net, cid, state_root),
+                           up=v.NetLinkUp(INSIDE, NAMESPACE_SYSCTLS + link_sysctls(INSIDE)),
+                           teardown=teardown(net, cid, state_root),
                            proxy=proxy, filter_=filter_)
 
 
@@ -219,7 +245,8 @@ def _ranges(ports: tuple[egress_rules.Ports, ...]) -> tuple[tuple[int, int], ...
 def teardown(net: NetworkPlan, cid: str, state_root: str, held: tuple[str, ...] = ()) -> v.NetTeardown:
     if net.mode == rules.USER:  # the stack's and the egress process's record
         return v.NetTeardown(held, user_record(cid), "", "", (), cid, state_root)
-    return v.NetTeardown(held, net.bridge, veth_names(cid)[0], net.backend, net.ports, cid, state_root)
+    attached = tuple((a.bridge, veth_names(cid, k)[0]) for k, a in enumerate(net.attachments, start=1))
+    return v.NetTeardown(held, net.bridge, veth_names(cid)[0], net.backend, net.ports, cid, state_root, attached)
 
 
 # --- what the container's record keeps ----------------------------------------------------------
@@ -230,6 +257,8 @@ def to_record(net: NetworkPlan) -> dict[str, object]:
                               "backend": net.backend, "ports": [list(p) for p in net.ports]}
     if net.mode == rules.USER:
         doc.update(bridge="", subnets=[rules.USER_SUBNET], backend="", stack=net.stack)
+    if net.attachments:
+        doc["attachments"] = [{"bridge": a.bridge, "subnets": list(a.subnets)} for a in net.attachments]
     if net.egress is not None:
         doc["egress"] = egress_record(net.egress)
         doc["proxy"] = f"{net.proxy}:{PROXY_PORT}" if ":" not in net.proxy else f"[{net.proxy}]:{PROXY_PORT}"
@@ -277,14 +306,26 @@ def from_record(data: object) -> NetworkPlan:
         raise ValueError(f"unknown NAT backend {backend!r}")
     try:
         texts = tuple(_port_text(p) for p in ports)
+        attach = _attach_texts(data.get("attachments", []))
+        attachments = tuple(rules.parse_attach(t) for t in attach)
         rules.validate(rules.BRIDGE, rules.Bridge(name, tuple(map(str, subnets)), None,
-                                                  tuple(rules.parse_publish(t) for t in texts)), ())
+                                                  tuple(rules.parse_publish(t) for t in texts), None,
+                                                  attach, attachments), ())
     except InvalidInput as e:
         raise ValueError(e.message) from None
     parsed = tuple(rules.parse_publish(t) for t in texts)
     nets = tuple(str(rules.parse_subnet(str(s))) for s in subnets)
     return NetworkPlan(rules.BRIDGE, name, nets, tuple(gateway(s) for s in nets), str(backend), parsed,
-                       _egress_from_record(data.get("egress")))
+                       _egress_from_record(data.get("egress")), attachments=attachments)
+
+
+def _attach_texts(data: object) -> tuple[str, ...]:
+    """The --attach texts of a record's attachments."""
+    if not isinstance(data, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("bridge"), str) and isinstance(a.get("subnets"), list)
+            and a["subnets"] and all(isinstance(t, str) for t in a["subnets"]) for a in data):
+        raise ValueError("the attachments are not a list of bridges with their subnets")
+    return tuple(f"{a['bridge']}={','.join(a['subnets'])}" for a in data)
 
 
 def _user_from_record(data: dict[str, Any]) -> NetworkPlan:

@@ -871,7 +871,10 @@ class Compiler:
         return binding.index if isinstance(binding, VarRef) else None
 
     def unchanged(self, e: s.Expr, scope: Scope) -> list[int] | None:
-        """The state variables of `UNCHANGED e`, through tuples and definitions, if that is all it is."""
+        """The state variables of `UNCHANGED e`, through tuples and definitions, if that is all it is
+        (a literal, such as a variable an instance's WITH replaced by a number, is unchanged)."""
+        if isinstance(e, s.Num | s.Str | s.Bool):
+            return []
         if isinstance(e, s.Tuple):
             found: list[int] = []
             for item in e.items:

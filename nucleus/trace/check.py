@@ -7,7 +7,9 @@ A real run's mount plan is longer than the model checker's bound (`MaxMounts`, 3
 formal/Filesystem.tla): the spec is instantiated with `MaxMounts` at the trace's largest
 `fs_total`, the smallest instance the run can be a behaviour of. The bound appears only in the
 initial range of `fs_total` (and in TypeOK), so the behaviours at a bound include those at every
-smaller one; formal/README.md says why the model-checked bound stands for the larger ones.
+smaller one; formal/README.md says why the model-checked bound stands for the larger ones. A run
+with more network attachments (`--attach`) records their number in `net_extra`, which System
+composes at its definition `NetExtra` (0 when model-checked): the trace is checked at its own.
 
 A refused trace is reported at its first impossible step: its index, the action the trace names,
 and the variables in which it differs from the allowed successor closest to it.
@@ -105,11 +107,37 @@ def _differences(model: Model, actual: State, allowed: list[State]) -> tuple[str
 
 
 def _defines(model_vars: list[str], doc: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    if "fs_total" not in model_vars:
-        return ()
-    totals = [s.get("fs_total") for s in doc["states"]]
-    largest = max((t for t in totals if isinstance(t, int) and not isinstance(t, bool)), default=0)
-    return (("MaxMounts", str(largest)),)
+    found: list[tuple[str, str]] = []
+    if "fs_total" in model_vars:
+        totals = [s.get("fs_total") for s in doc["states"]]
+        largest = max((t for t in totals if isinstance(t, int) and not isinstance(t, bool)), default=0)
+        found.append(("MaxMounts", str(largest)))
+    extra = _net_extra(model_vars, doc)
+    if extra is not None:
+        found.append(("NetExtra", str(extra)))
+    return tuple(found)
+
+
+def _net_extra(model_vars: list[str], doc: dict[str, Any]) -> int | None:
+    """A System trace of a run with more network attachments records their number, net_extra,
+    which the spec takes as its definition NetExtra (0 when model-checked): the trace is checked
+    against the spec at that number, and the variable is not the spec's. None for other traces."""
+    if "net_extra" in model_vars or "net_extra" not in (doc.get("vars") or []):
+        return None
+    values = {json.dumps(s.get("net_extra")) for s in doc["states"] if isinstance(s, dict)}
+    if len(values) != 1:
+        raise Unreadable("net_extra changes within the trace: it is fixed for a run")
+    value = json.loads(values.pop())
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Unreadable(f"net_extra is {value!r}, not a number of attachments")
+    return value
+
+
+def _without(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """The trace without the variable `name`."""
+    return {**doc, "vars": [n for n in doc.get("vars") or [] if n != name],
+            "states": [{k: x for k, x in s.items() if k != name} if isinstance(s, dict) else s
+                       for s in doc["states"]]}
 
 
 def check_file(path: str, formal: Path | None = None) -> Verdict:
@@ -129,6 +157,8 @@ def check_file(path: str, formal: Path | None = None) -> Verdict:
     try:
         names = list(_model(module, formal, ()).variables)
         model = _model(module, formal, _defines(names, doc))
+        if _net_extra(names, doc) is not None:
+            doc = _without(doc, "net_extra")
         states = states_of(model, Path(path), doc)
     except (TlaError, ValueError) as e:
         raise Unreadable(str(e)) from e

@@ -504,6 +504,29 @@ class NetVeth(Intent):
 
 
 @record
+class NetAttach(Intent):
+    """One more attachment of a bridged container (a compose service on several networks):
+    under the state directory's lock, `bridge` where it is missing and container `owner`'s lease
+    of an address of each of `subnets`, as NetBridge does; then the veth pair `host` and `peer`
+    on it, `peer` moved into the network namespace of the process the machine spawned, renamed
+    `inside`; the bridge's own rules where they are missing, with `backend`, as NetNat makes
+    them (no port of the container's). No route goes through it: the container reaches that
+    network's own subnets only. Done's detail lists the addresses leased."""
+
+    reports: ClassVar[tuple[str, str] | None] = ("net", "attach")
+    bridge: str = ""
+    subnets: tuple[str, ...] = ()
+    state: str = ""
+    owner: str = ""
+    host: str = ""
+    peer: str = ""
+    inside: str = "eth1"
+    backend: str = ""
+    # What its join writes inside before the link comes up (the link's own settings).
+    sysctls: tuple[tuple[str, str], ...] = ()
+
+
+@record
 class NetNat(Intent):
     """With `backend` ("nft" or "iptables"), under the state directory's lock: the bridge's own
     rules where they are missing (masquerade what leaves `subnets` for another link, forward to
@@ -543,6 +566,9 @@ class NetEgress(Intent):
     tcp_ports: tuple[tuple[int, int], ...] = ()
     udp_ports: tuple[tuple[int, int], ...] = ()
     any_port: bool = True
+    # The bridges of the container's more attachments: what they carry is dropped as the
+    # first's is (their addresses are among `addresses`).
+    more_bridges: tuple[str, ...] = ()
 
 
 @record
@@ -646,6 +672,18 @@ class NetLinkUp(Intent):
 
 
 @record
+class NetJoin(Intent):
+    """Inside: write each (file, value) of `sysctls`, give one more attachment's `link` each of
+    `addresses`, then bring it up."""
+
+    where: ClassVar[str] = "child"
+    reports: ClassVar[tuple[str, str] | None] = ("net", "join")
+    link: str = "eth1"
+    addresses: tuple[str, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
+
+
+@record
 class NetRoute(Intent):
     """Inside: the default route of each address family through its gateway on `link`."""
 
@@ -671,6 +709,9 @@ class NetTeardown(Intent):
     ports: tuple[Port, ...] = ()
     owner: str = ""
     state: str = ""
+    # With "attach" held: each more attachment's (bridge, host-side veth), its lease and veth
+    # removed as the first's are (what is already gone is fine).
+    attached: tuple[tuple[str, str], ...] = ()
 
 
 # Lifecycle ------------------------------------------------------------------------------------
@@ -789,8 +830,8 @@ INTENTS: dict[str, type[Intent]] = {
         BecomeRoot, SetPropagation, MountFs, BindMount, RemountFs, MakeDirs, MakeSymlinks,
         CopyTree, VerifyTree, MountVolume, KeepTree, MaskPaths, WriteFile, WriteSysctl, WriteSecret, BindSecret, PivotRoot, Chroot, DetachOldRoot, AuditMounts,
         DropCapabilities, LoadSeccomp, ApplyLandlock, Warn, CreateCgroup, SetCgroupLimits,
-        AttachCgroup, RemoveCgroup, NetBridge, NetVeth, NetNat, NetEgress, NetProxy, NetUser, NetFilter,
-        NetAddress, NetLinkUp, NetRoute, NetTeardown, ExecWorkload, SendSignal, Cleanup, JoinSpawn, JoinCgroup,
+        AttachCgroup, RemoveCgroup, NetBridge, NetVeth, NetAttach, NetNat, NetEgress, NetProxy, NetUser, NetFilter,
+        NetAddress, NetLinkUp, NetJoin, NetRoute, NetTeardown, ExecWorkload, SendSignal, Cleanup, JoinSpawn, JoinCgroup,
         EnterNamespaces, JoinIdentity, JoinFork, JoinDropCapabilities, JoinLoadSeccomp,
         JoinApplyLandlock, ExecCommand,
     )

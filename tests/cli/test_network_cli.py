@@ -9,6 +9,7 @@ import pytest
 from tests.helpers import describe, run_nucleus
 
 PUBLISH_HINT = "hint: write -p [IP:]HOST:CONTAINER[/tcp|udp], e.g. -p 8080:80 or -p 127.0.0.1:8080:80/tcp\n"
+ATTACH_HINT = "hint: write --attach BRIDGE=CIDR[,CIDR], e.g. --attach backend=10.89.0.0/16\n"
 REFUSED = [
     (["--network", "bridge", "-p", "8080"], "error: --publish '8080': expected [IP:]HOST:CONTAINER[/tcp|udp]\n"
      + PUBLISH_HINT),
@@ -51,6 +52,35 @@ REFUSED = [
      "error: --network 'host' is forbidden with --trust-level untrusted: the workload would share the host's "
      "network namespace\nhint: use --network none, or pass --trust-level trusted if you vouch for the "
      "workload\n"),
+    (["--network", "bridge", "--attach", "backend"], "error: --attach 'backend': expected BRIDGE=CIDR[,CIDR]\n"
+     + ATTACH_HINT),
+    (["--network", "bridge", "--attach", "br_1=10.89.0.0/16"], "error: --attach 'br_1=10.89.0.0/16': 'br_1' is "
+     "not a bridge name nucleus uses\nhint: 1-15 letters, digits and '-', starting with a letter\n"),
+    (["--network", "bridge", "--attach", "b1=10.89.0.1/16"], "error: --attach 'b1=10.89.0.1/16': subnet "
+     "'10.89.0.1/16': not an IPv4 or IPv6 network\nhint: the address bits beyond the prefix must be zero: "
+     "10.89.0.0/16\n"),
+    (["--network", "bridge", "--attach", "b1=10.89.0.0/16,10.90.0.0/16"], "error: --attach "
+     "'b1=10.89.0.0/16,10.90.0.0/16': one IPv4 subnet only ('10.89.0.0/16' and '10.90.0.0/16')\n" + ATTACH_HINT),
+    (["--attach", "b1=10.89.0.0/16"], "error: --attach 'b1=10.89.0.0/16': only with --network bridge (this run "
+     "has --network none)\nhint: add --network bridge\n"),
+    (["--network", "bridge", "--attach", "nucleus0=10.89.0.0/16"], "error: --attach 'nucleus0=10.89.0.0/16': "
+     "nucleus0 is already the first bridge (--bridge-name)\nhint: each bridge once: a container has one "
+     "interface on a bridge\n"),
+    (["--network", "bridge", "--attach", "b1=10.89.0.0/16", "--attach", "b1=10.90.0.0/16"], "error: --attach "
+     "'b1=10.90.0.0/16': b1 is already attached by --attach 'b1=10.89.0.0/16'\nhint: each bridge once: a "
+     "container has one interface on a bridge\n"),
+    (["--network", "bridge", "--attach", "b1=10.88.128.0/24"], "error: --attach 'b1=10.88.128.0/24': "
+     "10.88.128.0/24 overlaps the first bridge's 10.88.0.0/16\nhint: each network of a container needs a "
+     "subnet of its own\n"),
+    (["--network", "bridge", *(a for k in range(9) for a in ("--attach", f"b{k}=10.{100 + k}.0.0/16"))],
+     "error: --attach 'b8=10.108.0.0/16': at most 8 more bridges\n"
+     "hint: a container has its first bridge's interface and at most 8 more\n"),
+    (["--network", "bridge", "--attach", "b1=10.89.0.0/16", "--attach", "b2=10.89.4.0/24"], "error: --attach "
+     "'b2=10.89.4.0/24': 10.89.4.0/24 overlaps 10.89.0.0/16 of --attach 'b1=10.89.0.0/16'\nhint: each network "
+     "of a container needs a subnet of its own\n"),
+    (["--runtime", "gvisor", "--network", "bridge", "--attach", "b1=10.89.0.0/16"], "error: --attach with "
+     "--runtime gvisor: runsc's netstack takes the one interface of the namespace nucleus prepares for it\n"
+     "hint: drop it, or run with --runtime native\n"),
     (["--service-mode", "strict-agent", "--network", "bridge"],
      "error: --network 'bridge' needs --dns in strict-agent mode (row \"Bridge DNS\": strict-agent needs "
      "resolvers configured explicitly)\nhint: name your resolvers, e.g. --dns 10.0.0.1 (strict-agent mode "

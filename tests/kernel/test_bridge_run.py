@@ -122,3 +122,32 @@ def test_a_subnet_that_overlaps_a_host_route_is_refused_and_nothing_changes(lab)
                            "hint: choose another network with --subnet, e.g. --subnet 10.123.0.0/16\n")
     assert lab.scope.records() == {}
     lab.assert_clean()
+
+
+def test_no_interface_of_the_container_takes_router_advertisements(lab):
+    """Neither eth0 nor a more attachment's eth1 takes an address or a route from a router
+    advertisement on its bridge (the egress rules know only the leased addresses)."""
+    settings = " ".join(f"/proc/sys/net/ipv6/conf/{link}/{name}" for link in ("eth0", "eth1")
+                        for name in ("accept_ra", "autoconf"))
+    out = run(lab, "--attach", "ntra1=10.89.0.0/16", argv=("/bin/sh", "-c", f"cat {settings}"))
+    assert out.split() == ["0", "0", "0", "0"]
+    lab.assert_clean()
+
+
+def test_attaching_to_a_bridge_of_the_hosts_leaves_it_as_it_was(lab):
+    """A bridge nucleus did not make: the gateway address it lacked is taken off again, and its
+    route_localnet (which an attachment, publishing no port, never needs) is never changed."""
+    lab.in_host("ip", "link", "add", "hostbr9", "type", "bridge")
+    lab.in_host("ip", "link", "set", "hostbr9", "up")
+    try:
+        localnet = lab.in_host("cat", "/proc/sys/net/ipv4/conf/hostbr9/route_localnet").stdout
+        shown = lambda: lab.in_host("ip", "-o", "addr", "show", "dev", "hostbr9").stdout  # noqa: E731
+        before = shown()
+        out = run(lab, "--attach", "hostbr9=10.90.0.0/24", argv=("/bin/sh", "-c", "ip -o -4 addr show dev eth1"))
+        assert "10.90.0.2/24" in out
+        assert shown() == before
+        assert lab.in_host("cat", "/proc/sys/net/ipv4/conf/hostbr9/route_localnet").stdout == localnet == "0\n"
+        assert not os.path.exists(os.path.join(lab.scope.state_dir, "network", "hostbr9.json"))
+    finally:
+        lab.in_host("ip", "link", "del", "hostbr9", check=False)
+    lab.assert_clean()

@@ -31,6 +31,14 @@ def spec_strings(module: str, name: str) -> tuple[str, ...]:
     return tuple(re.findall(r'"([^"]*)"', m.group(1)))
 
 
+def spec_definition_strings(module: str, name: str) -> tuple[str, ...]:
+    """The string literals of a definition `name == ...` up to the next definition or comment, in
+    order (a plan written as sequences joined with \\o, each once)."""
+    m = re.search(rf"^{name}\s*==(.*?)(?=^\S)", spec_text(module), re.MULTILINE | re.DOTALL)
+    assert m, f"formal/{module}.tla defines no {name}"
+    return tuple(re.findall(r'"([^"]*)"', m.group(1)))
+
+
 def spec_int(module: str, name: str) -> int:
     m = re.search(rf"^{name}\s*==\s*(\d+)", spec_text(module), re.MULTILINE)
     assert m, f"formal/{module}.tla defines no {name}"
@@ -67,8 +75,9 @@ CONTROLS = ("caps", "seccomp", "landlock")  # the order of NextPhase in formal/S
 DEGRADABLE = spec_strings("Security", "Degradable")
 RES_STEPS = spec_strings("Resources", "StepNames")
 RES_SETTLED = spec_strings("Resources", "Settled")
-NET_BRIDGE_PLAN = spec_strings("Network", "BridgePlan")
-NET_EGRESS_PLAN = spec_strings("Network", "EgressPlan")
+# With one more attachment: each of the plan's names once, in the order the spec writes them.
+NET_BRIDGE_PLAN = spec_definition_strings("Network", "BridgePlan")
+NET_EGRESS_PLAN = spec_definition_strings("Network", "EgressPlan")
 NET_STEPS = spec_strings("Network", "StepNames")
 NET_HOST_STEPS = spec_strings("Network", "HostSteps")
 NET_SETTLED = spec_strings("Network", "Settled")

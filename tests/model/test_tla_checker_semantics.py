@@ -189,3 +189,14 @@ def test_priming_a_definition_with_arguments(tmp_path):
     with pytest.raises(SpecError, match="M.tla:8:12: priming y, a parameter or LET definition, is not supported"):
         checked(tmp_path, body + "Inc2(y) == y'\nUp2 == [][Inc2(x) = x']_x\n",
                 "INIT Init\nNEXT Next\nPROPERTY Up2\nCHECK_DEADLOCK FALSE\n")
+
+
+def test_a_variable_an_instance_replaces_by_a_literal_is_unchanged(tmp_path):
+    # TLC agrees: an instance whose variable y is WITH y <- 0 takes its UNCHANGED <<x, y>> steps.
+    (tmp_path / "Inner.tla").write_text(
+        "---- MODULE Inner ----\nEXTENDS Naturals\nVARIABLES x, y\n"
+        "Step == x < 2 /\\ x' = x + 1 /\\ UNCHANGED y\nStay == x = 2 /\\ UNCHANGED <<x, y>>\n====\n")
+    _, result = checked(tmp_path, "VARIABLE x\nI == INSTANCE Inner WITH y <- 0\n"
+                        "Init == x = 0\nNext == I!Step \\/ I!Stay\n", "INIT Init\nNEXT Next\n")
+    assert result.violation is None
+    assert (result.distinct, result.generated) == (3, 4)

@@ -22,6 +22,7 @@ from tests.model.spec_steps import (
     spec_init_network,
     spec_network,
 )
+from tests.model.walking import NET_ATTACHMENTS as ATTACHMENTS
 from tests.model.walking import NET_EGRESS as EGRESS
 from tests.model.walking import NET_PLANNED as PLANNED
 from tests.model.walking import NET_USER as USER
@@ -31,17 +32,21 @@ from tests.model.walking import Walk, WalkedMachine
 
 def net_inits() -> list[network.NetworkState]:
     """No bridge; a bridge (two plans that differ only outside the spec); a bridge with an
-    egress policy; a user-mode network, without and with a policy."""
+    egress policy; each with one and two more attachments; a user-mode network, without and
+    with a policy."""
     other = {**PLANNED, "veth": v.NetVeth("br1", "nc1", "np1", "eth1"), "gateways": ()}
+    more = [ATTACHMENTS[:1], ATTACHMENTS]
     return [network.initial(), network.initial(**PLANNED), network.initial(**other),
-            network.initial(**PLANNED, **EGRESS), network.initial(**USER), network.initial(**USER, **USER_EGRESS)]
+            network.initial(**PLANNED, **EGRESS), network.initial(**USER), network.initial(**USER, **USER_EGRESS),
+            *(network.initial(**PLANNED, attachments=a) for a in more),
+            *(network.initial(**PLANNED, **EGRESS, attachments=a) for a in more)]
 
 
 def net_events(s: network.NetworkState) -> list[v.Event]:
     # The bridge step's detail: the leased addresses (the spec does not see them). Abandon is
     # System's alone (taken with Lost): test_network_a_failed_step_holds_what_came_before_and_itself.
     return [e for e in network.candidate_events(s) if not isinstance(e, v.NetAbandon)] + [
-        v.NetDone("bridge", "10.88.0.2/16"), v.NetDone("proxy", "40001 40002")]
+        v.NetDone("bridge", "10.88.0.2/16"), v.NetDone("proxy", "40001 40002"), v.NetDone("attach", "10.89.0.2/16")]
 
 
 NET = WalkedMachine(network, "Network", "net", spec_init_network, spec_network, net_events)
@@ -158,8 +163,49 @@ def test_network_abstraction(net_walk):
 
 def test_network_is_initial_holds_exactly_on_the_spec_init():
     states = [
-        {"net_bridged": b, "net_user": u, "net_egress": e, "net_phase": p, "net_done": d, "net_held": h}
+        {"net_bridged": b, "net_user": u, "net_egress": e, "net_extra": x, "net_phase": p, "net_done": d,
+         "net_held": h}
         for b in BOOLS for u in BOOLS for e in BOOLS if not (b and u) and (b or u or not e)
+        for x in ((0, 1, 2) if b else (0,))
         for p in spec_strings("Network", "Phases") for d in (0, 1) for h in (frozenset(), frozenset({"veth"}))
     ]
     NET.check_is_initial(states)
+
+
+def test_network_more_attachments_come_before_the_policy_and_inside_before_the_route():
+    """Two more attachments with an egress policy: each attach step's intent in turn (its
+    addresses leased), the policy over every attachment's addresses and bridges, each join with
+    the addresses its attach leased, the route last; the teardown names every attachment."""
+    s = network.initial(**PLANNED, **EGRESS, attachments=ATTACHMENTS)
+    details = {"bridge": "10.88.0.2/16", "egress": "40001 40002"}
+    leased = iter(("10.89.0.2/16", "10.90.0.2/16"))
+    r = network.step(s, v.NetBegin())
+    seen: list[v.Intent] = []
+    while isinstance(r, Step) and r.intents:
+        (intent,) = r.intents
+        seen.append(intent)
+        name = intent.reports[1] if intent.reports else ""
+        detail = next(leased) if name == "attach" else details.get(name, "")
+        r = network.step(r.state, v.NetDone(name, detail))
+    assert isinstance(r, Step) and r.state.phase == "ready"
+    assert [type(i).__name__ for i in seen] == [
+        "NetBridge", "NetVeth", "NetNat", "NetAttach", "NetAttach", "NetEgress", "NetProxy", "NetAddress",
+        "NetLinkUp", "NetJoin", "NetJoin", "NetRoute"]
+    assert seen[3:5] == list(ATTACHMENTS)
+    egress = seen[5]
+    assert isinstance(egress, v.NetEgress)
+    assert egress.addresses == ("10.88.0.2/16", "10.89.0.2/16", "10.90.0.2/16")
+    assert egress.more_bridges == ("nt1", "nt2")
+    assert seen[9:11] == [v.NetJoin("eth1", ("10.89.0.2/16",)), v.NetJoin("eth2", ("10.90.0.2/16",))]
+    released = network.step(r.state, v.NetRelease())
+    assert isinstance(released, Step)
+    (teardown,) = released.intents
+    assert isinstance(teardown, v.NetTeardown) and "attach" in teardown.held
+    assert teardown.attached == (("nt1", "ncccc1"), ("nt2", "ncccc2"))
+
+
+def test_network_more_attachments_need_a_bridge():
+    with pytest.raises(ValueError, match="first bridge"):
+        network.initial(attachments=ATTACHMENTS[:1])
+    with pytest.raises(ValueError, match="at most 8"):
+        network.initial(**PLANNED, attachments=ATTACHMENTS * 5)

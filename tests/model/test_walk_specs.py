@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from nucleus import vocab as v
 from nucleus.machines import (
@@ -59,7 +60,10 @@ def test_spec_constants_match_the_code():
         if isinstance(resources.step(resources.ResourcesState(phase=p), v.ResRelease()), Step)
     }
     assert releasable == set(RES_SETTLED)
-    assert network.BRIDGE_PLAN == NET_BRIDGE_PLAN and network.EGRESS_PLAN == NET_EGRESS_PLAN
+    assert network.BRIDGE_PLAN == tuple(n for n in NET_BRIDGE_PLAN if n not in ("attach", "join"))
+    assert network.EGRESS_PLAN == tuple(n for n in NET_EGRESS_PLAN if n not in ("attach", "join"))
+    more = network.NetworkState(bridged=True, extra=1)
+    assert more.plan == NET_BRIDGE_PLAN and replace(more, egress=True).plan == NET_EGRESS_PLAN
     assert network.USER_PLAN == spec_strings("Network", "UserPlan")
     assert network.USER_EGRESS_PLAN == spec_strings("Network", "UserEgressPlan")
     assert set(network.STEPS) == set(NET_STEPS) and set(network.HOST_STEPS) == set(NET_HOST_STEPS)

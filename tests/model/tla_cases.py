@@ -28,7 +28,7 @@ from nucleus.tla.model import Model
 
 FORMAL = Path(__file__).resolve().parents[2] / "formal"
 
-TLC_VERSION = "TLC2 Version 2026.12.02.175520 (rev: cc6b616)"
+TLC_VERSION = "TLC2 Version 2026.12.03.185213 (rev: cc6b616)"
 # spec -> (distinct states, states generated, depth of the breadth-first search)
 STATES = {
     "Lifecycle": (60, 381, 6),
@@ -36,7 +36,7 @@ STATES = {
     "Filesystem": (184, 184, 8),
     "Security": (52, 52, 5),
     "Resources": (66, 92, 10),
-    "Network": (147, 176, 12),
+    "Network": (371, 444, 16),
     "System": (334_452, 951_536, 47),
     "Join": (94, 94, 12),
     "Service": (16_504, 69_013, 11),

@@ -299,6 +299,10 @@ NET_PLANNED: dict[str, Any] = {
     "teardown": v.NetTeardown((), "nucleus0", "ncccc", "nft", (), "c" * 32, "/run/nucleus"),
 }
 NET_EGRESS: dict[str, Any] = {"rules": v.NetEgress("{}"), "proxy": v.NetProxy("{}")}
+# More attachments (a compose service on several networks): up to the spec's MaxExtra.
+NET_ATTACHMENTS = tuple(
+    v.NetAttach(f"nt{k}", (f"10.{88 + k}.0.0/16",), "/run/nucleus", "c" * 32, f"ncccc{k}", f"npccc{k}", f"eth{k}")
+    for k in (1, 2))
 # A user-mode network (--network user), and its egress policy's proxy and rules inside.
 NET_USER: dict[str, Any] = {
     "usernet": v.NetUser("pasta", "/usr/bin/pasta", "eth0", "10.0.2.100/24", "10.0.2.2", "10.0.2.3", (),

@@ -75,3 +75,22 @@ def test_the_cli_accepts_the_recorded_runs_and_refuses_unreadable_input(tmp_path
     assert proc.returncode == 125 and f"trace '{bad}': not JSON" in proc.stderr
     proc = nucleus("--formal", str(tmp_path / "absent"), str(RECORDED[0]))
     assert proc.returncode == 125 and "--formal" in proc.stderr
+
+
+def test_a_run_with_more_attachments_is_checked_at_its_own_number(tmp_path):
+    """The bridged run records one more attachment (net_extra 1): it is a behaviour of System
+    at NetExtra 1, not at 0 (its attach step is none of that instance's), and a trace whose
+    number changes on the way is no run's."""
+    source = next(p for p in RECORDED if p.name.startswith("run-bridge"))
+    doc = json.loads(source.read_text())
+    assert {s["net_extra"] for s in doc["states"]} == {1}
+    assert any(s["event"]["arg"] == "attach" for s in doc["states"])
+    as_if_none = tmp_path / "none.itf.json"
+    as_if_none.write_text(json.dumps({**doc, "states": [{**s, "net_extra": 0} for s in doc["states"]]}))
+    verdict = check.check_file(str(as_if_none))
+    assert not verdict.ok and verdict.action == "net.Done(attach)", str(verdict)
+    changing = tmp_path / "changing.itf.json"
+    changing.write_text(json.dumps({**doc, "states": [{**s, "net_extra": 2 if i else 1}
+                                                      for i, s in enumerate(doc["states"])]}))
+    with pytest.raises(check.Unreadable, match="net_extra changes within the trace"):
+        check.check_file(str(changing))

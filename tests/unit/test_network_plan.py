@@ -153,3 +153,53 @@ def test_a_records_egress_policy_is_read_back_as_the_flags_are():
     for bad in ([], {"allow": ["192.0.2.1/24"]}, {"domain": [7]}):
         with pytest.raises(ValueError):
             plan.from_record({**record, "egress": bad})
+
+
+def _attached(*attach: str) -> ContainerConfig:
+    bridge = rules.Bridge(attach=attach, attachments=tuple(rules.parse_attach(a) for a in attach))
+    return ContainerConfig(argv=("true",), network="bridge", bridge=bridge)
+
+
+def test_more_attachments_plan_a_veth_of_their_own_on_each_bridge_and_a_teardown_naming_them():
+    net = plan.plan(_attached("front=10.89.0.0/16", "back=10.90.0.0/24,fd00:90::/64"), FACTS)
+    assert net.attachments == (rules.Attachment("front", ("10.89.0.0/16",)),
+                               rules.Attachment("back", ("10.90.0.0/24", "fd00:90::/64")))
+    state = plan.machine(net, CID, "/run/nucleus")
+    assert state.plan == ("bridge", "veth", "nat", "attach", "attach", "address", "up", "join", "join", "route")
+    assert state.attachments == (
+        v.NetAttach("front", ("10.89.0.0/16",), "/run/nucleus", CID, "nc0123456789ab1", "np0123456789ab1", "eth1",
+                    "nft", plan.link_sysctls("eth1")),
+        v.NetAttach("back", ("10.90.0.0/24", "fd00:90::/64"), "/run/nucleus", CID, "nc0123456789ab2",
+                    "np0123456789ab2", "eth2", "nft", plan.link_sysctls("eth2")))
+    assert plan.link_sysctls("eth1") == (("/proc/sys/net/ipv6/conf/eth1/accept_ra", "0"),
+                                         ("/proc/sys/net/ipv6/conf/eth1/autoconf", "0"))
+    assert state.up.sysctls == plan.NAMESPACE_SYSCTLS + plan.link_sysctls("eth0")
+    assert all(len(a.host) <= 15 and len(a.peer) <= 15 for a in state.attachments)  # a Linux link name
+    assert state.teardown.attached == (("front", "nc0123456789ab1"), ("back", "nc0123456789ab2"))
+    assert plan.teardown(net, CID, "/run/nucleus", ("attach",)).attached == state.teardown.attached
+
+
+def test_a_records_attachments_are_read_back_as_the_flags_are():
+    net = plan.plan(_attached("front=10.89.0.0/16"), FACTS)
+    record = plan.to_record(net)
+    assert record["attachments"] == [{"bridge": "front", "subnets": ["10.89.0.0/16"]}]
+    assert plan.from_record(record) == net
+    leased = {**record, "attachments": [{"bridge": "front", "subnets": ["10.89.0.0/16"], "addresses": ["10.89.0.2/16"]}]}
+    assert plan.from_record(leased) == net
+    for bad in ({"bridge": "front"}, [{"bridge": "front", "subnets": []}], [{"bridge": "nucleus0", "subnets":
+                                                                              ["10.89.0.0/16"]}]):
+        with pytest.raises(ValueError):
+            plan.from_record({**record, "attachments": bad})
+
+
+def test_an_attachment_that_overlaps_a_route_of_the_host_is_refused():
+    with pytest.raises(InvalidInput) as e:
+        plan.plan(_attached("front=192.0.2.0/25"), FACTS)
+    assert e.value.message == ("--attach 'front=192.0.2.0/25': 192.0.2.0/25 overlaps the host's route to "
+                               "192.0.2.0/24 (dev eth0)")
+    assert e.value.hint == "choose another network, e.g. --attach BRIDGE=10.123.0.0/16"
+
+
+def test_the_containers_namespace_forwards_nothing_between_its_interfaces():
+    assert ("/proc/sys/net/ipv4/ip_forward", "0") in plan.NAMESPACE_SYSCTLS
+    assert ("/proc/sys/net/ipv6/conf/all/forwarding", "0") in plan.NAMESPACE_SYSCTLS

@@ -362,7 +362,7 @@ def test_where_each_intent_is_carried_out():
         "SpawnChild", "WriteIdMaps", "Warn", "CreateCgroup", "SetCgroupLimits", "AttachCgroup",
         "RemoveCgroup", "SendSignal", "Cleanup", "JoinSpawn", "JoinCgroup",
         # a bridge's host side: in the host's network namespace
-        "NetBridge", "NetVeth", "NetNat", "NetEgress", "NetProxy", "NetTeardown",
+        "NetBridge", "NetVeth", "NetAttach", "NetNat", "NetEgress", "NetProxy", "NetTeardown",
         # a user-mode network's stack, started from the host's network namespace
         "NetUser",
     }
