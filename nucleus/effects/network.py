@@ -159,9 +159,12 @@ def attach(op: v.NetAttach, pid: int) -> str:
     them (its traffic forwarded whatever the host's forward policy: containers that only attach
     to it reach each other), with no port of the container's; then the veth pair into the network
     namespace of `pid`. The addresses leased, as Done's detail."""
-    addresses = _lease(op.state, op.bridge, op.subnets, op.owner, localnet=False)
-    if op.backend:
-        rules(v.NetNat(op.backend, op.bridge, op.subnets, addresses, (), op.owner, op.state))
+    try:
+        addresses = _lease(op.state, op.bridge, op.subnets, op.owner, localnet=False)
+        if op.backend:
+            rules(v.NetNat(op.backend, op.bridge, op.subnets, addresses, (), op.owner, op.state))
+    except NetError as e:  # named as the user gave it
+        raise NetError(e.errno or errno.EIO, f"--attach {op.bridge}={','.join(op.subnets)}: {e.message}") from None
     netlink.make_veth(op.host, op.peer, op.bridge, pid, op.inside)
     return " ".join(addresses)
 

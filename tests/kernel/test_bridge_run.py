@@ -151,3 +151,10 @@ def test_attaching_to_a_bridge_of_the_hosts_leaves_it_as_it_was(lab):
     finally:
         lab.in_host("ip", "link", "del", "hostbr9", check=False)
     lab.assert_clean()
+
+
+def test_an_attachment_to_what_is_no_bridge_is_refused_naming_it_and_nothing_is_left(lab):
+    done = lab.nucleus(*lab.scope.run_args("--network", "bridge", "--attach", "lo=10.89.0.0/16"), "--", "true")
+    assert (done.returncode, done.stdout) == (125, ""), describe(done)
+    assert "--attach lo=10.89.0.0/16: lo exists and is not a bridge" in done.stderr, describe(done)
+    lab.assert_clean()
