@@ -6,12 +6,18 @@ added and deleted by key), and a rule marked `nucleus_<bridge>` inserted at the 
 other table's forward chain whose policy is drop (the host's own firewall, iptables-nft's
 FORWARD among them), so that its policy does not stop the bridge's traffic; with iptables chains
 `NUCLEUS-<bridge>-FWD|PRE|OUT|POST` jumped to from the top of the built-in chains (a jump that
-accepts ends the built-in chain's walk, whatever its policy), and each published port a rule
-marked with the container's id.
+accepts ends the built-in chain's walk, whatever its policy), each published port a rule
+marked with the container's id, and a rule of the bridge's in the chain NUCLEUS-ISOLATION that
+all the bridges share (made with the first, removed with the last).
 
 The bridge's own rules: what leaves its subnets for another link is masqueraded; what comes
 from the bridge is forwarded; what goes to it only when it answers a connection of the
-container's or is a published port (DNAT), else it is dropped. A published port is forwarded
+container's or is a published port (DNAT), else it is dropped. Bridges do not reach each other:
+with nft each bridge's forward chain drops what enters it from elsewhere, and a drop in any base
+chain is final; with iptables the first bridge chain a packet meets would accept it (`-i <bridge>`)
+before the other bridge's chain could drop it, so each bridge chain begins with a jump to
+NUCLEUS-ISOLATION, which holds every bridge's drop of new traffic into it from elsewhere (traffic
+within one bridge, answers and published ports pass). A published port is forwarded
 for traffic to any local address from outside (prerouting) and from the host itself (output);
 traffic from the host's loopback is masqueraded to the bridge's address (the bridge has
 route_localnet on, nucleus.effects.network), and so is a container's traffic to a published
@@ -200,6 +206,28 @@ def _jumps() -> list[tuple[str, str, list[str]]]:
 
 
 _PARTS = {"FORWARD": "FWD", "PREROUTING": "PRE", "OUTPUT": "OUT", "POSTROUTING": "POST"}
+ISOLATION = "NUCLEUS-ISOLATION"
+
+
+def _isolation_rule(bridge: str) -> list[str]:
+    """The bridge's rule in ISOLATION: new traffic into it from any other link is dropped."""
+    return ["!", "-i", bridge, "-o", bridge, "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT",
+            "-j", "DROP"]
+
+
+def _ipt_isolate(cmd: str, bridge: str) -> None:
+    """ISOLATION where it is missing (another bridge may have just made it), with the bridge's rule
+    where that is missing."""
+    _run([cmd, "-w", "-t", "filter", "-N", ISOLATION], check=False)
+    rule = _isolation_rule(bridge)
+    if _run([cmd, "-w", "-t", "filter", "-C", ISOLATION, *rule], check=False).returncode != 0:
+        _run([cmd, "-w", "-t", "filter", "-A", ISOLATION, *rule])
+
+
+def _ipt_unisolate(cmd: str, bridge: str) -> None:
+    """The bridge's rule in ISOLATION, then ISOLATION itself unless other bridges still use it."""
+    _run([cmd, "-w", "-t", "filter", "-D", ISOLATION, *_isolation_rule(bridge)], check=False)
+    _run([cmd, "-w", "-t", "filter", "-X", ISOLATION], check=False)
 
 
 def _ipt_bridge(bridge: str, subnets: tuple[str, ...]) -> None:
@@ -209,7 +237,9 @@ def _ipt_bridge(bridge: str, subnets: tuple[str, ...]) -> None:
         fwd, post = _chain(bridge, "FWD"), _chain(bridge, "POST")
         for table, builtin, _ in _jumps():
             _run([cmd, "-w", "-t", table, "-N", _chain(bridge, _PARTS[builtin])])
+        _ipt_isolate(cmd, bridge)
         rules = [
+            ["-A", fwd, "-j", ISOLATION],
             ["-A", fwd, "-i", bridge, "-j", "ACCEPT"],
             ["-A", fwd, "-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
             ["-A", fwd, "-o", bridge, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"],
@@ -236,6 +266,7 @@ def _ipt_unbridge(bridge: str) -> None:
             _run([cmd, "-w", "-t", table, "-D", builtin, *match, "-j", chain], check=False)
             _run([cmd, "-w", "-t", table, "-F", chain], check=False)
             _run([cmd, "-w", "-t", table, "-X", chain], check=False)
+        _ipt_unisolate(cmd, bridge)
 
 
 def _ipt_port_rules(owner: str, ports: Ports, addresses: tuple[str, ...]) -> list[tuple[str, list[str]]]:
