@@ -169,13 +169,20 @@ def parse_attach(raw: str) -> Attachment:
         raise InvalidInput(f"{flag}: {name!r} is not a bridge name nucleus uses",
                            hint="1-15 letters, digits and '-', starting with a letter")
     subnets = tuple(parse_subnet(text, f"{flag}: subnet {text!r}") for text in nets.split(","))
-    for version in (4, 6):
-        same = [n for n in subnets if n.version == version]
-        if len(same) > 1:
-            raise InvalidInput(f"{flag}: one IPv{version} subnet only ({str(same[0])!r} and {str(same[1])!r})",
-                               hint=ATTACH_HINT)
+    twice = _twice_in_a_family(subnets)
+    if twice:
+        raise InvalidInput(f"{flag}: one IPv{twice[0].version} subnet only ({str(twice[0])!r} and "
+                           f"{str(twice[1])!r})", hint=ATTACH_HINT)
     return Attachment(name, tuple(str(n) for n in subnets))
 
+
+def _twice_in_a_family(nets: tuple[Subnet, ...] | list[Subnet]) -> tuple[Subnet, Subnet] | None:
+    """The first two of `nets` of one address family, if any: a bridge has one of each."""
+    for version in (4, 6):
+        same = [n for n in nets if n.version == version]
+        if len(same) > 1:
+            return same[0], same[1]
+    return None
 
 
 def parse_dns(text: str) -> str:
@@ -238,10 +245,10 @@ def validate(mode: str, spec: Bridge, dns: tuple[str, ...]) -> None:
     if spec.nat_backend is not None and spec.nat_backend not in NAT_BACKENDS:
         raise InvalidInput(f"--nat-backend {spec.nat_backend!r}: expected one of {', '.join(NAT_BACKENDS)}")
     nets = [parse_subnet(s) for s in spec.networks]
-    for version in (4, 6):
-        same = [n for n in nets if n.version == version]
-        if len(same) > 1:
-            raise InvalidInput(f"--subnet {str(same[1])!r}: one IPv{version} subnet only (also {str(same[0])!r})")
+    twice = _twice_in_a_family(nets)
+    if twice:
+        raise InvalidInput(f"--subnet {str(twice[1])!r}: one IPv{twice[0].version} subnet only "
+                           f"(also {str(twice[0])!r})")
     _check_attachments(spec, nets)
     seen: dict[tuple[str, str, int], str] = {}
     for proto, address, host, _ in spec.publish:

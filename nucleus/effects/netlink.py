@@ -61,21 +61,24 @@ def make_bridge(name: str, addresses: tuple[str, ...]) -> None:
         ipr.link("set", index=index, state="up")
 
 
+def _lacked(ipr: IPRoute, index: int, addresses: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `addresses` the link at `index` lacks."""
+    have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)}
+    return tuple(a for a in addresses if _normal(a) not in have)
+
+
 def missing_addresses(name: str, addresses: tuple[str, ...]) -> tuple[str, ...]:
     """Those of `addresses` link `name` lacks."""
     with _route(f"read the addresses of {name}") as ipr:
-        have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=_index(ipr, name))}
-    return tuple(a for a in addresses if _normal(a) not in have)
+        return _lacked(ipr, _index(ipr, name), addresses)
 
 
 def ensure_addresses(name: str, addresses: tuple[str, ...]) -> None:
     """Give link `name` each of `addresses` it lacks, and bring it up."""
     with _route(f"configure bridge {name}") as ipr:
         index = _index(ipr, name)
-        have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)}
-        for address in addresses:
-            if _normal(address) not in have:
-                _add_address(ipr, index, address)
+        for address in _lacked(ipr, index, addresses):
+            _add_address(ipr, index, address)
         ipr.link("set", index=index, state="up")
 
 

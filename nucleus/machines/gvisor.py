@@ -238,10 +238,8 @@ def is_initial(state: GvisorState) -> bool:
 
 
 def to_tla(state: GvisorState) -> dict[str, object]:
-    # formal/Gvisor.tla composes the network at net_extra = 0 (gVisor takes one attachment)
-    net = {k: x for k, x in network.to_tla(state.net).items() if k != "net_extra" or x}
     return {"gv_status": state.status, "gv_bundle": state.bundle, "gv_sandbox": state.sandbox,
-            "gv_netns": state.netns, **net}
+            "gv_netns": state.netns, **network.composed_tla(state.net)}
 
 
 def from_tla(values: dict[str, object], base: GvisorState | None = None) -> GvisorState:

@@ -84,11 +84,9 @@ class NetworkState:
             return USER_EGRESS_PLAN if self.egress else USER_PLAN
         if not self.bridged:
             return ()
-        more = ("attach",) * self.extra
-        joins = ("join",) * self.extra
-        if self.egress:
-            return ("bridge", "veth", "nat", *more, "egress", "proxy", "address", "up", *joins, "route")
-        return ("bridge", "veth", "nat", *more, "address", "up", *joins, "route")
+        plan = EGRESS_PLAN if self.egress else BRIDGE_PLAN
+        nat, up = plan.index("nat") + 1, plan.index("up") + 1  # more attachments: after nat, joins after up
+        return (*plan[:nat], *("attach",) * self.extra, *plan[nat:up], *("join",) * self.extra, *plan[up:])
 
     def has_done(self, step_name: str) -> bool:
         plan = self.plan
@@ -123,8 +121,7 @@ def initial(bridge: v.NetBridge | None = None, veth: v.NetVeth | None = None,
         extra=len(attachments), attachments=attachments,
         bridge=bridge or v.NetBridge(), veth=veth or v.NetVeth(), nat=nat or v.NetNat(),
         rules=rules or v.NetEgress(), proxy=proxy or v.NetProxy(), gateways=gateways,
-        up=up or v.NetLinkUp((veth or v.NetVeth()).inside),
-        teardown=(teardown or v.NetTeardown()).replace(attached=tuple((a.bridge, a.host) for a in attachments)),
+        up=up or v.NetLinkUp((veth or v.NetVeth()).inside), teardown=teardown or v.NetTeardown(),
     )
 
 
@@ -230,6 +227,16 @@ def to_tla(state: NetworkState) -> dict[str, object]:
     return {"net_bridged": state.bridged, "net_user": state.user, "net_egress": state.egress,
             "net_extra": state.extra, "net_phase": state.phase,
             "net_done": state.done, "net_held": state.held}
+
+
+def composed_tla(state: NetworkState) -> dict[str, object]:
+    """The variables as a spec that composes this machine at a fixed number of more attachments
+    sees them (System at its NetExtra, 0 when model-checked; Gvisor at 0): `net_extra` only
+    where there are some, so that a real run's trace records its number."""
+    values = to_tla(state)
+    if not state.extra:
+        del values["net_extra"]
+    return values
 
 
 def from_tla(values: dict[str, object], base: NetworkState | None = None) -> NetworkState:

@@ -188,11 +188,9 @@ def is_initial(s: SystemState) -> bool:
 
 def to_tla(s: SystemState) -> dict[str, object]:
     out: dict[str, object] = {}
-    for name, module in MACHINES.items():
-        out.update(module.to_tla(getattr(s, name)))
+    for name, module in MACHINES.items():  # the network as formal/System.tla composes it, at NetExtra
+        out.update((network.composed_tla if module is network else module.to_tla)(getattr(s, name)))
     out["sys_mode"] = s.mode
-    if out["net_extra"] == 0:  # formal/System.tla composes the network at net_extra = 0
-        del out["net_extra"]
     return out
 
 

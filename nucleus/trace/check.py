@@ -106,13 +106,12 @@ def _differences(model: Model, actual: State, allowed: list[State]) -> tuple[str
                  for n, a, b in zip(model.variables, actual, closest, strict=True) if a != b)
 
 
-def _defines(model_vars: list[str], doc: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+def _defines(model_vars: list[str], doc: dict[str, Any], extra: int | None) -> tuple[tuple[str, str], ...]:
     found: list[tuple[str, str]] = []
     if "fs_total" in model_vars:
         totals = [s.get("fs_total") for s in doc["states"]]
         largest = max((t for t in totals if isinstance(t, int) and not isinstance(t, bool)), default=0)
         found.append(("MaxMounts", str(largest)))
-    extra = _net_extra(model_vars, doc)
     if extra is not None:
         found.append(("NetExtra", str(extra)))
     return tuple(found)
@@ -156,8 +155,9 @@ def check_file(path: str, formal: Path | None = None) -> Verdict:
         raise Unreadable(f"no specification {module}.tla in {str(formal)!r}")
     try:
         names = list(_model(module, formal, ()).variables)
-        model = _model(module, formal, _defines(names, doc))
-        if _net_extra(names, doc) is not None:
+        extra = _net_extra(names, doc)
+        model = _model(module, formal, _defines(names, doc, extra))
+        if extra is not None:
             doc = _without(doc, "net_extra")
         states = states_of(model, Path(path), doc)
     except (TlaError, ValueError) as e:

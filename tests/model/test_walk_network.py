@@ -176,7 +176,8 @@ def test_network_more_attachments_come_before_the_policy_and_inside_before_the_r
     """Two more attachments with an egress policy: each attach step's intent in turn (its
     addresses leased), the policy over every attachment's addresses and bridges, each join with
     the addresses its attach leased, the route last; the teardown names every attachment."""
-    s = network.initial(**PLANNED, **EGRESS, attachments=ATTACHMENTS)
+    planned = PLANNED["teardown"].replace(attached=tuple((a.bridge, a.host) for a in ATTACHMENTS))
+    s = network.initial(**{**PLANNED, "teardown": planned}, **EGRESS, attachments=ATTACHMENTS)
     details = {"bridge": "10.88.0.2/16", "egress": "40001 40002"}
     leased = iter(("10.89.0.2/16", "10.90.0.2/16"))
     r = network.step(s, v.NetBegin())

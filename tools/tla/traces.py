@@ -65,9 +65,10 @@ def simulated_runs(tlc: Tlc, spec: str, runs: Sequence[Run], depth: int, num: in
         shutil.rmtree(rundir, ignore_errors=True)
         return simulate(tlc, spec, run, depth, num, rundir)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in range(0, len(runs), max(1, workers)):
-            batch = runs[start:start + max(1, workers)]
+    size = max(1, workers)
+    with ThreadPoolExecutor(max_workers=size) as pool:
+        for start in range(0, len(runs), size):
+            batch = runs[start:start + size]
             yield from zip(batch, pool.map(one, batch), strict=True)
 
 
